@@ -1,0 +1,76 @@
+"""RabbitMQ as Offload uses it: Dramatiq's broker for workers, the same queue shape for publishers.
+
+Every queue ``Q`` comes with ``Q.DQ`` (Dramatiq's delay queue) and ``Q.XQ`` (dead letters, kept
+7 days), declared durable with ``x-max-priority`` so that priorities work. Publishers and workers
+must declare them with identical arguments or RabbitMQ refuses the second declaration
+(dramatiq#301), so both take them from :func:`queue_arguments`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.common import dq_name, xq_name
+from dramatiq.encoder import JSONEncoder
+from dramatiq.middleware import Middleware
+
+from offload.contracts import MAX_BROKER_PRIORITY
+from offload.errors import ConfigError
+
+#: pika connection parameters that bound how long a hung or blocked broker can hold a caller
+#: (reliability-security.md D2: defaults measured 15 s for a hung broker and forever in an alarm).
+TIMEOUT_PARAMETERS = {
+    "socket_timeout": "2",
+    "stack_timeout": "2",
+    "blocked_connection_timeout": "2",
+    "connection_attempts": "1",
+    "heartbeat": "30",
+}
+
+
+def queue_arguments(queue: str) -> dict[str, dict[str, Any]]:
+    """The three queues behind ``queue`` and their declare arguments, exactly as Dramatiq declares them."""
+    main = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": xq_name(queue),
+        "x-max-priority": MAX_BROKER_PRIORITY,
+    }
+    return {queue: main, dq_name(queue): dict(main), xq_name(queue): {"x-message-ttl": DEAD_MESSAGE_TTL}}
+
+
+def with_timeouts(url: str) -> str:
+    """``url`` with the timeout parameters added, keeping any the operator set explicitly."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for name, value in TIMEOUT_PARAMETERS.items():
+        query.setdefault(name, value)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def require_json_encoder() -> None:
+    """Refuse to run with any encoder but JSON (pickle would run code from the queue; D7).
+
+    Raises:
+        ConfigError: another encoder is installed.
+    """
+    encoder = dramatiq.get_encoder()
+    if type(encoder) is not JSONEncoder:
+        raise ConfigError(f"Dramatiq's encoder is {type(encoder).__name__}; Offload only runs with JSONEncoder.")
+
+
+def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> RabbitmqBroker:
+    """The worker's Dramatiq broker: confirms on, bounded timeouts, priorities, JSON only.
+
+    Raises:
+        ConfigError: the encoder is not JSON.
+    """
+    require_json_encoder()
+    return RabbitmqBroker(
+        url=with_timeouts(url),
+        confirm_delivery=True,
+        max_priority=MAX_BROKER_PRIORITY,
+        middleware=middleware,
+    )

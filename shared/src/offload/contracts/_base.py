@@ -1,0 +1,133 @@
+"""The shape of a job contract: what a job type is called, where it goes and what it accepts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+from offload.errors import ValidationFailed
+
+#: Dramatiq's rule for queue names (``dramatiq/actor.py``); job type names follow ``domain.verb``.
+QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
+JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+class Payload(BaseModel):
+    """Base of every payload model: strict types, unknown fields refused, bounded strings.
+
+    Strict mode means ``"100"`` is not an int and ``true`` is not a number; ``extra="forbid"``
+    turns a misspelt or smuggled field into a 422 that names it.
+    """
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        str_max_length=10_000,
+        allow_inf_nan=False,
+    )
+
+
+class Priority(str, Enum):
+    """Client-facing priorities. RabbitMQ serves higher numbers first (``x-max-priority``)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def broker_priority(self) -> int:
+        """The AMQP priority for this level; messages with no priority count as 0, below ``low``."""
+        return {"high": 3, "normal": 2, "low": 1}[self.value]
+
+
+#: The ``x-max-priority`` every Offload queue is declared with. Changing it breaks redeclaration
+#: of existing queues (dramatiq#301), so it is fixed here and documented in the wire format.
+MAX_BROKER_PRIORITY = 3
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed attempt is retried. Durations are seconds.
+
+    Backoff doubles from ``min_backoff`` up to ``max_backoff``, with jitter. Retries wait in Redis,
+    not in RabbitMQ, so a long backoff never holds a delivery past ``consumer_timeout``.
+    """
+
+    #: Retries after the first attempt unless the client asks for fewer or more.
+    max_retries: int = 3
+    #: The most retries a client may ask for with the ``max_retries`` option.
+    max_retries_limit: int = 10
+    min_backoff: float = 1.0
+    max_backoff: float = 300.0
+
+
+@dataclass(frozen=True)
+class JobContract:
+    """One job type, as data. The API, the publisher, the workers and the documents derive from it.
+
+    Args:
+        name: the public type name, ``domain.verb`` (also the Dramatiq actor name).
+        queue: the RabbitMQ queue the worker for this domain consumes.
+        payload: the pydantic model of the payload.
+        description: one sentence for the job-type list and the OpenAPI document.
+        result: optional model describing the result, for documentation.
+        retry: the retry policy.
+        time_limit: seconds an attempt may run before it is interrupted.
+        priority: the default priority.
+    """
+
+    name: str
+    queue: str
+    payload: type[Payload]
+    description: str
+    result: type[BaseModel] | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    time_limit: float = 300.0
+    priority: Priority = Priority.NORMAL
+
+    def __post_init__(self) -> None:
+        if not JOB_TYPE_NAME.match(self.name):
+            raise ValueError(f"Job type {self.name!r} is not 'domain.verb' in lower case.")
+        if not QUEUE_NAME.match(self.queue):
+            raise ValueError(f"Queue {self.queue!r} of {self.name!r} is not a valid queue name.")
+        if self.time_limit <= 0 or self.retry.max_retries > self.retry.max_retries_limit:
+            raise ValueError(f"Contract {self.name!r} has a non-positive time limit or too many retries.")
+
+    def parse(self, data: Any) -> Payload:
+        """Validate ``data`` against the payload model.
+
+        Raises:
+            ValidationFailed: the payload does not match; ``errors`` names each field under ``payload``.
+        """
+        try:
+            return self.payload.model_validate(data)
+        except PydanticValidationError as exc:
+            raise ValidationFailed(
+                f"The payload does not match the contract of {self.name!r}.",
+                errors=pydantic_errors(exc, prefix=("payload",)),
+            ) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema (2020-12) of this contract's payload."""
+        schema = self.payload.model_json_schema()
+        schema.setdefault("title", self.payload.__name__)
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://offload.dev/schemas/{self.name}.json"
+        return schema
+
+
+def pydantic_errors(exc: PydanticValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Flatten pydantic errors into ``{"field": "a.b[0]", "problem": "..."}`` items, never echoing input."""
+    items = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = ""
+        for part in (*prefix, *err["loc"]):
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        items.append({"field": path or "body", "problem": err["msg"]})
+    return items

@@ -1,0 +1,61 @@
+"""The registry of every job contract: the one list the API, workers and documents derive from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from offload.contracts._base import JobContract
+from offload.errors import UnknownJobType
+
+
+class Registry:
+    """An immutable, ordered set of contracts, looked up by type name (an allow-list, never ``getattr``).
+
+    Raises:
+        ValueError: at construction, when two contracts share a name.
+    """
+
+    def __init__(self, contracts: Iterable[JobContract]) -> None:
+        self._contracts: dict[str, JobContract] = {}
+        for contract in contracts:
+            if contract.name in self._contracts:
+                raise ValueError(f"Job type {contract.name!r} is registered twice.")
+            self._contracts[contract.name] = contract
+
+    def get(self, name: object) -> JobContract:
+        """The contract named ``name``.
+
+        Raises:
+            UnknownJobType: no contract has that name.
+        """
+        contract = self._contracts.get(name) if isinstance(name, str) else None
+        if contract is None:
+            shown = name if isinstance(name, str) and len(name) <= 100 else "(invalid)"
+            raise UnknownJobType(
+                f"Unknown job type {shown!r}. See GET /v1/job-types for the list.", field="type"
+            )
+        return contract
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._contracts
+
+    def __iter__(self) -> Iterator[JobContract]:
+        return iter(self._contracts.values())
+
+    def __len__(self) -> int:
+        return len(self._contracts)
+
+    @property
+    def names(self) -> list[str]:
+        """Every type name, in registration order."""
+        return list(self._contracts)
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue some contract routes to, sorted."""
+        return sorted({contract.queue for contract in self})
+
+    def for_queues(self, queues: Iterable[str]) -> list[JobContract]:
+        """The contracts routed to any of ``queues`` (what one worker must serve)."""
+        wanted = set(queues)
+        return [contract for contract in self if contract.queue in wanted]

@@ -1,0 +1,138 @@
+"""Errors raised by Offload, one taxonomy for every process.
+
+* OffloadError              base of everything below
+  x ConfigError             settings missing or invalid; the process refuses to start
+  x ClientError             the caller asked for something wrong (HTTP 4xx, see ``status``)
+  | + ValidationFailed      a payload or option does not match its contract (422)
+  | + UnknownJobType        no contract has that name (422)
+  | + NotFound              no such job or batch for this caller (404, same for other tenants)
+  | + Conflict              e.g. an ``Idempotency-Key`` reused with another body (409)
+  | + InvalidState          the job is not in a state that allows the action (409)
+  x DependencyError         a server we need is down, hung or refusing (HTTP 503 + Retry-After)
+  | + BrokerUnavailable     RabbitMQ refused, timed out or did not confirm the message
+  | + StatusStoreUnavailable Redis is unreachable
+  x JobError                raised by a job handler
+    + PermanentJobError     retrying cannot help; the job fails at once
+    + TransientJobError     worth retrying with backoff
+    + JobCancelled          the job saw a cancel request and stopped
+
+Every error carries a stable ``code`` (snake_case, part of the API) and a one-sentence message
+that is safe to show a client: no URL with credentials, no secret, no stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OffloadError(Exception):
+    """Base class of every error Offload raises on purpose."""
+
+    #: Stable machine-readable code, part of the public API.
+    code: ClassVar[str] = "offload_error"
+
+    def __init__(self, message: str, *, code: str | None = None, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        #: Data needed to act on the error (job id, field path, ...); safe to show a client.
+        self.context = context
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class ConfigError(OffloadError):
+    """Settings are missing or invalid; the message names the environment variable."""
+
+    code = "config_error"
+
+
+class ClientError(OffloadError):
+    """The caller asked for something that cannot be done; maps to an HTTP 4xx."""
+
+    code = "bad_request"
+    status: ClassVar[int] = 400
+
+
+class ValidationFailed(ClientError):
+    """A payload or option does not match its contract. ``errors`` lists each field path and problem."""
+
+    code = "validation_failed"
+    status = 422
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.errors = errors or []
+
+
+class UnknownJobType(ClientError):
+    """No contract is registered under the requested job type."""
+
+    code = "unknown_job_type"
+    status = 422
+
+
+class NotFound(ClientError):
+    """No such job or batch visible to this caller (another tenant's job is not found either)."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ClientError):
+    """The request conflicts with earlier state, such as an idempotency key reused with another body."""
+
+    code = "conflict"
+    status = 409
+
+
+class InvalidState(ClientError):
+    """The job's current state does not allow the action (cancel a finished job, retry a running one)."""
+
+    code = "invalid_state"
+    status = 409
+
+
+class DependencyError(OffloadError):
+    """A server Offload needs is unavailable. Clients should retry after ``retry_after`` seconds."""
+
+    code = "dependency_unavailable"
+    retry_after: ClassVar[int] = 2
+
+
+class BrokerUnavailable(DependencyError):
+    """RabbitMQ refused the connection, timed out, blocked us (alarm) or did not confirm the message."""
+
+    code = "broker_unavailable"
+
+
+class StatusStoreUnavailable(DependencyError):
+    """Redis, which holds job state, is unreachable or timed out."""
+
+    code = "status_store_unavailable"
+
+
+class JobError(OffloadError):
+    """Raised by a job handler to end an attempt with a reason."""
+
+    code = "job_error"
+
+
+class PermanentJobError(JobError):
+    """Retrying cannot help (bad input, a 5xx SMTP reply, a corrupt file): the job fails at once."""
+
+    code = "permanent_error"
+
+
+class TransientJobError(JobError):
+    """The attempt failed for a reason that may pass (timeout, 4xx SMTP reply): retry with backoff."""
+
+    code = "transient_error"
+
+
+class JobCancelled(JobError):
+    """The handler saw a cancel request and stopped; the job ends ``cancelled``."""
+
+    code = "cancelled"

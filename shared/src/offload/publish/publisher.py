@@ -1,0 +1,264 @@
+"""The publisher: submission in, job record written, message confirmed, job id out.
+
+This is the path behind ``POST /v1/jobs`` and the Python SDK other services use. Order matters
+(reliability-security.md F5, F8): the record is written first, so a job is never on the broker
+without a readable state; if the broker then does not confirm, the record is removed again (with a
+tombstone that makes a late-arriving message be dropped), so a client that got 503 never finds a
+job stuck in ``queued``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from offload.contracts import REGISTRY, Registry
+from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable
+from offload.publish.amqp import ConfirmingPublisher
+from offload.publish.wire import WireMessage, encode_message
+from offload.settings import Settings
+from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms
+from offload.submission import PreparedJob, Preparer
+from offload.urls import UrlPolicy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submission: the job's id and state; ``replayed`` when an idempotency key matched."""
+
+    job_id: str
+    state: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class BatchSubmitted:
+    """The answer to a batch submission."""
+
+    batch_id: str
+    jobs: list[Submitted]
+
+
+class Publisher:
+    """Validate, record and publish jobs by type name; never imports a worker.
+
+    Args:
+        store: the job status store.
+        amqp: the confirming AMQP publisher.
+        preparer: validates submissions against the contract registry.
+        publish_timeout: seconds a publish may take before it counts as failed.
+        idempotency_ttl: seconds an ``Idempotency-Key`` is remembered.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: StatusStore,
+        amqp: ConfirmingPublisher,
+        preparer: Preparer,
+        publish_timeout: float = 2.0,
+        idempotency_ttl: int = 86_400,
+    ) -> None:
+        self.store = store
+        self.amqp = amqp
+        self.preparer = preparer
+        self.publish_timeout = publish_timeout
+        self.idempotency_ttl = idempotency_ttl
+        self.batches = BatchStore(store, ttl=store.retention.failed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, registry: Registry = REGISTRY, url_policy: UrlPolicy | None = None) -> Publisher:
+        """Build the publisher a process needs from its settings (one per process)."""
+        from offload.broker import queue_arguments  # the broker module imports dramatiq; keep it lazy
+
+        store = StatusStore.from_url(
+            settings.redis_url.get_secret_value(),
+            prefix=settings.redis_prefix,
+            retention=Retention(settings.retention_succeeded, settings.retention_failed),
+        )
+        amqp = ConfirmingPublisher(
+            settings.broker_url.get_secret_value(), queue_arguments=queue_arguments, timeout=settings.publish_timeout
+        )
+        preparer = Preparer(registry=registry, url_policy=url_policy or settings_url_policy(settings), max_delay=settings.max_delay)
+        return cls(
+            store=store, amqp=amqp, preparer=preparer, publish_timeout=settings.publish_timeout,
+            idempotency_ttl=settings.idempotency_ttl,
+        )
+
+    # -- the SDK -----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        job_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        tenant: str = "default",
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> Submitted:
+        """Submit one job by type name, e.g. ``publish("system.sleep", {"ms": 500}, tenant="acme")``.
+
+        ``options`` are those of the HTTP API: ``priority``, ``delay``, ``max_retries``,
+        ``callback_url``, ``then``.
+
+        Raises:
+            ValidationFailed: the payload or an option is invalid.
+            UnknownJobType: no such job type.
+            Conflict: ``idempotency_key`` was used with another submission.
+            BrokerUnavailable: RabbitMQ did not take the message (nothing is left behind).
+            StatusStoreUnavailable: Redis is unavailable (nothing was published).
+        """
+        body = {"type": job_type, "payload": payload or {}, "options": options}
+        return self.submit(body, tenant=tenant, idempotency_key=idempotency_key)
+
+    def submit(self, body: Any, *, tenant: str, idempotency_key: str | None = None) -> Submitted:
+        """Submit a raw ``{"type", "payload", "options"}`` document (what the HTTP API receives).
+
+        Raises:
+            ValidationFailed: the payload or an option is invalid.
+            UnknownJobType: no such job type.
+            Conflict: ``idempotency_key`` was used with another submission.
+            BrokerUnavailable: RabbitMQ did not take the message (nothing is left behind).
+            StatusStoreUnavailable: Redis is unavailable (nothing was published).
+        """
+        prepared = self.preparer.prepare(body, tenant=tenant)
+        return self.enqueue(prepared, idempotency_key=idempotency_key)
+
+    def submit_batch(self, bodies: Sequence[Any], *, tenant: str) -> BatchSubmitted:
+        """Validate every submission first (all or none), then record and publish them together.
+
+        Raises:
+            ValidationFailed: one submission is invalid; the field path starts with ``jobs[i]``.
+            BrokerUnavailable: some messages were not confirmed; those jobs were withdrawn.
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        from offload.errors import ValidationFailed
+
+        batch_id = str(uuid.uuid4())
+        prepared = []
+        for index, body in enumerate(bodies):
+            try:
+                prepared.append(self.preparer.prepare(body, tenant=tenant, batch_id=batch_id))
+            except ValidationFailed as exc:
+                errors = [{**e, "field": f"jobs[{index}].{e['field']}"} for e in exc.errors]
+                raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=errors, code=exc.code) from None
+        self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
+        records = [(p, self._record(p, None)) for p in prepared]
+        immediate = [(p, body) for p, body in records if p.delay is None]
+        errors = self.amqp.publish_many(
+            [(p.contract.queue, body, p.priority.broker_priority) for p, body in immediate],
+            timeout=self.publish_timeout,
+        )
+        failed = [(p, err) for (p, _), err in zip(immediate, errors, strict=True) if err is not None]
+        if failed:
+            for p, _ in failed:
+                self._withdraw(p, None)
+            raise failed[0][1]
+        return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
+
+    def enqueue(self, prepared: PreparedJob, *, idempotency_key: str | None = None) -> Submitted:
+        """Record and publish one prepared job (the core of :meth:`submit`).
+
+        Raises:
+            Conflict: ``idempotency_key`` was used with another submission.
+            BrokerUnavailable: RabbitMQ did not take the message (the record is withdrawn).
+            StatusStoreUnavailable: Redis is unavailable (nothing was published).
+        """
+        body = self._record(prepared, idempotency_key)
+        if isinstance(body, Submitted):
+            return body
+        if prepared.delay is not None:
+            return Submitted(prepared.job_id, "scheduled")
+        try:
+            self.amqp.publish(
+                prepared.contract.queue, body, priority=prepared.priority.broker_priority, timeout=self.publish_timeout
+            )
+        except BrokerUnavailable:
+            self._withdraw(prepared, idempotency_key)
+            raise
+        return Submitted(prepared.job_id, "queued")
+
+    def republish(self, message: bytes, *, timeout: float | None = None) -> None:
+        """Publish a stored message again (delayed jobs coming due, retries, manual retries).
+
+        Raises:
+            BrokerUnavailable: RabbitMQ did not confirm it.
+        """
+        wire = WireMessage.decode(message)
+        self.amqp.publish(wire.queue, wire.body, priority=wire.priority, timeout=timeout or self.publish_timeout)
+
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobRecord | None:
+        """The job's record (None if unknown or another tenant's).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.get(job_id, tenant=tenant)
+
+    def close(self) -> None:
+        """Close the broker connection."""
+        self.amqp.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _record(self, prepared: PreparedJob, idempotency_key: str | None) -> bytes | Submitted:
+        created_at = now_ms()
+        body = encode_message(
+            job_id=prepared.job_id,
+            job_type=prepared.contract.name,
+            queue=prepared.contract.queue,
+            payload=prepared.payload.model_dump(mode="json"),
+            tenant=prepared.tenant,
+            broker_priority=prepared.priority.broker_priority,
+            timestamp_ms=created_at,
+        )
+        fields: dict[str, str | int] = {
+            "tenant": prepared.tenant,
+            "type": prepared.contract.name,
+            "queue": prepared.contract.queue,
+            "priority": prepared.priority.value,
+            "max_retries": prepared.max_retries,
+            "created_at": created_at,
+            "message": body.decode(),
+        }
+        for name, value in (
+            ("callback_url", prepared.callback_url),
+            ("batch_id", prepared.batch_id),
+            ("parent_id", prepared.parent_id),
+            ("idempotency_key", idempotency_key),
+        ):
+            if value:
+                fields[name] = value
+        if prepared.follow_ups:
+            fields["then"] = json.dumps([f.model_dump(mode="json") for f in prepared.follow_ups])
+        scheduled_for = created_at + int(prepared.delay * 1000) if prepared.delay is not None else None
+        created = self.store.create(
+            prepared.job_id, fields, scheduled_for=scheduled_for, idempotency_key=idempotency_key,
+            fingerprint=prepared.fingerprint, idempotency_ttl=self.idempotency_ttl,
+        )
+        if created.outcome == "conflict":
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request.",
+                code="idempotency_key_reused", job_id=created.job_id,
+            )
+        if created.outcome == "exists":
+            record = self.store.get(created.job_id)
+            return Submitted(created.job_id, record.state.value if record else "queued", replayed=True)
+        return body
+
+    def _withdraw(self, prepared: PreparedJob, idempotency_key: str | None) -> None:
+        try:
+            self.store.abort(prepared.job_id, tenant=prepared.tenant, idempotency_key=idempotency_key)
+        except StatusStoreUnavailable:
+            logger.error("Could not withdraw job %s after a failed publish; Redis is unavailable.", prepared.job_id)
+
+
+def settings_url_policy(settings: Settings) -> UrlPolicy:
+    """The outbound URL policy for these settings (plain http only outside production)."""
+    return UrlPolicy(allow_http=settings.env != "production", allow_hosts=tuple(settings.url_allow_hosts))

@@ -1,0 +1,79 @@
+"""The wire format: the Dramatiq JSON message Offload publishes, and what it reads back.
+
+Any service, in any language, can publish a job by sending this JSON body to the job type's queue
+(default exchange, routing key = queue name, ``delivery_mode=2``, optional AMQP ``priority`` 1-3)::
+
+    {
+      "queue_name": "system",                 # the contract's queue
+      "actor_name": "system.sleep",           # the job type
+      "args": [],
+      "kwargs": {"job_id": "<uuid4>", "payload": {"ms": 500}},
+      "options": {"broker_priority": 2, "offload": {"v": 1, "tenant": "acme"}},
+      "message_id": "<the same uuid4>",
+      "message_timestamp": 1767225600000      # milliseconds since the epoch
+    }
+
+A message whose job has no record (a publisher that did not write one) is adopted by the worker:
+it creates the record from ``options.offload`` (``tenant``, default ``"default"``; optional
+``max_retries``), so the job is listed and trackable like any other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+#: Version of the ``options.offload`` block.
+WIRE_VERSION = 1
+
+
+def encode_message(
+    *,
+    job_id: str,
+    job_type: str,
+    queue: str,
+    payload: dict[str, Any],
+    tenant: str,
+    broker_priority: int,
+    timestamp_ms: int,
+) -> bytes:
+    """The message body, byte-compatible with ``dramatiq.Message.encode()`` under the JSON encoder."""
+    message = {
+        "queue_name": queue,
+        "actor_name": job_type,
+        "args": [],
+        "kwargs": {"job_id": job_id, "payload": payload},
+        "options": {"broker_priority": broker_priority, "offload": {"v": WIRE_VERSION, "tenant": tenant}},
+        "message_id": job_id,
+        "message_timestamp": timestamp_ms,
+    }
+    return json.dumps(message, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """The routing facts of an encoded message."""
+
+    queue: str
+    priority: int | None
+    body: bytes
+
+    @classmethod
+    def decode(cls, body: bytes) -> WireMessage:
+        """Read the queue and priority back out of a stored message body.
+
+        Raises:
+            ValueError: the body is not an Offload message.
+        """
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("queue_name"), str):
+            raise ValueError("Not an Offload message.")
+        priority = (data.get("options") or {}).get("broker_priority")
+        return cls(queue=data["queue_name"], priority=priority if isinstance(priority, int) else None, body=body)
+
+
+def offload_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options.offload`` block of a decoded message ({} when a foreign publisher left it out)."""
+    block = options.get("offload")
+    return block if isinstance(block, dict) else {}

@@ -1,0 +1,159 @@
+"""Process settings, read once from ``OFFLOAD_*`` environment variables.
+
+Every process (API, worker, scheduler, SDK user) builds one frozen :class:`Settings` at its
+composition root and passes it down. Only this module reads the environment. Secrets are
+``SecretStr`` so that they never appear in a ``repr``, a log line or a response.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from offload.errors import ConfigError
+
+#: The roles an API key can carry. ``client`` submits and reads its own tenant's jobs; ``admin`` also
+#: sees every tenant and operates queues.
+Role = Literal["client", "admin"]
+
+_ROLES: tuple[Role, ...] = ("client", "admin")
+
+
+class ApiKey:
+    """One API key entry: the tenant it acts for and its role. The secret itself is the map key."""
+
+    __slots__ = ("role", "tenant")
+
+    def __init__(self, tenant: str, role: Role) -> None:
+        self.tenant = tenant
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"ApiKey(tenant={self.tenant!r}, role={self.role!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and (self.tenant, self.role) == (other.tenant, other.role)
+
+    def __hash__(self) -> int:
+        return hash((self.tenant, self.role))
+
+
+def parse_api_keys(raw: str) -> dict[str, ApiKey]:
+    """Parse ``"key=tenant:role,key2=tenant2:role2"`` into a map from key to :class:`ApiKey`.
+
+    Raises:
+        ConfigError: an entry is malformed; the message never contains the key itself.
+    """
+    keys: dict[str, ApiKey] = {}
+    for position, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
+        secret, sep, grant = entry.partition("=")
+        tenant, _, role = grant.partition(":")
+        role = role or "client"
+        if not sep or not secret or not tenant or role not in _ROLES:
+            raise ConfigError(
+                f"OFFLOAD_API_KEYS entry {position} is not 'key=tenant:role' with role one of {list(_ROLES)}."
+            )
+        if len(secret) < 16:
+            raise ConfigError(f"OFFLOAD_API_KEYS entry {position} has a key shorter than 16 characters.")
+        keys[secret] = ApiKey(tenant, role)  # type: ignore[arg-type]
+    return keys
+
+
+class Settings(BaseSettings):
+    """Settings shared by every Offload process.
+
+    Each field reads ``OFFLOAD_<FIELD>``; durations are in seconds unless the name says otherwise.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", frozen=True, extra="ignore")
+
+    #: Which environment this is; ``production`` refuses known-insecure defaults.
+    env: Literal["development", "test", "production"] = "development"
+    #: AMQP URL of RabbitMQ (vhost included).
+    broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/%2F")
+    #: Redis URL of the job status store (database included).
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    #: Prefix of every Redis key Offload writes, so that several installations can share one Redis.
+    redis_prefix: str = "offload"
+    #: API keys, ``key=tenant:role,...``. Empty means no key is accepted.
+    api_keys: SecretStr = SecretStr("")
+
+    #: Seconds a succeeded job's record is kept.
+    retention_succeeded: int = Field(default=86_400, ge=60)
+    #: Seconds a failed, dead or cancelled job's record is kept.
+    retention_failed: int = Field(default=7 * 86_400, ge=60)
+    #: Seconds an ``Idempotency-Key`` is remembered.
+    idempotency_ttl: int = Field(default=86_400, ge=60)
+
+    #: Largest HTTP request body in bytes (checked before parsing).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Most jobs in one batch request.
+    max_batch_jobs: int = Field(default=500, ge=1, le=10_000)
+    #: Longest delay a client may ask for, in seconds (30 days).
+    max_delay: int = Field(default=30 * 86_400, ge=1)
+    #: Seconds an enqueue may take end to end before the API answers 503.
+    publish_timeout: float = Field(default=2.0, gt=0, le=30)
+    #: RabbitMQ's ``consumer_timeout`` in seconds; time limits and backoffs must stay below it.
+    consumer_timeout: int = Field(default=1800, ge=60)
+    #: Deliveries of one job that may end without the job finishing (worker crash) before it is dead.
+    max_unfinished_attempts: int = Field(default=3, ge=1, le=100)
+    #: Most Server-Sent Event streams one API process keeps open at once.
+    max_event_streams: int = Field(default=1000, ge=1)
+    #: Seconds between SSE keep-alive comments.
+    sse_keepalive: float = Field(default=15.0, gt=0)
+
+    #: Log level and format (``json`` lines, or ``text`` for a terminal).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    #: Hosts exempt from the SSRF guard's public-address rule (comma-separated; development and tests).
+    url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Public base URL of the API, used in status and events links (empty: taken from the request).
+    public_url: str = ""
+
+    @field_validator("url_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
+
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())
+        return value
+
+    @property
+    def keys(self) -> dict[str, ApiKey]:
+        """The parsed API keys (key → tenant and role)."""
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+    def check_production(self) -> None:
+        """Refuse to run in production with development credentials.
+
+        Raises:
+            ConfigError: a known-insecure default is in use.
+        """
+        if self.env != "production":
+            return
+        if "guest:guest@" in self.broker_url.get_secret_value():
+            raise ConfigError("OFFLOAD_BROKER_URL uses RabbitMQ's guest account; set an application user.")
+        if not self.keys:
+            raise ConfigError("OFFLOAD_API_KEYS is empty; no client could authenticate.")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, turning validation errors into :class:`ConfigError`.
+
+    Raises:
+        ConfigError: a variable is missing or invalid; the message names the variable.
+    """
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"OFFLOAD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"Invalid settings: {problems}.") from None
+    settings.check_production()
+    return settings

@@ -1,0 +1,116 @@
+"""The job record as read back from the status store, and its public JSON form."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from offload.status.states import JobState
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as an ISO 8601 UTC timestamp, or ``None``."""
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+def _json(value: str | None) -> Any:
+    return json.loads(value) if value else None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job's state, progress, result and bookkeeping, as stored in Redis."""
+
+    id: str
+    type: str
+    tenant: str
+    queue: str
+    state: JobState
+    priority: str
+    attempts: int
+    max_retries: int
+    progress: int
+    progress_message: str | None
+    result: Any
+    error_code: str | None
+    error_message: str | None
+    cancel_requested: bool
+    created_at: int
+    scheduled_for: int | None
+    started_at: int | None
+    finished_at: int | None
+    updated_at: int | None
+    seq: int
+    batch_id: str | None
+    parent_id: str | None
+    callback_url: str | None
+    payload: Any
+    follow_ups: list[dict[str, Any]]
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> JobRecord:
+        """Build a record from the Redis hash (all values strings)."""
+        message = _json(raw.get("message")) or {}
+        return cls(
+            id=raw["id"],
+            type=raw.get("type", ""),
+            tenant=raw.get("tenant", ""),
+            queue=raw.get("queue", ""),
+            state=JobState(raw.get("state", "queued")),
+            priority=raw.get("priority", "normal"),
+            attempts=int(raw.get("attempts") or 0),
+            max_retries=int(raw.get("max_retries") or 0),
+            progress=int(float(raw.get("progress") or 0)),
+            progress_message=raw.get("progress_message") or None,
+            result=_json(raw.get("result")),
+            error_code=raw.get("error_code") or None,
+            error_message=raw.get("error_message") or None,
+            cancel_requested=raw.get("cancel_requested") == "1",
+            created_at=int(raw.get("created_at") or 0),
+            scheduled_for=_int(raw.get("scheduled_for")),
+            started_at=_int(raw.get("started_at")),
+            finished_at=_int(raw.get("finished_at")),
+            updated_at=_int(raw.get("updated_at")),
+            seq=int(raw.get("seq") or 0),
+            batch_id=raw.get("batch_id") or None,
+            parent_id=raw.get("parent_id") or None,
+            callback_url=raw.get("callback_url") or None,
+            payload=message.get("kwargs", {}).get("payload"),
+            follow_ups=_json(raw.get("then")) or [],
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape clients see (``GET /v1/jobs/{id}``, SDK, events)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "state": self.state.value,
+            "progress": {"percent": self.progress, "message": self.progress_message},
+            "result": self.result,
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "priority": self.priority,
+            "queue": self.queue,
+            "tenant": self.tenant,
+            "payload": self.payload,
+            "cancel_requested": self.cancel_requested,
+            "created_at": iso(self.created_at),
+            "scheduled_for": iso(self.scheduled_for),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "updated_at": iso(self.updated_at),
+            "batch_id": self.batch_id,
+            "parent_id": self.parent_id,
+            "callback_url": self.callback_url,
+            "then": [f["type"] for f in self.follow_ups],
+            "seq": self.seq,
+        }

@@ -1,0 +1,455 @@
+"""The job status store: Redis hashes moved forward by Lua compare-and-set scripts.
+
+Each job is one hash (``<prefix>:job:<id>``) plus a capped history list. Every change bumps the
+job's ``seq`` and is published on ``<prefix>:events:<id>`` for live events. Per-tenant sorted
+sets index jobs by state and type, so listing never scans the keyspace.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from offload.errors import StatusStoreUnavailable
+from offload.status.records import JobRecord
+from offload.status.states import JobState
+
+_SCRIPTS = ("create", "abort", "start", "progress", "finish", "cancel", "reopen", "claim_due", "promoted")
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch (what every stored timestamp uses)."""
+    return int(time.time() * 1000)
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files("offload.status") / "lua"
+    prelude = (folder / "_prelude.lua").read_text()
+    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Turn any Redis connection failure into :class:`StatusStoreUnavailable` (HTTP 503).
+
+    Raises:
+        StatusStoreUnavailable: Redis is unreachable, timed out or answered with an error.
+    """
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StatusStoreUnavailable("The job status store (Redis) is unavailable.") from exc
+    except redis.ResponseError as exc:
+        raise StatusStoreUnavailable("The job status store (Redis) refused the request.") from exc
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished records are kept, in seconds."""
+
+    succeeded: int = 86_400
+    failed: int = 7 * 86_400
+
+    def ttl_ms(self, state: JobState) -> int:
+        """Milliseconds a record in ``state`` is kept (0: while active, kept until it ends)."""
+        if state is JobState.SUCCEEDED:
+            return self.succeeded * 1000
+        return self.failed * 1000 if state.terminal else 0
+
+
+@dataclass(frozen=True)
+class Created:
+    """Outcome of :meth:`StatusStore.create`: ``created``, ``exists`` (same id or same idempotency key) or ``conflict``."""
+
+    outcome: Literal["created", "exists", "conflict"]
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """Outcome of :meth:`StatusStore.start`: what the worker should do with the message."""
+
+    outcome: Literal["run", "skip", "missing", "aborted", "dead"]
+    attempt: int = 0
+    state: str | None = None
+    cancel_requested: bool = False
+    max_retries: int = 0
+    tenant: str = ""
+    has_follow_ups: bool = False
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing; ``cursor`` fetches the next page, ``None`` at the end."""
+
+    records: list[JobRecord]
+    cursor: str | None
+
+
+class StatusStore:
+    """Reads and moves job records. Thread-safe (one connection pool), usable under gevent.
+
+    Args:
+        client: a Redis client with ``decode_responses=True``.
+        prefix: the key prefix (``OFFLOAD_REDIS_PREFIX``).
+        retention: how long finished records are kept.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "offload", retention: Retention | None = None) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.retention = retention or Retention()
+        self._scripts = {name: client.register_script(text) for name, text in _load_scripts().items()}
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "offload", retention: Retention | None = None) -> StatusStore:
+        """Connect with short timeouts, so that a dead Redis costs a request about a second, not minutes."""
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=30,
+            retry_on_timeout=False,
+        )
+        return cls(client, prefix=prefix, retention=retention)
+
+    def key(self, *parts: str) -> str:
+        """A key under this store's prefix."""
+        return ":".join((self.prefix, *parts))
+
+    def _run(self, name: str, job_id: str, *args: object) -> Any:
+        with redis_errors():
+            return self._scripts[name](args=[self.prefix, job_id, now_ms(), *args])
+
+    # -- creation ----------------------------------------------------------------------------
+
+    def create(
+        self,
+        job_id: str,
+        fields: dict[str, str | int],
+        *,
+        scheduled_for: int | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        idempotency_ttl: int = 86_400,
+    ) -> Created:
+        """Write a new record, ``queued`` (or ``scheduled`` when ``scheduled_for`` is set).
+
+        ``fields`` must hold at least ``tenant``, ``type``, ``queue`` and ``created_at``. With an
+        idempotency key, a second create with the same key returns the first job's id.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        state = "scheduled" if scheduled_for is not None else "queued"
+        idem = self.key("idem", str(fields["tenant"]), idempotency_key) if idempotency_key else ""
+        flat = [item for pair in fields.items() for item in pair]
+        outcome, found = self._run(
+            "create", job_id, state, scheduled_for or "", idem, fingerprint, idempotency_ttl * 1000, "", *flat
+        )
+        return Created(outcome, found)
+
+    def abort(self, job_id: str, *, tenant: str, idempotency_key: str | None = None) -> bool:
+        """Delete a record whose message was never confirmed, leaving a tombstone; True if it was removed.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        idem = self.key("idem", tenant, idempotency_key) if idempotency_key else ""
+        return bool(self._run("abort", job_id, self.retention.failed * 1000, idem))
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    def start(self, job_id: str, *, max_unfinished: int) -> Started:
+        """Open an attempt for a delivered message (see ``lua/start.lua`` for the outcomes).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        reply = self._run("start", job_id, max_unfinished, self.retention.failed * 1000)
+        outcome = reply[0]
+        if outcome == "run":
+            return Started(
+                "run", attempt=int(reply[1]), cancel_requested=reply[2] == "1", max_retries=int(reply[3]),
+                tenant=reply[4], has_follow_ups=reply[5] == "1", parent_id=reply[6] or None,
+            )
+        if outcome == "skip":
+            return Started("skip", state=reply[1])
+        if outcome == "dead":
+            return Started("dead", attempt=int(reply[1]))
+        return Started(outcome)
+
+    def progress(self, job_id: str, attempt: int, percent: int, message: str = "") -> tuple[str, bool]:
+        """Record progress of a running attempt; returns ``(state, cancel_requested)``.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        state, cancel = self._run("progress", job_id, attempt, max(0, min(100, percent)), message)
+        return state, cancel == "1"
+
+    def finish(
+        self,
+        job_id: str,
+        attempt: int,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: tuple[str, str] | None = None,
+        retry_at: int | None = None,
+    ) -> bool:
+        """End a running attempt in ``state``; False if the attempt was stale (the job moved on).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        code, message = error or ("", "")
+        encoded = json.dumps(result, separators=(",", ":")) if result is not None else ""
+        return bool(
+            self._run(
+                "finish", job_id, attempt, state.value, self.retention.ttl_ms(state), encoded, code, message,
+                retry_at or "",
+            )
+        )
+
+    def claim_due(self, *, limit: int = 100, lease_ms: int = 30_000) -> list[tuple[str, bytes]]:
+        """Claim delayed or backed-off jobs that are due, returning ``(job_id, message)`` pairs.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        flat = self._run("claim_due", "", limit, lease_ms)
+        return [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)]
+
+    def promoted(self, job_id: str) -> bool:
+        """Mark a claimed job as published (``scheduled`` → ``queued``) and release its lease.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return bool(self._run("promoted", job_id))
+
+    def next_due(self) -> float | None:
+        """Milliseconds timestamp of the earliest scheduled job, or None.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            first = self.client.zrange(self.key("scheduled"), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    # -- the client's side -------------------------------------------------------------------
+
+    def cancel(self, job_id: str, *, tenant: str | None) -> tuple[str, str | None]:
+        """Cancel for ``tenant`` (None: any, for admins). Returns ``(outcome, final state)``.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        reply = self._run("cancel", job_id, tenant or "*", self.retention.failed * 1000)
+        return reply[0], (reply[1] if len(reply) > 1 else None)
+
+    def reopen(self, job_id: str, *, tenant: str | None) -> tuple[str, str]:
+        """Move a failed, dead or cancelled job back to ``queued``; returns ``("queued", message)`` or ``(outcome, state)``.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        reply = self._run("reopen", job_id, tenant or "*")
+        return reply[0], (reply[1] if len(reply) > 1 else "")
+
+    def get(self, job_id: str, *, tenant: str | None = None) -> JobRecord | None:
+        """The record, or None if missing or (when ``tenant`` is given) owned by another tenant.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            raw = self.client.hgetall(self.key("job", job_id))
+        if not raw or (tenant is not None and raw.get("tenant") != tenant):
+            return None
+        return JobRecord.from_hash(raw)
+
+    def follow_ups(self, job_id: str) -> list[dict[str, Any]]:
+        """The follow-up specs stored with a job (``options.then``).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            raw = self.client.hget(self.key("job", job_id), "then")
+        return json.loads(raw) if raw else []
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's state changes, oldest first (each as published on its events channel).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            entries = self.client.lrange(self.key("job", job_id, "history"), 0, -1)
+        return [json.loads(entry) for entry in entries]
+
+    def list(
+        self,
+        *,
+        tenant: str | None,
+        state: JobState | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first, filtered by state and type, ``limit`` per page.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+            ValueError: the cursor is malformed.
+        """
+        index = self.key("idx", tenant or "_all")
+        if job_type and tenant:
+            index += f":t:{job_type}"
+        if state:
+            index += f":s:{state.value}"
+        max_score, after_id = _decode_cursor(cursor)
+        records: list[JobRecord] = []
+        with redis_errors():
+            while len(records) <= limit:
+                batch = self.client.zrevrangebyscore(
+                    index, max_score, "-inf", start=0, num=limit + 50, withscores=True
+                )
+                fresh = [(m, s) for m, s in batch if not (s == max_score and after_id is not None and m >= after_id)]
+                if not fresh:
+                    break
+                records.extend(self._load(fresh, index, tenant is None and job_type, job_type))
+                max_score, after_id = fresh[-1][1], fresh[-1][0]
+                if len(batch) < limit + 50:
+                    break
+        page, more = records[:limit], len(records) > limit
+        if not page:
+            return Page([], None)
+        last = page[-1]
+        next_cursor = _encode_cursor(last.created_at, last.id) if more else None
+        return Page(page, next_cursor)
+
+    def _load(self, members: list[tuple[str, float]], index: str, filter_type: object, job_type: str | None) -> list[JobRecord]:
+        pipe = self.client.pipeline(transaction=False)
+        for member, _ in members:
+            pipe.hgetall(self.key("job", member))
+        records = []
+        gone = []
+        for (member, _), raw in zip(members, pipe.execute(), strict=True):
+            if not raw:
+                gone.append(member)
+                continue
+            if filter_type and raw.get("type") != job_type:
+                continue
+            records.append(JobRecord.from_hash(raw))
+        if gone:  # records expired by retention; drop their index entries lazily
+            self.client.zrem(index, *gone)
+        return records
+
+    def ping(self) -> None:
+        """Check that Redis answers.
+
+        Raises:
+            StatusStoreUnavailable: it does not.
+        """
+        with redis_errors():
+            self.client.ping()
+
+    def events_channel(self, job_id: str) -> str:
+        """The pub/sub channel a job's changes are published on."""
+        return self.key("events", job_id)
+
+
+def _encode_cursor(score: int, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{score}:{job_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float | str, str | None]:
+    if not cursor:
+        return "+inf", None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, _, job_id = raw.partition(":")
+        return float(score), job_id or None
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("The cursor is not valid; use the one a previous page returned.") from None
+
+
+class BatchStore:
+    """Batches: a named list of job ids whose status is the aggregate of its jobs'.
+
+    Args:
+        store: the job status store whose client and prefix it shares.
+        ttl: seconds a batch is remembered (the longest record retention).
+    """
+
+    def __init__(self, store: StatusStore, *, ttl: int) -> None:
+        self.store = store
+        self.ttl = ttl
+
+    def create(self, batch_id: str, *, tenant: str, job_ids: list[str]) -> None:
+        """Remember a batch and its jobs.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        key = self.store.key("batch", batch_id)
+        with redis_errors():
+            pipe = self.store.client.pipeline(transaction=True)
+            pipe.hset(key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)})
+            pipe.expire(key, self.ttl)
+            pipe.execute()
+
+    def get(self, batch_id: str, *, tenant: str | None) -> dict[str, Any] | None:
+        """The batch with counts per state, overall progress and each job's state, or None.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            raw = self.store.client.hgetall(self.store.key("batch", batch_id))
+            if not raw or (tenant is not None and raw.get("tenant") != tenant):
+                return None
+            job_ids: list[str] = json.loads(raw["jobs"])
+            pipe = self.store.client.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.hmget(self.store.key("job", job_id), "state", "progress")
+            rows = pipe.execute()
+        return _aggregate(raw, job_ids, rows)
+
+
+def _aggregate(raw: dict[str, str], job_ids: list[str], rows: list[list[str | None]]) -> dict[str, Any]:
+    counts = {state.value: 0 for state in JobState}
+    jobs = []
+    progress = 0.0
+    for job_id, (state, percent) in zip(job_ids, rows, strict=True):
+        state = state or "expired"
+        counts[state] = counts.get(state, 0) + 1
+        done = state in {s.value for s in JobState if s.terminal} or state == "expired"
+        progress += 100.0 if done else float(percent or 0)
+        jobs.append({"id": job_id, "state": state})
+    total = len(job_ids)
+    finished = sum(n for state, n in counts.items() if state not in {"queued", "scheduled", "running", "retrying"})
+    return {
+        "id": raw["id"],
+        "total": total,
+        "finished": finished,
+        "done": finished == total,
+        "progress": round(progress / total) if total else 100,
+        "counts": counts,
+        "created_at": int(raw["created_at"]),
+        "jobs": jobs,
+    }

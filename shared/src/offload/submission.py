@@ -1,0 +1,187 @@
+"""What a client may ask for when it submits a job, validated the same way for HTTP and the SDK.
+
+A submission is ``{"type": ..., "payload": {...}, "options": {...}}``. :func:`prepare` checks it
+against the contract registry and returns a :class:`PreparedJob` that the publisher turns into a
+job record and a Dramatiq message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from offload.contracts import JobContract, Payload, Priority, Registry, pydantic_errors
+from offload.errors import ValidationFailed
+from offload.urls import UrlPolicy
+
+#: The most follow-up jobs one job may name.
+MAX_FOLLOW_UPS = 10
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class FollowUpOptions(_Strict):
+    """Options of a follow-up job (no delay: it starts when its parent succeeds)."""
+
+    priority: Literal["high", "normal", "low"] | None = None
+    max_retries: int | None = Field(default=None, ge=0)
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+
+class FollowUp(_Strict):
+    """A job to run when its parent succeeds. Its handler can read the parent's result."""
+
+    type: str = Field(max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    options: FollowUpOptions = Field(default_factory=FollowUpOptions)
+
+
+class JobOptions(_Strict):
+    """Options accepted with every job, over HTTP and from the SDK."""
+
+    priority: Literal["high", "normal", "low"] | None = Field(
+        default=None, description="Queue priority; defaults to the job type's."
+    )
+    delay: float | None = Field(default=None, ge=0, description="Seconds to wait before the job may start.")
+    max_retries: int | None = Field(default=None, ge=0, description="Retries after a failed attempt.")
+    callback_url: str | None = Field(
+        default=None, max_length=2048, description="Signed webhook target called when the job ends."
+    )
+    then: list[FollowUp] = Field(
+        default_factory=list, max_length=MAX_FOLLOW_UPS, description="Jobs to run when this one succeeds."
+    )
+
+
+class JobRequest(_Strict):
+    """The body of ``POST /v1/jobs``."""
+
+    type: Any = Field(description="The job type, e.g. 'system.sleep' (see GET /v1/job-types).")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A validated submission, ready to be recorded and published.
+
+    ``fingerprint`` is a hash of the normalised request, used to tell an ``Idempotency-Key`` reused
+    with the same body from one reused with another.
+    """
+
+    job_id: str
+    contract: JobContract
+    payload: Payload
+    tenant: str
+    priority: Priority
+    max_retries: int
+    delay: float | None
+    callback_url: str | None
+    follow_ups: tuple[FollowUp, ...]
+    fingerprint: str
+    parent_id: str | None = None
+    batch_id: str | None = None
+
+
+def new_job_id() -> str:
+    """A fresh job id: a random UUIDv4 (122 random bits, so ids cannot be guessed or enumerated)."""
+    return str(uuid.uuid4())
+
+
+def follow_up_id(parent_id: str, index: int) -> str:
+    """The id of a parent's ``index``-th follow-up: deterministic, so a redelivered parent creates it once."""
+    return str(uuid.uuid5(uuid.UUID(parent_id), f"then/{index}"))
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """Validates submissions against a registry and a URL policy, within the configured limits."""
+
+    registry: Registry
+    url_policy: UrlPolicy
+    max_delay: float
+
+    def prepare(self, body: Any, *, tenant: str, job_id: str | None = None, batch_id: str | None = None) -> PreparedJob:
+        """Validate a raw submission (a decoded JSON object) into a :class:`PreparedJob`.
+
+        Raises:
+            ValidationFailed: a field is wrong; ``errors`` names each field path.
+            UnknownJobType: the type is not in the registry.
+        """
+        request = _parse(JobRequest, body)
+        contract = self.registry.get(request.type)
+        payload = contract.parse(request.payload)
+        options = request.options
+        max_retries = self._max_retries(contract, options.max_retries, "options.max_retries")
+        if options.delay is not None and options.delay > self.max_delay:
+            raise _invalid("options.delay", f"must be at most {self.max_delay:g} seconds")
+        callback = self._callback(options.callback_url, "options.callback_url")
+        for index, follow_up in enumerate(options.then):
+            self._check_follow_up(follow_up, f"options.then[{index}]")
+        return PreparedJob(
+            job_id=job_id or new_job_id(),
+            contract=contract,
+            payload=payload,
+            tenant=tenant,
+            priority=Priority(options.priority) if options.priority else contract.priority,
+            max_retries=max_retries,
+            delay=options.delay or None,
+            callback_url=callback,
+            follow_ups=tuple(options.then),
+            fingerprint=fingerprint(request.model_dump(mode="json")),
+            batch_id=batch_id,
+        )
+
+    def prepare_follow_up(self, follow_up: FollowUp, *, parent_id: str, index: int, tenant: str) -> PreparedJob:
+        """Turn a parent's ``index``-th follow-up into a job, with its deterministic id."""
+        body = {"type": follow_up.type, "payload": follow_up.payload, "options": follow_up.options.model_dump()}
+        prepared = self.prepare(body, tenant=tenant, job_id=follow_up_id(parent_id, index))
+        return PreparedJob(**{**prepared.__dict__, "parent_id": parent_id})
+
+    def _check_follow_up(self, follow_up: FollowUp, path: str) -> None:
+        try:
+            contract = self.registry.get(follow_up.type)
+            contract.parse(follow_up.payload)
+        except ValidationFailed as exc:
+            raise ValidationFailed(
+                exc.message, errors=[{**e, "field": f"{path}.{e['field']}"} for e in exc.errors]
+            ) from None
+        self._max_retries(contract, follow_up.options.max_retries, f"{path}.options.max_retries")
+        self._callback(follow_up.options.callback_url, f"{path}.options.callback_url")
+
+    @staticmethod
+    def _max_retries(contract: JobContract, asked: int | None, path: str) -> int:
+        if asked is None:
+            return contract.retry.max_retries
+        if asked > contract.retry.max_retries_limit:
+            raise _invalid(path, f"must be at most {contract.retry.max_retries_limit} for {contract.name!r}")
+        return asked
+
+    def _callback(self, url: str | None, path: str) -> str | None:
+        return None if url is None else self.url_policy.check(url, field_name=path)
+
+
+def fingerprint(document: Any) -> str:
+    """A stable SHA-256 of a JSON document (keys sorted), for idempotency comparisons."""
+    encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _parse(model: type[_Strict], body: Any) -> Any:
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        raise ValidationFailed("The request does not match the job submission schema.", errors=pydantic_errors(exc))
+
+
+def _invalid(path: str, problem: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid {path!r}: {problem}.", errors=[{"field": path, "problem": problem}])

@@ -1,0 +1,9 @@
+"""The worker side of Offload: the runtime around handlers, system jobs, the due-job promoter."""
+
+from __future__ import annotations
+
+from offload.worker.app import build_worker, declare_actor
+from offload.worker.context import JobContext
+from offload.worker.runtime import Handler, JobFailed, Runtime
+
+__all__ = ["Handler", "JobContext", "JobFailed", "Runtime", "build_worker", "declare_actor"]

@@ -1,0 +1,100 @@
+"""The composition root every worker service calls from its ``setup()``.
+
+``dramatiq offload_email.worker:setup --queues email system`` imports the service, whose
+``setup()`` calls :func:`build_worker` with its queues and handlers. Nothing connects at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import CurrentMessage, Retries, ShutdownNotifications, TimeLimit
+
+from offload.broker import build_broker
+from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Registry
+from offload.errors import ConfigError, DependencyError
+from offload.logs import configure_logging
+from offload.publish import Publisher
+from offload.settings import Settings
+from offload.worker.promoter import DuePromoter, PromoterMiddleware
+from offload.worker.runtime import Handler, JobFailed, Runtime
+from offload.worker.system import SYSTEM_HANDLERS
+
+#: Dramatiq retries a message itself only while Redis or RabbitMQ is unreachable: this many times,
+#: with backoff between these bounds (milliseconds; far below ``consumer_timeout``).
+INFRA_RETRIES = 50
+INFRA_MIN_BACKOFF = 1_000
+INFRA_MAX_BACKOFF = 30_000
+
+
+def _retry_when(retries: int, exception: BaseException) -> bool:
+    return isinstance(exception, DependencyError) and retries < INFRA_RETRIES
+
+
+def check_contract(contract: JobContract, settings: Settings) -> None:
+    """Refuse contracts whose time limit or backoff could outlive RabbitMQ's ``consumer_timeout`` (D3).
+
+    Raises:
+        ConfigError: the contract would be redelivered while still running.
+    """
+    limit = settings.consumer_timeout
+    if contract.time_limit >= limit or contract.retry.max_backoff >= limit:
+        raise ConfigError(
+            f"Job type {contract.name!r} has a time limit or backoff of at least OFFLOAD_CONSUMER_TIMEOUT ({limit} s)."
+        )
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    queues: Iterable[str],
+    handlers: Mapping[str, Handler],
+    registry: Registry = REGISTRY,
+    publisher: Publisher | None = None,
+) -> RabbitmqBroker:
+    """Build the Dramatiq broker of one worker service, with an actor for every contract it serves.
+
+    The service serves every contract routed to ``queues`` plus the system queue; each must have a
+    handler in ``handlers`` (system handlers are added here).
+
+    Raises:
+        ConfigError: a contract has no handler, or breaks the ``consumer_timeout`` rule.
+    """
+    configure_logging(settings.log_level, settings.log_format)
+    publisher = publisher or Publisher.from_settings(settings, registry=registry)
+    runtime = Runtime(store=publisher.store, publisher=publisher, max_unfinished=settings.max_unfinished_attempts)
+    promoter = PromoterMiddleware(DuePromoter(publisher.store, publisher))
+    broker = build_broker(
+        settings.broker_url.get_secret_value(),
+        middleware=[
+            TimeLimit(),
+            ShutdownNotifications(notify_shutdown=False),
+            Retries(max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when),
+            CurrentMessage(),
+            promoter,
+        ],
+    )
+    all_handlers = {**SYSTEM_HANDLERS, **handlers}
+    for contract in registry.for_queues({*queues, SYSTEM_QUEUE}):
+        check_contract(contract, settings)
+        handler = all_handlers.get(contract.name)
+        if handler is None:
+            raise ConfigError(f"No handler for job type {contract.name!r} on queues {sorted({*queues, SYSTEM_QUEUE})}.")
+        declare_actor(broker, contract, runtime.actor_fn(contract, handler))
+    dramatiq.set_broker(broker)
+    return broker
+
+
+def declare_actor(broker: RabbitmqBroker, contract: JobContract, fn: Any) -> dramatiq.Actor[Any, Any]:
+    """Register ``fn`` as the actor for ``contract``: the one place that calls ``dramatiq.actor``."""
+    return dramatiq.actor(
+        fn,
+        broker=broker,
+        actor_name=contract.name,
+        queue_name=contract.queue,
+        time_limit=int(contract.time_limit * 1000),
+        throws=(JobFailed,),
+    )

@@ -1,0 +1,81 @@
+"""What a job handler gets besides its payload: who it is, progress reporting and cancellation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from offload.errors import JobCancelled
+from offload.status import StatusStore
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two progress writes of one job (the last report always waits for the next one).
+PROGRESS_INTERVAL = 0.1
+#: Seconds between two reads of the cancel flag when a handler polls ``cancelled``.
+CANCEL_POLL_INTERVAL = 0.25
+
+
+@dataclass
+class JobContext:
+    """Handed to every handler with its payload. Not shared between threads.
+
+    Attributes:
+        job_id: the job's id (also the Dramatiq message id): the key for idempotent side effects.
+        job_type: the contract name.
+        tenant: the tenant the job belongs to.
+        attempt: 1 for the first attempt, 2 after a retry or redelivery, and so on.
+        parent_id: the job this one follows up, if any.
+    """
+
+    job_id: str
+    job_type: str
+    tenant: str
+    attempt: int
+    store: StatusStore
+    parent_id: str | None = None
+    _cancel_requested: bool = False
+    _last_write: float = field(default=0.0)
+    _last_poll: float = field(default=0.0)
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report progress (0-100, plus an optional short message), at most every 100 ms.
+
+        Raises:
+            JobCancelled: a cancel was requested; the handler should let it propagate.
+        """
+        now = time.monotonic()
+        if now - self._last_write >= PROGRESS_INTERVAL or percent >= 100:
+            self._last_write = self._last_poll = now
+            state, cancel = self.store.progress(self.job_id, self.attempt, int(percent), message[:200])
+            self._cancel_requested = cancel or state == "cancelled"
+        self.raise_if_cancelled()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel was requested (checked against Redis at most every 250 ms)."""
+        now = time.monotonic()
+        if not self._cancel_requested and now - self._last_poll >= CANCEL_POLL_INTERVAL:
+            self._last_poll = now
+            raw = self.store.client.hget(self.store.key("job", self.job_id), "cancel_requested")
+            self._cancel_requested = raw == "1"
+        return self._cancel_requested
+
+    def raise_if_cancelled(self) -> None:
+        """Stop here if a cancel was requested.
+
+        Raises:
+            JobCancelled: a cancel was requested.
+        """
+        if self.cancelled:
+            raise JobCancelled("The job was cancelled while it ran.")
+
+    def parent_result(self) -> Any:
+        """The result of the job this one follows up (``None`` when there is no parent)."""
+        if not self.parent_id:
+            return None
+        raw = self.store.client.hget(self.store.key("job", self.parent_id), "result")
+        return json.loads(raw) if raw else None

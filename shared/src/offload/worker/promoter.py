@@ -1,0 +1,105 @@
+"""Moves delayed and backed-off jobs to RabbitMQ when they come due.
+
+Delays and retry backoffs wait in a Redis sorted set rather than in Dramatiq's delay queue, where
+the worker would hold each message unacked until its ETA: past RabbitMQ's ``consumer_timeout``
+that closes the channel and redelivers everything on it (dramatiq#827, reliability-security.md
+D3/F12). Here a job delayed 45 minutes or 30 days is just a score in Redis until it is due, and
+survives worker and broker restarts.
+
+Every worker process runs one promoter thread. Claims are atomic and leased (a promoter that dies
+mid-publish leaves its claims to be taken again after the lease), so any number may run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from dramatiq.middleware import Middleware
+
+from offload.errors import DependencyError
+from offload.publish import Publisher
+from offload.status import StatusStore, now_ms
+
+logger = logging.getLogger(__name__)
+
+#: Most seconds between two looks at the schedule.
+POLL_INTERVAL = 0.5
+#: Milliseconds a claimed job is leased before another promoter may claim it again.
+LEASE_MS = 30_000
+
+
+class DuePromoter:
+    """Claim due jobs, publish their messages with confirms, and mark them queued."""
+
+    def __init__(self, store: StatusStore, publisher: Publisher, *, batch: int = 200) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.batch = batch
+
+    def promote_due(self) -> int:
+        """Promote every job due now; returns how many were published.
+
+        Raises:
+            DependencyError: Redis or RabbitMQ is unavailable (the claims are retaken later).
+        """
+        total = 0
+        while True:
+            claimed = self.store.claim_due(limit=self.batch, lease_ms=LEASE_MS)
+            if not claimed:
+                return total
+            for job_id, message in claimed:
+                self.publisher.republish(message)
+                self.store.promoted(job_id)
+                total += 1
+            if len(claimed) < self.batch:
+                return total
+
+    def seconds_until_due(self) -> float:
+        """How long to sleep before the next job is due (at most :data:`POLL_INTERVAL`).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        first = self.store.next_due()
+        if first is None:
+            return POLL_INTERVAL
+        return max(0.0, min(POLL_INTERVAL, (first - now_ms()) / 1000))
+
+
+class PromoterMiddleware(Middleware):
+    """Runs a :class:`DuePromoter` in a thread of each Dramatiq worker process."""
+
+    def __init__(self, promoter: DuePromoter) -> None:
+        self.promoter = promoter
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def after_worker_boot(self, _broker: Any, _worker: Any) -> None:
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._loop, name="offload-promoter", daemon=True)
+        self.thread.start()
+
+    def before_worker_shutdown(self, _broker: Any, _worker: Any) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                promoted = self.promoter.promote_due()
+                if promoted:
+                    logger.debug("Promoted %d due jobs.", promoted)
+                wait = 0.0 if promoted else self.promoter.seconds_until_due()
+            except DependencyError as exc:
+                logger.warning("Cannot promote due jobs now: %s", exc)
+                wait = 2.0
+            except Exception:
+                logger.exception("The promoter failed; retrying.")
+                wait = 2.0
+            if wait:
+                self.stopping.wait(wait)
+        time.sleep(0)

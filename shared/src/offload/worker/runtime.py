@@ -1,0 +1,189 @@
+"""The worker runtime: what happens around every handler call.
+
+For each delivered message the runtime opens an attempt in the status store, runs the handler with
+a :class:`JobContext`, and ends the attempt: ``succeeded`` with the result, ``retrying`` with a
+backoff (the retry waits in Redis, not in RabbitMQ, so it never outlives ``consumer_timeout``),
+``failed``, ``cancelled`` or ``dead``. State is written inside the actor body, never in a
+middleware hook whose errors Dramatiq would swallow (reliability-security.md D5).
+
+What Dramatiq sees: a message is acked when the job succeeded, was cancelled or will be retried
+by Offload; it is dead-lettered (``Q.XQ``) when the job failed for good or died; and it is retried
+by Dramatiq itself only when the status store is unreachable (so no state is lost).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
+from pydantic import BaseModel
+
+from offload.contracts import JobContract, Priority
+from offload.errors import DependencyError, JobCancelled, PermanentJobError, ValidationFailed
+from offload.logs import job_logging
+from offload.publish import Publisher
+from offload.publish.wire import offload_options
+from offload.status import JobState, Started, StatusStore, now_ms
+from offload.submission import FollowUp
+from offload.worker.context import JobContext
+
+logger = logging.getLogger(__name__)
+
+#: A handler takes the job's context and its validated payload and returns a JSON-able result.
+Handler = Callable[[JobContext, Any], Any]
+
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+class JobFailed(Exception):  # noqa: N818 - named for what it means to Dramatiq, not a bug
+    """Raised to Dramatiq when a job has ended for good, so that its message is dead-lettered."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Runs handlers for one worker process.
+
+    Args:
+        store: the job status store.
+        publisher: used for follow-up jobs.
+        max_unfinished: deliveries that may end without the job finishing before it is ``dead``.
+    """
+
+    store: StatusStore
+    publisher: Publisher
+    max_unfinished: int = 3
+
+    def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
+        """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
+
+        def run(job_id: str, payload: dict[str, Any]) -> None:
+            self.run(contract, handler, job_id, payload)
+
+        run.__name__ = run.__qualname__ = contract.name.replace(".", "_")
+        return run
+
+    def run(self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any]) -> None:
+        """Process one delivery of job ``job_id``.
+
+        Raises:
+            JobFailed: the job ended for good (failed or dead); Dramatiq dead-letters the message.
+            DependencyError: the status store or broker is unavailable; Dramatiq retries the message.
+        """
+        started = self._open(contract, job_id)
+        if started is None:
+            return
+        with job_logging(job_id=job_id, tenant=started.tenant, job_type=contract.name, attempt=str(started.attempt)):
+            ctx = JobContext(
+                job_id=job_id, job_type=contract.name, tenant=started.tenant, attempt=started.attempt,
+                store=self.store, parent_id=started.parent_id, _cancel_requested=started.cancel_requested,
+            )
+            self._attempt(contract, handler, ctx, payload, started)
+
+    # -- opening an attempt ------------------------------------------------------------------
+
+    def _open(self, contract: JobContract, job_id: str) -> Started | None:
+        started = self.store.start(job_id, max_unfinished=self.max_unfinished)
+        if started.outcome == "missing":
+            self._adopt(contract, job_id)
+            started = self.store.start(job_id, max_unfinished=self.max_unfinished)
+        if started.outcome == "run":
+            return started
+        if started.outcome == "dead":
+            logger.error("Job %s is dead: its worker stopped before it finished too many times.", job_id)
+            raise JobFailed(f"Job {job_id} was delivered too many times without finishing.")
+        if started.outcome == "aborted":
+            logger.info("Dropping job %s: its publisher withdrew it (the broker had not confirmed it).", job_id)
+        else:
+            logger.info("Skipping a duplicate delivery of job %s, which is already %s.", job_id, started.state)
+        return None
+
+    def _adopt(self, contract: JobContract, job_id: str) -> None:
+        """Create the record of a job published without one (a service that wrote only the message)."""
+        message = CurrentMessage.get_current_message()
+        if message is None:
+            raise PermanentJobError(f"Job {job_id} has no record and no message to adopt it from.")
+        block = offload_options(message.options)
+        tenant = block.get("tenant") if isinstance(block.get("tenant"), str) else "default"
+        asked = block.get("max_retries")
+        max_retries = min(asked, contract.retry.max_retries_limit) if isinstance(asked, int) else contract.retry.max_retries
+        priority = {p.broker_priority: p.value for p in Priority}.get(message.options.get("broker_priority"), "normal")
+        self.store.create(job_id, {
+            "tenant": tenant or "default", "type": contract.name, "queue": contract.queue, "priority": priority,
+            "max_retries": max(0, max_retries), "created_at": message.message_timestamp,
+            "message": message.encode().decode(),
+        })
+        logger.info("Adopted job %s published without a record (tenant %r).", job_id, tenant)
+
+    # -- running it --------------------------------------------------------------------------
+
+    def _attempt(
+        self, contract: JobContract, handler: Handler, ctx: JobContext, payload: dict[str, Any], started: Started
+    ) -> None:
+        try:
+            ctx.raise_if_cancelled()
+            result = _jsonable(handler(ctx, contract.parse(payload)))
+            if started.has_follow_ups:
+                self._publish_follow_ups(ctx)
+        except JobCancelled:
+            self.store.finish(ctx.job_id, ctx.attempt, JobState.CANCELLED, error=("cancelled", "The job was cancelled while it ran."))
+            logger.info("Job cancelled while running.")
+        except (PermanentJobError, ValidationFailed) as exc:
+            self._fail(ctx, exc.code, exc.message)
+        except DependencyError:
+            raise
+        except TimeLimitExceeded:
+            self._failed_attempt(contract, ctx, started, "timed_out", f"The attempt exceeded its time limit of {contract.time_limit:g} s.")
+        except Exception as exc:
+            code = getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), str) else "error"
+            self._failed_attempt(contract, ctx, started, code, describe(exc))
+        else:
+            self.store.finish(ctx.job_id, ctx.attempt, JobState.SUCCEEDED, result=result)
+
+    def _failed_attempt(self, contract: JobContract, ctx: JobContext, started: Started, code: str, message: str) -> None:
+        if ctx.attempt <= started.max_retries:
+            delay = backoff(contract, ctx.attempt)
+            self.store.finish(ctx.job_id, ctx.attempt, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000))
+            logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
+            return
+        self._fail(ctx, code, message)
+
+    def _fail(self, ctx: JobContext, code: str, message: str) -> None:
+        self.store.finish(ctx.job_id, ctx.attempt, JobState.FAILED, error=(code, message))
+        logger.warning("Job failed: %s", message)
+        raise JobFailed(message)
+
+    def _publish_follow_ups(self, ctx: JobContext) -> None:
+        for index, spec in enumerate(self.store.follow_ups(ctx.job_id)):
+            prepared = self.publisher.preparer.prepare_follow_up(
+                FollowUp.model_validate(spec), parent_id=ctx.job_id, index=index, tenant=ctx.tenant
+            )
+            self.publisher.enqueue(prepared)
+
+
+def backoff(contract: JobContract, attempt: int) -> float:
+    """Seconds before retry number ``attempt``: exponential from ``min_backoff``, capped, with jitter."""
+    policy = contract.retry
+    ceiling = min(policy.max_backoff, policy.min_backoff * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, client-safe description of an exception: class and message, credentials masked."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    return _CREDENTIALS.sub("***@", text)[:500]
+
+
+def _jsonable(result: Any) -> Any:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        raise PermanentJobError("The handler returned a result that is not JSON.") from None
+    return result

@@ -1,0 +1,46 @@
+"""Handlers of the system jobs every worker serves (``system.noop``, ``system.sleep``, ``system.fail``)."""
+
+from __future__ import annotations
+
+import time
+
+from offload.contracts.system import FAIL, NOOP, SLEEP, FailPayload, NoopPayload, NoopResult, SleepPayload, SleepResult
+from offload.errors import PermanentJobError, TransientJobError
+from offload.worker.context import JobContext
+from offload.worker.runtime import Handler
+
+
+def noop(_ctx: JobContext, payload: NoopPayload) -> NoopResult:
+    """Return at once, echoing the payload's string if any."""
+    return NoopResult(echo=payload.echo)
+
+
+def sleep(ctx: JobContext, payload: SleepPayload) -> SleepResult:
+    """Sleep in ``steps`` slices, reporting progress after each and stopping if cancelled."""
+    step = payload.ms / 1000 / payload.steps
+    started = time.monotonic()
+    for done in range(1, payload.steps + 1):
+        deadline = started + step * done
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+            ctx.raise_if_cancelled()
+        ctx.progress(100 * done / payload.steps, f"slept {done}/{payload.steps}")
+    return SleepResult(slept_ms=payload.ms)
+
+
+def fail(ctx: JobContext, payload: FailPayload) -> None:
+    """Fail as asked: permanently, or transiently until ``succeed_on_attempt``.
+
+    Raises:
+        PermanentJobError: when ``permanent``.
+        TransientJobError: otherwise, until the given attempt.
+    """
+    if payload.succeed_on_attempt is not None and ctx.attempt >= payload.succeed_on_attempt:
+        return
+    if payload.permanent:
+        raise PermanentJobError(payload.message)
+    raise TransientJobError(payload.message)
+
+
+#: The system handlers, by job type; every worker registers these.
+SYSTEM_HANDLERS: dict[str, Handler] = {NOOP.name: noop, SLEEP.name: sleep, FAIL.name: fail}
