@@ -11,6 +11,7 @@
   x DependencyError         a server we need is down, hung or refusing (HTTP 503 + Retry-After)
   | + BrokerUnavailable     RabbitMQ refused, timed out or did not confirm the message
   | + StatusStoreUnavailable Redis is unreachable
+  | + ServiceBusy           this process is at a configured limit (e.g. open event streams)
   x JobError                raised by a job handler
     + PermanentJobError     retrying cannot help; the job fails at once
     + TransientJobError     worth retrying with backoff
@@ -112,6 +113,13 @@ class StatusStoreUnavailable(DependencyError):
     """Redis, which holds job state, is unreachable or timed out."""
 
     code = "status_store_unavailable"
+
+
+class ServiceBusy(DependencyError):
+    """This process is at one of its configured limits, such as open event streams."""
+
+    code = "service_busy"
+    retry_after = 5
 
 
 class JobError(OffloadError):

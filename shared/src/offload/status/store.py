@@ -22,7 +22,9 @@ from offload.errors import StatusStoreUnavailable
 from offload.status.records import JobRecord
 from offload.status.states import JobState
 
-_SCRIPTS = ("create", "abort", "start", "progress", "finish", "cancel", "reopen", "claim_due", "promoted")
+_SCRIPTS = (
+    "create", "abort", "start", "progress", "finish", "fail_unstarted", "cancel", "reopen", "claim_due", "promoted",
+)
 
 
 def now_ms() -> int:
@@ -221,6 +223,14 @@ class StatusStore:
                 retry_at or "",
             )
         )
+
+    def fail_unstarted(self, job_id: str, error: tuple[str, str]) -> bool:
+        """Fail a ``queued`` job whose message could not be published; False if it had moved on.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return bool(self._run("fail_unstarted", job_id, error[0], error[1], self.retention.failed * 1000))
 
     def claim_due(self, *, limit: int = 100, lease_ms: int = 30_000) -> list[tuple[str, bytes]]:
         """Claim delayed or backed-off jobs that are due, returning ``(job_id, message)`` pairs.

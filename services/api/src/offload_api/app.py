@@ -1,0 +1,41 @@
+"""The app factory: ``create_app()`` builds the API; ``wsgi.py`` is the only caller at import."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from offload.contracts import REGISTRY, Registry
+from offload.logs import configure_logging
+from offload.publish import Publisher
+from offload.settings import Settings, load_settings
+from offload_api import errors
+from offload_api.auth import hash_keys
+from offload_api.extension import Services, init_app
+from offload_api.views import batches, events, health, jobs, meta
+
+
+def create_app(
+    settings: Settings | None = None, *, publisher: Publisher | None = None, registry: Registry = REGISTRY
+) -> Flask:
+    """Build the HTTP API. Production passes nothing; tests pass settings (and may pass a publisher).
+
+    Raises:
+        ConfigError: the settings are invalid.
+    """
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        OFFLOAD_MAX_BATCH_JOBS=settings.max_batch_jobs,
+        JSON_SORT_KEYS=False,
+    )
+    if settings.public_url:
+        app.config["SERVER_NAME"] = None
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    publisher = publisher or Publisher.from_settings(settings, registry=registry)
+    init_app(app, Services(settings=settings, publisher=publisher, registry=registry, keys=hash_keys(settings.keys)))
+    errors.register_error_handlers(app)
+    for blueprint in (jobs.bp, events.bp, batches.bp, meta.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app

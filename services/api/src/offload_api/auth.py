@@ -1,0 +1,100 @@
+"""API-key authentication: ``Authorization: Bearer <key>`` maps to a tenant and a role.
+
+Roles: ``reader`` reads its tenant's jobs; ``client`` also submits, cancels and retries them;
+``admin`` does all that for every tenant. A key is only ever read from the header (never the
+query string, which ends up in logs); every failure looks the same to the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from offload.errors import ClientError
+from offload.settings import ApiKey
+from offload_api.extension import services
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_RANK = {"reader": 0, "client": 1, "admin": 2}
+
+
+class Unauthorized(ClientError):
+    """No key, or a key that is not valid (the response never says which)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(ClientError):
+    """The key is valid but its role may not do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: their tenant and role."""
+
+    tenant: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        """True for admin keys, which see every tenant."""
+        return self.role == "admin"
+
+    @property
+    def scope(self) -> str | None:
+        """The tenant whose jobs this caller may see (None: all)."""
+        return None if self.is_admin else self.tenant
+
+
+def hash_keys(keys: dict[str, ApiKey]) -> dict[bytes, ApiKey]:
+    """Index keys by their SHA-256 so lookups compare digests, not secrets."""
+    return {hashlib.sha256(secret.encode()).digest(): grant for secret, grant in keys.items()}
+
+
+def authenticate() -> Caller:
+    """The caller of the current request.
+
+    Raises:
+        Unauthorized: no bearer key, or an unknown one.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    digest = hashlib.sha256(token.encode()).digest()
+    grant = services().keys.get(digest) if scheme.lower() == "bearer" and token else None
+    if grant is None:
+        raise Unauthorized("A valid API key is required: send 'Authorization: Bearer <key>'.")
+    return Caller(grant.tenant, grant.role)
+
+
+def requires(role: str) -> Callable[[F], F]:
+    """Decorate a view so that it runs only for callers with at least ``role``; sets ``g.caller``."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            caller = authenticate()
+            if _RANK.get(caller.role, -1) < _RANK[role]:
+                raise Forbidden(f"This API key's role ({caller.role}) may not do this; it needs {role}.")
+            g.caller = caller
+            return view(*args, **kwargs)
+
+        guarded.required_role = role  # type: ignore[attr-defined]
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def caller() -> Caller:
+    """The authenticated caller of the current request (set by :func:`requires`)."""
+    found: Caller = g.caller
+    return found

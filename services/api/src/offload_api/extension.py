@@ -1,0 +1,48 @@
+"""The API's dependencies, built once per process and kept in ``app.extensions["offload"]``."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+
+from offload.contracts import Registry
+from offload.publish import Publisher
+from offload.settings import ApiKey, Settings
+from offload.status import BatchStore, StatusStore
+
+
+@dataclass
+class Services:
+    """Everything a view needs; views reach it with :func:`services`."""
+
+    settings: Settings
+    publisher: Publisher
+    registry: Registry
+    keys: dict[bytes, ApiKey]
+    open_streams: int = 0
+    streams_lock: threading.Lock = field(default_factory=threading.Lock)
+    openapi: dict[str, Any] | None = None
+
+    @property
+    def store(self) -> StatusStore:
+        """The job status store."""
+        return self.publisher.store
+
+    @property
+    def batches(self) -> BatchStore:
+        """The batch store."""
+        return self.publisher.batches
+
+
+def init_app(app: Flask, services: Services) -> None:
+    """Attach ``services`` to ``app`` (the extension keeps no reference to the app itself)."""
+    app.extensions["offload"] = services
+
+
+def services() -> Services:
+    """The current app's services."""
+    found: Services = current_app.extensions["offload"]
+    return found

@@ -1,0 +1,151 @@
+"""Response shapes, as pydantic models used only to generate the OpenAPI document.
+
+Responses are built as plain dicts on the hot path; tests validate real responses against the
+JSON Schemas generated from these models, so the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from offload.status import JobState
+
+State = Literal["queued", "scheduled", "running", "retrying", "succeeded", "failed", "cancelled", "dead"]
+assert set(State.__args__) == {s.value for s in JobState}  # type: ignore[attr-defined]
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(_Closed):
+    """Every error response."""
+
+    error: str = Field(description="Stable machine-readable code, e.g. 'validation_failed'.")
+    detail: str = Field(description="One sentence for humans.")
+    errors: list[dict[str, str]] | None = Field(default=None, description="Per-field problems (422).")
+    retry_after: int | None = Field(default=None, description="Seconds to wait before retrying (503).")
+    job_id: str | None = Field(default=None, description="The job an Idempotency-Key already names (409).")
+    request_id: str | None = Field(default=None, description="Quote it when reporting a 500.")
+
+
+class JobAccepted(_Closed):
+    """Answer to a submission: 202 when new, 200 when an Idempotency-Key matched an earlier one."""
+
+    id: str
+    state: State
+    status_url: str
+    events_url: str
+
+
+class Progress(_Closed):
+    """Progress of the current attempt."""
+
+    percent: int = Field(ge=0, le=100)
+    message: str | None
+
+
+class JobErrorInfo(_Closed):
+    """Why the job (or its last attempt) failed."""
+
+    code: str
+    message: str | None
+
+
+class HistoryEntry(BaseModel):
+    """One state change, as also sent over the events stream."""
+
+    seq: int
+    kind: str
+    state: State
+    at: int = Field(description="Milliseconds since the epoch.")
+    attempt: int
+    progress: int
+    error: JobErrorInfo | None = None
+
+
+class Job(_Closed):
+    """A job's record."""
+
+    id: str
+    type: str
+    state: State
+    progress: Progress
+    result: Any = None
+    error: JobErrorInfo | None
+    attempts: int
+    max_retries: int
+    priority: Literal["high", "normal", "low"]
+    queue: str
+    tenant: str
+    payload: Any = None
+    cancel_requested: bool
+    created_at: str | None
+    scheduled_for: str | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str | None
+    batch_id: str | None
+    parent_id: str | None
+    callback_url: str | None
+    then: list[str]
+    seq: int
+    history: list[HistoryEntry] | None = None
+
+
+class JobPage(_Closed):
+    """A page of jobs."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class BatchAccepted(_Closed):
+    """Answer to a batch submission."""
+
+    id: str
+    status_url: str
+    jobs: list[JobAccepted]
+
+
+class BatchJob(_Closed):
+    """One job of a batch."""
+
+    id: str
+    state: str
+
+
+class Batch(_Closed):
+    """A batch's aggregate status."""
+
+    id: str
+    total: int
+    finished: int
+    done: bool
+    progress: int
+    counts: dict[str, int]
+    created_at: int
+    jobs: list[BatchJob]
+
+
+class JobType(_Closed):
+    """One registered job type."""
+
+    type: str
+    description: str
+    queue: str
+    priority: str
+    time_limit_seconds: float
+    retry: dict[str, float]
+    payload_schema: dict[str, Any]
+
+
+class JobTypeList(_Closed):
+    """Every registered job type."""
+
+    job_types: list[JobType]
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Error, JobAccepted, Job, JobPage, BatchAccepted, Batch, JobTypeList)

@@ -1,0 +1,59 @@
+"""``/v1/batches``: many jobs in one request, followed as one."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, url_for
+
+from offload.errors import NotFound, ValidationFailed
+from offload_api.auth import caller, requires
+from offload_api.bodies import json_body
+from offload_api.extension import services
+from offload_api.openapi_meta import Operation, documented
+from offload_api.views.jobs import job_links
+
+bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
+
+
+@bp.post("")
+@requires("client")
+@documented(Operation(
+    "Submit a batch of jobs", request="BatchRequest", tag="batches",
+    responses={202: ("All jobs recorded and confirmed.", "BatchAccepted"), 400: ("Malformed JSON.", "Error"),
+               413: ("Body too large.", "Error"), 415: ("Not JSON.", "Error"),
+               422: ("A job is invalid (its index is in the field path); none was submitted.", "Error"),
+               401: ("Missing or invalid API key.", "Error"), 503: ("Broker or Redis unavailable.", "Error")},
+))
+def submit_batch() -> tuple[Response, int, dict[str, str]]:
+    """Validate every job first (all or none), then record and publish them together."""
+    body = json_body()
+    limit = services().settings.max_batch_jobs
+    jobs = body.get("jobs") if isinstance(body, dict) else None
+    if not isinstance(jobs, list) or not jobs or len(jobs) > limit or set(body) - {"jobs"}:
+        raise ValidationFailed(
+            f"The body must be {{\"jobs\": [...]}} with 1 to {limit} jobs.",
+            errors=[{"field": "jobs", "problem": f"a list of 1-{limit} job submissions"}],
+        )
+    submitted = services().publisher.submit_batch(jobs, tenant=caller().tenant)
+    url = url_for("batches.get_batch", batch_id=submitted.batch_id, _external=True)
+    document = {
+        "id": submitted.batch_id,
+        "status_url": url,
+        "jobs": [{"id": job.job_id, "state": job.state, **job_links(job.job_id)} for job in submitted.jobs],
+    }
+    return jsonify(document), 202, {"Location": url}
+
+
+@bp.get("/<batch_id>")
+@requires("reader")
+@documented(Operation(
+    "Get a batch's aggregate status", tag="batches",
+    responses={200: ("Counts per state, overall progress and each job's state.", "Batch"),
+               404: ("No such batch.", "Error"), 401: ("Missing or invalid API key.", "Error"),
+               503: ("Redis unavailable.", "Error")},
+))
+def get_batch(batch_id: str) -> Response:
+    """Counts per state, overall progress (finished jobs count as 100) and each job's state."""
+    batch = services().batches.get(batch_id[:64], tenant=caller().scope)
+    if batch is None:
+        raise NotFound(f"Batch {batch_id[:64]!r} does not exist.")
+    return jsonify(batch)

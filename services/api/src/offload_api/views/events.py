@@ -1,0 +1,140 @@
+"""``GET /v1/jobs/{id}/events``: a job's changes as Server-Sent Events.
+
+The stream replays the job's state history (or what follows ``Last-Event-ID``), then sends every
+change as it happens: ``state`` events (the terminal one carries the whole job with its result),
+``progress`` events and ``cancel_requested``. It closes after a terminal state. Event ids are the
+job's ``seq``, so a client that reconnects with ``Last-Event-ID`` misses nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from offload.errors import DependencyError, ServiceBusy
+from offload.status import JobState, StatusStore, iso
+from offload_api.auth import requires
+from offload_api.extension import Services, services
+from offload_api.openapi_meta import Operation, documented
+from offload_api.views.jobs import find_job
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
+
+#: Seconds a stream stays open at most; the client reconnects with ``Last-Event-ID``.
+MAX_STREAM_SECONDS = 3600
+_TERMINAL = {state.value for state in JobState if state.terminal}
+
+
+@bp.get("/<job_id>/events")
+@requires("reader")
+@documented(Operation(
+    "Follow a job's changes (Server-Sent Events)", stream=True,
+    headers=(("Last-Event-ID", "Resume after this event id (the job's seq)."),),
+    responses={200: ("An event stream: state, progress and cancel_requested events.", None),
+               404: ("No such job.", "Error"), 401: ("Missing or invalid API key.", "Error"),
+               503: ("Too many open streams, or Redis unavailable.", "Error")},
+))
+def job_events(job_id: str) -> Response:
+    """Stream the job's history and live changes until it ends."""
+    find_job(job_id)
+    found = services()
+    after = _last_event_id()
+    _open_stream(found)
+    try:
+        pubsub = found.store.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(found.store.events_channel(job_id))
+    except Exception:
+        _close_stream(found)
+        raise
+    stream = _stream(found, job_id, after, pubsub)
+    return Response(
+        stream_with_context(stream),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[str]:
+    store = found.store
+    try:
+        yield "retry: 2000\n\n"
+        sent = after
+        for event in _replay(store, job_id, after):
+            sent = event["seq"]
+            yield _format(store, job_id, event)
+            if _is_terminal(event):
+                return
+        deadline = time.monotonic() + MAX_STREAM_SECONDS
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=found.settings.sse_keepalive)
+            if message is None:
+                yield ": keep-alive\n\n"
+                continue
+            event = json.loads(message["data"])
+            if event.get("seq", 0) <= sent:
+                continue
+            sent = event["seq"]
+            yield _format(store, job_id, event)
+            if _is_terminal(event):
+                return
+    except DependencyError as exc:
+        yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
+    except Exception:
+        logger.exception("Event stream of job %s failed.", job_id)
+        yield 'event: error\ndata: {"error": "internal_error", "detail": "The event stream failed."}\n\n'
+    finally:
+        try:
+            pubsub.close()
+        finally:
+            _close_stream(found)
+
+
+def _replay(store: StatusStore, job_id: str, after: int) -> list[dict[str, Any]]:
+    """History entries after ``after``, plus the current progress if it is newer than the history."""
+    events = [e for e in store.history(job_id) if e["seq"] > after]
+    record = store.get(job_id)
+    last = events[-1]["seq"] if events else after
+    if record is not None and record.seq > last and record.state is JobState.RUNNING:
+        events.append({
+            "seq": record.seq, "kind": "progress", "state": "running", "at": record.updated_at,
+            "attempt": record.attempts, "progress": record.progress, "message": record.progress_message,
+        })
+    return events
+
+
+def _format(store: StatusStore, job_id: str, event: dict[str, Any]) -> str:
+    data = dict(event)
+    data["at"] = iso(event.get("at"))
+    if _is_terminal(event):
+        record = store.get(job_id)
+        if record is not None:
+            data["job"] = record.public()
+    return f"id: {event['seq']}\nevent: {event.get('kind', 'state')}\ndata: {json.dumps(data)}\n\n"
+
+
+def _is_terminal(event: dict[str, Any]) -> bool:
+    return event.get("kind") == "state" and event.get("state") in _TERMINAL
+
+
+def _last_event_id() -> int:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
+    return int(raw) if raw.isdigit() else 0
+
+
+def _open_stream(found: Services) -> None:
+    with found.streams_lock:
+        if found.open_streams >= found.settings.max_event_streams:
+            raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} or retry later.")
+        found.open_streams += 1
+
+
+def _close_stream(found: Services) -> None:
+    with found.streams_lock:
+        found.open_streams -= 1

@@ -1,0 +1,177 @@
+"""``/v1/jobs``: submit, read, list, cancel and retry jobs."""
+
+from __future__ import annotations
+
+import uuid
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from offload.errors import BrokerUnavailable, InvalidState, NotFound, ValidationFailed
+from offload.status import JobRecord, JobState
+from offload_api.auth import caller, requires
+from offload_api.bodies import json_body
+from offload_api.extension import services
+from offload_api.openapi_meta import Operation, documented
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+_ERRORS = {401: ("Missing or invalid API key.", "Error"), 503: ("Broker or Redis unavailable; retry later.", "Error")}
+
+#: The longest ``Idempotency-Key`` accepted.
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    """The status and events URLs of a job."""
+    return {
+        "status_url": url_for("jobs.get_job", job_id=job_id, _external=True),
+        "events_url": url_for("events.job_events", job_id=job_id, _external=True),
+    }
+
+
+def find_job(job_id: str) -> JobRecord:
+    """The caller's job, or 404 (another tenant's job and a malformed id look the same as an unknown one).
+
+    Raises:
+        NotFound: no such job for this caller.
+    """
+    record = services().store.get(job_id, tenant=caller().scope) if _is_uuid(job_id) else None
+    if record is None:
+        raise NotFound(f"Job {job_id[:64]!r} does not exist.")
+    return record
+
+
+@bp.post("")
+@requires("client")
+@documented(Operation(
+    "Submit a job", request="JobRequest",
+    headers=(("Idempotency-Key", "Same key and body return the same job; another body is a 409."),),
+    responses={202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"), 400: ("Malformed JSON.", "Error"),
+               403: ("The key may not submit.", "Error"), 409: ("Idempotency-Key reused with another body.", "Error"),
+               413: ("Body too large.", "Error"), 415: ("Not JSON.", "Error"), 422: ("Invalid job.", "Error"), **_ERRORS},
+))
+def submit_job() -> tuple[Response, int, dict[str, str]]:
+    """Validate, record and publish a job; 202 once the broker confirmed it."""
+    body = json_body()
+    key = idempotency_key()
+    submitted = services().publisher.submit(body, tenant=caller().tenant, idempotency_key=key)
+    links = job_links(submitted.job_id)
+    payload = {"id": submitted.job_id, "state": submitted.state, **links}
+    return jsonify(payload), (200 if submitted.replayed else 202), {"Location": links["status_url"]}
+
+
+@bp.get("")
+@requires("reader")
+@documented(Operation(
+    "List jobs, newest first",
+    query=(("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),
+           ("type", {"type": "string"}, "Only jobs of this type."),
+           ("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Page size."),
+           ("cursor", {"type": "string"}, "The next_cursor of the previous page."),
+           ("tenant", {"type": "string"}, "Admins only: one tenant's jobs.")),
+    responses={200: ("A page of jobs.", "JobPage"), 422: ("Bad filter.", "Error"), **_ERRORS},
+))
+def list_jobs() -> Response:
+    """A page of the caller's jobs, filtered by state and type."""
+    who = caller()
+    state = _state_filter(request.args.get("state"))
+    limit = _limit(request.args.get("limit", "50"))
+    tenant = request.args.get("tenant") if who.is_admin and request.args.get("tenant") else who.scope
+    try:
+        page = services().store.list(
+            tenant=tenant, state=state, job_type=request.args.get("type") or None, limit=limit,
+            cursor=request.args.get("cursor"),
+        )
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), errors=[{"field": "cursor", "problem": "not a valid cursor"}]) from None
+    return jsonify({"jobs": [r.public() for r in page.records], "next_cursor": page.cursor})
+
+
+@bp.get("/<job_id>")
+@requires("reader")
+@documented(Operation("Get a job", responses={200: ("The job.", "Job"), 404: ("No such job.", "Error"), **_ERRORS}))
+def get_job(job_id: str) -> Response:
+    """The job's state, progress, result or error, with its history."""
+    record = find_job(job_id)
+    document = record.public()
+    document["history"] = services().store.history(job_id)
+    return jsonify(document)
+
+
+@bp.post("/<job_id>/cancel")
+@requires("client")
+@documented(Operation(
+    "Cancel a job",
+    responses={200: ("Cancelled, or cancel requested of a running job.", "Job"), 404: ("No such job.", "Error"),
+               409: ("The job already ended.", "Error"), **_ERRORS},
+))
+def cancel_job(job_id: str) -> Response:
+    """Cancel a waiting job at once; ask a running one to stop (its handler checks between steps)."""
+    find_job(job_id)
+    outcome, final = services().store.cancel(job_id, tenant=caller().scope)
+    if outcome == "final":
+        raise InvalidState(f"Job {job_id!r} already ended ({final}); it cannot be cancelled.")
+    return jsonify(find_job(job_id).public())
+
+
+@bp.post("/<job_id>/retry")
+@requires("client")
+@documented(Operation(
+    "Retry a failed, dead or cancelled job",
+    responses={202: ("Queued again.", "JobAccepted"), 404: ("No such job.", "Error"),
+               409: ("The job is not failed, dead or cancelled.", "Error"), **_ERRORS},
+))
+def retry_job(job_id: str) -> tuple[Response, int]:
+    """Queue the job again with its original payload; its attempts keep counting."""
+    find_job(job_id)
+    found = services()
+    outcome, detail = found.store.reopen(job_id, tenant=caller().scope)
+    if outcome != "queued":
+        raise InvalidState(f"Job {job_id!r} is {detail}; only failed, dead or cancelled jobs can be retried.")
+    try:
+        found.publisher.republish(detail.encode())
+    except BrokerUnavailable:
+        found.store.fail_unstarted(job_id, ("retry_not_enqueued", "The retry could not be enqueued; try again."))
+        raise
+    return jsonify({"id": job_id, "state": "queued", **job_links(job_id)}), 202
+
+
+def idempotency_key() -> str | None:
+    """The ``Idempotency-Key`` header, checked.
+
+    Raises:
+        ValidationFailed: the key is empty, too long or not printable ASCII.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
+            errors=[{"field": "Idempotency-Key", "problem": "invalid header value"}],
+        )
+    return key
+
+
+def _state_filter(raw: str | None) -> JobState | None:
+    if not raw:
+        return None
+    try:
+        return JobState(raw)
+    except ValueError:
+        raise ValidationFailed(
+            f"Unknown state {raw[:32]!r}.", errors=[{"field": "state", "problem": f"one of {[s.value for s in JobState]}"}]
+        ) from None
+
+
+def _limit(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ValidationFailed("limit must be an integer from 1 to 200.", errors=[{"field": "limit", "problem": "1-200"}])
+    return int(raw)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
