@@ -1,5 +1,7 @@
 """gunicorn settings for the API: gevent workers (SSE streams and confirm waits are I/O), on loopback.
 
+Start it with ``offload-api`` (which patches gevent in first), not plain ``gunicorn``.
+
 Override any of them with gunicorn's own ``GUNICORN_CMD_ARGS`` (e.g. ``--bind 0.0.0.0:8000`` in a
 container).
 """

@@ -71,12 +71,17 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
             yield _format(store, job_id, event)
             if _is_terminal(event):
                 return
+        keepalive = found.settings.sse_keepalive
         deadline = time.monotonic() + MAX_STREAM_SECONDS
+        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=found.settings.sse_keepalive)
+            message = pubsub.get_message(timeout=keepalive)
             if message is None:
-                yield ": keep-alive\n\n"
+                if time.monotonic() - quiet_since >= keepalive:
+                    quiet_since = time.monotonic()
+                    yield ": keep-alive\n\n"
                 continue
+            quiet_since = time.monotonic()
             event = json.loads(message["data"])
             if event.get("seq", 0) <= sent:
                 continue

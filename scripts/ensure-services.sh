@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Make sure RabbitMQ and Redis answer on loopback: start them if installed but stopped, install them
+# (Debian packages) if missing and we may, otherwise say what to do. Also creates the vhost given
+# as $1 (if any) with full permissions for guest, for the test suite.
+set -euo pipefail
+
+AMQP_PORT=${OFFLOAD_AMQP_PORT:-5672}
+REDIS_PORT=${OFFLOAD_REDIS_PORT:-6379}
+VHOST=${1:-}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds
+  for _ in $(seq 1 "$2"); do port_open "$1" && return 0; sleep 1; done
+  return 1
+}
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo ">> installing $* (Debian packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null || {
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+  else
+    return 1
+  fi
+}
+
+ensure_redis() {
+  port_open "$REDIS_PORT" && return 0
+  command -v redis-server >/dev/null || apt_install redis-server || {
+    echo "Redis is not installed. Install it (apt-get install redis-server) or run: docker compose up redis" >&2; exit 1; }
+  echo ">> starting Redis on 127.0.0.1:$REDIS_PORT"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/offload.log
+  wait_port "$REDIS_PORT" 20 || { echo "Redis did not start; see /var/log/redis/offload.log" >&2; exit 1; }
+}
+
+ensure_rabbitmq() {
+  port_open "$AMQP_PORT" && return 0
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server || {
+    echo "RabbitMQ is not installed. Install it (apt-get install rabbitmq-server) or run: docker compose up rabbitmq" >&2; exit 1; }
+  echo ">> starting RabbitMQ on 127.0.0.1:$AMQP_PORT (first boot can take 30 s)"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_port "$AMQP_PORT" 90 || { echo "RabbitMQ did not start; see /var/log/rabbitmq/" >&2; exit 1; }
+}
+
+ensure_vhost() {
+  [ -n "$VHOST" ] || return 0
+  command -v rabbitmqctl >/dev/null || { echo "rabbitmqctl not found; create vhost '$VHOST' for guest by hand" >&2; exit 1; }
+  if ! rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$VHOST"; then
+    rabbitmqctl -q add_vhost "$VHOST" >/dev/null
+  fi
+  rabbitmqctl -q set_permissions -p "$VHOST" guest ".*" ".*" ".*" >/dev/null
+}
+
+ensure_redis
+ensure_rabbitmq
+ensure_vhost

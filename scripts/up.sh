@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make up`: run the API and the three workers as local processes in the foreground.
+set -euo pipefail
+mkdir -p .offload
+if [ -z "${OFFLOAD_API_KEYS:-}" ]; then
+  [ -s .offload/dev-key ] || python3 -c 'import secrets; print("dev_" + secrets.token_urlsafe(24))' > .offload/dev-key
+  key=$(cat .offload/dev-key)
+  export OFFLOAD_API_KEYS="$key=dev:admin"
+  cat <<MSG
+
+  Offload is starting on http://127.0.0.1:8000   (API docs: http://127.0.0.1:8000/docs)
+  Development API key (tenant 'dev', role admin):  $key
+
+  Try:  curl -s -X POST http://127.0.0.1:8000/v1/jobs -H "Authorization: Bearer $key" \\
+          -H 'Content-Type: application/json' -d '{"type":"system.sleep","payload":{"ms":3000}}'
+  Then: curl -N <events_url from the answer> -H "Authorization: Bearer $key"
+  Or:   make demo          (Ctrl-C here stops everything)
+
+MSG
+fi
+export OFFLOAD_LOG_FORMAT=${OFFLOAD_LOG_FORMAT:-text}
+export OFFLOAD_URL_ALLOW_HOSTS=${OFFLOAD_URL_ALLOW_HOSTS:-127.0.0.1,localhost}
+exec python3 -m uv run --frozen --all-packages honcho start -f Procfile.dev
