@@ -14,11 +14,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from offload.errors import ConfigError
 
-#: The roles an API key can carry. ``client`` submits and reads its own tenant's jobs; ``admin`` also
-#: sees every tenant and operates queues.
-Role = Literal["client", "admin"]
+#: The roles an API key can carry. ``reader`` reads its tenant's jobs; ``client`` also submits,
+#: cancels and retries them; ``admin`` does all that for every tenant and operates queues.
+Role = Literal["reader", "client", "admin"]
 
-_ROLES: tuple[Role, ...] = ("client", "admin")
+_ROLES: tuple[Role, ...] = ("reader", "client", "admin")
 
 
 class ApiKey:

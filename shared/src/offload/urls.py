@@ -52,6 +52,8 @@ class UrlPolicy:
         host = parts.hostname or ""
         if host in self.allow_hosts:
             return url
+        if parts.port is not None and parts.port not in self.allowed_ports:
+            raise _refuse(field_name, f"port {parts.port} is not allowed")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = [ipaddress.ip_address(host)]
@@ -67,7 +69,7 @@ class UrlPolicy:
             raise _refuse(field_name, f"it is longer than {MAX_URL_LENGTH} characters")
         try:
             parts = urlsplit(url)
-            port = parts.port
+            parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
             raise _refuse(field_name, "it is not a valid URL") from None
         schemes = ("https", "http") if self.allow_http else ("https",)
@@ -81,8 +83,6 @@ class UrlPolicy:
             raise _refuse(field_name, "it has no host")
         if parts.username is not None or parts.password is not None:
             raise _refuse(field_name, "it contains user info")
-        if port is not None and port not in self.allowed_ports:
-            raise _refuse(field_name, f"port {port} is not allowed")
         return parts
 
     def _resolve(self, host: str, port: int, field_name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

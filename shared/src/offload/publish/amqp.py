@@ -127,6 +127,8 @@ class _Link:
             logger.exception("The publisher's connection loop failed.")
         finally:
             self._die("The message broker connection was lost.")
+            if self.connection is not None:
+                self.connection.ioloop.close()
 
     def _on_open(self, connection: SelectConnection) -> None:
         connection.channel(on_open_callback=self._on_channel)

@@ -202,8 +202,9 @@ class Publisher:
         return self.store.get(job_id, tenant=tenant)
 
     def close(self) -> None:
-        """Close the broker connection."""
+        """Close the broker connection and the Redis connection pool."""
         self.amqp.close()
+        self.store.client.close()
 
     # -- internals ---------------------------------------------------------------------------
 

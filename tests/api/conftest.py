@@ -1,0 +1,66 @@
+"""The API under test: the real app factory with the real publisher (Redis + RabbitMQ test vhost)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from offload.publish import Publisher
+from offload.settings import Settings
+from offload_api.app import create_app
+from tests.conftest import KEYS
+
+FORBIDDEN_IN_RESPONSES = ("Traceback", "amqp://", "redis://", "password", "guest:guest")
+
+
+@pytest.fixture
+def app(settings: Settings, publisher: Publisher) -> Flask:
+    return create_app(settings, publisher=publisher)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Api:
+    """Calls the API as one of the test keys, checking that no response leaks internals."""
+
+    def __init__(self, client: FlaskClient, who: str = "acme") -> None:
+        self.client = client
+        self.who = who
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {KEYS[self.who]}", **(extra or {})}
+
+    def as_(self, who: str) -> Api:
+        return Api(self.client, who)
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        kw["headers"] = self.headers(kw.get("headers"))
+        response = self.client.open(path, method=method, **kw)
+        body = response.get_data(as_text=True)
+        for secret in FORBIDDEN_IN_RESPONSES:
+            assert secret not in body, f"response to {method} {path} contains {secret!r}"
+        return response
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.call("POST", path, **kw)
+
+    def submit(self, job_type: str = "system.noop", payload: dict[str, Any] | None = None, **options: Any) -> Any:
+        body: dict[str, Any] = {"type": job_type, "payload": payload or {}}
+        if options:
+            body["options"] = options
+        return self.post("/v1/jobs", json=body)
+
+
+@pytest.fixture
+def api(client: FlaskClient) -> Iterator[Api]:
+    yield Api(client)

@@ -1,0 +1,175 @@
+"""Fixtures for every tier: settings, real Redis (own db) and RabbitMQ (own vhost), publisher, workers.
+
+A missing server fails the run when ``CI`` is set and skips the test otherwise (Dramatiq's
+``check_rabbitmq`` habit). The Redis test database must be empty at session start unless this
+suite left it (RQ's ``find_empty_redis_database`` habit); it is flushed after every test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dramatiq
+import pika
+import pytest
+import redis
+
+from offload.contracts import REGISTRY
+from offload.publish import Publisher
+from offload.settings import Settings
+from offload.status import JobRecord
+from tests.helpers import wait_for
+
+TEST_VHOST = "offload_test"
+TEST_REDIS_DB = 15
+AMQP_URL = os.environ.get("OFFLOAD_TEST_BROKER_URL", f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}")
+REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
+OWNER_KEY = "offloadtest:owner"
+
+#: API keys the tests use: tenant acme (client, reader), tenant globex (client), and an admin.
+KEYS = {
+    "acme": "acme-client-key-0123456789",
+    "acme_reader": "acme-reader-key-0123456789",
+    "globex": "globex-client-key-0123456789",
+    "admin": "ops-admin-key-0123456789ab",
+}
+API_KEYS = (
+    f"{KEYS['acme']}=acme:client,{KEYS['acme_reader']}=acme:reader,"
+    f"{KEYS['globex']}=globex:client,{KEYS['admin']}=ops:admin"
+)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "servers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def servers() -> None:
+    """RabbitMQ (with the test vhost) and Redis on loopback, or skip (fail under CI)."""
+    problems = []
+    try:
+        pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?socket_timeout=2&stack_timeout=2")).close()
+    except Exception as exc:
+        problems.append(f"RabbitMQ vhost {TEST_VHOST!r} unreachable ({type(exc).__name__}); run `make test`.")
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        if client.dbsize() and not client.exists(OWNER_KEY):
+            pytest.exit(f"Redis db {TEST_REDIS_DB} is not empty and not ours; refusing to flush it.", returncode=3)
+        client.flushdb()
+    except redis.ConnectionError:
+        problems.append("Redis unreachable on 127.0.0.1:6379; run `make test`.")
+    if problems:
+        if os.environ.get("CI"):
+            pytest.fail(" ".join(problems))
+        pytest.skip(" ".join(problems))
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Test settings: the test vhost and db, the test keys, text logs, loopback URLs allowed."""
+    values: dict[str, Any] = {
+        "env": "test",
+        "broker_url": AMQP_URL,
+        "redis_url": REDIS_URL,
+        "api_keys": API_KEYS,
+        "log_format": "text",
+        "url_allow_hosts": ["127.0.0.1"],
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(servers: None) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def redis_client(servers: None) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.set(OWNER_KEY, "1")
+    yield client
+    client.flushdb()
+    client.set(OWNER_KEY, "1")
+    client.close()
+
+
+def delete_queues(url: str = AMQP_URL) -> None:
+    """Delete every Offload queue (with its DQ and XQ) in the vhost of ``url``."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for queue in {*REGISTRY.queues, "email", "media", "reports"}:
+            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+                channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def clean_broker(servers: None) -> Iterator[None]:
+    delete_queues()
+    yield
+    delete_queues()
+
+
+@pytest.fixture
+def publisher(settings: Settings, redis_client: redis.Redis, clean_broker: None) -> Iterator[Publisher]:
+    instance = Publisher.from_settings(settings)
+    yield instance
+    instance.close()
+
+
+class RunningWorker:
+    """An in-process Dramatiq worker serving every queue, for tests."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, threads: int = 4) -> None:
+        from offload.worker import build_worker
+
+        self.broker = build_worker(settings, queues=REGISTRY.queues, handlers={}, publisher=publisher)
+        self.broker.emit_after("process_boot")
+        self.worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=100)
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop(timeout=10_000)
+        self.broker.close()
+
+
+@pytest.fixture
+def worker(settings: Settings, publisher: Publisher) -> Iterator[RunningWorker]:
+    running = RunningWorker(settings, publisher)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def wait_state(publisher: Publisher) -> Callable[..., JobRecord]:
+    """``wait_state(job_id, "succeeded", timeout=10)``: wait until the job is in one of the states."""
+
+    def wait(job_id: str, *states: str, timeout: float = 10.0) -> JobRecord:
+        found: dict[str, JobRecord] = {}
+
+        def reached() -> bool:
+            record = publisher.get(job_id)
+            if record is not None:
+                found["record"] = record
+            return record is not None and record.state.value in states
+
+        wait_for(reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {found.get('record')}")
+        return found["record"]
+
+    return wait
+

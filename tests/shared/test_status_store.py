@@ -1,0 +1,191 @@
+"""The Redis status store: forward-only transitions, retention, indexes, events, scheduling."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import redis
+
+from offload.errors import StatusStoreUnavailable
+from offload.status import JobState, Retention, StatusStore, now_ms
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> StatusStore:
+    return StatusStore.from_url(REDIS_URL, prefix="t", retention=Retention(succeeded=100, failed=200))
+
+
+def _create(store: StatusStore, *, tenant: str = "acme", job_type: str = "system.noop", **kw) -> str:
+    job_id = str(uuid.uuid4())
+    fields = {"tenant": tenant, "type": job_type, "queue": "system", "created_at": now_ms(), "max_retries": 1,
+              "message": json.dumps({"queue_name": "system", "options": {}})}
+    assert store.create(job_id, fields, **kw).outcome == "created"
+    return job_id
+
+
+def test_create_writes_a_queued_record_with_one_history_entry(store: StatusStore) -> None:
+    job_id = _create(store)
+    record = store.get(job_id)
+    assert record is not None and record.state is JobState.QUEUED and record.seq == 1
+    assert [e["state"] for e in store.history(job_id)] == ["queued"]
+
+
+def test_a_job_runs_through_running_to_succeeded_and_gets_its_retention(store: StatusStore, redis_client) -> None:
+    job_id = _create(store)
+    started = store.start(job_id, max_unfinished=3)
+    assert started.outcome == "run" and started.attempt == 1 and started.tenant == "acme"
+    assert redis_client.ttl(f"t:job:{job_id}") == -1  # active jobs never expire
+    assert store.finish(job_id, 1, JobState.SUCCEEDED, result={"n": 1})
+    record = store.get(job_id)
+    assert record.state is JobState.SUCCEEDED and record.result == {"n": 1} and record.progress == 100
+    assert 0 < redis_client.ttl(f"t:job:{job_id}") <= 100
+    assert [e["state"] for e in store.history(job_id)] == ["queued", "running", "succeeded"]
+
+
+def test_finished_jobs_never_move_backwards(store: StatusStore) -> None:
+    job_id = _create(store)
+    store.start(job_id, max_unfinished=3)
+    store.finish(job_id, 1, JobState.SUCCEEDED)
+    # Given a duplicate delivery of a succeeded job, when a worker starts it, then it is skipped.
+    assert store.start(job_id, max_unfinished=3).outcome == "skip"
+    assert not store.finish(job_id, 1, JobState.FAILED, error=("x", "y"))
+    assert store.get(job_id).state is JobState.SUCCEEDED
+
+
+def test_a_stale_attempt_cannot_finish_the_job(store: StatusStore) -> None:
+    job_id = _create(store)
+    store.start(job_id, max_unfinished=3)
+    store.start(job_id, max_unfinished=3)  # redelivered while attempt 1 still "ran"
+    assert not store.finish(job_id, 1, JobState.SUCCEEDED)
+    assert store.finish(job_id, 2, JobState.SUCCEEDED)
+    history = store.history(job_id)
+    assert history[2]["redelivered"] is True and history[2]["attempt"] == 2
+
+
+def test_too_many_unfinished_deliveries_make_a_job_dead(store: StatusStore) -> None:
+    job_id = _create(store)
+    for _ in range(3):
+        assert store.start(job_id, max_unfinished=3).outcome == "run"
+    dead = store.start(job_id, max_unfinished=3)
+    assert dead.outcome == "dead"
+    record = store.get(job_id)
+    assert record.state is JobState.DEAD and record.error_code == "too_many_deliveries"
+
+
+def test_finished_attempts_reset_the_unfinished_count(store: StatusStore) -> None:
+    job_id = _create(store)
+    for attempt in range(1, 6):
+        assert store.start(job_id, max_unfinished=2).outcome == "run"
+        store.finish(job_id, attempt, JobState.RETRYING, error=("e", "m"), retry_at=now_ms())
+    assert store.get(job_id).state is JobState.RETRYING
+
+
+def test_retrying_schedules_the_job_and_claiming_leases_it(store: StatusStore) -> None:
+    job_id = _create(store)
+    store.start(job_id, max_unfinished=3)
+    store.finish(job_id, 1, JobState.RETRYING, error=("boom", "Boom."), retry_at=now_ms() - 1)
+    claimed = store.claim_due(limit=10, lease_ms=60_000)
+    assert [c[0] for c in claimed] == [job_id]
+    assert store.claim_due(limit=10, lease_ms=60_000) == []  # leased, not claimed twice
+    assert store.promoted(job_id) is False  # retrying stays retrying until it runs
+    assert store.next_due() is None
+
+
+def test_a_delayed_job_is_scheduled_then_promoted_to_queued(store: StatusStore) -> None:
+    job_id = _create(store, scheduled_for=now_ms() + 3_600_000)
+    assert store.get(job_id).state is JobState.SCHEDULED
+    assert store.claim_due(limit=10) == []
+    store.client.zadd("t:scheduled", {job_id: now_ms() - 1})  # time passes
+    assert [c[0] for c in store.claim_due(limit=10)] == [job_id]
+    assert store.promoted(job_id)
+    assert [e["state"] for e in store.history(job_id)] == ["scheduled", "queued"]
+
+
+def test_cancel_of_a_waiting_job_is_immediate_and_of_a_running_one_is_a_request(store: StatusStore) -> None:
+    waiting = _create(store, scheduled_for=now_ms() + 60_000)
+    assert store.cancel(waiting, tenant="acme") == ("cancelled", None)
+    assert store.next_due() is None
+    running = _create(store)
+    store.start(running, max_unfinished=3)
+    assert store.cancel(running, tenant="acme") == ("requested", None)
+    assert store.progress(running, 1, 50) == ("running", True)
+    assert store.cancel(running, tenant="globex") == ("missing", None)
+
+
+def test_reopen_moves_a_failed_job_back_to_queued_and_keeps_it(store: StatusStore, redis_client) -> None:
+    job_id = _create(store)
+    store.start(job_id, max_unfinished=3)
+    store.finish(job_id, 1, JobState.FAILED, error=("e", "m"))
+    outcome, message = store.reopen(job_id, tenant="acme")
+    assert outcome == "queued" and json.loads(message)["queue_name"] == "system"
+    assert redis_client.ttl(f"t:job:{job_id}") == -1
+    assert store.reopen(job_id, tenant="acme") == ("state", "queued")
+
+
+def test_abort_removes_an_untouched_record_and_leaves_a_tombstone(store: StatusStore) -> None:
+    job_id = _create(store, idempotency_key="k1", fingerprint="f")
+    assert store.abort(job_id, tenant="acme", idempotency_key="k1")
+    assert store.get(job_id) is None
+    assert store.start(job_id, max_unfinished=3).outcome == "aborted"
+    assert store.list(tenant="acme").records == []
+    # The idempotency key is free again: the client may retry with it.
+    again = _create(store, idempotency_key="k1", fingerprint="f")
+    assert again != job_id
+
+
+def test_idempotency_key_returns_the_same_job_or_a_conflict(store: StatusStore) -> None:
+    first = _create(store, idempotency_key="k", fingerprint="same")
+    fields = {"tenant": "acme", "type": "system.noop", "queue": "system", "created_at": now_ms()}
+    assert store.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="same").job_id == first
+    conflict = store.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="other")
+    assert conflict.outcome == "conflict" and conflict.job_id == first
+
+
+def test_listing_filters_by_tenant_state_and_type_and_pages_with_a_cursor(store: StatusStore) -> None:
+    ids = [_create(store) for _ in range(7)]
+    other = _create(store, job_type="system.sleep")
+    _create(store, tenant="globex")
+    store.start(ids[0], max_unfinished=3)
+    assert {r.id for r in store.list(tenant="acme", state=JobState.RUNNING).records} == {ids[0]}
+    assert [r.id for r in store.list(tenant="acme", job_type="system.sleep").records] == [other]
+    seen, cursor = [], None
+    while True:
+        page = store.list(tenant="acme", limit=3, cursor=cursor)
+        seen += [r.id for r in page.records]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert sorted(seen) == sorted([*ids, other]) and len(seen) == len(set(seen))
+    assert len(store.list(tenant=None, limit=100).records) == 9
+
+
+def test_listing_drops_index_entries_of_expired_records(store: StatusStore) -> None:
+    job_id = _create(store)
+    store.client.delete(f"t:job:{job_id}")
+    assert store.list(tenant="acme").records == []
+    assert store.client.zscore("t:idx:acme", job_id) is None
+
+
+def test_every_change_is_published_on_the_job_channel(store: StatusStore) -> None:
+    job_id = _create(store)
+    pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store.events_channel(job_id))
+    pubsub.get_message(timeout=1)
+    store.start(job_id, max_unfinished=3)
+    store.progress(job_id, 1, 40, "almost")
+    store.finish(job_id, 1, JobState.SUCCEEDED)
+    events = []
+    while (message := pubsub.get_message(timeout=1)) is not None:
+        events.append(json.loads(message["data"]))
+    pubsub.close()
+    assert [(e["kind"], e["state"], e["seq"]) for e in events] == [
+        ("state", "running", 2), ("progress", "running", 3), ("state", "succeeded", 4)]
+
+
+def test_an_unreachable_redis_raises_status_store_unavailable(servers) -> None:
+    store = StatusStore.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StatusStoreUnavailable):
+        store.get("x")
