@@ -1,0 +1,71 @@
+"""The registry over HTTP, the generated OpenAPI document, the docs page and the health probes."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from offload.contracts import REGISTRY
+from tests.api.conftest import Api
+
+
+def test_job_types_list_every_contract_with_its_schema(api: Api) -> None:
+    types = api.get("/v1/job-types").get_json()["job_types"]
+    assert [t["type"] for t in types] == REGISTRY.names
+    sleep = next(t for t in types if t["type"] == "system.sleep")
+    assert sleep["payload_schema"]["properties"]["ms"]["maximum"] == 600_000
+    assert sleep["payload_schema"]["additionalProperties"] is False
+
+
+def test_the_openapi_document_covers_every_route_and_every_job_type(app, api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    assert document["openapi"] == "3.1.0"
+    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    documented = {path.replace("{", "<").replace("}", ">") for path in document["paths"]}
+    assert routes == documented
+    variants = document["components"]["schemas"]["JobRequest"]["oneOf"]
+    assert [v["properties"]["type"]["const"] for v in variants] == REGISTRY.names
+
+
+def test_the_openapi_document_is_valid(api: Api) -> None:
+    validate(api.get("/openapi.json").get_json())
+
+
+def _schema(document: dict, name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+
+
+def test_real_responses_match_their_documented_schemas(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    accepted = api.submit("system.sleep", {"ms": 5})
+    jsonschema.validate(accepted.get_json(), _schema(document, "JobAccepted"))
+    job = api.get(f"/v1/jobs/{accepted.get_json()['id']}").get_json()
+    jsonschema.validate(job, _schema(document, "Job"))
+    jsonschema.validate(api.get("/v1/jobs").get_json(), _schema(document, "JobPage"))
+    jsonschema.validate(api.submit("nope.nope").get_json(), _schema(document, "Error"))
+    jsonschema.validate(api.get("/v1/job-types").get_json(), _schema(document, "JobTypeList"))
+    batch = api.post("/v1/batches", json={"jobs": [{"type": "system.noop"}]}).get_json()
+    jsonschema.validate(batch, _schema(document, "BatchAccepted"))
+    jsonschema.validate(api.get(f"/v1/batches/{batch['id']}").get_json(), _schema(document, "Batch"))
+
+
+def test_job_requests_are_described_by_the_document(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    schema = _schema(document, "JobRequest")
+    jsonschema.validate({"type": "system.sleep", "payload": {"ms": 5}, "options": {"priority": "high"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "system.sleep", "payload": {"ms": "5"}}, schema)
+
+
+def test_the_docs_page_is_self_contained_html(client) -> None:
+    response = client.get("/docs")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "system.sleep" in html and "/v1/jobs/{job_id}/events" in html and "<script" not in html
+
+
+def test_health_and_readiness(client) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"] == {"redis": "ok", "broker": "ok"}

@@ -1,0 +1,130 @@
+"""The worker runtime against real RabbitMQ and Redis: attempts, retries, failures, cancel, follow-ups."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pika
+
+from offload.publish import Publisher
+from offload.status import JobState
+from tests.conftest import AMQP_URL, RunningWorker
+from tests.helpers import wait_for
+
+
+def _xq_depth(queue: str = "system") -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        return connection.channel().queue_declare(f"{queue}.XQ", passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def test_a_job_runs_to_succeeded_with_its_result(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.noop", {"echo": "hi"}, tenant="acme")
+    record = wait_state(job.job_id, "succeeded")
+    assert record.result == {"echo": "hi"} and record.attempts == 1 and record.progress == 100
+    assert record.started_at and record.finished_at and record.finished_at >= record.started_at
+    assert [h["state"] for h in publisher.store.history(job.job_id)] == ["queued", "running", "succeeded"]
+
+
+def test_progress_is_reported_while_sleeping(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.sleep", {"ms": 800, "steps": 4}, tenant="acme")
+    wait_for(lambda: (publisher.get(job.job_id).progress or 0) >= 25, timeout=5)
+    assert publisher.get(job.job_id).state is JobState.RUNNING
+    assert wait_state(job.job_id, "succeeded").result == {"slept_ms": 800}
+
+
+def test_a_transient_failure_is_retried_with_backoff_then_succeeds(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.fail", {"succeed_on_attempt": 3}, tenant="acme")
+    record = wait_state(job.job_id, "succeeded", timeout=15)
+    assert record.attempts == 3
+    states = [h["state"] for h in publisher.store.history(job.job_id)]
+    assert states == ["queued", "running", "retrying", "running", "retrying", "running", "succeeded"]
+    retry = publisher.store.history(job.job_id)[2]
+    assert retry["error"]["code"] == "transient_error" and retry["retry_at"] >= retry["at"]
+
+
+def test_retries_are_bounded_by_max_retries_then_the_job_fails_and_is_dead_lettered(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.fail", {"message": "Nope."}, tenant="acme", max_retries=1)
+    record = wait_state(job.job_id, "failed", timeout=15)
+    assert record.attempts == 2 and record.error_code == "transient_error"
+    assert record.error_message == "TransientJobError: Nope."
+    wait_for(lambda: _xq_depth() == 1, timeout=5)
+
+
+def test_a_permanent_failure_is_not_retried(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.fail", {"permanent": True, "message": "Bad input."}, tenant="acme")
+    record = wait_state(job.job_id, "failed")
+    assert record.attempts == 1 and (record.error_code, record.error_message) == ("permanent_error", "Bad input.")
+
+
+def test_cancelling_a_running_job_stops_it(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.sleep", {"ms": 20_000, "steps": 100}, tenant="acme")
+    wait_state(job.job_id, "running")
+    assert publisher.store.cancel(job.job_id, tenant="acme") == ("requested", None)
+    started = time.monotonic()
+    record = wait_state(job.job_id, "cancelled", timeout=5)
+    assert time.monotonic() - started < 2 and record.progress < 100
+
+
+def test_a_delayed_job_runs_after_its_delay(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.noop", {}, tenant="acme", delay=1)
+    assert publisher.get(job.job_id).state is JobState.SCHEDULED
+    record = wait_state(job.job_id, "succeeded", timeout=6)
+    assert record.started_at - record.created_at >= 1000
+
+
+def test_follow_ups_run_after_their_parent_succeeds_and_can_read_its_result(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    parent = publisher.publish("system.noop", {"echo": "parent"}, tenant="acme",
+                               then=[{"type": "system.noop", "payload": {"echo": "child"}}])
+    wait_state(parent.job_id, "succeeded")
+    children = [r for r in publisher.store.list(tenant="acme").records if r.parent_id == parent.job_id]
+    assert len(children) == 1
+    child = wait_state(children[0].id, "succeeded")
+    assert child.result == {"echo": "child"} and child.tenant == "acme"
+
+
+def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job = publisher.publish("system.noop", {}, tenant="acme")
+    wait_state(job.job_id, "succeeded")
+    record_message = publisher.store.client.hget(publisher.store.key("job", job.job_id), "message")
+    publisher.republish(record_message.encode())
+    time.sleep(0.5)
+    record = publisher.get(job.job_id)
+    assert record.attempts == 1 and record.state is JobState.SUCCEEDED
+
+
+def test_a_message_published_without_a_record_is_adopted(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    job_id = str(uuid.uuid4())
+    body = {"queue_name": "system", "actor_name": "system.sleep", "args": [],
+            "kwargs": {"job_id": job_id, "payload": {"ms": 10}},
+            "options": {"broker_priority": 2, "offload": {"v": 1, "tenant": "globex"}},
+            "message_id": job_id, "message_timestamp": int(time.time() * 1000)}
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    connection.channel().basic_publish("", "system", json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    record = wait_state(job_id, "succeeded")
+    assert record.tenant == "globex" and record.result == {"slept_ms": 10}
+    assert [r.id for r in publisher.store.list(tenant="globex").records] == [job_id]
+
+
+def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publisher, worker: RunningWorker) -> None:
+    prepared = publisher.preparer.prepare({"type": "system.noop"}, tenant="acme")
+    message = publisher._record(prepared, None)
+    assert isinstance(message, bytes)
+    publisher.store.abort(prepared.job_id, tenant="acme")
+    publisher.republish(message)
+    time.sleep(0.5)
+    assert publisher.get(prepared.job_id) is None
+
+
+def test_an_undecodable_message_is_dead_lettered_without_running(publisher: Publisher, worker: RunningWorker) -> None:
+    publisher.store.client.set("probe", "0")
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    channel.basic_publish("", "system", b"\x80\x04not json", pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    wait_for(lambda: _xq_depth() == 1, timeout=5)
