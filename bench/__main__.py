@@ -1,0 +1,274 @@
+"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only api,drain,latency]``.
+
+Runs the three measurements in one go on this machine, each beside its reference, prints one
+table with ratios and writes it to ``bench/results/latest.json``. Exits 0 whether or not the
+targets are met: the benchmark reports, it does not assert. A measurement that breaks is reported
+as such and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from bench import api, drain, infra, latency
+from bench.config import RESULTS, BenchConfig, isolate_environment
+from bench.procs import Child
+from bench.stats import median
+from bench.table import Row, met, num, render, write_json
+
+#: Targets from the spec.
+API_MIN_RATE = 1_000
+API_MAX_P99_MS = 50
+API_MIN_RATIO = 0.4
+DRAIN_MIN_RATIO = 0.85
+LATENCY_MAX_P99_MS = 5
+
+
+def parse_args(argv: list[str]) -> BenchConfig:
+    """The run's configuration from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short smoke run (~3 s loads, 3,000 jobs, 1 round)")
+    parser.add_argument("--duration", type=float, help="seconds of each measured HTTP run (default 15; quick 3)")
+    parser.add_argument("--jobs", type=int, help="jobs per drain (default 20,000; quick 3,000)")
+    parser.add_argument("--rounds", type=int, help="interleaved drain rounds (default 2; quick 1)")
+    parser.add_argument("--probes", type=int, help="latency probes per system (default 200; quick 100)")
+    parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections (default 32)")
+    parser.add_argument(
+        "--bare-priority", action="store_true", help="declare the bare reference's queue with x-max-priority=3 too"
+    )
+    parser.add_argument("--only", default="api,drain,latency", help="comma-separated subset of api,drain,latency")
+    args = parser.parse_args(argv)
+    only = frozenset(part.strip() for part in args.only.split(",") if part.strip())
+    unknown = only - {"api", "drain", "latency"}
+    if unknown:
+        parser.error(f"unknown measurement(s): {sorted(unknown)}")
+    os.environ.pop("BENCH_BARE_MAX_PRIORITY", None)
+    if args.bare_priority:
+        os.environ["BENCH_BARE_MAX_PRIORITY"] = "3"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    logs = RESULTS / "logs" / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+    quick = args.quick
+    return BenchConfig(
+        quick=quick,
+        duration=args.duration or (3.0 if quick else 15.0),
+        warmup=1.0 if quick else 3.0,
+        concurrency=args.concurrency,
+        jobs=args.jobs or (3_000 if quick else 20_000),
+        rounds=args.rounds or (1 if quick else 2),
+        probes=args.probes or (100 if quick else 200),
+        probe_interval=0.02,
+        processes=2,
+        threads=8,
+        only=only,
+        logs=logs,
+    )
+
+
+def api_rows(result: api.ApiResult, cfg: BenchConfig) -> list[Row]:
+    """Accepted/s, latency and error rows of the API measurement."""
+    ours, noop = result.ours.load, result.noop.load
+    rate, ceiling, ratio = ours.rate(202), noop.rate(202), result.ratio
+    p99_ratio = ours.p99_ms / noop.p99_ms if noop.p99_ms else float("nan")
+    return [
+        Row(
+            f"API accepted/s (c={cfg.concurrency})",
+            f"{num(rate)}/s",
+            f"{num(ceiling)}/s no-op",
+            num(ratio, 2),
+            f"≥{API_MIN_RATE:,}/s, ≥{API_MIN_RATIO}×",
+            met(rate >= API_MIN_RATE and ratio >= API_MIN_RATIO),
+            {"ours_per_s": rate, "noop_per_s": ceiling, "ratio": ratio},
+        ),
+        Row(
+            "API p50 / p99",
+            f"{num(ours.p50_ms, 1)} / {num(ours.p99_ms, 1)} ms",
+            f"{num(noop.p50_ms, 1)} / {num(noop.p99_ms, 1)} ms no-op",
+            num(p99_ratio, 1) + "× p99",
+            f"p99 ≤{API_MAX_P99_MS} ms",
+            met(ours.p99_ms <= API_MAX_P99_MS),
+            {
+                "ours_p50_ms": ours.p50_ms,
+                "ours_p99_ms": ours.p99_ms,
+                "noop_p50_ms": noop.p50_ms,
+                "noop_p99_ms": noop.p99_ms,
+            },
+        ),
+        Row(
+            "API non-202 / socket errors",
+            f"{ours.other(202):,} / {ours.socket_errors:,}",
+            f"{noop.other(202):,} / {noop.socket_errors:,} no-op",
+            "",
+            "0",
+            met(ours.other(202) + ours.socket_errors == 0),
+            {
+                "ours_non_202": ours.other(202),
+                "ours_socket_errors": ours.socket_errors,
+                "ours_statuses": {str(k): v for k, v in ours.statuses.items()},
+                "noop_non_202": noop.other(202),
+                "noop_socket_errors": noop.socket_errors,
+            },
+        ),
+    ]
+
+
+def drain_rows(result: drain.DrainResult, cfg: BenchConfig) -> list[Row]:
+    """The drain row (median of the rounds)."""
+    ratio = median(result.ratios)
+    ours, bare = result.median_rate("ours"), result.median_rate("bare")
+    problems = [run.problem for pair in result.rounds for run in pair if run.problem]
+    return [
+        Row(
+            f"drain system.noop ({cfg.processes}×{cfg.threads}, n={cfg.jobs:,})",
+            f"{num(ours)}/s",
+            f"{num(bare)}/s bare" + (" (prio)" if os.environ.get("BENCH_BARE_MAX_PRIORITY") else ""),
+            num(ratio, 2) + (f" (median of {len(result.rounds)})" if len(result.rounds) > 1 else ""),
+            f"≥{DRAIN_MIN_RATIO}",
+            met(None if problems else ratio >= DRAIN_MIN_RATIO),
+            {
+                "ours_per_s": ours,
+                "bare_per_s": bare,
+                "ratio": ratio,
+                "ratios": result.ratios,
+                "steady_ratios": result.steady_ratios,
+            },
+        ),
+    ]
+
+
+def latency_rows(result: latency.LatencyResult) -> list[Row]:
+    """The enqueue→start row."""
+    ours, bare = result.ours, result.bare
+    p99_ratio = ours.p(99) / bare.p(99) if bare.p(99) else float("nan")
+    return [
+        Row(
+            "enqueue→start p50 / p99 (idle)",
+            f"{num(ours.p(50), 1)} / {num(ours.p(99), 1)} ms",
+            f"{num(bare.p(50), 1)} / {num(bare.p(99), 1)} ms bare",
+            num(p99_ratio, 2) + "× p99",
+            f"p99 ≤{LATENCY_MAX_P99_MS} ms",
+            met(None if ours.problem else ours.p(99) <= LATENCY_MAX_P99_MS),
+            {"ours": ours.as_dict(), "bare": bare.as_dict()},
+        ),
+    ]
+
+
+def failed_row(name: str, exc: BaseException) -> Row:
+    """A row saying a measurement broke."""
+    return Row(name, "ERROR", "", "", "", "?", {"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(cfg: BenchConfig) -> int:
+    """Run the selected measurements, print the table, write the JSON."""
+    rows: list[Row] = []
+    notes: list[str] = []
+    raw: dict[str, Any] = {}
+    started = time.monotonic()
+    steps: list[tuple[str, str, Callable[[], object]]] = [
+        ("api", "API (POST /v1/jobs vs no-op)", lambda: api.measure(cfg)),
+        ("drain", "drain", lambda: drain.measure(cfg)),
+        ("latency", "enqueue→start", lambda: latency.measure(cfg)),
+    ]
+    for key, title, step in steps:
+        if key not in cfg.only:
+            continue
+        print(f">> {title}", flush=True)
+        try:
+            result = step()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(failed_row(title, exc))
+            notes.append(f"{title}: FAILED: {type(exc).__name__}: {exc}")
+            Child.stop_all()
+            continue
+        if isinstance(result, api.ApiResult):
+            rows += api_rows(result, cfg)
+            notes += api.notes(result)
+            raw["api"] = {"ours": result.ours.as_dict(), "noop": result.noop.as_dict()}
+        elif isinstance(result, drain.DrainResult):
+            rows += drain_rows(result, cfg)
+            notes += drain.notes(result)
+            raw["drain"] = [{"bare": bare.as_dict(), "ours": ours.as_dict()} for bare, ours in result.rounds]
+        elif isinstance(result, latency.LatencyResult):
+            rows += latency_rows(result)
+            notes += latency.notes(result)
+            raw["latency"] = {
+                "ours": result.ours.as_dict(),
+                "bare": result.bare.as_dict(),
+                "ours_ms": result.ours.latencies,
+                "bare_ms": result.bare.latencies,
+            }
+    elapsed = time.monotonic() - started
+    load = os.getloadavg()
+    header = (
+        f"Offload benchmark ({'quick' if cfg.quick else 'full'}; {os.cpu_count()} cores; "
+        f"HTTP {cfg.duration:g} s per run at c={cfg.concurrency}; drain n={cfg.jobs:,} × {cfg.rounds} round(s); "
+        f"{cfg.probes} latency probes; took {elapsed:.0f} s; load avg {load[0]:.1f})"
+    )
+    print()
+    print(render(rows, notes, header))
+    meta = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": cfg.quick,
+        "duration_s": cfg.duration,
+        "warmup_s": cfg.warmup,
+        "concurrency": cfg.concurrency,
+        "jobs": cfg.jobs,
+        "rounds": cfg.rounds,
+        "probes": cfg.probes,
+        "probe_interval_s": cfg.probe_interval,
+        "processes": cfg.processes,
+        "threads": cfg.threads,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "elapsed_s": round(elapsed, 1),
+        "bare_max_priority": os.environ.get("BENCH_BARE_MAX_PRIORITY"),
+        "logs": str(cfg.logs),
+    }
+    out = RESULTS / "latest.json"
+    write_json(out, rows, notes, meta, raw)
+    root = RESULTS.parent.parent
+    print(f"\n(written to {out.relative_to(root)}; children's logs in {cfg.logs.relative_to(root)})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: isolate the environment, run, always clean up."""
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    isolate_environment()
+    # The SDK logs a normal connection close at WARNING; keep the table's output readable.
+    logging.getLogger("offload.publish.amqp").setLevel(logging.ERROR)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        infra.reset()
+        return run(cfg)
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping the benchmark's processes", file=sys.stderr)
+        return 130
+    finally:
+        Child.stop_all()
+        try:
+            infra.reset()
+        except Exception as exc:  # the servers went away: nothing left to clean
+            print(f"cleanup: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Measurement 1: ``POST /v1/jobs`` throughput and latency, beside a no-op endpoint on the same server.
+
+Both servers are gunicorn with 2 gevent workers, gevent patched first, configured by
+``offload_api.gunicorn_conf``, bound to a free loopback port. The real one is the ``offload-api``
+console script: every request authenticates with a real API key, validates the submission, writes
+the job record to Redis and publishes the message to RabbitMQ, answering 202 only after the broker
+confirmed it. No worker runs, so the API is measured alone (the ``system`` queue just fills up).
+The ceiling is :mod:`bench.noop_app` served the same way.
+
+Load: ``wrk -t2 -c32`` with a Lua script that counts status codes, so the 202 count is verified and
+every other answer is reported. One warm-up run (not measured) precedes each measured run. wrk runs
+on the same two cores as the servers, RabbitMQ and Redis; the CPU notes say how much it took.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench import infra
+from bench.config import API_KEY, BenchConfig, child_env
+from bench.load import LoadResult, ensure_wrk, run_load
+from bench.procs import Child, CpuMeter, CpuUsage, free_port, limit_line, standard_groups, wait_http
+
+BODY = json.dumps({"type": "system.noop", "payload": {}}, separators=(",", ":"))
+
+
+@dataclass
+class ServerRun:
+    """One server's measured load run."""
+
+    name: str
+    load: LoadResult
+    cpu: CpuUsage
+    #: Messages found in the ``system`` queue afterwards, against the 202s given (real API only).
+    queued: int | None = None
+    accepted_total: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        load = self.load
+        return {
+            "tool": load.tool,
+            "requests": load.requests,
+            "seconds": round(load.seconds, 3),
+            "statuses": {str(k): v for k, v in load.statuses.items()},
+            "socket_errors": load.socket_errors,
+            "accepted_per_s": round(load.rate(202), 1),
+            "p50_ms": round(load.p50_ms, 2),
+            "p90_ms": round(load.p90_ms, 2),
+            "p99_ms": round(load.p99_ms, 2),
+            "max_ms": round(load.max_ms, 2),
+            "cpu": self.cpu.as_dict(),
+            "queued_after": self.queued,
+            "accepted_including_warmup": self.accepted_total,
+        }
+
+
+@dataclass
+class ApiResult:
+    """The API beside its no-op ceiling."""
+
+    ours: ServerRun
+    noop: ServerRun
+    concurrency: int
+
+    @property
+    def ratio(self) -> float:
+        """Accepted/s of the API ÷ the no-op endpoint's 202/s."""
+        ceiling = self.noop.load.rate(202)
+        return self.ours.load.rate(202) / ceiling if ceiling else float("nan")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _loaded(
+    cfg: BenchConfig, wrk: str | None, url: str, server: Child, api_key: str | None
+) -> tuple[LoadResult, CpuUsage, int]:
+    """Warm up, then measure, with CPU accounting; returns the result, its CPU and the warm-up's 202s."""
+    warm = run_load(wrk, url, body=BODY, api_key=api_key, concurrency=cfg.concurrency, seconds=cfg.warmup)
+    meter = CpuMeter(standard_groups(server=server.group))
+    before, children_before = meter.snapshot(), _children_cpu()
+    load = run_load(wrk, url, body=BODY, api_key=api_key, concurrency=cfg.concurrency, seconds=cfg.duration)
+    after, children_after = meter.snapshot(), _children_cpu()
+    usage = CpuMeter.usage(before, after)
+    if wrk:  # wrk is a reaped child: its CPU shows in RUSAGE_CHILDREN, not in a live group
+        wrk_cores = (children_after - children_before) / usage.wall
+        usage = replace(usage, groups={**usage.groups, "wrk": wrk_cores}, other=max(0.0, usage.other - wrk_cores))
+    return load, usage, warm.count(202)
+
+
+def _check_one(url: str) -> None:
+    """POST once and insist on a 202, so a misconfiguration shows its error body instead of a rate.
+
+    Raises:
+        RuntimeError: the answer was not 202.
+    """
+    request = urllib.request.Request(
+        url,
+        data=BODY.encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status == 202:
+                return
+            raise RuntimeError(f"POST /v1/jobs answered {response.status}: {response.read()[:500]!r}")
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"POST /v1/jobs answered {exc.code}: {exc.read()[:500]!r}") from None
+
+
+def measure_noop(cfg: BenchConfig, wrk: str | None) -> ServerRun:
+    """Load the no-op app served by gunicorn/gevent exactly like the API."""
+    port = free_port()
+    server = Child(
+        "noop-server",
+        [sys.executable, "-m", "bench.noop_server", "--bind", f"127.0.0.1:{port}"],
+        env=child_env(),
+        logs=cfg.logs,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        load, usage, _ = _loaded(cfg, wrk, f"http://127.0.0.1:{port}/v1/jobs", server, None)
+    finally:
+        server.stop()
+    return ServerRun("no-op", load, usage)
+
+
+def measure_ours(cfg: BenchConfig, wrk: str | None) -> ServerRun:
+    """Load the real ``offload-api`` with no worker running."""
+    infra.reset()
+    port = free_port()
+    launcher = str(Path(sys.executable).parent / "offload-api")
+    server = Child("offload-api", [launcher, "--bind", f"127.0.0.1:{port}"], env=child_env(), logs=cfg.logs)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        url = f"http://127.0.0.1:{port}/v1/jobs"
+        _check_one(url)
+        load, usage, warm_accepted = _loaded(cfg, wrk, url, server, API_KEY)
+    finally:
+        server.stop()
+    accepted_total = 1 + warm_accepted + load.count(202)
+    with infra.rabbit() as conn:
+        queued = conn.ready("system")
+    infra.reset()
+    return ServerRun("offload-api", load, usage, queued=queued, accepted_total=accepted_total)
+
+
+def measure(cfg: BenchConfig) -> ApiResult:
+    """The no-op ceiling, then the real API (one measured run each)."""
+    wrk = ensure_wrk()
+    if wrk is None:
+        print(">> wrk is unavailable; using the Python load driver (lower bounds)", flush=True)
+    noop = measure_noop(cfg, wrk)
+    ours = measure_ours(cfg, wrk)
+    return ApiResult(ours=ours, noop=noop, concurrency=cfg.concurrency)
+
+
+def notes(result: ApiResult) -> list[str]:
+    """What limited each run, and whether the 202s add up."""
+    lines = []
+    for run in (result.ours, result.noop):
+        rate = run.load.rate(202)
+        per_request = run.cpu.accounted_cpu_seconds() / max(1, run.load.requests) * 1e6
+        lines.append(
+            f"API {run.name}: {limit_line(run.cpu)}; {per_request:,.0f} µs CPU per request (other excluded)"
+            f" ({rate:,.0f} 202/s, load by {run.load.tool})"
+        )
+    ours = result.ours
+    if ours.queued is not None and ours.accepted_total is not None:
+        # wrk stops with up to one request in flight per connection, which the server still accepts.
+        extra = ours.queued - ours.accepted_total
+        slack = 2 * result.concurrency  # the warm-up run and the measured run
+        verdict = (
+            "matches"
+            if extra == 0
+            else f"{extra} more: requests in flight when the load stopped (at most {slack})"
+            if 0 < extra <= slack
+            else "DOES NOT MATCH"
+        )
+        lines.append(
+            f"API offload-api: {ours.accepted_total:,} answers 202 seen (warm-up included), "
+            f"{ours.queued:,} messages in the queue afterwards: {verdict}"
+        )
+    for run in (result.ours, result.noop):
+        load = run.load
+        lines.append(f"API {run.name} latency: p90 {load.p90_ms:.1f} ms, max {load.max_ms:.1f} ms")
+    return lines
