@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import api, drain, infra, latency
 from bench.config import RESULTS, BenchConfig, isolate_environment
-from bench.procs import Child
+from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
 from bench.table import Row, met, num, render, write_json
 
@@ -47,12 +47,18 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--bare-priority", action="store_true", help="declare the bare reference's queue with x-max-priority=3 too"
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="most seconds to wait for an idle machine before each measurement (60; quick 5)",
+    )
     parser.add_argument("--only", default="api,drain,latency", help="comma-separated subset of api,drain,latency")
     args = parser.parse_args(argv)
     only = frozenset(part.strip() for part in args.only.split(",") if part.strip())
     unknown = only - {"api", "drain", "latency"}
     if unknown:
         parser.error(f"unknown measurement(s): {sorted(unknown)}")
+    QUIET_WAIT["seconds"] = args.quiet_wait if args.quiet_wait is not None else (5.0 if args.quick else 60.0)
     os.environ.pop("BENCH_BARE_MAX_PRIORITY", None)
     if args.bare_priority:
         os.environ["BENCH_BARE_MAX_PRIORITY"] = "3"
@@ -216,6 +222,20 @@ def run(cfg: BenchConfig) -> int:
                 "bare_ms": result.bare.latencies,
             }
     elapsed = time.monotonic() - started
+    noisy = [(label, waited, busy) for label, waited, busy in QUIET_LOG if busy >= 0.2]
+    waits = sum(waited for _, waited, _ in QUIET_LOG)
+    notes.append(
+        f"machine noise: waited {waits:.0f} s in all for an idle machine (<20% busy) before measurements"
+        + (
+            "; started anyway while busy: " + ", ".join(f"{label} {busy:.0%}" for label, _, busy in noisy)
+            if noisy
+            else ""
+        )
+        + "; 'other' in the CPU notes is what other users' processes took during each measurement"
+    )
+    raw["quiet"] = [
+        {"label": label, "waited_s": round(waited, 1), "busy": round(busy, 3)} for label, waited, busy in QUIET_LOG
+    ]
     load = os.getloadavg()
     header = (
         f"Offload benchmark ({'quick' if cfg.quick else 'full'}; {os.cpu_count()} cores; "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import resource
 import sys
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
@@ -25,7 +26,17 @@ from pathlib import Path
 from bench import infra
 from bench.config import API_KEY, BenchConfig, child_env
 from bench.load import LoadResult, ensure_wrk, run_load
-from bench.procs import Child, CpuMeter, CpuUsage, free_port, limit_line, standard_groups, wait_http
+from bench.procs import (
+    Child,
+    CpuMeter,
+    CpuUsage,
+    connections_by_process,
+    free_port,
+    limit_line,
+    standard_groups,
+    wait_http,
+    wait_quiet,
+)
 
 BODY = json.dumps({"type": "system.noop", "payload": {}}, separators=(",", ":"))
 
@@ -40,6 +51,8 @@ class ServerRun:
     #: Messages found in the ``system`` queue afterwards, against the 202s given (real API only).
     queued: int | None = None
     accepted_total: int | None = None
+    #: Keep-alive connections each gunicorn worker held halfway through the run.
+    connections: list[int] | None = None
 
     def as_dict(self) -> dict[str, object]:
         """JSON form."""
@@ -58,6 +71,7 @@ class ServerRun:
             "cpu": self.cpu.as_dict(),
             "queued_after": self.queued,
             "accepted_including_warmup": self.accepted_total,
+            "connections_per_worker": self.connections,
         }
 
 
@@ -83,18 +97,33 @@ def _children_cpu() -> float:
 
 def _loaded(
     cfg: BenchConfig, wrk: str | None, url: str, server: Child, api_key: str | None
-) -> tuple[LoadResult, CpuUsage, int]:
-    """Warm up, then measure, with CPU accounting; returns the result, its CPU and the warm-up's 202s."""
+) -> tuple[LoadResult, CpuUsage, int, list[int]]:
+    """Warm up, then measure, with CPU accounting.
+
+    Returns the result, its CPU, the warm-up's 202s and the connections each gunicorn worker held
+    halfway through (gunicorn's arbiter holds none; its workers share the listening socket, and a
+    keep-alive connection stays with the worker that accepted it).
+    """
     warm = run_load(wrk, url, body=BODY, api_key=api_key, concurrency=cfg.concurrency, seconds=cfg.warmup)
     meter = CpuMeter(standard_groups(server=server.group))
+    port = int(url.split(":")[2].split("/")[0])
+    held: list[int] = []
+
+    def count_connections() -> None:
+        workers = [pid for pid in server.group() if pid != server.pid]
+        held.extend(sorted(connections_by_process(workers, port).values(), reverse=True))
+
+    timer = threading.Timer(cfg.duration / 2, count_connections)
     before, children_before = meter.snapshot(), _children_cpu()
+    timer.start()
     load = run_load(wrk, url, body=BODY, api_key=api_key, concurrency=cfg.concurrency, seconds=cfg.duration)
     after, children_after = meter.snapshot(), _children_cpu()
+    timer.cancel()
     usage = CpuMeter.usage(before, after)
     if wrk:  # wrk is a reaped child: its CPU shows in RUSAGE_CHILDREN, not in a live group
         wrk_cores = (children_after - children_before) / usage.wall
         usage = replace(usage, groups={**usage.groups, "wrk": wrk_cores}, other=max(0.0, usage.other - wrk_cores))
-    return load, usage, warm.count(202)
+    return load, usage, warm.count(202), held
 
 
 def _check_one(url: str) -> None:
@@ -129,10 +158,11 @@ def measure_noop(cfg: BenchConfig, wrk: str | None) -> ServerRun:
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
-        load, usage, _ = _loaded(cfg, wrk, f"http://127.0.0.1:{port}/v1/jobs", server, None)
+        wait_quiet("API no-op")
+        load, usage, _, held = _loaded(cfg, wrk, f"http://127.0.0.1:{port}/v1/jobs", server, None)
     finally:
         server.stop()
-    return ServerRun("no-op", load, usage)
+    return ServerRun("no-op", load, usage, connections=held)
 
 
 def measure_ours(cfg: BenchConfig, wrk: str | None) -> ServerRun:
@@ -145,14 +175,15 @@ def measure_ours(cfg: BenchConfig, wrk: str | None) -> ServerRun:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
         url = f"http://127.0.0.1:{port}/v1/jobs"
         _check_one(url)
-        load, usage, warm_accepted = _loaded(cfg, wrk, url, server, API_KEY)
+        wait_quiet("API offload-api")
+        load, usage, warm_accepted, held = _loaded(cfg, wrk, url, server, API_KEY)
     finally:
         server.stop()
     accepted_total = 1 + warm_accepted + load.count(202)
     with infra.rabbit() as conn:
         queued = conn.ready("system")
     infra.reset()
-    return ServerRun("offload-api", load, usage, queued=queued, accepted_total=accepted_total)
+    return ServerRun("offload-api", load, usage, queued=queued, accepted_total=accepted_total, connections=held)
 
 
 def measure(cfg: BenchConfig) -> ApiResult:
@@ -193,5 +224,9 @@ def notes(result: ApiResult) -> list[str]:
         )
     for run in (result.ours, result.noop):
         load = run.load
-        lines.append(f"API {run.name} latency: p90 {load.p90_ms:.1f} ms, max {load.max_ms:.1f} ms")
+        spread = "/".join(str(n) for n in run.connections) if run.connections else "?"
+        lines.append(
+            f"API {run.name}: latency p90 {load.p90_ms:.1f} ms, max {load.max_ms:.1f} ms; "
+            f"keep-alive connections per gunicorn worker mid-run: {spread}"
+        )
     return lines

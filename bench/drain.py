@@ -34,7 +34,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from bench import infra
 from bench.config import BARE_QUEUE, BROKER_URL, TENANT, BenchConfig, child_env, settings
-from bench.procs import Child, CpuMeter, CpuSnapshot, CpuUsage, limit_line, standard_groups
+from bench.procs import Child, CpuMeter, CpuSnapshot, CpuUsage, limit_line, standard_groups, wait_quiet
 from bench.stats import median, steady_rate
 
 POLL = 0.02
@@ -140,6 +140,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     if queued != n:
         infra.reset()
         return DrainRun("ours", n, 0, enqueue_s, 0, float("nan"), None, 0, f"{queued} of {n} messages queued")
+    wait_quiet(f"drain ours {label}")
     client = infra.redis_client()
     succeeded_key = infra.state_key("succeeded")
     worker = Child(
@@ -226,6 +227,7 @@ def drain_bare(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         if queued != n:
             infra.reset()
             return DrainRun("bare", n, 0, enqueue_s, 0, float("nan"), None, 0, f"{queued} of {n} messages queued")
+        wait_quiet(f"drain bare {label}")
         out = Path(tempfile.mkdtemp(prefix="bare-", dir=cfg.logs))
         worker = Child(
             f"worker-bare-{label}",

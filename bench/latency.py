@@ -24,7 +24,7 @@ import redis
 
 from bench import infra
 from bench.config import BenchConfig, child_env, settings
-from bench.procs import Child
+from bench.procs import Child, wait_quiet
 from bench.stats import percentile
 
 WARMUP = 5
@@ -91,6 +91,7 @@ def latency_ours(cfg: BenchConfig) -> LatencyRun:
     from offload.publish import Publisher
 
     infra.reset()
+    wait_quiet("latency ours")
     client = infra.redis_client()
     publisher = Publisher.from_settings(settings())
     worker = _worker(cfg, "worker-ours-latency", "offload_email.worker:setup", "--queues", "email", "system")
@@ -141,6 +142,7 @@ def latency_bare(cfg: BenchConfig) -> LatencyRun:
     from bench.bare_worker import PROBE_KEY, bare_probe, broker
 
     infra.reset()
+    wait_quiet("latency bare")
     client = infra.redis_client()
     worker = _worker(cfg, "worker-bare-latency", "bench.bare_worker")
     problem = None

@@ -282,3 +282,50 @@ def limit_line(usage: CpuUsage) -> str:
     else:
         verdict = "not CPU-bound (waiting on round trips or I/O)"
     return f"{verdict}: {usage.describe()}"
+
+
+#: Seconds :func:`wait_quiet` may wait before each measurement (set from ``--quiet-wait``).
+QUIET_WAIT = {"seconds": 60.0}
+#: What each :func:`wait_quiet` call found: (label, seconds waited, busy fraction when it went on).
+QUIET_LOG: list[tuple[str, float, float]] = []
+
+
+def wait_quiet(label: str, threshold: float = 0.2, sample: float = 1.0) -> float:
+    """Wait (at most ``QUIET_WAIT`` seconds) until the machine is less than ``threshold`` busy.
+
+    The machine is shared: another user's test suite can take a core for minutes. Measuring while
+    it runs makes both sides of a ratio slower by different amounts, so each measurement starts
+    when the machine is idle if that happens soon enough, and the notes say when it did not.
+    Returns the busy fraction of the last one-second sample.
+    """
+    started = time.monotonic()
+    deadline = started + QUIET_WAIT["seconds"]
+    while True:
+        busy0, total0 = machine_cpu()
+        time.sleep(sample)
+        busy1, total1 = machine_cpu()
+        busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
+        if busy < threshold or time.monotonic() >= deadline:
+            QUIET_LOG.append((label, time.monotonic() - started - sample, busy))
+            return busy
+
+
+def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """Established TCP connections to local ``port`` held by each of ``pids`` (server side)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "01" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    established.add(f"socket:[{cols[9]}]")
+    counts = {}
+    for pid in pids:
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in established:
+                        held += 1
+        counts[pid] = held
+    return counts
