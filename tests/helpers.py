@@ -44,9 +44,9 @@ def port_open(port: int) -> bool:
 
 def spawn(args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a command in its own process group (so the whole tree can be signalled), logging to ``log``."""
-    handle = log.open("ab")
-    return subprocess.Popen(args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
-                            cwd=ROOT, start_new_session=True)
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
+                                cwd=ROOT, start_new_session=True)
 
 
 def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:

@@ -90,7 +90,8 @@ def test_retrying_schedules_the_job_and_claiming_leases_it(store: StatusStore) -
     claimed = store.claim_due(limit=10, lease_ms=60_000)
     assert [c[0] for c in claimed] == [job_id]
     assert store.claim_due(limit=10, lease_ms=60_000) == []  # leased, not claimed twice
-    assert store.promoted(job_id) is False  # retrying stays retrying until it runs
+    assert store.get(job_id).state is JobState.RETRYING  # retrying stays retrying until it runs
+    store.promoted(job_id)
     assert store.next_due() is None
 
 
@@ -100,8 +101,9 @@ def test_a_delayed_job_is_scheduled_then_promoted_to_queued(store: StatusStore) 
     assert store.claim_due(limit=10) == []
     store.client.zadd("t:scheduled", {job_id: now_ms() - 1})  # time passes
     assert [c[0] for c in store.claim_due(limit=10)] == [job_id]
-    assert store.promoted(job_id)
     assert [e["state"] for e in store.history(job_id)] == ["scheduled", "queued"]
+    store.promoted(job_id)
+    assert store.next_due() is None
 
 
 def test_cancel_of_a_waiting_job_is_immediate_and_of_a_running_one_is_a_request(store: StatusStore) -> None:

@@ -121,8 +121,8 @@ def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publis
     assert publisher.get(prepared.job_id) is None
 
 
-def test_an_undecodable_message_is_dead_lettered_without_running(publisher: Publisher, worker: RunningWorker) -> None:
-    publisher.store.client.set("probe", "0")
+def test_an_undecodable_message_is_dead_lettered_without_running(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+    wait_state(publisher.publish("system.noop", {}, tenant="acme").job_id, "succeeded")  # queues exist, worker consumes
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     channel = connection.channel()
     channel.basic_publish("", "system", b"\x80\x04not json", pika.BasicProperties(delivery_mode=2))

@@ -242,7 +242,7 @@ class StatusStore:
         return [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)]
 
     def promoted(self, job_id: str) -> bool:
-        """Mark a claimed job as published (``scheduled`` → ``queued``) and release its lease.
+        """Release the lease of a claimed job whose message was published and confirmed.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.

@@ -1,15 +1,21 @@
 -- Claim jobs whose delay or backoff has passed, leasing each for ARGV[5] ms so that a crashed
--- claimer's jobs are claimed again. ARGV: 2 unused, 4 limit, 5 lease ms.
--- Returns a flat list {id, message, id, message, ...}.
+-- claimer's jobs are claimed again. A delayed job becomes queued here, before its message is
+-- published, so its history always reads scheduled, queued, running.
+-- ARGV: 2 unused, 4 limit, 5 lease ms. Returns a flat list {id, message, id, message, ...}.
 local key = P .. ':scheduled'
 local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {}
 for _, jid in ipairs(due) do
-  local message = redis.call('HGET', P .. ':job:' .. jid, 'message')
-  if message then
+  local jrec = P .. ':job:' .. jid
+  local info = redis.call('HMGET', jrec, 'message', 'state')
+  if info[1] then
     redis.call('ZADD', key, now + tonumber(ARGV[5]), jid)
+    if info[2] == 'scheduled' then
+      id, rec, hist = jid, jrec, jrec .. ':history'
+      transition('scheduled', 'queued', {}, nil)
+    end
     out[#out + 1] = jid
-    out[#out + 1] = message
+    out[#out + 1] = info[1]
   else
     redis.call('ZREM', key, jid)
   end

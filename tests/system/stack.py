@@ -1,0 +1,186 @@
+"""The real suite as processes: ``offload-api`` (gunicorn + gevent), Dramatiq workers, a private RabbitMQ.
+
+These are what ``make up`` runs, started by the tests on free loopback ports and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import API_KEYS, KEYS
+from tests.helpers import VENV_BIN, free_port, kill_tree, port_open, spawn, stop, wait_for
+
+
+class Api:
+    """An ``offload-api`` server process."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.port = free_port()
+        self.log = logs / f"api-{self.port}.log"
+        self.process = spawn([str(VENV_BIN / "offload-api"), "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
+                             env=env, log=self.log)
+        wait_for(self._healthy, timeout=20, message=lambda: f"API did not start:\n{self.log.read_text()[-2000:]}")
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"API exited:\n{self.log.read_text()[-2000:]}")
+        return port_open(self.port)
+
+    def request(self, method: str, path: str, body: Any = None, *, who: str = "acme",
+                headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        all_headers = {"Authorization": f"Bearer {KEYS[who]}", **(headers or {})}
+        data = json.dumps(body) if body is not None else None
+        if data is not None:
+            all_headers["Content-Type"] = "application/json"
+        try:
+            connection.request(method, path, body=data, headers=all_headers)
+            response = connection.getresponse()
+            raw = response.read()
+            return response.status, dict(response.getheaders()), json.loads(raw) if raw else None
+        finally:
+            connection.close()
+
+    def events(self, job_id: str, *, last_event_id: int | None = None, who: str = "acme",
+               timeout: float = 30) -> Iterator[dict[str, Any]]:
+        """Read the job's SSE stream until the server closes it, yielding ``{"id", "event", "data"}``."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Authorization": f"Bearer {KEYS[who]}", "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        connection.request("GET", f"/v1/jobs/{job_id}/events", headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Content-Type", "").startswith("text/event-stream")
+        event: dict[str, Any] = {}
+        try:
+            for raw_line in response:
+                line = raw_line.decode().rstrip("\n")
+                if not line:
+                    if "data" in event:
+                        yield event
+                    event = {}
+                elif not line.startswith(":") and ":" in line:
+                    field, _, value = line.partition(":")
+                    value = value.lstrip()
+                    event[field] = json.loads(value) if field == "data" else value
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+class Worker:
+    """A ``dramatiq offload_<domain>.worker:setup`` process."""
+
+    def __init__(self, env: dict[str, str], logs: Path, domain: str = "email", threads: int = 4) -> None:
+        self.env, self.logs, self.domain, self.threads = env, logs, domain, threads
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.log = self.logs / f"worker-{self.domain}-{time.monotonic_ns()}.log"
+        args = [str(VENV_BIN / "dramatiq"), f"offload_{self.domain}.worker:setup", "--queues", self.domain, "system",
+                "--processes", "1", "--threads", str(self.threads)]
+        self.process = spawn(args, env=self.env, log=self.log)
+        wait_for(lambda: "ready for action" in self.log.read_text(), timeout=30,
+                 message=lambda: f"worker did not start:\n{self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker's main process and its children: no shutdown, no acks."""
+        assert self.process is not None
+        kill_tree(self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process, timeout=30)
+
+
+def stack_env(broker_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The ``OFFLOAD_*`` environment the processes of a test stack share."""
+    return {
+        "OFFLOAD_ENV": "test",
+        "OFFLOAD_BROKER_URL": broker_url,
+        "OFFLOAD_REDIS_URL": redis_url,
+        "OFFLOAD_API_KEYS": API_KEYS,
+        "OFFLOAD_LOG_FORMAT": "text",
+        "OFFLOAD_URL_ALLOW_HOSTS": "127.0.0.1",
+        **extra,
+    }
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of the test's own (own port, data directory and node name), to stop and restart.
+
+    The machine's shared broker is never stopped; this node has ``consumer_timeout`` lowered to one
+    minute, as reliability-security.md §6.0 suggests for test runs.
+    """
+
+    def __init__(self, base: Path) -> None:
+        if shutil.which("rabbitmq-server") is None:
+            raise RuntimeError("rabbitmq-server is not installed")
+        self.base = base
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"offloadtest{self.port}@localhost"
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nconsumer_timeout = 60000\nloopback_users = none\n"
+        )
+        (base / "enabled_plugins").write_text("[].\n")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self, timeout: float = 90) -> None:
+        env = {
+            "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"), "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.base / "pid"), "HOME": str(self.base),
+        }
+        (self.base / "pid").unlink(missing_ok=True)
+        self.process = spawn(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, log=self.base / "server.log")
+        wait_for(lambda: port_open(self.port), timeout=timeout, interval=0.25,
+                 message=lambda: f"private RabbitMQ did not start:\n{(self.base / 'server.log').read_text()[-2000:]}")
+
+    @property
+    def beam_pid(self) -> int:
+        return int((self.base / "pid").read_text().strip())
+
+    def stop(self) -> None:
+        """Stop the node the way an operator would (SIGTERM to the VM), and wait until it is gone."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.beam_pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
+        wait_for(lambda: not port_open(self.port), timeout=10)
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP): it accepts TCP but answers nothing, like a hung broker."""
+        os.kill(self.beam_pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.beam_pid, signal.SIGCONT)
+
+    def queue_depth(self, queue: str) -> int:
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+        finally:
+            connection.close()
