@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -22,7 +23,7 @@ from types import FrameType
 from typing import Any
 
 from bench import api, drain, infra, latency
-from bench.config import RESULTS, BenchConfig, isolate_environment
+from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
 from bench.table import Row, met, num, render, write_json
@@ -80,6 +81,25 @@ def parse_args(argv: list[str]) -> BenchConfig:
         only=only,
         logs=logs,
     )
+
+
+def library_state() -> str:
+    """The commit measured and how many files of the library and services differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "shared", "services"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{head or 'unknown'}" + (f" + {len(dirty)} uncommitted file(s) in shared/ services/" if dirty else "")
 
 
 def api_rows(result: api.ApiResult, cfg: BenchConfig) -> list[Row]:
@@ -222,6 +242,7 @@ def run(cfg: BenchConfig) -> int:
                 "bare_ms": result.bare.latencies,
             }
     elapsed = time.monotonic() - started
+    library = library_state()
     noisy = [(label, waited, busy) for label, waited, busy in QUIET_LOG if busy >= 0.2]
     waits = sum(waited for _, waited, _ in QUIET_LOG)
     notes.append(
@@ -240,7 +261,8 @@ def run(cfg: BenchConfig) -> int:
     header = (
         f"Offload benchmark ({'quick' if cfg.quick else 'full'}; {os.cpu_count()} cores; "
         f"HTTP {cfg.duration:g} s per run at c={cfg.concurrency}; drain n={cfg.jobs:,} × {cfg.rounds} round(s); "
-        f"{cfg.probes} latency probes; took {elapsed:.0f} s; load avg {load[0]:.1f})"
+        f"{cfg.probes} latency probes; took {elapsed:.0f} s; load avg {load[0]:.1f})\n"
+        f"library measured: the working tree at {library}"
     )
     print()
     print(render(rows, notes, header))
@@ -260,6 +282,7 @@ def run(cfg: BenchConfig) -> int:
         "python": platform.python_version(),
         "elapsed_s": round(elapsed, 1),
         "bare_max_priority": os.environ.get("BENCH_BARE_MAX_PRIORITY"),
+        "library": library,
         "logs": str(cfg.logs),
     }
     out = RESULTS / "latest.json"

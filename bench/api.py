@@ -53,6 +53,8 @@ class ServerRun:
     accepted_total: int | None = None
     #: Keep-alive connections each gunicorn worker held halfway through the run.
     connections: list[int] | None = None
+    #: Redis commands and server time per request during the measured run.
+    redis_per_request: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """JSON form."""
@@ -72,6 +74,7 @@ class ServerRun:
             "queued_after": self.queued,
             "accepted_including_warmup": self.accepted_total,
             "connections_per_worker": self.connections,
+            "redis_per_request": self.redis_per_request,
         }
 
 
@@ -97,7 +100,7 @@ def _children_cpu() -> float:
 
 def _loaded(
     cfg: BenchConfig, wrk: str | None, url: str, server: Child, api_key: str | None
-) -> tuple[LoadResult, CpuUsage, int, list[int]]:
+) -> tuple[LoadResult, CpuUsage, int, list[int], str]:
     """Warm up, then measure, with CPU accounting.
 
     Returns the result, its CPU, the warm-up's 202s and the connections each gunicorn worker held
@@ -114,16 +117,20 @@ def _loaded(
         held.extend(sorted(connections_by_process(workers, port).values(), reverse=True))
 
     timer = threading.Timer(cfg.duration / 2, count_connections)
+    client = infra.redis_client()
+    stats_before = infra.command_stats(client)
     before, children_before = meter.snapshot(), _children_cpu()
     timer.start()
     load = run_load(wrk, url, body=BODY, api_key=api_key, concurrency=cfg.concurrency, seconds=cfg.duration)
     after, children_after = meter.snapshot(), _children_cpu()
     timer.cancel()
+    redis_line = infra.per_unit(stats_before, infra.command_stats(client), load.requests)
+    client.close()
     usage = CpuMeter.usage(before, after)
     if wrk:  # wrk is a reaped child: its CPU shows in RUSAGE_CHILDREN, not in a live group
         wrk_cores = (children_after - children_before) / usage.wall
         usage = replace(usage, groups={**usage.groups, "wrk": wrk_cores}, other=max(0.0, usage.other - wrk_cores))
-    return load, usage, warm.count(202), held
+    return load, usage, warm.count(202), held, redis_line
 
 
 def _check_one(url: str) -> None:
@@ -159,7 +166,7 @@ def measure_noop(cfg: BenchConfig, wrk: str | None) -> ServerRun:
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
         wait_quiet("API no-op")
-        load, usage, _, held = _loaded(cfg, wrk, f"http://127.0.0.1:{port}/v1/jobs", server, None)
+        load, usage, _, held, _ = _loaded(cfg, wrk, f"http://127.0.0.1:{port}/v1/jobs", server, None)
     finally:
         server.stop()
     return ServerRun("no-op", load, usage, connections=held)
@@ -176,14 +183,22 @@ def measure_ours(cfg: BenchConfig, wrk: str | None) -> ServerRun:
         url = f"http://127.0.0.1:{port}/v1/jobs"
         _check_one(url)
         wait_quiet("API offload-api")
-        load, usage, warm_accepted, held = _loaded(cfg, wrk, url, server, API_KEY)
+        load, usage, warm_accepted, held, redis_line = _loaded(cfg, wrk, url, server, API_KEY)
     finally:
         server.stop()
     accepted_total = 1 + warm_accepted + load.count(202)
     with infra.rabbit() as conn:
         queued = conn.ready("system")
     infra.reset()
-    return ServerRun("offload-api", load, usage, queued=queued, accepted_total=accepted_total, connections=held)
+    return ServerRun(
+        "offload-api",
+        load,
+        usage,
+        queued=queued,
+        accepted_total=accepted_total,
+        connections=held,
+        redis_per_request=redis_line,
+    )
 
 
 def measure(cfg: BenchConfig) -> ApiResult:
@@ -207,6 +222,8 @@ def notes(result: ApiResult) -> list[str]:
             f" ({rate:,.0f} 202/s, load by {run.load.tool})"
         )
     ours = result.ours
+    if ours.redis_per_request:
+        lines.append(f"API offload-api: Redis per request: {ours.redis_per_request}")
     if ours.queued is not None and ours.accepted_total is not None:
         # wrk stops with up to one request in flight per connection, which the server still accepts.
         extra = ours.queued - ours.accepted_total

@@ -8,8 +8,8 @@ the per-round ratios is reported, since the machine is shared and drifts.
   a Redis record per job and confirmed publishes), then
   ``dramatiq offload_email.worker:setup --queues email system``. Done when the status store's
   ``<prefix>:idx:bench:s:succeeded`` sorted set holds N members (polled every 20 ms).
-- Bare: N messages for :func:`bench.bare_worker.bare_noop` sent with Dramatiq itself (no confirms;
-  the queue is then checked to hold N), then ``dramatiq bench.bare_worker``. Done when the queue's
+- Bare: N Dramatiq messages for :func:`bench.bare_worker.bare_noop`, confirmed by the broker like
+  ours (so both drains start from messages on disk), then ``dramatiq bench.bare_worker``. Done when the queue's
   ready count is 0 (passive ``queue_declare``) and, after the worker stopped, its processes' dumps
   add up to N completions.
 
@@ -29,13 +29,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
+from dramatiq.common import dq_name, xq_name
 
 from bench import infra
 from bench.config import BARE_QUEUE, BROKER_URL, TENANT, BenchConfig, child_env, settings
 from bench.procs import Child, CpuMeter, CpuSnapshot, CpuUsage, limit_line, standard_groups, wait_quiet
 from bench.stats import median, steady_rate
+from offload.publish import ConfirmingPublisher
 
 POLL = 0.02
 CHUNK = 500
@@ -55,6 +58,8 @@ class DrainRun:
     cpu: CpuUsage | None
     cpu_jobs: int
     problem: str | None = None
+    #: Redis commands and server time per job while the worker ran (ours only).
+    redis_per_job: str | None = None
 
     @property
     def rate(self) -> float:
@@ -74,6 +79,7 @@ class DrainRun:
             "cpu": self.cpu.as_dict() if self.cpu else None,
             "cpu_jobs": self.cpu_jobs,
             "problem": self.problem,
+            "redis_per_job": self.redis_per_job,
         }
 
 
@@ -143,6 +149,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     wait_quiet(f"drain ours {label}")
     client = infra.redis_client()
     succeeded_key = infra.state_key("succeeded")
+    stats_before = infra.command_stats(client)
     worker = Child(
         f"worker-ours-{label}",
         _worker_argv(cfg, "offload_email.worker:setup", "--queues", "email", "system"),
@@ -154,6 +161,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     last: CpuSnapshot | None = None
     first_count = done = 0
     problem = None
+    stats_after = stats_before
     deadline = time.monotonic() + _deadline(n)
     try:
         while time.monotonic() < deadline:
@@ -162,6 +170,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
                 first, first_count = meter.snapshot(), done
             if done >= n:
                 last = meter.snapshot()
+                stats_after = infra.command_stats(client)
                 break
             if not worker.alive():
                 problem = f"worker exited with {worker.proc.returncode}: {worker.tail(5)}"
@@ -198,23 +207,46 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         _cpu_window(first, last),
         done - first_count,
         problem,
+        infra.per_unit(stats_before, stats_after, n),
     )
 
 
 # -- bare Dramatiq -----------------------------------------------------------------------------
 
 
-def _enqueue_bare(n: int) -> float:
-    """Send ``n`` messages for the bare no-op actor with Dramatiq (no confirms); returns the seconds."""
-    from bench.bare_worker import MAX_PRIORITY, bare_noop
+def bare_queue_arguments(queue: str) -> dict[str, dict[str, Any]]:
+    """The queues behind a bare Dramatiq queue and their arguments, exactly as Dramatiq declares them."""
+    from bench.bare_worker import MAX_PRIORITY
 
-    sender = RabbitmqBroker(url=BROKER_URL, confirm_delivery=False, max_priority=MAX_PRIORITY)
+    main: dict[str, Any] = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": xq_name(queue)}
+    if MAX_PRIORITY:
+        main["x-max-priority"] = MAX_PRIORITY
+    return {queue: main, dq_name(queue): dict(main), xq_name(queue): {"x-message-ttl": DEAD_MESSAGE_TTL}}
+
+
+def _enqueue_bare(n: int) -> float:
+    """Put ``n`` Dramatiq messages for the bare no-op actor on its queue, confirmed; returns the seconds.
+
+    The bodies are Dramatiq's own (``Message.encode()``); they travel through Offload's batching
+    confirming publisher only because one-by-one confirmed sends would take minutes. Confirmed
+    matters: RabbitMQ confirms a persistent message once it is on disk, as ours are, and a drain
+    that starts while the broker still holds unwritten messages in memory runs measurably faster.
+    """
+    from bench.bare_worker import bare_noop
+
+    publisher = ConfirmingPublisher(BROKER_URL, queue_arguments=bare_queue_arguments, timeout=30)
     started = time.monotonic()
     try:
-        for _ in range(n):
-            sender.enqueue(bare_noop.message())
+        for i in range(0, n, CHUNK * 4):
+            count = min(CHUNK * 4, n - i)
+            messages: list[tuple[str, bytes, int | None]] = [
+                (BARE_QUEUE, bare_noop.message().encode(), None) for _ in range(count)
+            ]
+            errors = [e for e in publisher.publish_many(messages, timeout=30) if e is not None]
+            if errors:
+                raise errors[0]
     finally:
-        sender.close()
+        publisher.close()
     return time.monotonic() - started
 
 
@@ -310,6 +342,8 @@ def notes(result: DrainResult) -> list[str]:
                 split = ", ".join(
                     f"{name} {cores * run.cpu.wall / run.cpu_jobs * 1e6:,.0f}" for name, cores in run.cpu.groups.items()
                 )
+                if run.redis_per_job:
+                    lines.append(f"drain round {index} {run.system}: Redis per job: {run.redis_per_job}")
                 lines.append(
                     f"drain round {index} {run.system}: {limit_line(run.cpu)}; "
                     f"{per_job:,.0f} µs CPU per job, other excluded ({split} µs)"
@@ -317,6 +351,7 @@ def notes(result: DrainResult) -> list[str]:
     first_bare, first_ours = result.rounds[0]
     lines.append(
         f"drain setup (not compared): ours enqueued {first_ours.jobs:,} with submit_batch × {ENQUEUE_THREADS} threads "
-        f"in {first_ours.enqueue_s:.1f} s; bare sent {first_bare.jobs:,} unconfirmed in {first_bare.enqueue_s:.1f} s"
+        f"in {first_ours.enqueue_s:.1f} s; bare published {first_bare.jobs:,} "
+        f"(confirmed, batched) in {first_bare.enqueue_s:.1f} s"
     )
     return lines
