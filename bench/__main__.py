@@ -203,6 +203,8 @@ def run(cfg: BenchConfig) -> int:
     """Run the selected measurements, print the table, write the JSON."""
     rows: list[Row] = []
     notes: list[str] = []
+    #: (measurement, cores other users' processes took during it)
+    disturbed: list[tuple[str, float]] = []
     raw: dict[str, Any] = {}
     started = time.monotonic()
     steps: list[tuple[str, str, Callable[[], object]]] = [
@@ -226,10 +228,17 @@ def run(cfg: BenchConfig) -> int:
             continue
         if isinstance(result, api.ApiResult):
             rows += api_rows(result, cfg)
+            disturbed += [(f"API {run.name}", run.cpu.other) for run in (result.ours, result.noop)]
             notes += api.notes(result)
             raw["api"] = {"ours": result.ours.as_dict(), "noop": result.noop.as_dict()}
         elif isinstance(result, drain.DrainResult):
             rows += drain_rows(result, cfg)
+            disturbed += [
+                (f"drain {run.system} {index}", run.cpu.other)
+                for index, pair in enumerate(result.rounds, start=1)
+                for run in pair
+                if run.cpu
+            ]
             notes += drain.notes(result)
             raw["drain"] = [{"bare": bare.as_dict(), "ours": ours.as_dict()} for bare, ours in result.rounds]
         elif isinstance(result, latency.LatencyResult):
@@ -254,6 +263,12 @@ def run(cfg: BenchConfig) -> int:
         )
         + "; 'other' in the CPU notes is what other users' processes took during each measurement"
     )
+    noisy_runs = [(label, other) for label, other in disturbed if other >= 0.25]
+    if noisy_runs:
+        notes.append(
+            "DISTURBED (other users took ≥0.25 of a core; compare with care): "
+            + ", ".join(f"{label} {other:.2f} cores" for label, other in noisy_runs)
+        )
     raw["quiet"] = [
         {"label": label, "waited_s": round(waited, 1), "busy": round(busy, 3)} for label, waited, busy in QUIET_LOG
     ]
