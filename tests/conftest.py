@@ -20,7 +20,7 @@ import redis
 from offload.contracts import REGISTRY
 from offload.publish import Publisher
 from offload.settings import Settings
-from offload.status import JobRecord
+from offload.status import JobRecord, JobState
 from tests.helpers import wait_for
 
 TEST_VHOST = "offload_test"
@@ -142,6 +142,14 @@ class RunningWorker:
         self.broker.emit_after("process_boot")
         self.worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=100)
         self.worker.start()
+        # Ready means consuming: queues declared and a first job through (tests may then publish raw).
+        probe = publisher.publish("system.noop", {}, tenant="_probe").job_id
+
+        def probed() -> bool:
+            record = publisher.get(probe)
+            return record is not None and record.state is JobState.SUCCEEDED
+
+        wait_for(probed, timeout=15, message="the test worker did not process a first job")
 
     def stop(self) -> None:
         self.worker.stop(timeout=10_000)
@@ -168,8 +176,9 @@ def wait_state(publisher: Publisher) -> Callable[..., JobRecord]:
                 found["record"] = record
             return record is not None and record.state.value in states
 
-        wait_for(reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {found.get('record')}")
+        wait_for(
+            reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {found.get('record')}"
+        )
         return found["record"]
 
     return wait
-

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
-def wait_for(predicate: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.02,
-             message: Callable[[], str] | str = "condition not met") -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: Callable[[], str] | str = "condition not met",
+) -> None:
     """Poll ``predicate`` until it is true, failing the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,8 +50,9 @@ def port_open(port: int) -> bool:
 def spawn(args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a command in its own process group (so the whole tree can be signalled), logging to ``log``."""
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
-                                cwd=ROOT, start_new_session=True)
+        return subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:

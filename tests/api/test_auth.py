@@ -10,17 +10,27 @@ from tests.api.conftest import Api
 from tests.conftest import KEYS
 
 
-@pytest.mark.parametrize("header", [
-    None, "Bearer nope", f"Bearer {KEYS['acme']} ", f"Bearer {KEYS['acme'].upper()}", f"Basic {KEYS['acme']}",
-    KEYS["acme"], "Bearer",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer nope",
+        f"Bearer {KEYS['acme']} ",
+        f"Bearer {KEYS['acme'].upper()}",
+        f"Basic {KEYS['acme']}",
+        KEYS["acme"],
+        "Bearer",
+    ],
+)
 def test_missing_or_invalid_keys_are_401_with_www_authenticate_and_the_same_body(client, header) -> None:
     headers = {"Authorization": header} if header is not None else {}
     response = client.get("/v1/jobs", headers=headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="offload"'
-    assert response.get_json() == {"error": "unauthorized",
-                                   "detail": "A valid API key is required: send 'Authorization: Bearer <key>'."}
+    assert response.get_json() == {
+        "error": "unauthorized",
+        "detail": "A valid API key is required: send 'Authorization: Bearer <key>'.",
+    }
 
 
 def test_a_key_in_the_query_string_is_not_accepted(client) -> None:
@@ -61,7 +71,9 @@ def test_listing_shows_only_the_callers_tenant_but_admins_see_all(api: Api) -> N
     assert api.as_("admin").get(f"/v1/jobs/{mine}").status_code == 200
 
 
-@pytest.mark.parametrize("job_id", ["1", "../../etc/passwd", "%2e%2e", "x" * 300, "00000000-0000-0000-0000-00000000000g"])
+@pytest.mark.parametrize(
+    "job_id", ["1", "../../etc/passwd", "%2e%2e", "x" * 300, "00000000-0000-0000-0000-00000000000g"]
+)
 def test_malformed_job_ids_are_404(api: Api, job_id) -> None:
     assert api.get(f"/v1/jobs/{job_id}").status_code == 404
 
@@ -74,6 +86,7 @@ def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
 
 
 def test_no_cors_header_is_sent_to_foreign_origins(api: Api) -> None:
-    response = api.call("OPTIONS", "/v1/jobs", headers={"Origin": "https://evil.example",
-                                                        "Access-Control-Request-Method": "POST"})
+    response = api.call(
+        "OPTIONS", "/v1/jobs", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "Access-Control-Allow-Origin" not in response.headers

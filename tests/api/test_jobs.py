@@ -46,18 +46,24 @@ def test_retry_is_only_for_failed_dead_or_cancelled_jobs(api: Api) -> None:
 
 
 def test_a_batch_is_validated_all_or_nothing(api: Api) -> None:
-    response = api.post("/v1/batches", json={"jobs": [{"type": "system.noop"}, {"type": "system.sleep", "payload": {}}]})
+    response = api.post(
+        "/v1/batches", json={"jobs": [{"type": "system.noop"}, {"type": "system.sleep", "payload": {}}]}
+    )
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "jobs[1].payload.ms"
     assert api.get("/v1/jobs").get_json()["jobs"] == []
 
 
-@pytest.mark.parametrize("body", [{}, {"jobs": []}, {"jobs": "x"}, {"jobs": [{}] * 501}, {"jobs": [{"type": "system.noop"}], "x": 1}])
+@pytest.mark.parametrize(
+    "body", [{}, {"jobs": []}, {"jobs": "x"}, {"jobs": [{}] * 501}, {"jobs": [{"type": "system.noop"}], "x": 1}]
+)
 def test_malformed_batches_are_422(api: Api, body) -> None:
     assert api.post("/v1/batches", json=body).status_code == 422
 
 
 def test_a_batch_reports_the_aggregate_of_its_jobs(api: Api) -> None:
-    response = api.post("/v1/batches", json={"jobs": [{"type": "system.noop"}, {"type": "system.noop", "options": {"delay": 60}}]})
+    response = api.post(
+        "/v1/batches", json={"jobs": [{"type": "system.noop"}, {"type": "system.noop", "options": {"delay": 60}}]}
+    )
     assert response.status_code == 202
     batch = response.get_json()
     assert [j["state"] for j in batch["jobs"]] == ["queued", "scheduled"]

@@ -22,7 +22,9 @@ def test_a_valid_job_is_accepted_with_links_and_recorded_as_queued(api: Api) -> 
 
 
 def test_options_are_recorded(api: Api) -> None:
-    body = api.submit("system.fail", {}, priority="high", max_retries=5, callback_url="http://127.0.0.1:9/hook").get_json()
+    body = api.submit(
+        "system.fail", {}, priority="high", max_retries=5, callback_url="http://127.0.0.1:9/hook"
+    ).get_json()
     job = api.get(f"/v1/jobs/{body['id']}").get_json()
     assert (job["priority"], job["max_retries"], job["callback_url"]) == ("high", 5, "http://127.0.0.1:9/hook")
 
@@ -33,15 +35,18 @@ def test_a_delayed_job_is_scheduled(api: Api) -> None:
     assert body["state"] == job["state"] == "scheduled" and job["scheduled_for"] is not None
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"ms": "100"}, "payload.ms"),
-    ({"ms": True}, "payload.ms"),
-    ({"ms": -1}, "payload.ms"),
-    ({"ms": 10**12}, "payload.ms"),
-    ({"ms": 1.5}, "payload.ms"),
-    ({}, "payload.ms"),
-    ({"ms": 1, "tenant_id": "B"}, "payload.tenant_id"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"ms": "100"}, "payload.ms"),
+        ({"ms": True}, "payload.ms"),
+        ({"ms": -1}, "payload.ms"),
+        ({"ms": 10**12}, "payload.ms"),
+        ({"ms": 1.5}, "payload.ms"),
+        ({}, "payload.ms"),
+        ({"ms": 1, "tenant_id": "B"}, "payload.tenant_id"),
+    ],
+)
 def test_wrong_payloads_are_422_naming_the_field(api: Api, payload, field) -> None:
     response = api.submit("system.sleep", payload)
     assert response.status_code == 422
@@ -49,23 +54,37 @@ def test_wrong_payloads_are_422_naming_the_field(api: Api, payload, field) -> No
     assert body["error"] == "validation_failed" and field in [e["field"] for e in body["errors"]]
 
 
-@pytest.mark.parametrize("options", [
-    {"eta": 0}, {"max_retries": 999}, {"priority": "urgent"}, {"delay": -1}, {"delay": 31 * 86400},
-    {"pipe_target": "x"}, {"max_retries": "3"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"eta": 0},
+        {"max_retries": 999},
+        {"priority": "urgent"},
+        {"delay": -1},
+        {"delay": 31 * 86400},
+        {"pipe_target": "x"},
+        {"max_retries": "3"},
+    ],
+)
 def test_wrong_or_smuggled_options_are_422(api: Api, options) -> None:
     response = api.post("/v1/jobs", json={"type": "system.fail", "payload": {}, "options": options})
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["errors"][0]["field"].startswith("options")
 
 
-@pytest.mark.parametrize("body", [
-    {"type": "system.noop", "payload": {}, "tenant_id": "globex"},
-    {"type": "system.noop", "payload": {}, "status": "succeeded"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "system.noop", "payload": {}, "tenant_id": "globex"},
+        {"type": "system.noop", "payload": {}, "status": "succeeded"},
+    ],
+)
 def test_unknown_top_level_fields_are_422(api: Api, body) -> None:
     response = api.post("/v1/jobs", json=body)
-    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] in body.keys() - {"type", "payload"}
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] in body.keys() - {
+        "type",
+        "payload",
+    }
 
 
 @pytest.mark.parametrize("job_type", ["os.system", "__import__", "system.noop ", 42, None, "x" * 5000])
@@ -75,10 +94,19 @@ def test_unknown_job_types_are_422(api: Api, job_type) -> None:
     assert len(response.get_data()) < 1000
 
 
-@pytest.mark.parametrize("url", [
-    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[::1]/", "http://2130706433/",
-    "file:///etc/passwd", "http://user:pass@example.com/", "https://8.8.8.8:6379/", "gopher://x/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://2130706433/",
+        "file:///etc/passwd",
+        "http://user:pass@example.com/",
+        "https://8.8.8.8:6379/",
+        "gopher://x/",
+    ],
+)
 def test_callback_urls_that_are_not_public_are_refused(api: Api, url) -> None:
     response = api.submit("system.noop", callback_url=url)
     assert response.status_code == 422

@@ -20,8 +20,14 @@ def store(redis_client: redis.Redis) -> StatusStore:
 
 def _create(store: StatusStore, *, tenant: str = "acme", job_type: str = "system.noop", **kw) -> str:
     job_id = str(uuid.uuid4())
-    fields = {"tenant": tenant, "type": job_type, "queue": "system", "created_at": now_ms(), "max_retries": 1,
-              "message": json.dumps({"queue_name": "system", "options": {}})}
+    fields: dict[str, str | int] = {
+        "tenant": tenant,
+        "type": job_type,
+        "queue": "system",
+        "created_at": now_ms(),
+        "max_retries": 1,
+        "message": json.dumps({"queue_name": "system", "options": {}}),
+    }
     assert store.create(job_id, fields, **kw).outcome == "created"
     return job_id
 
@@ -132,7 +138,7 @@ def test_abort_removes_an_untouched_record_and_leaves_a_tombstone(store: StatusS
     assert store.abort(job_id, tenant="acme", idempotency_key="k1")
     assert store.get(job_id) is None
     assert store.start(job_id, max_unfinished=3).outcome == "aborted"
-    assert store.list(tenant="acme").records == []
+    assert store.list_jobs(tenant="acme").records == []
     # The idempotency key is free again: the client may retry with it.
     again = _create(store, idempotency_key="k1", fingerprint="f")
     assert again != job_id
@@ -140,7 +146,7 @@ def test_abort_removes_an_untouched_record_and_leaves_a_tombstone(store: StatusS
 
 def test_idempotency_key_returns_the_same_job_or_a_conflict(store: StatusStore) -> None:
     first = _create(store, idempotency_key="k", fingerprint="same")
-    fields = {"tenant": "acme", "type": "system.noop", "queue": "system", "created_at": now_ms()}
+    fields: dict[str, str | int] = {"tenant": "acme", "type": "system.noop", "queue": "system", "created_at": now_ms()}
     assert store.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="same").job_id == first
     conflict = store.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="other")
     assert conflict.outcome == "conflict" and conflict.job_id == first
@@ -151,23 +157,23 @@ def test_listing_filters_by_tenant_state_and_type_and_pages_with_a_cursor(store:
     other = _create(store, job_type="system.sleep")
     _create(store, tenant="globex")
     store.start(ids[0], max_unfinished=3)
-    assert {r.id for r in store.list(tenant="acme", state=JobState.RUNNING).records} == {ids[0]}
-    assert [r.id for r in store.list(tenant="acme", job_type="system.sleep").records] == [other]
+    assert {r.id for r in store.list_jobs(tenant="acme", state=JobState.RUNNING).records} == {ids[0]}
+    assert [r.id for r in store.list_jobs(tenant="acme", job_type="system.sleep").records] == [other]
     seen, cursor = [], None
     while True:
-        page = store.list(tenant="acme", limit=3, cursor=cursor)
+        page = store.list_jobs(tenant="acme", limit=3, cursor=cursor)
         seen += [r.id for r in page.records]
         if page.cursor is None:
             break
         cursor = page.cursor
     assert sorted(seen) == sorted([*ids, other]) and len(seen) == len(set(seen))
-    assert len(store.list(tenant=None, limit=100).records) == 9
+    assert len(store.list_jobs(tenant=None, limit=100).records) == 9
 
 
 def test_listing_drops_index_entries_of_expired_records(store: StatusStore) -> None:
     job_id = _create(store)
     store.client.delete(f"t:job:{job_id}")
-    assert store.list(tenant="acme").records == []
+    assert store.list_jobs(tenant="acme").records == []
     assert store.client.zscore("t:idx:acme", job_id) is None
 
 
@@ -184,7 +190,10 @@ def test_every_change_is_published_on_the_job_channel(store: StatusStore) -> Non
         events.append(json.loads(message["data"]))
     pubsub.close()
     assert [(e["kind"], e["state"], e["seq"]) for e in events] == [
-        ("state", "running", 2), ("progress", "running", 3), ("state", "succeeded", 4)]
+        ("state", "running", 2),
+        ("progress", "running", 3),
+        ("state", "succeeded", 4),
+    ]
 
 
 def test_an_unreachable_redis_raises_status_store_unavailable(servers) -> None:

@@ -26,8 +26,9 @@ class Api:
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.port = free_port()
         self.log = logs / f"api-{self.port}.log"
-        self.process = spawn([str(VENV_BIN / "offload-api"), "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
-                             env=env, log=self.log)
+        self.process = spawn(
+            [str(VENV_BIN / "offload-api"), "--bind", f"127.0.0.1:{self.port}", "--workers", "1"], env=env, log=self.log
+        )
         wait_for(self._healthy, timeout=20, message=lambda: f"API did not start:\n{self.log.read_text()[-2000:]}")
 
     def _healthy(self) -> bool:
@@ -35,8 +36,16 @@ class Api:
             raise AssertionError(f"API exited:\n{self.log.read_text()[-2000:]}")
         return port_open(self.port)
 
-    def request(self, method: str, path: str, body: Any = None, *, who: str = "acme",
-                headers: dict[str, str] | None = None, timeout: float = 10) -> tuple[int, dict[str, str], Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        who: str = "acme",
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> tuple[int, dict[str, str], Any]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         all_headers = {"Authorization": f"Bearer {KEYS[who]}", **(headers or {})}
         data = json.dumps(body) if body is not None else None
@@ -50,8 +59,9 @@ class Api:
         finally:
             connection.close()
 
-    def events(self, job_id: str, *, last_event_id: int | None = None, who: str = "acme",
-               timeout: float = 30) -> Iterator[dict[str, Any]]:
+    def events(
+        self, job_id: str, *, last_event_id: int | None = None, who: str = "acme", timeout: float = 30
+    ) -> Iterator[dict[str, Any]]:
         """Read the job's SSE stream until the server closes it, yielding ``{"id", "event", "data"}``."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = {"Authorization": f"Bearer {KEYS[who]}", "Accept": "text/event-stream"}
@@ -89,11 +99,23 @@ class Worker:
 
     def start(self) -> None:
         self.log = self.logs / f"worker-{self.domain}-{time.monotonic_ns()}.log"
-        args = [str(VENV_BIN / "dramatiq"), f"offload_{self.domain}.worker:setup", "--queues", self.domain, "system",
-                "--processes", "1", "--threads", str(self.threads)]
+        args = [
+            str(VENV_BIN / "dramatiq"),
+            f"offload_{self.domain}.worker:setup",
+            "--queues",
+            self.domain,
+            "system",
+            "--processes",
+            "1",
+            "--threads",
+            str(self.threads),
+        ]
         self.process = spawn(args, env=self.env, log=self.log)
-        wait_for(lambda: "ready for action" in self.log.read_text(), timeout=30,
-                 message=lambda: f"worker did not start:\n{self.log.read_text()[-2000:]}")
+        wait_for(
+            lambda: "ready for action" in self.log.read_text(),
+            timeout=30,
+            message=lambda: f"worker did not start:\n{self.log.read_text()[-2000:]}",
+        )
 
     def kill(self) -> None:
         """SIGKILL the worker's main process and its children: no shutdown, no acks."""
@@ -145,17 +167,25 @@ class PrivateRabbitMQ:
 
     def start(self, timeout: float = 90) -> None:
         env = {
-            "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"), "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(self.base / "pid"), "HOME": str(self.base),
+            "RABBITMQ_PID_FILE": str(self.base / "pid"),
+            "HOME": str(self.base),
         }
         (self.base / "pid").unlink(missing_ok=True)
         self.process = spawn(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, log=self.base / "server.log")
-        wait_for(lambda: port_open(self.port), timeout=timeout, interval=0.25,
-                 message=lambda: f"private RabbitMQ did not start:\n{(self.base / 'server.log').read_text()[-2000:]}")
+        wait_for(
+            lambda: port_open(self.port),
+            timeout=timeout,
+            interval=0.25,
+            message=lambda: f"private RabbitMQ did not start:\n{(self.base / 'server.log').read_text()[-2000:]}",
+        )
 
     @property
     def beam_pid(self) -> int:

@@ -72,8 +72,7 @@ def test_a_job_delayed_45_minutes_stays_scheduled_across_worker_and_broker_resta
         assert private_rabbitmq.queue_depth("system") == 0 and private_rabbitmq.queue_depth("system.DQ") == 0
         # Shorten the clock: the job comes due now, runs once, and its history is complete.
         redis_client.zadd("offload:scheduled", {job_id: now_ms()})
-        wait_for(lambda: api.request("GET", f"/v1/jobs/{job_id}")[2]["state"] == "succeeded", timeout=30,
-                 interval=0.2)
+        wait_for(lambda: api.request("GET", f"/v1/jobs/{job_id}")[2]["state"] == "succeeded", timeout=30, interval=0.2)
         _, _, job = api.request("GET", f"/v1/jobs/{job_id}")
         assert job["attempts"] == 1
         assert [h["state"] for h in job["history"]] == ["scheduled", "queued", "running", "succeeded"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 
 from tests.conftest import REDIS_URL
-from tests.helpers import VENV_BIN, ROOT, wait_for
+from tests.helpers import ROOT, VENV_BIN, wait_for
 from tests.system.stack import Api, Worker
 
 
@@ -25,10 +25,24 @@ def test_a_sleep_job_sent_with_curl_is_seen_over_sse_queued_running_succeeded(en
     try:
         # Given the running suite, when a client POSTs a system.sleep job with curl,
         curl = subprocess.run(
-            ["curl", "-s", "-i", "-X", "POST", f"http://127.0.0.1:{api.port}/v1/jobs",
-             "-H", f"Authorization: Bearer {env['OFFLOAD_API_KEYS'].split('=')[0]}",
-             "-H", "Content-Type: application/json", "-d", '{"type":"system.sleep","payload":{"ms":1500,"steps":5}}'],
-            capture_output=True, text=True, timeout=10, check=True,
+            [
+                "curl",
+                "-s",
+                "-i",
+                "-X",
+                "POST",
+                f"http://127.0.0.1:{api.port}/v1/jobs",
+                "-H",
+                f"Authorization: Bearer {env['OFFLOAD_API_KEYS'].split('=')[0]}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                '{"type":"system.sleep","payload":{"ms":1500,"steps":5}}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         head, _, body = curl.stdout.partition("\n\n")
         assert body, curl.stdout
@@ -58,7 +72,11 @@ def test_a_job_published_with_the_sdk_from_another_process_is_listed_by_the_api(
     try:
         result = subprocess.run(
             [str(VENV_BIN / "offload"), "submit", "system.noop", '{"echo": "from the sdk"}', "--tenant", "acme"],
-            env={**env, "PATH": f"{VENV_BIN}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=30, cwd=ROOT,
+            env={**env, "PATH": f"{VENV_BIN}:/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
         )
         assert result.returncode == 0, result.stderr
         job_id = json.loads(result.stdout)["id"]

@@ -37,7 +37,9 @@ def test_progress_is_reported_while_sleeping(publisher: Publisher, worker: Runni
     assert wait_state(job.job_id, "succeeded").result == {"slept_ms": 800}
 
 
-def test_a_transient_failure_is_retried_with_backoff_then_succeeds(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+def test_a_transient_failure_is_retried_with_backoff_then_succeeds(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
     job = publisher.publish("system.fail", {"succeed_on_attempt": 3}, tenant="acme")
     record = wait_state(job.job_id, "succeeded", timeout=15)
     assert record.attempts == 3
@@ -47,7 +49,9 @@ def test_a_transient_failure_is_retried_with_backoff_then_succeeds(publisher: Pu
     assert retry["error"]["code"] == "transient_error" and retry["retry_at"] >= retry["at"]
 
 
-def test_retries_are_bounded_by_max_retries_then_the_job_fails_and_is_dead_lettered(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+def test_retries_are_bounded_by_max_retries_then_the_job_fails_and_is_dead_lettered(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
     job = publisher.publish("system.fail", {"message": "Nope."}, tenant="acme", max_retries=1)
     record = wait_state(job.job_id, "failed", timeout=15)
     assert record.attempts == 2 and record.error_code == "transient_error"
@@ -77,17 +81,22 @@ def test_a_delayed_job_runs_after_its_delay(publisher: Publisher, worker: Runnin
     assert record.started_at - record.created_at >= 1000
 
 
-def test_follow_ups_run_after_their_parent_succeeds_and_can_read_its_result(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
-    parent = publisher.publish("system.noop", {"echo": "parent"}, tenant="acme",
-                               then=[{"type": "system.noop", "payload": {"echo": "child"}}])
+def test_follow_ups_run_after_their_parent_succeeds_and_can_read_its_result(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
+    parent = publisher.publish(
+        "system.noop", {"echo": "parent"}, tenant="acme", then=[{"type": "system.noop", "payload": {"echo": "child"}}]
+    )
     wait_state(parent.job_id, "succeeded")
-    children = [r for r in publisher.store.list(tenant="acme").records if r.parent_id == parent.job_id]
+    children = [r for r in publisher.store.list_jobs(tenant="acme").records if r.parent_id == parent.job_id]
     assert len(children) == 1
     child = wait_state(children[0].id, "succeeded")
     assert child.result == {"echo": "child"} and child.tenant == "acme"
 
 
-def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
     job = publisher.publish("system.noop", {}, tenant="acme")
     wait_state(job.job_id, "succeeded")
     record_message = publisher.store.client.hget(publisher.store.key("job", job.job_id), "message")
@@ -97,18 +106,25 @@ def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(publisher:
     assert record.attempts == 1 and record.state is JobState.SUCCEEDED
 
 
-def test_a_message_published_without_a_record_is_adopted(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+def test_a_message_published_without_a_record_is_adopted(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
     job_id = str(uuid.uuid4())
-    body = {"queue_name": "system", "actor_name": "system.sleep", "args": [],
-            "kwargs": {"job_id": job_id, "payload": {"ms": 10}},
-            "options": {"broker_priority": 2, "offload": {"v": 1, "tenant": "globex"}},
-            "message_id": job_id, "message_timestamp": int(time.time() * 1000)}
+    body = {
+        "queue_name": "system",
+        "actor_name": "system.sleep",
+        "args": [],
+        "kwargs": {"job_id": job_id, "payload": {"ms": 10}},
+        "options": {"broker_priority": 2, "offload": {"v": 1, "tenant": "globex"}},
+        "message_id": job_id,
+        "message_timestamp": int(time.time() * 1000),
+    }
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     connection.channel().basic_publish("", "system", json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2))
     connection.close()
     record = wait_state(job_id, "succeeded")
     assert record.tenant == "globex" and record.result == {"slept_ms": 10}
-    assert [r.id for r in publisher.store.list(tenant="globex").records] == [job_id]
+    assert [r.id for r in publisher.store.list_jobs(tenant="globex").records] == [job_id]
 
 
 def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publisher, worker: RunningWorker) -> None:
@@ -121,7 +137,9 @@ def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publis
     assert publisher.get(prepared.job_id) is None
 
 
-def test_an_undecodable_message_is_dead_lettered_without_running(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
+def test_an_undecodable_message_is_dead_lettered_without_running(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
     wait_state(publisher.publish("system.noop", {}, tenant="acme").job_id, "succeeded")  # queues exist, worker consumes
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     channel = connection.channel()

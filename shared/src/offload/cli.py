@@ -49,7 +49,9 @@ def demo(api: str, key: str) -> int:
             line = f"{record['state']:<9} {record['progress']['percent']:>3}%  attempt {record['attempts']}"
             if seen.get(answer["id"]) != line:
                 seen[answer["id"]] = line
-                print(f"{answer['id'][:8]}  {job['type']:<13} {line}  {json.dumps(record['result'] or record['error'])}")
+                print(
+                    f"{answer['id'][:8]}  {job['type']:<13} {line}  {json.dumps(record['result'] or record['error'])}"
+                )
         if all(v.split()[0] in {"succeeded", "failed", "dead", "cancelled"} for v in seen.values()):
             print("All demo jobs finished.")
             return 0

@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
     """Format records as JSON lines: time, level, logger, message, job fields, extras, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object for ``record``."""
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -45,9 +46,12 @@ class TextFormatter(logging.Formatter):
     """Human-friendly lines for a terminal, with the job id when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One readable line (plus the traceback, if any) for ``record``."""
         job = job_context.get()
         prefix = f"[{job['job_id'][:8]} {job.get('tenant', '')}] " if job else ""
-        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: {prefix}{record.getMessage()}"
+        line = (
+            f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: {prefix}{record.getMessage()}"
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

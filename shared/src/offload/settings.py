@@ -57,7 +57,7 @@ def parse_api_keys(raw: str) -> dict[str, ApiKey]:
             )
         if len(secret) < 16:
             raise ConfigError(f"OFFLOAD_API_KEYS entry {position} has a key shorter than 16 characters.")
-        keys[secret] = ApiKey(tenant, role)  # type: ignore[arg-type]
+        keys[secret] = ApiKey(tenant, role)
     return keys
 
 

@@ -180,7 +180,9 @@ def _parse(model: type[_Strict], body: Any) -> Any:
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
-        raise ValidationFailed("The request does not match the job submission schema.", errors=pydantic_errors(exc))
+        raise ValidationFailed(
+            "The request does not match the job submission schema.", errors=pydantic_errors(exc)
+        ) from None
 
 
 def _invalid(path: str, problem: str) -> ValidationFailed:

@@ -49,7 +49,9 @@ def _client_error(exc: ClientError) -> Response:
 
 
 def _dependency_error(exc: DependencyError) -> Response:
-    logger.warning("Answering 503: %s", exc.message, exc_info=exc.__cause__ is not None and logger.isEnabledFor(logging.DEBUG))
+    logger.warning(
+        "Answering 503: %s", exc.message, exc_info=exc.__cause__ is not None and logger.isEnabledFor(logging.DEBUG)
+    )
     response = error_response(503, exc.code, exc.message, retry_after=exc.retry_after)
     response.headers["Retry-After"] = str(exc.retry_after)
     return response

@@ -53,18 +53,20 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
 def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     variants = []
     for contract in registry:
-        variants.append({
-            "type": "object",
-            "title": contract.name,
-            "description": contract.description,
-            "properties": {
-                "type": {"const": contract.name},
-                "payload": {"$ref": REF.format(model=contract.payload.__name__)},
-                "options": {"$ref": REF.format(model="JobOptions")},
-            },
-            "required": ["type"],
-            "additionalProperties": False,
-        })
+        variants.append(
+            {
+                "type": "object",
+                "title": contract.name,
+                "description": contract.description,
+                "properties": {
+                    "type": {"const": contract.name},
+                    "payload": {"$ref": REF.format(model=contract.payload.__name__)},
+                    "options": {"$ref": REF.format(model="JobOptions")},
+                },
+                "required": ["type"],
+                "additionalProperties": False,
+            }
+        )
     return {
         "JobRequest": {
             "oneOf": variants,
@@ -73,8 +75,14 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
         },
         "BatchRequest": {
             "type": "object",
-            "properties": {"jobs": {"type": "array", "items": {"$ref": REF.format(model="JobRequest")},
-                                    "minItems": 1, "maxItems": max_batch}},
+            "properties": {
+                "jobs": {
+                    "type": "array",
+                    "items": {"$ref": REF.format(model="JobRequest")},
+                    "minItems": 1,
+                    "maxItems": max_batch,
+                }
+            },
             "required": ["jobs"],
             "additionalProperties": False,
         },
@@ -98,15 +106,19 @@ def _operation(endpoint: str, arguments: set[str], op: Operation) -> dict[str, A
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in sorted(arguments)
     ]
     parameters += [{"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in op.query]
-    parameters += [{"name": n, "in": "header", "required": False, "schema": {"type": "string"}, "description": d}
-                   for n, d in op.headers]
+    parameters += [
+        {"name": n, "in": "header", "required": False, "schema": {"type": "string"}, "description": d}
+        for n, d in op.headers
+    ]
     document: dict[str, Any] = {
         "operationId": endpoint.replace(".", "_"),
         "summary": op.summary,
         "tags": [op.tag],
         "parameters": parameters,
-        "responses": {str(status): _response(desc, schema, op.stream and status == 200)
-                      for status, (desc, schema) in sorted(op.responses.items())},
+        "responses": {
+            str(status): _response(desc, schema, op.stream and status == 200)
+            for status, (desc, schema) in sorted(op.responses.items())
+        },
     }
     if op.request:
         document["requestBody"] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -33,7 +33,7 @@ class Payload(BaseModel):
     )
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """Client-facing priorities. RabbitMQ serves higher numbers first (``x-max-priority``)."""
 
     HIGH = "high"

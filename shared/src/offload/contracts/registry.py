@@ -31,9 +31,7 @@ class Registry:
         contract = self._contracts.get(name) if isinstance(name, str) else None
         if contract is None:
             shown = name if isinstance(name, str) and len(name) <= 100 else "(invalid)"
-            raise UnknownJobType(
-                f"Unknown job type {shown!r}. See GET /v1/job-types for the list.", field="type"
-            )
+            raise UnknownJobType(f"Unknown job type {shown!r}. See GET /v1/job-types for the list.", field="type")
         return contract
 
     def __contains__(self, name: object) -> bool:

@@ -6,4 +6,12 @@ from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.publisher import BatchSubmitted, Publisher, Submitted
 from offload.publish.wire import WIRE_VERSION, WireMessage, encode_message
 
-__all__ = ["WIRE_VERSION", "BatchSubmitted", "ConfirmingPublisher", "Publisher", "Submitted", "WireMessage", "encode_message"]
+__all__ = [
+    "WIRE_VERSION",
+    "BatchSubmitted",
+    "ConfirmingPublisher",
+    "Publisher",
+    "Submitted",
+    "WireMessage",
+    "encode_message",
+]

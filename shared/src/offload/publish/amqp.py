@@ -61,7 +61,9 @@ class _Link:
     the outbox and wakes the loop.
     """
 
-    def __init__(self, parameters: pika.URLParameters, queue_arguments: Callable[[str], dict[str, dict[str, Any]]]) -> None:
+    def __init__(
+        self, parameters: pika.URLParameters, queue_arguments: Callable[[str], dict[str, dict[str, Any]]]
+    ) -> None:
         self.parameters = parameters
         self.queue_arguments = queue_arguments
         self.outbox: deque[_Delivery] = deque()
@@ -88,7 +90,9 @@ class _Link:
                 return
             if self.blocked:
                 delivery.settle(
-                    BrokerUnavailable("The message broker is refusing messages (resource alarm).", code="broker_backpressure")
+                    BrokerUnavailable(
+                        "The message broker is refusing messages (resource alarm).", code="broker_backpressure"
+                    )
                 )
                 return
             self.outbox.append(delivery)
@@ -203,7 +207,9 @@ class _Link:
         tag = method.delivery_tag
         error = None
         if isinstance(method, pika.spec.Basic.Nack):
-            error = BrokerUnavailable("The message broker rejected the message (queue full).", code="broker_backpressure")
+            error = BrokerUnavailable(
+                "The message broker rejected the message (queue full).", code="broker_backpressure"
+            )
         if getattr(method, "multiple", False):
             for pending_tag in [t for t in self.unconfirmed if t <= tag]:
                 self.unconfirmed.pop(pending_tag).settle(error)
@@ -212,9 +218,7 @@ class _Link:
             if delivery is not None:
                 delivery.settle(error)
 
-    def _on_return(
-        self, _channel: Any, _method: Any, properties: pika.spec.BasicProperties, _body: bytes
-    ) -> None:
+    def _on_return(self, _channel: Any, _method: Any, properties: pika.spec.BasicProperties, _body: bytes) -> None:
         delivery = self.unconfirmed.pop(int(properties.correlation_id or 0), None)
         if delivery is not None:
             self.declared.discard(delivery.queue)
@@ -224,7 +228,9 @@ class _Link:
         logger.warning("RabbitMQ blocked publishing (resource alarm); failing publishes until it unblocks.")
         with self.lock:
             self.blocked = True
-        error = BrokerUnavailable("The message broker is refusing messages (resource alarm).", code="broker_backpressure")
+        error = BrokerUnavailable(
+            "The message broker is refusing messages (resource alarm).", code="broker_backpressure"
+        )
         self._settle_all(error)
 
     def _on_unblocked(self, _connection: Any, _frame: Any) -> None:

@@ -73,7 +73,9 @@ class Publisher:
         self.batches = BatchStore(store, ttl=store.retention.failed)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, registry: Registry = REGISTRY, url_policy: UrlPolicy | None = None) -> Publisher:
+    def from_settings(
+        cls, settings: Settings, *, registry: Registry = REGISTRY, url_policy: UrlPolicy | None = None
+    ) -> Publisher:
         """Build the publisher a process needs from its settings (one per process)."""
         from offload.broker import queue_arguments  # the broker module imports dramatiq; keep it lazy
 
@@ -85,9 +87,14 @@ class Publisher:
         amqp = ConfirmingPublisher(
             settings.broker_url.get_secret_value(), queue_arguments=queue_arguments, timeout=settings.publish_timeout
         )
-        preparer = Preparer(registry=registry, url_policy=url_policy or settings_url_policy(settings), max_delay=settings.max_delay)
+        preparer = Preparer(
+            registry=registry, url_policy=url_policy or settings_url_policy(settings), max_delay=settings.max_delay
+        )
         return cls(
-            store=store, amqp=amqp, preparer=preparer, publish_timeout=settings.publish_timeout,
+            store=store,
+            amqp=amqp,
+            preparer=preparer,
+            publish_timeout=settings.publish_timeout,
             idempotency_ttl=settings.idempotency_ttl,
         )
 
@@ -146,11 +153,14 @@ class Publisher:
             try:
                 prepared.append(self.preparer.prepare(body, tenant=tenant, batch_id=batch_id))
             except ValidationFailed as exc:
-                errors = [{**e, "field": f"jobs[{index}].{e['field']}"} for e in exc.errors]
-                raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=errors, code=exc.code) from None
+                fields = [{**e, "field": f"jobs[{index}].{e['field']}"} for e in exc.errors]
+                raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
         self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
-        records = [(p, self._record(p, None)) for p in prepared]
-        immediate = [(p, body) for p, body in records if p.delay is None]
+        immediate = []
+        for job in prepared:
+            body = self._record(job, None)
+            if isinstance(body, bytes) and job.delay is None:  # fresh ids: never an existing job
+                immediate.append((job, body))
         errors = self.amqp.publish_many(
             [(p.contract.queue, body, p.priority.broker_priority) for p, body in immediate],
             timeout=self.publish_timeout,
@@ -240,13 +250,18 @@ class Publisher:
             fields["then"] = json.dumps([f.model_dump(mode="json") for f in prepared.follow_ups])
         scheduled_for = created_at + int(prepared.delay * 1000) if prepared.delay is not None else None
         created = self.store.create(
-            prepared.job_id, fields, scheduled_for=scheduled_for, idempotency_key=idempotency_key,
-            fingerprint=prepared.fingerprint, idempotency_ttl=self.idempotency_ttl,
+            prepared.job_id,
+            fields,
+            scheduled_for=scheduled_for,
+            idempotency_key=idempotency_key,
+            fingerprint=prepared.fingerprint,
+            idempotency_ttl=self.idempotency_ttl,
         )
         if created.outcome == "conflict":
             raise Conflict(
                 "This Idempotency-Key was already used with a different request.",
-                code="idempotency_key_reused", job_id=created.job_id,
+                code="idempotency_key_reused",
+                job_id=created.job_id,
             )
         if created.outcome == "exists":
             record = self.store.get(created.job_id)

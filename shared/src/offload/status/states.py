@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """Where a job is in its life. Terminal states end it; only an explicit retry reopens one."""
 
     QUEUED = "queued"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -23,7 +23,16 @@ from offload.status.records import JobRecord
 from offload.status.states import JobState
 
 _SCRIPTS = (
-    "create", "abort", "start", "progress", "finish", "fail_unstarted", "cancel", "reopen", "claim_due", "promoted",
+    "create",
+    "abort",
+    "start",
+    "progress",
+    "finish",
+    "fail_unstarted",
+    "cancel",
+    "reopen",
+    "claim_due",
+    "promoted",
 )
 
 
@@ -69,7 +78,7 @@ class Retention:
 
 @dataclass(frozen=True)
 class Created:
-    """Outcome of :meth:`StatusStore.create`: ``created``, ``exists`` (same id or same idempotency key) or ``conflict``."""
+    """Outcome of :meth:`StatusStore.create`: ``created``, ``exists`` (same id or key) or ``conflict``."""
 
     outcome: Literal["created", "exists", "conflict"]
     job_id: str
@@ -129,7 +138,7 @@ class StatusStore:
         """A key under this store's prefix."""
         return ":".join((self.prefix, *parts))
 
-    def _run(self, name: str, job_id: str, *args: object) -> Any:
+    def _run(self, name: str, job_id: str, *args: str | int | float) -> Any:
         with redis_errors():
             return self._scripts[name](args=[self.prefix, job_id, now_ms(), *args])
 
@@ -182,8 +191,13 @@ class StatusStore:
         outcome = reply[0]
         if outcome == "run":
             return Started(
-                "run", attempt=int(reply[1]), cancel_requested=reply[2] == "1", max_retries=int(reply[3]),
-                tenant=reply[4], has_follow_ups=reply[5] == "1", parent_id=reply[6] or None,
+                "run",
+                attempt=int(reply[1]),
+                cancel_requested=reply[2] == "1",
+                max_retries=int(reply[3]),
+                tenant=reply[4],
+                has_follow_ups=reply[5] == "1",
+                parent_id=reply[6] or None,
             )
         if outcome == "skip":
             return Started("skip", state=reply[1])
@@ -219,7 +233,14 @@ class StatusStore:
         encoded = json.dumps(result, separators=(",", ":")) if result is not None else ""
         return bool(
             self._run(
-                "finish", job_id, attempt, state.value, self.retention.ttl_ms(state), encoded, code, message,
+                "finish",
+                job_id,
+                attempt,
+                state.value,
+                self.retention.ttl_ms(state),
+                encoded,
+                code,
+                message,
                 retry_at or "",
             )
         )
@@ -249,6 +270,15 @@ class StatusStore:
         """
         return bool(self._run("promoted", job_id))
 
+    def release(self, job_id: str, *, retry_in_ms: int = 1000) -> None:
+        """Give back a claim whose publish failed, to be claimed again in ``retry_in_ms`` (not after the lease).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            self.client.zadd(self.key("scheduled"), {job_id: now_ms() + retry_in_ms}, xx=True)
+
     def next_due(self) -> float | None:
         """Milliseconds timestamp of the earliest scheduled job, or None.
 
@@ -271,7 +301,9 @@ class StatusStore:
         return reply[0], (reply[1] if len(reply) > 1 else None)
 
     def reopen(self, job_id: str, *, tenant: str | None) -> tuple[str, str]:
-        """Move a failed, dead or cancelled job back to ``queued``; returns ``("queued", message)`` or ``(outcome, state)``.
+        """Move a failed, dead or cancelled job back to ``queued``.
+
+        Returns ``("queued", message)``, or ``("state", current state)`` / ``("missing", "")``.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
@@ -289,7 +321,7 @@ class StatusStore:
             raw = self.client.hgetall(self.key("job", job_id))
         if not raw or (tenant is not None and raw.get("tenant") != tenant):
             return None
-        return JobRecord.from_hash(raw)
+        return JobRecord.from_hash(cast(dict[str, str], raw))
 
     def follow_ups(self, job_id: str) -> list[dict[str, Any]]:
         """The follow-up specs stored with a job (``options.then``).
@@ -311,7 +343,7 @@ class StatusStore:
             entries = self.client.lrange(self.key("job", job_id, "history"), 0, -1)
         return [json.loads(entry) for entry in entries]
 
-    def list(
+    def list_jobs(
         self,
         *,
         tenant: str | None,
@@ -335,8 +367,9 @@ class StatusStore:
         records: list[JobRecord] = []
         with redis_errors():
             while len(records) <= limit:
-                batch = self.client.zrevrangebyscore(
-                    index, max_score, "-inf", start=0, num=limit + 50, withscores=True
+                batch = cast(
+                    list[tuple[str, float]],
+                    self.client.zrevrangebyscore(index, max_score, "-inf", start=0, num=limit + 50, withscores=True),
                 )
                 fresh = [(m, s) for m, s in batch if not (s == max_score and after_id is not None and m >= after_id)]
                 if not fresh:
@@ -352,12 +385,14 @@ class StatusStore:
         next_cursor = _encode_cursor(last.created_at, last.id) if more else None
         return Page(page, next_cursor)
 
-    def _load(self, members: list[tuple[str, float]], index: str, filter_type: object, job_type: str | None) -> list[JobRecord]:
+    def _load(
+        self, members: list[tuple[str, float]], index: str, filter_type: object, job_type: str | None
+    ) -> list[JobRecord]:
         pipe = self.client.pipeline(transaction=False)
         for member, _ in members:
             pipe.hgetall(self.key("job", member))
-        records = []
-        gone = []
+        records: list[JobRecord] = []
+        gone: list[str] = []
         for (member, _), raw in zip(members, pipe.execute(), strict=True):
             if not raw:
                 gone.append(member)
@@ -419,7 +454,9 @@ class BatchStore:
         key = self.store.key("batch", batch_id)
         with redis_errors():
             pipe = self.store.client.pipeline(transaction=True)
-            pipe.hset(key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)})
+            pipe.hset(
+                key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)}
+            )
             pipe.expire(key, self.ttl)
             pipe.execute()
 
@@ -430,7 +467,7 @@ class BatchStore:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            raw = self.store.client.hgetall(self.store.key("batch", batch_id))
+            raw = cast(dict[str, str], self.store.client.hgetall(self.store.key("batch", batch_id)))
             if not raw or (tenant is not None and raw.get("tenant") != tenant):
                 return None
             job_ids: list[str] = json.loads(raw["jobs"])

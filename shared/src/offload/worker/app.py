@@ -72,7 +72,9 @@ def build_worker(
         middleware=[
             TimeLimit(),
             ShutdownNotifications(notify_shutdown=False),
-            Retries(max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when),
+            Retries(
+                max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when
+            ),
             CurrentMessage(),
             promoter,
         ],
@@ -90,11 +92,11 @@ def build_worker(
 
 def declare_actor(broker: RabbitmqBroker, contract: JobContract, fn: Any) -> dramatiq.Actor[Any, Any]:
     """Register ``fn`` as the actor for ``contract``: the one place that calls ``dramatiq.actor``."""
-    return dramatiq.actor(
-        fn,
+    register = dramatiq.actor(
         broker=broker,
         actor_name=contract.name,
         queue_name=contract.queue,
         time_limit=int(contract.time_limit * 1000),
         throws=(JobFailed,),
     )
+    return register(fn)

@@ -50,8 +50,13 @@ class DuePromoter:
             claimed = self.store.claim_due(limit=self.batch, lease_ms=LEASE_MS)
             if not claimed:
                 return total
-            for job_id, message in claimed:
-                self.publisher.republish(message)
+            for index, (job_id, message) in enumerate(claimed):
+                try:
+                    self.publisher.republish(message)
+                except DependencyError:
+                    for unpublished, _ in claimed[index:]:
+                        self.store.release(unpublished)
+                    raise
                 self.store.promoted(job_id)
                 total += 1
             if len(claimed) < self.batch:
@@ -78,11 +83,13 @@ class PromoterMiddleware(Middleware):
         self.thread: threading.Thread | None = None
 
     def after_worker_boot(self, _broker: Any, _worker: Any) -> None:
+        """Start the promoter thread once the worker is up."""
         self.stopping.clear()
         self.thread = threading.Thread(target=self._loop, name="offload-promoter", daemon=True)
         self.thread.start()
 
     def before_worker_shutdown(self, _broker: Any, _worker: Any) -> None:
+        """Stop the promoter thread before the worker stops."""
         self.stopping.set()
         if self.thread is not None:
             self.thread.join(timeout=5)

@@ -41,7 +41,7 @@ Handler = Callable[[JobContext, Any], Any]
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
-class JobFailed(Exception):  # noqa: N818 - named for what it means to Dramatiq, not a bug
+class JobFailed(Exception):
     """Raised to Dramatiq when a job has ended for good, so that its message is dead-lettered."""
 
 
@@ -80,8 +80,13 @@ class Runtime:
             return
         with job_logging(job_id=job_id, tenant=started.tenant, job_type=contract.name, attempt=str(started.attempt)):
             ctx = JobContext(
-                job_id=job_id, job_type=contract.name, tenant=started.tenant, attempt=started.attempt,
-                store=self.store, parent_id=started.parent_id, _cancel_requested=started.cancel_requested,
+                job_id=job_id,
+                job_type=contract.name,
+                tenant=started.tenant,
+                attempt=started.attempt,
+                store=self.store,
+                parent_id=started.parent_id,
+                _cancel_requested=started.cancel_requested,
             )
             self._attempt(contract, handler, ctx, payload, started)
 
@@ -111,13 +116,24 @@ class Runtime:
         block = offload_options(message.options)
         tenant = block.get("tenant") if isinstance(block.get("tenant"), str) else "default"
         asked = block.get("max_retries")
-        max_retries = min(asked, contract.retry.max_retries_limit) if isinstance(asked, int) else contract.retry.max_retries
-        priority = {p.broker_priority: p.value for p in Priority}.get(message.options.get("broker_priority"), "normal")
-        self.store.create(job_id, {
-            "tenant": tenant or "default", "type": contract.name, "queue": contract.queue, "priority": priority,
-            "max_retries": max(0, max_retries), "created_at": message.message_timestamp,
-            "message": message.encode().decode(),
-        })
+        max_retries = (
+            min(asked, contract.retry.max_retries_limit) if isinstance(asked, int) else contract.retry.max_retries
+        )
+        levels = {p.broker_priority: p.value for p in Priority}
+        asked_priority = message.options.get("broker_priority")
+        priority = levels.get(asked_priority, "normal") if isinstance(asked_priority, int) else "normal"
+        self.store.create(
+            job_id,
+            {
+                "tenant": tenant or "default",
+                "type": contract.name,
+                "queue": contract.queue,
+                "priority": priority,
+                "max_retries": max(0, max_retries),
+                "created_at": message.message_timestamp,
+                "message": message.encode().decode(),
+            },
+        )
         logger.info("Adopted job %s published without a record (tenant %r).", job_id, tenant)
 
     # -- running it --------------------------------------------------------------------------
@@ -131,24 +147,37 @@ class Runtime:
             if started.has_follow_ups:
                 self._publish_follow_ups(ctx)
         except JobCancelled:
-            self.store.finish(ctx.job_id, ctx.attempt, JobState.CANCELLED, error=("cancelled", "The job was cancelled while it ran."))
+            self.store.finish(
+                ctx.job_id, ctx.attempt, JobState.CANCELLED, error=("cancelled", "The job was cancelled while it ran.")
+            )
             logger.info("Job cancelled while running.")
         except (PermanentJobError, ValidationFailed) as exc:
             self._fail(ctx, exc.code, exc.message)
         except DependencyError:
             raise
         except TimeLimitExceeded:
-            self._failed_attempt(contract, ctx, started, "timed_out", f"The attempt exceeded its time limit of {contract.time_limit:g} s.")
+            self._failed_attempt(
+                contract,
+                ctx,
+                started,
+                "timed_out",
+                f"The attempt exceeded its time limit of {contract.time_limit:g} s.",
+            )
         except Exception as exc:
-            code = getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), str) else "error"
+            own_code = getattr(exc, "code", None)
+            code = own_code if isinstance(own_code, str) else "error"
             self._failed_attempt(contract, ctx, started, code, describe(exc))
         else:
             self.store.finish(ctx.job_id, ctx.attempt, JobState.SUCCEEDED, result=result)
 
-    def _failed_attempt(self, contract: JobContract, ctx: JobContext, started: Started, code: str, message: str) -> None:
+    def _failed_attempt(
+        self, contract: JobContract, ctx: JobContext, started: Started, code: str, message: str
+    ) -> None:
         if ctx.attempt <= started.max_retries:
             delay = backoff(contract, ctx.attempt)
-            self.store.finish(ctx.job_id, ctx.attempt, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000))
+            self.store.finish(
+                ctx.job_id, ctx.attempt, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000)
+            )
             logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
             return
         self._fail(ctx, code, message)

@@ -16,13 +16,22 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
 @bp.post("")
 @requires("client")
-@documented(Operation(
-    "Submit a batch of jobs", request="BatchRequest", tag="batches",
-    responses={202: ("All jobs recorded and confirmed.", "BatchAccepted"), 400: ("Malformed JSON.", "Error"),
-               413: ("Body too large.", "Error"), 415: ("Not JSON.", "Error"),
-               422: ("A job is invalid (its index is in the field path); none was submitted.", "Error"),
-               401: ("Missing or invalid API key.", "Error"), 503: ("Broker or Redis unavailable.", "Error")},
-))
+@documented(
+    Operation(
+        "Submit a batch of jobs",
+        request="BatchRequest",
+        tag="batches",
+        responses={
+            202: ("All jobs recorded and confirmed.", "BatchAccepted"),
+            400: ("Malformed JSON.", "Error"),
+            413: ("Body too large.", "Error"),
+            415: ("Not JSON.", "Error"),
+            422: ("A job is invalid (its index is in the field path); none was submitted.", "Error"),
+            401: ("Missing or invalid API key.", "Error"),
+            503: ("Broker or Redis unavailable.", "Error"),
+        },
+    )
+)
 def submit_batch() -> tuple[Response, int, dict[str, str]]:
     """Validate every job first (all or none), then record and publish them together."""
     body = json_body()
@@ -30,7 +39,7 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
     jobs = body.get("jobs") if isinstance(body, dict) else None
     if not isinstance(jobs, list) or not jobs or len(jobs) > limit or set(body) - {"jobs"}:
         raise ValidationFailed(
-            f"The body must be {{\"jobs\": [...]}} with 1 to {limit} jobs.",
+            f'The body must be {{"jobs": [...]}} with 1 to {limit} jobs.',
             errors=[{"field": "jobs", "problem": f"a list of 1-{limit} job submissions"}],
         )
     submitted = services().publisher.submit_batch(jobs, tenant=caller().tenant)
@@ -45,12 +54,18 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/<batch_id>")
 @requires("reader")
-@documented(Operation(
-    "Get a batch's aggregate status", tag="batches",
-    responses={200: ("Counts per state, overall progress and each job's state.", "Batch"),
-               404: ("No such batch.", "Error"), 401: ("Missing or invalid API key.", "Error"),
-               503: ("Redis unavailable.", "Error")},
-))
+@documented(
+    Operation(
+        "Get a batch's aggregate status",
+        tag="batches",
+        responses={
+            200: ("Counts per state, overall progress and each job's state.", "Batch"),
+            404: ("No such batch.", "Error"),
+            401: ("Missing or invalid API key.", "Error"),
+            503: ("Redis unavailable.", "Error"),
+        },
+    )
+)
 def get_batch(batch_id: str) -> Response:
     """Counts per state, overall progress (finished jobs count as 100) and each job's state."""
     batch = services().batches.get(batch_id[:64], tenant=caller().scope)

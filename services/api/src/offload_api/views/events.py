@@ -34,13 +34,19 @@ _TERMINAL = {state.value for state in JobState if state.terminal}
 
 @bp.get("/<job_id>/events")
 @requires("reader")
-@documented(Operation(
-    "Follow a job's changes (Server-Sent Events)", stream=True,
-    headers=(("Last-Event-ID", "Resume after this event id (the job's seq)."),),
-    responses={200: ("An event stream: state, progress and cancel_requested events.", None),
-               404: ("No such job.", "Error"), 401: ("Missing or invalid API key.", "Error"),
-               503: ("Too many open streams, or Redis unavailable.", "Error")},
-))
+@documented(
+    Operation(
+        "Follow a job's changes (Server-Sent Events)",
+        stream=True,
+        headers=(("Last-Event-ID", "Resume after this event id (the job's seq)."),),
+        responses={
+            200: ("An event stream: state, progress and cancel_requested events.", None),
+            404: ("No such job.", "Error"),
+            401: ("Missing or invalid API key.", "Error"),
+            503: ("Too many open streams, or Redis unavailable.", "Error"),
+        },
+    )
+)
 def job_events(job_id: str) -> Response:
     """Stream the job's history and live changes until it ends."""
     find_job(job_id)
@@ -48,7 +54,7 @@ def job_events(job_id: str) -> Response:
     after = _last_event_id()
     _open_stream(found)
     try:
-        pubsub = found.store.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = found.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(found.store.events_channel(job_id))
     except Exception:
         _close_stream(found)
@@ -107,10 +113,17 @@ def _replay(store: StatusStore, job_id: str, after: int) -> list[dict[str, Any]]
     record = store.get(job_id)
     last = events[-1]["seq"] if events else after
     if record is not None and record.seq > last and record.state is JobState.RUNNING:
-        events.append({
-            "seq": record.seq, "kind": "progress", "state": "running", "at": record.updated_at,
-            "attempt": record.attempts, "progress": record.progress, "message": record.progress_message,
-        })
+        events.append(
+            {
+                "seq": record.seq,
+                "kind": "progress",
+                "state": "running",
+                "at": record.updated_at,
+                "attempt": record.attempts,
+                "progress": record.progress,
+                "message": record.progress_message,
+            }
+        )
     return events
 
 

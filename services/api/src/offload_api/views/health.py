@@ -22,10 +22,14 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
-@documented(Operation(
-    "Readiness: Redis and RabbitMQ are reachable", tag="health", public=True,
-    responses={200: ("Ready.", None), 503: ("A dependency is down.", None)},
-))
+@documented(
+    Operation(
+        "Readiness: Redis and RabbitMQ are reachable",
+        tag="health",
+        public=True,
+        responses={200: ("Ready.", None), 503: ("A dependency is down.", None)},
+    )
+)
 def readyz() -> tuple[Response, int]:
     """200 when Redis answers a PING and RabbitMQ accepts a TCP connection; 503 naming what is down."""
     found = services()

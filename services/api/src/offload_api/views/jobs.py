@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from offload.errors import BrokerUnavailable, InvalidState, NotFound, ValidationFailed
@@ -42,13 +43,23 @@ def find_job(job_id: str) -> JobRecord:
 
 @bp.post("")
 @requires("client")
-@documented(Operation(
-    "Submit a job", request="JobRequest",
-    headers=(("Idempotency-Key", "Same key and body return the same job; another body is a 409."),),
-    responses={202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"), 400: ("Malformed JSON.", "Error"),
-               403: ("The key may not submit.", "Error"), 409: ("Idempotency-Key reused with another body.", "Error"),
-               413: ("Body too large.", "Error"), 415: ("Not JSON.", "Error"), 422: ("Invalid job.", "Error"), **_ERRORS},
-))
+@documented(
+    Operation(
+        "Submit a job",
+        request="JobRequest",
+        headers=(("Idempotency-Key", "Same key and body return the same job; another body is a 409."),),
+        responses={
+            202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"),
+            400: ("Malformed JSON.", "Error"),
+            403: ("The key may not submit.", "Error"),
+            409: ("Idempotency-Key reused with another body.", "Error"),
+            413: ("Body too large.", "Error"),
+            415: ("Not JSON.", "Error"),
+            422: ("Invalid job.", "Error"),
+            **_ERRORS,
+        },
+    )
+)
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     """Validate, record and publish a job; 202 once the broker confirmed it."""
     body = json_body()
@@ -61,15 +72,19 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("")
 @requires("reader")
-@documented(Operation(
-    "List jobs, newest first",
-    query=(("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),
-           ("type", {"type": "string"}, "Only jobs of this type."),
-           ("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Page size."),
-           ("cursor", {"type": "string"}, "The next_cursor of the previous page."),
-           ("tenant", {"type": "string"}, "Admins only: one tenant's jobs.")),
-    responses={200: ("A page of jobs.", "JobPage"), 422: ("Bad filter.", "Error"), **_ERRORS},
-))
+@documented(
+    Operation(
+        "List jobs, newest first",
+        query=(
+            ("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),
+            ("type", {"type": "string"}, "Only jobs of this type."),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Page size."),
+            ("cursor", {"type": "string"}, "The next_cursor of the previous page."),
+            ("tenant", {"type": "string"}, "Admins only: one tenant's jobs."),
+        ),
+        responses={200: ("A page of jobs.", "JobPage"), 422: ("Bad filter.", "Error"), **_ERRORS},
+    )
+)
 def list_jobs() -> Response:
     """A page of the caller's jobs, filtered by state and type."""
     who = caller()
@@ -77,8 +92,11 @@ def list_jobs() -> Response:
     limit = _limit(request.args.get("limit", "50"))
     tenant = request.args.get("tenant") if who.is_admin and request.args.get("tenant") else who.scope
     try:
-        page = services().store.list(
-            tenant=tenant, state=state, job_type=request.args.get("type") or None, limit=limit,
+        page = services().store.list_jobs(
+            tenant=tenant,
+            state=state,
+            job_type=request.args.get("type") or None,
+            limit=limit,
             cursor=request.args.get("cursor"),
         )
     except ValueError as exc:
@@ -99,11 +117,17 @@ def get_job(job_id: str) -> Response:
 
 @bp.post("/<job_id>/cancel")
 @requires("client")
-@documented(Operation(
-    "Cancel a job",
-    responses={200: ("Cancelled, or cancel requested of a running job.", "Job"), 404: ("No such job.", "Error"),
-               409: ("The job already ended.", "Error"), **_ERRORS},
-))
+@documented(
+    Operation(
+        "Cancel a job",
+        responses={
+            200: ("Cancelled, or cancel requested of a running job.", "Job"),
+            404: ("No such job.", "Error"),
+            409: ("The job already ended.", "Error"),
+            **_ERRORS,
+        },
+    )
+)
 def cancel_job(job_id: str) -> Response:
     """Cancel a waiting job at once; ask a running one to stop (its handler checks between steps)."""
     find_job(job_id)
@@ -115,11 +139,17 @@ def cancel_job(job_id: str) -> Response:
 
 @bp.post("/<job_id>/retry")
 @requires("client")
-@documented(Operation(
-    "Retry a failed, dead or cancelled job",
-    responses={202: ("Queued again.", "JobAccepted"), 404: ("No such job.", "Error"),
-               409: ("The job is not failed, dead or cancelled.", "Error"), **_ERRORS},
-))
+@documented(
+    Operation(
+        "Retry a failed, dead or cancelled job",
+        responses={
+            202: ("Queued again.", "JobAccepted"),
+            404: ("No such job.", "Error"),
+            409: ("The job is not failed, dead or cancelled.", "Error"),
+            **_ERRORS,
+        },
+    )
+)
 def retry_job(job_id: str) -> tuple[Response, int]:
     """Queue the job again with its original payload; its attempts keep counting."""
     find_job(job_id)
@@ -159,13 +189,16 @@ def _state_filter(raw: str | None) -> JobState | None:
         return JobState(raw)
     except ValueError:
         raise ValidationFailed(
-            f"Unknown state {raw[:32]!r}.", errors=[{"field": "state", "problem": f"one of {[s.value for s in JobState]}"}]
+            f"Unknown state {raw[:32]!r}.",
+            errors=[{"field": "state", "problem": f"one of {[s.value for s in JobState]}"}],
         ) from None
 
 
 def _limit(raw: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise ValidationFailed("limit must be an integer from 1 to 200.", errors=[{"field": "limit", "problem": "1-200"}])
+        raise ValidationFailed(
+            "limit must be an integer from 1 to 200.", errors=[{"field": "limit", "problem": "1-200"}]
+        )
     return int(raw)
 
 
@@ -174,4 +207,3 @@ def _is_uuid(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except ValueError:
         return False
-

@@ -15,10 +15,13 @@ bp = Blueprint("meta", __name__)
 
 @bp.get("/v1/job-types")
 @requires("reader")
-@documented(Operation(
-    "List job types with their payload schemas", tag="meta",
-    responses={200: ("Every job type.", "JobTypeList"), 401: ("Missing or invalid API key.", "Error")},
-))
+@documented(
+    Operation(
+        "List job types with their payload schemas",
+        tag="meta",
+        responses={200: ("Every job type.", "JobTypeList"), 401: ("Missing or invalid API key.", "Error")},
+    )
+)
 def job_types() -> Response:
     """Every registered job type: queue, limits, retry policy and payload JSON Schema."""
     items = [
@@ -49,7 +52,9 @@ def openapi() -> Response:
 
 
 @bp.get("/docs")
-@documented(Operation("Human-readable API reference", tag="meta", public=True, responses={200: ("An HTML page.", None)}))
+@documented(
+    Operation("Human-readable API reference", tag="meta", public=True, responses={200: ("An HTML page.", None)})
+)
 def docs() -> Response:
     """An HTML reference rendered from the OpenAPI document (no external scripts)."""
     return Response(render_docs(document()), mimetype="text/html")
