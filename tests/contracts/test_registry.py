@@ -1,0 +1,75 @@
+"""Every contract, checked: names, queues, limits against consumer_timeout, handlers, shipped schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Payload, Registry
+from offload.errors import ConfigError, UnknownJobType
+from offload.settings import Settings
+from offload.worker.app import check_contract
+from offload.worker.system import SYSTEM_HANDLERS
+from offload_email import worker as email_worker
+from offload_media import worker as media_worker
+from offload_reports import worker as reports_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = {"email": email_worker, "media": media_worker, "reports": reports_worker}
+
+
+@pytest.mark.parametrize("contract", list(REGISTRY), ids=lambda c: c.name)
+def test_each_contract_fits_under_the_default_consumer_timeout(contract: JobContract) -> None:
+    check_contract(contract, Settings())
+
+
+@pytest.mark.parametrize("contract", list(REGISTRY), ids=lambda c: c.name)
+def test_each_contract_is_served_by_exactly_the_workers_that_consume_its_queue(contract: JobContract) -> None:
+    serving = [
+        name
+        for name, module in WORKERS.items()
+        if contract.queue in (*module.QUEUES, SYSTEM_QUEUE) and contract.name in {**SYSTEM_HANDLERS, **module.HANDLERS}
+    ]
+    expected = list(WORKERS) if contract.queue == SYSTEM_QUEUE else [contract.queue]
+    assert serving == expected
+
+
+@pytest.mark.parametrize("contract", list(REGISTRY), ids=lambda c: c.name)
+def test_the_shipped_json_schema_of_each_payload_is_up_to_date(contract: JobContract) -> None:
+    shipped = ROOT / "schemas" / f"{contract.name}.json"
+    assert shipped.exists(), f"run `make schemas` to add {shipped.name}"
+    assert json.loads(shipped.read_text()) == contract.json_schema(), f"run `make schemas` to refresh {shipped.name}"
+
+
+def test_no_stale_schema_files_are_shipped() -> None:
+    assert {p.stem for p in (ROOT / "schemas").glob("*.json")} == set(REGISTRY.names)
+
+
+def test_a_contract_too_long_for_consumer_timeout_is_refused_at_startup() -> None:
+    slow = JobContract(name="system.slow", queue="system", payload=Payload, description="x", time_limit=1800)
+    with pytest.raises(ConfigError, match="OFFLOAD_CONSUMER_TIMEOUT"):
+        check_contract(slow, Settings())
+
+
+@pytest.mark.parametrize("name", ["Email.Send", "email", "email.send.now", "email-send", ""])
+def test_bad_type_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="domain.verb"):
+        JobContract(name=name, queue="email", payload=Payload, description="x")
+
+
+def test_a_registry_refuses_duplicate_names_and_looks_up_by_exact_name() -> None:
+    contract = next(iter(REGISTRY))
+    with pytest.raises(ValueError, match="twice"):
+        Registry([contract, contract])
+    with pytest.raises(UnknownJobType):
+        REGISTRY.get(contract.name.upper())
+
+
+def test_payload_models_are_strict_and_closed() -> None:
+    for contract in REGISTRY:
+        config = contract.payload.model_config
+        assert config.get("strict") and config.get("extra") == "forbid", contract.name
+        assert contract.result is None or issubclass(contract.result, BaseModel)
