@@ -27,8 +27,9 @@ up: install services ## Run the API (127.0.0.1:8000) and all workers in the fore
 demo: install ## Send a few jobs to the running suite and watch them finish
 	@$(RUN) offload demo --key "$${OFFLOAD_DEMO_KEY:-$$(cat $(DEV_DIR)/dev-key 2>/dev/null)}"
 
-test: install ## Run the default test suite against local RabbitMQ (own vhost) and Redis (own db)
+test: install ## Lint, then the default test suite against local RabbitMQ (own vhost) and Redis (own db)
 	@bash scripts/ensure-services.sh $(TEST_VHOST)
+	@$(MAKE) --no-print-directory lint
 	@$(RUN) pytest $(PYTEST_ARGS)
 
 test-fast: install ## Only the tests that need no servers
