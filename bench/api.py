@@ -239,6 +239,13 @@ def notes(result: ApiResult) -> list[str]:
             f"API offload-api: {ours.accepted_total:,} answers 202 seen (warm-up included), "
             f"{ours.queued:,} messages in the queue afterwards: {verdict}"
         )
+    noop = result.noop.load
+    if noop.p50_ms > 0 and noop.p99_ms > 10 * noop.p50_ms:
+        lines.append(
+            f"API no-op: latency is heavy-tailed at saturation (p99 {noop.p99_ms / noop.p50_ms:,.0f}× p50: some "
+            "keep-alive connections wait long while others are served at once), so its p99 is no floor for ours; "
+            "compare throughput"
+        )
     for run in (result.ours, result.noop):
         load = run.load
         spread = "/".join(str(n) for n in run.connections) if run.connections else "?"
