@@ -93,22 +93,37 @@ def test_retrying_schedules_the_job_and_claiming_leases_it(store: StatusStore) -
     job_id = _create(store)
     store.start(job_id, max_unfinished=3)
     store.finish(job_id, 1, JobState.RETRYING, error=("boom", "Boom."), retry_at=now_ms() - 1)
-    claimed = store.claim_due(limit=10, lease_ms=60_000)
-    assert [c[0] for c in claimed] == [job_id]
-    assert store.claim_due(limit=10, lease_ms=60_000) == []  # leased, not claimed twice
+    claim = store.claim_due(limit=10, lease_ms=60_000)
+    assert [c[0] for c in claim.jobs] == [job_id]
+    assert store.claim_due(limit=10, lease_ms=60_000).jobs == []  # leased, not claimed twice
     assert store.get(job_id).state is JobState.RETRYING  # retrying stays retrying until it runs
-    store.promoted(job_id)
+    assert store.promoted(job_id, claim.lease)
     assert store.next_due() is None
+
+
+def test_releasing_a_lease_never_removes_a_newer_retry(store: StatusStore) -> None:
+    # Given a claimed retry whose message ran, failed again and was scheduled anew before the
+    # promoter released its claim,
+    job_id = _create(store)
+    store.start(job_id, max_unfinished=3)
+    store.finish(job_id, 1, JobState.RETRYING, error=("e", "m"), retry_at=now_ms() - 1)
+    claim = store.claim_due(limit=10)
+    store.start(job_id, max_unfinished=3)
+    store.finish(job_id, 2, JobState.RETRYING, error=("e", "m"), retry_at=now_ms() + 5_000)
+    # when the promoter releases the old claim, then the new retry is still scheduled.
+    assert not store.promoted(job_id, claim.lease)
+    assert store.next_due() is not None
 
 
 def test_a_delayed_job_is_scheduled_then_promoted_to_queued(store: StatusStore) -> None:
     job_id = _create(store, scheduled_for=now_ms() + 3_600_000)
     assert store.get(job_id).state is JobState.SCHEDULED
-    assert store.claim_due(limit=10) == []
+    assert store.claim_due(limit=10).jobs == []
     store.client.zadd("t:scheduled", {job_id: now_ms() - 1})  # time passes
-    assert [c[0] for c in store.claim_due(limit=10)] == [job_id]
+    claim = store.claim_due(limit=10)
+    assert [c[0] for c in claim.jobs] == [job_id]
     assert [e["state"] for e in store.history(job_id)] == ["scheduled", "queued"]
-    store.promoted(job_id)
+    assert store.promoted(job_id, claim.lease)
     assert store.next_due() is None
 
 

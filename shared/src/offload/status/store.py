@@ -99,6 +99,14 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Jobs claimed by :meth:`StatusStore.claim_due`, and the lease score they were given."""
+
+    lease: int
+    jobs: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing; ``cursor`` fetches the next page, ``None`` at the end."""
 
@@ -253,31 +261,35 @@ class StatusStore:
         """
         return bool(self._run("fail_unstarted", job_id, error[0], error[1], self.retention.failed * 1000))
 
-    def claim_due(self, *, limit: int = 100, lease_ms: int = 30_000) -> list[tuple[str, bytes]]:
-        """Claim delayed or backed-off jobs that are due, returning ``(job_id, message)`` pairs.
+    def claim_due(self, *, limit: int = 100, lease_ms: int = 30_000) -> Claim:
+        """Claim delayed or backed-off jobs that are due (delayed ones become ``queued``).
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        flat = self._run("claim_due", "", limit, lease_ms)
-        return [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)]
+        lease, *flat = self._run("claim_due", "", limit, lease_ms)
+        return Claim(int(lease), [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)])
 
-    def promoted(self, job_id: str) -> bool:
+    def promoted(self, job_id: str, lease: int) -> bool:
         """Release the lease of a claimed job whose message was published and confirmed.
 
+        Only the claim's own entry is removed: if the job already ran and was scheduled again
+        (a retry), that new entry stays.
+
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        return bool(self._run("promoted", job_id))
+        return bool(self._run("promoted", job_id, lease))
 
-    def release(self, job_id: str, *, retry_in_ms: int = 1000) -> None:
+    def release(self, job_id: str, lease: int, *, retry_in_ms: int = 1000) -> None:
         """Give back a claim whose publish failed, to be claimed again in ``retry_in_ms`` (not after the lease).
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            self.client.zadd(self.key("scheduled"), {job_id: now_ms() + retry_in_ms}, xx=True)
+            if self.client.zscore(self.key("scheduled"), job_id) == lease:
+                self.client.zadd(self.key("scheduled"), {job_id: now_ms() + retry_in_ms}, xx=True)
 
     def next_due(self) -> float | None:
         """Milliseconds timestamp of the earliest scheduled job, or None.

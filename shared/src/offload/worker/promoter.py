@@ -47,19 +47,19 @@ class DuePromoter:
         """
         total = 0
         while True:
-            claimed = self.store.claim_due(limit=self.batch, lease_ms=LEASE_MS)
-            if not claimed:
+            claim = self.store.claim_due(limit=self.batch, lease_ms=LEASE_MS)
+            if not claim.jobs:
                 return total
-            for index, (job_id, message) in enumerate(claimed):
+            for index, (job_id, message) in enumerate(claim.jobs):
                 try:
                     self.publisher.republish(message)
                 except DependencyError:
-                    for unpublished, _ in claimed[index:]:
-                        self.store.release(unpublished)
+                    for unpublished, _ in claim.jobs[index:]:
+                        self.store.release(unpublished, claim.lease)
                     raise
-                self.store.promoted(job_id)
+                self.store.promoted(job_id, claim.lease)
                 total += 1
-            if len(claimed) < self.batch:
+            if len(claim.jobs) < self.batch:
                 return total
 
     def seconds_until_due(self) -> float:

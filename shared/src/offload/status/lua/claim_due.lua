@@ -1,15 +1,16 @@
 -- Claim jobs whose delay or backoff has passed, leasing each for ARGV[5] ms so that a crashed
 -- claimer's jobs are claimed again. A delayed job becomes queued here, before its message is
 -- published, so its history always reads scheduled, queued, running.
--- ARGV: 2 unused, 4 limit, 5 lease ms. Returns a flat list {id, message, id, message, ...}.
+-- ARGV: 2 unused, 4 limit, 5 lease ms. Returns {lease score, id, message, id, message, ...}.
 local key = P .. ':scheduled'
 local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-local out = {}
+local lease = now + tonumber(ARGV[5])
+local out = {lease}
 for _, jid in ipairs(due) do
   local jrec = P .. ':job:' .. jid
   local info = redis.call('HMGET', jrec, 'message', 'state')
   if info[1] then
-    redis.call('ZADD', key, now + tonumber(ARGV[5]), jid)
+    redis.call('ZADD', key, lease, jid)
     if info[2] == 'scheduled' then
       id, rec, hist = jid, jrec, jrec .. ':history'
       transition('scheduled', 'queued', {}, nil)
