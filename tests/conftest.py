@@ -8,7 +8,6 @@ suite left it (RQ's ``find_empty_redis_database`` habit); it is flushed after ev
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,14 +39,6 @@ API_KEYS = (
     f"{KEYS['acme']}=acme:client,{KEYS['acme_reader']}=acme:reader,"
     f"{KEYS['globex']}=globex:client,{KEYS['admin']}=ops:admin"
 )
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
