@@ -370,11 +370,15 @@ class StatusStore:
             StatusStoreUnavailable: Redis is unavailable.
             ValueError: the cursor is malformed.
         """
+        # Indexes: per tenant (and all tenants) by state, per tenant by type. With both filters the
+        # type index is read and filtered by state.
         index = self.key("idx", tenant or "_all")
         if job_type and tenant:
             index += f":t:{job_type}"
-        if state:
+        elif state:
             index += f":s:{state.value}"
+        wanted_type = job_type if not (job_type and tenant) else None
+        wanted_state = state.value if state and job_type and tenant else None
         max_score, after_id = _decode_cursor(cursor)
         records: list[JobRecord] = []
         with redis_errors():
@@ -386,7 +390,7 @@ class StatusStore:
                 fresh = [(m, s) for m, s in batch if not (s == max_score and after_id is not None and m >= after_id)]
                 if not fresh:
                     break
-                records.extend(self._load(fresh, index, tenant is None and job_type, job_type))
+                records.extend(self._load(fresh, index, wanted_type, wanted_state))
                 max_score, after_id = fresh[-1][1], fresh[-1][0]
                 if len(batch) < limit + 50:
                     break
@@ -398,7 +402,7 @@ class StatusStore:
         return Page(page, next_cursor)
 
     def _load(
-        self, members: list[tuple[str, float]], index: str, filter_type: object, job_type: str | None
+        self, members: list[tuple[str, float]], index: str, job_type: str | None, state: str | None
     ) -> list[JobRecord]:
         pipe = self.client.pipeline(transaction=False)
         for member, _ in members:
@@ -409,7 +413,7 @@ class StatusStore:
             if not raw:
                 gone.append(member)
                 continue
-            if filter_type and raw.get("type") != job_type:
+            if (job_type and raw.get("type") != job_type) or (state and raw.get("state") != state):
                 continue
             records.append(JobRecord.from_hash(raw))
         if gone:  # records expired by retention; drop their index entries lazily

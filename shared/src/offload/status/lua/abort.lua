@@ -2,17 +2,15 @@
 -- that a late-arriving message is dropped, not run. Only a job nothing has touched is aborted.
 -- ARGV: 4 tombstone ttl ms, 5 idempotency key ('' if none).
 -- Returns 1 if aborted, 0 if the job had already moved on.
-local info = redis.call('HMGET', rec, 'state', 'tenant', 'type', 'seq')
-if not info[1] then return 0 end
-if (info[1] ~= 'queued' and info[1] ~= 'scheduled') or tonumber(info[4]) > 1 then return 0 end
-local tenant, jtype, state = info[2], info[3], info[1]
-local base = P .. ':idx:' .. tenant
+local job = load('type')
+if not job then return 0 end
+if (job.state ~= 'queued' and job.state ~= 'scheduled') or tonumber(job.seq) > 1 then return 0 end
+local base = P .. ':idx:' .. job.tenant
 redis.call('ZREM', base, id)
-redis.call('ZREM', base .. ':t:' .. jtype, id)
-redis.call('ZREM', base .. ':s:' .. state, id)
-redis.call('ZREM', base .. ':t:' .. jtype .. ':s:' .. state, id)
+redis.call('ZREM', base .. ':t:' .. job.type, id)
+redis.call('ZREM', base .. ':s:' .. job.state, id)
 redis.call('ZREM', P .. ':idx:_all', id)
-redis.call('ZREM', P .. ':idx:_all:s:' .. state, id)
+redis.call('ZREM', P .. ':idx:_all:s:' .. job.state, id)
 redis.call('ZREM', P .. ':scheduled', id)
 redis.call('DEL', rec, hist)
 if ARGV[5] ~= '' then

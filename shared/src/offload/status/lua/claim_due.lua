@@ -7,16 +7,13 @@ local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(A
 local lease = now + tonumber(ARGV[5])
 local out = {lease}
 for _, jid in ipairs(due) do
-  local jrec = P .. ':job:' .. jid
-  local info = redis.call('HMGET', jrec, 'message', 'state')
-  if info[1] then
+  id, rec, hist = jid, P .. ':job:' .. jid, P .. ':job:' .. jid .. ':history'
+  local job = load('message')
+  if job and job.message then
     redis.call('ZADD', key, lease, jid)
-    if info[2] == 'scheduled' then
-      id, rec, hist = jid, jrec, jrec .. ':history'
-      transition('scheduled', 'queued', {}, nil)
-    end
+    if job.state == 'scheduled' then transition(job, 'queued', {}, nil) end
     out[#out + 1] = jid
-    out[#out + 1] = info[1]
+    out[#out + 1] = job.message
   else
     redis.call('ZREM', key, jid)
   end

@@ -1,7 +1,7 @@
 -- Create a job record (state queued or scheduled), atomically with its idempotency key.
 -- ARGV: 4 state, 5 run_at ms ('' if none), 6 idempotency key ('' if none), 7 fingerprint,
---       8 idempotency ttl ms, 9 tombstone check ('1' to refuse ids that were aborted),
---       10.. field/value pairs (tenant, type, created_at ... must be among them).
+--       8 idempotency ttl ms, 9 unused, 10.. field/value pairs (tenant, type and created_at
+--       must be among them).
 -- Returns {'created', id} | {'exists', id} | {'conflict', existing id}.
 local state, run_at, idem, fp, idem_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 if idem ~= '' then
@@ -14,19 +14,24 @@ if idem ~= '' then
   end
 end
 if redis.call('EXISTS', rec) == 1 then return {'exists', id} end
-local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', rec, 'id', id, 'seq', 0, 'attempts', 0, 'unfinished', 0, 'progress', 0, unpack(fields))
-local info = redis.call('HMGET', rec, 'tenant', 'type', 'created_at')
-local tenant, jtype, created = info[1], info[2], tonumber(info[3])
-redis.call('SADD', P .. ':tenants', tenant)
-redis.call('ZADD', P .. ':idx:' .. tenant, created, id)
-redis.call('ZADD', P .. ':idx:' .. tenant .. ':t:' .. jtype, created, id)
-redis.call('ZADD', P .. ':idx:_all', created, id)
+local job = {attempts = 0, progress = 0, seq = 0}
+local fields = {'id', id, 'attempts', 0, 'unfinished', 0, 'progress', 0}
+for i = 10, #ARGV, 2 do
+  job[ARGV[i]] = ARGV[i + 1]
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+end
 if state == 'scheduled' then
-  redis.call('HSET', rec, 'scheduled_for', run_at)
+  fields[#fields + 1] = 'scheduled_for'
+  fields[#fields + 1] = run_at
   redis.call('ZADD', P .. ':scheduled', tonumber(run_at), id)
 end
+redis.call('HSET', rec, unpack(fields))
+local created = tonumber(job.created_at)
+redis.call('SADD', P .. ':tenants', job.tenant)
+redis.call('ZADD', P .. ':idx:' .. job.tenant, created, id)
+redis.call('ZADD', P .. ':idx:' .. job.tenant .. ':t:' .. job.type, created, id)
+redis.call('ZADD', P .. ':idx:_all', created, id)
 if idem ~= '' then redis.call('SET', idem, id .. '|' .. fp, 'PX', idem_ttl) end
-transition(nil, state, {}, nil)
+transition(job, state, {}, nil)
 return {'created', id}

@@ -1,14 +1,12 @@
 -- End a running attempt. ARGV: 4 attempt, 5 new state (succeeded|failed|retrying|cancelled|dead),
 -- 6 ttl ms (0: keep), 7 result JSON ('' if none), 8 error code, 9 error message, 10 retry at ms.
 -- Returns 1 if written, 0 if the attempt is stale or the job already moved on.
-local info = redis.call('HMGET', rec, 'state', 'attempts')
-if info[1] ~= 'running' or info[2] ~= ARGV[4] then return 0 end
+local job = load()
+if not job or job.state ~= 'running' or job.attempts ~= ARGV[4] then return 0 end
 local new = ARGV[5]
-local fields = {'unfinished', 0}
-local extra = {}
+local fields, extra
 if new == 'succeeded' then
-  fields = {'unfinished', 0, 'finished_at', now, 'progress', 100, 'result', ARGV[7],
-            'error_code', '', 'error_message', ''}
+  fields = {'unfinished', 0, 'finished_at', now, 'progress', 100, 'result', ARGV[7]}
 elseif new == 'retrying' then
   fields = {'unfinished', 0, 'error_code', ARGV[8], 'error_message', ARGV[9], 'scheduled_for', ARGV[10]}
   extra = {error = {code = ARGV[8], message = ARGV[9]}, retry_at = tonumber(ARGV[10])}
@@ -17,6 +15,6 @@ else
   fields = {'unfinished', 0, 'finished_at', now, 'error_code', ARGV[8], 'error_message', ARGV[9]}
   extra = {error = {code = ARGV[8], message = ARGV[9]}}
 end
-transition('running', new, fields, extra)
+transition(job, new, fields, extra)
 retain(ARGV[6])
 return 1

@@ -1,10 +1,10 @@
 -- Manually retry a failed, dead or cancelled job: back to queued, kept until it ends again.
 -- ARGV: 4 tenant ('*' for admins). Returns {'queued', message} | {'state', state} | {'missing'}.
-local info = redis.call('HMGET', rec, 'state', 'tenant', 'message')
-if not info[1] or (ARGV[4] ~= '*' and info[2] ~= ARGV[4]) then return {'missing'} end
-local state = info[1]
+local job = load('message')
+if not job or (ARGV[4] ~= '*' and job.tenant ~= ARGV[4]) then return {'missing'} end
+local state = job.state
 if state ~= 'failed' and state ~= 'dead' and state ~= 'cancelled' then return {'state', state} end
 retain(0)
-transition(state, 'queued', {'unfinished', 0, 'cancel_requested', '0', 'finished_at', '', 'result', '',
+transition(job, 'queued', {'unfinished', 0, 'cancel_requested', '0', 'finished_at', '', 'result', '',
   'error_code', '', 'error_message', '', 'progress', 0, 'progress_message', ''}, {reopened = true})
-return {'queued', info[3]}
+return {'queued', job.message}
