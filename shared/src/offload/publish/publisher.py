@@ -74,15 +74,24 @@ class Publisher:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, registry: Registry = REGISTRY, url_policy: UrlPolicy | None = None
+        cls,
+        settings: Settings,
+        *,
+        registry: Registry = REGISTRY,
+        url_policy: UrlPolicy | None = None,
+        pin_connections: bool = False,
     ) -> Publisher:
-        """Build the publisher a process needs from its settings (one per process)."""
+        """Build the publisher a process needs from its settings (one per process).
+
+        ``pin_connections`` gives each thread its own Redis connection for state changes (workers).
+        """
         from offload.broker import queue_arguments  # the broker module imports dramatiq; keep it lazy
 
         store = StatusStore.from_url(
             settings.redis_url.get_secret_value(),
             prefix=settings.redis_prefix,
             retention=Retention(settings.retention_succeeded, settings.retention_failed),
+            pin_connections=pin_connections,
         )
         amqp = ConfirmingPublisher(
             settings.broker_url.get_secret_value(), queue_arguments=queue_arguments, timeout=settings.publish_timeout

@@ -64,7 +64,7 @@ def build_worker(
         ConfigError: a contract has no handler, or breaks the ``consumer_timeout`` rule.
     """
     configure_logging(settings.log_level, settings.log_format)
-    publisher = publisher or Publisher.from_settings(settings, registry=registry)
+    publisher = publisher or Publisher.from_settings(settings, registry=registry, pin_connections=True)
     runtime = Runtime(store=publisher.store, publisher=publisher, max_unfinished=settings.max_unfinished_attempts)
     promoter = PromoterMiddleware(DuePromoter(publisher.store, publisher))
     broker = build_broker(

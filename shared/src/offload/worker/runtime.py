@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,7 @@ class Runtime:
                 store=self.store,
                 parent_id=started.parent_id,
                 _cancel_requested=started.cancel_requested,
+                _last_poll=time.monotonic(),  # start() just read the cancel flag
             )
             self._attempt(contract, handler, ctx, payload, started)
 
