@@ -223,7 +223,7 @@ class Publisher:
     def close(self) -> None:
         """Close the broker connection and the Redis connection pool."""
         self.amqp.close()
-        self.store.client.close()
+        self.store.close()
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -142,6 +142,8 @@ class StatusStore:
         #: Not for gevent servers, where every greenlet would pin a connection of its own.
         self.pin_connections = pin_connections
         self._pinned = threading.local()
+        self._idle: list[Any] = []
+        self._made: list[Any] = []
 
     @classmethod
     def from_url(
@@ -163,26 +165,56 @@ class StatusStore:
         return ":".join((self.prefix, *parts))
 
     def _run(self, name: str, job_id: str, *args: str | int | float) -> Any:
+        """Run one of the Lua scripts on a connection of our own (see ``pin_connections``).
+
+        Scripts go straight to a connection with ``EVALSHA`` (``EVAL`` once if the server lost
+        the script): redis-py's general command path (pool checks, retry wrapper, Script object)
+        cost more CPU than the scripts themselves on the hot paths.
+        """
         script = self._scripts[name]
         argv = (self.prefix, job_id, now_ms(), *args)
-        if not self.pin_connections:
-            with redis_errors():
-                return script(args=argv)
-        connection = getattr(self._pinned, "connection", None)
-        if connection is None:
-            connection = self._pinned.connection = self.client.connection_pool.make_connection()
+        connection = self._take_connection()
         try:
             with redis_errors():
                 try:
                     connection.send_command("EVALSHA", script.sha, 0, *argv)
-                    return connection.read_response()
+                    reply = connection.read_response()
                 except NoScriptError:
                     connection.send_command("EVAL", script.script, 0, *argv)
-                    return connection.read_response()
-        except StatusStoreUnavailable:
-            connection.disconnect()
-            self._pinned.connection = None
+                    reply = connection.read_response()
+        except BaseException:
+            connection.disconnect()  # it may hold half a reply: never reuse it
+            self._made.remove(connection)
+            if self.pin_connections:
+                self._pinned.connection = None
             raise
+        if not self.pin_connections:
+            self._idle.append(connection)
+        return reply
+
+    def _take_connection(self) -> Any:
+        if self.pin_connections:
+            connection = getattr(self._pinned, "connection", None)
+            if connection is None:
+                connection = self._pinned.connection = self._make_connection()
+            return connection
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._make_connection()
+
+    def _make_connection(self) -> Any:
+        connection = self.client.connection_pool.make_connection()
+        self._made.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Disconnect every connection this store opened (its own and the client's pool)."""
+        for connection in self._made:
+            connection.disconnect()
+        self._made.clear()
+        self._idle.clear()
+        self.client.close()
 
     # -- creation ----------------------------------------------------------------------------
 

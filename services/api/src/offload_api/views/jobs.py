@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request
 
 from offload.errors import BrokerUnavailable, InvalidState, NotFound, ValidationFailed
 from offload.status import JobRecord, JobState
@@ -22,11 +22,10 @@ MAX_IDEMPOTENCY_KEY = 255
 
 
 def job_links(job_id: str) -> dict[str, str]:
-    """The status and events URLs of a job."""
-    return {
-        "status_url": url_for("jobs.get_job", job_id=job_id, _external=True),
-        "events_url": url_for("events.job_events", job_id=job_id, _external=True),
-    }
+    """The status and events URLs of a job (built by hand: ``url_for`` twice per request showed in profiles)."""
+    base = services().settings.public_url.rstrip("/") or request.host_url.rstrip("/")
+    status_url = f"{base}/v1/jobs/{job_id}"
+    return {"status_url": status_url, "events_url": f"{status_url}/events"}
 
 
 def find_job(job_id: str) -> JobRecord:
