@@ -126,13 +126,18 @@ def publisher(settings: Settings, redis_client: redis.Redis, clean_broker: None)
 class RunningWorker:
     """An in-process Dramatiq worker serving every queue, for tests."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, threads: int = 4) -> None:
+    def __init__(self, settings: Settings, publisher: Publisher, threads: int = 4, *, probe: bool = True) -> None:
         from offload.worker import build_worker
 
         self.broker = build_worker(settings, queues=REGISTRY.queues, handlers={}, publisher=publisher)
         self.broker.emit_after("process_boot")
         self.worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=100)
         self.worker.start()
+        self.publisher = publisher
+        if probe:
+            self._wait_ready(publisher)
+
+    def _wait_ready(self, publisher: Publisher) -> None:
         # Ready means consuming: queues declared and a first job through (tests may then publish raw).
         probe = publisher.publish("system.noop", {}, tenant="_probe").job_id
 

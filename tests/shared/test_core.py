@@ -156,3 +156,18 @@ def test_error_descriptions_mask_credentials() -> None:
 def test_sleep_payload_limits() -> None:
     with pytest.raises(ValidationFailed):
         SLEEP.parse({"ms": 600_001})
+
+
+def test_workers_refuse_to_start_with_any_encoder_but_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    from offload.broker import build_broker
+
+    monkeypatch.setattr(dramatiq.message, "global_encoder", dramatiq.PickleEncoder())
+    with pytest.raises(ConfigError, match="PickleEncoder"):
+        build_broker("amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def test_broker_urls_get_bounded_timeouts_without_overriding_explicit_ones() -> None:
+    from offload.broker import with_timeouts
+
+    url = with_timeouts("amqp://u:p@h:5672/v?heartbeat=10")
+    assert "heartbeat=10" in url and "blocked_connection_timeout=2" in url and "socket_timeout=2" in url

@@ -214,3 +214,43 @@ class PrivateRabbitMQ:
             return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
         finally:
             connection.close()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, to stop and start again."""
+
+    def __init__(self, base: Path) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed")
+        self.base = base
+        self.port = free_port()
+        base.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(self.base),
+        ]
+        self.process = spawn(args, env={}, log=self.base / "redis.log")
+        wait_for(lambda: port_open(self.port), timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            wait_for(lambda: not port_open(self.port), timeout=10)

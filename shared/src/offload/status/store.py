@@ -197,11 +197,20 @@ class StatusStore:
             connection = getattr(self._pinned, "connection", None)
             if connection is None:
                 connection = self._pinned.connection = self._make_connection()
-            return connection
+        else:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                return self._make_connection()
+        # An idle connection with something to read was closed by the server (a Redis restart):
+        # reconnect now rather than fail the next command.
         try:
-            return self._idle.pop()
-        except IndexError:
-            return self._make_connection()
+            stale = connection._sock is not None and connection.can_read()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            stale = True
+        if stale:
+            connection.disconnect()
+        return connection
 
     def _make_connection(self) -> Any:
         connection = self.client.connection_pool.make_connection()
