@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 
+import dramatiq
 import pika
 
 from offload.publish import Publisher
@@ -28,6 +29,16 @@ def test_a_job_runs_to_succeeded_with_its_result(publisher: Publisher, worker: R
     assert record.result == {"echo": "hi"} and record.attempts == 1 and record.progress == 100
     assert record.started_at and record.finished_at and record.finished_at >= record.started_at
     assert [h["state"] for h in publisher.store.history(job.job_id)] == ["queued", "running", "succeeded"]
+
+
+def test_the_sdk_can_wait_for_a_job_to_end(publisher: Publisher, worker: RunningWorker) -> None:
+    job = publisher.publish("system.sleep", {"ms": 300}, tenant="acme")
+    started = time.monotonic()
+    record = publisher.wait(job.job_id, timeout=10)
+    assert record is not None and record.state is JobState.SUCCEEDED and time.monotonic() - started < 5
+    slow = publisher.publish("system.sleep", {"ms": 5000}, tenant="acme")
+    assert publisher.wait(slow.job_id, timeout=0.3).state in {JobState.QUEUED, JobState.RUNNING}
+    assert publisher.wait(str(uuid.uuid4()), timeout=0.1) is None
 
 
 def test_progress_is_reported_while_sleeping(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
@@ -146,3 +157,52 @@ def test_an_undecodable_message_is_dead_lettered_without_running(
     channel.basic_publish("", "system", b"\x80\x04not json", pika.BasicProperties(delivery_mode=2))
     connection.close()
     wait_for(lambda: _xq_depth() == 1, timeout=5)
+
+
+def test_an_attempt_over_its_time_limit_is_interrupted_and_retried_then_fails_as_timed_out(
+    settings, redis_client, clean_broker
+) -> None:
+    from offload.contracts import JobContract, Registry, RetryPolicy, system
+    from offload.worker import JobContext
+
+    class Forever(system.NoopPayload):
+        pass
+
+    stuck = JobContract(
+        name="system.stuck",
+        queue="system",
+        payload=Forever,
+        description="Never returns.",
+        time_limit=0.5,
+        retry=RetryPolicy(max_retries=1, min_backoff=0.1, max_backoff=0.2),
+    )
+
+    def never_returns(ctx: JobContext, payload: Forever) -> None:
+        while True:
+            time.sleep(0.01)
+
+    registry = Registry([*system.CONTRACTS, stuck])
+    publisher = Publisher.from_settings(settings, registry=registry)
+    from offload.worker import build_worker
+
+    broker = build_worker(
+        settings, queues=["system"], handlers={"system.stuck": never_returns}, registry=registry, publisher=publisher
+    )
+    broker.emit_after("process_boot")  # starts TimeLimit's watchdog, as the dramatiq CLI does
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        job = publisher.publish("system.stuck", {}, tenant="acme")
+
+        def ended() -> bool:
+            record = publisher.get(job.job_id)
+            return record is not None and record.state is JobState.FAILED
+
+        wait_for(ended, timeout=15, message=lambda: str(publisher.get(job.job_id)))
+        record = publisher.get(job.job_id)
+        assert record.attempts == 2 and record.error_code == "timed_out"
+        assert "time limit of 0.5 s" in (record.error_message or "")
+    finally:
+        worker.stop(timeout=5000)
+        broker.close()
+        publisher.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable
 from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.wire import WireMessage, encode_message
 from offload.settings import Settings
-from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms
+from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms, redis_errors
 from offload.submission import PreparedJob, Preparer
 from offload.urls import UrlPolicy
 
@@ -219,6 +220,29 @@ class Publisher:
             StatusStoreUnavailable: Redis is unavailable.
         """
         return self.store.get(job_id, tenant=tenant)
+
+    def wait(self, job_id: str, *, timeout: float = 30.0) -> JobRecord | None:
+        """Block until the job ends (or ``timeout`` seconds pass) and return its record.
+
+        Follows the job's events channel rather than polling, so it returns as soon as the job
+        reaches ``succeeded``, ``failed``, ``cancelled`` or ``dead``. Returns the record as it is
+        at the timeout if it has not ended, and None for an unknown job.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.subscribe(self.store.events_channel(job_id))
+                record = self.store.get(job_id)
+                while record is not None and not record.state.terminal and time.monotonic() < deadline:
+                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    record = self.store.get(job_id)
+                return record
+            finally:
+                pubsub.close()
 
     def close(self) -> None:
         """Close the broker connection and the Redis connection pool."""
