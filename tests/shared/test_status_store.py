@@ -215,3 +215,14 @@ def test_an_unreachable_redis_raises_status_store_unavailable(servers) -> None:
     store = StatusStore.from_url("redis://127.0.0.1:1/0")
     with pytest.raises(StatusStoreUnavailable):
         store.get("x")
+
+
+def test_trimming_drops_index_entries_of_expired_records_but_keeps_live_ones(store: StatusStore) -> None:
+    expired = [_create(store) for _ in range(3)]
+    live = _create(store, scheduled_for=now_ms() + 86_400_000)
+    for job_id in expired:
+        store.client.delete(f"t:job:{job_id}")
+    assert store.trim_indexes(["system.noop"]) == 3 * 5  # 5 indexes: tenant, type, state, all, all by state
+    assert store.client.zrange("t:idx:acme", 0, -1) == [live]
+    assert store.client.zrange("t:idx:_all:s:scheduled", 0, -1) == [live]
+    assert store.trim_indexes(["system.noop"]) is None  # another trim within the lock is skipped

@@ -35,6 +35,7 @@ _SCRIPTS = (
     "reopen",
     "claim_due",
     "promoted",
+    "trim_index",
 )
 
 
@@ -494,6 +495,30 @@ class StatusStore:
         if gone:  # records expired by retention; drop their index entries lazily
             self.client.zrem(index, *gone)
         return records
+
+    def trim_indexes(self, job_types: list[str], *, per_key: int = 500, lock_ms: int = 30_000) -> int | None:
+        """Drop index entries of records that retention expired, in bounded steps.
+
+        Listing also drops the dead entries it meets, but indexes nobody lists would grow forever.
+        One process at a time trims (a Redis lock held ``lock_ms``); returns how many entries it
+        removed, or None when another process holds the lock.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            if not self.client.set(self.key("trim-lock"), "1", nx=True, px=lock_ms):
+                return None
+            tenants = sorted(cast(set[str], self.client.smembers(self.key("tenants"))))
+        states = [state.value for state in JobState]
+        keys = ["idx:_all", *(f"idx:_all:s:{state}" for state in states)]
+        for tenant in tenants:
+            keys += [
+                f"idx:{tenant}",
+                *(f"idx:{tenant}:s:{s}" for s in states),
+                *(f"idx:{tenant}:t:{t}" for t in job_types),
+            ]
+        return sum(int(self._run("trim_index", key, per_key)) for key in keys)
 
     def ping(self) -> None:
         """Check that Redis answers.

@@ -1,4 +1,4 @@
-"""Moves delayed and backed-off jobs to RabbitMQ when they come due.
+"""Moves delayed and backed-off jobs to RabbitMQ when they come due (and keeps the job indexes trim).
 
 Delays and retry backoffs wait in a Redis sorted set rather than in Dramatiq's delay queue, where
 the worker would hold each message unacked until its ETA: past RabbitMQ's ``consumer_timeout``
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL = 0.5
 #: Milliseconds a claimed job is leased before another promoter may claim it again.
 LEASE_MS = 30_000
+#: Seconds between two trims of the job indexes (one process trims; see ``StatusStore.trim_indexes``).
+TRIM_INTERVAL = 60.0
 
 
 class DuePromoter:
@@ -38,6 +40,20 @@ class DuePromoter:
         self.store = store
         self.publisher = publisher
         self.batch = batch
+        self.next_trim = time.monotonic() + TRIM_INTERVAL
+
+    def trim_if_due(self) -> None:
+        """Now and then, drop index entries of expired records (housekeeping that rides this loop).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        if time.monotonic() < self.next_trim:
+            return
+        self.next_trim = time.monotonic() + TRIM_INTERVAL
+        removed = self.store.trim_indexes(self.publisher.preparer.registry.names)
+        if removed:
+            logger.info("Dropped %d index entries of expired job records.", removed)
 
     def promote_due(self) -> int:
         """Promote every job due now; returns how many were published.
@@ -98,6 +114,7 @@ class PromoterMiddleware(Middleware):
         while not self.stopping.is_set():
             try:
                 promoted = self.promoter.promote_due()
+                self.promoter.trim_if_due()
                 if promoted:
                     logger.debug("Promoted %d due jobs.", promoted)
                 wait = 0.0 if promoted else self.promoter.seconds_until_due()
@@ -109,4 +126,3 @@ class PromoterMiddleware(Middleware):
                 wait = 2.0
             if wait:
                 self.stopping.wait(wait)
-        time.sleep(0)
