@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from offload.status.batches import BatchStore
 from offload.status.records import JobRecord, iso
+from offload.status.scripts import now_ms, redis_errors
 from offload.status.states import TERMINAL, TRANSITIONS, JobState
-from offload.status.store import BatchStore, Claim, Created, Page, Retention, Started, StatusStore, now_ms, redis_errors
+from offload.status.store import Claim, Created, Page, Retention, Started, StatusStore
 
 __all__ = [
     "TERMINAL",

@@ -9,64 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal, cast
 
 import redis
-from redis.exceptions import NoScriptError
 
-from offload.errors import StatusStoreUnavailable
 from offload.status.records import JobRecord
+from offload.status.scripts import ScriptRunner, now_ms, redis_errors
 from offload.status.states import JobState
-
-_SCRIPTS = (
-    "create",
-    "abort",
-    "start",
-    "progress",
-    "finish",
-    "fail_unstarted",
-    "cancel",
-    "reopen",
-    "claim_due",
-    "promoted",
-    "trim_index",
-)
-
-
-#: Seconds a connection may sit unused before it is checked for a server-side close.
-STALE_AFTER = 1.0
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds since the epoch (what every stored timestamp uses)."""
-    return int(time.time() * 1000)
-
-
-def _load_scripts() -> dict[str, str]:
-    folder = resources.files("offload.status") / "lua"
-    prelude = (folder / "_prelude.lua").read_text()
-    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in _SCRIPTS}
-
-
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Turn any Redis connection failure into :class:`StatusStoreUnavailable` (HTTP 503).
-
-    Raises:
-        StatusStoreUnavailable: Redis is unreachable, timed out or answered with an error.
-    """
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StatusStoreUnavailable("The job status store (Redis) is unavailable.") from exc
-    except redis.ResponseError as exc:
-        raise StatusStoreUnavailable("The job status store (Redis) refused the request.") from exc
 
 
 @dataclass(frozen=True)
@@ -141,14 +91,8 @@ class StatusStore:
         self.client = client
         self.prefix = prefix
         self.retention = retention or Retention()
-        self._scripts = {name: client.register_script(text) for name, text in _load_scripts().items()}
-        #: Worker threads keep one connection each for the scripts, skipping the pool's bookkeeping
-        #: on every call (redis-py's per-call overhead was the largest CPU cost of a no-op job).
-        #: Not for gevent servers, where every greenlet would pin a connection of its own.
-        self.pin_connections = pin_connections
-        self._pinned = threading.local()
-        self._idle: list[Any] = []
-        self._made: list[Any] = []
+        #: Worker threads pin one connection each for the scripts (see :class:`ScriptRunner`).
+        self.scripts = ScriptRunner(client, prefix=prefix, pin_connections=pin_connections)
 
     @classmethod
     def from_url(
@@ -170,69 +114,11 @@ class StatusStore:
         return ":".join((self.prefix, *parts))
 
     def _run(self, name: str, job_id: str, *args: str | int | float) -> Any:
-        """Run one of the Lua scripts on a connection of our own (see ``pin_connections``).
-
-        Scripts go straight to a connection with ``EVALSHA`` (``EVAL`` once if the server lost
-        the script): redis-py's general command path (pool checks, retry wrapper, Script object)
-        cost more CPU than the scripts themselves on the hot paths.
-        """
-        script = self._scripts[name]
-        argv = (self.prefix, job_id, now_ms(), *args)
-        connection = self._take_connection()
-        try:
-            with redis_errors():
-                try:
-                    connection.send_command("EVALSHA", script.sha, 0, *argv)
-                    reply = connection.read_response()
-                except NoScriptError:
-                    connection.send_command("EVAL", script.script, 0, *argv)
-                    reply = connection.read_response()
-        except BaseException:
-            connection.disconnect()  # it may hold half a reply: never reuse it
-            self._made.remove(connection)
-            if self.pin_connections:
-                self._pinned.connection = None
-            raise
-        if not self.pin_connections:
-            self._idle.append(connection)
-        return reply
-
-    def _take_connection(self) -> Any:
-        if self.pin_connections:
-            connection = getattr(self._pinned, "connection", None)
-            if connection is None:
-                connection = self._pinned.connection = self._make_connection()
-        else:
-            try:
-                connection = self._idle.pop()
-            except IndexError:
-                return self._make_connection()
-        # A connection left idle a while may have been closed by the server (a Redis restart):
-        # if it has something to read, reconnect now rather than fail the next command. Busy
-        # connections skip the check (a poll per command showed in the worker's profile).
-        now = time.monotonic()
-        if now - getattr(connection, "offload_last_used", now) > STALE_AFTER:
-            try:
-                stale = connection._sock is not None and connection.can_read()
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                stale = True
-            if stale:
-                connection.disconnect()
-        connection.offload_last_used = now
-        return connection
-
-    def _make_connection(self) -> Any:
-        connection = self.client.connection_pool.make_connection()
-        self._made.append(connection)
-        return connection
+        return self.scripts.run(name, job_id, *args)
 
     def close(self) -> None:
-        """Disconnect every connection this store opened (its own and the client's pool)."""
-        for connection in self._made:
-            connection.disconnect()
-        self._made.clear()
-        self._idle.clear()
-        self.client.close()
+        """Disconnect every connection this store opened."""
+        self.scripts.close()
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -555,72 +441,3 @@ def _decode_cursor(cursor: str | None) -> tuple[float | str, str | None]:
         return float(score), job_id or None
     except (ValueError, UnicodeDecodeError):
         raise ValueError("The cursor is not valid; use the one a previous page returned.") from None
-
-
-class BatchStore:
-    """Batches: a named list of job ids whose status is the aggregate of its jobs'.
-
-    Args:
-        store: the job status store whose client and prefix it shares.
-        ttl: seconds a batch is remembered (the longest record retention).
-    """
-
-    def __init__(self, store: StatusStore, *, ttl: int) -> None:
-        self.store = store
-        self.ttl = ttl
-
-    def create(self, batch_id: str, *, tenant: str, job_ids: list[str]) -> None:
-        """Remember a batch and its jobs.
-
-        Raises:
-            StatusStoreUnavailable: Redis is unavailable.
-        """
-        key = self.store.key("batch", batch_id)
-        with redis_errors():
-            pipe = self.store.client.pipeline(transaction=True)
-            pipe.hset(
-                key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)}
-            )
-            pipe.expire(key, self.ttl)
-            pipe.execute()
-
-    def get(self, batch_id: str, *, tenant: str | None) -> dict[str, Any] | None:
-        """The batch with counts per state, overall progress and each job's state, or None.
-
-        Raises:
-            StatusStoreUnavailable: Redis is unavailable.
-        """
-        with redis_errors():
-            raw = cast(dict[str, str], self.store.client.hgetall(self.store.key("batch", batch_id)))
-            if not raw or (tenant is not None and raw.get("tenant") != tenant):
-                return None
-            job_ids: list[str] = json.loads(raw["jobs"])
-            pipe = self.store.client.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.hmget(self.store.key("job", job_id), "state", "progress")
-            rows = pipe.execute()
-        return _aggregate(raw, job_ids, rows)
-
-
-def _aggregate(raw: dict[str, str], job_ids: list[str], rows: list[list[str | None]]) -> dict[str, Any]:
-    counts = {state.value: 0 for state in JobState}
-    jobs = []
-    progress = 0.0
-    for job_id, (state, percent) in zip(job_ids, rows, strict=True):
-        state = state or "expired"
-        counts[state] = counts.get(state, 0) + 1
-        done = state in {s.value for s in JobState if s.terminal} or state == "expired"
-        progress += 100.0 if done else float(percent or 0)
-        jobs.append({"id": job_id, "state": state})
-    total = len(job_ids)
-    finished = sum(n for state, n in counts.items() if state not in {"queued", "scheduled", "running", "retrying"})
-    return {
-        "id": raw["id"],
-        "total": total,
-        "finished": finished,
-        "done": finished == total,
-        "progress": round(progress / total) if total else 100,
-        "counts": counts,
-        "created_at": int(raw["created_at"]),
-        "jobs": jobs,
-    }
