@@ -7,6 +7,7 @@ composition root and passes it down. Only this module reads the environment. Sec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -21,23 +22,12 @@ Role = Literal["reader", "client", "admin"]
 _ROLES: tuple[Role, ...] = ("reader", "client", "admin")
 
 
+@dataclass(frozen=True)
 class ApiKey:
     """One API key entry: the tenant it acts for and its role. The secret itself is the map key."""
 
-    __slots__ = ("role", "tenant")
-
-    def __init__(self, tenant: str, role: Role) -> None:
-        self.tenant = tenant
-        self.role = role
-
-    def __repr__(self) -> str:
-        return f"ApiKey(tenant={self.tenant!r}, role={self.role!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ApiKey) and (self.tenant, self.role) == (other.tenant, other.role)
-
-    def __hash__(self) -> int:
-        return hash((self.tenant, self.role))
+    tenant: str
+    role: Role
 
 
 def parse_api_keys(raw: str) -> dict[str, ApiKey]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from offload.contracts import REGISTRY, Registry
-from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable
+from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable, ValidationFailed
 from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.wire import WireMessage, encode_message
 from offload.settings import Settings
@@ -155,8 +155,6 @@ class Publisher:
             BrokerUnavailable: some messages were not confirmed; those jobs were withdrawn.
             StatusStoreUnavailable: Redis is unavailable.
         """
-        from offload.errors import ValidationFailed
-
         batch_id = str(uuid.uuid4())
         prepared = []
         for index, body in enumerate(bodies):
