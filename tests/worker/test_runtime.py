@@ -207,3 +207,30 @@ def test_an_attempt_over_its_time_limit_is_interrupted_and_retried_then_fails_as
         worker.stop(timeout=5000)
         broker.close()
         publisher.close()
+
+
+def test_every_log_line_about_a_job_carries_its_id_and_tenant_dramatiqs_own_included(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
+    import logging
+
+    from offload.logs import job_context
+
+    seen: list[tuple[str, dict[str, str] | None]] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), job_context.get()))
+
+    recorder = Recorder(level=logging.INFO)
+    logging.getLogger().addHandler(recorder)
+    try:
+        job = publisher.publish("system.fail", {"permanent": True, "message": "Nope."}, tenant="acme")
+        wait_state(job.job_id, "failed")
+        wait_for(lambda: any("Aborting message" in message for message, _ in seen), timeout=5)
+    finally:
+        logging.getLogger().removeHandler(recorder)
+    about_job = [(message, fields) for message, fields in seen if job.job_id in message or "Job failed" in message]
+    assert about_job and all(
+        fields and fields["job_id"] == job.job_id and fields["tenant"] == "acme" for _, fields in about_job
+    )

@@ -19,6 +19,7 @@ from offload.errors import ConfigError, DependencyError
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings
+from offload.worker.log_context import JobLogContext
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.runtime import Handler, JobFailed, Runtime
 from offload.worker.system import SYSTEM_HANDLERS
@@ -70,6 +71,7 @@ def build_worker(
     broker = build_broker(
         settings.broker_url.get_secret_value(),
         middleware=[
+            JobLogContext(),  # first in, last out: Dramatiq runs "after" hooks in reverse order
             TimeLimit(),
             ShutdownNotifications(notify_shutdown=False),
             Retries(
