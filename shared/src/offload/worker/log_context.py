@@ -30,7 +30,14 @@ class JobLogContext(Middleware):
             fields["tenant"] = tenant
         self._tokens.token = job_context.set(fields)
 
-    def after_process_message(self, _broker: Any, _message: Any, **_outcome: Any) -> None:
+    def after_process_message(
+        self,
+        _broker: Any,
+        _message: Any,
+        *,
+        result: Any = None,  # noqa: ARG002 - Dramatiq's hook signature
+        exception: BaseException | None = None,  # noqa: ARG002
+    ) -> None:
         """Detach them once Dramatiq is done with the message."""
         self._reset()
 
