@@ -124,12 +124,12 @@ def publisher(settings: Settings, redis_client: redis.Redis, clean_broker: None)
 
 
 class RunningWorker:
-    """An in-process Dramatiq worker serving every queue, for tests."""
+    """An in-process Dramatiq worker serving the system queue (domain workers have their own fixtures)."""
 
     def __init__(self, settings: Settings, publisher: Publisher, threads: int = 4, *, probe: bool = True) -> None:
         from offload.worker import build_worker
 
-        self.broker = build_worker(settings, queues=REGISTRY.queues, handlers={}, publisher=publisher)
+        self.broker = build_worker(settings, queues=(), handlers={}, publisher=publisher)
         self.broker.emit_after("process_boot")
         self.worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=100)
         self.worker.start()

@@ -31,7 +31,7 @@ def test_each_contract_is_served_by_exactly_the_workers_that_consume_its_queue(c
     serving = [
         name
         for name, module in WORKERS.items()
-        if contract.queue in (*module.QUEUES, SYSTEM_QUEUE) and contract.name in {**SYSTEM_HANDLERS, **module.HANDLERS}
+        if contract.queue in (*module.QUEUES, SYSTEM_QUEUE) and contract.name in {*SYSTEM_HANDLERS, *module.JOB_TYPES}
     ]
     expected = list(WORKERS) if contract.queue == SYSTEM_QUEUE else [contract.queue]
     assert serving == expected

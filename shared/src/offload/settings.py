@@ -8,7 +8,7 @@ composition root and passes it down. Only this module reads the environment. Sec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar, overload
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -132,14 +132,25 @@ class Settings(BaseSettings):
             raise ConfigError("OFFLOAD_API_KEYS is empty; no client could authenticate.")
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build the settings from the environment, turning validation errors into :class:`ConfigError`.
+S = TypeVar("S", bound=Settings)
+
+
+@overload
+def load_settings(cls: None = None, **overrides: object) -> Settings: ...
+
+
+@overload
+def load_settings(cls: type[S], **overrides: object) -> S: ...
+
+
+def load_settings(cls: type[Settings] | None = None, **overrides: object) -> Settings:
+    """Build the settings (``cls``, a subclass of :class:`Settings` for a service) from the environment.
 
     Raises:
         ConfigError: a variable is missing or invalid; the message names the variable.
     """
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = (cls or Settings)(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
             f"OFFLOAD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()

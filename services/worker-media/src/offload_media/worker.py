@@ -10,7 +10,8 @@ from offload.worker import Handler, build_worker
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("media",)
 
-#: Handlers by job type; the domain jobs arrive with their issue.
+#: The job types this worker serves (besides the system ones); the domain jobs arrive with their issue.
+JOB_TYPES: tuple[str, ...] = ()
 HANDLERS: dict[str, Handler] = {}
 
 

@@ -1,0 +1,27 @@
+"""Settings of the email worker: the common ``OFFLOAD_*`` ones plus ``OFFLOAD_SMTP_*``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from offload.settings import Settings
+
+
+class EmailSettings(Settings):
+    """How to reach the SMTP server and who the mail is from."""
+
+    #: SMTP host and port (587 for STARTTLS, 465 for implicit TLS, 1025 for a local Mailpit).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    #: ``none`` (local sinks only), ``starttls`` or ``tls`` (implicit TLS).
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    #: Seconds for connecting and for each SMTP command.
+    smtp_timeout: float = Field(default=10.0, gt=0, le=120)
+    #: The From address (and optional display name) of every message.
+    smtp_from: str = "Offload <no-reply@offload.local>"
+    #: The domain part of Message-IDs (``<job_id@domain>``).
+    smtp_message_id_domain: str = "offload.local"

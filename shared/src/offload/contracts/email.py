@@ -1,0 +1,89 @@
+"""Jobs consumed by services/worker-email: transactional email from templates shipped with the worker."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
+
+from offload.contracts._base import JobContract, Payload, RetryPolicy
+
+EMAIL_QUEUE = "email"
+
+#: The templates the email worker ships (``services/worker-email/.../templates/<name>/``).
+#: An unknown name is a 422 at the API, never a failed job.
+Template = Literal["welcome", "password_reset", "report_ready", "order_confirmation"]
+TEMPLATE_NAMES: tuple[str, ...] = get_args(Template)
+#: Variables each template cannot do without (checked at submission: a missing one is a 422).
+REQUIRED_VARS: dict[str, tuple[str, ...]] = {
+    "welcome": ("name",),
+    "password_reset": ("name", "reset_url"),
+    "report_ready": ("title", "download_url"),
+    "order_confirmation": ("name", "order_id"),
+}
+
+#: CR, LF and every Unicode line break: any of them in a header value would let a caller add headers
+#: (reliability-security.md §7.3).
+LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _single_line(value: str) -> str:
+    if LINE_BREAKS.search(value):
+        raise ValueError("must not contain line breaks (header injection)")
+    return value
+
+
+HeaderText = Annotated[str, AfterValidator(_single_line)]
+VarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+VarValue = Annotated[str, Field(max_length=2000)] | int | float | bool | None
+
+
+class Recipient(Payload):
+    """One address, with an optional display name."""
+
+    email: EmailStr = Field(max_length=254)
+    name: HeaderText | None = Field(default=None, max_length=100)
+
+
+class SendEmailPayload(Payload):
+    """One templated email (HTML and text parts) to a short To/Cc list.
+
+    Template variables are data: they are escaped in the HTML part and never evaluated, so
+    ``{{7*7}}`` arrives as written.
+    """
+
+    to: list[Recipient] = Field(min_length=1, max_length=10)
+    cc: list[Recipient] = Field(default_factory=list, max_length=10)
+    template: Template
+    vars: dict[VarName, VarValue] = Field(default_factory=dict, max_length=50)
+    subject: HeaderText | None = Field(default=None, max_length=200, description="Overrides the template's subject.")
+    reply_to: Recipient | None = None
+
+    @model_validator(mode="after")
+    def _has_required_vars(self) -> SendEmailPayload:
+        missing = [name for name in REQUIRED_VARS[self.template] if name not in self.vars]
+        if missing:
+            raise ValueError(f"template {self.template!r} needs vars {missing}")
+        return self
+
+
+class SendEmailResult(BaseModel):
+    """What ``email.send`` returns."""
+
+    message_id: str
+    recipients: list[str]
+    duplicate: bool = Field(description="True when a redelivered job found the email already sent.")
+
+
+SEND = JobContract(
+    name="email.send",
+    queue=EMAIL_QUEUE,
+    payload=SendEmailPayload,
+    result=SendEmailResult,
+    description="Sends one templated email (HTML + text) over SMTP; idempotent per job.",
+    retry=RetryPolicy(max_retries=5, max_retries_limit=10, min_backoff=5, max_backoff=600),
+    time_limit=60,
+)
+
+CONTRACTS = (SEND,)

@@ -1,0 +1,81 @@
+"""A real SMTP server (aiosmtpd on 127.0.0.1) that records what arrives, and an email worker in-process."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import dramatiq
+import pytest
+from aiosmtpd.controller import Controller
+
+from offload.publish import Publisher
+from offload_email.settings import EmailSettings
+from offload_email.worker import build
+from tests.conftest import make_settings
+from tests.helpers import free_port
+
+
+@dataclass
+class Sink:
+    """What the SMTP server received, and how it should answer recipients."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    sessions: set[int] = field(default_factory=set)
+    reject: dict[str, str] = field(default_factory=dict)  # address -> reply, e.g. "550 5.1.1 No such user"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        if address in self.reject:
+            return self.reject[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(message)
+            self.sessions.add(id(session))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+@pytest.fixture
+def email_settings(servers, smtp_sink) -> EmailSettings:
+    _, port = smtp_sink
+    base = make_settings().model_dump()
+    base.update(
+        broker_url=make_settings().broker_url,
+        redis_url=make_settings().redis_url,
+        api_keys=make_settings().api_keys,
+        smtp_port=port,
+        smtp_host="127.0.0.1",
+    )
+    return EmailSettings(**base)
+
+
+@pytest.fixture
+def email_worker(email_settings: EmailSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
+    worker_publisher = Publisher.from_settings(email_settings, pin_connections=True)
+    broker = build(email_settings, publisher=worker_publisher)
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    yield worker
+    worker.stop(timeout=10_000)
+    broker.close()
+    worker_publisher.close()

@@ -1,0 +1,121 @@
+"""email.send end to end: the API, RabbitMQ, the email worker and a real SMTP server."""
+
+from __future__ import annotations
+
+import dramatiq
+import pytest
+
+from offload.publish import Publisher
+from offload.settings import Settings
+from offload_api.app import create_app
+from tests.api.conftest import Api
+from tests.email.conftest import Sink
+from tests.helpers import wait_for
+
+WELCOME = {
+    "to": [{"email": "ann@example.com", "name": "Ann"}],
+    "template": "welcome",
+    "vars": {"name": "Ann <b>&</b> {{7*7}}", "product": "Offload"},
+}
+
+
+@pytest.fixture
+def api(settings: Settings, publisher: Publisher) -> Api:
+    return Api(create_app(settings, publisher=publisher).test_client())
+
+
+def _wait_ended(publisher: Publisher, job_id: str, timeout: float = 15):
+    return publisher.wait(job_id, timeout=timeout)
+
+
+def test_a_welcome_email_sent_over_http_arrives_once_with_both_parts_escaped_and_its_message_id(
+    api: Api, publisher: Publisher, email_worker: dramatiq.Worker, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp_sink
+    response = api.submit("email.send", WELCOME)
+    assert response.status_code == 202
+    job_id = response.get_json()["id"]
+    record = _wait_ended(publisher, job_id)
+    assert record is not None and record.state == "succeeded", record
+    assert len(sink.messages) == 1
+    message = sink.messages[0]
+    assert message["Message-ID"] == f"<{job_id}@offload.local>"
+    assert message["Subject"] == "Welcome to Offload, Ann <b>&</b> {{7*7}}!"
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert "Ann &lt;b&gt;&amp;&lt;/b&gt; {{7*7}}" in html and "Ann <b>&</b> {{7*7}}" in text
+    assert record.result == {
+        "message_id": f"<{job_id}@offload.local>",
+        "recipients": ["ann@example.com"],
+        "duplicate": False,
+    }
+
+
+def test_a_redelivered_email_job_is_not_sent_twice(
+    publisher: Publisher, email_worker: dramatiq.Worker, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp_sink
+    job = publisher.publish("email.send", WELCOME, tenant="acme")
+    _wait_ended(publisher, job.job_id)
+    # The worker died after sending and before recording success: the job is redelivered as running.
+    store = publisher.store
+    store.client.hset(store.key("job", job.job_id), mapping={"state": "running"})
+    publisher.republish(store.client.hget(store.key("job", job.job_id), "message").encode())
+    wait_for(
+        lambda: publisher.get(job.job_id).attempts == 2 and publisher.get(job.job_id).state == "succeeded", timeout=10
+    )
+    assert len(sink.messages) == 1
+    assert publisher.get(job.job_id).result["duplicate"] is True
+
+
+def test_a_5xx_refusal_fails_the_job_at_once_with_the_servers_reply(
+    publisher: Publisher, email_worker: dramatiq.Worker, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp_sink
+    sink.reject["ann@example.com"] = "550 5.1.1 <ann@example.com>: Recipient address rejected"
+    job = publisher.publish("email.send", WELCOME, tenant="acme")
+    record = _wait_ended(publisher, job.job_id)
+    assert record.state == "failed" and record.attempts == 1 and record.error_code == "smtp_rejected"
+    assert "550 5.1.1" in (record.error_message or "") and sink.messages == []
+
+
+def test_a_4xx_deferral_is_retried(
+    publisher: Publisher, email_worker: dramatiq.Worker, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp_sink
+    sink.reject["ann@example.com"] = "451 4.7.1 Try again later"
+    job = publisher.publish("email.send", WELCOME, tenant="acme")
+    wait_for(lambda: publisher.get(job.job_id).state == "retrying", timeout=10)
+    record = publisher.get(job.job_id)
+    assert record.error_code == "smtp_unavailable" and "451 4.7.1" in (record.error_message or "")
+
+
+def test_partly_refused_recipients_are_reported_and_the_rest_receive_it(
+    publisher: Publisher, email_worker: dramatiq.Worker, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp_sink
+    sink.reject["bob@example.com"] = "550 5.1.1 No such user"
+    payload = {**WELCOME, "to": [{"email": "ann@example.com"}], "cc": [{"email": "bob@example.com"}]}
+    job = publisher.publish("email.send", payload, tenant="acme")
+    record = _wait_ended(publisher, job.job_id)
+    assert record.state == "succeeded" and record.result["recipients"] == ["ann@example.com"]
+    assert len(sink.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**WELCOME, "template": "nope"}, "payload.template"),
+        ({**WELCOME, "subject": "Hi\r\nBcc: victim@example.com"}, "payload.subject"),
+        ({**WELCOME, "subject": "Hi\u2028there"}, "payload.subject"),
+        ({**WELCOME, "to": [{"email": "a@example.com\nBcc: x@example.com"}]}, "payload.to[0].email"),
+        ({**WELCOME, "to": [{"email": "a@example.com, b@example.com"}]}, "payload.to[0].email"),
+        ({**WELCOME, "to": [{"email": "a@example.com", "name": "Evil\r\nBcc: x@e.com"}]}, "payload.to[0].name"),
+        ({**WELCOME, "vars": {}}, "payload"),
+        ({**WELCOME, "to": []}, "payload.to"),
+    ],
+)
+def test_bad_email_submissions_are_422_naming_the_field(api: Api, payload: dict, field: str) -> None:
+    response = api.submit("email.send", payload)
+    assert response.status_code == 422
+    assert field in [e["field"] for e in response.get_json()["errors"]]
