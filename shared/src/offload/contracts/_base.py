@@ -17,6 +17,11 @@ QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
 JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
+#: Validation error types that become the response's ``error`` code instead of ``validation_failed``
+#: (reliability-security.md §7.3 names them).
+SPECIFIC_CODES = frozenset({"invalid_header_value", "invalid_address"})
+
+
 class Payload(BaseModel):
     """Base of every payload model: strict types, unknown fields refused, bounded strings.
 
@@ -108,9 +113,11 @@ class JobContract:
         try:
             return self.payload.model_validate(data)
         except PydanticValidationError as exc:
+            special = [e["type"] for e in exc.errors() if e["type"] in SPECIFIC_CODES]
             raise ValidationFailed(
                 f"The payload does not match the contract of {self.name!r}.",
                 errors=pydantic_errors(exc, prefix=("payload",)),
+                code=special[0] if special else ValidationFailed.code,
             ) from None
 
     def json_schema(self) -> dict[str, Any]:

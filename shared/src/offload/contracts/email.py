@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from offload.contracts._base import JobContract, Payload, RetryPolicy
 
@@ -30,11 +32,23 @@ LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 def _single_line(value: str) -> str:
     if LINE_BREAKS.search(value):
-        raise ValueError("must not contain line breaks (header injection)")
+        raise PydanticCustomError("invalid_header_value", "must not contain line breaks (header injection)")
     return value
 
 
+def _address(value: str) -> str:
+    if LINE_BREAKS.search(value):
+        raise PydanticCustomError("invalid_address", "must not contain line breaks (header injection)")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise PydanticCustomError(
+            "invalid_address", "not a single valid email address: {reason}", {"reason": str(exc)}
+        ) from None
+
+
 HeaderText = Annotated[str, AfterValidator(_single_line)]
+EmailAddress = Annotated[str, Field(max_length=254, json_schema_extra={"format": "email"}), AfterValidator(_address)]
 VarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 VarValue = Annotated[str, Field(max_length=2000)] | int | float | bool | None
 
@@ -42,7 +56,7 @@ VarValue = Annotated[str, Field(max_length=2000)] | int | float | bool | None
 class Recipient(Payload):
     """One address, with an optional display name."""
 
-    email: EmailStr = Field(max_length=254)
+    email: EmailAddress
     name: HeaderText | None = Field(default=None, max_length=100)
 
 
