@@ -87,7 +87,7 @@ def test_a_4xx_deferral_is_retried(
     job = publisher.publish("email.send", WELCOME, tenant="acme")
     wait_for(lambda: publisher.get(job.job_id).state == "retrying", timeout=10)
     record = publisher.get(job.job_id)
-    assert record.error_code == "smtp_unavailable" and "451 4.7.1" in (record.error_message or "")
+    assert record.error_code == "smtp_deferred" and "451 4.7.1" in (record.error_message or "")
 
 
 def test_partly_refused_recipients_are_reported_and_the_rest_receive_it(
@@ -119,3 +119,26 @@ def test_bad_email_submissions_are_422_naming_the_field(api: Api, payload: dict,
     response = api.submit("email.send", payload)
     assert response.status_code == 422
     assert field in [e["field"] for e in response.get_json()["errors"]]
+
+
+def test_an_unreachable_smtp_server_is_retried(api: Api, publisher: Publisher, settings: Settings) -> None:
+    from offload.contracts.email import SendEmailPayload
+    from offload.errors import TransientJobError
+    from offload.worker import JobContext
+    from offload_email.handlers import EmailHandlers
+    from offload_email.mailer import SmtpMailer
+    from offload_email.settings import EmailSettings
+    from tests.helpers import free_port
+
+    closed = EmailSettings(smtp_port=free_port())
+    handlers = EmailHandlers(mailer=SmtpMailer(closed), store=publisher.store, settings=closed)
+    ctx = JobContext(
+        job_id="6a2e3a38-3f1e-4a3c-9f0e-3b8f3c1d2e4f",
+        job_type="email.send",
+        tenant="acme",
+        attempt=1,
+        store=publisher.store,
+    )
+    with pytest.raises(TransientJobError) as caught:
+        handlers.send(ctx, SendEmailPayload.model_validate(WELCOME))
+    assert caught.value.code == "smtp_unavailable"

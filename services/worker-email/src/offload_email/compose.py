@@ -9,6 +9,7 @@ empty string.
 from __future__ import annotations
 
 import email.policy
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -57,28 +58,58 @@ def address(recipient: Recipient) -> Address:
 
 
 def compose(payload: SendEmailPayload, *, job_id: str, sender: str, message_id_domain: str) -> EmailMessage:
-    """The message for ``payload``: both parts, headers, and a Message-ID derived from the job id.
+    """The message for an ``email.send`` payload, with a Message-ID derived from the job id.
 
     Raises:
         PermanentJobError: a header would contain a line break, or the template fails.
     """
-    subject, text, html = render_parts(payload.template, dict(payload.vars))
-    subject = payload.subject or subject.strip()
+    return compose_message(
+        payload.template,
+        dict(payload.vars),
+        to=payload.to,
+        cc=payload.cc,
+        subject=payload.subject,
+        reply_to=payload.reply_to,
+        job_id=job_id,
+        message_id=f"<{job_id}@{message_id_domain}>",
+        sender=sender,
+    )
+
+
+def compose_message(
+    template: str,
+    variables: dict[str, Any],
+    *,
+    to: Sequence[Recipient],
+    cc: Sequence[Recipient] = (),
+    subject: str | None = None,
+    reply_to: Recipient | None = None,
+    job_id: str,
+    message_id: str,
+    sender: str,
+) -> EmailMessage:
+    """One message: both parts rendered from ``template``, the headers, the given Message-ID.
+
+    Raises:
+        PermanentJobError: a header would contain a line break, or the template fails.
+    """
+    rendered_subject, text, html = render_parts(template, variables)
+    subject = subject or rendered_subject.strip()
     if LINE_BREAKS.search(subject):
         raise PermanentJobError("The rendered subject contains a line break.", code="invalid_header_value")
     message = EmailMessage(policy=email.policy.SMTP)
     try:
         message["From"] = sender
-        message["To"] = [address(r) for r in payload.to]
-        if payload.cc:
-            message["Cc"] = [address(r) for r in payload.cc]
-        if payload.reply_to:
-            message["Reply-To"] = address(payload.reply_to)
+        message["To"] = [address(r) for r in to]
+        if cc:
+            message["Cc"] = [address(r) for r in cc]
+        if reply_to:
+            message["Reply-To"] = address(reply_to)
         message["Subject"] = subject
     except (ValueError, TypeError) as exc:  # the policy refuses CR/LF in headers: defence in depth
         raise PermanentJobError(f"Invalid header value: {exc}.", code="invalid_header_value") from None
     message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = f"<{job_id}@{message_id_domain}>"
+    message["Message-ID"] = message_id
     message["X-Offload-Job-Id"] = job_id
     message.set_content(text)
     message.add_alternative(html, subtype="html")

@@ -5,12 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from offload.contracts.email import SendEmailPayload, SendEmailResult
-from offload.errors import PermanentJobError
+from offload.contracts.email import (
+    BatchOutcome,
+    BatchRecipient,
+    Recipient,
+    SendBatchPayload,
+    SendBatchResult,
+    SendEmailPayload,
+    SendEmailResult,
+)
+from offload.errors import PermanentJobError, TransientJobError
 from offload.status import StatusStore
 from offload.worker import Handler, JobContext
-from offload_email.compose import compose
-from offload_email.mailer import Mailer
+from offload_email.compose import compose, compose_message
+from offload_email.mailer import Mailer, Session
 from offload_email.settings import EmailSettings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +58,60 @@ class EmailHandlers:
             raise PermanentJobError(f"Every recipient was refused: {delivery.refused}", code="smtp_rejected")
         return SendEmailResult(message_id=message["Message-ID"], recipients=delivery.accepted, duplicate=False)
 
+    def batch(self, ctx: JobContext, payload: SendBatchPayload) -> SendBatchResult:
+        """Send one message per recipient over one SMTP session, recording each outcome as it happens.
+
+        A redelivered or retried batch resumes: recipients already recorded are not sent again.
+        A refusal or deferral of one recipient is its outcome; only a lost connection stops the
+        batch (and the job retries from where it stopped).
+
+        Raises:
+            TransientJobError: the SMTP server could not be reached or dropped the connection.
+        """
+        done_key = self.store.key("effect", "email-batch", ctx.job_id)
+        done = {int(i): BatchOutcome.model_validate_json(v) for i, v in self.store.client.hgetall(done_key).items()}
+        outcomes: list[BatchOutcome] = []
+        total = len(payload.recipients)
+        with self.mailer.session() as session:
+            for index, recipient in enumerate(payload.recipients):
+                outcome = done.get(index) or self._send_one(session, ctx, payload, index, recipient)
+                if index not in done:
+                    self.store.client.hset(done_key, str(index), outcome.model_dump_json())
+                outcomes.append(outcome)
+                ctx.progress(100 * (index + 1) / total, f"{index + 1}/{total} recipients")
+        self.store.client.expire(done_key, self.settings.retention_failed)
+        count = {status: sum(o.status == status for o in outcomes) for status in ("sent", "rejected", "failed")}
+        return SendBatchResult(**count, recipients=outcomes)
+
+    def _send_one(
+        self, session: Session, ctx: JobContext, payload: SendBatchPayload, index: int, recipient: BatchRecipient
+    ) -> BatchOutcome:
+        message_id = f"<{ctx.job_id}.{index}@{self.settings.smtp_message_id_domain}>"
+        person = Recipient(email=recipient.email, name=recipient.name)
+        try:
+            message = compose_message(
+                payload.template,
+                {**payload.vars, **recipient.vars},
+                to=[person],
+                subject=payload.subject,
+                reply_to=payload.reply_to,
+                job_id=ctx.job_id,
+                message_id=message_id,
+                sender=self.settings.smtp_from,
+            )
+            delivery = session.send(message)
+        except PermanentJobError as exc:
+            status = "rejected" if exc.code == "smtp_rejected" else "failed"
+            return BatchOutcome(email=recipient.email, status=status, reply=exc.message, message_id=message_id)
+        except TransientJobError as exc:
+            if exc.code != "smtp_deferred":
+                raise
+            return BatchOutcome(email=recipient.email, status="failed", reply=exc.message, message_id=message_id)
+        if delivery.refused:
+            reply = next(iter(delivery.refused.values()))
+            return BatchOutcome(email=recipient.email, status="rejected", reply=reply, message_id=message_id)
+        return BatchOutcome(email=recipient.email, status="sent", message_id=message_id)
+
     def handlers(self) -> dict[str, Handler]:
         """The handlers by job type."""
-        return {"email.send": self.send}
+        return {"email.send": self.send, "email.batch": self.batch}

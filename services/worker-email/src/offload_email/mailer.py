@@ -1,14 +1,16 @@
 """Sending messages: the ``Mailer`` protocol, the SMTP implementation and a recording double.
 
-SMTP replies decide what happens next: a 5xx is permanent (the job fails at once with the
-server's reply); a 4xx, a refused connection or a timeout is transient (the job is retried with
-backoff).
+SMTP replies decide what happens next: a 5xx is permanent (``smtp_rejected``: the job fails at
+once with the server's reply); a 4xx is a deferral (``smtp_deferred``) and a refused connection or
+a timeout is an outage (``smtp_unavailable``), both transient (the job is retried with backoff).
 """
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Protocol
@@ -25,11 +27,23 @@ class Delivery:
     refused: dict[str, str]
 
 
+class Session(Protocol):
+    """An open connection to the mail server, for several messages."""
+
+    def send(self, message: EmailMessage) -> Delivery:
+        """Send ``message`` to all of its recipients on this connection."""
+        ...
+
+
 class Mailer(Protocol):
-    """Anything that can send a message."""
+    """Anything that can send messages, one at a time or over one session."""
 
     def send(self, message: EmailMessage) -> Delivery:
         """Send ``message`` to all of its recipients."""
+        ...
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A connection reused for many messages (batches)."""
         ...
 
 
@@ -53,29 +67,35 @@ class SmtpMailer:
     settings: EmailSettings
 
     def send(self, message: EmailMessage) -> Delivery:
-        """Send ``message``; some recipients may be refused while others are accepted.
+        """Send ``message`` on a connection of its own (see :meth:`SmtpSession.send`).
 
         Raises:
-            PermanentJobError: the server refused with a 5xx (code ``smtp_rejected``).
-            TransientJobError: a 4xx, a refused connection or a timeout (code ``smtp_unavailable``).
+            PermanentJobError: every recipient refused with a 5xx, or the message refused (``smtp_rejected``).
+            TransientJobError: a 4xx, a refused connection or a timeout (``smtp_unavailable``).
         """
-        recipients = _recipients(message)
+        with self.session() as session:
+            return session.send(message)
+
+    @contextmanager
+    def session(self) -> Iterator[SmtpSession]:
+        """One SMTP connection for many messages, closed (QUIT) at the end.
+
+        Raises:
+            TransientJobError: the server cannot be reached or refuses the connection.
+        """
         try:
-            with self._connect() as smtp:
-                refused = smtp.send_message(message, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            return self._all_refused(exc)
+            smtp = self._connect()
         except smtplib.SMTPResponseException as exc:
-            reply = _reply(exc.smtp_code, exc.smtp_error)
-            if exc.smtp_code >= 500:
-                raise PermanentJobError(
-                    f"The SMTP server rejected the message: {reply}", code="smtp_rejected"
-                ) from None
-            raise TransientJobError(f"The SMTP server deferred the message: {reply}", code="smtp_unavailable") from None
+            raise _classify(exc, "The SMTP server refused the connection") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientJobError(f"Could not reach the SMTP server: {exc}", code="smtp_unavailable") from None
-        rejected = {addr: _reply(code, text) for addr, (code, text) in refused.items()}
-        return Delivery([r for r in recipients if r not in rejected], rejected)
+        try:
+            yield SmtpSession(smtp)
+        finally:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -91,12 +111,43 @@ class SmtpMailer:
             smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
         return smtp
 
-    @staticmethod
-    def _all_refused(exc: smtplib.SMTPRecipientsRefused) -> Delivery:
-        refused = {addr: _reply(code, text) for addr, (code, text) in exc.recipients.items()}
-        if any(reply.startswith("4") for reply in refused.values()):
-            raise TransientJobError(f"The SMTP server deferred every recipient: {refused}", code="smtp_unavailable")
-        raise PermanentJobError(f"The SMTP server refused every recipient: {refused}", code="smtp_rejected")
+
+@dataclass
+class SmtpSession:
+    """One open SMTP connection (``smtplib.SMTP`` resets the envelope between messages)."""
+
+    smtp: smtplib.SMTP
+
+    def send(self, message: EmailMessage) -> Delivery:
+        """Send ``message``; some recipients may be refused while others are accepted.
+
+        Raises:
+            PermanentJobError: the message itself refused with a 5xx (``smtp_rejected``).
+            TransientJobError: a 4xx (``smtp_deferred``), or the connection failed (``smtp_unavailable``).
+        """
+        recipients = _recipients(message)
+        try:
+            refused = self.smtp.send_message(message, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            replies = {addr: _reply(code, text) for addr, (code, text) in exc.recipients.items()}
+            if any(reply.startswith("4") for reply in replies.values()):
+                raise TransientJobError(
+                    f"The SMTP server deferred every recipient: {replies}", code="smtp_deferred"
+                ) from None
+            return Delivery([], replies)  # refused for good: the caller decides what that means
+        except smtplib.SMTPResponseException as exc:
+            raise _classify(exc, "The SMTP server refused the message") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientJobError(f"The SMTP connection failed: {exc}", code="smtp_unavailable") from None
+        rejected = {addr: _reply(code, text) for addr, (code, text) in refused.items()}
+        return Delivery([r for r in recipients if r not in rejected], rejected)
+
+
+def _classify(exc: smtplib.SMTPResponseException, what: str) -> PermanentJobError | TransientJobError:
+    reply = _reply(exc.smtp_code, exc.smtp_error)
+    if exc.smtp_code >= 500:
+        return PermanentJobError(f"{what}: {reply}", code="smtp_rejected")
+    return TransientJobError(f"{what} for now: {reply}", code="smtp_deferred")
 
 
 @dataclass
@@ -104,8 +155,15 @@ class RecordingMailer:
     """A test double that keeps what it was asked to send (per instance, never shared)."""
 
     sent: list[EmailMessage] = field(default_factory=list)
+    sessions: int = 0
 
     def send(self, message: EmailMessage) -> Delivery:
         """Record ``message`` and accept every recipient."""
         self.sent.append(message)
         return Delivery(_recipients(message), {})
+
+    @contextmanager
+    def session(self) -> Iterator[RecordingMailer]:
+        """Count a session; messages are recorded as with :meth:`send`."""
+        self.sessions += 1
+        yield self

@@ -14,7 +14,7 @@ from offload_email.settings import EmailSettings
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("email",)
 #: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("email.send",)
+JOB_TYPES = ("email.send", "email.batch")
 
 
 def build(

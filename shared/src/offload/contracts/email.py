@@ -90,6 +90,54 @@ class SendEmailResult(BaseModel):
     duplicate: bool = Field(description="True when a redelivered job found the email already sent.")
 
 
+#: The most recipients one ``email.batch`` job may carry.
+MAX_BATCH_RECIPIENTS = 1000
+
+
+class BatchRecipient(Payload):
+    """One recipient of a batch, with variables of its own (merged over the batch's)."""
+
+    email: EmailAddress
+    name: HeaderText | None = Field(default=None, max_length=100)
+    vars: dict[VarName, VarValue] = Field(default_factory=dict, max_length=50)
+
+
+class SendBatchPayload(Payload):
+    """One template sent separately to many recipients over one SMTP session."""
+
+    template: Template
+    recipients: list[BatchRecipient] = Field(min_length=1, max_length=MAX_BATCH_RECIPIENTS)
+    vars: dict[VarName, VarValue] = Field(default_factory=dict, max_length=50, description="Shared by all.")
+    subject: HeaderText | None = Field(default=None, max_length=200)
+    reply_to: Recipient | None = None
+
+    @model_validator(mode="after")
+    def _has_required_vars(self) -> SendBatchPayload:
+        for index, recipient in enumerate(self.recipients):
+            missing = [n for n in REQUIRED_VARS[self.template] if n not in recipient.vars and n not in self.vars]
+            if missing:
+                raise ValueError(f"recipients[{index}]: template {self.template!r} needs vars {missing}")
+        return self
+
+
+class BatchOutcome(BaseModel):
+    """What happened for one recipient of a batch."""
+
+    email: str
+    status: Literal["sent", "rejected", "failed", "duplicate"]
+    reply: str | None = Field(default=None, description="The SMTP server's reply when it refused or deferred.")
+    message_id: str
+
+
+class SendBatchResult(BaseModel):
+    """What ``email.batch`` returns."""
+
+    sent: int
+    rejected: int
+    failed: int
+    recipients: list[BatchOutcome]
+
+
 SEND = JobContract(
     name="email.send",
     queue=EMAIL_QUEUE,
@@ -100,4 +148,14 @@ SEND = JobContract(
     time_limit=60,
 )
 
-CONTRACTS = (SEND,)
+BATCH = JobContract(
+    name="email.batch",
+    queue=EMAIL_QUEUE,
+    payload=SendBatchPayload,
+    result=SendBatchResult,
+    description="Sends one template to up to 1,000 recipients over one SMTP session, with a result per recipient.",
+    retry=RetryPolicy(max_retries=5, max_retries_limit=10, min_backoff=5, max_backoff=600),
+    time_limit=900,
+)
+
+CONTRACTS = (SEND, BATCH)
