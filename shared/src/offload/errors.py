@@ -135,9 +135,19 @@ class PermanentJobError(JobError):
 
 
 class TransientJobError(JobError):
-    """The attempt failed for a reason that may pass (timeout, 4xx SMTP reply): retry with backoff."""
+    """The attempt failed for a reason that may pass (timeout, 4xx SMTP reply): retry with backoff.
+
+    ``retry_after`` (seconds), when given, is the least wait before the next attempt (a receiver's
+    ``Retry-After``).
+    """
 
     code = "transient_error"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, code=code, **context)
+        self.retry_after = retry_after
 
 
 class JobCancelled(JobError):

@@ -108,15 +108,25 @@ class Preparer:
     url_policy: UrlPolicy
     max_delay: float
 
-    def prepare(self, body: Any, *, tenant: str, job_id: str | None = None, batch_id: str | None = None) -> PreparedJob:
+    def prepare(
+        self,
+        body: Any,
+        *,
+        tenant: str,
+        job_id: str | None = None,
+        batch_id: str | None = None,
+        internal: bool = False,
+    ) -> PreparedJob:
         """Validate a raw submission (a decoded JSON object) into a :class:`PreparedJob`.
+
+        ``internal`` allows job types clients may not submit (Offload's own, like webhook deliveries).
 
         Raises:
             ValidationFailed: a field is wrong; ``errors`` names each field path.
-            UnknownJobType: the type is not in the registry.
+            UnknownJobType: the type is not in the registry (or is internal).
         """
         request = _parse(JobRequest, body)
-        contract = self.registry.get(request.type)
+        contract = self.registry.get(request.type, internal=internal)
         payload = contract.parse(request.payload)
         options = request.options
         max_retries = self._max_retries(contract, options.max_retries, "options.max_retries")
@@ -147,7 +157,7 @@ class Preparer:
 
     def _check_follow_up(self, follow_up: FollowUp, path: str) -> None:
         try:
-            contract = self.registry.get(follow_up.type)
+            contract = self.registry.get(follow_up.type, internal=False)
             contract.parse(follow_up.payload)
         except ValidationFailed as exc:
             raise ValidationFailed(

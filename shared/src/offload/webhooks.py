@@ -95,3 +95,46 @@ def verify(
     if replay_guard is not None and not replay_guard.set(f"offload:webhook-seen:{msg_id}", "1", nx=True, ex=TOLERANCE):
         raise WebhookVerificationError("This webhook was already received.", code="duplicate")
     return msg_id
+
+
+#: Seconds a rotated-out secret keeps signing deliveries beside the new one.
+ROTATION_OVERLAP = 24 * 3600
+
+
+class SecretStore:
+    """Each tenant's webhook secret in Redis: created on first use, rotated with an overlap.
+
+    Args:
+        client: a Redis client (``decode_responses=True``).
+        prefix: the key prefix.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "offload") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def _key(self, tenant: str) -> str:
+        return f"{self.prefix}:webhook-secret:{tenant}"
+
+    def current(self, tenant: str) -> str:
+        """The tenant's current secret (created now if it has none)."""
+        key = self._key(tenant)
+        self.client.hsetnx(key, "current", new_secret())
+        return str(self.client.hget(key, "current"))
+
+    def active(self, tenant: str, *, now: float | None = None) -> list[str]:
+        """The secrets deliveries are signed with: the current one, and the previous during the overlap."""
+        current = self.current(tenant)
+        previous, rotated_at = self.client.hmget(self._key(tenant), "previous", "rotated_at")
+        moment = time.time() if now is None else now
+        if previous and rotated_at and moment - float(rotated_at) < ROTATION_OVERLAP:
+            return [current, str(previous)]
+        return [current]
+
+    def rotate(self, tenant: str) -> str:
+        """Make a new current secret; the old one keeps signing for :data:`ROTATION_OVERLAP` seconds."""
+        key = self._key(tenant)
+        fresh = new_secret()
+        old = self.current(tenant)
+        self.client.hset(key, mapping={"current": fresh, "previous": old, "rotated_at": time.time()})
+        return fresh

@@ -11,7 +11,7 @@ from offload.settings import Settings, load_settings
 from offload_api import errors
 from offload_api.auth import hash_keys
 from offload_api.extension import Services, init_app
-from offload_api.views import batches, events, health, jobs, meta
+from offload_api.views import batches, events, health, jobs, meta, webhooks
 
 
 def create_app(
@@ -36,6 +36,6 @@ def create_app(
     publisher = publisher or Publisher.from_settings(settings, registry=registry)
     init_app(app, Services(settings=settings, publisher=publisher, registry=registry, keys=hash_keys(settings.keys)))
     errors.register_error_handlers(app)
-    for blueprint in (jobs.bp, events.bp, batches.bp, meta.bp, health.bp):
+    for blueprint in (jobs.bp, events.bp, batches.bp, webhooks.bp, meta.bp, health.bp):
         app.register_blueprint(blueprint)
     return app

@@ -52,7 +52,7 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
 
 def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     variants = []
-    for contract in registry:
+    for contract in registry.public:
         variants.append(
             {
                 "type": "object",

@@ -148,4 +148,20 @@ class JobTypeList(_Closed):
     job_types: list[JobType]
 
 
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (Error, JobAccepted, Job, JobPage, BatchAccepted, Batch, JobTypeList)
+class WebhookSecret(_Closed):
+    """The tenant's webhook signing secret."""
+
+    secret: str = Field(description="whsec_ followed by base64; verify deliveries with it (Standard Webhooks).")
+    rotation_overlap_seconds: int
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Error,
+    JobAccepted,
+    Job,
+    JobPage,
+    BatchAccepted,
+    Batch,
+    JobTypeList,
+    WebhookSecret,
+)

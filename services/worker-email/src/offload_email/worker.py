@@ -1,20 +1,24 @@
-"""Worker entry point: ``dramatiq offload_email.worker:setup --queues email system``."""
+"""Worker entry point: ``dramatiq offload_email.worker:setup --queues email webhooks system``."""
 
 from __future__ import annotations
 
+import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from offload.publish import Publisher
+from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
+from offload.webhooks import SecretStore
 from offload.worker import build_worker
 from offload_email.handlers import EmailHandlers
 from offload_email.mailer import Mailer, SmtpMailer
 from offload_email.settings import EmailSettings
+from offload_email.webhooks import WebhookHandlers
 
-#: The domain queues this worker consumes (besides ``system``).
-QUEUES = ("email",)
+#: The domain queues this worker consumes (besides ``system``): email, and webhooks to call clients back.
+QUEUES = ("email", "webhooks")
 #: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("email.send", "email.batch")
+JOB_TYPES = ("email.send", "email.batch", "webhook.deliver")
 
 
 def build(
@@ -22,8 +26,15 @@ def build(
 ) -> RabbitmqBroker:
     """This worker's broker and actors, from explicit settings (tests pass their own)."""
     publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
-    handlers = EmailHandlers(mailer=mailer or SmtpMailer(settings), store=publisher.store, settings=settings)
-    return build_worker(settings, queues=QUEUES, handlers=handlers.handlers(), publisher=publisher)
+    email = EmailHandlers(mailer=mailer or SmtpMailer(settings), store=publisher.store, settings=settings)
+    webhooks = WebhookHandlers(
+        store=publisher.store,
+        secrets=SecretStore(publisher.store.client, prefix=settings.redis_prefix),
+        url_policy=settings_url_policy(settings),
+        session=requests.Session(),
+    )
+    handlers = {**email.handlers(), **webhooks.handlers()}
+    return build_worker(settings, queues=QUEUES, handlers=handlers, publisher=publisher)
 
 
 def setup() -> RabbitmqBroker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
@@ -85,6 +85,8 @@ class JobContract:
         retry: the retry policy.
         time_limit: seconds an attempt may run before it is interrupted.
         priority: the default priority.
+        internal: created by Offload itself (e.g. webhook deliveries); clients cannot submit it.
+        exhausted_state: the state a job ends in when its retries run out (``failed`` or ``dead``).
     """
 
     name: str
@@ -95,6 +97,8 @@ class JobContract:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     time_limit: float = 300.0
     priority: Priority = Priority.NORMAL
+    internal: bool = False
+    exhausted_state: Literal["failed", "dead"] = "failed"
 
     def __post_init__(self) -> None:
         if not JOB_TYPE_NAME.match(self.name):

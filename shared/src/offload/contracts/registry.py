@@ -22,13 +22,15 @@ class Registry:
                 raise ValueError(f"Job type {contract.name!r} is registered twice.")
             self._contracts[contract.name] = contract
 
-    def get(self, name: object) -> JobContract:
-        """The contract named ``name``.
+    def get(self, name: object, *, internal: bool = True) -> JobContract:
+        """The contract named ``name``; with ``internal=False`` (client submissions) internal ones are unknown.
 
         Raises:
-            UnknownJobType: no contract has that name.
+            UnknownJobType: no contract has that name (or it is internal and not allowed).
         """
         contract = self._contracts.get(name) if isinstance(name, str) else None
+        if contract is not None and contract.internal and not internal:
+            contract = None
         if contract is None:
             shown = name if isinstance(name, str) and len(name) <= 100 else "(invalid)"
             raise UnknownJobType(f"Unknown job type {shown!r}. See GET /v1/job-types for the list.", field="type")
@@ -47,6 +49,11 @@ class Registry:
     def names(self) -> list[str]:
         """Every type name, in registration order."""
         return list(self._contracts)
+
+    @property
+    def public(self) -> list[JobContract]:
+        """The contracts clients may submit (all but the internal ones)."""
+        return [contract for contract in self if not contract.internal]
 
     @property
     def queues(self) -> list[str]:

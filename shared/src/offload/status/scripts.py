@@ -26,6 +26,7 @@ _SCRIPTS = (
     "claim_due",
     "promoted",
     "trim_index",
+    "claim_outbox",
 )
 
 

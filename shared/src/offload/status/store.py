@@ -64,6 +64,16 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Ending:
+    """A finished job whose callback URL is to be called: its id, tenant, URL and terminal ``seq``."""
+
+    job_id: str
+    tenant: str
+    url: str
+    seq: int
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a listing; ``cursor`` fetches the next page, ``None`` at the end."""
 
@@ -249,7 +259,25 @@ class StatusStore:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        return bool(self._run("promoted", job_id, lease))
+        return bool(self._run("promoted", job_id, lease, "scheduled"))
+
+    def claim_outbox(self, *, limit: int = 100, lease_ms: int = 30_000) -> tuple[int, list[Ending]]:
+        """Claim finished jobs whose webhook is still to be queued; returns the lease and the jobs.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        lease, *flat = self._run("claim_outbox", "", limit, lease_ms)
+        endings = [Ending(flat[i], flat[i + 1], flat[i + 2], int(flat[i + 3])) for i in range(0, len(flat), 4)]
+        return int(lease), endings
+
+    def outbox_done(self, job_id: str, lease: int) -> bool:
+        """Release the outbox claim of a job whose webhook job was queued.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return bool(self._run("promoted", job_id, lease, "outbox"))
 
     def release(self, job_id: str, lease: int, *, retry_in_ms: int = 1000) -> None:
         """Give back a claim whose publish failed, to be claimed again in ``retry_in_ms`` (not after the lease).

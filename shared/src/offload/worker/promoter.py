@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from offload.errors import DependencyError
+from offload.errors import DependencyError, OffloadError
 from offload.publish import Publisher
 from offload.status import StatusStore, now_ms
 
@@ -41,6 +42,34 @@ class DuePromoter:
         self.publisher = publisher
         self.batch = batch
         self.next_trim = time.monotonic() + TRIM_INTERVAL
+
+    def queue_webhooks(self) -> int:
+        """Queue a ``webhook.deliver`` job for every finished job with a callback URL; returns how many.
+
+        The job's terminal transition put it in the outbox atomically, so no ending is missed; the
+        delivery job's id is derived from the job and its terminal event, so it is queued once.
+
+        Raises:
+            DependencyError: Redis or RabbitMQ is unavailable (the claims are retaken later).
+        """
+        lease, endings = self.store.claim_outbox(limit=self.batch, lease_ms=LEASE_MS)
+        for ending in endings:
+            body = {
+                "type": "webhook.deliver",
+                "payload": {"job_id": ending.job_id, "url": ending.url, "seq": ending.seq},
+            }
+            delivery_id = str(uuid.uuid5(uuid.UUID(ending.job_id), f"webhook/{ending.seq}"))
+            try:
+                prepared = self.publisher.preparer.prepare(
+                    body, tenant=ending.tenant, job_id=delivery_id, internal=True
+                )
+            except OffloadError as exc:
+                logger.error("Cannot queue the webhook of job %s: %s", ending.job_id, exc)
+                self.store.outbox_done(ending.job_id, lease)
+                continue
+            self.publisher.enqueue(prepared)
+            self.store.outbox_done(ending.job_id, lease)
+        return len(endings)
 
     def trim_if_due(self) -> None:
         """Now and then, drop index entries of expired records (housekeeping that rides this loop).
@@ -113,7 +142,7 @@ class PromoterMiddleware(Middleware):
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                promoted = self.promoter.promote_due()
+                promoted = self.promoter.promote_due() + self.promoter.queue_webhooks()
                 self.promoter.trim_if_due()
                 if promoted:
                     logger.debug("Promoted %d due jobs.", promoted)

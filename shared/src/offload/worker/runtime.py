@@ -26,7 +26,7 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from pydantic import BaseModel
 
 from offload.contracts import JobContract, Priority
-from offload.errors import DependencyError, JobCancelled, PermanentJobError, ValidationFailed
+from offload.errors import DependencyError, JobCancelled, PermanentJobError, TransientJobError, ValidationFailed
 from offload.logs import job_logging
 from offload.publish import Publisher
 from offload.publish.wire import offload_options
@@ -168,25 +168,33 @@ class Runtime:
         except Exception as exc:
             own_code = getattr(exc, "code", None)
             code = own_code if isinstance(own_code, str) else "error"
-            self._failed_attempt(contract, ctx, started, code, describe(exc))
+            retry_after = exc.retry_after if isinstance(exc, TransientJobError) else None
+            self._failed_attempt(contract, ctx, started, code, describe(exc), retry_after=retry_after)
         else:
             self.store.finish(ctx.job_id, ctx.attempt, JobState.SUCCEEDED, result=result)
 
     def _failed_attempt(
-        self, contract: JobContract, ctx: JobContext, started: Started, code: str, message: str
+        self,
+        contract: JobContract,
+        ctx: JobContext,
+        started: Started,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
     ) -> None:
         if ctx.attempt <= started.max_retries:
-            delay = backoff(contract, ctx.attempt)
+            delay = max(backoff(contract, ctx.attempt), min(retry_after or 0.0, contract.retry.max_backoff))
             self.store.finish(
                 ctx.job_id, ctx.attempt, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000)
             )
             logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
             return
-        self._fail(ctx, code, message)
+        self._fail(ctx, code, message, state=JobState(contract.exhausted_state))
 
-    def _fail(self, ctx: JobContext, code: str, message: str) -> None:
-        self.store.finish(ctx.job_id, ctx.attempt, JobState.FAILED, error=(code, message))
-        logger.warning("Job failed: %s", message)
+    def _fail(self, ctx: JobContext, code: str, message: str, *, state: JobState = JobState.FAILED) -> None:
+        self.store.finish(ctx.job_id, ctx.attempt, state, error=(code, message))
+        logger.warning("Job %s: %s", state.value, message)
         raise JobFailed(message)
 
     def _publish_follow_ups(self, ctx: JobContext) -> None:

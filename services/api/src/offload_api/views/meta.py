@@ -39,7 +39,7 @@ def job_types() -> Response:
             },
             "payload_schema": contract.json_schema(),
         }
-        for contract in services().registry
+        for contract in services().registry.public
     ]
     return jsonify({"job_types": items})
 

@@ -9,7 +9,7 @@ local TERMINAL = {succeeded = true, failed = true, cancelled = true, dead = true
 
 -- Read the fields every transition needs, plus any named in `...`, into a table; nil if no job.
 local function load(...)
-  local names = {'state', 'tenant', 'created_at', 'attempts', 'progress', 'seq', ...}
+  local names = {'state', 'tenant', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', ...}
   local values = redis.call('HMGET', rec, unpack(names))
   if not values[1] then return nil end
   local job = {}
@@ -49,6 +49,10 @@ local function transition(job, new, fields, extra)
   local encoded = cjson.encode(event)
   if redis.call('RPUSH', hist, encoded) > 200 then redis.call('LTRIM', hist, -200, -1) end
   redis.call('PUBLISH', P .. ':events:' .. id, encoded)
+  -- A job that ends with a callback URL gets its webhook: queued here, atomically with the ending.
+  if TERMINAL[new] and job.callback_url and job.callback_url ~= '' then
+    redis.call('ZADD', P .. ':outbox', now, id)
+  end
   job.state, job.seq = new, seq
   return seq
 end

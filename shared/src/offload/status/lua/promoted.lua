@@ -1,7 +1,7 @@
--- A claimed job's message was published and confirmed: release its lease, unless the entry has
--- changed since the claim (the job already ran, failed and was scheduled again for a retry).
--- ARGV: 4 the lease score the claim set. Returns 1 if the lease was released.
-local key = P .. ':scheduled'
+-- A claim (of a due job, or of a finished job's webhook) was acted on: release its lease, unless
+-- the entry changed since the claim (the job already ran, failed and was scheduled again).
+-- ARGV: 4 the lease score the claim set, 5 the set ('scheduled' or 'outbox'). Returns 1 if released.
+local key = P .. ':' .. ARGV[5]
 if tonumber(redis.call('ZSCORE', key, id)) == tonumber(ARGV[4]) then
   redis.call('ZREM', key, id)
   return 1

@@ -1,0 +1,110 @@
+"""Calling clients back: the ``webhook.deliver`` handler (the notifications side of this worker).
+
+A delivery POSTs the finished job's record, signed per Standard Webhooks with the tenant's
+secret(s). ``webhook-id`` is the delivery job's id, the same on every retry, so receivers can drop
+duplicates. Redirects are never followed. 2xx ends it; 408, 429 (honouring ``Retry-After``), 5xx,
+timeouts and refused connections retry with backoff; any other answer fails it at once. When the
+retries run out the delivery is ``dead``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+
+from offload.contracts.webhook import DeliverWebhookPayload, DeliverWebhookResult
+from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
+from offload.status import StatusStore, iso, now_ms
+from offload.urls import UrlPolicy
+from offload.webhooks import SecretStore, sign
+from offload.worker import Handler, JobContext
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to connect, and to wait for the receiver's answer.
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+USER_AGENT = "Offload-Webhooks/1"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class WebhookHandlers:
+    """Entry point for the ``webhooks`` queue."""
+
+    store: StatusStore
+    secrets: SecretStore
+    url_policy: UrlPolicy
+    session: requests.Session
+
+    def deliver(self, ctx: JobContext, payload: DeliverWebhookPayload) -> DeliverWebhookResult:
+        """POST the job's final record to its callback URL, signed.
+
+        Raises:
+            PermanentJobError: the job is gone, the URL is not allowed, or the receiver refused it.
+            TransientJobError: the receiver failed, throttled or could not be reached (retried).
+        """
+        record = self.store.get(payload.job_id)
+        if record is None:
+            raise PermanentJobError("The job expired before its webhook was delivered.", code="job_gone")
+        try:
+            url = self.url_policy.check(payload.url, field_name="callback_url")
+        except ValidationFailed as exc:
+            raise PermanentJobError(exc.message, code=exc.code) from None
+        event = {"type": f"job.{record.state.value}", "timestamp": iso(now_ms()), "data": record.public()}
+        body = json.dumps(event, separators=(",", ":")).encode()
+        headers = {
+            **sign(self.secrets.active(record.tenant), ctx.job_id, body),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            response = self.session.post(
+                url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False
+            )
+        except requests.Timeout:
+            raise TransientJobError("The receiver did not answer in time.", code="webhook_timeout") from None
+        except requests.RequestException as exc:
+            reason = f"Could not reach the receiver: {type(exc).__name__}."
+            raise TransientJobError(reason, code="webhook_unreachable") from None
+        return self._outcome(response, ctx.job_id)
+
+    @staticmethod
+    def _outcome(response: requests.Response, webhook_id: str) -> DeliverWebhookResult:
+        status = response.status_code
+        response.close()
+        if 200 <= status < 300:
+            return DeliverWebhookResult(status=status, webhook_id=webhook_id)
+        if status in (408, 429):
+            raise TransientJobError(
+                f"The receiver answered {status}.",
+                code="webhook_throttled",
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if status >= 500:
+            raise TransientJobError(f"The receiver answered {status}.", code="webhook_failed")
+        if 300 <= status < 400:
+            reason = f"The receiver answered {status}; redirects are not followed."
+            raise PermanentJobError(reason, code="webhook_redirect")
+        raise PermanentJobError(f"The receiver refused the webhook with {status}.", code="webhook_rejected")
+
+    def handlers(self) -> dict[str, Handler]:
+        """The handlers by job type."""
+        return {"webhook.deliver": self.deliver}
