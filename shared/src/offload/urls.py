@@ -11,7 +11,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from offload.errors import ValidationFailed
 
@@ -24,6 +24,23 @@ Resolver = Callable[[str, int], list[str]]
 def _system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A vetted URL, pinned to one address.
+
+    Attributes:
+        url: the URL to connect to, with the vetted IP in place of the host name.
+        host: the original host name (for TLS server name and certificate checks).
+        host_header: the original ``host[:port]``, for the ``Host`` header.
+        address: the vetted IP.
+    """
+
+    url: str
+    host: str
+    host_header: str
+    address: str
 
 
 @dataclass(frozen=True)
@@ -48,21 +65,39 @@ class UrlPolicy:
         Raises:
             ValidationFailed: code ``url_not_allowed`` or ``scheme_not_allowed``, naming the reason.
         """
+        self.target(url, field_name=field_name)
+        return url
+
+    def target(self, url: str, *, field_name: str = "url") -> Target:
+        """Vet ``url`` and pin it: resolve its host once and return where to connect.
+
+        Connecting to :attr:`Target.url` (an IP literal in place of the host) means no second DNS
+        lookup can point the request elsewhere (DNS rebinding, reliability-security.md §7.7 row 43).
+
+        Raises:
+            ValidationFailed: code ``url_not_allowed`` or ``scheme_not_allowed``, naming the reason.
+        """
         parts = self._split(url, field_name)
         host = parts.hostname or ""
-        if host in self.allow_hosts:
-            return url
-        if parts.port is not None and parts.port not in self.allowed_ports:
+        exempt = host in self.allow_hosts
+        if not exempt and parts.port is not None and parts.port not in self.allowed_ports:
             raise _refuse(field_name, f"port {parts.port} is not allowed")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
             addresses = self._resolve(host, port, field_name)
-        for address in addresses:
-            if not _is_public(address):
-                raise _refuse(field_name, "it points to a private, loopback or reserved address")
-        return url
+        if not exempt:
+            for address in addresses:
+                if not _is_public(address):
+                    raise _refuse(field_name, "it points to a private, loopback or reserved address")
+        pinned = addresses[0]
+        literal = f"[{pinned}]" if pinned.version == 6 else str(pinned)
+        netloc = f"{literal}:{port}"
+        host_header = parts.netloc.rpartition("@")[2]
+        return Target(
+            url=urlunsplit(parts._replace(netloc=netloc)), host=host, host_header=host_header, address=str(pinned)
+        )
 
     def _split(self, url: str, field_name: str) -> SplitResult:
         if len(url) > MAX_URL_LENGTH:

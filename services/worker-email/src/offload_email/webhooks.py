@@ -4,7 +4,8 @@ A delivery POSTs the finished job's record, signed per Standard Webhooks with th
 secret(s). ``webhook-id`` is the delivery job's id, the same on every retry, so receivers can drop
 duplicates. Redirects are never followed. 2xx ends it; 408, 429 (honouring ``Retry-After``), 5xx,
 timeouts and refused connections retry with backoff; any other answer fails it at once. When the
-retries run out the delivery is ``dead``.
+retries run out the delivery is ``dead``. The URL is vetted again when connecting and the request
+goes to the vetted address (``offload.outbound``), so DNS cannot be rebound in between.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import requests
 
 from offload.contracts.webhook import DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
+from offload.outbound import pinned_request
 from offload.status import StatusStore, iso, now_ms
 from offload.urls import UrlPolicy
 from offload.webhooks import SecretStore, sign
@@ -64,10 +66,6 @@ class WebhookHandlers:
         record = self.store.get(payload.job_id)
         if record is None:
             raise PermanentJobError("The job expired before its webhook was delivered.", code="job_gone")
-        try:
-            url = self.url_policy.check(payload.url, field_name="callback_url")
-        except ValidationFailed as exc:
-            raise PermanentJobError(exc.message, code=exc.code) from None
         event = {"type": f"job.{record.state.value}", "timestamp": iso(now_ms()), "data": record.public()}
         body = json.dumps(event, separators=(",", ":")).encode()
         headers = {
@@ -76,9 +74,18 @@ class WebhookHandlers:
             "User-Agent": USER_AGENT,
         }
         try:
-            response = self.session.post(
-                url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False
+            response = pinned_request(
+                "POST",
+                payload.url,
+                policy=self.url_policy,
+                session=self.session,
+                field_name="callback_url",
+                data=body,
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             )
+        except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
+            raise PermanentJobError(exc.message, code=exc.code) from None
         except requests.Timeout:
             raise TransientJobError("The receiver did not answer in time.", code="webhook_timeout") from None
         except requests.RequestException as exc:

@@ -1,0 +1,56 @@
+"""Outbound HTTP to user-given URLs: vetted by the SSRF guard, pinned to the vetted address.
+
+Every request goes to the IP the guard checked, never to a name resolved again, with the
+original ``Host`` header; for ``https`` the TLS server name and certificate check use the original
+host name, so pinning costs no security. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from offload.urls import Target, UrlPolicy
+
+
+class _PinnedTLS(HTTPAdapter):
+    """Connects to an IP but checks TLS against the original host name."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self.host
+        kwargs["assert_hostname"] = self.host
+        super().init_poolmanager(*args, **kwargs)
+
+
+def pinned_request(
+    method: str,
+    url: str,
+    *,
+    policy: UrlPolicy,
+    session: requests.Session | None = None,
+    field_name: str = "url",
+    **kwargs: Any,
+) -> requests.Response:
+    """Vet ``url``, pin it, and send the request to the vetted address (no redirects).
+
+    Raises:
+        ValidationFailed: the URL is not allowed (checked again here, at connect time).
+        requests.RequestException: the request failed.
+    """
+    target: Target = policy.target(url, field_name=field_name)
+    headers = {**kwargs.pop("headers", {}), "Host": target.host_header}
+    client = session or requests.Session()
+    if target.url.startswith("https://"):
+        client = requests.Session()
+        client.mount("https://", _PinnedTLS(target.host))
+    try:
+        return client.request(method, target.url, headers=headers, allow_redirects=False, **kwargs)
+    finally:
+        if client is not session:
+            client.close()
