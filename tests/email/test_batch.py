@@ -73,3 +73,33 @@ def test_a_batch_missing_a_required_variable_is_422_naming_the_recipient(publish
         assert "recipients[2]" in exc.errors[0]["problem"]
     else:
         raise AssertionError("a batch with a missing variable was accepted")
+
+
+def test_the_providers_send_rate_is_respected_across_a_batch(servers, redis_client, clean_broker, smtp_sink) -> None:
+    import time
+
+    from offload_email.mailer import SendRate, SmtpMailer
+    from offload_email.settings import EmailSettings
+
+    sink, port = smtp_sink
+    settings = EmailSettings(smtp_port=port)
+    rate = SendRate(redis_client, key="offloadtest:smtp-rate", per_second=5)
+    mailer = SmtpMailer(settings, rate)
+    from offload.contracts.email import Recipient
+    from offload_email.compose import compose_message
+
+    started = time.monotonic()
+    with mailer.session() as session:
+        for i in range(12):
+            session.send(
+                compose_message(
+                    "welcome",
+                    {"name": "U"},
+                    to=[Recipient(email=f"u{i}@example.com")],
+                    job_id="j",
+                    message_id=f"<j.{i}@t>",
+                    sender="t@example.com",
+                )
+            )
+    # 12 messages at 5 per second need at least two full windows after the first.
+    assert time.monotonic() - started >= 1.5 and len(sink.messages) == 12

@@ -142,3 +142,33 @@ def test_an_unreachable_smtp_server_is_retried(api: Api, publisher: Publisher, s
     with pytest.raises(TransientJobError) as caught:
         handlers.send(ctx, SendEmailPayload.model_validate(WELCOME))
     assert caught.value.code == "smtp_unavailable"
+
+
+def test_a_tenant_over_its_email_quota_gets_429_with_retry_after_and_other_tenants_do_not(
+    servers, redis_client, clean_broker
+) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(email_quota_per_hour=3)
+    publisher = Publisher.from_settings(settings)
+    try:
+        api = Api(create_app(settings, publisher=publisher).test_client())
+        assert api.submit("email.send", WELCOME).status_code == 202
+        batch = {
+            "template": "welcome",
+            "recipients": [{"email": f"u{i}@example.com", "vars": {"name": "U"}} for i in range(2)],
+        }
+        assert api.submit("email.batch", batch).status_code == 202  # 1 + 2 = 3: the quota is used up
+        over = api.submit("email.send", WELCOME)
+        assert over.status_code == 429 and over.get_json()["error"] == "quota_exceeded"
+        assert 0 < int(over.headers["Retry-After"]) <= 3600
+        assert api.as_("globex").submit("email.send", WELCOME).status_code == 202
+        assert api.submit("system.noop").status_code == 202  # other job types are not counted
+        # An idempotent replay of an accepted submission costs nothing more.
+        globex, body, key = api.as_("globex"), {"type": "email.send", "payload": WELCOME}, {"Idempotency-Key": "k"}
+        assert globex.post("/v1/jobs", json=body, headers=key).status_code == 202  # globex: 2 of 3
+        assert globex.post("/v1/jobs", json=body, headers=key).status_code == 200  # replay: still 2
+        assert globex.submit("email.send", WELCOME).status_code == 202  # 3 of 3
+        assert globex.submit("email.send", WELCOME).status_code == 429
+    finally:
+        publisher.close()

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     #: Seconds between SSE keep-alive comments.
     sse_keepalive: float = Field(default=15.0, gt=0)
 
+    #: Emails (messages, batch recipients count one each) a tenant may submit per hour; 0: no limit.
+    email_quota_per_hour: int = Field(default=10_000, ge=0)
     #: Log level and format (``json`` lines, or ``text`` for a terminal).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

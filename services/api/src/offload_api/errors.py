@@ -42,9 +42,14 @@ def _client_error(exc: ClientError) -> Response:
         extra["errors"] = exc.errors
     if "job_id" in exc.context and exc.status == 409:
         extra["job_id"] = exc.context["job_id"]
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        extra["retry_after"] = retry_after
     response = error_response(exc.status, exc.code, exc.message, **extra)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="offload"'
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

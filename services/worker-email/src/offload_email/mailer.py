@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
+
+from dramatiq.rate_limits import WindowRateLimiter
+from dramatiq.rate_limits.backends import RedisBackend
 
 from offload.errors import PermanentJobError, TransientJobError
 from offload_email.settings import EmailSettings
@@ -60,11 +64,40 @@ def _recipients(message: EmailMessage) -> list[str]:
     return found
 
 
+class SendRate:
+    """The provider's messages-per-second limit, shared by every worker process through Redis.
+
+    Built on Dramatiq's ``WindowRateLimiter``: a send waits (in short sleeps) for a slot; after
+    ``max_wait`` seconds without one the attempt is deferred (``smtp_throttled``) and retried later.
+    """
+
+    def __init__(self, client: Any, *, key: str, per_second: int, max_wait: float = 10.0) -> None:
+        backend = RedisBackend(client=client)
+        self.limiter = WindowRateLimiter(backend, key, limit=per_second, window=1)  # type: ignore[no-untyped-call]
+        self.max_wait = max_wait
+
+    def wait(self) -> None:
+        """Block until the provider may take one more message.
+
+        Raises:
+            TransientJobError: no slot came within ``max_wait`` seconds.
+        """
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            with self.limiter.acquire(raise_on_failure=False) as acquired:
+                if acquired:
+                    return
+            if time.monotonic() > deadline:
+                raise TransientJobError("The SMTP send rate is saturated; deferring.", code="smtp_throttled")
+            time.sleep(0.02)
+
+
 @dataclass(frozen=True)
 class SmtpMailer:
     """Sends over SMTP with ``smtplib``: plain (local sinks), STARTTLS or implicit TLS, optional login."""
 
     settings: EmailSettings
+    rate: SendRate | None = None
 
     def send(self, message: EmailMessage) -> Delivery:
         """Send ``message`` on a connection of its own (see :meth:`SmtpSession.send`).
@@ -90,7 +123,7 @@ class SmtpMailer:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientJobError(f"Could not reach the SMTP server: {exc}", code="smtp_unavailable") from None
         try:
-            yield SmtpSession(smtp)
+            yield SmtpSession(smtp, self.rate)
         finally:
             try:
                 smtp.quit()
@@ -117,6 +150,7 @@ class SmtpSession:
     """One open SMTP connection (``smtplib.SMTP`` resets the envelope between messages)."""
 
     smtp: smtplib.SMTP
+    rate: SendRate | None = None
 
     def send(self, message: EmailMessage) -> Delivery:
         """Send ``message``; some recipients may be refused while others are accepted.
@@ -126,6 +160,8 @@ class SmtpSession:
             TransientJobError: a 4xx (``smtp_deferred``), or the connection failed (``smtp_unavailable``).
         """
         recipients = _recipients(message)
+        if self.rate is not None:
+            self.rate.wait()
         try:
             refused = self.smtp.send_message(message, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -23,5 +23,7 @@ class EmailSettings(Settings):
     smtp_timeout: float = Field(default=10.0, gt=0, le=120)
     #: The From address (and optional display name) of every message.
     smtp_from: str = "Offload <no-reply@offload.local>"
+    #: Messages per second to the SMTP provider, shared by every worker process (0: no limit).
+    smtp_rate_per_second: int = Field(default=50, ge=0)
     #: The domain part of Message-IDs (``<job_id@domain>``).
     smtp_message_id_domain: str = "offload.local"

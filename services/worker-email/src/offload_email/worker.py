@@ -11,7 +11,7 @@ from offload.settings import load_settings
 from offload.webhooks import SecretStore
 from offload.worker import build_worker
 from offload_email.handlers import EmailHandlers
-from offload_email.mailer import Mailer, SmtpMailer
+from offload_email.mailer import Mailer, SendRate, SmtpMailer
 from offload_email.settings import EmailSettings
 from offload_email.webhooks import WebhookHandlers
 
@@ -26,7 +26,11 @@ def build(
 ) -> RabbitmqBroker:
     """This worker's broker and actors, from explicit settings (tests pass their own)."""
     publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
-    email = EmailHandlers(mailer=mailer or SmtpMailer(settings), store=publisher.store, settings=settings)
+    rate = None
+    if settings.smtp_rate_per_second:
+        key = f"{settings.redis_prefix}:smtp-rate:{settings.smtp_host}:{settings.smtp_port}"
+        rate = SendRate(publisher.store.client, key=key, per_second=settings.smtp_rate_per_second)
+    email = EmailHandlers(mailer=mailer or SmtpMailer(settings, rate), store=publisher.store, settings=settings)
     webhooks = WebhookHandlers(
         store=publisher.store,
         secrets=SecretStore(publisher.store.client, prefix=settings.redis_prefix),

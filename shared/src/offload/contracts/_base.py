@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -87,6 +88,8 @@ class JobContract:
         priority: the default priority.
         internal: created by Offload itself (e.g. webhook deliveries); clients cannot submit it.
         exhausted_state: the state a job ends in when its retries run out (``failed`` or ``dead``).
+        quota: the tenant quota this job type counts against (``email``), if any.
+        units: how many units of the quota a payload costs (default 1).
     """
 
     name: str
@@ -99,6 +102,8 @@ class JobContract:
     priority: Priority = Priority.NORMAL
     internal: bool = False
     exhausted_state: Literal["failed", "dead"] = "failed"
+    quota: str | None = None
+    units: Callable[[Any], int] = field(default=lambda _payload: 1, compare=False)
 
     def __post_init__(self) -> None:
         if not JOB_TYPE_NAME.match(self.name):

@@ -146,6 +146,7 @@ SEND = JobContract(
     description="Sends one templated email (HTML + text) over SMTP; idempotent per job.",
     retry=RetryPolicy(max_retries=5, max_retries_limit=10, min_backoff=5, max_backoff=600),
     time_limit=60,
+    quota="email",
 )
 
 BATCH = JobContract(
@@ -156,6 +157,8 @@ BATCH = JobContract(
     description="Sends one template to up to 1,000 recipients over one SMTP session, with a result per recipient.",
     retry=RetryPolicy(max_retries=5, max_retries_limit=10, min_backoff=5, max_backoff=600),
     time_limit=900,
+    quota="email",
+    units=lambda payload: len(payload.recipients),
 )
 
 CONTRACTS = (SEND, BATCH)

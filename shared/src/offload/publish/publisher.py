@@ -17,10 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from offload.contracts import REGISTRY, Registry
 from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable, ValidationFailed
 from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.wire import WireMessage, encode_message
+from offload.quotas import QuotaExceeded, Quotas
 from offload.settings import Settings
 from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms, redis_errors
 from offload.submission import PreparedJob, Preparer
@@ -65,12 +68,14 @@ class Publisher:
         preparer: Preparer,
         publish_timeout: float = 2.0,
         idempotency_ttl: int = 86_400,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
         self.amqp = amqp
         self.preparer = preparer
         self.publish_timeout = publish_timeout
         self.idempotency_ttl = idempotency_ttl
+        self.quotas = quotas or Quotas(store.client, prefix=store.prefix, limits={})
         self.batches = BatchStore(store, ttl=store.retention.failed)
 
     @classmethod
@@ -100,12 +105,14 @@ class Publisher:
         preparer = Preparer(
             registry=registry, url_policy=url_policy or settings_url_policy(settings), max_delay=settings.max_delay
         )
+        quotas = Quotas(store.client, prefix=settings.redis_prefix, limits={"email": settings.email_quota_per_hour})
         return cls(
             store=store,
             amqp=amqp,
             preparer=preparer,
             publish_timeout=settings.publish_timeout,
             idempotency_ttl=settings.idempotency_ttl,
+            quotas=quotas,
         )
 
     # -- the SDK -----------------------------------------------------------------------------
@@ -163,6 +170,8 @@ class Publisher:
             except ValidationFailed as exc:
                 fields = [{**e, "field": f"jobs[{index}].{e['field']}"} for e in exc.errors]
                 raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
+        with redis_errors():
+            self._take_quota(prepared)
         self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
         immediate = []
         for job in prepared:
@@ -177,6 +186,7 @@ class Publisher:
         if failed:
             for p, _ in failed:
                 self._withdraw(p, None)
+            self._give_back_quota([p for p, _ in failed])
             raise failed[0][1]
         return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
 
@@ -188,8 +198,15 @@ class Publisher:
             BrokerUnavailable: RabbitMQ did not take the message (the record is withdrawn).
             StatusStoreUnavailable: Redis is unavailable (nothing was published).
         """
-        body = self._record(prepared, idempotency_key)
+        with redis_errors():
+            self._take_quota([prepared])
+        try:
+            body = self._record(prepared, idempotency_key)
+        except BaseException:
+            self._give_back_quota([prepared])
+            raise
         if isinstance(body, Submitted):
+            self._give_back_quota([prepared])  # an idempotent replay costs nothing
             return body
         if prepared.delay is not None:
             return Submitted(prepared.job_id, "scheduled")
@@ -199,6 +216,7 @@ class Publisher:
             )
         except BrokerUnavailable:
             self._withdraw(prepared, idempotency_key)
+            self._give_back_quota([prepared])
             raise
         return Submitted(prepared.job_id, "queued")
 
@@ -298,6 +316,30 @@ class Publisher:
             record = self.store.get(created.job_id)
             return Submitted(created.job_id, record.state.value if record else "queued", replayed=True)
         return body
+
+    def _take_quota(self, jobs: Sequence[PreparedJob]) -> None:
+        """Count the jobs against their tenants' quotas, all or nothing.
+
+        Raises:
+            QuotaExceeded: one quota is used up (nothing stays counted).
+        """
+        taken: list[PreparedJob] = []
+        try:
+            for job in jobs:
+                if job.contract.quota:
+                    self.quotas.take(job.tenant, job.contract.quota, job.contract.units(job.payload))
+                    taken.append(job)
+        except QuotaExceeded:
+            self._give_back_quota(taken)
+            raise
+
+    def _give_back_quota(self, jobs: Sequence[PreparedJob]) -> None:
+        try:
+            for job in jobs:
+                if job.contract.quota:
+                    self.quotas.give_back(job.tenant, job.contract.quota, job.contract.units(job.payload))
+        except (redis.ConnectionError, redis.TimeoutError):
+            logger.warning("Could not give back the quota of %d job(s); Redis is unavailable.", len(jobs))
 
     def _withdraw(self, prepared: PreparedJob, idempotency_key: str | None) -> None:
         try:

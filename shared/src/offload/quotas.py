@@ -1,0 +1,78 @@
+"""Per-tenant quotas (e.g. emails per hour), counted in Redis so every API process shares them.
+
+A quota is a fixed hourly window per tenant and quota name: ``take`` adds the units a submission
+costs and refuses (HTTP 429 with ``Retry-After``) when the window is full, giving the units back;
+``give_back`` returns them when the submission does not go through after all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from offload.errors import ClientError
+
+_TAKE = """
+local used = redis.call('INCRBY', KEYS[1], ARGV[1])
+if used == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if used > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 0
+end
+return 1
+"""
+
+
+class QuotaExceeded(ClientError):
+    """The tenant has used its quota for this window; ``retry_after`` says when it renews."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
+
+class Quotas:
+    """Fixed-window quotas per tenant.
+
+    Args:
+        client: a Redis client.
+        prefix: the key prefix.
+        limits: units allowed per window for each quota name (0: unlimited).
+        window: the window length in seconds.
+    """
+
+    def __init__(self, client: Any, *, prefix: str, limits: dict[str, int], window: int = 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.limits = limits
+        self.window = window
+        self._take = client.register_script(_TAKE)
+
+    def _key(self, tenant: str, name: str, now: float) -> tuple[str, int]:
+        start = int(now // self.window) * self.window
+        return f"{self.prefix}:quota:{name}:{tenant}:{start}", start + self.window - int(now)
+
+    def take(self, tenant: str, name: str, units: int, *, now: float | None = None) -> None:
+        """Count ``units`` against the tenant's quota ``name``.
+
+        Raises:
+            QuotaExceeded: the window has not enough left (nothing is counted then).
+        """
+        limit = self.limits.get(name, 0)
+        if limit <= 0 or units <= 0:
+            return
+        key, left = self._key(tenant, name, time.time() if now is None else now)
+        if not self._take(keys=[key], args=[units, limit, self.window]):
+            raise QuotaExceeded(
+                f"The {name} quota of this tenant ({limit} per {self.window // 60} minutes) is used up.",
+                retry_after=max(1, left),
+            )
+
+    def give_back(self, tenant: str, name: str, units: int, *, now: float | None = None) -> None:
+        """Return ``units`` taken for a submission that did not go through."""
+        if self.limits.get(name, 0) > 0 and units > 0:
+            key, _ = self._key(tenant, name, time.time() if now is None else now)
+            self.client.decrby(key, units)
