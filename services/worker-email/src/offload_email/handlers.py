@@ -14,7 +14,7 @@ from offload.contracts.email import (
     SendEmailPayload,
     SendEmailResult,
 )
-from offload.errors import PermanentJobError, TransientJobError
+from offload.errors import JobError, PermanentJobError, TransientJobError
 from offload.status import StatusStore
 from offload.worker import Handler, JobContext
 from offload_email.compose import compose, compose_message
@@ -47,11 +47,24 @@ class EmailHandlers:
         )
         marker = self.store.key("effect", "email", ctx.job_id)
         recipients = [r.email for r in [*payload.to, *payload.cc]]
-        if self.store.client.get(marker):
-            logger.info("Email of job %s was already sent; not sending it again.", ctx.job_id)
+        ttl = self.settings.retention_failed
+        state = self.store.client.get(marker)
+        if state:
+            # "sent": a redelivery after success. "sending": the worker stopped after handing the
+            # message over and before hearing back; the server most likely has it, so it is not
+            # sent again (a duplicate is worse than the rare loss; reliability-security.md D4).
+            logger.info("Email of job %s was already %s; not sending it again.", ctx.job_id, state)
             return SendEmailResult(message_id=message["Message-ID"], recipients=recipients, duplicate=True)
-        delivery = self.mailer.send(message)
-        self.store.client.set(marker, "sent", ex=self.settings.retention_failed)
+
+        def handing_over() -> None:
+            self.store.client.set(marker, "sending", ex=ttl)
+
+        try:
+            delivery = self.mailer.send(message, before_data=handing_over)
+        except JobError:
+            self.store.client.delete(marker)  # the server answered (or the line dropped): not taken
+            raise
+        self.store.client.set(marker, "sent", ex=ttl)
         if delivery.refused:
             logger.warning("Some recipients were refused: %s", delivery.refused)
         if not delivery.accepted:
@@ -74,7 +87,7 @@ class EmailHandlers:
         total = len(payload.recipients)
         with self.mailer.session() as session:
             for index, recipient in enumerate(payload.recipients):
-                outcome = done.get(index) or self._send_one(session, ctx, payload, index, recipient)
+                outcome = done.get(index) or self._send_one(session, ctx, payload, index, recipient, done_key)
                 if index not in done:
                     self.store.client.hset(done_key, str(index), outcome.model_dump_json())
                 outcomes.append(outcome)
@@ -84,10 +97,26 @@ class EmailHandlers:
         return SendBatchResult(**count, recipients=outcomes)
 
     def _send_one(
-        self, session: Session, ctx: JobContext, payload: SendBatchPayload, index: int, recipient: BatchRecipient
+        self,
+        session: Session,
+        ctx: JobContext,
+        payload: SendBatchPayload,
+        index: int,
+        recipient: BatchRecipient,
+        done_key: str,
     ) -> BatchOutcome:
         message_id = f"<{ctx.job_id}.{index}@{self.settings.smtp_message_id_domain}>"
         person = Recipient(email=recipient.email, name=recipient.name)
+        unconfirmed = BatchOutcome(
+            email=recipient.email,
+            status="sent",
+            message_id=message_id,
+            reply="Unconfirmed: the worker stopped while handing this message over; not sent again.",
+        )
+
+        def handing_over() -> None:  # if the worker dies now, a redelivery will not send it twice
+            self.store.client.hset(done_key, str(index), unconfirmed.model_dump_json())
+
         try:
             message = compose_message(
                 payload.template,
@@ -99,12 +128,13 @@ class EmailHandlers:
                 message_id=message_id,
                 sender=self.settings.smtp_from,
             )
-            delivery = session.send(message)
+            delivery = session.send(message, before_data=handing_over)
         except PermanentJobError as exc:
             status = "rejected" if exc.code == "smtp_rejected" else "failed"
             return BatchOutcome(email=recipient.email, status=status, reply=exc.message, message_id=message_id)
         except TransientJobError as exc:
             if exc.code != "smtp_deferred":
+                self.store.client.hdel(done_key, str(index))  # the line dropped: send it again on retry
                 raise
             return BatchOutcome(email=recipient.email, status="failed", reply=exc.message, message_id=message_id)
         if delivery.refused:

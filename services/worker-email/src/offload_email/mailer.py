@@ -10,7 +10,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -34,7 +34,7 @@ class Delivery:
 class Session(Protocol):
     """An open connection to the mail server, for several messages."""
 
-    def send(self, message: EmailMessage) -> Delivery:
+    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message`` to all of its recipients on this connection."""
         ...
 
@@ -42,7 +42,7 @@ class Session(Protocol):
 class Mailer(Protocol):
     """Anything that can send messages, one at a time or over one session."""
 
-    def send(self, message: EmailMessage) -> Delivery:
+    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message`` to all of its recipients."""
         ...
 
@@ -99,7 +99,7 @@ class SmtpMailer:
     settings: EmailSettings
     rate: SendRate | None = None
 
-    def send(self, message: EmailMessage) -> Delivery:
+    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message`` on a connection of its own (see :meth:`SmtpSession.send`).
 
         Raises:
@@ -107,7 +107,7 @@ class SmtpMailer:
             TransientJobError: a 4xx, a refused connection or a timeout (``smtp_unavailable``).
         """
         with self.session() as session:
-            return session.send(message)
+            return session.send(message, before_data=before_data)
 
     @contextmanager
     def session(self) -> Iterator[SmtpSession]:
@@ -152,8 +152,11 @@ class SmtpSession:
     smtp: smtplib.SMTP
     rate: SendRate | None = None
 
-    def send(self, message: EmailMessage) -> Delivery:
+    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message``; some recipients may be refused while others are accepted.
+
+        ``before_data`` runs once the recipients are accepted and just before the message itself is
+        sent: the moment after which a crash leaves it unknown whether the server took the message.
 
         Raises:
             PermanentJobError: the message itself refused with a 5xx (``smtp_rejected``).
@@ -163,20 +166,44 @@ class SmtpSession:
         if self.rate is not None:
             self.rate.wait()
         try:
-            refused = self.smtp.send_message(message, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            replies = {addr: _reply(code, text) for addr, (code, text) in exc.recipients.items()}
-            if any(reply.startswith("4") for reply in replies.values()):
-                raise TransientJobError(
-                    f"The SMTP server deferred every recipient: {replies}", code="smtp_deferred"
-                ) from None
-            return Delivery([], replies)  # refused for good: the caller decides what that means
+            replies = self._envelope(message, recipients)
+            if len(replies) == len(recipients):
+                self.smtp.rset()
+                if any(reply.startswith("4") for reply in replies.values()):
+                    raise TransientJobError(
+                        f"The SMTP server deferred every recipient: {replies}", code="smtp_deferred"
+                    )
+                return Delivery([], replies)  # refused for good: the caller decides what that means
+            if before_data is not None:
+                before_data()
+            code, reply = self.smtp.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            if code != 250:
+                self.smtp.rset()
+                raise smtplib.SMTPDataError(code, reply)
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc, "The SMTP server refused the message") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientJobError(f"The SMTP connection failed: {exc}", code="smtp_unavailable") from None
-        rejected = {addr: _reply(code, text) for addr, (code, text) in refused.items()}
-        return Delivery([r for r in recipients if r not in rejected], rejected)
+        return Delivery([r for r in recipients if r not in replies], replies)
+
+    def _envelope(self, message: EmailMessage, recipients: list[str]) -> dict[str, str]:
+        """MAIL FROM and RCPT TO; returns the refused recipients with the server's replies.
+
+        Raises:
+            smtplib.SMTPSenderRefused: the sender was refused.
+        """
+        self.smtp.ehlo_or_helo_if_needed()
+        sender = message["From"].addresses[0].addr_spec
+        code, reply = self.smtp.mail(sender)
+        if code != 250:
+            self.smtp.rset()
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        refused = {}
+        for recipient in recipients:
+            code, reply = self.smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = _reply(code, reply)
+        return refused
 
 
 def _classify(exc: smtplib.SMTPResponseException, what: str) -> PermanentJobError | TransientJobError:
@@ -193,8 +220,10 @@ class RecordingMailer:
     sent: list[EmailMessage] = field(default_factory=list)
     sessions: int = 0
 
-    def send(self, message: EmailMessage) -> Delivery:
+    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Record ``message`` and accept every recipient."""
+        if before_data is not None:
+            before_data()
         self.sent.append(message)
         return Delivery(_recipients(message), {})
 
