@@ -5,7 +5,8 @@ secret(s). ``webhook-id`` is the delivery job's id, the same on every retry, so 
 duplicates. Redirects are never followed. 2xx ends it; 408, 429 (honouring ``Retry-After``), 5xx,
 timeouts and refused connections retry with backoff; any other answer fails it at once. When the
 retries run out the delivery is ``dead``. The URL is vetted again when connecting and the request
-goes to the vetted address (``offload.outbound``), so DNS cannot be rebound in between.
+goes to the vetted address (``offload.outbound``), so DNS cannot be rebound in between. A receiver
+that keeps failing trips a per-host circuit breaker: its deliveries wait instead of hammering it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import requests
 
+from offload.breaker import CircuitBreaker
 from offload.contracts.webhook import DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
 from offload.outbound import pinned_request
@@ -55,6 +58,7 @@ class WebhookHandlers:
     secrets: SecretStore
     url_policy: UrlPolicy
     session: requests.Session
+    breaker: CircuitBreaker | None = None
 
     def deliver(self, ctx: JobContext, payload: DeliverWebhookPayload) -> DeliverWebhookResult:
         """POST the job's final record to its callback URL, signed.
@@ -73,6 +77,9 @@ class WebhookHandlers:
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
         }
+        host = urlsplit(payload.url).netloc.rpartition("@")[2]
+        if self.breaker is not None:
+            self.breaker.check(host)
         try:
             response = pinned_request(
                 "POST",
@@ -87,11 +94,21 @@ class WebhookHandlers:
         except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
             raise PermanentJobError(exc.message, code=exc.code) from None
         except requests.Timeout:
+            self._failed(host)
             raise TransientJobError("The receiver did not answer in time.", code="webhook_timeout") from None
         except requests.RequestException as exc:
+            self._failed(host)
             reason = f"Could not reach the receiver: {type(exc).__name__}."
             raise TransientJobError(reason, code="webhook_unreachable") from None
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            self._failed(host)
+        elif self.breaker is not None:
+            self.breaker.success(host)
         return self._outcome(response, ctx.job_id)
+
+    def _failed(self, host: str) -> None:
+        if self.breaker is not None and self.breaker.failure(host):
+            logger.warning("Webhooks to %s are paused: it failed repeatedly.", host)
 
     @staticmethod
     def _outcome(response: requests.Response, webhook_id: str) -> DeliverWebhookResult:

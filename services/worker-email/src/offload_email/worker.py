@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from offload.breaker import CircuitBreaker
 from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
@@ -36,6 +37,12 @@ def build(
         secrets=SecretStore(publisher.store.client, prefix=settings.redis_prefix),
         url_policy=settings_url_policy(settings),
         session=requests.Session(),
+        breaker=CircuitBreaker(
+            publisher.store.client,
+            prefix=settings.redis_prefix,
+            threshold=settings.webhook_breaker_threshold,
+            cooldown=settings.webhook_breaker_cooldown,
+        ),
     )
     handlers = {**email.handlers(), **webhooks.handlers()}
     return build_worker(settings, queues=QUEUES, handlers=handlers, publisher=publisher)

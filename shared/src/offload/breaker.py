@@ -1,0 +1,71 @@
+"""A circuit breaker per destination host, shared by every worker process through Redis.
+
+After ``threshold`` failures within ``window`` seconds the circuit opens: calls to that host are
+not made for ``cooldown`` seconds (the job waits and retries instead of hammering a receiver that
+is down). When the cooldown ends one call goes through; if it fails the circuit opens again at
+once (half-open), if it succeeds the host is trusted again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from offload.errors import TransientJobError
+
+_FAIL = """
+local failures = redis.call('INCR', KEYS[1])
+if failures == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if failures >= tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+  redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]) * 10)
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+class CircuitBreaker:
+    """Per-host failure counting and short-circuiting.
+
+    Args:
+        client: a Redis client.
+        prefix: the key prefix.
+        threshold: failures within ``window`` seconds that open the circuit.
+        window: seconds over which failures are counted.
+        cooldown: seconds an open circuit stays open.
+    """
+
+    def __init__(self, client: Any, *, prefix: str, threshold: int = 5, window: int = 60, cooldown: int = 30) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.threshold = threshold
+        self.window = window
+        self.cooldown = cooldown
+        self._fail = client.register_script(_FAIL)
+
+    def _keys(self, host: str) -> list[str]:
+        base = f"{self.prefix}:breaker:{host}"
+        return [f"{base}:failures", f"{base}:open", f"{base}:tripped"]
+
+    def check(self, host: str) -> None:
+        """Allow a call to ``host`` unless its circuit is open.
+
+        Raises:
+            TransientJobError: the circuit is open (code ``circuit_open``, ``retry_after`` = its TTL).
+        """
+        left = self.client.ttl(self._keys(host)[1])
+        if left and left > 0:
+            raise TransientJobError(
+                f"Calls to {host} are paused for {left} s after repeated failures.",
+                code="circuit_open",
+                retry_after=float(left),
+            )
+
+    def failure(self, host: str) -> bool:
+        """Count a failed call; returns True if this failure opened the circuit."""
+        return bool(self._fail(keys=self._keys(host), args=[self.threshold, self.window, self.cooldown]))
+
+    def success(self, host: str) -> None:
+        """A call got through: forget the host's failures and close its circuit for good."""
+        self.client.delete(*self._keys(host))
