@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,9 @@ def receiver() -> Iterator[Receiver]:
             with state.lock:
                 state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             status, headers = state.next_answer()
+            if status == 0:  # "hang": answer nothing for a while
+                time.sleep(float(headers.get("seconds", "3")))
+                status, headers = 200, {}
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -46,6 +46,9 @@ def test_a_finished_job_calls_its_receiver_back_once_signed_as_standard_webhooks
     assert delivery is not None and headers["webhook-id"] == delivery.id
     wait_for(lambda: publisher.get(delivery.id).state == "succeeded", timeout=10)
     assert publisher.get(delivery.id).result == {"status": 200, "webhook_id": delivery.id}
+    # The job points at its delivery, whose attempts the client can follow like any job's.
+    assert api.get(f"/v1/jobs/{job_id}").get_json()["webhook_id"] == delivery.id
+    assert api.get(f"/v1/jobs/{delivery.id}").get_json()["type"] == "webhook.deliver"
 
 
 def test_a_receiver_failing_twice_gets_three_attempts_with_the_same_webhook_id(
@@ -111,3 +114,30 @@ def test_each_tenant_has_its_own_secret(api: Api) -> None:
         != api.as_("globex").get("/v1/webhooks/secret").get_json()["secret"]
     )
     assert api.as_("acme_reader").get("/v1/webhooks/secret").status_code == 403
+
+
+def test_a_receiver_that_hangs_times_out_and_is_retried(
+    publisher: Publisher, email_settings, receiver: Receiver, redis_client
+) -> None:
+    import requests
+
+    from offload.contracts.webhook import DeliverWebhookPayload
+    from offload.errors import TransientJobError
+    from offload.publish.publisher import settings_url_policy
+    from offload.webhooks import SecretStore
+    from offload.worker import JobContext
+    from offload_email.webhooks import WebhookHandlers
+
+    receiver.answers = [(0, {"seconds": "3"})]
+    job = publisher.publish("system.noop", {}, tenant="acme")
+    handlers = WebhookHandlers(
+        store=publisher.store,
+        secrets=SecretStore(publisher.store.client),
+        url_policy=settings_url_policy(email_settings),
+        session=requests.Session(),
+        read_timeout=1.0,
+    )
+    ctx = JobContext(job_id=job.job_id, job_type="webhook.deliver", tenant="acme", attempt=1, store=publisher.store)
+    with pytest.raises(TransientJobError) as caught:
+        handlers.deliver(ctx, DeliverWebhookPayload(job_id=job.job_id, url=receiver.url, seq=1))
+    assert caught.value.code == "webhook_timeout"

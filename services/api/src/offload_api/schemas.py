@@ -91,6 +91,7 @@ class Job(_Closed):
     parent_id: str | None
     callback_url: str | None
     then: list[str]
+    webhook_id: str | None = Field(description="The delivery job calling callback_url back, once the job ended.")
     seq: int
     history: list[HistoryEntry] | None = None
 

@@ -25,6 +25,8 @@ class EmailSettings(Settings):
     smtp_from: str = "Offload <no-reply@offload.local>"
     #: Messages per second to the SMTP provider, shared by every worker process (0: no limit).
     smtp_rate_per_second: int = Field(default=50, ge=0)
+    #: Seconds a webhook receiver has to answer (connecting has 3 s).
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
     #: Webhook failures to one host (within a minute) that pause deliveries to it, and for how long (s).
     webhook_breaker_threshold: int = Field(default=5, ge=1)
     webhook_breaker_cooldown: int = Field(default=30, ge=1)

@@ -59,6 +59,7 @@ class WebhookHandlers:
     url_policy: UrlPolicy
     session: requests.Session
     breaker: CircuitBreaker | None = None
+    read_timeout: float = READ_TIMEOUT
 
     def deliver(self, ctx: JobContext, payload: DeliverWebhookPayload) -> DeliverWebhookResult:
         """POST the job's final record to its callback URL, signed.
@@ -89,7 +90,7 @@ class WebhookHandlers:
                 field_name="callback_url",
                 data=body,
                 headers=headers,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=(CONNECT_TIMEOUT, self.read_timeout),
             )
         except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
             raise PermanentJobError(exc.message, code=exc.code) from None

@@ -37,6 +37,7 @@ def build(
         secrets=SecretStore(publisher.store.client, prefix=settings.redis_prefix),
         url_policy=settings_url_policy(settings),
         session=requests.Session(),
+        read_timeout=settings.webhook_timeout,
         breaker=CircuitBreaker(
             publisher.store.client,
             prefix=settings.redis_prefix,

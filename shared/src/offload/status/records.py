@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -112,5 +113,17 @@ class JobRecord:
             "parent_id": self.parent_id,
             "callback_url": self.callback_url,
             "then": [f["type"] for f in self.follow_ups],
+            "webhook_id": self.webhook_id,
             "seq": self.seq,
         }
+
+    @property
+    def webhook_id(self) -> str | None:
+        """The id of the ``webhook.deliver`` job calling this job's ``callback_url`` back, once it ended.
+
+        Derived from the job and its terminal event (as the promoter derives it), so a client can
+        follow the delivery's attempts with ``GET /v1/jobs/{webhook_id}``.
+        """
+        if not self.callback_url or not self.state.terminal:
+            return None
+        return str(uuid.uuid5(uuid.UUID(self.id), f"webhook/{self.seq}"))

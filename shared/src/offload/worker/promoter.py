@@ -58,7 +58,7 @@ class DuePromoter:
                 "type": "webhook.deliver",
                 "payload": {"job_id": ending.job_id, "url": ending.url, "seq": ending.seq},
             }
-            delivery_id = str(uuid.uuid5(uuid.UUID(ending.job_id), f"webhook/{ending.seq}"))
+            delivery_id = str(uuid.uuid5(uuid.UUID(ending.job_id), f"webhook/{ending.seq}"))  # = JobRecord.webhook_id
             try:
                 prepared = self.publisher.preparer.prepare(
                     body, tenant=ending.tenant, job_id=delivery_id, internal=True
