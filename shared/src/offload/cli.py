@@ -18,6 +18,14 @@ DEMO_JOBS: list[dict[str, Any]] = [
     {"type": "system.sleep", "payload": {"ms": 2000, "steps": 4}},
     {"type": "system.fail", "payload": {"succeed_on_attempt": 2}, "options": {"max_retries": 2}},
     {"type": "system.noop", "payload": {"echo": "delayed 3 s"}, "options": {"delay": 3}},
+    {
+        "type": "email.send",
+        "payload": {
+            "to": [{"email": "ada@example.com", "name": "Ada"}],
+            "template": "welcome",
+            "vars": {"name": "Ada", "product": "Offload"},
+        },
+    },
 ]
 
 
