@@ -8,7 +8,9 @@ suite left it (RQ's ``find_empty_redis_database`` habit); it is flushed after ev
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -27,6 +29,8 @@ TEST_REDIS_DB = 15
 AMQP_URL = os.environ.get("OFFLOAD_TEST_BROKER_URL", f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}")
 REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
 OWNER_KEY = "offloadtest:owner"
+#: Where the tests' uploads and outputs go (never inside the repository).
+TEST_STORAGE = Path(tempfile.gettempdir()) / "offload-test-storage"
 
 #: API keys the tests use: tenant acme (client, reader), tenant globex (client), and an admin.
 KEYS = {
@@ -77,6 +81,7 @@ def make_settings(**overrides: Any) -> Settings:
         "api_keys": API_KEYS,
         "log_format": "text",
         "url_allow_hosts": ["127.0.0.1"],
+        "storage_dir": str(TEST_STORAGE),
     }
     values.update(overrides)
     return Settings(**values)

@@ -46,13 +46,21 @@ class Api:
     def call(self, method: str, path: str, **kw: Any) -> Any:
         kw["headers"] = self.headers(kw.get("headers"))
         response = self.client.open(path, method=method, **kw)
-        body = response.get_data(as_text=True)
+        body = response.get_data().decode(errors="replace")
+        response.close()  # releases a streamed file (downloads); the data stays cached
         leak = FORBIDDEN_IN_RESPONSES.search(body)
         assert leak is None, f"response to {method} {path} contains {leak.group(0) if leak else ''!r}"
         return response
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.call("GET", path, **kw)
+
+    def anonymous_get(self, path: str) -> Any:
+        """A GET with no API key (signed links)."""
+        response = self.client.get(path)
+        response.get_data()
+        response.close()
+        return response
 
     def post(self, path: str, **kw: Any) -> Any:
         return self.call("POST", path, **kw)

@@ -7,6 +7,7 @@ composition root and passes it down. Only this module reads the environment. Sec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar, overload
 
@@ -41,14 +42,19 @@ def parse_api_keys(raw: str) -> dict[str, ApiKey]:
         secret, sep, grant = entry.partition("=")
         tenant, _, role = grant.partition(":")
         role = role or "client"
-        if not sep or not secret or not tenant or role not in _ROLES:
+        if not sep or not secret or not re.match(r"^[A-Za-z0-9_-]{1,64}$", tenant) or role not in _ROLES:
             raise ConfigError(
-                f"OFFLOAD_API_KEYS entry {position} is not 'key=tenant:role' with role one of {list(_ROLES)}."
+                f"OFFLOAD_API_KEYS entry {position} is not 'key=tenant:role' (tenant: letters, digits, _ or -; "
+                f"role one of {list(_ROLES)})."
             )
         if len(secret) < 16:
             raise ConfigError(f"OFFLOAD_API_KEYS entry {position} has a key shorter than 16 characters.")
         keys[secret] = ApiKey(tenant, role)
     return keys
+
+
+#: The signing key used when none is set: fine on a laptop, refused in production.
+_DEV_SIGNING_KEY = "offload-development-signing-key-change-me"
 
 
 class Settings(BaseSettings):
@@ -96,6 +102,14 @@ class Settings(BaseSettings):
 
     #: Emails (messages, batch recipients count one each) a tenant may submit per hour; 0: no limit.
     email_quota_per_hour: int = Field(default=10_000, ge=0)
+    #: Where uploads and job outputs are stored (a directory shared by the API and the workers).
+    storage_dir: str = ".offload/storage"
+    #: Key of the signatures on download links; shared by the API and the workers.
+    signing_key: SecretStr = SecretStr(_DEV_SIGNING_KEY)
+    #: Seconds a download link is valid.
+    link_ttl: int = Field(default=7 * 86_400, ge=60)
+    #: Largest upload in bytes.
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     #: Log level and format (``json`` lines, or ``text`` for a terminal).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -132,6 +146,8 @@ class Settings(BaseSettings):
             raise ConfigError("OFFLOAD_BROKER_URL uses RabbitMQ's guest account; set an application user.")
         if not self.keys:
             raise ConfigError("OFFLOAD_API_KEYS is empty; no client could authenticate.")
+        if self.signing_key.get_secret_value() == _DEV_SIGNING_KEY or len(self.signing_key.get_secret_value()) < 32:
+            raise ConfigError("OFFLOAD_SIGNING_KEY is the development default or shorter than 32 characters.")
 
 
 S = TypeVar("S", bound=Settings)

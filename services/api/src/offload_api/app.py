@@ -8,10 +8,12 @@ from offload.contracts import REGISTRY, Registry
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
+from offload.signing import LinkSigner
+from offload.storage import LocalStorage
 from offload_api import errors
 from offload_api.auth import hash_keys
 from offload_api.extension import Services, init_app
-from offload_api.views import batches, events, health, jobs, meta, webhooks
+from offload_api.views import batches, events, files, health, jobs, meta, webhooks
 
 
 def create_app(
@@ -34,8 +36,16 @@ def create_app(
         app.config["SERVER_NAME"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     publisher = publisher or Publisher.from_settings(settings, registry=registry)
-    init_app(app, Services(settings=settings, publisher=publisher, registry=registry, keys=hash_keys(settings.keys)))
+    services = Services(
+        settings=settings,
+        publisher=publisher,
+        registry=registry,
+        keys=hash_keys(settings.keys),
+        storage=LocalStorage(settings.storage_dir),
+        signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+    )
+    init_app(app, services)
     errors.register_error_handlers(app)
-    for blueprint in (jobs.bp, events.bp, batches.bp, webhooks.bp, meta.bp, health.bp):
+    for blueprint in (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, meta.bp, health.bp):
         app.register_blueprint(blueprint)
     return app

@@ -11,7 +11,9 @@ from flask import Flask, current_app
 from offload.contracts import Registry
 from offload.publish import Publisher
 from offload.settings import ApiKey, Settings
+from offload.signing import LinkSigner
 from offload.status import BatchStore, StatusStore
+from offload.storage import Storage
 
 
 @dataclass
@@ -22,6 +24,8 @@ class Services:
     publisher: Publisher
     registry: Registry
     keys: dict[bytes, ApiKey]
+    storage: Storage
+    signer: LinkSigner
     open_streams: int = 0
     streams_lock: threading.Lock = field(default_factory=threading.Lock)
     openapi: dict[str, Any] | None = None

@@ -156,7 +156,18 @@ class WebhookSecret(_Closed):
     rotation_overlap_seconds: int
 
 
+class Upload(_Closed):
+    """A stored upload."""
+
+    id: str
+    content_type: str
+    size: int
+    filename: str | None
+    created_at: str | None
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Upload,
     Error,
     JobAccepted,
     Job,

@@ -1,0 +1,189 @@
+"""Uploads in (``POST /v1/uploads``) and signed downloads out (``GET /v1/files/<key>``).
+
+Uploads are streamed to storage under a key the server makes (``<tenant>/<upload id>/source``);
+the client's file name is kept only as sanitised metadata and the type is sniffed from the bytes,
+never taken from the name (reliability-security.md §7.4-7.5). Downloads need a signed, unexpired
+link; the answer is always an attachment with ``nosniff``, so a stored polyglot cannot run in a
+browser (§7.9).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from typing import BinaryIO, cast
+
+from flask import Blueprint, Response, jsonify, request, send_file
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from offload.errors import ClientError, NotFound, ValidationFailed
+from offload.status import iso, redis_errors
+from offload.storage import FileTooLarge, make_key, read_chunks
+from offload_api.auth import Unauthorized, authenticate, caller, requires
+from offload_api.extension import services
+from offload_api.openapi_meta import Operation, documented
+
+bp = Blueprint("files", __name__)
+
+#: Magic numbers of the formats we accept, and the type each means.
+SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
+    (b"GIF87a", 0, "image/gif"),
+    (b"GIF89a", 0, "image/gif"),
+    (b"WEBP", 8, "image/webp"),
+)
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\\u202a-\u202e\u2066-\u2069]")
+
+
+class UnsupportedFormat(ClientError):
+    """The upload is not one of the accepted formats (judged from its bytes)."""
+
+    code = "unsupported_format"
+    status = 422
+
+
+class BadPath(ClientError):
+    """A download path that is not a storage key."""
+
+    code = "bad_path"
+    status = 400
+
+
+def sniff(head: bytes) -> str | None:
+    """The content type the first bytes of a file announce, or None if not accepted."""
+    for magic, offset, content_type in SIGNATURES:
+        if head[offset : offset + len(magic)] == magic and (content_type != "image/webp" or head[:4] == b"RIFF"):
+            return content_type
+    return None
+
+
+def clean_filename(raw: str | None) -> str | None:
+    """The client's file name as harmless metadata: last path part, no control or bidi characters."""
+    if not raw:
+        return None
+    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME.sub("", name).strip().lstrip(".")
+    return name[:200] or None
+
+
+@bp.post("/v1/uploads")
+@requires("client")
+@documented(
+    Operation(
+        "Upload a file (an image) to use in jobs",
+        tag="files",
+        responses={
+            201: ("Stored; use the id in media jobs.", "Upload"),
+            413: ("Too large.", "Error"),
+            422: ("Not an accepted format.", "Error"),
+            401: ("Missing or invalid API key.", "Error"),
+            503: ("Redis unavailable.", "Error"),
+        },
+    )
+)
+def upload() -> tuple[Response, int]:
+    """Store the body (raw, or the ``file`` part of a multipart form) and return its upload id."""
+    found = services()
+    request.max_content_length = found.settings.max_upload_bytes
+    upload_id = str(uuid.uuid4())
+    tenant = caller().tenant
+    try:
+        stream, filename = _incoming()
+        head = stream.read(32)
+        content_type = sniff(head)
+        if content_type is None:
+            raise UnsupportedFormat("The file is not a JPEG, PNG, GIF or WebP image (judged from its content).")
+        key = make_key(tenant, upload_id, "source")
+        stored = found.storage.put(key, _prefixed(head, stream), max_bytes=found.settings.max_upload_bytes)
+    except RequestEntityTooLarge:
+        raise FileTooLarge("The upload is larger than the limit.") from None
+    created_at = int(time.time() * 1000)
+    with redis_errors():
+        found.store.client.hset(
+            found.store.key("upload", upload_id),
+            mapping={
+                "id": upload_id,
+                "tenant": tenant,
+                "key": key,
+                "content_type": content_type,
+                "size": stored.size,
+                "filename": filename or "",
+                "created_at": created_at,
+            },
+        )
+        found.store.client.expire(found.store.key("upload", upload_id), found.settings.retention_failed)
+    return jsonify(
+        {
+            "id": upload_id,
+            "content_type": content_type,
+            "size": stored.size,
+            "filename": filename,
+            "created_at": iso(created_at),
+        }
+    ), 201
+
+
+def _incoming() -> tuple[BinaryIO, str | None]:
+    if request.mimetype == "multipart/form-data":
+        part = request.files.get("file")
+        if part is None:
+            raise ValidationFailed(
+                "Send the file in a form field named 'file'.", errors=[{"field": "file", "problem": "missing"}]
+            )
+        return cast(BinaryIO, part.stream), clean_filename(part.filename)
+    name = request.args.get("filename") or request.headers.get("X-Filename")
+    return cast(BinaryIO, request.stream), clean_filename(name)
+
+
+def _prefixed(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
+    yield head
+    yield from read_chunks(stream)
+
+
+@bp.get("/v1/files/<path:key>")
+@documented(
+    Operation(
+        "Download a file by its signed link",
+        tag="files",
+        public=True,
+        query=(("expires", {"type": "integer"}, "From the link."), ("sig", {"type": "string"}, "From the link.")),
+        responses={
+            200: ("The file, as an attachment.", None),
+            400: ("Not a file path.", "Error"),
+            403: ("Tampered link.", "Error"),
+            404: ("No such file (or another tenant's).", "Error"),
+            410: ("Expired link.", "Error"),
+        },
+    )
+)
+def download(key: str) -> Response:
+    """Serve a stored file to whoever holds a valid link (and, if a key is sent, only its own tenant's)."""
+    found = services()
+    parts = key.split("/")
+    raw = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "").split("?", 1)[0].lower()
+    encoded = any(code in raw for code in ("%2f", "%2e", "%5c", "%00"))
+    if len(parts) != 3 or any(part in ("", ".", "..") for part in parts) or "%" in key or encoded:
+        raise BadPath("This is not a file path.")
+    found.signer.verify(key, request.args.get("expires", ""), request.args.get("sig", ""))
+    if request.headers.get("Authorization"):
+        try:
+            who = authenticate()
+        except Unauthorized:
+            raise NotFound("No such file.") from None
+        if not who.is_admin and who.tenant != parts[0]:
+            raise NotFound("No such file.")
+    try:
+        handle = found.storage.open(key)
+    except (FileNotFoundError, ClientError):
+        raise NotFound("No such file.") from None
+    except Exception:
+        raise NotFound("No such file.") from None
+    mimetype = mimetypes.guess_type(parts[2])[0] or "application/octet-stream"
+    response = send_file(handle, mimetype=mimetype, as_attachment=True, download_name=parts[2], max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,161 @@
+"""Files that jobs read and write: a storage interface and its local-filesystem implementation.
+
+Keys are made by the server, never taken from a client: ``<tenant>/<id>/<name>``, each part from a
+small safe alphabet. A file is written to a temporary name and renamed into place, so a reader (or
+a retried job) never sees half a file; paths are checked to stay under the tenant's root, and
+symbolic links are refused (``O_NOFOLLOW``), so a planted link cannot send a write elsewhere
+(reliability-security.md §7.5).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from offload.errors import ClientError, PermanentJobError
+
+#: One part of a key: letters, digits, dot, dash, underscore; not starting with a dot.
+KEY_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+CHUNK = 64 * 1024
+
+
+class FileTooLarge(ClientError):
+    """The file is over the size limit."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file in storage: its key and size in bytes."""
+
+    key: str
+    size: int
+
+
+def make_key(tenant: str, owner: str, name: str) -> str:
+    """The key of file ``name`` of job or upload ``owner`` of ``tenant``.
+
+    Raises:
+        PermanentJobError: a part is not of the safe alphabet (code ``invalid_key``).
+    """
+    for part in (tenant, owner, name):
+        if not KEY_PART.match(part):
+            raise PermanentJobError(f"{part[:40]!r} cannot be part of a storage key.", code="invalid_key")
+    return f"{tenant}/{owner}/{name}"
+
+
+class Storage(Protocol):
+    """Where job inputs and outputs live."""
+
+    def put(self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None) -> StoredFile:
+        """Store ``chunks`` under ``key``, atomically."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the file for reading."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The file's size, or None if there is no such file."""
+        ...
+
+    def delete_prefix(self, tenant: str, owner: str) -> int:
+        """Delete every file of ``tenant``/``owner``; returns how many."""
+        ...
+
+
+class LocalStorage:
+    """Files under one directory (a volume shared by the API and the workers)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """The file's path, checked to stay inside its tenant's folder.
+
+        Raises:
+            PermanentJobError: the key is malformed or escapes the root (code ``invalid_key``).
+        """
+        parts = key.split("/")
+        if len(parts) != 3 or not all(KEY_PART.match(part) for part in parts):
+            raise PermanentJobError("Malformed storage key.", code="invalid_key")
+        tenant_root = self.root / parts[0]
+        path = tenant_root / parts[1] / parts[2]
+        if not str(path.resolve(strict=False)).startswith(str(tenant_root.resolve(strict=False)) + os.sep):
+            raise PermanentJobError("The storage key escapes its tenant's folder.", code="invalid_key")
+        return path
+
+    def put(self, key: str, chunks: Iterable[bytes], *, max_bytes: int | None = None) -> StoredFile:
+        """Write to a temporary file beside the target, then rename it into place.
+
+        Raises:
+            FileTooLarge: more than ``max_bytes`` arrived (nothing is left behind).
+            PermanentJobError: the key is malformed, or a symlink is in the way (``invalid_key``).
+        """
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.is_symlink() or path.is_symlink():
+            raise PermanentJobError("A symbolic link is in the way of a storage write.", code="invalid_key")
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+        size = 0
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise FileTooLarge(f"The file is larger than {max_bytes} bytes.")
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return StoredFile(key, size)
+
+    def open(self, key: str) -> BinaryIO:
+        """Open for reading, refusing symbolic links.
+
+        Raises:
+            FileNotFoundError: no such file.
+            PermanentJobError: the key is malformed.
+        """
+        try:
+            descriptor = os.open(self.path(key), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise FileNotFoundError(key) from exc
+        return os.fdopen(descriptor, "rb")
+
+    def size(self, key: str) -> int | None:
+        """The size in bytes, or None."""
+        try:
+            stat = self.path(key).lstat()
+        except (FileNotFoundError, PermanentJobError):
+            return None
+        return stat.st_size if not os.path.islink(self.path(key)) else None
+
+    def delete_prefix(self, tenant: str, owner: str) -> int:
+        """Delete the files of one job or upload."""
+        folder = self.path(make_key(tenant, owner, "x")).parent
+        removed = 0
+        for entry in folder.iterdir() if folder.is_dir() and not folder.is_symlink() else ():
+            entry.unlink(missing_ok=True)
+            removed += 1
+        if folder.is_dir():
+            folder.rmdir()
+        return removed
+
+
+def read_chunks(handle: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """Yield a file's content in chunks."""
+    while chunk := handle.read(size):
+        yield chunk

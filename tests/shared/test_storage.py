@@ -1,0 +1,102 @@
+"""Local storage: atomic writes, safe keys, no escaping the tenant's folder, no following links."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from offload.errors import PermanentJobError
+from offload.signing import InvalidSignature, LinkExpired, LinkSigner
+from offload.storage import FileTooLarge, LocalStorage, make_key
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "store")
+
+
+def test_a_file_is_written_whole_and_read_back(storage: LocalStorage) -> None:
+    key = make_key("acme", "job1", "256.webp")
+    stored = storage.put(key, [b"abc", b"def"])
+    assert stored.size == 6 and storage.size(key) == 6
+    with storage.open(key) as handle:
+        assert handle.read() == b"abcdef"
+    assert [p.name for p in storage.path(key).parent.iterdir()] == ["256.webp"]  # no temporary left
+
+
+def test_a_write_over_the_limit_leaves_nothing_behind(storage: LocalStorage) -> None:
+    key = make_key("acme", "job1", "big.bin")
+    with pytest.raises(FileTooLarge):
+        storage.put(key, [b"x" * 600, b"x" * 600], max_bytes=1000)
+    assert storage.size(key) is None and list(storage.path(key).parent.iterdir()) == []
+
+
+def test_a_failed_rewrite_keeps_the_previous_file_whole(storage: LocalStorage) -> None:
+    key = make_key("acme", "job1", "out.png")
+    storage.put(key, [b"first"])
+
+    def broken():
+        yield b"second-half"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        storage.put(key, broken())
+    with storage.open(key) as handle:
+        assert handle.read() == b"first"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("..", "x", "y"),
+        ("acme", "..", "y"),
+        ("acme", "x", "../../etc/passwd"),
+        ("acme", "x", "a\x00.png"),
+        ("acme", "x", ".hidden"),
+        ("a/b", "x", "y"),
+        ("acme", "x", "a" * 300),
+        ("acme", "x", "%2e%2e"),
+    ],
+)
+def test_unsafe_key_parts_are_refused(parts: tuple[str, str, str]) -> None:
+    with pytest.raises(PermanentJobError):
+        make_key(*parts)
+
+
+def test_a_symlink_planted_in_the_way_is_not_followed(storage: LocalStorage, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    key = make_key("acme", "job2", "out.png")
+    folder = storage.path(key).parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, folder)  # the job's folder is a link to somewhere else
+    with pytest.raises(PermanentJobError):
+        storage.put(key, [b"x"])
+    assert list(outside.iterdir()) == []
+    os.unlink(folder)
+    folder.mkdir()
+    os.symlink(outside / "target", storage.path(key))  # the file itself is a link
+    with pytest.raises((PermanentJobError, FileNotFoundError)):
+        storage.open(key)
+
+
+def test_links_are_signed_expire_and_cannot_be_altered() -> None:
+    signer = LinkSigner("s" * 40)
+    key = "acme/job1/256.webp"
+    expires, signature = signer.sign(key, ttl=60)
+    signer.verify(key, str(expires), signature)
+    for altered in (
+        ("acme/job2/256.webp", str(expires), signature),
+        (key, str(expires + 1), signature),
+        (key, str(expires), signature[:-1] + ("A" if signature[-1] != "A" else "B")),
+        (key, "soon", signature),
+        ("globex/job1/256.webp", str(expires), signature),
+    ):
+        with pytest.raises(InvalidSignature):
+            signer.verify(*altered)
+    with pytest.raises(LinkExpired):
+        signer.verify(key, str(expires), signature, now=expires + 1)
+    with pytest.raises(InvalidSignature):
+        LinkSigner("t" * 40).verify(key, str(expires), signature)
