@@ -70,6 +70,10 @@ class Storage(Protocol):
         """Delete every file of ``tenant``/``owner``; returns how many."""
         ...
 
+    def discard_partials(self, tenant: str, owner: str) -> int:
+        """Delete half-written files an interrupted attempt left; returns how many."""
+        ...
+
 
 class LocalStorage:
     """Files under one directory (a volume shared by the API and the workers)."""
@@ -142,6 +146,16 @@ class LocalStorage:
         except (FileNotFoundError, PermanentJobError):
             return None
         return stat.st_size if not os.path.islink(self.path(key)) else None
+
+    def discard_partials(self, tenant: str, owner: str) -> int:
+        """Delete the temporary files of writes that never finished (a worker killed mid-write)."""
+        folder = self.path(make_key(tenant, owner, "x")).parent
+        if not folder.is_dir() or folder.is_symlink():
+            return 0
+        partials = [entry for entry in folder.iterdir() if entry.name.startswith(".") and entry.name.endswith(".part")]
+        for entry in partials:
+            entry.unlink(missing_ok=True)
+        return len(partials)
 
     def delete_prefix(self, tenant: str, owner: str) -> int:
         """Delete the files of one job or upload."""

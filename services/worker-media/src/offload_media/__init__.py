@@ -1,1 +1,1 @@
-"""Offload media worker."""
+"""Offload media worker: Pillow image pipelines."""

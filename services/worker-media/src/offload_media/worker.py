@@ -4,17 +4,42 @@ from __future__ import annotations
 
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from offload.publish import Publisher
+from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
-from offload.worker import Handler, build_worker
+from offload.signing import LinkSigner
+from offload.storage import LocalStorage
+from offload.worker import build_worker
+from offload_media.handlers import MediaHandlers
+from offload_media.settings import MediaSettings
+from offload_media.sources import Sources
 
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("media",)
+#: The job types this worker serves (besides the system ones).
+JOB_TYPES = ("image.resize", "image.thumbnail")
 
-#: The job types this worker serves (besides the system ones); the domain jobs arrive with their issue.
-JOB_TYPES: tuple[str, ...] = ()
-HANDLERS: dict[str, Handler] = {}
+
+def build(settings: MediaSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
+    """This worker's broker and actors, from explicit settings (tests pass their own)."""
+    publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
+    storage = LocalStorage(settings.storage_dir)
+    sources = Sources(
+        store=publisher.store,
+        storage=storage,
+        url_policy=settings_url_policy(settings),
+        max_bytes=settings.max_source_bytes,
+        timeout=settings.fetch_timeout,
+    )
+    handlers = MediaHandlers(
+        sources=sources,
+        storage=storage,
+        settings=settings,
+        signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+    )
+    return build_worker(settings, queues=QUEUES, handlers=handlers.handlers(), publisher=publisher)
 
 
 def setup() -> RabbitmqBroker:
     """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
-    return build_worker(load_settings(), queues=QUEUES, handlers=HANDLERS)
+    return build(load_settings(MediaSettings))
