@@ -1,7 +1,8 @@
-"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only api,drain,latency]``.
+"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only api,drain,latency,email,webhooks]``.
 
-Runs the three measurements in one go on this machine, each beside its reference, prints one
-table with ratios and writes it to ``bench/results/latest.json``. Exits 0 whether or not the
+Runs the measurements in one go on this machine, each beside its reference, prints one table with
+ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
+``system.noop`` drain rate of the same run as their reference, so ``drain`` runs before them. Exits 0 whether or not the
 targets are met: the benchmark reports, it does not assert. A measurement that breaks is reported
 as such and the others still run.
 """
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency
+from bench import api, drain, infra, latency, notify
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -34,6 +35,11 @@ API_MAX_P99_MS = 50
 API_MIN_RATIO = 0.4
 DRAIN_MIN_RATIO = 0.85
 LATENCY_MAX_P99_MS = 5
+EMAIL_MIN_RATE = 300
+BATCH_MIN_RATE = 1_500
+WEBHOOK_MIN_RATE = 500
+#: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
+MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks")
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -45,6 +51,9 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument("--rounds", type=int, help="interleaved drain rounds (default 2; quick 1)")
     parser.add_argument("--probes", type=int, help="latency probes per system (default 200; quick 100)")
     parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections (default 32)")
+    parser.add_argument("--emails", type=int, help="email.send jobs (default 3,000; quick 500)")
+    parser.add_argument("--batches", type=int, help="email.batch jobs of 100 recipients (default 30; quick 5)")
+    parser.add_argument("--webhooks", type=int, help="jobs with a callback_url (default 2,000; quick 300)")
     parser.add_argument(
         "--bare-priority", action="store_true", help="declare the bare reference's queue with x-max-priority=3 too"
     )
@@ -53,10 +62,12 @@ def parse_args(argv: list[str]) -> BenchConfig:
         type=float,
         help="most seconds to wait for an idle machine before each measurement (60; quick 5)",
     )
-    parser.add_argument("--only", default="api,drain,latency", help="comma-separated subset of api,drain,latency")
+    parser.add_argument(
+        "--only", default=",".join(MEASUREMENTS), help=f"comma-separated subset of {','.join(MEASUREMENTS)}"
+    )
     args = parser.parse_args(argv)
     only = frozenset(part.strip() for part in args.only.split(",") if part.strip())
-    unknown = only - {"api", "drain", "latency"}
+    unknown = only - set(MEASUREMENTS)
     if unknown:
         parser.error(f"unknown measurement(s): {sorted(unknown)}")
     QUIET_WAIT["seconds"] = args.quiet_wait if args.quiet_wait is not None else (5.0 if args.quick else 60.0)
@@ -78,6 +89,9 @@ def parse_args(argv: list[str]) -> BenchConfig:
         probe_interval=0.02,
         processes=2,
         threads=8,
+        emails=args.emails or (500 if quick else 3_000),
+        batches=args.batches or (5 if quick else 30),
+        webhooks=args.webhooks or (300 if quick else 2_000),
         only=only,
         logs=logs,
     )
@@ -190,6 +204,36 @@ def latency_rows(result: latency.LatencyResult) -> list[Row]:
     ]
 
 
+def notify_rows(result: notify.NotifyResult, cfg: BenchConfig, noop_rate: float | None) -> list[Row]:
+    """One row per email or webhook run, beside the ``system.noop`` drain rate of this run (if it ran)."""
+    workers = f"{cfg.processes}×{cfg.threads}"
+    shapes = {
+        "email.send": (f"email.send emails/s ({workers}, n={cfg.emails:,})", EMAIL_MIN_RATE),
+        "email.batch": (
+            f"email.batch recipients/s ({workers}, {cfg.batches:,}×{notify.BATCH_SIZE})",
+            BATCH_MIN_RATE,
+        ),
+        "webhook.deliver": (f"webhooks/s ({workers}, n={cfg.webhooks:,})", WEBHOOK_MIN_RATE),
+    }
+    rows = []
+    for run in result.runs:
+        measure, target = shapes[run.name]
+        rate = run.rate
+        ratio = rate / noop_rate if noop_rate else float("nan")
+        rows.append(
+            Row(
+                measure,
+                f"{num(rate)}/s",
+                f"{num(noop_rate)}/s system.noop" if noop_rate else "—",
+                num(ratio, 2) if noop_rate else "",
+                f"≥{target:,}/s",
+                met(None if run.problem else rate >= target),
+                {"per_s": rate, "noop_per_s": noop_rate, "ratio": ratio if noop_rate else None, **run.as_dict()},
+            )
+        )
+    return rows
+
+
 def failed_row(name: str, exc: BaseException) -> Row:
     """A row saying a measurement broke."""
     return Row(name, "ERROR", "", "", "", "?", {"error": f"{type(exc).__name__}: {exc}"})
@@ -211,7 +255,11 @@ def run(cfg: BenchConfig) -> int:
         ("api", "API (POST /v1/jobs vs no-op)", lambda: api.measure(cfg)),
         ("drain", "drain", lambda: drain.measure(cfg)),
         ("latency", "enqueue→start", lambda: latency.measure(cfg)),
+        ("email", "email (email.send, email.batch)", lambda: notify.measure_email(cfg)),
+        ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
     ]
+    #: The ``system.noop`` drain rate of this run: the email and webhook rows' reference.
+    noop_rate: float | None = None
     for key, title, step in steps:
         if key not in cfg.only:
             continue
@@ -241,6 +289,8 @@ def run(cfg: BenchConfig) -> int:
             ]
             notes += drain.notes(result)
             raw["drain"] = [{"bare": bare.as_dict(), "ours": ours.as_dict()} for bare, ours in result.rounds]
+            ours_rate = result.median_rate("ours")
+            noop_rate = ours_rate if ours_rate == ours_rate and ours_rate > 0 else None
         elif isinstance(result, latency.LatencyResult):
             rows += latency_rows(result)
             notes += latency.notes(result)
@@ -250,6 +300,11 @@ def run(cfg: BenchConfig) -> int:
                 "ours_ms": result.ours.latencies,
                 "bare_ms": result.bare.latencies,
             }
+        elif isinstance(result, notify.NotifyResult):
+            rows += notify_rows(result, cfg, noop_rate)
+            disturbed += [(run.name, run.cpu.other) for run in result.runs if run.cpu]
+            notes += notify.notes(result)
+            raw[key] = [run.as_dict() for run in result.runs]
     elapsed = time.monotonic() - started
     library = library_state()
     noisy = [(label, waited, busy) for label, waited, busy in QUIET_LOG if busy >= 0.2]
@@ -276,7 +331,8 @@ def run(cfg: BenchConfig) -> int:
     header = (
         f"Offload benchmark ({'quick' if cfg.quick else 'full'}; {os.cpu_count()} cores; "
         f"HTTP {cfg.duration:g} s per run at c={cfg.concurrency}; drain n={cfg.jobs:,} × {cfg.rounds} round(s); "
-        f"{cfg.probes} latency probes; took {elapsed:.0f} s; load avg {load[0]:.1f})\n"
+        f"{cfg.probes} latency probes; {cfg.emails:,} emails, {cfg.batches:,}×{notify.BATCH_SIZE} batch recipients, "
+        f"{cfg.webhooks:,} webhooks; took {elapsed:.0f} s; load avg {load[0]:.1f})\n"
         f"library measured: the working tree at {library}"
     )
     print()
@@ -293,6 +349,10 @@ def run(cfg: BenchConfig) -> int:
         "probe_interval_s": cfg.probe_interval,
         "processes": cfg.processes,
         "threads": cfg.threads,
+        "emails": cfg.emails,
+        "batches": cfg.batches,
+        "batch_size": notify.BATCH_SIZE,
+        "webhooks": cfg.webhooks,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "elapsed_s": round(elapsed, 1),

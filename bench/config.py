@@ -26,8 +26,12 @@ API_KEY = "bench-api-key-0123456789-abcdef"
 TENANT = "bench"
 REDIS_PREFIX = "offload"
 
-#: The queues the real worker and publisher use (the worker declares its domain queue too).
-OUR_QUEUES = ("system", "system.DQ", "system.XQ", "email", "email.DQ", "email.XQ")
+#: The queues the real worker and publisher use (the worker declares its domain queues too).
+OUR_QUEUES = (
+    *("system", "system.DQ", "system.XQ"),
+    *("email", "email.DQ", "email.XQ"),
+    *("webhooks", "webhooks.DQ", "webhooks.XQ"),
+)
 #: The queue of the bare Dramatiq reference actors (with Dramatiq's delay and dead-letter queues).
 BARE_QUEUE = "bench_bare"
 BARE_QUEUES = (BARE_QUEUE, f"{BARE_QUEUE}.DQ", f"{BARE_QUEUE}.XQ")
@@ -95,10 +99,15 @@ class BenchConfig:
     probes: int
     #: Seconds between two latency probes.
     probe_interval: float
-    #: Worker processes and threads of both drains.
+    #: Worker processes and threads of both drains (and of the email worker).
     processes: int
     threads: int
-    #: Which measurements to run (``api``, ``drain``, ``latency``).
+    #: ``email.send`` jobs, ``email.batch`` jobs (of :data:`bench.notify.BATCH_SIZE` recipients)
+    #: and jobs with a callback URL (one webhook each) of the email and webhook measurements.
+    emails: int
+    batches: int
+    webhooks: int
+    #: Which measurements to run (``api``, ``drain``, ``latency``, ``email``, ``webhooks``).
     only: frozenset[str]
     #: Folder for the children's logs of this run.
     logs: Path

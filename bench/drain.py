@@ -104,7 +104,7 @@ class DrainResult:
         return median([(bare if system == "bare" else ours).rate for bare, ours in self.rounds])
 
 
-def _worker_argv(cfg: BenchConfig, target: str, *extra: str) -> list[str]:
+def worker_argv(cfg: BenchConfig, target: str, *extra: str) -> list[str]:
     dramatiq = str(Path(sys.executable).parent / "dramatiq")
     return [dramatiq, target, *extra, "--processes", str(cfg.processes), "--threads", str(cfg.threads)]
 
@@ -114,7 +114,7 @@ def _deadline(n: int) -> float:
     return 60 + n / 25
 
 
-def _cpu_window(first: CpuSnapshot | None, last: CpuSnapshot | None) -> CpuUsage | None:
+def cpu_window(first: CpuSnapshot | None, last: CpuSnapshot | None) -> CpuUsage | None:
     return CpuMeter.usage(first, last) if first and last and last.at > first.at else None
 
 
@@ -152,7 +152,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     stats_before = infra.command_stats(client)
     worker = Child(
         f"worker-ours-{label}",
-        _worker_argv(cfg, "offload_email.worker:setup", "--queues", "email", "system"),
+        worker_argv(cfg, "offload_email.worker:setup", "--queues", "email", "system"),
         env=child_env(),
         logs=cfg.logs,
     )
@@ -204,7 +204,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         enqueue_s,
         window,
         steady_rate([f / 1000 for f in finished]),
-        _cpu_window(first, last),
+        cpu_window(first, last),
         done - first_count,
         problem,
         infra.per_unit(stats_before, stats_after, n),
@@ -263,7 +263,7 @@ def drain_bare(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         out = Path(tempfile.mkdtemp(prefix="bare-", dir=cfg.logs))
         worker = Child(
             f"worker-bare-{label}",
-            _worker_argv(cfg, "bench.bare_worker"),
+            worker_argv(cfg, "bench.bare_worker"),
             env=child_env(BENCH_BARE_OUT=str(out)),
             logs=cfg.logs,
         )
@@ -305,7 +305,7 @@ def drain_bare(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         enqueue_s,
         window,
         steady_rate(ran),
-        _cpu_window(first, last),
+        cpu_window(first, last),
         first_ready,
         problem,
     )

@@ -93,6 +93,11 @@ def state_key(state: str, tenant: str = TENANT) -> str:
     return f"{REDIS_PREFIX}:idx:{tenant}:s:{state}"
 
 
+def type_key(job_type: str, tenant: str = TENANT) -> str:
+    """The status store's per-tenant index of jobs of ``job_type`` (any state; see ``status/lua/create.lua``)."""
+    return f"{REDIS_PREFIX}:idx:{tenant}:t:{job_type}"
+
+
 def job_key(job_id: str) -> str:
     """The status store's hash of one job."""
     return f"{REDIS_PREFIX}:job:{job_id}"

@@ -126,6 +126,22 @@ def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f} s:\n{child.tail()}")
 
 
+def wait_port(port: int, child: Child, timeout: float = 30.0) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``.
+
+    Raises:
+        RuntimeError: the child died or the port did not open within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not listen on port {port} within {timeout:.0f} s:\n{child.tail()}")
+
+
 # -- /proc ------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+from email.message import EmailMessage
+
 import pytest
 
 from offload.contracts.email import REQUIRED_VARS, TEMPLATE_NAMES, SendEmailPayload
@@ -21,8 +25,14 @@ def _payload(**overrides: object) -> SendEmailPayload:
     return SendEmailPayload.model_validate(values)
 
 
-def _compose(payload: SendEmailPayload):
-    return compose(payload, job_id=JOB_ID, sender="Offload <no-reply@offload.local>", message_id_domain="offload.local")
+def _compose(payload: SendEmailPayload) -> EmailMessage:
+    """Compose, then read the wire bytes back with the modern parser (what a mail client would see)."""
+    out = compose(payload, job_id=JOB_ID, sender="Offload <no-reply@offload.local>", message_id_domain="offload.local")
+    assert out.sender == "no-reply@offload.local" and out.message_id == f"<{JOB_ID}@offload.local>"
+    assert b"\r\n" in out.data and b"\n" not in out.data.replace(b"\r\n", b"")  # CRLF only
+    parsed = email.message_from_bytes(out.data, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage) and not parsed.defects
+    return parsed
 
 
 @pytest.mark.parametrize("template", TEMPLATE_NAMES)
@@ -62,3 +72,34 @@ def test_a_missing_variable_fails_permanently_naming_it() -> None:
     )
     with pytest.raises(PermanentJobError, match="name"):
         _compose(payload)
+
+
+def test_non_ascii_names_and_subjects_are_encoded_and_read_back() -> None:
+    payload = _payload(
+        to=[{"email": "zoe@example.com", "name": "Zoë Ünal"}],
+        cc=[{"email": "li@example.com", "name": "李雷"}],
+        subject="Grüße, 李雷 — ça va?",
+    )
+    message = _compose(payload)
+    assert str(message["To"]) == "Zoë Ünal <zoe@example.com>" and str(message["Cc"]) == "李雷 <li@example.com>"
+    assert str(message["Subject"]) == "Grüße, 李雷 — ça va?"
+    assert "Hello Ann," in message.get_body(("plain",)).get_content()
+
+
+def test_a_line_break_in_any_header_value_fails_permanently_even_past_the_contract() -> None:
+    bad = _payload().model_copy(
+        update={"to": [_payload().to[0].model_copy(update={"name": "Ann\nBcc: x@evil.example"})]}
+    )
+    with pytest.raises(PermanentJobError) as caught:
+        _compose(bad)
+    assert caught.value.code == "invalid_header_value"
+
+
+def test_long_headers_are_folded_and_read_back_unchanged() -> None:
+    to = [{"email": f"person{i}@example.com", "name": f"Person Number {i}"} for i in range(10)]
+    subject = "An exceptionally long subject line, " * 5
+    message = _compose(_payload(to=to, subject=subject.strip()))
+    raw = message.as_bytes()
+    assert max(len(line) for line in raw.split(b"\n")) <= 100  # folded, not one 600-column line
+    assert [a.addr_spec for a in message["To"].addresses] == [r["email"] for r in to]
+    assert str(message["Subject"]) == subject.strip()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import redis
+from redis.typing import EncodableT, FieldT
+
 from offload.contracts.email import (
     BatchOutcome,
     BatchRecipient,
@@ -54,7 +57,7 @@ class EmailHandlers:
             # message over and before hearing back; the server most likely has it, so it is not
             # sent again (a duplicate is worse than the rare loss; reliability-security.md D4).
             logger.info("Email of job %s was already %s; not sending it again.", ctx.job_id, state)
-            return SendEmailResult(message_id=message["Message-ID"], recipients=recipients, duplicate=True)
+            return SendEmailResult(message_id=message.message_id, recipients=recipients, duplicate=True)
 
         def handing_over() -> None:
             self.store.client.set(marker, "sending", ex=ttl)
@@ -69,7 +72,7 @@ class EmailHandlers:
             logger.warning("Some recipients were refused: %s", delivery.refused)
         if not delivery.accepted:
             raise PermanentJobError(f"Every recipient was refused: {delivery.refused}", code="smtp_rejected")
-        return SendEmailResult(message_id=message["Message-ID"], recipients=delivery.accepted, duplicate=False)
+        return SendEmailResult(message_id=message.message_id, recipients=delivery.accepted, duplicate=False)
 
     def batch(self, ctx: JobContext, payload: SendBatchPayload) -> SendBatchResult:
         """Send one message per recipient over one SMTP session, recording each outcome as it happens.
@@ -85,13 +88,17 @@ class EmailHandlers:
         done = {int(i): BatchOutcome.model_validate_json(v) for i, v in self.store.client.hgetall(done_key).items()}
         outcomes: list[BatchOutcome] = []
         total = len(payload.recipients)
-        with self.mailer.session() as session:
-            for index, recipient in enumerate(payload.recipients):
-                outcome = done.get(index) or self._send_one(session, ctx, payload, index, recipient, done_key)
-                if index not in done:
-                    self.store.client.hset(done_key, str(index), outcome.model_dump_json())
-                outcomes.append(outcome)
-                ctx.progress(100 * (index + 1) / total, f"{index + 1}/{total} recipients")
+        journal = _Journal(self.store.client, done_key)
+        try:
+            with self.mailer.session() as session:
+                for index, recipient in enumerate(payload.recipients):
+                    outcome = done.get(index) or self._send_one(session, ctx, payload, index, recipient, journal)
+                    if index not in done:
+                        journal.record(index, outcome)
+                    outcomes.append(outcome)
+                    ctx.progress(100 * (index + 1) / total, f"{index + 1}/{total} recipients")
+        finally:
+            journal.flush()
         self.store.client.expire(done_key, self.settings.retention_failed)
         count = {status: sum(o.status == status for o in outcomes) for status in ("sent", "rejected", "failed")}
         return SendBatchResult(**count, recipients=outcomes)
@@ -103,7 +110,7 @@ class EmailHandlers:
         payload: SendBatchPayload,
         index: int,
         recipient: BatchRecipient,
-        done_key: str,
+        journal: _Journal,
     ) -> BatchOutcome:
         message_id = f"<{ctx.job_id}.{index}@{self.settings.smtp_message_id_domain}>"
         person = Recipient(email=recipient.email, name=recipient.name)
@@ -115,7 +122,8 @@ class EmailHandlers:
         )
 
         def handing_over() -> None:  # if the worker dies now, a redelivery will not send it twice
-            self.store.client.hset(done_key, str(index), unconfirmed.model_dump_json())
+            journal.record(index, unconfirmed)
+            journal.flush()
 
         try:
             message = compose_message(
@@ -134,7 +142,7 @@ class EmailHandlers:
             return BatchOutcome(email=recipient.email, status=status, reply=exc.message, message_id=message_id)
         except TransientJobError as exc:
             if exc.code != "smtp_deferred":
-                self.store.client.hdel(done_key, str(index))  # the line dropped: send it again on retry
+                journal.forget(index)  # the line dropped: send it again on retry
                 raise
             return BatchOutcome(email=recipient.email, status="failed", reply=exc.message, message_id=message_id)
         if delivery.refused:
@@ -145,3 +153,36 @@ class EmailHandlers:
     def handlers(self) -> dict[str, Handler]:
         """The handlers by job type."""
         return {"email.send": self.send, "email.batch": self.batch}
+
+
+class _Journal:
+    """A batch's per-recipient outcomes in Redis, written with as few round trips as is safe.
+
+    The only write that must reach Redis before the next step is the "handing over" marker of a
+    recipient, just before its message data goes to the server: it is what stops a redelivered
+    batch from sending that message twice. Final outcomes ride along with the next such write (or
+    the last flush), halving the round trips per recipient. If the worker dies in between, an
+    outcome that was not written yet is either the "sent (unconfirmed)" marker, still true, or a
+    refusal, which a resumed batch simply asks the server about again (nothing is sent twice).
+    """
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.client = client
+        self.key = key
+        self.pending: dict[FieldT, EncodableT] = {}
+
+    def record(self, index: int, outcome: BatchOutcome) -> None:
+        """Remember ``outcome`` for the next write."""
+        self.pending[str(index)] = outcome.model_dump_json()
+
+    def forget(self, index: int) -> None:
+        """Drop what is known of recipient ``index`` (its message must be sent again)."""
+        self.pending.pop(str(index), None)
+        self.flush()
+        self.client.hdel(self.key, str(index))
+
+    def flush(self) -> None:
+        """Write everything remembered, in one command."""
+        if self.pending:
+            self.client.hset(self.key, mapping=self.pending)
+            self.pending = {}

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any, Protocol
 
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
 from offload.errors import PermanentJobError, TransientJobError
+from offload_email.compose import OutgoingMessage
 from offload_email.settings import EmailSettings
 
 
@@ -34,7 +34,7 @@ class Delivery:
 class Session(Protocol):
     """An open connection to the mail server, for several messages."""
 
-    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
+    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message`` to all of its recipients on this connection."""
         ...
 
@@ -42,7 +42,7 @@ class Session(Protocol):
 class Mailer(Protocol):
     """Anything that can send messages, one at a time or over one session."""
 
-    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
+    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message`` to all of its recipients."""
         ...
 
@@ -54,14 +54,6 @@ class Mailer(Protocol):
 def _reply(code: int, text: bytes | str) -> str:
     body = text.decode(errors="replace") if isinstance(text, bytes) else text
     return f"{code} {body}".strip()
-
-
-def _recipients(message: EmailMessage) -> list[str]:
-    found = []
-    for header in ("To", "Cc", "Bcc"):
-        for addr in getattr(message[header], "addresses", ()) if message[header] else ():
-            found.append(addr.addr_spec)
-    return found
 
 
 class SendRate:
@@ -99,7 +91,7 @@ class SmtpMailer:
     settings: EmailSettings
     rate: SendRate | None = None
 
-    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
+    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message`` on a connection of its own (see :meth:`SmtpSession.send`).
 
         Raises:
@@ -152,7 +144,7 @@ class SmtpSession:
     smtp: smtplib.SMTP
     rate: SendRate | None = None
 
-    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
+    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Send ``message``; some recipients may be refused while others are accepted.
 
         ``before_data`` runs once the recipients are accepted and just before the message itself is
@@ -162,7 +154,7 @@ class SmtpSession:
             PermanentJobError: the message itself refused with a 5xx (``smtp_rejected``).
             TransientJobError: a 4xx (``smtp_deferred``), or the connection failed (``smtp_unavailable``).
         """
-        recipients = _recipients(message)
+        recipients = list(message.recipients)
         if self.rate is not None:
             self.rate.wait()
         try:
@@ -176,7 +168,7 @@ class SmtpSession:
                 return Delivery([], replies)  # refused for good: the caller decides what that means
             if before_data is not None:
                 before_data()
-            code, reply = self.smtp.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            code, reply = self.smtp.data(message.data)
             if code != 250:
                 self.smtp.rset()
                 raise smtplib.SMTPDataError(code, reply)
@@ -186,14 +178,14 @@ class SmtpSession:
             raise TransientJobError(f"The SMTP connection failed: {exc}", code="smtp_unavailable") from None
         return Delivery([r for r in recipients if r not in replies], replies)
 
-    def _envelope(self, message: EmailMessage, recipients: list[str]) -> dict[str, str]:
+    def _envelope(self, message: OutgoingMessage, recipients: list[str]) -> dict[str, str]:
         """MAIL FROM and RCPT TO; returns the refused recipients with the server's replies.
 
         Raises:
             smtplib.SMTPSenderRefused: the sender was refused.
         """
         self.smtp.ehlo_or_helo_if_needed()
-        sender = message["From"].addresses[0].addr_spec
+        sender = message.sender
         code, reply = self.smtp.mail(sender)
         if code != 250:
             self.smtp.rset()
@@ -217,15 +209,15 @@ def _classify(exc: smtplib.SMTPResponseException, what: str) -> PermanentJobErro
 class RecordingMailer:
     """A test double that keeps what it was asked to send (per instance, never shared)."""
 
-    sent: list[EmailMessage] = field(default_factory=list)
+    sent: list[OutgoingMessage] = field(default_factory=list)
     sessions: int = 0
 
-    def send(self, message: EmailMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
+    def send(self, message: OutgoingMessage, *, before_data: Callable[[], None] | None = None) -> Delivery:
         """Record ``message`` and accept every recipient."""
         if before_data is not None:
             before_data()
         self.sent.append(message)
-        return Delivery(_recipients(message), {})
+        return Delivery(list(message.recipients), {})
 
     @contextmanager
     def session(self) -> Iterator[RecordingMailer]:
