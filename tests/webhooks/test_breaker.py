@@ -18,9 +18,10 @@ def test_repeated_failures_open_the_circuit_and_one_failure_after_the_cooldown_r
     redis_client: redis.Redis,
 ) -> None:
     breaker = CircuitBreaker(redis_client, prefix="offloadtest", threshold=3, cooldown=1)
+    assert breaker.check("hooks.example.com") is False  # no history: a success need not be reported
     for _ in range(2):
         assert not breaker.failure("hooks.example.com")
-    breaker.check("hooks.example.com")  # still closed
+    assert breaker.check("hooks.example.com") is True  # still closed, but failing lately
     assert breaker.failure("hooks.example.com")
     with pytest.raises(TransientJobError) as caught:
         breaker.check("hooks.example.com")
@@ -30,7 +31,7 @@ def test_repeated_failures_open_the_circuit_and_one_failure_after_the_cooldown_r
     breaker.check("hooks.example.com")  # half-open: one call may go through
     assert breaker.failure("hooks.example.com")  # and a single failure opens it again
     breaker.success("hooks.example.com")
-    breaker.check("hooks.example.com")
+    assert breaker.check("hooks.example.com") is False  # trusted again
 
 
 def test_a_receiver_that_keeps_failing_is_paused_after_the_threshold(

@@ -48,19 +48,27 @@ class CircuitBreaker:
         base = f"{self.prefix}:breaker:{host}"
         return [f"{base}:failures", f"{base}:open", f"{base}:tripped"]
 
-    def check(self, host: str) -> None:
-        """Allow a call to ``host`` unless its circuit is open.
+    def check(self, host: str) -> bool:
+        """Allow a call to ``host`` unless its circuit is open; True if the host has failed lately.
+
+        The answer tells the caller whether a success needs reporting (:meth:`success` writes only
+        then), so a healthy host costs one round trip per call, not two.
 
         Raises:
             TransientJobError: the circuit is open (code ``circuit_open``, ``retry_after`` = its TTL).
         """
-        left = self.client.ttl(self._keys(host)[1])
+        failures, opened, tripped = self._keys(host)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.ttl(opened)
+        pipe.exists(failures, tripped)
+        left, history = pipe.execute()
         if left and left > 0:
             raise TransientJobError(
                 f"Calls to {host} are paused for {left} s after repeated failures.",
                 code="circuit_open",
                 retry_after=float(left),
             )
+        return bool(history)
 
     def failure(self, host: str) -> bool:
         """Count a failed call; returns True if this failure opened the circuit."""

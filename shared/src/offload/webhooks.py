@@ -123,9 +123,14 @@ class SecretStore:
         return str(self.client.hget(key, "current"))
 
     def active(self, tenant: str, *, now: float | None = None) -> list[str]:
-        """The secrets deliveries are signed with: the current one, and the previous during the overlap."""
-        current = self.current(tenant)
-        previous, rotated_at = self.client.hmget(self._key(tenant), "previous", "rotated_at")
+        """The secrets deliveries are signed with: the current one, and the previous during the overlap.
+
+        One round trip in the usual case (the tenant has a secret): this runs for every delivery.
+        """
+        current, previous, rotated_at = self.client.hmget(self._key(tenant), "current", "previous", "rotated_at")
+        if not current:
+            return [self.current(tenant)]
+        current = str(current)
         moment = time.time() if now is None else now
         if previous and rotated_at and moment - float(rotated_at) < ROTATION_OVERLAP:
             return [current, str(previous)]

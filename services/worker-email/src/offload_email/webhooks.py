@@ -79,8 +79,7 @@ class WebhookHandlers:
             "User-Agent": USER_AGENT,
         }
         host = urlsplit(payload.url).netloc.rpartition("@")[2]
-        if self.breaker is not None:
-            self.breaker.check(host)
+        troubled = self.breaker.check(host) if self.breaker is not None else False
         try:
             response = pinned_request(
                 "POST",
@@ -103,7 +102,7 @@ class WebhookHandlers:
             raise TransientJobError(reason, code="webhook_unreachable") from None
         if response.status_code >= 500 or response.status_code in (408, 429):
             self._failed(host)
-        elif self.breaker is not None:
+        elif troubled and self.breaker is not None:
             self.breaker.success(host)
         return self._outcome(response, ctx.job_id)
 

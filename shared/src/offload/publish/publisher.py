@@ -173,22 +173,42 @@ class Publisher:
         with redis_errors():
             self._take_quota(prepared)
         self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
-        immediate = []
-        for job in prepared:
-            body = self._record(job, None)
-            if isinstance(body, bytes) and job.delay is None:  # fresh ids: never an existing job
-                immediate.append((job, body))
-        errors = self.amqp.publish_many(
-            [(p.contract.queue, body, p.priority.broker_priority) for p, body in immediate],
-            timeout=self.publish_timeout,
-        )
-        failed = [(p, err) for (p, _), err in zip(immediate, errors, strict=True) if err is not None]
+        errors = self._record_and_publish(prepared)
+        failed = [(p, err) for p, err in zip(prepared, errors, strict=True) if err is not None]
         if failed:
-            for p, _ in failed:
-                self._withdraw(p, None)
             self._give_back_quota([p for p, _ in failed])
             raise failed[0][1]
         return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
+
+    def enqueue_many(self, prepared: Sequence[PreparedJob]) -> list[BrokerUnavailable | None]:
+        """Record and publish several prepared jobs with one round of broker confirms.
+
+        For follow-up work the system queues itself (webhook deliveries): no quotas, no idempotency
+        keys; a job whose (deterministic) id is already recorded is left as it is. Returns, per job,
+        None when it is queued, scheduled or already known, or the error that withdrew its record.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable (jobs recorded before that stay queued).
+        """
+        return self._record_and_publish(prepared)
+
+    def _record_and_publish(self, prepared: Sequence[PreparedJob]) -> list[BrokerUnavailable | None]:
+        """Write each record, publish the immediate ones together, withdraw the records RabbitMQ refused."""
+        immediate = []
+        for index, job in enumerate(prepared):
+            body = self._record(job, None)
+            if isinstance(body, bytes) and job.delay is None:  # an existing job (a replayed id) is not sent again
+                immediate.append((index, job, body))
+        sent = self.amqp.publish_many(
+            [(p.contract.queue, body, p.priority.broker_priority) for _, p, body in immediate],
+            timeout=self.publish_timeout,
+        )
+        errors: list[BrokerUnavailable | None] = [None] * len(prepared)
+        for (index, job, _), error in zip(immediate, sent, strict=True):
+            if error is not None:
+                self._withdraw(job, None)
+                errors[index] = error
+        return errors
 
     def enqueue(self, prepared: PreparedJob, *, idempotency_key: str | None = None) -> Submitted:
         """Record and publish one prepared job (the core of :meth:`submit`).

@@ -53,6 +53,8 @@ class Started:
     tenant: str = ""
     has_follow_ups: bool = False
     parent_id: str | None = None
+    #: The job has a callback URL: its ending will put it in the webhook outbox.
+    has_callback: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class StatusStore:
                 tenant=reply[4],
                 has_follow_ups=reply[5] == "1",
                 parent_id=reply[6] or None,
+                has_callback=reply[7] == "1",
             )
         if outcome == "skip":
             return Started("skip", state=reply[1])

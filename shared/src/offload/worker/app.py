@@ -66,8 +66,13 @@ def build_worker(
     """
     configure_logging(settings.log_level, settings.log_format)
     publisher = publisher or Publisher.from_settings(settings, registry=registry, pin_connections=True)
-    runtime = Runtime(store=publisher.store, publisher=publisher, max_unfinished=settings.max_unfinished_attempts)
     promoter = PromoterMiddleware(DuePromoter(publisher.store, publisher))
+    runtime = Runtime(
+        store=publisher.store,
+        publisher=publisher,
+        max_unfinished=settings.max_unfinished_attempts,
+        on_outbox=promoter.nudge,
+    )
     broker = build_broker(
         settings.broker_url.get_secret_value(),
         middleware=[

@@ -22,7 +22,8 @@ from dramatiq.middleware import Middleware
 
 from offload.errors import DependencyError, OffloadError
 from offload.publish import Publisher
-from offload.status import StatusStore, now_ms
+from offload.status import Ending, StatusStore, now_ms
+from offload.submission import PreparedJob
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class DuePromoter:
             DependencyError: Redis or RabbitMQ is unavailable (the claims are retaken later).
         """
         lease, endings = self.store.claim_outbox(limit=self.batch, lease_ms=LEASE_MS)
+        ready: list[tuple[Ending, PreparedJob]] = []
         for ending in endings:
             body = {
                 "type": "webhook.deliver",
@@ -67,8 +69,15 @@ class DuePromoter:
                 logger.error("Cannot queue the webhook of job %s: %s", ending.job_id, exc)
                 self.store.outbox_done(ending.job_id, lease)
                 continue
-            self.publisher.enqueue(prepared)
-            self.store.outbox_done(ending.job_id, lease)
+            ready.append((ending, prepared))
+        # One round of confirms for the whole claim; an unconfirmed one keeps its claim (retaken later).
+        errors = self.publisher.enqueue_many([prepared for _, prepared in ready])
+        for (ending, _), error in zip(ready, errors, strict=True):
+            if error is None:
+                self.store.outbox_done(ending.job_id, lease)
+        failed = [error for error in errors if error is not None]
+        if failed:
+            raise failed[0]
         return len(endings)
 
     def trim_if_due(self) -> None:
@@ -125,7 +134,13 @@ class PromoterMiddleware(Middleware):
     def __init__(self, promoter: DuePromoter) -> None:
         self.promoter = promoter
         self.stopping = threading.Event()
+        #: Set by :meth:`nudge`: something is in the outbox, run the loop now.
+        self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+
+    def nudge(self) -> None:
+        """Ask the loop to run now (a job with a callback URL ended in this process). Cheap, thread-safe."""
+        self.wake.set()
 
     def after_worker_boot(self, _broker: Any, _worker: Any) -> None:
         """Start the promoter thread once the worker is up."""
@@ -136,11 +151,13 @@ class PromoterMiddleware(Middleware):
     def before_worker_shutdown(self, _broker: Any, _worker: Any) -> None:
         """Stop the promoter thread before the worker stops."""
         self.stopping.set()
+        self.wake.set()
         if self.thread is not None:
             self.thread.join(timeout=5)
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            self.wake.clear()  # before the work: a nudge that comes during it makes the wait below return at once
             try:
                 promoted = self.promoter.promote_due() + self.promoter.queue_webhooks()
                 self.promoter.trim_if_due()
@@ -154,4 +171,4 @@ class PromoterMiddleware(Middleware):
                 logger.exception("The promoter failed; retrying.")
                 wait = 2.0
             if wait:
-                self.stopping.wait(wait)
+                self.wake.wait(wait)

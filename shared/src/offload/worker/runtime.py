@@ -54,11 +54,14 @@ class Runtime:
         store: the job status store.
         publisher: used for follow-up jobs.
         max_unfinished: deliveries that may end without the job finishing before it is ``dead``.
+        on_outbox: called after an attempt of a job with a callback URL ends, so the webhook
+            promoter of this process queues its delivery now rather than at its next poll.
     """
 
     store: StatusStore
     publisher: Publisher
     max_unfinished: int = 3
+    on_outbox: Callable[[], None] | None = None
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
@@ -90,7 +93,11 @@ class Runtime:
                 _cancel_requested=started.cancel_requested,
                 _last_poll=time.monotonic(),  # start() just read the cancel flag
             )
-            self._attempt(contract, handler, ctx, payload, started)
+            try:
+                self._attempt(contract, handler, ctx, payload, started)
+            finally:
+                if started.has_callback and self.on_outbox is not None:
+                    self.on_outbox()
 
     # -- opening an attempt ------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 -- A worker received the job's message: decide whether to run it and open an attempt.
 -- ARGV: 4 max unfinished attempts (deliveries that ended without the job finishing), 5 dead ttl ms.
--- Returns {'run', attempt, cancel_requested, max_retries, tenant, has_follow_ups, parent_id} |
+-- Returns {'run', attempt, cancel_requested, max_retries, tenant, has_follow_ups, parent_id, has_callback} |
 --         {'skip', state} | {'missing'} | {'aborted'} | {'dead', attempt}.
 local job = load('unfinished', 'cancel_requested', 'max_retries', 'then', 'parent_id')
 if not job then
@@ -22,4 +22,4 @@ if state == 'scheduled' or state == 'retrying' then redis.call('ZREM', P .. ':sc
 transition(job, 'running', {'attempts', attempt, 'unfinished', unfinished, 'started_at', now, 'progress', 0,
   'progress_message', ''}, {redelivered = (state == 'running') or nil})
 return {'run', attempt, job.cancel_requested or '0', job.max_retries or '0', job.tenant or '',
-  job['then'] and '1' or '0', job.parent_id or ''}
+  job['then'] and '1' or '0', job.parent_id or '', (job.callback_url or '') ~= '' and '1' or '0'}
