@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from offload.errors import ValidationFailed
-from offload.outbound import pinned_request
+from offload.outbound import new_session, pinned_request
 from offload.urls import UrlPolicy
 from tests.webhooks.conftest import Receiver
 
@@ -53,3 +55,20 @@ def test_redirects_are_never_followed(receiver: Receiver) -> None:
     policy = UrlPolicy(allow_http=True, allow_hosts=("127.0.0.1",))
     response = pinned_request("POST", f"{receiver.url}", policy=policy, data=b"{}", timeout=5)
     assert response.status_code == 302 and len(receiver.received) == 1
+
+
+def test_proxy_variables_and_netrc_never_touch_a_vetted_request(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A proxy would undo the pinning, and netrc credentials must never go to a user's host.
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login operator password hunter2-secret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9/")  # the discard port: nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    policy = UrlPolicy(allow_http=True, allow_hosts=("127.0.0.1",))
+    response = pinned_request("POST", receiver.url, policy=policy, session=new_session(), data=b"{}", timeout=5)
+    assert response.status_code == 200
+    headers, _ = receiver.received[0]
+    assert "authorization" not in headers

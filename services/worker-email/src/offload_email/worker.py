@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import requests
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from offload.breaker import CircuitBreaker
+from offload.outbound import new_session
 from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
@@ -36,7 +36,7 @@ def build(
         store=publisher.store,
         secrets=SecretStore(publisher.store.client, prefix=settings.redis_prefix),
         url_policy=settings_url_policy(settings),
-        session=requests.Session(),
+        session=new_session(),
         read_timeout=settings.webhook_timeout,
         breaker=CircuitBreaker(
             publisher.store.client,
