@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -24,6 +25,24 @@ def app(settings: Settings, publisher: Publisher) -> Flask:
 @pytest.fixture
 def api(app: Flask) -> Api:
     return Api(app.test_client())
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_memory() -> int:
+    """Reset this process's peak RSS (the worker runs in it) and return the current RSS in bytes."""
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM := VmRSS
+    return _status_kb("VmRSS") * 1024
+
+
+def _peak_memory() -> int:
+    """The highest RSS since the last reset, in bytes."""
+    return _status_kb("VmHWM") * 1024
 
 
 def _upload(api: Api, data: bytes) -> str:
@@ -107,8 +126,11 @@ def test_hostile_images_fail_with_a_clear_code_and_the_worker_goes_on(
     api: Api, publisher: Publisher, media_worker: dramatiq.Worker, data: bytes, code: str
 ) -> None:
     upload_id = _upload(api, data)
+    baseline = _reset_peak_memory()
     record = _run(api, publisher, "image.resize", {"source": {"upload_id": upload_id}, "sizes": [{"width": 100}]})
     assert record.state == "failed" and record.error_code == code and record.attempts == 1
+    grew_mb = (_peak_memory() - baseline) / 2**20
+    assert grew_mb < 50, f"the worker's memory peaked {grew_mb:.0f} MB above where it was"
     healthy = _run(api, publisher, "image.thumbnail", {"source": {"upload_id": _upload(api, photo(400, 300))}})
     assert healthy.state == "succeeded"
 

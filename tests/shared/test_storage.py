@@ -104,3 +104,14 @@ def test_links_are_signed_expire_and_cannot_be_altered() -> None:
         signer.verify(key, str(expires), signature, now=expires + 1)
     with pytest.raises(InvalidSignature):
         LinkSigner("t" * 40).verify(key, str(expires), signature)
+
+
+def test_half_written_files_of_a_killed_attempt_are_discarded_and_finished_ones_kept(storage: LocalStorage) -> None:
+    key = make_key("acme", "job1", "256.webp")
+    storage.put(key, [b"done"])
+    folder = storage.path(key).parent
+    (folder / ".512.webp.1a2b3c.part").write_bytes(b"half")  # what a SIGKILL mid-write leaves
+    (folder / ".1024.jpg.4d5e6f.part").write_bytes(b"half")
+    assert storage.discard_partials("acme", "job1") == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["256.webp"]
+    assert storage.discard_partials("acme", "job2") == 0  # no folder yet: nothing to do
