@@ -9,9 +9,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from tests.conftest import KEYS
 from tests.helpers import wait_for
 from tests.media.conftest import photo
-from tests.conftest import KEYS
 from tests.system.stack import Api, Worker
 
 
