@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only api,drain,latency,email,webhooks]``.
+"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only api,drain,latency,email,webhooks,media]``.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, notify
+from bench import api, drain, infra, latency, media, notify
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -38,8 +38,11 @@ LATENCY_MAX_P99_MS = 5
 EMAIL_MIN_RATE = 300
 BATCH_MIN_RATE = 1_500
 WEBHOOK_MIN_RATE = 500
+THUMB_MIN_RATIO = 1.0
+SIZES_MAX_RATIO = 1.3
+MEDIA_MAX_RSS_MB = 150
 #: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
-MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks")
+MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media")
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -234,6 +237,44 @@ def notify_rows(result: notify.NotifyResult, cfg: BenchConfig, noop_rate: float 
     return rows
 
 
+def media_rows(result: media.MediaResult) -> list[Row]:
+    """3 sizes (time ratio), thumbnail (throughput ratio) and peak RSS, each beside libvips."""
+    ours, vips = result.runs[("pillow", "sizes")], result.runs[("vips", "sizes")]
+    sizes_ratio = ours.median_ms / vips.median_ms
+    thumb_ours, thumb_vips = result.runs[("pillow", "thumb")], result.runs[("vips", "thumb")]
+    ours_rate, vips_rate = 1000 / thumb_ours.median_ms, 1000 / thumb_vips.median_ms
+    rss_ours, rss_vips = result.rss["pillow"].peak_rss_mb, result.rss["vips"].peak_rss_mb
+    return [
+        Row(
+            "image 12 MP JPEG → 2048/1024/256 (1 core)",
+            f"{num(ours.median_ms, 0)} ms",
+            f"{num(vips.median_ms, 0)} ms pyvips",
+            f"{num(sizes_ratio, 2)}× time",
+            f"≤{SIZES_MAX_RATIO}× time",
+            met(sizes_ratio <= SIZES_MAX_RATIO),
+            {"ours_ms": ours.median_ms, "vips_ms": vips.median_ms, "ratio": sizes_ratio},
+        ),
+        Row(
+            "image thumbnail 400 px (1 core)",
+            f"{num(ours_rate, 1)}/s",
+            f"{num(vips_rate, 1)}/s pyvips",
+            num(ours_rate / vips_rate, 2),
+            f"≥{THUMB_MIN_RATIO}×",
+            met(ours_rate / vips_rate >= THUMB_MIN_RATIO),
+            {"ours_per_s": ours_rate, "vips_per_s": vips_rate, "ratio": ours_rate / vips_rate},
+        ),
+        Row(
+            f"media peak RSS ({media.THREADS_FOR_RSS} threads, 3 sizes)",
+            f"{num(rss_ours, 0)} MB",
+            f"{num(rss_vips, 0)} MB pyvips",
+            "",
+            f"≤{MEDIA_MAX_RSS_MB} MB",
+            met(rss_ours <= MEDIA_MAX_RSS_MB),
+            {"ours_mb": rss_ours, "vips_mb": rss_vips},
+        ),
+    ]
+
+
 def failed_row(name: str, exc: BaseException) -> Row:
     """A row saying a measurement broke."""
     return Row(name, "ERROR", "", "", "", "?", {"error": f"{type(exc).__name__}: {exc}"})
@@ -257,6 +298,7 @@ def run(cfg: BenchConfig) -> int:
         ("latency", "enqueue→start", lambda: latency.measure(cfg)),
         ("email", "email (email.send, email.batch)", lambda: notify.measure_email(cfg)),
         ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
+        ("media", "media (Pillow vs pyvips)", lambda: media.measure(cfg)),
     ]
     #: The ``system.noop`` drain rate of this run: the email and webhook rows' reference.
     noop_rate: float | None = None
@@ -299,6 +341,13 @@ def run(cfg: BenchConfig) -> int:
                 "bare": result.bare.as_dict(),
                 "ours_ms": result.ours.latencies,
                 "bare_ms": result.bare.latencies,
+            }
+        elif isinstance(result, media.MediaResult):
+            rows += media_rows(result)
+            notes += media.notes(result)
+            raw["media"] = {
+                "runs": [run.as_dict() for run in result.runs.values()],
+                "rss": [run.as_dict() for run in result.rss.values()],
             }
         elif isinstance(result, notify.NotifyResult):
             rows += notify_rows(result, cfg, noop_rate)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from PIL import Image
-
 from offload.contracts.media import ImageOutput, ImageResult, ResizePayload, TargetSize, ThumbnailPayload
 from offload.signing import LinkSigner
 from offload.storage import Storage, make_key
@@ -26,6 +24,8 @@ class MediaHandlers:
     storage: Storage
     signer: LinkSigner
     settings: MediaSettings
+    #: Decoded pixels this process may hold at once (shared by its threads).
+    budget: images.MemoryBudget
 
     def resize(self, ctx: JobContext, payload: ResizePayload) -> ImageResult:
         """Every size in every format from one decode; outputs replace any of an earlier attempt.
@@ -39,17 +39,19 @@ class MediaHandlers:
             logger.info("Discarded the half-written outputs of an interrupted attempt.")
         with self.sources.open(payload.source, tenant=ctx.tenant) as source:
             image = images.open_image(source, limits, first_frame=payload.animated == "first_frame")
-            original = {"width": image.width, "height": image.height, "format": (image.format or "").lower()}
-            needed = images.needed_size(_upright(image), payload.sizes, enlarge=payload.enlarge)
-            exif = _kept_exif(image) if payload.keep_metadata else None
-            decoded = images.decode(image, needed)
-        outputs = []
-        steps = len(payload.sizes) * len(payload.formats)
-        for variant in images.variants(
-            decoded, payload.sizes, payload.formats, quality=payload.quality, enlarge=payload.enlarge, exif=exif
-        ):
-            outputs.append(self._store(ctx, variant))
-            ctx.progress(100 * len(outputs) / steps, f"{variant.name}")
+            needed = images.needed_size(images.upright_size(image), payload.sizes, enlarge=payload.enlarge)
+            with self.budget.reserve(images.decoded_bytes(image, needed)):
+                original, decoded, exif = images.load(
+                    image, payload.sizes, enlarge=payload.enlarge, keep_metadata=payload.keep_metadata
+                )
+                outputs = []
+                steps = len(payload.sizes) * len(payload.formats)
+                for variant in images.variants(
+                    decoded, payload.sizes, payload.formats, quality=payload.quality, enlarge=payload.enlarge, exif=exif
+                ):
+                    outputs.append(self._store(ctx, variant))
+                    ctx.progress(100 * len(outputs) / steps, f"{variant.name}")
+                del decoded
         return ImageResult(source=original, outputs=outputs)
 
     def thumbnail(self, ctx: JobContext, payload: ThumbnailPayload) -> ImageResult:
@@ -77,14 +79,3 @@ class MediaHandlers:
     def handlers(self) -> dict[str, Handler]:
         """The handlers by job type."""
         return {"image.resize": self.resize, "image.thumbnail": self.thumbnail}
-
-
-def _upright(image: Image.Image) -> tuple[int, int]:
-    rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    return (image.height, image.width) if rotated else image.size
-
-
-def _kept_exif(image: Image.Image) -> bytes:
-    exif = image.getexif()
-    exif[0x0112] = 1  # the orientation is applied to the pixels
-    return bytes(exif.tobytes())

@@ -16,5 +16,8 @@ class MediaSettings(Settings):
     max_frames: int = Field(default=1000, ge=1)
     #: Largest source image in bytes (uploads are limited by OFFLOAD_MAX_UPLOAD_BYTES).
     max_source_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    #: Megabytes of decoded pixels one worker process holds at once, all threads together (a 12 MP
+    #: photo needs about 58); a job that does not fit waits for one to finish.
+    memory_budget_mb: int = Field(default=64, ge=16, le=65_536)
     #: Seconds to fetch a source URL.
     fetch_timeout: float = Field(default=20.0, gt=0, le=120)

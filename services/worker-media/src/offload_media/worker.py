@@ -10,7 +10,9 @@ from offload.settings import load_settings
 from offload.signing import LinkSigner
 from offload.storage import LocalStorage
 from offload.worker import build_worker
+from offload_media import images
 from offload_media.handlers import MediaHandlers
+from offload_media.memory import tune_allocator
 from offload_media.settings import MediaSettings
 from offload_media.sources import Sources
 
@@ -36,10 +38,12 @@ def build(settings: MediaSettings, *, publisher: Publisher | None = None) -> Rab
         storage=storage,
         settings=settings,
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+        budget=images.MemoryBudget(settings.memory_budget_mb * 2**20),
     )
     return build_worker(settings, queues=QUEUES, handlers=handlers.handlers(), publisher=publisher)
 
 
 def setup() -> RabbitmqBroker:
     """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
+    tune_allocator()
     return build(load_settings(MediaSettings))
