@@ -10,13 +10,10 @@ many carried a ``webhook-id`` seen before (redeliveries), to ``FILE`` as JSON.
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import FrameType
+
+from bench.serve import serve_until_signalled, server_args
 
 
 class Counts:
@@ -68,26 +65,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     """Serve until SIGTERM or SIGINT, then write the counts."""
-    parser = argparse.ArgumentParser(prog="python -m bench.hook_receiver")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = server_args("python -m bench.hook_receiver")
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True  # keep-alive connections the worker never closed must not hold up the exit
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    thread.start()
-    print(f"listening on 127.0.0.1:{args.port}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    args.out.write_text(json.dumps(COUNTS.as_dict()))
+    serve_until_signalled(args.port, args.out, start=thread.start, stop=server.shutdown, counts=COUNTS.as_dict)
 
 
 if __name__ == "__main__":

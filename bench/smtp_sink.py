@@ -10,16 +10,12 @@ the messages really arrived.
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
-import threading
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
+
+from bench.serve import serve_until_signalled, server_args
 
 
 class CountingHandler:
@@ -65,26 +61,11 @@ class CountingController(Controller):
 
 def main() -> None:
     """Serve until SIGTERM or SIGINT, then write the counts."""
-    parser = argparse.ArgumentParser(prog="python -m bench.smtp_sink")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = server_args("python -m bench.smtp_sink")
     handler = CountingHandler()
     # A fixed server name: aiosmtpd would otherwise look up the machine's FQDN for every connection.
     controller = CountingController(handler, hostname="127.0.0.1", port=args.port, server_hostname="bench-sink")
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    controller.start()
-    print(f"listening on 127.0.0.1:{args.port}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    controller.stop()
-    args.out.write_text(json.dumps(handler.as_dict()))
+    serve_until_signalled(args.port, args.out, start=controller.start, stop=controller.stop, counts=handler.as_dict)
 
 
 if __name__ == "__main__":
