@@ -42,7 +42,7 @@ def pillow_once(path: Path, task: str) -> int:
         image = images.open_image(source, limits)
         needed = images.needed_size(images.upright_size(image), targets, enlarge=False)
         with _budget.reserve(images.decoded_bytes(image, needed)):
-            _, decoded, _ = images.load(image, targets, enlarge=False)
+            _, decoded, _ = images.load(image, needed)
             variants = images.variants(decoded, targets, ["jpeg"], quality=sizes[0][1], enlarge=False)
             return sum(len(v.data) for v in variants)
 

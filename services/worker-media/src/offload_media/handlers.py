@@ -41,9 +41,7 @@ class MediaHandlers:
             image = images.open_image(source, limits, first_frame=payload.animated == "first_frame")
             needed = images.needed_size(images.upright_size(image), payload.sizes, enlarge=payload.enlarge)
             with self.budget.reserve(images.decoded_bytes(image, needed)):
-                original, decoded, exif = images.load(
-                    image, payload.sizes, enlarge=payload.enlarge, keep_metadata=payload.keep_metadata
-                )
+                original, decoded, exif = images.load(image, needed, keep_metadata=payload.keep_metadata)
                 outputs = []
                 steps = len(payload.sizes) * len(payload.formats)
                 for variant in images.variants(
@@ -51,7 +49,7 @@ class MediaHandlers:
                 ):
                     outputs.append(self._store(ctx, variant))
                     ctx.progress(100 * len(outputs) / steps, f"{variant.name}")
-                del decoded
+                del image, decoded  # free the pixels before the budget is given back (they may be one object)
         return ImageResult(source=original, outputs=outputs)
 
     def thumbnail(self, ctx: JobContext, payload: ThumbnailPayload) -> ImageResult:

@@ -172,12 +172,11 @@ def _normalise(image: Image.Image) -> Image.Image:
 
 def load(
     image: Image.Image,
-    targets: list[TargetSize],
+    needed: tuple[int, int],
     *,
-    enlarge: bool,
     keep_metadata: bool = False,
 ) -> tuple[dict[str, int | str], Image.Image, bytes | None]:
-    """Decode ``image`` (opened by :func:`open_image`) once for all of ``targets``.
+    """Decode ``image`` (opened by :func:`open_image`) once, for outputs up to ``needed`` (:func:`needed_size`).
 
     Returns the source's size and format, the decoded upright image, and the EXIF to write into
     outputs (only when ``keep_metadata``; its orientation reset, since the pixels are upright).
@@ -190,7 +189,6 @@ def load(
         "height": image.height,
         "format": (image.format or "").lower(),
     }
-    needed = needed_size(upright_size(image), targets, enlarge=enlarge)
     exif = None
     if keep_metadata:
         kept = image.getexif()
