@@ -121,13 +121,13 @@ def cpu_window(first: CpuSnapshot | None, last: CpuSnapshot | None) -> CpuUsage 
 # -- ours --------------------------------------------------------------------------------------
 
 
-def _enqueue_ours(n: int) -> float:
-    """Submit ``n`` ``system.noop`` jobs with the SDK; returns the seconds it took."""
+def submit_all(bodies: list[dict[str, Any]], **overrides: Any) -> float:
+    """Submit ``bodies`` with the SDK (``submit_batch`` in chunks, from several threads), with
+    ``overrides`` of the bench's settings; returns the seconds it took."""
     from offload.publish import Publisher
 
-    publisher = Publisher.from_settings(settings())
-    bodies = [{"type": "system.noop", "payload": {}}] * n
-    chunks = [bodies[i : i + CHUNK] for i in range(0, n, CHUNK)]
+    publisher = Publisher.from_settings(settings().model_copy(update=overrides))
+    chunks = [bodies[i : i + CHUNK] for i in range(0, len(bodies), CHUNK)]
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(ENQUEUE_THREADS) as pool:
@@ -140,7 +140,7 @@ def _enqueue_ours(n: int) -> float:
 def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     """Enqueue ``n`` jobs, start the real worker, time it until all are ``succeeded``."""
     infra.reset()
-    enqueue_s = _enqueue_ours(n)
+    enqueue_s = submit_all([{"type": "system.noop", "payload": {}}] * n)
     with infra.rabbit() as conn:
         queued = conn.wait_ready("system", n, timeout=30)
     if queued != n:

@@ -35,7 +35,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,8 @@ from typing import Any
 import redis
 
 from bench import infra
-from bench.config import TENANT, BenchConfig, child_env, settings
-from bench.drain import CHUNK, ENQUEUE_THREADS, cpu_window, worker_argv
+from bench.config import BenchConfig, child_env
+from bench.drain import cpu_window, submit_all, worker_argv
 from bench.procs import (
     Child,
     CpuMeter,
@@ -170,20 +169,9 @@ def worker_env(smtp_port: int = 1) -> dict[str, str]:
     )
 
 
-def submit(bodies: Sequence[dict[str, Any]]) -> float:
+def submit(bodies: list[dict[str, Any]]) -> float:
     """Submit ``bodies`` with the SDK (no email quota, loopback callbacks allowed); returns the seconds."""
-    from offload.publish import Publisher
-
-    overrides = {"email_quota_per_hour": 0, "url_allow_hosts": ["127.0.0.1"]}
-    publisher = Publisher.from_settings(settings().model_copy(update=overrides))
-    chunks = [bodies[i : i + CHUNK] for i in range(0, len(bodies), CHUNK)]
-    started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(ENQUEUE_THREADS) as pool:
-            list(pool.map(lambda chunk: publisher.submit_batch(chunk, tenant=TENANT), chunks))
-    finally:
-        publisher.close()
-    return time.monotonic() - started
+    return submit_all(bodies, email_quota_per_hour=0, url_allow_hosts=["127.0.0.1"])
 
 
 def start_server(cfg: BenchConfig, module: str, label: str) -> tuple[Child, int, Path]:

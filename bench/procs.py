@@ -106,24 +106,33 @@ def free_port() -> int:
         return port
 
 
+def _wait_ready(ready: Callable[[], bool], child: Child, timeout: float, what: str) -> None:
+    """Poll ``ready`` every 100 ms until it is true; raise if ``child`` dies or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not {what} within {timeout:.0f} s:\n{child.tail()}")
+
+
 def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
     """Wait until ``url`` answers 200.
 
     Raises:
         RuntimeError: the child died or the URL did not answer within ``timeout``.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
+
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f} s:\n{child.tail()}")
+            return False
+
+    _wait_ready(answers, child, timeout, f"answer {url}")
 
 
 def wait_port(port: int, child: Child, timeout: float = 30.0) -> None:
@@ -132,14 +141,15 @@ def wait_port(port: int, child: Child, timeout: float = 30.0) -> None:
     Raises:
         RuntimeError: the child died or the port did not open within ``timeout``.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive():
-            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{child.name} did not listen on port {port} within {timeout:.0f} s:\n{child.tail()}")
+
+    def listens() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    _wait_ready(listens, child, timeout, f"listen on port {port}")
 
 
 # -- /proc ------------------------------------------------------------------------------------
