@@ -7,6 +7,7 @@ suite left it (RQ's ``find_empty_redis_database`` habit); it is flushed after ev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -183,3 +184,21 @@ def wait_state(publisher: Publisher) -> Callable[..., JobRecord]:
         return found["record"]
 
     return wait
+
+
+@contextlib.contextmanager
+def domain_worker(
+    settings: Settings, build: Callable[..., Any], *, threads: int, stop_timeout_ms: int
+) -> Iterator[dramatiq.Worker]:
+    """A domain service's real actors (``offload_<domain>.worker.build``) in a Dramatiq worker in this process."""
+    worker_publisher = Publisher.from_settings(settings, pin_connections=True)
+    broker = build(settings, publisher=worker_publisher)
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=stop_timeout_ms)
+        broker.close()
+        worker_publisher.close()

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from offload.publish import Publisher
 from offload_email.settings import EmailSettings
 from offload_email.worker import build
-from tests.conftest import make_settings
+from tests.conftest import domain_worker, make_settings
 from tests.helpers import free_port
 
 
@@ -70,12 +70,5 @@ def email_settings(servers, smtp_sink) -> EmailSettings:
 
 @pytest.fixture
 def email_worker(email_settings: EmailSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    worker_publisher = Publisher.from_settings(email_settings, pin_connections=True)
-    broker = build(email_settings, publisher=worker_publisher)
-    broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop(timeout=10_000)
-    broker.close()
-    worker_publisher.close()
+    with domain_worker(email_settings, build, threads=4, stop_timeout_ms=10_000) as worker:
+        yield worker

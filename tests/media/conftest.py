@@ -13,7 +13,7 @@ from PIL import Image
 from offload.publish import Publisher
 from offload_media.settings import MediaSettings
 from offload_media.worker import build
-from tests.conftest import make_settings
+from tests.conftest import domain_worker, make_settings
 
 
 def photo(width: int = 4000, height: int = 3000, *, orientation: int = 6, gps: bool = True) -> bytes:
@@ -60,12 +60,5 @@ def media_settings(servers) -> MediaSettings:
 
 @pytest.fixture
 def media_worker(media_settings: MediaSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    worker_publisher = Publisher.from_settings(media_settings, pin_connections=True)
-    broker = build(media_settings, publisher=worker_publisher)
-    broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    worker.start()
-    yield worker
-    worker.stop(timeout=20_000)
-    broker.close()
-    worker_publisher.close()
+    with domain_worker(media_settings, build, threads=2, stop_timeout_ms=20_000) as worker:
+        yield worker
