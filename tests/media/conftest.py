@@ -5,14 +5,20 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
 import pytest
+from flask import Flask
 from PIL import Image
 
 from offload.publish import Publisher
+from offload.settings import Settings
+from offload.status import JobRecord
+from offload_api.app import create_app
 from offload_media.settings import MediaSettings
 from offload_media.worker import build
+from tests.api.conftest import Api
 from tests.conftest import domain_worker, make_settings
 
 
@@ -62,3 +68,38 @@ def media_settings(servers) -> MediaSettings:
 def media_worker(media_settings: MediaSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
     with domain_worker(media_settings, build, threads=2, stop_timeout_ms=20_000) as worker:
         yield worker
+
+
+@pytest.fixture
+def app(settings: Settings, publisher: Publisher) -> Flask:
+    return create_app(settings, publisher=publisher)
+
+
+@pytest.fixture
+def api(app: Flask) -> Api:
+    return Api(app.test_client())
+
+
+def upload(api: Api, data: bytes) -> str:
+    """Upload ``data`` as tenant acme; returns the upload id."""
+    response = api.post("/v1/uploads", data=data, headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def run_job(api: Api, publisher: Publisher, job_type: str, payload: dict[str, Any], timeout: float = 60) -> JobRecord:
+    """Submit through the API and wait for the job to finish."""
+    response = api.submit(job_type, payload)
+    assert response.status_code == 202, response.get_json()
+    record = publisher.wait(response.get_json()["id"], timeout=timeout)
+    assert record is not None, "the job did not finish in time"
+    return record
+
+
+def download(api: Api, url: str) -> Image.Image:
+    """Fetch a signed output link and open it as an image."""
+    response = api.anonymous_get(url)
+    assert response.status_code == 200 and response.headers["X-Content-Type-Options"] == "nosniff"
+    image = Image.open(io.BytesIO(response.data))
+    image.load()
+    return image

@@ -11,20 +11,8 @@ from flask import Flask
 from PIL import Image
 
 from offload.publish import Publisher
-from offload.settings import Settings
-from offload_api.app import create_app
 from tests.api.conftest import Api
-from tests.media.conftest import many_frames_gif, photo, png_bomb
-
-
-@pytest.fixture
-def app(settings: Settings, publisher: Publisher) -> Flask:
-    return create_app(settings, publisher=publisher)
-
-
-@pytest.fixture
-def api(app: Flask) -> Api:
-    return Api(app.test_client())
+from tests.media.conftest import many_frames_gif, photo, png_bomb, run_job, upload
 
 
 def _status_kb(field: str) -> int:
@@ -45,23 +33,11 @@ def _peak_memory() -> int:
     return _status_kb("VmHWM") * 1024
 
 
-def _upload(api: Api, data: bytes) -> str:
-    response = api.post("/v1/uploads", data=data, headers={"Content-Type": "application/octet-stream"})
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()["id"]
-
-
-def _run(api: Api, publisher: Publisher, job_type: str, payload: dict, timeout: float = 60):
-    response = api.submit(job_type, payload)
-    assert response.status_code == 202, response.get_json()
-    return publisher.wait(response.get_json()["id"], timeout=timeout)
-
-
 def test_a_sideways_12_mp_photo_becomes_three_upright_sizes_in_webp_and_jpeg_without_exif(
     api: Api, app: Flask, publisher: Publisher, media_worker: dramatiq.Worker
 ) -> None:
-    upload_id = _upload(api, photo())
-    record = _run(
+    upload_id = upload(api, photo())
+    record = run_job(
         api,
         publisher,
         "image.resize",
@@ -95,16 +71,16 @@ def test_a_sideways_12_mp_photo_becomes_three_upright_sizes_in_webp_and_jpeg_wit
 def test_a_thumbnail_is_at_most_its_size_on_the_long_side(
     api: Api, publisher: Publisher, media_worker: dramatiq.Worker
 ) -> None:
-    upload_id = _upload(api, photo(1200, 800, orientation=1, gps=False))
-    record = _run(api, publisher, "image.thumbnail", {"source": {"upload_id": upload_id}, "size": 400})
+    upload_id = upload(api, photo(1200, 800, orientation=1, gps=False))
+    record = run_job(api, publisher, "image.thumbnail", {"source": {"upload_id": upload_id}, "size": 400})
     assert record.state == "succeeded" and [(o["width"], o["height"]) for o in record.result["outputs"]] == [(400, 267)]
 
 
 def test_small_images_are_not_enlarged_unless_asked(
     api: Api, publisher: Publisher, media_worker: dramatiq.Worker
 ) -> None:
-    upload_id = _upload(api, photo(300, 200, orientation=1, gps=False))
-    record = _run(
+    upload_id = upload(api, photo(300, 200, orientation=1, gps=False))
+    record = run_job(
         api,
         publisher,
         "image.resize",
@@ -125,42 +101,42 @@ def test_small_images_are_not_enlarged_unless_asked(
 def test_hostile_images_fail_with_a_clear_code_and_the_worker_goes_on(
     api: Api, publisher: Publisher, media_worker: dramatiq.Worker, data: bytes, code: str
 ) -> None:
-    upload_id = _upload(api, data)
+    upload_id = upload(api, data)
     baseline = _reset_peak_memory()
-    record = _run(api, publisher, "image.resize", {"source": {"upload_id": upload_id}, "sizes": [{"width": 100}]})
+    record = run_job(api, publisher, "image.resize", {"source": {"upload_id": upload_id}, "sizes": [{"width": 100}]})
     assert record.state == "failed" and record.error_code == code and record.attempts == 1
     grew_mb = (_peak_memory() - baseline) / 2**20
     assert grew_mb < 50, f"the worker's memory peaked {grew_mb:.0f} MB above where it was"
-    healthy = _run(api, publisher, "image.thumbnail", {"source": {"upload_id": _upload(api, photo(400, 300))}})
+    healthy = run_job(api, publisher, "image.thumbnail", {"source": {"upload_id": upload(api, photo(400, 300))}})
     assert healthy.state == "succeeded"
 
 
 def test_an_animated_image_gives_its_first_frame_when_asked_within_the_frame_limit(
     api: Api, publisher: Publisher, media_worker: dramatiq.Worker
 ) -> None:
-    record = _run(
+    record = run_job(
         api,
         publisher,
         "image.resize",
         {
-            "source": {"upload_id": _upload(api, many_frames_gif(20))},
+            "source": {"upload_id": upload(api, many_frames_gif(20))},
             "sizes": [{"width": 2}],
             "animated": "first_frame",
             "formats": ["png"],
         },
     )
     assert record.state == "succeeded"
-    too_many = _run(
+    too_many = run_job(
         api,
         publisher,
         "image.resize",
-        {"source": {"upload_id": _upload(api, many_frames_gif())}, "sizes": [{"width": 2}], "animated": "first_frame"},
+        {"source": {"upload_id": upload(api, many_frames_gif())}, "sizes": [{"width": 2}], "animated": "first_frame"},
     )
     assert too_many.state == "failed" and too_many.error_code == "too_many_frames"
 
 
 def test_another_tenants_upload_cannot_be_used(api: Api, publisher: Publisher, media_worker: dramatiq.Worker) -> None:
-    upload_id = _upload(api, photo(400, 300))
+    upload_id = upload(api, photo(400, 300))
     response = api.as_("globex").submit("image.thumbnail", {"source": {"upload_id": upload_id}})
     record = publisher.wait(response.get_json()["id"], timeout=30)
     assert record.state == "failed" and record.error_code == "upload_not_found"

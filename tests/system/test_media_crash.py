@@ -69,3 +69,34 @@ def test_a_resize_killed_mid_job_ends_with_one_complete_set_of_outputs(env, logs
     finally:
         api.stop()
         worker.stop()
+
+
+def test_a_batch_killed_mid_way_resumes_without_redoing_the_items_it_finished(env, logs: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    env = {**env, "OFFLOAD_STORAGE_DIR": str(storage)}
+    api, worker = Api(env, logs), Worker(env, logs, domain="media", threads=1)
+    try:
+        sources = [{"upload_id": _upload(api, photo(3000, 2000, orientation=1, gps=False))} for _ in range(8)]
+        operation = {"resize": {"sizes": [{"width": 2400}, {"width": 1200}], "formats": ["png", "jpeg"]}}
+        status, _, accepted = api.request(
+            "POST", "/v1/jobs", {"type": "image.batch", "payload": {"sources": sources, "operation": operation}}
+        )
+        assert status == 202, accepted
+        job_id = accepted["id"]
+        folder = storage / "acme" / job_id
+        wait_for(lambda: 40 <= _job(api, job_id)["progress"]["percent"] <= 70, timeout=120, interval=0.02)
+        worker.kill()
+        first_item = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.name.startswith("0-")}
+        assert len(first_item) == 4
+        worker.start()
+        wait_for(lambda: _job(api, job_id)["state"] in ("succeeded", "failed", "dead"), timeout=180)
+        job = _job(api, job_id)
+        assert job["state"] == "succeeded" and job["attempts"] == 2, job
+        assert job["result"]["succeeded"] == 8 and job["result"]["failed"] == 0
+        expected = {o["name"] for item in job["result"]["items"] for o in item["result"]["outputs"]}
+        assert {p.name for p in folder.iterdir()} == expected and len(expected) == 32  # no .part files left
+        # The first item was recorded before the kill: its files were not written again.
+        assert {name: (folder / name).stat().st_mtime_ns for name in first_item} == first_item
+    finally:
+        api.stop()
+        worker.stop()

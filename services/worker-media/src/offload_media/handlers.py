@@ -1,19 +1,51 @@
-"""The media worker's job handlers: thin, over ``images`` (Pillow) and ``sources``."""
+"""The media worker's job handlers: thin, over ``images`` (Pillow), ``crop``, ``metadata`` and ``sources``.
+
+Every operation is written once, for one source, with a name prefix and a progress callback, so
+the single-image jobs and ``image.batch`` run the same code.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from offload.contracts.media import ImageOutput, ImageResult, ResizePayload, TargetSize, ThumbnailPayload
+from offload.contracts.media import (
+    AvatarOptions,
+    AvatarPayload,
+    BatchItemResult,
+    BatchOperation,
+    BatchPayload,
+    BatchResult,
+    ImageFormat,
+    ImageOutput,
+    ImageResult,
+    ImageSource,
+    ItemError,
+    OptimizeOptions,
+    OptimizePayload,
+    OptimizeResult,
+    ResizeOptions,
+    ResizePayload,
+    TargetSize,
+    ThumbnailOptions,
+    ThumbnailPayload,
+)
+from offload.errors import JobCancelled, JobError, TransientJobError
 from offload.signing import LinkSigner
 from offload.storage import Storage, make_key
 from offload.worker import Handler, JobContext
-from offload_media import images
+from offload_media import crop, images, metadata
 from offload_media.settings import MediaSettings
 from offload_media.sources import Sources
 
 logger = logging.getLogger(__name__)
+
+#: Reports progress: percent of this operation (0-100) and a short message.
+Progress = Callable[[float, str], None]
+#: The output format ``image.optimize`` picks for ``same``, by source format.
+SAME_FORMAT: dict[str, ImageFormat] = {"jpeg": "jpeg", "png": "png", "webp": "webp", "gif": "png"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +59,8 @@ class MediaHandlers:
     #: Decoded pixels this process may hold at once (shared by its threads).
     budget: images.MemoryBudget
 
+    # -- jobs ----------------------------------------------------------------------------------
+
     def resize(self, ctx: JobContext, payload: ResizePayload) -> ImageResult:
         """Every size in every format from one decode; outputs replace any of an earlier attempt.
 
@@ -34,46 +68,193 @@ class MediaHandlers:
             PermanentJobError: a hostile, corrupt or unsupported image, or a source that cannot be had.
             TransientJobError: a URL source that could not be fetched now.
         """
-        limits = images.Limits(self.settings.max_pixels, self.settings.max_frames)
-        if self.storage.discard_partials(ctx.tenant, ctx.job_id):
-            logger.info("Discarded the half-written outputs of an interrupted attempt.")
-        with self.sources.open(payload.source, tenant=ctx.tenant) as source:
-            image = images.open_image(source, limits, first_frame=payload.animated == "first_frame")
-            needed = images.needed_size(images.upright_size(image), payload.sizes, enlarge=payload.enlarge)
-            with self.budget.reserve(images.decoded_bytes(image, needed)):
-                original, decoded, exif = images.load(image, needed, keep_metadata=payload.keep_metadata)
-                outputs = []
-                steps = len(payload.sizes) * len(payload.formats)
-                for variant in images.variants(
-                    decoded, payload.sizes, payload.formats, quality=payload.quality, enlarge=payload.enlarge, exif=exif
-                ):
-                    outputs.append(self._store(ctx, variant))
-                    ctx.progress(100 * len(outputs) / steps, f"{variant.name}")
-                del image, decoded  # free the pixels before the budget is given back (they may be one object)
-        return ImageResult(source=original, outputs=outputs)
+        self._fresh_start(ctx)
+        return self._resize(ctx, payload.source, payload, "", ctx.progress)
 
     def thumbnail(self, ctx: JobContext, payload: ThumbnailPayload) -> ImageResult:
         """One small image (the longest side becomes ``size``): the JPEG fast path of :meth:`resize`."""
-        resize = ResizePayload(
-            source=payload.source,
-            sizes=[TargetSize(width=payload.size, height=payload.size)],
-            formats=[payload.format],
-            quality=payload.quality,
-        )
-        return self.resize(ctx, resize)
+        self._fresh_start(ctx)
+        return self._resize(ctx, payload.source, _as_resize(payload), "", ctx.progress)
 
-    def _store(self, ctx: JobContext, variant: images.Variant) -> ImageOutput:
-        key = make_key(ctx.tenant, ctx.job_id, variant.name)
+    def avatar(self, ctx: JobContext, payload: AvatarPayload) -> ImageResult:
+        """Square images of exactly each size, cut from the centre or the busiest part of the image.
+
+        Raises:
+            PermanentJobError, TransientJobError: as :meth:`resize`.
+        """
+        self._fresh_start(ctx)
+        return self._avatar(ctx, payload.source, payload, "", ctx.progress)
+
+    def optimize(self, ctx: JobContext, payload: OptimizePayload) -> OptimizeResult:
+        """The image re-encoded at full size, or the original (metadata removed) if that is smaller.
+
+        Raises:
+            PermanentJobError, TransientJobError: as :meth:`resize`; animated images are refused.
+        """
+        self._fresh_start(ctx)
+        return self._optimize(ctx, payload.source, payload, "", ctx.progress)
+
+    def batch(self, ctx: JobContext, payload: BatchPayload) -> BatchResult:
+        """Apply one operation to every source, recording each item's outcome as it is known.
+
+        An item that fails is reported (with its code and whether trying again could help) and the
+        batch goes on. A retried or redelivered batch resumes: items already recorded are not redone.
+        Outputs are named ``<index>-<name>``.
+        """
+        self._fresh_start(ctx)
+        client = self.sources.store.client
+        journal = self.sources.store.key("effect", "image-batch", ctx.job_id)
+        done = {int(i): BatchItemResult.model_validate_json(raw) for i, raw in client.hgetall(journal).items()}
+        total = len(payload.sources)
+        items: list[BatchItemResult] = []
+        for index, source in enumerate(payload.sources):
+            item = done.get(index)
+            if item is None:
+
+                def progress(percent: float, message: str, index: int = index) -> None:
+                    ctx.progress(100 * (index + percent / 100) / total, f"{index + 1}/{total}: {message}")
+
+                item = self._batch_item(ctx, index, source, payload.operation, progress)
+                client.hset(journal, str(index), item.model_dump_json())
+                client.expire(journal, self.settings.retention_failed)
+            items.append(item)
+            ctx.progress(100 * (index + 1) / total, f"{index + 1}/{total} images")
+        succeeded = sum(item.status == "succeeded" for item in items)
+        return BatchResult(succeeded=succeeded, failed=total - succeeded, items=items)
+
+    def handlers(self) -> dict[str, Handler]:
+        """The handlers by job type."""
+        return {
+            "image.resize": self.resize,
+            "image.thumbnail": self.thumbnail,
+            "image.avatar": self.avatar,
+            "image.optimize": self.optimize,
+            "image.batch": self.batch,
+        }
+
+    # -- one source --------------------------------------------------------------------------
+
+    def _resize(
+        self, ctx: JobContext, source: ImageSource, options: ResizeOptions, prefix: str, progress: Progress
+    ) -> ImageResult:
+        with self.sources.open(source, tenant=ctx.tenant) as handle:
+            image = images.open_image(handle, self._limits(), first_frame=options.animated == "first_frame")
+            needed = images.needed_size(images.upright_size(image), options.sizes, enlarge=options.enlarge)
+            with self.budget.reserve(images.decoded_bytes(image, needed)):
+                original, decoded, exif = images.load(image, needed, keep_metadata=options.keep_metadata)
+                made = images.variants(
+                    decoded, options.sizes, options.formats, quality=options.quality, enlarge=options.enlarge, exif=exif
+                )
+                outputs = self._store_all(ctx, made, len(options.sizes) * len(options.formats), prefix, progress)
+                del image, decoded  # free the pixels before the budget is given back (they may be one object)
+        return ImageResult(source=original, outputs=outputs)
+
+    def _avatar(
+        self, ctx: JobContext, source: ImageSource, options: AvatarOptions, prefix: str, progress: Progress
+    ) -> ImageResult:
+        largest = max(options.sizes)
+        cover = TargetSize(width=largest, height=largest, fit="cover")
+        with self.sources.open(source, tenant=ctx.tenant) as handle:
+            image = images.open_image(handle, self._limits(), first_frame=True)
+            needed = images.needed_size(images.upright_size(image), [cover], enlarge=True)
+            with self.budget.reserve(images.decoded_bytes(image, needed)):
+                original, decoded, _ = images.load(image, needed)
+                square = decoded.crop(crop.square_box(decoded, options.crop))
+                targets = [TargetSize(width=size, height=size) for size in sorted(options.sizes, reverse=True)]
+                made = images.variants(square, targets, [options.format], quality=options.quality, enlarge=True)
+                outputs = self._store_all(ctx, made, len(targets), prefix, progress)
+                del image, decoded, square
+        return ImageResult(source=original, outputs=outputs)
+
+    def _optimize(
+        self, ctx: JobContext, source: ImageSource, options: OptimizeOptions, prefix: str, progress: Progress
+    ) -> OptimizeResult:
+        with self.sources.open(source, tenant=ctx.tenant) as handle:
+            data = handle.read()
+        image = images.open_image(io.BytesIO(data), self._limits())
+        upright = images.upright_size(image)
+        fmt: ImageFormat = SAME_FORMAT[(image.format or "").lower()] if options.format == "same" else options.format
+        with self.budget.reserve(images.decoded_bytes(image, upright)):
+            original, decoded, exif = images.load(image, upright, keep_metadata=options.keep_metadata)
+            progress(50, "decoded")
+            encoded = images.encode(
+                decoded, fmt, quality=options.quality, icc=decoded.info.get("icc_profile"), exif=exif, smallest=True
+            )
+            fallback = None
+            if len(encoded) >= len(data):
+                fallback = data if options.keep_metadata else metadata.without_metadata(data, image)
+            del image, decoded  # free the pixels before the budget is given back
+        name, kept = f"optimized.{images.EXTENSIONS[fmt]}", False
+        if fallback is not None and len(fallback) <= len(encoded):
+            kept_format = str(original["format"])
+            encoded, name, kept = fallback, f"optimized.{images.EXTENSIONS[kept_format]}", True
+            logger.info("Re-encoding would not save bytes; keeping the original (%s).", kept_format)
+        variant = images.Variant(name, fmt, upright[0], upright[1], encoded)
+        output = self._store(ctx, variant, prefix, label=str(original["format"]) if kept else fmt)
+        progress(100, name)
+        return OptimizeResult(
+            source=original, outputs=[output], bytes_before=len(data), bytes_after=output.bytes, kept_original=kept
+        )
+
+    def _batch_item(
+        self, ctx: JobContext, index: int, source: ImageSource, operation: BatchOperation, progress: Progress
+    ) -> BatchItemResult:
+        prefix = f"{index}-"
+        try:
+            result: ImageResult
+            if operation.resize is not None:
+                result = self._resize(ctx, source, operation.resize, prefix, progress)
+            elif operation.thumbnail is not None:
+                result = self._resize(ctx, source, _as_resize(operation.thumbnail), prefix, progress)
+            elif operation.avatar is not None:
+                result = self._avatar(ctx, source, operation.avatar, prefix, progress)
+            else:
+                assert operation.optimize is not None
+                result = self._optimize(ctx, source, operation.optimize, prefix, progress)
+        except JobCancelled:
+            raise
+        except JobError as exc:
+            error = ItemError(code=exc.code, message=exc.message, retryable=isinstance(exc, TransientJobError))
+            return BatchItemResult(index=index, status="failed", error=error)
+        except Exception:  # one bad item must not cost the others their results
+            logger.exception("Item %d of batch %s failed unexpectedly.", index, ctx.job_id)
+            error = ItemError(code="internal_error", message="The item could not be processed.", retryable=True)
+            return BatchItemResult(index=index, status="failed", error=error)
+        return BatchItemResult(index=index, status="succeeded", result=result)
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def _fresh_start(self, ctx: JobContext) -> None:
+        if self.storage.discard_partials(ctx.tenant, ctx.job_id):
+            logger.info("Discarded the half-written outputs of an interrupted attempt.")
+
+    def _limits(self) -> images.Limits:
+        return images.Limits(self.settings.max_pixels, self.settings.max_frames)
+
+    def _store_all(
+        self, ctx: JobContext, made: Iterator[images.Variant], steps: int, prefix: str, progress: Progress
+    ) -> list[ImageOutput]:
+        outputs: list[ImageOutput] = []
+        for variant in made:
+            outputs.append(self._store(ctx, variant, prefix))
+            progress(100 * len(outputs) / steps, variant.name)
+        return outputs
+
+    def _store(self, ctx: JobContext, variant: images.Variant, prefix: str, *, label: str | None = None) -> ImageOutput:
+        name = f"{prefix}{variant.name}"
+        key = make_key(ctx.tenant, ctx.job_id, name)
         stored = self.storage.put(key, [variant.data])
         return ImageOutput(
-            name=variant.name,
-            format=variant.format,
+            name=name,
+            format=label or variant.format,
             width=variant.width,
             height=variant.height,
             bytes=stored.size,
             url=self.signer.path(key),
         )
 
-    def handlers(self) -> dict[str, Handler]:
-        """The handlers by job type."""
-        return {"image.resize": self.resize, "image.thumbnail": self.thumbnail}
+
+def _as_resize(options: ThumbnailOptions) -> ResizeOptions:
+    return ResizeOptions(
+        sizes=[TargetSize(width=options.size, height=options.size)], formats=[options.format], quality=options.quality
+    )

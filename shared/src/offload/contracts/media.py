@@ -1,4 +1,8 @@
-"""Jobs consumed by services/worker-media: image variants made with Pillow from an upload or a URL."""
+"""Jobs consumed by services/worker-media: image variants made with Pillow from an upload or a URL.
+
+Each image job is a source plus options; the options models are shared with ``image.batch``,
+which applies one operation to many sources and reports per item.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,11 @@ from offload.contracts._base import JobContract, Payload, RetryPolicy
 
 MEDIA_QUEUE = "media"
 
-ImageFormat = Literal["jpeg", "png", "webp"]
+ImageFormat = Literal["jpeg", "png", "webp", "avif"]
 Fit = Literal["inside", "cover", "contain"]
+Animated = Literal["reject", "first_frame"]
+#: The most sources one ``image.batch`` job may carry.
+MAX_BATCH_ITEMS = 100
 
 
 class ImageSource(Payload):
@@ -51,25 +58,110 @@ def _jpeg_only() -> list[ImageFormat]:
     return ["jpeg"]
 
 
-class ResizePayload(Payload):
+def _avatar_sizes() -> list[int]:
+    return [32, 64, 128, 256]
+
+
+class ResizeOptions(Payload):
     """Several sizes of one image, in one or more formats, from a single decode."""
 
-    source: ImageSource
     sizes: list[TargetSize] = Field(min_length=1, max_length=10)
-    formats: list[ImageFormat] = Field(default_factory=_jpeg_only, min_length=1, max_length=3)
+    formats: list[ImageFormat] = Field(default_factory=_jpeg_only, min_length=1, max_length=4)
     quality: int = Field(default=85, ge=1, le=100)
     enlarge: bool = Field(default=False, description="Allow outputs larger than the source.")
     keep_metadata: bool = Field(default=False, description="Keep EXIF (orientation is applied either way).")
-    animated: Literal["reject", "first_frame"] = "reject"
+    animated: Animated = "reject"
 
 
-class ThumbnailPayload(Payload):
+class ThumbnailOptions(Payload):
     """One small image, fast: the longest side becomes ``size``."""
 
-    source: ImageSource
     size: int = Field(default=400, ge=16, le=1024)
     format: ImageFormat = "jpeg"
     quality: int = Field(default=80, ge=1, le=100)
+
+
+class AvatarOptions(Payload):
+    """A set of square images of exactly the given sizes (small sources are enlarged to fill them).
+
+    ``centre`` crops the middle square; ``smart`` keeps the square with the most detail (an entropy
+    search, no face detection), which keeps a subject that is off-centre.
+    """
+
+    sizes: list[int] = Field(default_factory=_avatar_sizes, min_length=1, max_length=8)
+    crop: Literal["centre", "smart"] = "centre"
+    format: ImageFormat = "webp"
+    quality: int = Field(default=85, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _sizes_in_range(self) -> AvatarOptions:
+        bad = [size for size in self.sizes if not 16 <= size <= 1024]
+        if bad:
+            raise ValueError(f"avatar sizes must be 16 to 1024 pixels, not {bad}")
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ValueError("avatar sizes must be distinct")
+        return self
+
+
+class OptimizeOptions(Payload):
+    """Re-encode to save bytes, at full size.
+
+    ``same`` keeps the source's format (a GIF becomes a PNG). If the re-encoded file is not smaller,
+    the original bytes are kept instead, with metadata removed losslessly where the format allows
+    (JPEG, PNG); a source whose metadata cannot be removed that way gets the re-encoded file even
+    if larger, so stripping is never silently skipped.
+    """
+
+    format: Literal["same", "jpeg", "png", "webp", "avif"] = "same"
+    quality: int = Field(default=80, ge=1, le=100)
+    keep_metadata: bool = Field(default=False, description="Keep EXIF (orientation is applied either way).")
+
+
+class ResizePayload(ResizeOptions):
+    """``image.resize``: several sizes of one image, in one or more formats, from a single decode."""
+
+    source: ImageSource
+
+
+class ThumbnailPayload(ThumbnailOptions):
+    """``image.thumbnail``: one small image, fast."""
+
+    source: ImageSource
+
+
+class AvatarPayload(AvatarOptions):
+    """``image.avatar``: a square set such as 32/64/128/256."""
+
+    source: ImageSource
+
+
+class OptimizePayload(OptimizeOptions):
+    """``image.optimize``: the same image in fewer bytes."""
+
+    source: ImageSource
+
+
+class BatchOperation(Payload):
+    """What ``image.batch`` does to every source: exactly one of the operations, with its options."""
+
+    resize: ResizeOptions | None = None
+    thumbnail: ThumbnailOptions | None = None
+    avatar: AvatarOptions | None = None
+    optimize: OptimizeOptions | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BatchOperation:
+        given = [name for name in ("resize", "thumbnail", "avatar", "optimize") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of resize, thumbnail, avatar and optimize")
+        return self
+
+
+class BatchPayload(Payload):
+    """``image.batch``: one operation applied to many sources, each with its own outcome."""
+
+    sources: list[ImageSource] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    operation: BatchOperation
 
 
 class ImageOutput(BaseModel):
@@ -90,24 +182,79 @@ class ImageResult(BaseModel):
     outputs: list[ImageOutput]
 
 
-RESIZE = JobContract(
-    name="image.resize",
-    queue=MEDIA_QUEUE,
-    payload=ResizePayload,
-    result=ImageResult,
-    description="Resizes an image to several sizes and formats (EXIF orientation applied, metadata stripped).",
-    retry=RetryPolicy(max_retries=2, min_backoff=2, max_backoff=60),
-    time_limit=120,
+class OptimizeResult(ImageResult):
+    """What ``image.optimize`` returns: one output, and what it saved."""
+
+    bytes_before: int
+    bytes_after: int
+    kept_original: bool = Field(description="True when re-encoding would not have saved bytes.")
+
+
+class ItemError(BaseModel):
+    """Why one item of a batch failed."""
+
+    code: str
+    message: str
+    retryable: bool = Field(description="True when the same item may succeed if submitted again later.")
+
+
+class BatchItemResult(BaseModel):
+    """The outcome for one source of a batch (in the order they were given)."""
+
+    index: int
+    status: Literal["succeeded", "failed"]
+    result: OptimizeResult | ImageResult | None = None
+    error: ItemError | None = None
+
+
+class BatchResult(BaseModel):
+    """What ``image.batch`` returns."""
+
+    succeeded: int
+    failed: int
+    items: list[BatchItemResult]
+
+
+def _image_job(
+    name: str, payload: type[Payload], result: type[BaseModel], description: str, limit: float
+) -> JobContract:
+    return JobContract(
+        name=name,
+        queue=MEDIA_QUEUE,
+        payload=payload,
+        result=result,
+        description=description,
+        retry=RetryPolicy(max_retries=2, min_backoff=2, max_backoff=60),
+        time_limit=limit,
+    )
+
+
+RESIZE = _image_job(
+    "image.resize",
+    ResizePayload,
+    ImageResult,
+    "Resizes an image to several sizes and formats (EXIF orientation applied, metadata stripped).",
+    120,
+)
+THUMBNAIL = _image_job(
+    "image.thumbnail", ThumbnailPayload, ImageResult, "Makes one small thumbnail, decoding JPEGs at reduced size.", 60
+)
+AVATAR = _image_job(
+    "image.avatar", AvatarPayload, ImageResult, "Makes a set of square avatars, centre- or smart-cropped.", 60
+)
+OPTIMIZE = _image_job(
+    "image.optimize",
+    OptimizePayload,
+    OptimizeResult,
+    "Re-encodes an image to save bytes, keeping the original when that would not shrink it.",
+    120,
+)
+BATCH = _image_job(
+    "image.batch",
+    BatchPayload,
+    BatchResult,
+    f"Applies one image operation to up to {MAX_BATCH_ITEMS} sources, with a result per source.",
+    900,
 )
 
-THUMBNAIL = JobContract(
-    name="image.thumbnail",
-    queue=MEDIA_QUEUE,
-    payload=ThumbnailPayload,
-    result=ImageResult,
-    description="Makes one small thumbnail, decoding JPEGs at reduced size.",
-    retry=RetryPolicy(max_retries=2, min_backoff=2, max_backoff=60),
-    time_limit=60,
-)
-
-CONTRACTS = (RESIZE, THUMBNAIL)
+CONTRACTS = (RESIZE, THUMBNAIL, AVATAR, OPTIMIZE, BATCH)
