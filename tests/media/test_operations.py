@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import time
+from pathlib import Path
 
 import dramatiq
 import pytest
 from PIL import Image, ImageOps, ImageStat
 
 from offload.publish import Publisher
+from offload_media.settings import MediaSettings
 from tests.api.conftest import Api
 from tests.media.conftest import download, many_frames_gif, photo, run_job, upload
 
@@ -176,3 +180,21 @@ def _camera_jpeg(*, quality: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality, exif=exif, comment=b"taken at home")
     return buffer.getvalue()
+
+
+def test_the_cleanup_job_removes_old_uploads_and_outputs_and_clients_cannot_submit_it(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, media_settings: MediaSettings
+) -> None:
+    old, fresh = upload(api, photo(64, 48)), upload(api, photo(64, 48))
+    root = Path(media_settings.storage_dir) / "acme"
+    past = time.time() - media_settings.storage_retention - 3600
+    for item in [*(root / old).iterdir(), root / old]:
+        os.utime(item, (past, past))
+    assert api.submit("storage.cleanup", {}).status_code == 422  # Offload's own job: not for clients
+    prepared = publisher.preparer.prepare({"type": "storage.cleanup", "payload": {}}, tenant="ops", internal=True)
+    record = publisher.wait(publisher.enqueue(prepared).job_id, timeout=30)
+    assert record is not None and record.state == "succeeded", record
+    assert record.result["folders"] >= 1 and record.result["dry_run"] is False
+    assert not (root / old).exists() and (root / fresh / "source").exists()
+    gone = run_job(api, publisher, "image.thumbnail", {"source": {"upload_id": old}})
+    assert gone.state == "failed" and gone.error_code == "upload_not_found"

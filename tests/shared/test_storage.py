@@ -115,3 +115,46 @@ def test_half_written_files_of_a_killed_attempt_are_discarded_and_finished_ones_
     assert storage.discard_partials("acme", "job1") == 2
     assert sorted(p.name for p in folder.iterdir()) == ["256.webp"]
     assert storage.discard_partials("acme", "job2") == 0  # no folder yet: nothing to do
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Set the modification time of ``path`` and everything in it ``seconds`` in the past."""
+    when = path.stat().st_mtime - seconds
+    for item in [*path.iterdir(), path]:
+        os.utime(item, (when, when), follow_symlinks=False)
+
+
+def test_retention_removes_whole_folders_past_the_cutoff_and_keeps_the_rest(storage: LocalStorage) -> None:
+    for owner in ("old-job", "new-job", "old-but-touched"):
+        storage.put(make_key("acme", owner, "a.png"), [b"x" * 10])
+        storage.put(make_key("acme", owner, "b.png"), [b"y" * 5])
+    _age(storage.path(make_key("acme", "old-job", "x")).parent, 3 * 86_400)
+    touched = storage.path(make_key("acme", "old-but-touched", "x")).parent
+    _age(touched, 3 * 86_400)
+    os.utime(touched / "b.png")  # a retry wrote one output again just now
+    cutoff = storage.path(make_key("acme", "new-job", "x")).parent.stat().st_mtime - 86_400
+
+    counted = storage.remove_older_than(cutoff, dry_run=True)
+    assert (counted.folders, counted.files, counted.bytes) == (1, 2, 15)
+    assert storage.size(make_key("acme", "old-job", "a.png")) == 10  # a dry run removes nothing
+
+    removed = storage.remove_older_than(cutoff)
+    assert removed == counted
+    assert not storage.path(make_key("acme", "old-job", "x")).parent.exists()
+    assert storage.size(make_key("acme", "new-job", "a.png")) == 10
+    assert storage.size(make_key("acme", "old-but-touched", "a.png")) == 10  # the set stays whole
+
+
+def test_retention_never_follows_a_planted_link(storage: LocalStorage, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    folder = storage.path(make_key("acme", "job1", "x")).parent
+    folder.mkdir(parents=True)
+    (folder / "link").symlink_to(outside, target_is_directory=True)
+    (storage.root / "globex").symlink_to(outside, target_is_directory=True)  # a linked tenant folder
+    _age(folder, 3 * 86_400)
+    os.utime(outside, (0, 0))
+    removed = storage.remove_older_than(folder.stat().st_mtime + 60)
+    assert removed.folders == 1 and not folder.exists()
+    assert (outside / "precious.txt").read_text() == "keep me"

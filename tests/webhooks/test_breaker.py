@@ -45,9 +45,16 @@ def test_a_receiver_that_keeps_failing_is_paused_after_the_threshold(
     jobs = [publisher.publish("system.noop", {}, tenant="acme", callback_url=receiver.url).job_id for _ in range(8)]
     # The email worker's breaker opens after 5 failures to the host (its default threshold).
     wait_for(lambda: redis_client.exists(f"offload:breaker:127.0.0.1:{receiver.port}:open") == 1, timeout=20)
-    calls = len(receiver.received)
-    assert 5 <= calls <= 8  # deliveries in flight when it opened may still have been sent
     deliveries = [r for r in publisher.store.list_jobs(tenant="acme", job_type="webhook.deliver").records]
-    wait_for(lambda: any(publisher.get(d.id).error_code == "circuit_open" for d in deliveries), timeout=10)
+
+    def paused() -> int:
+        return sum(publisher.get(d.id).error_code == "circuit_open" for d in deliveries)
+
+    # Deliveries in flight when it opened may still land; by the first retry that meets the open
+    # circuit (2 s of backoff later) they have.
+    wait_for(lambda: paused() >= 1, timeout=10)
+    calls = len(receiver.received)
+    assert 5 <= calls <= 8
+    wait_for(lambda: paused() >= 3, timeout=15)
     assert len(receiver.received) == calls  # paused: no new call while the circuit is open
     assert len(jobs) == 8

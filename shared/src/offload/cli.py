@@ -1,4 +1,4 @@
-"""The ``offload`` command: a demo against a running suite, SDK submissions, and schema export."""
+"""The ``offload`` command: a demo against a running suite, SDK submissions, schema export, storage cleanup."""
 
 from __future__ import annotations
 
@@ -92,6 +92,18 @@ def export_schemas(out: Path) -> int:
     return 0
 
 
+def cleanup(older_than: int | None, *, dry_run: bool) -> int:
+    """Remove (or with ``dry_run`` count) stored files past retention, as the ``storage.cleanup`` job does."""
+    from offload.settings import load_settings
+    from offload.storage import LocalStorage
+
+    settings = load_settings()
+    age = older_than or settings.storage_retention
+    swept = LocalStorage(settings.storage_dir).remove_older_than(time.time() - age, dry_run=dry_run)
+    print(json.dumps({"folders": swept.folders, "files": swept.files, "bytes": swept.bytes, "dry_run": dry_run}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offload`` command."""
     parser = argparse.ArgumentParser(prog="offload", description=__doc__)
@@ -105,11 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     submit_cmd.add_argument("--tenant", default="default")
     schemas_cmd = commands.add_parser("schemas", help="write the JSON Schema of every job payload")
     schemas_cmd.add_argument("--out", type=Path, default=Path("schemas"))
+    cleanup_cmd = commands.add_parser("cleanup", help="remove uploads and outputs past OFFLOAD_STORAGE_RETENTION")
+    cleanup_cmd.add_argument("--older-than", type=int, default=None, metavar="SECONDS")
+    cleanup_cmd.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.api.rstrip("/"), args.key)
     if args.command == "submit":
         return submit(args.type, args.payload, args.tenant)
+    if args.command == "cleanup":
+        return cleanup(args.older_than, dry_run=args.dry_run)
     return export_schemas(args.out)
 
 

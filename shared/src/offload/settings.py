@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar, overload
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from offload.errors import ConfigError
@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     signing_key: SecretStr = SecretStr(_DEV_SIGNING_KEY)
     #: Seconds a download link is valid.
     link_ttl: int = Field(default=7 * 86_400, ge=60)
+    #: Seconds uploads and job outputs are kept after their last write (``storage.cleanup`` removes
+    #: older ones); at least ``link_ttl``, so a link never outlives its file.
+    storage_retention: int = Field(default=7 * 86_400, ge=3600)
     #: Largest upload in bytes.
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     #: Log level and format (``json`` lines, or ``text`` for a terminal).
@@ -122,6 +125,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _files_outlive_links(self) -> Settings:
+        if self.storage_retention < self.link_ttl:
+            raise ValueError(
+                f"OFFLOAD_STORAGE_RETENTION ({self.storage_retention} s) is shorter than OFFLOAD_LINK_TTL "
+                f"({self.link_ttl} s): download links would point at removed files"
+            )
+        return self
 
     @field_validator("api_keys", mode="after")
     @classmethod
@@ -171,7 +183,8 @@ def load_settings(cls: type[Settings] | None = None, **overrides: object) -> Set
         settings = (cls or Settings)(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"OFFLOAD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"OFFLOAD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in exc.errors()
         )
         raise ConfigError(f"Invalid settings: {problems}.") from None
     settings.check_production()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,15 @@ class FileTooLarge(ClientError):
 
     code = "payload_too_large"
     status = 413
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What a retention sweep removed (or, in a dry run, would remove)."""
+
+    folders: int
+    files: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,10 @@ class Storage(Protocol):
 
     def discard_partials(self, tenant: str, owner: str) -> int:
         """Delete half-written files an interrupted attempt left; returns how many."""
+        ...
+
+    def remove_older_than(self, cutoff: float, *, dry_run: bool = False) -> Cleanup:
+        """Delete every upload's or job's files whose newest write is before ``cutoff`` (Unix time)."""
         ...
 
 
@@ -167,6 +181,42 @@ class LocalStorage:
         if folder.is_dir():
             folder.rmdir()
         return removed
+
+    def remove_older_than(self, cutoff: float, *, dry_run: bool = False) -> Cleanup:
+        """Delete the folder of every upload or job whose newest write is before ``cutoff`` (Unix time).
+
+        A folder goes as a whole, so a job's outputs stay a complete set until they all go.
+        Symbolic links are removed, never followed; tenant folders stay (a concurrent upload may be
+        creating its folder in one).
+        """
+        folders = files = size = 0
+        for tenant in _folders(self.root):
+            for owner in _folders(Path(tenant.path)):
+                entries = list(os.scandir(owner.path))
+                stats = [entry.stat(follow_symlinks=False) for entry in entries]
+                newest = max([owner.stat(follow_symlinks=False).st_mtime, *(stat.st_mtime for stat in stats)])
+                if newest >= cutoff:
+                    continue
+                folders += 1
+                files += len(entries)
+                size += sum(stat.st_size for stat in stats)
+                if dry_run:
+                    continue
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)  # never made by Offload; rmtree skips links
+                    else:
+                        os.unlink(entry.path)
+                os.rmdir(owner.path)
+        return Cleanup(folders=folders, files=files, bytes=size)
+
+
+def _folders(path: Path) -> list[os.DirEntry[str]]:
+    """The real sub-folders of ``path`` (symbolic links are not followed)."""
+    try:
+        return [entry for entry in os.scandir(path) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def read_chunks(handle: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from offload.contracts.media import (
     BatchOperation,
     BatchPayload,
     BatchResult,
+    CleanupPayload,
+    CleanupResult,
     ImageFormat,
     ImageOutput,
     ImageResult,
@@ -122,6 +125,13 @@ class MediaHandlers:
         succeeded = sum(item.status == "succeeded" for item in items)
         return BatchResult(succeeded=succeeded, failed=total - succeeded, items=items)
 
+    def cleanup(self, _ctx: JobContext, payload: CleanupPayload) -> CleanupResult:
+        """Remove the uploads and outputs of the whole storage (every tenant) past retention."""
+        older_than = payload.older_than or self.settings.storage_retention
+        swept = self.storage.remove_older_than(time.time() - older_than, dry_run=payload.dry_run)
+        logger.info("Storage cleanup: %d folders, %d files, %d bytes.", swept.folders, swept.files, swept.bytes)
+        return CleanupResult(folders=swept.folders, files=swept.files, bytes=swept.bytes, dry_run=payload.dry_run)
+
     def handlers(self) -> dict[str, Handler]:
         """The handlers by job type."""
         return {
@@ -130,6 +140,7 @@ class MediaHandlers:
             "image.avatar": self.avatar,
             "image.optimize": self.optimize,
             "image.batch": self.batch,
+            "storage.cleanup": self.cleanup,
         }
 
     # -- one source --------------------------------------------------------------------------

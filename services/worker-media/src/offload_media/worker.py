@@ -19,7 +19,7 @@ from offload_media.sources import Sources
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("media",)
 #: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("image.resize", "image.thumbnail", "image.avatar", "image.optimize", "image.batch")
+JOB_TYPES = ("image.resize", "image.thumbnail", "image.avatar", "image.optimize", "image.batch", "storage.cleanup")
 
 
 def build(settings: MediaSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:

@@ -164,6 +164,24 @@ class BatchPayload(Payload):
     operation: BatchOperation
 
 
+class CleanupPayload(Payload):
+    """Remove uploads and outputs whose last write is older than ``older_than`` seconds."""
+
+    older_than: int | None = Field(
+        default=None, ge=3600, description="Seconds; defaults to the OFFLOAD_STORAGE_RETENTION setting."
+    )
+    dry_run: bool = Field(default=False, description="Count what would go without removing it.")
+
+
+class CleanupResult(BaseModel):
+    """What ``storage.cleanup`` removed."""
+
+    folders: int
+    files: int
+    bytes: int
+    dry_run: bool
+
+
 class ImageOutput(BaseModel):
     """One file a media job wrote."""
 
@@ -257,4 +275,16 @@ BATCH = _image_job(
     900,
 )
 
-CONTRACTS = (RESIZE, THUMBNAIL, AVATAR, OPTIMIZE, BATCH)
+#: The retention sweep of the storage the media worker mounts; Offload's own (the scheduler runs it).
+CLEANUP = JobContract(
+    name="storage.cleanup",
+    queue=MEDIA_QUEUE,
+    payload=CleanupPayload,
+    result=CleanupResult,
+    description="Removes uploads and job outputs older than the retention setting.",
+    retry=RetryPolicy(max_retries=1, min_backoff=60, max_backoff=300),
+    time_limit=900,
+    internal=True,
+)
+
+CONTRACTS = (RESIZE, THUMBNAIL, AVATAR, OPTIMIZE, BATCH, CLEANUP)
