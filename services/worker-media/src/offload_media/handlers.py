@@ -152,7 +152,9 @@ class MediaHandlers:
             image = images.open_image(handle, self._limits(), first_frame=options.animated == "first_frame")
             needed = images.needed_size(images.upright_size(image), options.sizes, enlarge=options.enlarge)
             with self.budget.reserve(images.decoded_bytes(image, needed)):
-                original, decoded, exif = images.load(image, needed, keep_metadata=options.keep_metadata)
+                original, decoded, exif = images.load(
+                    image, needed, keep_metadata=options.keep_metadata, srgb=options.colour == "srgb"
+                )
                 made = images.variants(
                     decoded, options.sizes, options.formats, quality=options.quality, enlarge=options.enlarge, exif=exif
                 )
@@ -169,7 +171,7 @@ class MediaHandlers:
             image = images.open_image(handle, self._limits(), first_frame=True)
             needed = images.needed_size(images.upright_size(image), [cover], enlarge=True)
             with self.budget.reserve(images.decoded_bytes(image, needed)):
-                original, decoded, _ = images.load(image, needed)
+                original, decoded, _ = images.load(image, needed, srgb=options.colour == "srgb")
                 square = decoded.crop(crop.square_box(decoded, options.crop))
                 targets = [TargetSize(width=size, height=size) for size in sorted(options.sizes, reverse=True)]
                 made = images.variants(square, targets, [options.format], quality=options.quality, enlarge=True)
@@ -184,15 +186,19 @@ class MediaHandlers:
             data = handle.read()
         image = images.open_image(io.BytesIO(data), self._limits())
         upright = images.upright_size(image)
+        # The original keeps its profile: not an answer to a request for sRGB pixels.
+        may_keep_original = options.colour == "preserve" or "icc_profile" not in image.info
         fmt: ImageFormat = SAME_FORMAT[(image.format or "").lower()] if options.format == "same" else options.format
         with self.budget.reserve(images.decoded_bytes(image, upright)):
-            original, decoded, exif = images.load(image, upright, keep_metadata=options.keep_metadata)
+            original, decoded, exif = images.load(
+                image, upright, keep_metadata=options.keep_metadata, srgb=options.colour == "srgb"
+            )
             progress(50, "decoded")
             encoded = images.encode(
                 decoded, fmt, quality=options.quality, icc=decoded.info.get("icc_profile"), exif=exif, smallest=True
             )
             fallback = None
-            if len(encoded) >= len(data):
+            if len(encoded) >= len(data) and may_keep_original:
                 fallback = data if options.keep_metadata else metadata.without_metadata(data, image)
             del image, decoded  # free the pixels before the budget is given back
         name, kept = f"optimized.{images.EXTENSIONS[fmt]}", False
@@ -267,5 +273,8 @@ class MediaHandlers:
 
 def _as_resize(options: ThumbnailOptions) -> ResizeOptions:
     return ResizeOptions(
-        sizes=[TargetSize(width=options.size, height=options.size)], formats=[options.format], quality=options.quality
+        sizes=[TargetSize(width=options.size, height=options.size)],
+        formats=[options.format],
+        quality=options.quality,
+        colour=options.colour,
     )

@@ -175,11 +175,13 @@ def load(
     needed: tuple[int, int],
     *,
     keep_metadata: bool = False,
+    srgb: bool = False,
 ) -> tuple[dict[str, int | str], Image.Image, bytes | None]:
     """Decode ``image`` (opened by :func:`open_image`) once, for outputs up to ``needed`` (:func:`needed_size`).
 
-    Returns the source's size and format, the decoded upright image, and the EXIF to write into
-    outputs (only when ``keep_metadata``; its orientation reset, since the pixels are upright).
+    Returns the source's size and format, the decoded upright image (converted to sRGB when
+    ``srgb``), and the EXIF to write into outputs (only when ``keep_metadata``; its orientation
+    reset, since the pixels are upright).
 
     Raises:
         PermanentJobError: ``invalid_image`` for truncated or corrupt data.
@@ -194,7 +196,28 @@ def load(
         kept = image.getexif()
         kept[0x0112] = 1
         exif = bytes(kept.tobytes())
-    return original, decode(image, needed), exif
+    decoded = decode(image, needed)
+    return original, to_srgb(decoded) if srgb else decoded, exif
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """``image`` converted from its embedded ICC profile to sRGB, without the profile.
+
+    An image without a profile is taken to be sRGB already (as browsers do); an unreadable
+    profile is dropped and the pixels kept as they are.
+    """
+    icc = image.info.pop("icc_profile", None)
+    if not icc or image.mode not in ("RGB", "RGBA"):
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=image.mode)
+    except (ImageCms.PyCMSError, OSError):
+        return image
+    if converted is None:
+        return image
+    converted.info.pop("icc_profile", None)  # Pillow attaches the sRGB profile; sRGB is what untagged means
+    return converted
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:

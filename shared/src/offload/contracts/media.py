@@ -17,6 +17,9 @@ MEDIA_QUEUE = "media"
 ImageFormat = Literal["jpeg", "png", "webp", "avif"]
 Fit = Literal["inside", "cover", "contain"]
 Animated = Literal["reject", "first_frame"]
+#: ``preserve`` keeps an embedded ICC profile in the outputs (CMYK is always converted to sRGB);
+#: ``srgb`` converts the pixels to sRGB and drops the profile: smaller files that look the same.
+Colour = Literal["preserve", "srgb"]
 #: The most sources one ``image.batch`` job may carry.
 MAX_BATCH_ITEMS = 100
 
@@ -71,6 +74,7 @@ class ResizeOptions(Payload):
     enlarge: bool = Field(default=False, description="Allow outputs larger than the source.")
     keep_metadata: bool = Field(default=False, description="Keep EXIF (orientation is applied either way).")
     animated: Animated = "reject"
+    colour: Colour = "preserve"
 
 
 class ThumbnailOptions(Payload):
@@ -79,6 +83,7 @@ class ThumbnailOptions(Payload):
     size: int = Field(default=400, ge=16, le=1024)
     format: ImageFormat = "jpeg"
     quality: int = Field(default=80, ge=1, le=100)
+    colour: Colour = "preserve"
 
 
 class AvatarOptions(Payload):
@@ -92,6 +97,7 @@ class AvatarOptions(Payload):
     crop: Literal["centre", "smart"] = "centre"
     format: ImageFormat = "webp"
     quality: int = Field(default=85, ge=1, le=100)
+    colour: Colour = "preserve"
 
     @model_validator(mode="after")
     def _sizes_in_range(self) -> AvatarOptions:
@@ -115,6 +121,7 @@ class OptimizeOptions(Payload):
     format: Literal["same", "jpeg", "png", "webp", "avif"] = "same"
     quality: int = Field(default=80, ge=1, le=100)
     keep_metadata: bool = Field(default=False, description="Keep EXIF (orientation is applied either way).")
+    colour: Colour = "preserve"
 
 
 class ResizePayload(ResizeOptions):
