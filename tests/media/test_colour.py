@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image, ImageCms
 
-from offload.contracts.media import TargetSize
+from offload.contracts.media import ImageFormat, TargetSize
 from offload_media import images
 
 LIMITS = images.Limits(max_pixels=40_000_000, max_frames=10)
@@ -26,7 +26,7 @@ def _swapped_primaries_profile() -> bytes:
     return bytes(profile)
 
 
-def _outputs(data: bytes, fmt: images.ImageFormat, *, srgb: bool = False) -> Image.Image:
+def _outputs(data: bytes, fmt: ImageFormat, *, srgb: bool = False) -> Image.Image:
     image = images.open_image(io.BytesIO(data), LIMITS)
     _, decoded, _ = images.load(image, image.size, srgb=srgb)
     [variant] = images.variants(decoded, [TargetSize(width=image.width)], [fmt], quality=95, enlarge=False)
@@ -60,11 +60,11 @@ def test_cmyk_becomes_rgb() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "mode"), [("png", "RGBA"), ("webp", "RGBA"), ("avif", "RGBA"), ("jpeg", "RGB")])
-def test_a_transparent_palette_image_keeps_its_alpha_where_the_format_has_one(fmt: str, mode: str) -> None:
+def test_a_transparent_palette_image_keeps_its_alpha_where_the_format_has_one(fmt: ImageFormat, mode: str) -> None:
     palette = Image.new("P", (64, 64), 1)
     palette.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
     palette.paste(0, (0, 0, 32, 64))
-    out = _outputs(_save(palette, "PNG", transparency=0), fmt)  # type: ignore[arg-type]
+    out = _outputs(_save(palette, "PNG", transparency=0), fmt)
     assert out.mode == mode
     left = out.getpixel((5, 5))
     assert isinstance(left, tuple)
