@@ -199,7 +199,7 @@ class MediaHandlers:
             )
             fallback = None
             if len(encoded) >= len(data) and may_keep_original:
-                fallback = data if options.keep_metadata else metadata.without_metadata(data, image)
+                fallback = data if options.keep_metadata else metadata.without_metadata(data)
             del image, decoded  # free the pixels before the budget is given back
         name, kept = f"optimized.{images.EXTENSIONS[fmt]}", False
         if fallback is not None and len(fallback) <= len(encoded):

@@ -151,18 +151,43 @@ def decode(image: Image.Image, needed: tuple[int, int]) -> Image.Image:
     return _normalise(upright)
 
 
+#: What of ``Image.info`` outputs may inherit: the colour profile. Everything else (EXIF, XMP,
+#: comments, Photoshop blocks, text chunks) is metadata, and Pillow's encoders would copy some of
+#: it (a JPEG's comment) from ``info`` into the output.
+KEPT_INFO = ("icc_profile",)
+
+
 def _normalise(image: Image.Image) -> Image.Image:
+    """``image`` in RGB, RGBA or L, with nothing in ``info`` but its colour profile."""
+    converted = _to_output_mode(image)
+    kept = {key: converted.info[key] for key in KEPT_INFO if key in converted.info}
+    converted.info.clear()
+    converted.info.update(kept)
+    return converted
+
+
+def _to_output_mode(image: Image.Image) -> Image.Image:
     icc = image.info.get("icc_profile")
     if image.mode == "CMYK":
         if icc:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            try:
+                source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+                converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+            except (ImageCms.PyCMSError, OSError):
+                converted = None  # an unreadable profile: the naive conversion below
             if converted is not None:
                 converted.info.pop("icc_profile", None)
                 return converted
-        return image.convert("RGB")
+        rgb = image.convert("RGB")
+        rgb.info.pop("icc_profile", None)  # a CMYK profile does not describe RGB pixels
+        return rgb
+    if image.mode.startswith("I"):  # 16- or 32-bit grey: scale to 8 bits (convert would clip at 255)
+        image = image.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+        image.info.pop("transparency", None)  # a 16-bit colour key matches no 8-bit value
+    if "transparency" in image.info and image.mode in ("P", "L", "RGB"):
+        return image.convert("RGBA")  # a palette entry or colour key marks the transparent pixels
     if image.mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+        return image.convert("RGB")
     if image.mode in ("LA", "PA"):
         return image.convert("RGBA")
     if image.mode not in ("RGB", "RGBA", "L"):

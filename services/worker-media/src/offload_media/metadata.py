@@ -17,6 +17,7 @@ Other formats (WebP, GIF) are returned as they are when they carry no metadata, 
 
 from __future__ import annotations
 
+import io
 import zlib
 
 from PIL import Image
@@ -24,16 +25,22 @@ from PIL import Image
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_METADATA = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+#: Keys of ``Image.info`` that hold metadata in WebP and GIF files.
+_OTHER_METADATA = ("exif", "xmp", "XML:com.adobe.xmp", "comment")
 
 
-def without_metadata(data: bytes, image: Image.Image) -> bytes | None:
-    """``data`` (the file ``image`` was opened from) minus its metadata, or None if that cannot be done losslessly."""
-    orientation = int(image.getexif().get(0x0112, 1))
-    if image.format == "JPEG":
-        return strip_jpeg(data, orientation)
-    if image.format == "PNG":
-        return strip_png(data, orientation)
-    carries = bool(image.getexif()) or any(key in image.info for key in ("exif", "xmp", "XML:com.adobe.xmp", "comment"))
+def without_metadata(data: bytes) -> bytes | None:
+    """``data`` minus its metadata, or None if that cannot be done losslessly.
+
+    ``data`` is an image file already vetted by ``images.open_image``; only its header is read.
+    """
+    with Image.open(io.BytesIO(data), formats=("JPEG", "PNG", "GIF", "WEBP")) as image:
+        orientation = int(image.getexif().get(0x0112, 1))
+        if image.format == "JPEG":
+            return strip_jpeg(data, orientation)
+        if image.format == "PNG":
+            return strip_png(data, orientation)
+        carries = bool(image.getexif()) or any(key in image.info for key in _OTHER_METADATA)
     return None if carries else data
 
 

@@ -1,11 +1,11 @@
-"""Colour handling of the image pipeline: CMYK, palettes, alpha and ICC profiles (pure, no worker)."""
+"""The image pipeline without a worker: metadata never leaks; CMYK, palettes, alpha, 16 bits, ICC profiles."""
 
 from __future__ import annotations
 
 import io
 
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from offload.contracts.media import ImageFormat, TargetSize
 from offload_media import images
@@ -77,3 +77,46 @@ def test_a_transparent_palette_image_keeps_its_alpha_where_the_format_has_one(fm
 def test_grey_with_alpha_becomes_rgba() -> None:
     out = _outputs(_save(Image.new("LA", (32, 32), (90, 128)), "PNG"), "png")
     assert out.mode == "RGBA" and out.getpixel((1, 1)) == (90, 90, 90, 128)
+
+
+SECRETS = (b"SECRET-XMP", b"SECRET-COMMENT", b"OffloadCam", b"SECRET-TEXT")
+
+
+@pytest.mark.parametrize("source_format", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "avif"])
+def test_no_exif_xmp_comment_or_text_reaches_an_output(source_format: str, fmt: ImageFormat) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "OffloadCam"
+    options: dict[str, object] = {"exif": exif}
+    if source_format != "PNG":
+        options["xmp"] = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">SECRET-XMP</x:xmpmeta>'
+    if source_format == "JPEG":
+        options["comment"] = b"SECRET-COMMENT"
+    if source_format == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", "SECRET-TEXT")
+        options["pnginfo"] = text
+    data = _save(Image.new("RGB", (120, 90), (10, 120, 200)), source_format, **options)
+    assert any(secret in data for secret in SECRETS)
+    image = images.open_image(io.BytesIO(data), LIMITS)
+    _, decoded, _ = images.load(image, image.size)
+    for target in (TargetSize(width=120), TargetSize(width=60)):  # same size (no resample) and smaller
+        [variant] = images.variants(decoded, [target], [fmt], quality=80, enlarge=False)
+        assert not [secret for secret in SECRETS if secret in variant.data]
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
+    out = _outputs(_save(Image.new("I;16", (16, 16), 40_000), "PNG"), "png")
+    assert out.mode == "L" and abs(out.getpixel((1, 1)) - 155) <= 1  # type: ignore[operator]
+
+
+def test_a_colour_key_becomes_alpha() -> None:
+    keyed = Image.new("RGB", (16, 16), (0, 255, 0))
+    keyed.paste((200, 30, 30), (8, 0, 16, 16))
+    out = _outputs(_save(keyed, "PNG", transparency=(0, 255, 0)), "webp")
+    assert out.mode == "RGBA" and out.getpixel((1, 1))[3] == 0 and out.getpixel((12, 1))[3] == 255  # type: ignore[index]
+
+
+def test_a_cmyk_image_with_a_broken_profile_is_still_converted() -> None:
+    out = _outputs(_save(Image.new("CMYK", (16, 16), (255, 0, 0, 0)), "JPEG", icc_profile=b"not a profile"), "jpeg")
+    assert out.mode == "RGB" and "icc_profile" not in out.info
