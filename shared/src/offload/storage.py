@@ -9,11 +9,13 @@ symbolic links are refused (``O_NOFOLLOW``), so a planted link cannot send a wri
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -68,6 +70,10 @@ class Storage(Protocol):
         """Store ``chunks`` under ``key``, atomically."""
         ...
 
+    def writer(self, key: str, *, max_bytes: int | None = None) -> AbstractContextManager[SizedWriter]:
+        """A file to write ``key`` through, renamed into place when the block ends without an error."""
+        ...
+
     def open(self, key: str) -> BinaryIO:
         """Open the file for reading."""
         ...
@@ -118,27 +124,40 @@ class LocalStorage:
             FileTooLarge: more than ``max_bytes`` arrived (nothing is left behind).
             PermanentJobError: the key is malformed, or a symlink is in the way (``invalid_key``).
         """
+        with self.writer(key, max_bytes=max_bytes) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        return StoredFile(key, handle.size)
+
+    @contextmanager
+    def writer(self, key: str, *, max_bytes: int | None = None) -> Iterator[SizedWriter]:
+        """A file to write ``key`` through, for producers that write rather than yield chunks.
+
+        The file is a temporary beside the target, renamed into place when the block ends without
+        an error and removed when it raises (a full disk, a limit, a crash of the producer), so a
+        reader never sees half a file. It may be sought (zip writers do); its ``size`` is the
+        furthest byte written.
+
+        Raises:
+            FileTooLarge: the writes reached past ``max_bytes`` (nothing is left behind).
+            PermanentJobError: the key is malformed, or a symlink is in the way (``invalid_key``).
+        """
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.parent.is_symlink() or path.is_symlink():
             raise PermanentJobError("A symbolic link is in the way of a storage write.", code="invalid_key")
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-        size = 0
         try:
-            with os.fdopen(descriptor, "wb") as handle:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise FileTooLarge(f"The file is larger than {max_bytes} bytes.")
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
+            with os.fdopen(descriptor, "w+b") as raw:
+                handle = SizedWriter(raw, max_bytes)
+                yield handle
+                raw.flush()
+                os.fsync(raw.fileno())
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        return StoredFile(key, size)
 
     def open(self, key: str) -> BinaryIO:
         """Open for reading, refusing symbolic links.
@@ -209,6 +228,50 @@ class LocalStorage:
                         os.unlink(entry.path)
                 os.rmdir(owner.path)
         return Cleanup(folders=folders, files=files, bytes=size)
+
+
+class SizedWriter(io.RawIOBase):
+    """A writable, seekable file that refuses to grow past a limit and remembers its size."""
+
+    def __init__(self, raw: BinaryIO, max_bytes: int | None) -> None:
+        super().__init__()
+        self.raw = raw
+        self.max_bytes = max_bytes
+        #: The furthest byte written so far.
+        self.size = 0
+
+    def writable(self) -> bool:
+        """Always: this file is for writing."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always: zip writers go back to fill in headers."""
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        """Write ``data``.
+
+        Raises:
+            FileTooLarge: the file would pass ``max_bytes``.
+        """
+        end = self.raw.tell() + memoryview(data).nbytes
+        if self.max_bytes is not None and end > self.max_bytes:
+            raise FileTooLarge(f"The file is larger than {self.max_bytes} bytes.")
+        written = self.raw.write(data)
+        self.size = max(self.size, end)
+        return written
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the write position (as the underlying file does)."""
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        """The write position."""
+        return self.raw.tell()
+
+    def flush(self) -> None:
+        """Flush the underlying file."""
+        self.raw.flush()
 
 
 def _folders(path: Path) -> list[os.DirEntry[str]]:
