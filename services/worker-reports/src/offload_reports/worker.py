@@ -4,17 +4,39 @@ from __future__ import annotations
 
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from offload.publish import Publisher
+from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
-from offload.worker import Handler, build_worker
+from offload.signing import LinkSigner
+from offload.storage import LocalStorage
+from offload.worker import build_worker
+from offload_reports.handlers import ReportHandlers
+from offload_reports.settings import ReportSettings
+from offload_reports.sources import UrlFetcher
 
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("reports",)
+#: The job types this worker serves (besides the system ones).
+JOB_TYPES = ("report.build",)
 
-#: The job types this worker serves (besides the system ones); the domain jobs arrive with their issue.
-JOB_TYPES: tuple[str, ...] = ()
-HANDLERS: dict[str, Handler] = {}
+
+def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
+    """This worker's broker and actors, from explicit settings (tests pass their own)."""
+    publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
+    handlers = ReportHandlers(
+        storage=LocalStorage(settings.storage_dir),
+        signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+        settings=settings,
+        fetcher=UrlFetcher(
+            settings_url_policy(settings),
+            max_bytes=settings.report_source_max_bytes,
+            deadline=settings.report_source_timeout,
+        ),
+        publisher=publisher,
+    )
+    return build_worker(settings, queues=QUEUES, handlers=handlers.handlers(), publisher=publisher)
 
 
 def setup() -> RabbitmqBroker:
     """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
-    return build_worker(load_settings(), queues=QUEUES, handlers=HANDLERS)
+    return build(load_settings(ReportSettings))

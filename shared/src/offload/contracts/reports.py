@@ -28,7 +28,7 @@ class Column(Payload):
     name: str = Field(min_length=1, max_length=100, description="The key of the value in each row object.")
     title: HeaderText | None = Field(default=None, max_length=100, description="The header; the name if absent.")
     type: ColumnType = "string"
-    format: str | None = Field(default=None, max_length=40, pattern=r'^[0-9#,.%;$€£ _()\-/:yMdhmsAP"\\[\]]+$')
+    format: str | None = Field(default=None, max_length=40, pattern=r'^[0-9#,.%;$€£ _()\-/:yMdhmsAP"]+$')
     width: int | None = Field(default=None, ge=4, le=100, description="Characters; guessed from the type if absent.")
 
     @property

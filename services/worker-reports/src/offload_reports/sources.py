@@ -1,0 +1,230 @@
+"""Where a report's rows come from: the payload itself, or a URL streamed through the SSRF guard.
+
+A URL source is read in chunks and parsed as it arrives (NDJSON line by line, CSV with the csv
+module, a JSON array object by object with the C decoder), so memory does not grow with the
+number of rows. Every limit fails the job with a clear code: the byte cap (counted after
+decompression, so a gzip bomb stops at the cap), the row cap, a total deadline besides the
+per-read timeout, and malformed data (``bad_source_data``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from offload.contracts.reports import UrlRows
+from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
+from offload.outbound import pinned_request
+from offload.urls import UrlPolicy
+
+CHUNK = 64 * 1024
+_WHITESPACE = " \t\r\n"
+
+
+@dataclass
+class Rows:
+    """An iterator of row objects, and how far through the source it is (for progress)."""
+
+    rows: Iterator[dict[str, Any]]
+    #: Rows the source will give, when known (inline rows).
+    expected: int | None = None
+    #: Bytes the source will send, when the server said (``Content-Length``).
+    total_bytes: int | None = None
+    read_bytes: int = field(default=0)
+
+    def percent(self, done: int) -> float | None:
+        """How far along the source is, or None when nothing says how long it is."""
+        if self.expected:
+            return 100 * done / self.expected
+        if self.total_bytes:
+            return min(99.0, 100 * self.read_bytes / self.total_bytes)
+        return None
+
+
+def inline(rows: list[dict[str, Any]]) -> Rows:
+    """Rows given in the payload."""
+    return Rows(iter(rows), expected=len(rows))
+
+
+@dataclass(frozen=True)
+class UrlFetcher:
+    """Opens URL sources with the SSRF guard and the report limits."""
+
+    policy: UrlPolicy
+    max_bytes: int
+    deadline: float
+    read_timeout: float = 10.0
+
+    def open(self, source: UrlRows) -> tuple[requests.Response, Rows]:
+        """Start fetching ``source``; the caller closes the response.
+
+        Raises:
+            PermanentJobError: the URL is not allowed, or the server refused it.
+            TransientJobError: the server could not be reached or failed (5xx).
+        """
+        try:
+            response = pinned_request(
+                "GET",
+                source.url,
+                policy=self.policy,
+                field_name="source.url",
+                stream=True,
+                timeout=(3.0, self.read_timeout),
+            )
+        except ValidationFailed as exc:
+            raise PermanentJobError(exc.message, code=exc.code) from None
+        except requests.RequestException as exc:
+            raise TransientJobError(
+                f"Could not fetch the source: {type(exc).__name__}.", code="source_unreachable"
+            ) from None
+        if response.status_code >= 500:
+            response.close()
+            raise TransientJobError(f"The source answered {response.status_code}.", code="source_failed")
+        if response.status_code != 200:
+            response.close()
+            raise PermanentJobError(f"The source answered {response.status_code}.", code="source_refused")
+        length = response.headers.get("Content-Length")
+        encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+        rows = Rows(iter(()), total_bytes=int(length) if length and length.isdigit() and not encoded else None)
+        text = self._text(response, rows)
+        parse = {"ndjson": _ndjson, "csv": _csv, "json": _json_array}[source.format]
+        rows.rows = parse(text)
+        return response, rows
+
+    def _text(self, response: requests.Response, rows: Rows) -> Iterator[str]:
+        """The body as text chunks, within the byte cap and the deadline."""
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+        ends = time.monotonic() + self.deadline
+        try:
+            for chunk in response.iter_content(CHUNK):
+                rows.read_bytes += len(chunk)
+                if rows.read_bytes > self.max_bytes:
+                    raise PermanentJobError(
+                        f"The source sent more than {self.max_bytes:,} bytes.", code="source_too_large"
+                    )
+                if time.monotonic() > ends:
+                    raise TransientJobError(f"The source took longer than {self.deadline:g} s.", code="source_timeout")
+                yield decoder.decode(chunk)
+            yield decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise PermanentJobError("The source is not UTF-8 text.", code="bad_source_data") from None
+        except requests.RequestException as exc:
+            raise TransientJobError(
+                f"The source stopped sending: {type(exc).__name__}.", code="source_unreachable"
+            ) from None
+
+
+def _bad(line: int, problem: str) -> PermanentJobError:
+    return PermanentJobError(f"Row {line} of the source: {problem}.", code="bad_source_data")
+
+
+def _lines(text: Iterator[str]) -> Iterator[str]:
+    pending = ""
+    for chunk in text:
+        pending += chunk
+        *complete, pending = pending.split("\n")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def _ndjson(text: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise _bad(number, "not valid JSON") from None
+        if not isinstance(row, dict):
+            raise _bad(number, "not a JSON object")
+        yield row
+
+
+def _csv(text: Iterator[str]) -> Iterator[dict[str, Any]]:
+    reader = csv.reader(line + "\n" for line in _lines(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise _bad(1, f"not valid CSV ({exc})") from None
+    try:
+        for row in reader:
+            if not row:
+                continue
+            if len(row) > len(header):
+                raise _bad(reader.line_num, f"{len(row)} fields but the header has {len(header)}")
+            yield dict(zip(header, row, strict=False))
+    except csv.Error as exc:
+        raise _bad(reader.line_num, f"not valid CSV ({exc})") from None
+
+
+def _json_array(text: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Objects of one top-level JSON array, decoded one at a time as the text arrives."""
+    reader = _ArrayReader(iter(text))
+    reader.expect("[", "not a JSON array")
+    if reader.peek() == "]":
+        return
+    while True:
+        yield reader.object()
+        if reader.peek() == "]":
+            return
+        reader.expect(",", "a comma is missing between rows")
+
+
+class _ArrayReader:
+    """A cursor over JSON text that arrives in chunks; keeps only the undecoded tail."""
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self.chunks = chunks
+        self.buffer = ""
+        self.position = 0
+        self.count = 0
+        self.decoder = json.JSONDecoder()
+
+    def _more(self) -> bool:
+        chunk = next(self.chunks, None)
+        if chunk is None:
+            return False
+        self.buffer, self.position = self.buffer[self.position :] + chunk, 0
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not white space."""
+        while True:
+            while self.position < len(self.buffer) and self.buffer[self.position] in _WHITESPACE:
+                self.position += 1
+            if self.position < len(self.buffer):
+                return self.buffer[self.position]
+            if not self._more():
+                raise _bad(self.count + 1, "the JSON array is not closed" if self.count else "not a JSON array")
+
+    def expect(self, char: str, problem: str) -> None:
+        """Step over ``char``, or fail with ``problem``."""
+        if self.peek() != char:
+            raise _bad(self.count + 1, problem)
+        self.position += 1
+
+    def object(self) -> dict[str, Any]:
+        """The next array element, which must be an object."""
+        self.peek()
+        while True:
+            try:
+                row, end = self.decoder.raw_decode(self.buffer, self.position)
+                break
+            except ValueError:
+                if not self._more():
+                    raise _bad(self.count + 1, "not valid JSON") from None
+        if not isinstance(row, dict):
+            raise _bad(self.count + 1, "not a JSON object")
+        self.count += 1
+        self.position = end
+        return row
