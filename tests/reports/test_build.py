@@ -180,7 +180,7 @@ def test_malformed_source_data_fails_with_a_readable_reason(
 
 
 def test_bad_report_requests_are_422(api: Api) -> None:
-    cases = [
+    cases: list[tuple[dict, str]] = [
         ({"title": "x", "columns": COLUMNS}, "payload"),  # neither rows nor source
         ({"title": "x", "columns": COLUMNS, "rows": [], "source": {"url": "http://127.0.0.1/"}}, "payload"),
         ({"title": "x", "columns": [{"name": "a"}, {"name": "a"}], "rows": []}, "payload"),
