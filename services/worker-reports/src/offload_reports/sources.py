@@ -10,9 +10,11 @@ per-read timeout, and malformed data (``bad_source_data``).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import json
-import time
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,9 +101,26 @@ class UrlFetcher:
         return response, rows
 
     def _text(self, response: requests.Response, rows: Rows) -> Iterator[str]:
-        """The body as text chunks, within the byte cap and the deadline."""
+        """The body as text chunks, within the byte cap and the deadline.
+
+        The deadline is kept by a timer that closes the response: a source that drips a byte at a
+        time never lets a read time out, and a blocked read only ends when its socket does.
+        """
         decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-        ends = time.monotonic() + self.deadline
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            # Closing a socket does not wake a thread blocked reading it; shutting it down does.
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            response.close()
+
+        timer = threading.Timer(self.deadline, expire)
+        timer.daemon = True
+        timer.start()
         try:
             for chunk in response.iter_content(CHUNK):
                 rows.read_bytes += len(chunk)
@@ -109,16 +128,24 @@ class UrlFetcher:
                     raise PermanentJobError(
                         f"The source sent more than {self.max_bytes:,} bytes.", code="source_too_large"
                     )
-                if time.monotonic() > ends:
-                    raise TransientJobError(f"The source took longer than {self.deadline:g} s.", code="source_timeout")
                 yield decoder.decode(chunk)
+            if expired.is_set():
+                raise TransientJobError(f"The source took longer than {self.deadline:g} s.", code="source_timeout")
             yield decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise PermanentJobError("The source is not UTF-8 text.", code="bad_source_data") from None
-        except requests.RequestException as exc:
-            raise TransientJobError(
-                f"The source stopped sending: {type(exc).__name__}.", code="source_unreachable"
-            ) from None
+        except (requests.RequestException, OSError, ValueError, AttributeError) as exc:
+            if expired.is_set():  # the timer closed the response under the read
+                raise TransientJobError(
+                    f"The source took longer than {self.deadline:g} s.", code="source_timeout"
+                ) from None
+            if isinstance(exc, requests.RequestException | OSError):
+                raise TransientJobError(
+                    f"The source stopped sending: {type(exc).__name__}.", code="source_unreachable"
+                ) from None
+            raise
+        finally:
+            timer.cancel()
 
 
 def _bad(line: int, problem: str) -> PermanentJobError:
