@@ -17,6 +17,7 @@ from offload.publish import Publisher
 from offload_reports.settings import ReportSettings
 from offload_reports.worker import build
 from tests.conftest import domain_worker, make_settings
+from tests.email.conftest import email_settings, email_worker, smtp_sink  # noqa: F401 - fixtures
 from tests.media.conftest import api, app  # noqa: F401 - fixtures
 
 
