@@ -8,6 +8,7 @@ composition root and passes it down. Only this module reads the environment. Sec
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar, overload
 
@@ -120,6 +121,22 @@ class Settings(BaseSettings):
     url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Public base URL of the API, used in status and events links (empty: taken from the request).
     public_url: str = ""
+    #: The time zone of the schedules' cron expressions (an IANA name such as ``Europe/Berlin``).
+    timezone: str = "UTC"
+    #: Seconds the active scheduler's lock lives without renewal: a standby takes over this long
+    #: after the active one dies.
+    scheduler_lock_ttl: float = Field(default=30.0, ge=1, le=600)
+    #: The tenant scheduled jobs run as.
+    scheduler_tenant: str = Field(default="system", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
 
     @field_validator("url_allow_hosts", mode="before")
     @classmethod

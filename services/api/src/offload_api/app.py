@@ -13,7 +13,7 @@ from offload.storage import LocalStorage
 from offload_api import errors
 from offload_api.auth import hash_keys
 from offload_api.extension import Services, init_app
-from offload_api.views import batches, events, files, health, jobs, meta, webhooks
+from offload_api.views import batches, events, files, health, jobs, meta, ops, webhooks
 
 
 def create_app(
@@ -46,6 +46,6 @@ def create_app(
     )
     init_app(app, services)
     errors.register_error_handlers(app)
-    for blueprint in (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, meta.bp, health.bp):
+    for blueprint in (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, meta.bp, ops.bp, health.bp):
         app.register_blueprint(blueprint)
     return app

@@ -166,6 +166,60 @@ class Upload(_Closed):
     created_at: str | None
 
 
+class ScheduleItem(_Closed):
+    """One shipped schedule."""
+
+    name: str
+    job_type: str
+    cron: str
+    timezone: str
+    description: str
+    next_run_at: str
+    last_run_at: str | None = Field(description="The last tick enqueued (None before the first).")
+
+
+class ScheduleList(_Closed):
+    """Every schedule the scheduler runs."""
+
+    schedules: list[ScheduleItem]
+
+
+class StatsGroup(_Closed):
+    """Jobs of one type, tenant and state created in one hour."""
+
+    type: str
+    tenant: str
+    state: State
+    count: int
+    duration_ms: dict[str, int] | None = Field(description="p50/p95/p99 of the last attempt's run time.")
+    wait_ms: dict[str, int] | None = Field(description="p50/p95/p99 of the wait from enqueue (or retry) to start.")
+
+
+class StatsHour(_Closed):
+    """One hour's statistics."""
+
+    hour: str
+    groups: list[StatsGroup]
+
+
+class StatsTotal(_Closed):
+    """Counts over the whole range for one type and tenant."""
+
+    type: str
+    tenant: str
+    counts: dict[str, int]
+    failure_rate: float | None = Field(description="(failed + dead) / ended; None when none ended.")
+
+
+class Stats(_Closed):
+    """Hourly statistics over a range."""
+
+    from_: str = Field(alias="from")
+    to: str
+    hours: list[StatsHour]
+    totals: list[StatsTotal]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Upload,
     Error,
@@ -176,4 +230,6 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Batch,
     JobTypeList,
     WebhookSecret,
+    ScheduleList,
+    Stats,
 )

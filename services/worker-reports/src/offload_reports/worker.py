@@ -11,13 +11,14 @@ from offload.signing import LinkSigner
 from offload.storage import LocalStorage
 from offload.worker import build_worker
 from offload_reports.handlers import ReportHandlers
+from offload_reports.ops import OpsHandlers
 from offload_reports.settings import ReportSettings
 from offload_reports.sources import UrlFetcher
 
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("reports",)
 #: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("report.build",)
+JOB_TYPES = ("report.build", "stats.aggregate")
 
 
 def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
@@ -34,7 +35,10 @@ def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> Ra
         ),
         publisher=publisher,
     )
-    return build_worker(settings, queues=QUEUES, handlers=handlers.handlers(), publisher=publisher)
+    ops = OpsHandlers(store=publisher.store)
+    return build_worker(
+        settings, queues=QUEUES, handlers={**handlers.handlers(), **ops.handlers()}, publisher=publisher
+    )
 
 
 def setup() -> RabbitmqBroker:

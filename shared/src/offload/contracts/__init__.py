@@ -7,7 +7,7 @@ JSON Schemas all pick it up from here, with no edit anywhere else.
 
 from __future__ import annotations
 
-from offload.contracts import email, media, reports, system, webhook
+from offload.contracts import email, media, ops, reports, system, webhook
 from offload.contracts._base import (
     MAX_BROKER_PRIORITY,
     JobContract,
@@ -16,20 +16,25 @@ from offload.contracts._base import (
     RetryPolicy,
     pydantic_errors,
 )
+from offload.contracts.ops import SCHEDULES, Schedule
 from offload.contracts.registry import Registry
 from offload.contracts.system import SYSTEM_QUEUE
 
 #: Every contract Offload serves.
-REGISTRY = Registry([*system.CONTRACTS, *email.CONTRACTS, *media.CONTRACTS, *reports.CONTRACTS, *webhook.CONTRACTS])
+REGISTRY = Registry(
+    [*system.CONTRACTS, *email.CONTRACTS, *media.CONTRACTS, *reports.CONTRACTS, *ops.CONTRACTS, *webhook.CONTRACTS]
+)
 
 __all__ = [
     "MAX_BROKER_PRIORITY",
     "REGISTRY",
+    "SCHEDULES",
     "SYSTEM_QUEUE",
     "JobContract",
     "Payload",
     "Priority",
     "Registry",
     "RetryPolicy",
+    "Schedule",
     "pydantic_errors",
 ]

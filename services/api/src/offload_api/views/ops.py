@@ -1,0 +1,100 @@
+"""What the scheduler runs and what the jobs did: ``/v1/schedules`` and ``/v1/stats``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint, Response, jsonify, request
+
+from offload import cron
+from offload.contracts import SCHEDULES
+from offload.errors import ValidationFailed
+from offload.status import redis_errors
+from offload.status.stats import read
+from offload_api.auth import caller, requires
+from offload_api.extension import services
+from offload_api.openapi_meta import Operation, documented
+
+bp = Blueprint("ops", __name__)
+
+#: The widest range one stats request may cover.
+MAX_RANGE = timedelta(days=31)
+
+
+@bp.get("/v1/schedules")
+@requires("reader")
+@documented(
+    Operation(
+        "List the schedules with their next run",
+        tag="meta",
+        responses={200: ("Every schedule.", "ScheduleList"), 401: ("Missing or invalid API key.", "Error")},
+    )
+)
+def schedules() -> Response:
+    """Every shipped schedule: its cron expression, time zone, next run and last enqueued tick."""
+    found = services()
+    now = datetime.now(UTC)
+    tz = found.settings.timezone
+    with redis_errors():
+        pipe = found.store.client.pipeline(transaction=False)
+        for schedule in SCHEDULES:
+            pipe.get(found.store.key("scheduler", "last", schedule.name))
+        lasts = pipe.execute()
+    items = [
+        {
+            "name": schedule.name,
+            "job_type": schedule.job_type,
+            "cron": schedule.cron,
+            "timezone": tz,
+            "description": schedule.description,
+            "next_run_at": cron.next_run(schedule.cron, now, tz).isoformat(),
+            "last_run_at": last,
+        }
+        for schedule, last in zip(SCHEDULES, lasts, strict=True)
+    ]
+    return jsonify({"schedules": items})
+
+
+def _time(name: str, default: datetime) -> datetime:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(
+            f"'{name}' is not an ISO 8601 time.", errors=[{"field": name, "problem": "not an ISO 8601 time"}]
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@bp.get("/v1/stats")
+@requires("reader")
+@documented(
+    Operation(
+        "Hourly job statistics (counts, failure rate, run time and wait percentiles)",
+        tag="jobs",
+        responses={
+            200: ("The hours in the range, and totals per type and tenant.", "Stats"),
+            401: ("Missing or invalid API key.", "Error"),
+            422: ("A bad time or range.", "Error"),
+        },
+    )
+)
+def stats() -> Response:
+    """``?from=&to=&type=``: the last 24 hours by default; a tenant sees its own jobs, an admin all."""
+    now = datetime.now(UTC)
+    end = _time("to", now)
+    start = _time("from", end - timedelta(hours=24))
+    if not start < end or end - start > MAX_RANGE:
+        raise ValidationFailed(
+            "'from' must be before 'to', at most 31 days apart.",
+            errors=[{"field": "from", "problem": "must be before 'to', at most 31 days apart"}],
+        )
+    who = caller()
+    job_type = request.args.get("type")
+    if job_type is not None and job_type not in services().registry:
+        raise ValidationFailed("Unknown job type.", errors=[{"field": "type", "problem": "not a job type"}])
+    with redis_errors():
+        body = read(services().store, start, end, tenant=None if who.is_admin else who.tenant, job_type=job_type)
+    return jsonify(body)

@@ -1,0 +1,50 @@
+"""Handlers of Offload's own periodic jobs served by the reports worker (``stats.aggregate``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from offload.contracts.ops import AggregatePayload, AggregateResult
+from offload.errors import PermanentJobError
+from offload.status import StatusStore
+from offload.status.stats import HOUR, aggregate, hour_of
+from offload.worker import Handler, JobContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OpsHandlers:
+    """Entry points for the periodic jobs on the ``reports`` queue."""
+
+    store: StatusStore
+
+    def aggregate(self, ctx: JobContext, payload: AggregatePayload) -> AggregateResult:
+        """Compute the ``hours`` full hours before ``until`` (the hour it falls in is not full yet).
+
+        Raises:
+            PermanentJobError: ``until`` is not an ISO 8601 time.
+        """
+        try:
+            until = datetime.fromisoformat(payload.until) if payload.until else datetime.now(UTC)
+        except ValueError:
+            raise PermanentJobError(f"{payload.until!r} is not an ISO 8601 time.", code="invalid_time") from None
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        last = hour_of(until) - HOUR
+        hours = [last - HOUR * back for back in reversed(range(payload.hours))]
+        jobs = groups = 0
+        for done, hour in enumerate(hours, start=1):
+            counted, grouped = aggregate(self.store, hour)
+            jobs, groups = jobs + counted, groups + grouped
+            ctx.progress(100 * done / len(hours), hour.isoformat())
+        logger.info(
+            "Statistics of %d hour(s) up to %s: %d jobs in %d groups.", len(hours), last.isoformat(), jobs, groups
+        )
+        return AggregateResult(hours=[h.isoformat() for h in hours], jobs=jobs, groups=groups)
+
+    def handlers(self) -> dict[str, Handler]:
+        """The handlers by job type."""
+        return {"stats.aggregate": self.aggregate}

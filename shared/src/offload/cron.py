@@ -1,0 +1,52 @@
+"""Cron arithmetic for the scheduler, on periodiq's cron engine (time-zone and DST aware via pendulum).
+
+periodiq parses the five fields and finds the next matching minute; this module adds what a
+scheduler that can stop and restart needs: the latest tick that fell due since a given time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pendulum
+import periodiq
+
+#: How far back a restarted scheduler looks for a missed tick.
+LOOKBACK = timedelta(days=7)
+
+
+def parse(spec: str) -> Any:
+    """Periodiq's ``CronSpec`` for ``spec``.
+
+    Raises:
+        ValueError: the expression is not five valid cron fields (or a known ``@`` name).
+    """
+    try:
+        parsed = periodiq.cron(spec)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"{spec!r} is not a cron expression: {exc}") from None
+    return parsed
+
+
+def next_run(spec: str, after: datetime, tz: str) -> datetime:
+    """The first tick of ``spec`` strictly after ``after``, in time zone ``tz``."""
+    moment = pendulum.instance(after).in_timezone(tz)
+    found: datetime = parse(spec).next_valid_date(moment)
+    return found
+
+
+def latest_due(spec: str, since: datetime, now: datetime, tz: str) -> datetime | None:
+    """The last tick of ``spec`` in ``(since, now]``, or None if none fell due.
+
+    ``since`` further back than :data:`LOOKBACK` is taken as ``now - LOOKBACK``.
+    """
+    parsed = parse(spec)
+    cursor = pendulum.instance(max(since, now - LOOKBACK)).in_timezone(tz)
+    limit = pendulum.instance(now).in_timezone(tz)
+    due = None
+    while True:
+        tick = parsed.next_valid_date(cursor)
+        if tick > limit:
+            return due
+        due, cursor = tick, tick

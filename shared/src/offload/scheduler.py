@@ -1,0 +1,204 @@
+"""The scheduler process: enqueues the shipped schedules' jobs, one active instance at a time.
+
+periodiq's own loop sends a bare Dramatiq message at each tick, with no cross-instance dedupe
+and no catch-up (reliability-security.md F19): two schedulers double every run, and a tick missed
+while none ran is lost. This loop keeps periodiq's cron engine (``offload.cron``) and adds:
+
+- **One active scheduler.** A Redis lock (``SET NX PX``, renewed every few seconds by its holder)
+  decides who enqueues; a standby retries the lock and takes over within the lock's lifetime
+  (``OFFLOAD_SCHEDULER_LOCK_TTL``, 30 s) after the active one dies.
+- **At most one run per tick.** A run's job id is derived from the schedule and the tick time, and
+  the publisher creates a job id only once, so even two schedulers that both believe they lead
+  (a paused process waking up) enqueue a tick once.
+- **Catch-up.** The last tick enqueued is kept in Redis per schedule; a scheduler that starts
+  (or takes over) enqueues the latest tick missed since then, once. A broker outage at a tick
+  leaves the tick due, so it is enqueued as soon as the broker is back.
+
+Runs are ordinary Offload jobs (``internal``: clients cannot submit them), recorded and
+followed like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from types import FrameType
+
+from offload import cron
+from offload.contracts import SCHEDULES, Schedule
+from offload.errors import DependencyError
+from offload.logs import configure_logging
+from offload.publish import Publisher
+from offload.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+#: Namespace of the job ids of scheduled runs.
+RUN_NAMESPACE = uuid.UUID("7d0c5b9e-4f0e-4a53-9a57-0ff10ad5c4ed")
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def run_id(schedule: Schedule, tick: datetime) -> str:
+    """The job id of ``schedule``'s run at ``tick``: the same in every scheduler process."""
+    return str(uuid.uuid5(RUN_NAMESPACE, f"{schedule.name}@{tick.astimezone(UTC).isoformat()}"))
+
+
+class Scheduler:
+    """Enqueues ``schedules`` when they fall due, while it holds the leader lock.
+
+    Args:
+        publisher: records and publishes the runs.
+        schedules: what to run.
+        tz: the time zone of the cron expressions.
+        lock_ttl: seconds the leader lock lives without renewal.
+        tenant: the tenant runs belong to.
+        clock: the current time (tests pass a simulated one).
+        identity: this process's name in the lock (host and pid by default).
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        schedules: Sequence[Schedule] = SCHEDULES,
+        *,
+        tz: str = "UTC",
+        lock_ttl: float = 30.0,
+        tenant: str = "system",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        identity: str | None = None,
+    ) -> None:
+        self.publisher = publisher
+        self.store = publisher.store
+        self.schedules = list(schedules)
+        self.tz = tz
+        self.lock_ttl_ms = int(lock_ttl * 1000)
+        self.tenant = tenant
+        self.clock = clock
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lock_key = self.store.key("scheduler", "leader")
+        self.leading = False
+        self._renew = self.store.client.register_script(_RENEW)
+        self._release = self.store.client.register_script(_RELEASE)
+
+    def _last_key(self, schedule: Schedule) -> str:
+        return self.store.key("scheduler", "last", schedule.name)
+
+    def lead(self) -> bool:
+        """Hold the leader lock (take it if free, renew it if ours); True while this one leads."""
+        client = self.store.client
+        if self.leading and self._renew(keys=[self.lock_key], args=[self.identity, self.lock_ttl_ms]):
+            return True
+        taken = bool(client.set(self.lock_key, self.identity, nx=True, px=self.lock_ttl_ms))
+        if taken != self.leading:
+            logger.info("Scheduler %s %s.", self.identity, "is now active" if taken else "lost the lock; standing by")
+        self.leading = taken
+        return taken
+
+    def release(self) -> None:
+        """Give the lock up (a clean stop lets a standby take over at once)."""
+        if self.leading:
+            self._release(keys=[self.lock_key], args=[self.identity])
+            self.leading = False
+
+    def step(self) -> list[str]:
+        """Enqueue every schedule's latest due tick, if this scheduler leads; returns the job ids.
+
+        A schedule seen for the first time starts from now (no backfill of a new install).
+        """
+        if not self.lead():
+            return []
+        now = self.clock()
+        enqueued = []
+        for schedule in self.schedules:
+            key = self._last_key(schedule)
+            raw = self.store.client.get(key)
+            if raw is None:
+                self.store.client.set(key, now.isoformat())
+                continue
+            tick = cron.latest_due(schedule.cron, datetime.fromisoformat(str(raw)), now, self.tz)
+            if tick is None:
+                continue
+            try:
+                enqueued.append(self._enqueue(schedule, tick))
+            except DependencyError as exc:  # the tick stays due: enqueued on a later step
+                logger.warning("Could not enqueue %s at %s: %s", schedule.name, tick.isoformat(), exc)
+                continue
+            self.store.client.set(key, tick.isoformat())
+        return enqueued
+
+    def _enqueue(self, schedule: Schedule, tick: datetime) -> str:
+        payload = dict(schedule.payload)
+        if schedule.tick_field:
+            payload[schedule.tick_field] = tick.isoformat()
+        body = {"type": schedule.job_type, "payload": payload}
+        prepared = self.publisher.preparer.prepare(
+            body, tenant=self.tenant, job_id=run_id(schedule, tick), internal=True
+        )
+        submitted = self.publisher.enqueue(prepared)
+        if not submitted.replayed:
+            logger.info("Enqueued %s for %s as job %s.", schedule.name, tick.isoformat(), submitted.job_id)
+        return submitted.job_id
+
+    def next_runs(self) -> dict[str, datetime]:
+        """Each schedule's next tick after now."""
+        now = self.clock()
+        return {s.name: cron.next_run(s.cron, now, self.tz) for s in self.schedules}
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set: often enough to renew the lock and to catch each tick within a second."""
+        interval = min(5.0, self.lock_ttl_ms / 3000)
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except DependencyError as exc:
+                    logger.warning("Scheduler step failed: %s", exc)
+                now = self.clock()
+                soonest = min((cron.next_run(s.cron, now, self.tz) for s in self.schedules), default=None)
+                wait = interval if soonest is None else min(interval, max(0.05, (soonest - now).total_seconds()))
+                stop.wait(wait)
+        finally:
+            self.release()
+
+
+def main() -> int:
+    """Entry point of ``offload-scheduler``: run until SIGTERM or SIGINT."""
+    settings: Settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    publisher = Publisher.from_settings(settings)
+    scheduler = Scheduler(
+        publisher, tz=settings.timezone, lock_ttl=settings.scheduler_lock_ttl, tenant=settings.scheduler_tenant
+    )
+    stop = threading.Event()
+
+    def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("Scheduler stopping (signal %d).", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGINT, stop_on_signal)
+    logger.info(
+        "Scheduler %s started (%d schedules, time zone %s).", scheduler.identity, len(SCHEDULES), settings.timezone
+    )
+    try:
+        scheduler.run(stop)
+    finally:
+        publisher.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
