@@ -123,8 +123,8 @@ def read(
         rows.append({"hour": hour, "groups": groups})
     summary = []
     for (group_type, group_tenant), counts in sorted(totals.items()):
-        ended = counts["succeeded"] + sum(counts[s] for s in _FAILED)
-        failed = sum(counts[s] for s in _FAILED)
+        failed = sum(counts.get(s, 0) for s in _FAILED)
+        ended = counts.get("succeeded", 0) + failed
         summary.append(
             {
                 "type": group_type,

@@ -1,0 +1,55 @@
+"""Issue 6, must-show 4: GET /v1/stats counts a known mix of succeeded and failed jobs right."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dramatiq
+
+from offload.publish import Publisher
+from tests.api.conftest import Api
+from tests.conftest import RunningWorker
+from tests.helpers import wait_for
+
+
+def test_stats_show_the_counts_failure_rates_and_percentiles_of_a_known_mix(
+    api: Api, publisher: Publisher, worker: RunningWorker, reports_worker: dramatiq.Worker
+) -> None:
+    jobs = [publisher.publish("system.noop", {}, tenant="acme").job_id for _ in range(6)]
+    jobs += [publisher.publish("system.fail", {"permanent": True}, tenant="acme").job_id for _ in range(3)]
+    jobs += [publisher.publish("system.sleep", {"ms": 30, "steps": 1}, tenant="acme").job_id for _ in range(2)]
+    jobs += [publisher.publish("system.noop", {}, tenant="globex").job_id for _ in range(4)]
+    wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=30)  # type: ignore[union-attr]
+
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()  # the current hour counts as ended
+    prepared = publisher.preparer.prepare(
+        {"type": "stats.aggregate", "payload": {"until": until}}, tenant="system", internal=True
+    )
+    aggregated = publisher.wait(publisher.enqueue(prepared).job_id, timeout=30)
+    assert aggregated is not None and aggregated.state == "succeeded", aggregated
+    assert aggregated.result["jobs"] >= len(jobs)
+
+    mine = api.get("/v1/stats").get_json()
+    totals = {(t["type"], t["tenant"]): t for t in mine["totals"]}
+    assert set(totals) == {("system.noop", "acme"), ("system.fail", "acme"), ("system.sleep", "acme")}
+    assert totals[("system.noop", "acme")]["counts"] == {"succeeded": 6}
+    assert totals[("system.noop", "acme")]["failure_rate"] == 0.0
+    assert totals[("system.fail", "acme")]["counts"] == {"failed": 3}
+    assert totals[("system.fail", "acme")]["failure_rate"] == 1.0
+    sleeps = [g for hour in mine["hours"] for g in hour["groups"] if g["type"] == "system.sleep"]
+    assert sum(g["count"] for g in sleeps) == 2 and all(g["duration_ms"]["p50"] >= 25 for g in sleeps)
+
+    everyone = api.as_("admin").get("/v1/stats?type=system.noop").get_json()
+    seen = {(t["tenant"], t["counts"]["succeeded"]) for t in everyone["totals"] if t["tenant"] != "_probe"}
+    assert seen == {("acme", 6), ("globex", 4)}  # (_probe: the test worker's readiness probe)
+    assert api.get("/v1/stats?from=2026-01-02&to=2026-01-01").status_code == 422
+    assert api.get("/v1/stats?type=nope.nope").status_code == 422
+
+
+def test_schedules_are_listed_with_their_next_run(api: Api) -> None:
+    body = api.get("/v1/schedules").get_json()
+    names = {s["name"]: s for s in body["schedules"]}
+    hourly = names["stats.aggregate.hourly"]
+    next_run = datetime.fromisoformat(hourly["next_run_at"])
+    assert next_run.minute == 0 and timedelta(0) < next_run - datetime.now(UTC) <= timedelta(hours=1)
+    assert hourly["cron"] == "0 * * * *" and hourly["timezone"] == "UTC"
