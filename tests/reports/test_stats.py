@@ -19,7 +19,7 @@ def test_stats_show_the_counts_failure_rates_and_percentiles_of_a_known_mix(
     jobs += [publisher.publish("system.fail", {"permanent": True}, tenant="acme").job_id for _ in range(3)]
     jobs += [publisher.publish("system.sleep", {"ms": 30, "steps": 1}, tenant="acme").job_id for _ in range(2)]
     jobs += [publisher.publish("system.noop", {}, tenant="globex").job_id for _ in range(4)]
-    wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=30)  # type: ignore[union-attr]
+    wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=30)
 
     until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()  # the current hour counts as ended
     prepared = publisher.preparer.prepare(
