@@ -1,4 +1,6 @@
-"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only api,drain,latency,email,webhooks,media]``.
+"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
+
+SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, reports.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify
+from bench import api, drain, infra, latency, media, notify, reports
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -41,8 +43,11 @@ WEBHOOK_MIN_RATE = 500
 THUMB_MIN_RATIO = 1.0
 SIZES_MAX_RATIO = 1.3
 MEDIA_MAX_RSS_MB = 150
+CSV_MAX_RATIO = 1.2
+XLSX_MAX_RATIO = 1.1
+REPORT_RSS_GROWTH_MB = 20
 #: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
-MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media")
+MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "reports")
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -275,6 +280,41 @@ def media_rows(result: media.MediaResult) -> list[Row]:
     ]
 
 
+def report_rows(result: reports.ReportsResult) -> list[Row]:
+    """Time ratios beside the bare libraries, and the RSS growth from a tenth of the rows to all."""
+    rows = []
+    targets = {"csv": CSV_MAX_RATIO, "xlsx": XLSX_MAX_RATIO, "pdf": None}
+    for fmt, count in result.sizes.items():
+        ours, raw = result.median_seconds("ours", fmt), result.median_seconds("raw", fmt)
+        target = targets[fmt]
+        library = {"csv": "csv", "xlsx": "openpyxl", "pdf": "fpdf2"}[fmt]
+        rows.append(
+            Row(
+                f"report {fmt.upper()} {count // 1000}k rows × 10",
+                f"{num(count / ours)}/s",
+                f"{num(count / raw)}/s {library}",
+                f"{num(ours / raw, 2)}× time",
+                f"≤{target}× time" if target else "(reported)",
+                met(ours / raw <= target) if target else "",
+                {"ours_s": ours, "raw_s": raw, "ratio": ours / raw},
+            )
+        )
+    for fmt in ("csv", "xlsx"):
+        small, large = result.peak_rss(fmt, result.small), result.peak_rss(fmt, result.sizes[fmt])
+        rows.append(
+            Row(
+                f"report {fmt.upper()} peak RSS {result.small // 1000}k → {result.sizes[fmt] // 1000}k rows",
+                f"{num(small, 0)} → {num(large, 0)} MB",
+                "",
+                f"{large - small:+.1f} MB",
+                f"≤+{REPORT_RSS_GROWTH_MB} MB",
+                met(large - small <= REPORT_RSS_GROWTH_MB),
+                {"small_mb": small, "large_mb": large},
+            )
+        )
+    return rows
+
+
 def failed_row(name: str, exc: BaseException) -> Row:
     """A row saying a measurement broke."""
     return Row(name, "ERROR", "", "", "", "?", {"error": f"{type(exc).__name__}: {exc}"})
@@ -299,6 +339,7 @@ def run(cfg: BenchConfig) -> int:
         ("email", "email (email.send, email.batch)", lambda: notify.measure_email(cfg)),
         ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
         ("media", "media (Pillow vs pyvips)", lambda: media.measure(cfg)),
+        ("reports", "reports (writers vs bare csv, openpyxl, fpdf2)", lambda: reports.measure(cfg)),
     ]
     #: The ``system.noop`` drain rate of this run: the email and webhook rows' reference.
     noop_rate: float | None = None
@@ -349,6 +390,10 @@ def run(cfg: BenchConfig) -> int:
                 "runs": [run.as_dict() for run in result.runs.values()],
                 "rss": [run.as_dict() for run in result.rss.values()],
             }
+        elif isinstance(result, reports.ReportsResult):
+            rows += report_rows(result)
+            notes += reports.notes(result)
+            raw["reports"] = [run.as_dict() for run in result.runs]
         elif isinstance(result, notify.NotifyResult):
             rows += notify_rows(result, cfg, noop_rate)
             disturbed += [(run.name, run.cpu.other) for run in result.runs if run.cpu]

@@ -91,9 +91,7 @@ class ReportHandlers:
 
     def _write(self, ctx: JobContext, payload: ReportPayload, rows: sources.Rows, writer: ReportWriter) -> int:
         columns = payload.columns
-        names = [column.name for column in columns]
-        convert = [cells.converter(column, spreadsheet=payload.output != "pdf") for column in columns]
-        pairs = list(zip(convert, names, strict=True))
+        convert = cells.row_converter(columns, spreadsheet=payload.output != "pdf", iso_dates=payload.output == "csv")
         summed = (
             [i for i, column in enumerate(columns) if column.type in ("integer", "number")] if payload.totals else []
         )
@@ -108,7 +106,7 @@ class ReportHandlers:
                     code="too_many_rows",
                 )
             try:
-                values = [conv(row.get(name)) for conv, name in pairs]
+                values = convert(row)
             except (ValueError, TypeError, AttributeError):
                 raise _bad_cell(count, row, columns) from None
             for index in summed:

@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -31,16 +31,14 @@ logger = logging.getLogger(__name__)
 
 #: Column widths (characters) by type, when the request gives none.
 DEFAULT_WIDTHS = {"string": 24, "integer": 12, "number": 14, "boolean": 8, "date": 12, "datetime": 20}
-#: Excel number formats by type, when the column gives none.
-DEFAULT_FORMATS = {"date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss"}
 TOTAL_LABEL = "Total"
 
 
 class ReportWriter(Protocol):
     """Writes one report to a binary file."""
 
-    def row(self, values: list[Cell]) -> None:
-        """Write one data row (typed cells, in column order)."""
+    def row(self, values: list[Cell]) -> object:
+        """Write one data row (typed cells, in column order); the return value means nothing."""
         ...
 
     def finish(self, totals: list[Cell] | None) -> None:
@@ -65,19 +63,16 @@ class CsvWriter:
         self.csv = csv.writer(self.text, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
         self.csv.writerow([column.header for column in columns])
         self.booleans = [index for index, column in enumerate(columns) if column.type == "boolean"]
-        self.dates = [index for index, column in enumerate(columns) if column.type in ("date", "datetime")]
+        #: Write one row (None as an empty field; dates as ISO 8601, which is what ``str`` gives).
+        #: Without boolean columns the csv module's own ``writerow`` does it all, with no Python frame.
+        self.row: Callable[[list[Cell]], object] = self._with_booleans if self.booleans else self.csv.writerow
 
-    def row(self, values: list[Cell]) -> None:
-        """Write one row."""
+    def _with_booleans(self, values: list[Cell]) -> None:
         for index in self.booleans:
             value = values[index]
             if value is not None:
                 values[index] = "true" if value else "false"
-        for index in self.dates:
-            value = values[index]
-            if isinstance(value, date):
-                values[index] = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
-        self.csv.writerow(["" if value is None else value for value in values])
+        self.csv.writerow(values)
 
     def finish(self, totals: list[Cell] | None) -> None:
         """Write the totals row and flush (the file stays open for the storage writer)."""
@@ -108,11 +103,9 @@ class XlsxWriter:
             cell.font, cell.fill, cell.alignment = bold, fill, Alignment(horizontal="center")
             header.append(cell)
         self.sheet.append(header)
-        self.formats = [
-            (index, fmt)
-            for index, column in enumerate(columns)
-            if (fmt := column.format or DEFAULT_FORMATS.get(column.type)) is not None
-        ]
+        # Only columns with a format of their own need styled cells: openpyxl gives plain date and
+        # date-time values its date formats (yyyy-mm-dd, yyyy-mm-dd h:mm:ss) by itself.
+        self.formats = [(index, column.format) for index, column in enumerate(columns) if column.format]
 
     def row(self, values: list[Cell]) -> None:
         """Append one row; cells with a number format become styled cells."""
