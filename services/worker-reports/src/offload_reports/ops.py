@@ -1,4 +1,4 @@
-"""Handlers of Offload's own periodic jobs served by the reports worker (``stats.aggregate``)."""
+"""Handlers of Offload's own periodic jobs served by the reports worker (statistics, maintenance)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,20 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from offload.contracts.ops import AggregatePayload, AggregateResult
+from offload import dead_letters
+from offload.contracts import Registry
+from offload.contracts.ops import (
+    AggregatePayload,
+    AggregateResult,
+    DeadLetterExport,
+    MaintenancePayload,
+    MaintenanceResult,
+)
 from offload.errors import PermanentJobError
+from offload.signing import LinkSigner
 from offload.status import StatusStore
 from offload.status.stats import HOUR, aggregate, hour_of
+from offload.storage import Storage, make_key
 from offload.worker import Handler, JobContext
 
 logger = logging.getLogger(__name__)
@@ -20,6 +30,10 @@ class OpsHandlers:
     """Entry points for the periodic jobs on the ``reports`` queue."""
 
     store: StatusStore
+    storage: Storage
+    signer: LinkSigner
+    registry: Registry
+    broker_url: str
 
     def aggregate(self, ctx: JobContext, payload: AggregatePayload) -> AggregateResult:
         """Compute the ``hours`` full hours before ``until`` (the hour it falls in is not full yet).
@@ -45,6 +59,27 @@ class OpsHandlers:
         )
         return AggregateResult(hours=[h.isoformat() for h in hours], jobs=jobs, groups=groups)
 
+    def maintenance(self, ctx: JobContext, payload: MaintenancePayload) -> MaintenanceResult:
+        """Export old dead letters of every queue to storage (then remove them); trim the indexes."""
+        exported = dead_letters.export(
+            self.broker_url,
+            self.registry.queues,
+            self.storage,
+            lambda queue: make_key(ctx.tenant, ctx.job_id, f"{queue}.XQ.jsonl"),
+            older_than=payload.dead_letters_older_than,
+        )
+        for item in exported:
+            logger.warning("Exported %d dead letters of %s before they expire.", item.count, item.queue)
+        ctx.progress(80, "dead letters exported")
+        trimmed = self.store.trim_indexes(self.registry.names)
+        return MaintenanceResult(
+            index_entries_removed=trimmed,
+            dead_letters=[
+                DeadLetterExport(queue=item.queue, count=item.count, url=self.signer.path(item.key))
+                for item in exported
+            ],
+        )
+
     def handlers(self) -> dict[str, Handler]:
         """The handlers by job type."""
-        return {"stats.aggregate": self.aggregate}
+        return {"stats.aggregate": self.aggregate, "maintenance.cleanup": self.maintenance}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from offload.contracts import REGISTRY
 from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
@@ -18,15 +19,17 @@ from offload_reports.sources import UrlFetcher
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("reports",)
 #: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("report.build", "stats.aggregate")
+JOB_TYPES = ("report.build", "stats.aggregate", "maintenance.cleanup")
 
 
 def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
     """This worker's broker and actors, from explicit settings (tests pass their own)."""
     publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
+    storage = LocalStorage(settings.storage_dir)
+    signer = LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl)
     handlers = ReportHandlers(
-        storage=LocalStorage(settings.storage_dir),
-        signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+        storage=storage,
+        signer=signer,
         settings=settings,
         fetcher=UrlFetcher(
             settings_url_policy(settings),
@@ -35,7 +38,13 @@ def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> Ra
         ),
         publisher=publisher,
     )
-    ops = OpsHandlers(store=publisher.store)
+    ops = OpsHandlers(
+        store=publisher.store,
+        storage=storage,
+        signer=signer,
+        registry=REGISTRY,
+        broker_url=settings.broker_url.get_secret_value(),
+    )
     return build_worker(
         settings, queues=QUEUES, handlers={**handlers.handlers(), **ops.handlers()}, publisher=publisher
     )

@@ -48,7 +48,42 @@ AGGREGATE = JobContract(
     internal=True,
 )
 
-CONTRACTS = (AGGREGATE,)
+
+class MaintenancePayload(Payload):
+    """Export dead letters RabbitMQ would soon drop, and trim the job indexes of expired records."""
+
+    dead_letters_older_than: int = Field(
+        default=6 * 86_400, ge=0, description="Seconds since dead-lettering (RabbitMQ drops them at 7 days)."
+    )
+
+
+class DeadLetterExport(BaseModel):
+    """One queue's exported dead letters."""
+
+    queue: str
+    count: int
+    url: str = Field(description="A signed link to the JSON lines file (relative to the API).")
+
+
+class MaintenanceResult(BaseModel):
+    """What ``maintenance.cleanup`` did."""
+
+    index_entries_removed: int | None = Field(description="None when another process was trimming.")
+    dead_letters: list[DeadLetterExport]
+
+
+MAINTENANCE = JobContract(
+    name="maintenance.cleanup",
+    queue=REPORTS_QUEUE,
+    payload=MaintenancePayload,
+    result=MaintenanceResult,
+    description="Exports dead letters before their 7-day expiry and trims indexes of expired job records.",
+    retry=RetryPolicy(max_retries=3, min_backoff=60, max_backoff=600),
+    time_limit=900,
+    internal=True,
+)
+
+CONTRACTS = (AGGREGATE, MAINTENANCE)
 
 
 @dataclass(frozen=True)
@@ -79,6 +114,12 @@ SCHEDULES = (
         job_type="stats.aggregate",
         description="Job statistics of the last two hours, every hour on the hour.",
         tick_field="until",
+    ),
+    Schedule(
+        name="maintenance.cleanup.daily",
+        cron="0 4 * * *",
+        job_type="maintenance.cleanup",
+        description="Dead letters older than 6 days exported to storage, expired index entries trimmed, at 04:00.",
     ),
     Schedule(
         name="storage.cleanup.daily",
