@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
+from openpyxl import load_workbook
 
 from offload.publish import Publisher
 from tests.api.conftest import Api
-from tests.conftest import RunningWorker
+from tests.conftest import RunningWorker, domain_worker
+from tests.email.conftest import Sink
 from tests.helpers import wait_for
+from tests.reports.conftest import report_settings
+
+from offload_reports.worker import build  # isort: skip
 
 
 def test_stats_show_the_counts_failure_rates_and_percentiles_of_a_known_mix(
@@ -53,3 +59,35 @@ def test_schedules_are_listed_with_their_next_run(api: Api) -> None:
     next_run = datetime.fromisoformat(hourly["next_run_at"])
     assert next_run.minute == 0 and timedelta(0) < next_run - datetime.now(UTC) <= timedelta(hours=1)
     assert hourly["cron"] == "0 * * * *" and hourly["timezone"] == "UTC"
+
+
+def test_the_daily_ops_report_is_an_xlsx_of_the_days_statistics_mailed_to_the_admin(
+    api: Api,
+    publisher: Publisher,
+    worker: RunningWorker,
+    email_worker: dramatiq.Worker,
+    smtp_sink: tuple[Sink, int],
+    servers: None,
+) -> None:
+    jobs = [publisher.publish("system.noop", {}, tenant="acme").job_id for _ in range(4)]
+    jobs += [publisher.publish("system.fail", {"permanent": True}, tenant="acme").job_id]
+    wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=30)
+    with domain_worker(report_settings(admin_email="ops@example.com"), build, threads=2, stop_timeout_ms=10_000):
+        until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        for job_type, payload in (
+            ("stats.aggregate", {"until": until}),
+            ("report.daily_ops", {"day": str(datetime.now(UTC).date())}),
+        ):
+            prepared = publisher.preparer.prepare(
+                {"type": job_type, "payload": payload}, tenant="system", internal=True
+            )
+            record = publisher.wait(publisher.enqueue(prepared).job_id, timeout=30)
+            assert record is not None and record.state == "succeeded", record
+    report = record.result
+    assert report["name"].startswith("offload-operations-") and report["notify_job_id"]
+    sheet = load_workbook(io.BytesIO(api.anonymous_get(report["url"]).data)).active
+    rows = {(r[0], r[1]): r for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert rows[("system.noop", "acme")][2:7] == (4, 0, 0, 0, 0.0)
+    assert rows[("system.fail", "acme")][2:7] == (0, 1, 0, 0, 1.0)
+    wait_for(lambda: len(smtp_sink[0].messages) == 1, timeout=20)
+    assert smtp_sink[0].messages[0]["To"] == "ops@example.com"

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from offload import dead_letters
 from offload.contracts import Registry
 from offload.contracts.ops import (
     AggregatePayload,
     AggregateResult,
+    DailyOpsPayload,
     DeadLetterExport,
     MaintenancePayload,
     MaintenanceResult,
 )
+from offload.contracts.reports import Column, Notify, ReportPayload, ReportResult
 from offload.errors import PermanentJobError
 from offload.signing import LinkSigner
 from offload.status import StatusStore
-from offload.status.stats import HOUR, aggregate, hour_of
+from offload.status.stats import HOUR, aggregate, hour_of, read
 from offload.storage import Storage, make_key
 from offload.worker import Handler, JobContext
+from offload_reports.handlers import ReportHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class OpsHandlers:
     signer: LinkSigner
     registry: Registry
     broker_url: str
+    #: Builds the daily operations report.
+    reports: ReportHandlers
 
     def aggregate(self, ctx: JobContext, payload: AggregatePayload) -> AggregateResult:
         """Compute the ``hours`` full hours before ``until`` (the hour it falls in is not full yet).
@@ -80,6 +86,53 @@ class OpsHandlers:
             ],
         )
 
+    def daily_ops(self, ctx: JobContext, payload: DailyOpsPayload) -> ReportResult:
+        """One row per job type and tenant for the day: counts by state and the failure rate, as XLSX.
+
+        The day is that of the scheduler's time zone (``OFFLOAD_TIMEZONE``); the report goes to
+        ``OFFLOAD_ADMIN_EMAIL`` when it is set.
+
+        Raises:
+            PermanentJobError: ``day`` is not a date.
+        """
+        zone = ZoneInfo(self.reports.settings.timezone)
+        try:
+            day = date.fromisoformat(payload.day) if payload.day else datetime.now(zone).date() - timedelta(days=1)
+        except ValueError:
+            raise PermanentJobError(f"{payload.day!r} is not a date.", code="invalid_time") from None
+        start = datetime.combine(day, time.min, zone)
+        stats = read(self.store, start, start + timedelta(days=1), tenant=None, job_type=None)
+        states = ("succeeded", "failed", "dead", "cancelled")
+        rows = [
+            {
+                "type": total["type"],
+                "tenant": total["tenant"],
+                **{state: total["counts"].get(state, 0) for state in states},
+                "failure_rate": total["failure_rate"],
+            }
+            for total in stats["totals"]
+        ]
+        columns = [
+            Column(name="type", title="Job type"),
+            Column(name="tenant", title="Tenant"),
+            *(Column(name=state, title=state.capitalize(), type="integer", format="#,##0") for state in states),
+            Column(name="failure_rate", title="Failure rate", type="number", format="0.00%"),
+        ]
+        admin = self.reports.settings.admin_email
+        report = ReportPayload(
+            title=f"Offload operations {day.isoformat()}",
+            columns=columns,
+            rows=rows,
+            output="xlsx",
+            totals=True,
+            notify=Notify(email=admin) if admin else None,
+        )
+        return self.reports.build(ctx, report)
+
     def handlers(self) -> dict[str, Handler]:
         """The handlers by job type."""
-        return {"stats.aggregate": self.aggregate, "maintenance.cleanup": self.maintenance}
+        return {
+            "stats.aggregate": self.aggregate,
+            "maintenance.cleanup": self.maintenance,
+            "report.daily_ops": self.daily_ops,
+        }

@@ -22,3 +22,5 @@ class ReportSettings(Settings):
     report_source_timeout: float = Field(default=300.0, gt=0, le=3600)
     #: A TrueType font for PDF reports (UTF-8 text needs one; Debian's fonts-dejavu-core has this).
     report_font: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    #: Where the daily operations report goes (empty: it is built and stored, not emailed).
+    admin_email: str = ""

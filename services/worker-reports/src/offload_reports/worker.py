@@ -19,7 +19,7 @@ from offload_reports.sources import UrlFetcher
 #: The domain queues this worker consumes (besides ``system``).
 QUEUES = ("reports",)
 #: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("report.build", "stats.aggregate", "maintenance.cleanup")
+JOB_TYPES = ("report.build", "stats.aggregate", "maintenance.cleanup", "report.daily_ops")
 
 
 def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
@@ -44,6 +44,7 @@ def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> Ra
         signer=signer,
         registry=REGISTRY,
         broker_url=settings.broker_url.get_secret_value(),
+        reports=handlers,
     )
     return build_worker(
         settings, queues=QUEUES, handlers={**handlers.handlers(), **ops.handlers()}, publisher=publisher

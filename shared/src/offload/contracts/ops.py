@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from offload.contracts._base import JobContract, Payload, RetryPolicy
-from offload.contracts.reports import REPORTS_QUEUE
+from offload.contracts.reports import REPORTS_QUEUE, ReportResult
 
 #: Days the hourly statistics are kept.
 STATS_RETENTION_DAYS = 90
@@ -83,7 +83,27 @@ MAINTENANCE = JobContract(
     internal=True,
 )
 
-CONTRACTS = (AGGREGATE, MAINTENANCE)
+
+class DailyOpsPayload(Payload):
+    """The operations report of one day (the day before the run, in the scheduler's time zone)."""
+
+    day: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD; yesterday if absent."
+    )
+
+
+DAILY_OPS = JobContract(
+    name="report.daily_ops",
+    queue=REPORTS_QUEUE,
+    payload=DailyOpsPayload,
+    result=ReportResult,
+    description="Yesterday's job statistics as an XLSX report, emailed to OFFLOAD_ADMIN_EMAIL if set.",
+    retry=RetryPolicy(max_retries=3, min_backoff=60, max_backoff=600),
+    time_limit=600,
+    internal=True,
+)
+
+CONTRACTS = (AGGREGATE, MAINTENANCE, DAILY_OPS)
 
 
 @dataclass(frozen=True)
@@ -114,6 +134,12 @@ SCHEDULES = (
         job_type="stats.aggregate",
         description="Job statistics of the last two hours, every hour on the hour.",
         tick_field="until",
+    ),
+    Schedule(
+        name="report.daily_ops",
+        cron="0 2 * * *",
+        job_type="report.daily_ops",
+        description="Yesterday's statistics as an XLSX report to the admin address, daily at 02:00.",
     ),
     Schedule(
         name="maintenance.cleanup.daily",
