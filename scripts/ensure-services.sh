@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ and Redis answer on loopback: start them if installed but stopped, install them
 # (Debian packages) if missing and we may, otherwise say what to do. Also creates the vhost given
-# as $1 (if any) with full permissions for guest, for the test suite.
+# as $1 (if any) with full permissions for guest, for the test suite, and the font PDF reports use.
 set -euo pipefail
 
 AMQP_PORT=${OFFLOAD_AMQP_PORT:-5672}
@@ -54,6 +54,12 @@ ensure_vhost() {
   rabbitmqctl -q set_permissions -p "$VHOST" guest ".*" ".*" ".*" >/dev/null
 }
 
+ensure_fonts() { # PDF reports draw UTF-8 text with DejaVu Sans (OFFLOAD_REPORT_FONT)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && return 0
+  apt_install fonts-dejavu-core || echo "DejaVu Sans is missing (apt-get install fonts-dejavu-core); PDF text falls back to Latin-1" >&2
+}
+
 ensure_redis
 ensure_rabbitmq
 ensure_vhost
+ensure_fonts

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make up`: run the API and the three workers as local processes in the foreground.
+# `make up`: run the API, the three workers and the scheduler as local processes in the foreground.
 set -euo pipefail
 mkdir -p .offload
 if [ -z "${OFFLOAD_API_KEYS:-}" ]; then
@@ -19,5 +19,6 @@ if [ -z "${OFFLOAD_API_KEYS:-}" ]; then
 MSG
 fi
 export OFFLOAD_LOG_FORMAT=${OFFLOAD_LOG_FORMAT:-text}
+export OFFLOAD_PUBLIC_URL=${OFFLOAD_PUBLIC_URL:-http://127.0.0.1:8000}
 export OFFLOAD_URL_ALLOW_HOSTS=${OFFLOAD_URL_ALLOW_HOSTS:-127.0.0.1,localhost}
 exec python3 -m uv run --frozen --all-packages honcho start -f Procfile.dev

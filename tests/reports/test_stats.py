@@ -58,7 +58,7 @@ def test_schedules_are_listed_with_their_next_run(api: Api) -> None:
     hourly = names["stats.aggregate.hourly"]
     next_run = datetime.fromisoformat(hourly["next_run_at"])
     assert next_run.minute == 0 and timedelta(0) < next_run - datetime.now(UTC) <= timedelta(hours=1)
-    assert hourly["cron"] == "0 * * * *" and hourly["timezone"] == "UTC"
+    assert hourly["cron"] == "0 * * * *" and hourly["timezone"] == "UTC" and hourly["last_run_at"] is None
 
 
 def test_the_daily_ops_report_is_an_xlsx_of_the_days_statistics_mailed_to_the_admin(

@@ -137,6 +137,7 @@ class Scheduler:
                 logger.warning("Could not enqueue %s at %s: %s", schedule.name, tick.isoformat(), exc)
                 continue
             self.store.client.set(key, tick.isoformat())
+            self.store.client.hset(self.store.key("scheduler", "ran"), schedule.name, tick.isoformat())
         return enqueued
 
     def _enqueue(self, schedule: Schedule, tick: datetime) -> str:

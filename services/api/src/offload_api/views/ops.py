@@ -31,15 +31,12 @@ MAX_RANGE = timedelta(days=31)
     )
 )
 def schedules() -> Response:
-    """Every shipped schedule: its cron expression, time zone, next run and last enqueued tick."""
+    """Every shipped schedule: its cron expression, time zone, next run and the last tick it enqueued."""
     found = services()
     now = datetime.now(UTC)
     tz = found.settings.timezone
     with redis_errors():
-        pipe = found.store.client.pipeline(transaction=False)
-        for schedule in SCHEDULES:
-            pipe.get(found.store.key("scheduler", "last", schedule.name))
-        lasts = pipe.execute()
+        lasts = found.store.client.hmget(found.store.key("scheduler", "ran"), [s.name for s in SCHEDULES])
     items = [
         {
             "name": schedule.name,
