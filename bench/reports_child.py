@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from bench.media_child import peak_rss_kib
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 COLUMNS: list[dict[str, Any]] = [
@@ -121,14 +122,6 @@ def raw(fmt: str, count: int, folder: Path) -> int:
             pdf.ln()
         path.write_bytes(bytes(pdf.output()))
     return path.stat().st_size
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident set (``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:

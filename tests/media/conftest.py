@@ -20,6 +20,7 @@ from offload_media.settings import MediaSettings
 from offload_media.worker import build
 from tests.api.conftest import Api
 from tests.conftest import domain_worker, make_settings
+from tests.http_source import source  # noqa: F401 - fixture
 
 
 def photo(width: int = 4000, height: int = 3000, *, orientation: int = 6, gps: bool = True) -> bytes:

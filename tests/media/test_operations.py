@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, ImageStat
 from offload.publish import Publisher
 from offload_media.settings import MediaSettings
 from tests.api.conftest import Api
+from tests.http_source import Source
 from tests.media.conftest import download, many_frames_gif, photo, run_job, upload
 
 
@@ -198,3 +199,15 @@ def test_the_cleanup_job_removes_old_uploads_and_outputs_and_clients_cannot_subm
     assert not (root / old).exists() and (root / fresh / "source").exists()
     gone = run_job(api, publisher, "image.thumbnail", {"source": {"upload_id": old}})
     assert gone.state == "failed" and gone.error_code == "upload_not_found"
+
+
+def test_a_source_url_is_fetched_through_the_guard_and_its_refusals_fail_clearly(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, source: Source
+) -> None:
+    source.body = photo(640, 480, orientation=1, gps=False)
+    fetched = run_job(api, publisher, "image.thumbnail", {"source": {"url": source.url("/cat.jpg")}, "size": 64})
+    assert fetched.state == "succeeded" and fetched.result["outputs"][0]["width"] == 64
+    source.status = 404
+    missing = run_job(api, publisher, "image.thumbnail", {"source": {"url": source.url("/gone.jpg")}})
+    assert missing.state == "failed" and missing.error_code == "source_refused" and missing.attempts == 1
+    assert source.paths == ["/cat.jpg", "/gone.jpg"]

@@ -17,7 +17,8 @@ from offload.publish import Publisher
 from offload.status import JobRecord
 from tests.api.conftest import Api
 from tests.conftest import domain_worker
-from tests.reports.conftest import Source, report_settings
+from tests.http_source import Source
+from tests.reports.conftest import report_settings
 from tests.reports.test_build import COLUMNS, _rows
 
 from offload_reports.worker import build  # isort: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AMQP_URL, REDIS_URL
-from tests.reports.conftest import source  # noqa: F401 - fixture
+from tests.http_source import source  # noqa: F401 - fixture
 from tests.system.stack import PrivateRabbitMQ, stack_env
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 
-from tests.reports.conftest import Source
+from tests.http_source import Source
 from tests.system.stack import Api, Worker
 
 ROWS = 100_000

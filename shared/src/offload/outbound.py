@@ -12,6 +12,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
 from offload.urls import Target, UrlPolicy
 
 
@@ -66,3 +67,34 @@ def pinned_request(
     finally:
         if client is not session:
             client.close()
+
+
+def fetch_source(
+    url: str, *, policy: UrlPolicy, read_timeout: float, field_name: str = "source.url"
+) -> requests.Response:
+    """Start a streamed GET of a job's source URL; the caller reads the body and closes the response.
+
+    How a source fails is the same for every job type that has one (images, report rows): a URL
+    the guard refuses, or a 4xx, fails the job for good; a network error or a 5xx retries it.
+
+    Raises:
+        PermanentJobError: the URL is not allowed (``url_not_allowed`` and the like), or the server
+            answered other than 200 below 500 (``source_refused``).
+        TransientJobError: the server could not be reached (``source_unreachable``) or failed (``source_failed``).
+    """
+    try:
+        response = pinned_request(
+            "GET", url, policy=policy, field_name=field_name, stream=True, timeout=(3.0, read_timeout)
+        )
+    except ValidationFailed as exc:
+        raise PermanentJobError(exc.message, code=exc.code) from None
+    except requests.RequestException as exc:
+        raise TransientJobError(
+            f"Could not fetch the source: {type(exc).__name__}.", code="source_unreachable"
+        ) from None
+    if response.status_code == 200:
+        return response
+    response.close()
+    if response.status_code >= 500:
+        raise TransientJobError(f"The source answered {response.status_code}.", code="source_failed")
+    raise PermanentJobError(f"The source answered {response.status_code}.", code="source_refused")

@@ -6,11 +6,9 @@ import io
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-import requests
-
 from offload.contracts.media import ImageSource
-from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
-from offload.outbound import pinned_request
+from offload.errors import PermanentJobError
+from offload.outbound import fetch_source
 from offload.status import StatusStore
 from offload.storage import Storage
 from offload.urls import UrlPolicy
@@ -49,21 +47,7 @@ class Sources:
             raise PermanentJobError(f"Upload {upload_id!r} is gone.", code="upload_not_found") from None
 
     def _fetch(self, url: str) -> BinaryIO:
-        try:
-            response = pinned_request(
-                "GET", url, policy=self.url_policy, field_name="source.url", stream=True, timeout=(3.0, self.timeout)
-            )
-        except ValidationFailed as exc:
-            raise PermanentJobError(exc.message, code=exc.code) from None
-        except requests.RequestException as exc:
-            raise TransientJobError(
-                f"Could not fetch the source: {type(exc).__name__}.", code="source_unreachable"
-            ) from None
-        with response:
-            if response.status_code >= 500:
-                raise TransientJobError(f"The source answered {response.status_code}.", code="source_failed")
-            if response.status_code != 200:
-                raise PermanentJobError(f"The source answered {response.status_code}.", code="source_refused")
+        with fetch_source(url, policy=self.url_policy, read_timeout=self.timeout) as response:
             buffer = io.BytesIO()
             for chunk in response.iter_content(64 * 1024):
                 buffer.write(chunk)

@@ -22,8 +22,8 @@ from typing import Any
 import requests
 
 from offload.contracts.reports import UrlRows
-from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
-from offload.outbound import pinned_request
+from offload.errors import PermanentJobError, TransientJobError
+from offload.outbound import fetch_source
 from offload.urls import UrlPolicy
 
 CHUNK = 64 * 1024
@@ -71,27 +71,7 @@ class UrlFetcher:
             PermanentJobError: the URL is not allowed, or the server refused it.
             TransientJobError: the server could not be reached or failed (5xx).
         """
-        try:
-            response = pinned_request(
-                "GET",
-                source.url,
-                policy=self.policy,
-                field_name="source.url",
-                stream=True,
-                timeout=(3.0, self.read_timeout),
-            )
-        except ValidationFailed as exc:
-            raise PermanentJobError(exc.message, code=exc.code) from None
-        except requests.RequestException as exc:
-            raise TransientJobError(
-                f"Could not fetch the source: {type(exc).__name__}.", code="source_unreachable"
-            ) from None
-        if response.status_code >= 500:
-            response.close()
-            raise TransientJobError(f"The source answered {response.status_code}.", code="source_failed")
-        if response.status_code != 200:
-            response.close()
-            raise PermanentJobError(f"The source answered {response.status_code}.", code="source_refused")
+        response = fetch_source(source.url, policy=self.policy, read_timeout=self.read_timeout)
         length = response.headers.get("Content-Length")
         encoded = response.headers.get("Content-Encoding", "identity") != "identity"
         rows = Rows(iter(()), total_bytes=int(length) if length and length.isdigit() and not encoded else None)
