@@ -6,6 +6,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
+import jsonschema
 from openpyxl import load_workbook
 
 from offload.publish import Publisher
@@ -36,6 +37,8 @@ def test_stats_show_the_counts_failure_rates_and_percentiles_of_a_known_mix(
     assert aggregated.result["jobs"] >= len(jobs)
 
     mine = api.get("/v1/stats").get_json()
+    components = api.get("/openapi.json").get_json()["components"]
+    jsonschema.validate(mine, {"$ref": "#/components/schemas/Stats", "components": components})
     totals = {(t["type"], t["tenant"]): t for t in mine["totals"]}
     assert set(totals) == {("system.noop", "acme"), ("system.fail", "acme"), ("system.sleep", "acme")}
     assert totals[("system.noop", "acme")]["counts"] == {"succeeded": 6}
@@ -54,6 +57,8 @@ def test_stats_show_the_counts_failure_rates_and_percentiles_of_a_known_mix(
 
 def test_schedules_are_listed_with_their_next_run(api: Api) -> None:
     body = api.get("/v1/schedules").get_json()
+    components = api.get("/openapi.json").get_json()["components"]
+    jsonschema.validate(body, {"$ref": "#/components/schemas/ScheduleList", "components": components})
     names = {s["name"]: s for s in body["schedules"]}
     hourly = names["stats.aggregate.hourly"]
     next_run = datetime.fromisoformat(hourly["next_run_at"])
