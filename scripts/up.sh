@@ -19,6 +19,10 @@ if [ -z "${OFFLOAD_API_KEYS:-}" ]; then
 MSG
 fi
 export OFFLOAD_LOG_FORMAT=${OFFLOAD_LOG_FORMAT:-text}
+# Worker metrics (Dramatiq's exposition server, one port per service; see Procfile.dev) stay on
+# loopback, and each run starts from empty counters.
+export dramatiq_prom_host=127.0.0.1
+rm -rf .offload/metrics
 export OFFLOAD_PUBLIC_URL=${OFFLOAD_PUBLIC_URL:-http://127.0.0.1:8000}
 export OFFLOAD_URL_ALLOW_HOSTS=${OFFLOAD_URL_ALLOW_HOSTS:-127.0.0.1,localhost}
 exec python3 -m uv run --frozen --all-packages honcho start -f Procfile.dev

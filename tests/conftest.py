@@ -83,6 +83,9 @@ def make_settings(**overrides: Any) -> Settings:
         "log_format": "text",
         "url_allow_hosts": ["127.0.0.1"],
         "storage_dir": str(TEST_STORAGE),
+        # In-process workers would point this process's prometheus-client at Dramatiq's files;
+        # the metrics are tested on worker processes of their own (tests/system/test_metrics.py).
+        "metrics": False,
     }
     values.update(overrides)
     return Settings(**values)

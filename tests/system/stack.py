@@ -92,8 +92,10 @@ class Api:
 class Worker:
     """A ``dramatiq offload_<domain>.worker:setup`` process."""
 
-    def __init__(self, env: dict[str, str], logs: Path, domain: str = "email", threads: int = 4) -> None:
-        self.env, self.logs, self.domain, self.threads = env, logs, domain, threads
+    def __init__(
+        self, env: dict[str, str], logs: Path, domain: str = "email", threads: int = 4, processes: int = 1
+    ) -> None:
+        self.env, self.logs, self.domain, self.threads, self.processes = env, logs, domain, threads, processes
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -106,13 +108,13 @@ class Worker:
             self.domain,
             "system",
             "--processes",
-            "1",
+            str(self.processes),
             "--threads",
             str(self.threads),
         ]
         self.process = spawn(args, env=self.env, log=self.log)
         wait_for(
-            lambda: "ready for action" in self.log.read_text(),
+            lambda: self.log.read_text().count("Worker process is ready for action") >= self.processes,
             timeout=30,
             message=lambda: f"worker did not start:\n{self.log.read_text()[-2000:]}",
         )
@@ -136,6 +138,7 @@ def stack_env(broker_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         "OFFLOAD_API_KEYS": API_KEYS,
         "OFFLOAD_LOG_FORMAT": "text",
         "OFFLOAD_URL_ALLOW_HOSTS": "127.0.0.1",
+        "OFFLOAD_METRICS": "false",  # tests/system/test_metrics.py turns them on, with ports of its own
         **extra,
     }
 

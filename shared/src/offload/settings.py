@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Public base URL of the API, used in status and events links (empty: taken from the request).
     public_url: str = ""
+    #: Export Prometheus metrics (workers: Dramatiq's exposition server at ``dramatiq_prom_host``
+    #: and ``dramatiq_prom_port``; the API: ``/metrics``).
+    metrics: bool = True
     #: The time zone of the schedules' cron expressions (an IANA name such as ``Europe/Berlin``).
     timezone: str = "UTC"
     #: Seconds the active scheduler's lock lives without renewal: a standby takes over this long

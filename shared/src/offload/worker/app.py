@@ -12,6 +12,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware.prometheus import Prometheus
 
 from offload.broker import build_broker
 from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Registry
@@ -20,6 +21,7 @@ from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.worker.log_context import JobLogContext
+from offload.worker.metrics import JobMetrics
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.runtime import Handler, JobFailed, Runtime
 from offload.worker.system import SYSTEM_HANDLERS
@@ -67,11 +69,13 @@ def build_worker(
     configure_logging(settings.log_level, settings.log_format)
     publisher = publisher or Publisher.from_settings(settings, registry=registry, pin_connections=True)
     promoter = PromoterMiddleware(DuePromoter(publisher.store, publisher))
+    metrics = JobMetrics()
     runtime = Runtime(
         store=publisher.store,
         publisher=publisher,
         max_unfinished=settings.max_unfinished_attempts,
         on_outbox=promoter.nudge,
+        metrics=metrics,
     )
     broker = build_broker(
         settings.broker_url.get_secret_value(),
@@ -84,6 +88,7 @@ def build_worker(
             ),
             CurrentMessage(),
             promoter,
+            *([metrics, Prometheus()] if settings.metrics else []),  # "after" hooks run last first
         ],
     )
     all_handlers = {**SYSTEM_HANDLERS, **handlers}

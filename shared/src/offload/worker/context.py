@@ -37,6 +37,8 @@ class JobContext:
     attempt: int
     store: StatusStore
     parent_id: str | None = None
+    #: The queue the job came from.
+    queue: str = ""
     _cancel_requested: bool = False
     _last_write: float = field(default=0.0)
     _last_poll: float = field(default=0.0)

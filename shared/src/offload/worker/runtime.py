@@ -33,6 +33,7 @@ from offload.publish.wire import offload_options
 from offload.status import JobState, Started, StatusStore, now_ms
 from offload.submission import FollowUp
 from offload.worker.context import JobContext
+from offload.worker.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,14 @@ class Runtime:
         max_unfinished: deliveries that may end without the job finishing before it is ``dead``.
         on_outbox: called after an attempt of a job with a callback URL ends, so the webhook
             promoter of this process queues its delivery now rather than at its next poll.
+        metrics: counts how attempts end and how long jobs waited (none in tests that need none).
     """
 
     store: StatusStore
     publisher: Publisher
     max_unfinished: int = 3
     on_outbox: Callable[[], None] | None = None
+    metrics: JobMetrics | None = None
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
@@ -82,10 +85,14 @@ class Runtime:
         started = self._open(contract, job_id)
         if started is None:
             return
+        message = CurrentMessage.get_current_message()
+        if self.metrics is not None and message is not None:
+            self.metrics.waited(contract.queue, contract.name, time.time() - message.message_timestamp / 1000)
         with job_logging(job_id=job_id, tenant=started.tenant, job_type=contract.name, attempt=str(started.attempt)):
             ctx = JobContext(
                 job_id=job_id,
                 job_type=contract.name,
+                queue=contract.queue,
                 tenant=started.tenant,
                 attempt=started.attempt,
                 store=self.store,
@@ -156,9 +163,7 @@ class Runtime:
             if started.has_follow_ups:
                 self._publish_follow_ups(ctx)
         except JobCancelled:
-            self.store.finish(
-                ctx.job_id, ctx.attempt, JobState.CANCELLED, error=("cancelled", "The job was cancelled while it ran.")
-            )
+            self._end(ctx, JobState.CANCELLED, error=("cancelled", "The job was cancelled while it ran."))
             logger.info("Job cancelled while running.")
         except (PermanentJobError, ValidationFailed) as exc:
             self._fail(ctx, exc.code, exc.message)
@@ -178,7 +183,7 @@ class Runtime:
             retry_after = exc.retry_after if isinstance(exc, TransientJobError) else None
             self._failed_attempt(contract, ctx, started, code, describe(exc), retry_after=retry_after)
         else:
-            self.store.finish(ctx.job_id, ctx.attempt, JobState.SUCCEEDED, result=result)
+            self._end(ctx, JobState.SUCCEEDED, result=result)
 
     def _failed_attempt(
         self,
@@ -192,15 +197,19 @@ class Runtime:
     ) -> None:
         if ctx.attempt <= started.max_retries:
             delay = max(backoff(contract, ctx.attempt), min(retry_after or 0.0, contract.retry.max_backoff))
-            self.store.finish(
-                ctx.job_id, ctx.attempt, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000)
-            )
+            self._end(ctx, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000))
             logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
             return
         self._fail(ctx, code, message, state=JobState(contract.exhausted_state))
 
+    def _end(self, ctx: JobContext, state: JobState, **outcome: Any) -> None:
+        """End the attempt in ``state`` (``outcome``: result, error, retry_at) and count it."""
+        self.store.finish(ctx.job_id, ctx.attempt, state, **outcome)
+        if self.metrics is not None:
+            self.metrics.ended(ctx.queue, ctx.job_type, state.value)
+
     def _fail(self, ctx: JobContext, code: str, message: str, *, state: JobState = JobState.FAILED) -> None:
-        self.store.finish(ctx.job_id, ctx.attempt, state, error=(code, message))
+        self._end(ctx, state, error=(code, message))
         logger.warning("Job %s: %s", state.value, message)
         raise JobFailed(message)
 

@@ -1,0 +1,76 @@
+"""Offload's worker metrics, beside Dramatiq's own (reliability-security.md D9, code-shape G12).
+
+Dramatiq's ``Prometheus`` middleware counts messages per queue and actor (processed, errored,
+in progress, duration in milliseconds) and serves every process's metrics from one exposition
+server (a fork of the worker's main process, reading prometheus-client's multiprocess files).
+What it cannot see is how an Offload job ended: a retry waits in Redis and the message is acked,
+so Dramatiq counts it a success. :class:`JobMetrics` adds those, in the same files:
+
+- ``offload_jobs_total{queue, type, state}``: attempts that ended, by the state they left the job
+  in (``succeeded``, ``retrying``, ``failed``, ``dead``, ``cancelled``);
+- ``offload_job_wait_seconds{queue, type}``: enqueue (or the retry's due time) to start.
+
+Labels are contract and queue names only (a bounded set): never a tenant, a job id or an address.
+
+Dramatiq's middleware reads ``dramatiq_prom_host``, ``dramatiq_prom_port`` and ``dramatiq_prom_db``
+from the environment when imported; the launchers (``Procfile.dev``, compose, Kubernetes) set them
+per service, with the host on loopback or the pod network, never a public address.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+logger = logging.getLogger(__name__)
+
+#: Queue-wait buckets, seconds: from an idle worker's few milliseconds to an hour's backlog.
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class JobMetrics(Middleware):
+    """Records job outcomes and queue waits; the metrics are made after process boot.
+
+    prometheus-client picks single- or multi-process storage when it is first imported, so it is
+    imported here only after Dramatiq's ``Prometheus`` middleware (placed after this one: Dramatiq
+    runs "after" hooks from the last middleware to the first) has
+    pointed ``PROMETHEUS_MULTIPROC_DIR`` at its files. Until then (and in processes that never
+    boot, like tests calling handlers directly) recording does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.ended_total: Any = None
+        self.wait_seconds: Any = None
+        self.registry: Any = None
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:  # noqa: ARG002 - Dramatiq's hook signature
+        """Create the metrics (in the multiprocess files when Dramatiq's middleware set them up)."""
+        import prometheus_client
+
+        self.registry = prometheus_client.CollectorRegistry()
+        self.ended_total = prometheus_client.Counter(
+            "offload_jobs_total",
+            "Job attempts that ended, by the state they left the job in.",
+            ["queue", "type", "state"],
+            registry=self.registry,
+        )
+        self.wait_seconds = prometheus_client.Histogram(
+            "offload_job_wait_seconds",
+            "Seconds from enqueue (or a retry's due time) to the start of an attempt.",
+            ["queue", "type"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+
+    def ended(self, queue: str, job_type: str, state: str) -> None:
+        """Count an attempt that left its job in ``state``."""
+        if self.ended_total is not None:
+            self.ended_total.labels(queue, job_type, state).inc()
+
+    def waited(self, queue: str, job_type: str, seconds: float) -> None:
+        """Observe how long a job waited before this attempt started."""
+        if self.wait_seconds is not None:
+            self.wait_seconds.labels(queue, job_type).observe(max(0.0, seconds))
