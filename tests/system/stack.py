@@ -23,11 +23,13 @@ from tests.helpers import VENV_BIN, free_port, kill_tree, port_open, spawn, stop
 class Api:
     """An ``offload-api`` server process."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.log = logs / f"api-{self.port}.log"
         self.process = spawn(
-            [str(VENV_BIN / "offload-api"), "--bind", f"127.0.0.1:{self.port}", "--workers", "1"], env=env, log=self.log
+            [str(VENV_BIN / "offload-api"), "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)],
+            env=env,
+            log=self.log,
         )
         wait_for(self._healthy, timeout=20, message=lambda: f"API did not start:\n{self.log.read_text()[-2000:]}")
 

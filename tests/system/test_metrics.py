@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from offload.publish import Publisher
+from tests.conftest import KEYS
 from tests.helpers import free_port, wait_for
-from tests.system.stack import Worker
+from tests.system.stack import Api, Worker
 
 
-def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def _scrape(port: int, key: str | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
     samples = {}
     for family in text_string_to_metric_families(text):
@@ -57,3 +62,36 @@ def test_two_worker_processes_count_every_outcome_once(env, logs: Path, tmp_path
         assert not any("acme" in value or value in jobs for value in labels)  # no tenant or job id as a label
     finally:
         worker.stop()
+
+
+def test_three_api_workers_add_up_to_the_true_counts_and_metrics_need_the_admin_key(env, logs: Path) -> None:
+    api = Api({**env, "OFFLOAD_METRICS": "true"}, logs, workers=3)
+    try:
+        bodies = [{"type": "system.noop"}] * 60 + [{"type": "system.sleep", "payload": {"ms": "x"}}] * 7
+        bodies += [{"type": "no.such"}] * 5
+
+        def submit(body: dict) -> int:
+            return api.request("POST", "/v1/jobs", body)[0]
+
+        with ThreadPoolExecutor(12) as pool:  # concurrent, so the requests spread over the workers
+            statuses = list(pool.map(submit, bodies))
+        assert statuses.count(202) == 60 and statuses.count(422) == 12
+        status, _, _ = api.request("GET", "/metrics", who="acme")
+        assert status == 403  # a client key cannot read them; no key at all gets 401
+        for _ in range(3):  # whichever worker answers, it reports every worker's counts
+            samples = _scrape(api.port, KEYS["admin"])
+            assert _total(samples, "offload_api_jobs_accepted_total", type="system.noop") == 60
+            assert (
+                _total(samples, "offload_api_jobs_rejected_total", type="system.sleep", reason="validation_failed") == 7
+            )
+            assert _total(samples, "offload_api_jobs_rejected_total", type="unknown", reason="unknown_job_type") == 5
+            assert _total(samples, "offload_api_requests_total", route="/v1/jobs", method="POST") == 72
+            assert _total(samples, "offload_api_request_seconds_count", route="/v1/jobs", method="POST") == 72
+        pids = {
+            line.split("pid: ")[1].split(")")[0]
+            for line in api.log.read_text().splitlines()
+            if "Booting worker" in line
+        }
+        assert len(pids) == 3
+    finally:
+        api.stop()

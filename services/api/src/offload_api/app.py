@@ -11,6 +11,7 @@ from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
 from offload.storage import LocalStorage
 from offload_api import errors
+from offload_api import metrics as api_metrics
 from offload_api.auth import hash_keys
 from offload_api.extension import Services, init_app
 from offload_api.views import batches, events, files, health, jobs, meta, ops, webhooks
@@ -43,9 +44,12 @@ def create_app(
         keys=hash_keys(settings.keys),
         storage=LocalStorage(settings.storage_dir),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+        metrics=api_metrics.ApiMetrics() if settings.metrics else None,
     )
     init_app(app, services)
     errors.register_error_handlers(app)
     for blueprint in (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, meta.bp, ops.bp, health.bp):
         app.register_blueprint(blueprint)
+    if services.metrics is not None:
+        api_metrics.install(app, services.metrics)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -14,6 +14,9 @@ from offload.settings import ApiKey, Settings
 from offload.signing import LinkSigner
 from offload.status import BatchStore, StatusStore
 from offload.storage import Storage
+
+if TYPE_CHECKING:
+    from offload_api.metrics import ApiMetrics
 
 
 @dataclass
@@ -26,6 +29,8 @@ class Services:
     keys: dict[bytes, ApiKey]
     storage: Storage
     signer: LinkSigner
+    #: The API's Prometheus metrics (None when OFFLOAD_METRICS is off).
+    metrics: ApiMetrics | None = None
     open_streams: int = 0
     streams_lock: threading.Lock = field(default_factory=threading.Lock)
     openapi: dict[str, Any] | None = None

@@ -9,6 +9,9 @@ container).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
+import tempfile
 
 bind = "127.0.0.1:8000"
 worker_class = "gevent"
@@ -22,3 +25,21 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+
+
+# -- metrics -------------------------------------------------------------------------------------
+# Every worker process counts into prometheus-client's multiprocess files, which /metrics sums. The
+# directory must be set before any worker imports prometheus-client, so it is set here, in the
+# arbiter, when gunicorn loads this file; each start begins from empty files.
+_METRICS_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"offload-api-metrics-{os.getpid()}")
+)
+shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+os.makedirs(_METRICS_DIR, exist_ok=True)
+
+
+def child_exit(_server: object, worker: object) -> None:
+    """A worker process ended: its live gauges (open SSE streams) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(getattr(worker, "pid", 0), _METRICS_DIR)  # type: ignore[no-untyped-call]

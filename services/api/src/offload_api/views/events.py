@@ -151,8 +151,12 @@ def _open_stream(found: Services) -> None:
         if found.open_streams >= found.settings.max_event_streams:
             raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} or retry later.")
         found.open_streams += 1
+    if found.metrics is not None:
+        found.metrics.streams.inc()
 
 
 def _close_stream(found: Services) -> None:
     with found.streams_lock:
         found.open_streams -= 1
+    if found.metrics is not None:
+        found.metrics.streams.dec()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from offload.errors import BrokerUnavailable, InvalidState, NotFound, ValidationFailed
 from offload.status import JobRecord, JobState
@@ -62,8 +62,11 @@ def find_job(job_id: str) -> JobRecord:
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     """Validate, record and publish a job; 202 once the broker confirmed it."""
     body = json_body()
+    found = services()
+    if isinstance(body, dict) and body.get("type") in found.registry:
+        g.job_type = body["type"]  # a registered name: a bounded metrics label
     key = idempotency_key()
-    submitted = services().publisher.submit(body, tenant=caller().tenant, idempotency_key=key)
+    submitted = found.publisher.submit(body, tenant=caller().tenant, idempotency_key=key)
     links = job_links(submitted.job_id)
     payload = {"id": submitted.job_id, "state": submitted.state, **links}
     return jsonify(payload), (200 if submitted.replayed else 202), {"Location": links["status_url"]}
