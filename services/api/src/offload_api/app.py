@@ -13,6 +13,7 @@ from offload.storage import LocalStorage
 from offload_api import errors
 from offload_api import metrics as api_metrics
 from offload_api.auth import hash_keys
+from offload_api.collectors import JobStateCollector, QueueCollector
 from offload_api.extension import Services, init_app
 from offload_api.views import batches, events, files, health, jobs, meta, ops, webhooks
 
@@ -44,7 +45,14 @@ def create_app(
         keys=hash_keys(settings.keys),
         storage=LocalStorage(settings.storage_dir),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
-        metrics=api_metrics.ApiMetrics() if settings.metrics else None,
+        metrics=api_metrics.ApiMetrics(
+            [
+                QueueCollector(settings.broker_url.get_secret_value(), registry.queues),
+                JobStateCollector(publisher.store),
+            ]
+        )
+        if settings.metrics
+        else None,
     )
     init_app(app, services)
     errors.register_error_handlers(app)

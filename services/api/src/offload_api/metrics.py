@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
+from prometheus_client.registry import Collector
 
 from offload_api.auth import requires
 
@@ -27,11 +29,12 @@ PUBLISH_FAILURES = frozenset({"broker_unavailable", "service_busy", "status_stor
 
 
 class ApiMetrics:
-    """The API's metrics on a registry of the app's own."""
+    """The API's metrics on a registry of the app's own, plus the scrape-time collectors."""
 
-    def __init__(self) -> None:
+    def __init__(self, collectors: list[Collector] | None = None) -> None:
         import prometheus_client
 
+        self.collectors = collectors or []
         self.prometheus = prometheus_client
         self.registry = prometheus_client.CollectorRegistry()
         self.requests = prometheus_client.Counter(
@@ -74,8 +77,23 @@ class ApiMetrics:
 
             registry = self.prometheus.CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-            return bytes(self.prometheus.generate_latest(registry))
-        return bytes(self.prometheus.generate_latest(self.registry))
+        else:
+            registry = self.prometheus.CollectorRegistry()
+            registry.register(_Forward(self.registry))
+        for collector in self.collectors:
+            registry.register(collector)
+        return bytes(self.prometheus.generate_latest(registry))
+
+
+class _Forward(Collector):
+    """Serves another registry's metrics from a registry built for one scrape."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        """Everything ``registry`` holds."""
+        yield from self.registry.collect()
 
 
 def install(app: Flask, metrics: ApiMetrics) -> None:

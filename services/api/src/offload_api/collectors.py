@@ -1,0 +1,116 @@
+"""Gauges read at scrape time: queue depths from RabbitMQ and job counts by state from Redis.
+
+Both are read by whichever API process answers ``/metrics``, at most every few seconds (the last
+reading is cached), so a scrape costs one passive declare per queue and one Redis round trip. With
+RabbitMQ's management or Prometheus plugin enabled, its own exporter adds the unacked counts and
+broker internals; a passive declare tells only the messages ready and the consumers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pika.exceptions
+from dramatiq.common import dq_name, xq_name
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from offload.broker import with_timeouts
+from offload.status import JobState, StatusStore
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a reading is reused before the broker and Redis are asked again.
+CACHE_SECONDS = 5.0
+
+
+class QueueCollector(Collector):
+    """``offload_queue_messages{queue, kind}`` (ready, delayed, dead) and ``offload_queue_consumers{queue}``."""
+
+    def __init__(self, broker_url: str, queues: list[str]) -> None:
+        self.broker_url = with_timeouts(broker_url)
+        self.queues = queues
+        self.lock = threading.Lock()
+        self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The latest reading (taken now if the cached one is older than :data:`CACHE_SECONDS`)."""
+        with self.lock:
+            taken, families = self.cached
+            if time.monotonic() - taken > CACHE_SECONDS:
+                families = self._read()
+                self.cached = (time.monotonic(), families)
+        yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        messages = GaugeMetricFamily(
+            "offload_queue_messages",
+            "Messages in a queue: ready, delayed (DQ) or dead-lettered (XQ).",
+            labels=["queue", "kind"],
+        )
+        consumers = GaugeMetricFamily("offload_queue_consumers", "Consumers of a queue.", labels=["queue"])
+        up = GaugeMetricFamily("offload_broker_up", "1 when the last reading of the broker worked.")
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(self.broker_url))
+        except pika.exceptions.AMQPError as exc:
+            logger.warning("Queue metrics: RabbitMQ unreachable (%s).", type(exc).__name__)
+            up.add_metric([], 0)
+            return [up]
+        try:
+            for queue in self.queues:
+                for name, kind in ((queue, "ready"), (dq_name(queue), "delayed"), (xq_name(queue), "dead")):
+                    declared = self._declare(connection, name)
+                    if declared is None:
+                        continue
+                    messages.add_metric([queue, kind], declared.method.message_count)
+                    if kind == "ready":
+                        consumers.add_metric([queue], declared.method.consumer_count)
+        finally:
+            connection.close()
+        up.add_metric([], 1)
+        return [messages, consumers, up]
+
+    @staticmethod
+    def _declare(connection: Any, name: str) -> Any:
+        channel = connection.channel()
+        try:
+            return channel.queue_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:  # not declared yet: nothing to report
+            return None
+        finally:
+            if channel.is_open:
+                channel.close()
+
+
+class JobStateCollector(Collector):
+    """``offload_jobs{state}``: jobs in each state now (records still kept), from the status store's indexes."""
+
+    def __init__(self, store: StatusStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The latest reading (cached for :data:`CACHE_SECONDS`)."""
+        with self.lock:
+            taken, families = self.cached
+            if time.monotonic() - taken > CACHE_SECONDS:
+                families = self._read()
+                self.cached = (time.monotonic(), families)
+        yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "offload_jobs", "Jobs by state (finished ones until their retention ends).", labels=["state"]
+        )
+        pipe = self.store.client.pipeline(transaction=False)
+        for state in JobState:
+            pipe.zcard(self.store.key("idx", "_all", "s", state.value))
+        for state, count in zip(JobState, pipe.execute(), strict=True):
+            family.add_metric([state.value], count)
+        return [family]
