@@ -59,7 +59,14 @@ ensure_fonts() { # PDF reports draw UTF-8 text with DejaVu Sans (OFFLOAD_REPORT_
   apt_install fonts-dejavu-core || echo "DejaVu Sans is missing (apt-get install fonts-dejavu-core); PDF text falls back to Latin-1" >&2
 }
 
+ensure_test_tools() { # promtool (Debian's prometheus package) checks deploy/prometheus in the tests
+  [ -n "$VHOST" ] || return 0
+  command -v promtool >/dev/null && return 0
+  apt_install prometheus || echo "promtool is missing (apt-get install prometheus); the Prometheus rule tests cannot run" >&2
+}
+
 ensure_redis
 ensure_rabbitmq
 ensure_vhost
 ensure_fonts
+ensure_test_tools

@@ -6,6 +6,7 @@ if [ -z "${OFFLOAD_API_KEYS:-}" ]; then
   [ -s .offload/dev-key ] || python3 -c 'import secrets; print("dev_" + secrets.token_urlsafe(24))' > .offload/dev-key
   key=$(cat .offload/dev-key)
   export OFFLOAD_API_KEYS="$key=dev:admin"
+  cp .offload/dev-key .offload/prometheus-key  # deploy/prometheus/prometheus.yml scrapes /metrics with it
   cat <<MSG
 
   Offload is starting on http://127.0.0.1:8000   (API docs: http://127.0.0.1:8000/docs)
