@@ -59,10 +59,12 @@ ensure_fonts() { # PDF reports draw UTF-8 text with DejaVu Sans (OFFLOAD_REPORT_
   apt_install fonts-dejavu-core || echo "DejaVu Sans is missing (apt-get install fonts-dejavu-core); PDF text falls back to Latin-1" >&2
 }
 
-ensure_test_tools() { # promtool (Debian's prometheus package) checks deploy/prometheus in the tests
+ensure_test_tools() { # promtool and prometheus for the monitoring tests, Chromium for the admin page's
   [ -n "$VHOST" ] || return 0
-  command -v promtool >/dev/null && return 0
-  apt_install prometheus || echo "promtool is missing (apt-get install prometheus); the Prometheus rule tests cannot run" >&2
+  command -v promtool >/dev/null || apt_install prometheus ||
+    echo "prometheus is missing (apt-get install prometheus); the monitoring tests cannot run" >&2
+  command -v chromium >/dev/null || apt_install chromium ||
+    echo "chromium is missing (apt-get install chromium); the admin page's browser test cannot run" >&2
 }
 
 ensure_redis

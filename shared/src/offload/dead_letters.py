@@ -119,3 +119,56 @@ def _export_queue(
     storage.put(key, lines)  # written whole first: a crash before the ack exports them again
     channel.basic_ack(delivery_tag=last_tag, multiple=True)
     return Exported(queue=queue, count=len(lines), key=key)
+
+
+def peek(broker_url: str, queue: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The oldest ``limit`` dead letters of ``queue``, decoded, left in place (the channel closes unacked)."""
+    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+    found = []
+    try:
+        channel = connection.channel()
+        for _ in range(limit):
+            method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+            if method is None:
+                break
+            found.append(json.loads(_line(queue, properties, body, dead_at(properties, body))))
+    except pika.exceptions.ChannelClosedByBroker:  # no such queue
+        return []
+    finally:
+        connection.close()
+    return found
+
+
+def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit: int = MAX_PER_QUEUE) -> int:
+    """Take up to ``limit`` dead letters off ``queue``, one at a time; returns how many were taken.
+
+    Each is acked once ``handle`` (given the message body) returned, and left queued if it raised.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+    taken = 0
+    try:
+        channel = connection.channel()
+        while taken < limit:
+            method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+            if method is None:
+                break
+            handle(body)
+            channel.basic_ack(delivery_tag=method.delivery_tag)
+            taken += 1
+    except pika.exceptions.ChannelClosedByBroker:
+        return taken
+    finally:
+        connection.close()
+    return taken
+
+
+def purge(broker_url: str, queue: str) -> int:
+    """Delete every dead letter of ``queue``; returns how many there were."""
+    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+    try:
+        channel = connection.channel()
+        return int(channel.queue_purge(xq_name(queue)).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    finally:
+        connection.close()

@@ -10,7 +10,7 @@ from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
 from offload.storage import LocalStorage
-from offload_api import errors
+from offload_api import admin, errors
 from offload_api import metrics as api_metrics
 from offload_api.auth import hash_keys
 from offload_api.collectors import JobStateCollector, QueueCollector
@@ -60,4 +60,5 @@ def create_app(
         app.register_blueprint(blueprint)
     if services.metrics is not None:
         api_metrics.install(app, services.metrics)
+    admin.install(app, settings)
     return app

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pika
@@ -33,7 +34,7 @@ class QueueCollector(Collector):
     """``offload_queue_messages{queue, kind}`` (ready, delayed, dead) and ``offload_queue_consumers{queue}``."""
 
     def __init__(self, broker_url: str, queues: list[str]) -> None:
-        self.broker_url = with_timeouts(broker_url)
+        self.broker_url = broker_url
         self.queues = queues
         self.lock = threading.Lock()
         self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
@@ -55,36 +56,63 @@ class QueueCollector(Collector):
         )
         consumers = GaugeMetricFamily("offload_queue_consumers", "Consumers of a queue.", labels=["queue"])
         up = GaugeMetricFamily("offload_broker_up", "1 when the last reading of the broker worked.")
-        try:
-            connection = pika.BlockingConnection(pika.URLParameters(self.broker_url))
-        except pika.exceptions.AMQPError as exc:
-            logger.warning("Queue metrics: RabbitMQ unreachable (%s).", type(exc).__name__)
-            up.add_metric([], 0)
-            return [up]
-        try:
-            for queue in self.queues:
-                for name, kind in ((queue, "ready"), (dq_name(queue), "delayed"), (xq_name(queue), "dead")):
-                    declared = self._declare(connection, name)
-                    if declared is None:
-                        continue
-                    messages.add_metric([queue, kind], declared.method.message_count)
-                    if kind == "ready":
-                        consumers.add_metric([queue], declared.method.consumer_count)
-        finally:
-            connection.close()
-        up.add_metric([], 1)
-        return [messages, consumers, up]
+        depths = read_queues(self.broker_url, self.queues)
+        up.add_metric([], 0 if depths is None else 1)
+        for depth in depths or []:
+            for kind in ("ready", "delayed", "dead"):
+                messages.add_metric([depth.queue, kind], getattr(depth, kind))
+            consumers.add_metric([depth.queue], depth.consumers)
+        return [messages, consumers, up] if depths is not None else [up]
 
-    @staticmethod
-    def _declare(connection: Any, name: str) -> Any:
-        channel = connection.channel()
-        try:
-            return channel.queue_declare(name, passive=True)
-        except pika.exceptions.ChannelClosedByBroker:  # not declared yet: nothing to report
-            return None
-        finally:
-            if channel.is_open:
-                channel.close()
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One queue's messages (ready, in its delay queue, dead-lettered) and consumers."""
+
+    queue: str
+    ready: int
+    delayed: int
+    dead: int
+    consumers: int
+
+
+def read_queues(broker_url: str, queues: list[str]) -> list[QueueDepth] | None:
+    """Each declared queue's depth by passive declares on one connection; None if RabbitMQ is unreachable."""
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+    except pika.exceptions.AMQPError as exc:
+        logger.warning("Queue depths: RabbitMQ unreachable (%s).", type(exc).__name__)
+        return None
+    depths = []
+    try:
+        for queue in queues:
+            main = _declare(connection, queue)
+            if main is None:
+                continue
+            delayed, dead = _declare(connection, dq_name(queue)), _declare(connection, xq_name(queue))
+            depths.append(
+                QueueDepth(
+                    queue=queue,
+                    ready=main.method.message_count,
+                    delayed=delayed.method.message_count if delayed else 0,
+                    dead=dead.method.message_count if dead else 0,
+                    consumers=main.method.consumer_count,
+                )
+            )
+    finally:
+        connection.close()
+    return depths
+
+
+def _declare(connection: Any, name: str) -> Any:
+    channel = connection.channel()
+    try:
+        return channel.queue_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker:  # not declared yet: nothing to report
+        return None
+    finally:
+        if channel.is_open:
+            channel.close()
 
 
 class JobStateCollector(Collector):

@@ -6,8 +6,9 @@ import uuid
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from offload.errors import BrokerUnavailable, InvalidState, NotFound, ValidationFailed
+from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.status import JobRecord, JobState
+from offload_api import actions
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
@@ -155,15 +156,7 @@ def cancel_job(job_id: str) -> Response:
 def retry_job(job_id: str) -> tuple[Response, int]:
     """Queue the job again with its original payload; its attempts keep counting."""
     find_job(job_id)
-    found = services()
-    outcome, detail = found.store.reopen(job_id, tenant=caller().scope)
-    if outcome != "queued":
-        raise InvalidState(f"Job {job_id!r} is {detail}; only failed, dead or cancelled jobs can be retried.")
-    try:
-        found.publisher.republish(detail.encode())
-    except BrokerUnavailable:
-        found.store.fail_unstarted(job_id, ("retry_not_enqueued", "The retry could not be enqueued; try again."))
-        raise
+    actions.retry(services(), job_id, scope=caller().scope)
     return jsonify({"id": job_id, "state": "queued", **job_links(job_id)}), 202
 
 

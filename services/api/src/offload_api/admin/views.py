@@ -1,0 +1,259 @@
+"""The admin pages: server-rendered (Jinja2), no build step, no inline script (a strict CSP).
+
+Offload's answer to Bull Board, Flower and Sidekiq Web: the queues with their depths and
+consumers, jobs found by id, state, type or tenant, a job's history, error and result (refreshed
+while it runs), retry and cancel, dead letters to inspect, requeue (as a retry of their job) or
+purge with a typed confirmation, and the schedules with their next runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from offload import cron, dead_letters
+from offload.contracts import SCHEDULES
+from offload.errors import ClientError, DependencyError, NotFound
+from offload.settings import Settings
+from offload.status import JobState, iso
+from offload_api import actions
+from offload_api.admin import session as auth
+from offload_api.collectors import read_queues
+from offload_api.extension import services
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: No inline script or style; forms post only here; the page cannot be framed.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def install(app: Flask, settings: Settings) -> None:
+    """Add the admin pages to ``app``."""
+    auth.configure(app, settings)
+    app.register_blueprint(bp)
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": auth.csrf_token, "iso": iso}
+
+
+def admin_only(view: F) -> F:
+    """Pages for a signed-in admin; others go to the sign-in page (GET) or get 403 (POST)."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not auth.signed_in():
+            if request.method != "GET":
+                abort(403)
+            return redirect(url_for("admin.login", next=request.path))
+        if request.method == "POST":
+            auth.check_csrf(request.form.get("csrf_token"))
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | BaseResponse:
+    """Sign in with an admin API key."""
+    error = None
+    if request.method == "POST":
+        auth.check_csrf(request.form.get("csrf_token"))
+        if auth.sign_in(request.form.get("key", "")):
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/admin/") else url_for("admin.queues"))
+        error = "That is not an admin API key."
+    return render_template("admin/login.html", error=error)
+
+
+@bp.post("/logout")
+@admin_only
+def logout() -> BaseResponse:
+    """End the session."""
+    from flask import session
+
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@admin_only
+def queues() -> str:
+    """Every queue's depth, delayed and dead messages and consumers; jobs by state."""
+    found = services()
+    depths = read_queues(found.settings.broker_url.get_secret_value(), found.registry.queues)
+    pipe = found.store.client.pipeline(transaction=False)
+    for state in JobState:
+        pipe.zcard(found.store.key("idx", "_all", "s", state.value))
+    counts = dict(zip([s.value for s in JobState], pipe.execute(), strict=True))
+    return render_template("admin/queues.html", depths=depths, counts=counts)
+
+
+@bp.get("/jobs")
+@admin_only
+def jobs() -> str | BaseResponse:
+    """Find jobs: by id (straight to its page), or by state, type and tenant, newest first."""
+    job_id = request.args.get("id", "").strip()
+    if job_id:
+        return redirect(url_for("admin.job", job_id=job_id))
+    state = request.args.get("state") or None
+    job_type = request.args.get("type") or None
+    tenant = request.args.get("tenant") or None
+    try:
+        page = services().store.list_jobs(
+            tenant=tenant,
+            state=JobState(state) if state else None,
+            job_type=job_type,
+            limit=50,
+            cursor=request.args.get("cursor"),
+        )
+    except ValueError:
+        flash("That filter or page is not valid.")
+        return redirect(url_for("admin.jobs"))
+    return render_template(
+        "admin/jobs.html",
+        page=page,
+        states=[s.value for s in JobState],
+        types=services().registry.names,
+        filters={"state": state or "", "type": job_type or "", "tenant": tenant or ""},
+    )
+
+
+def _record(job_id: str) -> Any:
+    record = services().store.get(job_id)
+    if record is None:
+        raise NotFound(f"Job {job_id[:64]!r} does not exist (or its record has expired).")
+    return record
+
+
+@bp.get("/jobs/<job_id>")
+@admin_only
+def job(job_id: str) -> str:
+    """A job: state, progress, attempts, error, result, payload and history (refreshed while it runs)."""
+    record = _record(job_id)
+    history = services().store.history(job_id)
+    return render_template(
+        "admin/job.html",
+        job=record.public(),
+        history=history,
+        pretty=lambda value: json.dumps(value, indent=2, ensure_ascii=False),
+    )
+
+
+@bp.get("/jobs/<job_id>/state")
+@admin_only
+def job_state(job_id: str) -> Response:
+    """The job's state and progress, for the page's refresh script."""
+    document = _record(job_id).public()
+    return jsonify({"state": document["state"], "progress": document["progress"], "attempts": document["attempts"]})
+
+
+@bp.post("/jobs/<job_id>/retry")
+@admin_only
+def retry(job_id: str) -> BaseResponse:
+    """Queue a failed, dead or cancelled job again."""
+    _record(job_id)
+    try:
+        actions.retry(services(), job_id, scope=None)
+        flash("Queued again.")
+    except (ClientError, DependencyError) as exc:
+        flash(exc.message)
+    return redirect(url_for("admin.job", job_id=job_id))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@admin_only
+def cancel(job_id: str) -> BaseResponse:
+    """Cancel a waiting job, or ask a running one to stop."""
+    _record(job_id)
+    outcome, final = services().store.cancel(job_id, tenant=None)
+    flash(f"The job already ended ({final})." if outcome == "final" else "Cancel requested.")
+    return redirect(url_for("admin.job", job_id=job_id))
+
+
+def _queue(name: str) -> str:
+    if name not in services().registry.queues:
+        raise NotFound(f"No queue named {name[:64]!r}.")
+    return name
+
+
+@bp.get("/dead-letters")
+@admin_only
+def dead() -> str:
+    """Dead letters per queue; the oldest 50 of the chosen queue, decoded."""
+    found = services()
+    url = found.settings.broker_url.get_secret_value()
+    depths = read_queues(url, found.registry.queues)
+    chosen = request.args.get("queue")
+    messages = dead_letters.peek(url, _queue(chosen)) if chosen else []
+    return render_template("admin/dead_letters.html", depths=depths, chosen=chosen, messages=messages)
+
+
+@bp.post("/dead-letters/<queue>/requeue")
+@admin_only
+def requeue(queue: str) -> BaseResponse:
+    """Run every dead letter of ``queue`` again: a retry of its job (its record reopened), then acked."""
+    found = services()
+
+    def again(body: bytes) -> None:
+        message = json.loads(body)
+        job_id = str(message.get("message_id", ""))
+        if found.store.get(job_id) is not None:
+            try:
+                actions.retry(found, job_id, scope=None)
+                return
+            except ClientError:
+                pass  # not failed any more (retried already): fall through and publish as is
+        found.publisher.republish(body)
+
+    count = dead_letters.take(found.settings.broker_url.get_secret_value(), _queue(queue), again)
+    flash(f"Requeued {count} dead letter(s) of {queue}.")
+    return redirect(url_for("admin.dead", queue=queue))
+
+
+@bp.post("/dead-letters/<queue>/purge")
+@admin_only
+def purge(queue: str) -> BaseResponse:
+    """Delete every dead letter of ``queue``, once its name is typed as confirmation."""
+    if request.form.get("confirm") != _queue(queue):
+        flash(f"Type the queue name ({queue}) to confirm the purge.")
+        return redirect(url_for("admin.dead", queue=queue))
+    count = dead_letters.purge(services().settings.broker_url.get_secret_value(), queue)
+    flash(f"Purged {count} dead letter(s) of {queue}.")
+    return redirect(url_for("admin.dead", queue=queue))
+
+
+@bp.get("/schedules")
+@admin_only
+def schedules() -> str:
+    """The schedules with their next run and the last tick enqueued."""
+    found = services()
+    tz = found.settings.timezone
+    now = datetime.now(UTC)
+    lasts = found.store.client.hmget(found.store.key("scheduler", "ran"), [s.name for s in SCHEDULES])
+    rows = [
+        {"schedule": s, "next": cron.next_run(s.cron, now, tz).isoformat(), "last": last}
+        for s, last in zip(SCHEDULES, lasts, strict=True)
+    ]
+    return render_template("admin/schedules.html", rows=rows, tz=tz)
