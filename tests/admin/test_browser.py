@@ -1,0 +1,95 @@
+"""Issue 7, must-show 3: the admin page in headless Chromium (Debian's, driven by Playwright).
+
+Sign in, find a failed job, retry it and watch it succeed, purge the dead letters; a screenshot of
+each page is kept in ``test-artifacts/admin/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from offload.publish import Publisher
+from tests.conftest import KEYS, RunningWorker
+from tests.helpers import wait_for
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing; `make test` installs Debian's chromium package")
+        pytest.skip("chromium is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
+    browser: Browser, served: str, publisher: Publisher, worker: RunningWorker
+) -> None:
+    # A job that fails on its only attempt (and would succeed on a second), and one that fails for good.
+    flaky = publisher.publish("system.fail", {"succeed_on_attempt": 2}, tenant="acme", max_retries=0).job_id
+    broken = publisher.publish("system.fail", {"permanent": True}, tenant="globex").job_id
+    wait_for(lambda: all(publisher.get(j).state == "failed" for j in (flaky, broken)), timeout=20)
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{served}/admin/jobs")
+    expect(page).to_have_url(f"{served}/admin/login?next=/admin/jobs")
+    _shot(page, "01-login")
+    page.fill("#key", KEYS["admin"])
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Jobs")
+
+    page.select_option("select[name=state]", "failed")
+    page.click("text=Find")
+    rows = page.locator("#jobs tbody tr")
+    expect(rows).to_have_count(2)
+    _shot(page, "02-failed-jobs")
+    page.click(f"a.job-link[href='/admin/jobs/{flaky}']")
+    expect(page.locator("#state")).to_have_text("failed")
+    expect(page.locator("#error")).to_contain_text("Failing on purpose")
+    _shot(page, "03-failed-job")
+
+    page.click("#retry")
+    # The page follows the job by itself (admin.js polls and reloads) until it has succeeded.
+    expect(page.locator("#state")).to_have_text("succeeded", timeout=20_000)
+    expect(page.locator("#attempts")).to_contain_text("2")
+    _shot(page, "04-retried-job")
+    assert publisher.get(flaky).state == "succeeded"
+
+    page.click("text=Dead letters")
+    page.click("a[href='/admin/dead-letters?queue=system']")
+    expect(page.locator("#dead-system")).to_have_text("2")  # both failures were dead-lettered
+    _shot(page, "05-dead-letters")
+    page.fill("#confirm", "wrong")
+    page.click("#purge")
+    expect(page.locator(".flash")).to_contain_text("Type the queue name")
+    page.fill("#confirm", "system")
+    page.click("#purge")
+    expect(page.locator(".flash")).to_contain_text("Purged 2 dead letter(s) of system")
+    expect(page.locator("#dead-system")).to_have_text("0")
+    _shot(page, "06-purged")
+
+    page.click("text=Schedules")
+    expect(page.locator("h1")).to_contain_text("Schedules")
+    page.click("text=Queues")
+    expect(page.locator("h1")).to_have_text("Queues")
+    _shot(page, "07-queues")
+    assert not [e for e in errors if "Content Security Policy" in e], errors  # nothing the CSP blocked
