@@ -96,11 +96,13 @@ scrape_configs:
             timeout=30,
             message=lambda: (logs / "prometheus.log").read_text()[-2000:],
         )
-        for round_ in range(6):  # traffic over several scrapes: successes, failures, refusals
+        for round_ in range(6):  # traffic over several scrapes: successes, failures, retries, refusals
             jobs = [api.request("POST", "/v1/jobs", {"type": "system.noop"})[2]["id"] for _ in range(10)]
             jobs.append(
                 api.request("POST", "/v1/jobs", {"type": "system.fail", "payload": {"permanent": True}})[2]["id"]
             )
+            retried = {"type": "system.fail", "payload": {"succeed_on_attempt": 2}, "options": {"max_retries": 1}}
+            jobs.append(api.request("POST", "/v1/jobs", retried)[2]["id"])
             api.request("POST", "/v1/jobs", {"type": "system.noop", "payload": {"echo": 1}})  # a 422
             wait_for(partial(_all_ended, publisher, jobs), timeout=20)
             if round_ == 0:
@@ -111,7 +113,8 @@ scrape_configs:
         def empty_panels() -> list[str]:
             empty = []
             for dashboard, title, expr in queries:
-                answer = _query(prometheus_port, expr.replace("$__rate_interval", "1m"))
+                # Grafana's variables as a viewer would set them: the traffic here is on the system queue.
+                answer = _query(prometheus_port, expr.replace("$__rate_interval", "1m").replace("$queue", "system"))
                 assert answer["status"] == "success", (dashboard, title, answer)
                 if not answer["data"]["result"]:
                     empty.append(f"{dashboard}: {title}: {expr}")
@@ -123,7 +126,7 @@ scrape_configs:
             interval=1,
             message=lambda: "panels without series:\n" + "\n".join(empty_panels()),
         )
-        assert len(queries) >= 12
+        assert len(queries) >= 20
     finally:
         stop(prometheus)
         worker.stop()
