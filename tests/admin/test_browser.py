@@ -45,6 +45,7 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
     # A job that fails on its only attempt (and would succeed on a second), and one that fails for good.
     flaky = publisher.publish("system.fail", {"succeed_on_attempt": 2}, tenant="acme", max_retries=0).job_id
     broken = publisher.publish("system.fail", {"permanent": True}, tenant="globex").job_id
+    batch_id = publisher.submit_batch([{"type": "system.noop"}] * 3, tenant="acme").batch_id
     wait_for(lambda: all(publisher.get(j).state == "failed" for j in (flaky, broken)), timeout=20)
 
     page = browser.new_page()
@@ -78,6 +79,12 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
     page.click("a[href='/admin/dead-letters?queue=system']")
     expect(page.locator("#dead-system")).to_have_text("2")  # both failures were dead-lettered
     _shot(page, "05-dead-letters")
+    # Requeue one: the permanently broken job runs again (and is dead-lettered again).
+    page.locator("tr", has=page.locator(f"a[href='/admin/jobs/{broken}']")).locator("button.requeue-one").click()
+    expect(page.locator(".flash")).to_contain_text(f"Requeued the dead letter of job {broken[:8]}")
+    wait_for(lambda: publisher.get(broken).attempts == 2 and publisher.get(broken).state == "failed", timeout=20)
+    page.reload()
+    expect(page.locator("#dead-system")).to_have_text("2")
     page.fill("#confirm", "wrong")
     page.click("#purge")
     expect(page.locator(".flash")).to_contain_text("Type the queue name")
@@ -87,6 +94,10 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
     expect(page.locator("#dead-system")).to_have_text("0")
     _shot(page, "06-purged")
 
+    page.click("text=Batches")
+    expect(page.locator("#batches tbody tr")).to_have_count(1)
+    page.click("#batches a")
+    expect(page.locator("h1")).to_contain_text(batch_id)
     page.click("text=Schedules")
     expect(page.locator("h1")).to_contain_text("Schedules")
     page.click("text=Queues")

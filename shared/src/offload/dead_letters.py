@@ -162,6 +162,34 @@ def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit:
     return taken
 
 
+def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[bytes], None]) -> bool:
+    """Take the dead letter of job ``message_id`` off ``queue`` (acked once ``handle`` returned).
+
+    The messages before it are read and given back unacked, in their order, when the channel
+    closes. Returns False when no such dead letter is among the first :data:`MAX_PER_QUEUE`.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+    try:
+        channel = connection.channel()
+        for _ in range(MAX_PER_QUEUE):
+            method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+            if method is None:
+                return False
+            try:
+                found = json.loads(body).get("message_id") == message_id
+            except ValueError:
+                found = False
+            if found:
+                handle(body)
+                channel.basic_ack(delivery_tag=method.delivery_tag)
+                return True
+        return False
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    finally:
+        connection.close()
+
+
 def purge(broker_url: str, queue: str) -> int:
     """Delete every dead letter of ``queue``; returns how many there were."""
     connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))

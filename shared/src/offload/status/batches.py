@@ -35,7 +35,19 @@ class BatchStore:
                 key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)}
             )
             pipe.expire(key, self.ttl)
+            recent = self.store.key("batches")  # newest first, for the admin page; trimmed to the TTL
+            pipe.zadd(recent, {batch_id: now_ms()})
+            pipe.zremrangebyscore(recent, "-inf", now_ms() - self.ttl * 1000)
             pipe.execute()
+
+    def recent(self, limit: int = 50) -> list[str]:
+        """The ids of the newest batches (of every tenant), newest first.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            return cast(list[str], self.store.client.zrevrange(self.store.key("batches"), 0, limit - 1))
 
     def get(self, batch_id: str, *, tenant: str | None) -> dict[str, Any] | None:
         """The batch with counts per state, overall progress and each job's state, or None.

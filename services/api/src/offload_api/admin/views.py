@@ -213,7 +213,7 @@ def dead() -> str:
 @bp.post("/dead-letters/<queue>/requeue")
 @admin_only
 def requeue(queue: str) -> BaseResponse:
-    """Run every dead letter of ``queue`` again: a retry of its job (its record reopened), then acked."""
+    """Run a dead letter (``job_id`` given) or all of ``queue``'s again, as a retry of its job, then ack it."""
     found = services()
 
     def again(body: bytes) -> None:
@@ -227,8 +227,14 @@ def requeue(queue: str) -> BaseResponse:
                 pass  # not failed any more (retried already): fall through and publish as is
         found.publisher.republish(body)
 
-    count = dead_letters.take(found.settings.broker_url.get_secret_value(), _queue(queue), again)
-    flash(f"Requeued {count} dead letter(s) of {queue}.")
+    url = found.settings.broker_url.get_secret_value()
+    one = request.form.get("job_id")
+    if one:
+        taken = dead_letters.take_one(url, _queue(queue), one, again)
+        flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
+    else:
+        count = dead_letters.take(url, _queue(queue), again)
+        flash(f"Requeued {count} dead letter(s) of {queue}.")
     return redirect(url_for("admin.dead", queue=queue))
 
 
@@ -242,6 +248,22 @@ def purge(queue: str) -> BaseResponse:
     count = dead_letters.purge(services().settings.broker_url.get_secret_value(), queue)
     flash(f"Purged {count} dead letter(s) of {queue}.")
     return redirect(url_for("admin.dead", queue=queue))
+
+
+@bp.get("/batches")
+@admin_only
+def batches() -> str | BaseResponse:
+    """The newest batches with their progress; ``?id=`` opens one."""
+    found = services()
+    wanted = request.args.get("id", "").strip()
+    if wanted:
+        batch = found.batches.get(wanted, tenant=None)
+        if batch is None:
+            flash(f"No batch {wanted[:64]!r} (or it has expired).")
+            return redirect(url_for("admin.batches"))
+        return render_template("admin/batch.html", batch=batch)
+    rows = [b for b in (found.batches.get(batch_id, tenant=None) for batch_id in found.batches.recent()) if b]
+    return render_template("admin/batches.html", batches=rows)
 
 
 @bp.get("/schedules")
