@@ -57,6 +57,7 @@ class EmailHandlers:
             # message over and before hearing back; the server most likely has it, so it is not
             # sent again (a duplicate is worse than the rare loss; reliability-security.md D4).
             logger.info("Email of job %s was already %s; not sending it again.", ctx.job_id, state)
+            ctx.count("duplicate_not_sent")
             return SendEmailResult(message_id=message.message_id, recipients=recipients, duplicate=True)
 
         def handing_over() -> None:

@@ -6,10 +6,13 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offload.errors import JobCancelled
 from offload.status import StatusStore
+
+if TYPE_CHECKING:
+    from offload.worker.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class JobContext:
     parent_id: str | None = None
     #: The queue the job came from.
     queue: str = ""
+    _metrics: JobMetrics | None = None
     _cancel_requested: bool = False
     _last_write: float = field(default=0.0)
     _last_poll: float = field(default=0.0)
@@ -74,6 +78,14 @@ class JobContext:
         """
         if self.cancelled:
             raise JobCancelled("The job was cancelled while it ran.")
+
+    def count(self, event: str) -> None:
+        """Count a notable event of this job in the worker's metrics (``offload_job_events_total``).
+
+        ``event`` must be a literal of the handler's code (``"duplicate_not_sent"``), never data.
+        """
+        if self._metrics is not None:
+            self._metrics.event(self.queue, self.job_type, event)
 
     def parent_result(self) -> Any:
         """The result of the job this one follows up (``None`` when there is no parent)."""

@@ -8,7 +8,9 @@ so Dramatiq counts it a success. :class:`JobMetrics` adds those, in the same fil
 
 - ``offload_jobs_total{queue, type, state}``: attempts that ended, by the state they left the job
   in (``succeeded``, ``retrying``, ``failed``, ``dead``, ``cancelled``);
-- ``offload_job_wait_seconds{queue, type}``: enqueue (or the retry's due time) to start.
+- ``offload_job_wait_seconds{queue, type}``: enqueue (or the retry's due time) to start;
+- ``offload_job_events_total{queue, type, event}``: what handlers report with ``ctx.count(...)``,
+  such as an email not sent again because a redelivery found it sent (``duplicate_not_sent``).
 
 Labels are contract and queue names only (a bounded set): never a tenant, a job id or an address.
 
@@ -44,6 +46,7 @@ class JobMetrics(Middleware):
     def __init__(self) -> None:
         self.ended_total: Any = None
         self.wait_seconds: Any = None
+        self.events_total: Any = None
         self.registry: Any = None
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:  # noqa: ARG002 - Dramatiq's hook signature
@@ -64,6 +67,18 @@ class JobMetrics(Middleware):
             buckets=WAIT_BUCKETS,
             registry=self.registry,
         )
+
+        self.events_total = prometheus_client.Counter(
+            "offload_job_events_total",
+            "Notable things handlers reported (ctx.count), by name.",
+            ["queue", "type", "event"],
+            registry=self.registry,
+        )
+
+    def event(self, queue: str, job_type: str, name: str) -> None:
+        """Count one ``name`` event of a job (names are literals in handler code: a bounded set)."""
+        if self.events_total is not None:
+            self.events_total.labels(queue, job_type, name).inc()
 
     def ended(self, queue: str, job_type: str, state: str) -> None:
         """Count an attempt that left its job in ``state``."""

@@ -93,6 +93,7 @@ class Runtime:
                 job_id=job_id,
                 job_type=contract.name,
                 queue=contract.queue,
+                _metrics=self.metrics,
                 tenant=started.tenant,
                 attempt=started.attempt,
                 store=self.store,
