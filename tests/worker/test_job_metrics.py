@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from unittest.mock import MagicMock
 
+import pytest
+
+from offload.errors import ConfigError
+from offload.worker.app import _dramatiq_prometheus
 from offload.worker.context import JobContext
 from offload.worker.metrics import JobMetrics
+from tests.conftest import make_settings
 
 
 def test_outcomes_waits_and_handler_events_are_counted() -> None:
@@ -24,3 +29,12 @@ def test_outcomes_waits_and_handler_events_are_counted() -> None:
     assert sample("offload_job_wait_seconds_count", {"queue": "email", "type": "email.send"}) == 1
     labels = {"queue": "email", "type": "email.send", "event": "duplicate_not_sent"}
     assert sample("offload_job_events_total", labels) == 1
+
+
+def test_a_production_worker_refuses_to_serve_metrics_on_an_unchosen_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("dramatiq_prom_host", raising=False)
+    with pytest.raises(ConfigError, match="dramatiq_prom_host"):
+        _dramatiq_prometheus(make_settings(env="production"))
+    _dramatiq_prometheus(make_settings())  # development: a warning only
+    monkeypatch.setenv("dramatiq_prom_host", "127.0.0.1")
+    _dramatiq_prometheus(make_settings(env="production"))

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.middleware import CurrentMessage, Retries, ShutdownNotifications, TimeLimit
-from dramatiq.middleware.prometheus import Prometheus
+from dramatiq.middleware import CurrentMessage, Middleware, Retries, ShutdownNotifications, TimeLimit
 
 from offload.broker import build_broker
 from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Registry
@@ -25,6 +26,8 @@ from offload.worker.metrics import JobMetrics
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.runtime import Handler, JobFailed, Runtime
 from offload.worker.system import SYSTEM_HANDLERS
+
+logger = logging.getLogger(__name__)
 
 #: Dramatiq retries a message itself only while Redis or RabbitMQ is unreachable: this many times,
 #: with backoff between these bounds (milliseconds; far below ``consumer_timeout``).
@@ -88,7 +91,7 @@ def build_worker(
             ),
             CurrentMessage(),
             promoter,
-            *([metrics, Prometheus()] if settings.metrics else []),  # "after" hooks run last first
+            *([metrics, _dramatiq_prometheus(settings)] if settings.metrics else []),  # "after" hooks run last first
         ],
     )
     all_handlers = {**SYSTEM_HANDLERS, **handlers}
@@ -100,6 +103,31 @@ def build_worker(
         declare_actor(broker, contract, runtime.actor_fn(contract, handler))
     dramatiq.set_broker(broker)
     return broker
+
+
+def _dramatiq_prometheus(settings: Settings) -> Middleware:
+    """Dramatiq's Prometheus middleware, refusing to serve metrics on every interface by default.
+
+    Its exposition server listens on ``dramatiq_prom_host``, read when Dramatiq is imported (so
+    before any code of ours runs) and ``0.0.0.0`` unless set, with no authentication
+    (reliability-security.md D9). The launchers set it (``make up``: 127.0.0.1; compose and
+    Kubernetes: the container's address); a worker started without it warns, and in production
+    refuses to start.
+
+    Raises:
+        ConfigError: in production, ``dramatiq_prom_host`` is not set.
+    """
+    from dramatiq.middleware.prometheus import HTTP_HOST, HTTP_PORT, Prometheus
+
+    if "dramatiq_prom_host" not in os.environ:
+        problem = (
+            f"Worker metrics would listen on {HTTP_HOST}:{HTTP_PORT} without authentication; set "
+            "dramatiq_prom_host (127.0.0.1, or the address Prometheus scrapes) or OFFLOAD_METRICS=false."
+        )
+        if settings.env == "production":
+            raise ConfigError(problem)
+        logger.warning(problem)
+    return Prometheus()
 
 
 def declare_actor(broker: RabbitmqBroker, contract: JobContract, fn: Any) -> dramatiq.Actor[Any, Any]:
