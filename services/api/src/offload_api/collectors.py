@@ -30,23 +30,33 @@ logger = logging.getLogger(__name__)
 CACHE_SECONDS = 5.0
 
 
-class QueueCollector(Collector):
-    """``offload_queue_messages{queue, kind}`` (ready, delayed, dead) and ``offload_queue_consumers{queue}``."""
+class _Cached(Collector):
+    """A collector whose reading is taken at most every :data:`CACHE_SECONDS` (one process, any thread)."""
 
-    def __init__(self, broker_url: str, queues: list[str]) -> None:
-        self.broker_url = broker_url
-        self.queues = queues
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """The latest reading (taken now if the cached one is older than :data:`CACHE_SECONDS`)."""
+        """The latest reading (taken now if the cached one is too old)."""
         with self.lock:
             taken, families = self.cached
             if time.monotonic() - taken > CACHE_SECONDS:
                 families = self._read()
                 self.cached = (time.monotonic(), families)
         yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        raise NotImplementedError
+
+
+class QueueCollector(_Cached):
+    """``offload_queue_messages{queue, kind}`` (ready, delayed, dead) and ``offload_queue_consumers{queue}``."""
+
+    def __init__(self, broker_url: str, queues: list[str]) -> None:
+        super().__init__()
+        self.broker_url = broker_url
+        self.queues = queues
 
     def _read(self) -> list[GaugeMetricFamily]:
         messages = GaugeMetricFamily(
@@ -115,22 +125,12 @@ def _declare(connection: Any, name: str) -> Any:
             channel.close()
 
 
-class JobStateCollector(Collector):
+class JobStateCollector(_Cached):
     """``offload_jobs{state}``: jobs in each state now (records still kept), from the status store's indexes."""
 
     def __init__(self, store: StatusStore) -> None:
+        super().__init__()
         self.store = store
-        self.lock = threading.Lock()
-        self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """The latest reading (cached for :data:`CACHE_SECONDS`)."""
-        with self.lock:
-            taken, families = self.cached
-            if time.monotonic() - taken > CACHE_SECONDS:
-                families = self._read()
-                self.cached = (time.monotonic(), families)
-        yield from families
 
     def _read(self) -> list[GaugeMetricFamily]:
         family = GaugeMetricFamily(
