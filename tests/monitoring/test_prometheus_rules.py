@@ -49,3 +49,13 @@ def test_every_alert_has_a_passing_unit_test() -> None:
     tested = (DEPLOY / "tests" / "alerts_test.yml").read_text()
     assert alerts and all(f"alertname: {name}" in tested for name in alerts), alerts
     assert "SUCCESS" in _run("test", "rules", "tests/alerts_test.yml", cwd=DEPLOY)
+
+
+def test_the_compose_config_is_valid(tmp_path: Path) -> None:
+    copy = tmp_path / "prometheus"
+    shutil.copytree(DEPLOY, copy)
+    key = tmp_path / "key"
+    key.write_text("an-admin-key")
+    config = copy / "prometheus.compose.yml"
+    config.write_text(config.read_text().replace("/run/secrets/prometheus_key", str(key)))
+    assert "SUCCESS" in _run("check", "config", "prometheus.compose.yml", cwd=copy)
