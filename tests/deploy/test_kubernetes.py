@@ -1,0 +1,98 @@
+"""deploy/k8s rendered with kustomize (kubectl's) and validated offline: Kubernetes schemas
+(kubernetes-validate) and KEDA's CRD schemas (jsonschema), plus what must agree with the code (issue 8)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.test_compose import procfile
+from tests.helpers import VENV_BIN
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KEDA_KINDS = {
+    "ScaledObject": "keda.sh_scaledobjects.yaml",
+    "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
+}
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    """``kubectl kustomize`` of an overlay, as objects."""
+    result = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def keda_schema(kind: str, version: str) -> dict[str, Any]:
+    crd = yaml.safe_load((K8S / "crds" / "keda" / KEDA_KINDS[kind]).read_text())
+    [found] = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return dict(found["schema"]["openAPIV3Schema"])
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Raise if ``doc`` breaks its schema (KEDA's CRD for KEDA kinds, Kubernetes 1.37's otherwise)."""
+    if doc["kind"] in KEDA_KINDS:
+        jsonschema.validate(doc, keda_schema(doc["kind"], doc["apiVersion"].split("/")[1]))
+    else:
+        kubernetes_validate.validate(doc, "1.37", strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_each_overlay_renders_and_every_object_validates(overlay: str) -> None:
+    docs = render(overlay)
+    kinds = {doc["kind"] for doc in docs}
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "ScaledObject",
+        "TriggerAuthentication",
+    } <= kinds
+    for doc in docs:
+        validate(doc)
+
+
+def test_an_invalid_keda_object_is_caught() -> None:
+    [scaled] = [d for d in render("prod") if d["kind"] == "ScaledObject" and d["metadata"]["name"].endswith("media")]
+    broken = copy.deepcopy(scaled)
+    broken["spec"]["minReplicaCount"] = "zero"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(broken)
+    missing = copy.deepcopy(scaled)
+    del missing["spec"]["scaleTargetRef"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(missing)
+
+
+def test_workers_run_the_procfile_commands_scale_on_their_own_queues_and_outlive_their_shutdown() -> None:
+    docs = render("prod")
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    scaled = {d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
+    processes = procfile()
+    for name in ("worker-email", "worker-media", "worker-reports", "api", "scheduler"):
+        deployment = deployments[f"offload-{name}"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == processes[name][1], name
+        if not name.startswith("worker-"):
+            continue
+        argv = container["command"]
+        queues = set(argv[argv.index("--queues") + 1 : argv.index("--processes")]) - {"system"}
+        triggers = {t["metadata"]["queueName"] for t in scaled[f"offload-{name}"]["spec"]["triggers"]}
+        assert triggers == queues, name
+        shutdown_s = int(argv[argv.index("--worker-shutdown-timeout") + 1]) / 1000
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > shutdown_s, name
+    assert deployments["offload-scheduler"]["spec"]["replicas"] == 2  # one active, one standby
