@@ -189,3 +189,9 @@ def test_required_secrets_are_refused_when_missing(tmp_path: Path) -> None:
         timeout=60,
     )
     assert re.search(r"required variable (\w+) is missing a value: set \1 in \.env", result.stderr), result.stderr
+
+
+def test_env_example_documents_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#? ?(OFFLOAD_[A-Z0-9_]+)=", text, re.M))
+    assert SETTINGS - documented == set()
