@@ -11,7 +11,8 @@ unacked ones back.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,19 @@ class Exported:
     queue: str
     count: int
     key: str
+
+
+@contextmanager
+def _connection(broker_url: str) -> Iterator[Any]:
+    """A blocking connection to the broker (with Offload's timeouts), closed when the block ends.
+
+    Closing it gives back every message taken and not acked.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def dead_at(properties: Any, body: bytes) -> datetime | None:
@@ -80,9 +94,8 @@ def export(
         pika.exceptions.AMQPError: the broker could not be reached (the job retries).
     """
     now = now or datetime.now(UTC)
-    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
     results = []
-    try:
+    with _connection(broker_url) as connection:
         for queue in queues:
             channel = connection.channel()
             try:
@@ -96,8 +109,6 @@ def export(
                     channel.close()  # unacked (too young) messages go back to the queue
             if exported:
                 results.append(exported)
-    finally:
-        connection.close()
     return results
 
 
@@ -123,19 +134,17 @@ def _export_queue(
 
 def peek(broker_url: str, queue: str, *, limit: int = 50) -> list[dict[str, Any]]:
     """The oldest ``limit`` dead letters of ``queue``, decoded, left in place (the channel closes unacked)."""
-    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
     found = []
-    try:
-        channel = connection.channel()
-        for _ in range(limit):
-            method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
-            if method is None:
-                break
-            found.append(json.loads(_line(queue, properties, body, dead_at(properties, body))))
-    except pika.exceptions.ChannelClosedByBroker:  # no such queue
-        return []
-    finally:
-        connection.close()
+    with _connection(broker_url) as connection:
+        try:
+            channel = connection.channel()
+            for _ in range(limit):
+                method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+                if method is None:
+                    break
+                found.append(json.loads(_line(queue, properties, body, dead_at(properties, body))))
+        except pika.exceptions.ChannelClosedByBroker:  # no such queue
+            return []
     return found
 
 
@@ -144,21 +153,19 @@ def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit:
 
     Each is acked once ``handle`` (given the message body) returned, and left queued if it raised.
     """
-    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
     taken = 0
-    try:
-        channel = connection.channel()
-        while taken < limit:
-            method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
-            if method is None:
-                break
-            handle(body)
-            channel.basic_ack(delivery_tag=method.delivery_tag)
-            taken += 1
-    except pika.exceptions.ChannelClosedByBroker:
-        return taken
-    finally:
-        connection.close()
+    with _connection(broker_url) as connection:
+        try:
+            channel = connection.channel()
+            while taken < limit:
+                method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+                if method is None:
+                    break
+                handle(body)
+                channel.basic_ack(delivery_tag=method.delivery_tag)
+                taken += 1
+        except pika.exceptions.ChannelClosedByBroker:
+            pass
     return taken
 
 
@@ -168,35 +175,30 @@ def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[byt
     The messages before it are read and given back unacked, in their order, when the channel
     closes. Returns False when no such dead letter is among the first :data:`MAX_PER_QUEUE`.
     """
-    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
-    try:
-        channel = connection.channel()
-        for _ in range(MAX_PER_QUEUE):
-            method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
-            if method is None:
-                return False
-            try:
-                found = json.loads(body).get("message_id") == message_id
-            except ValueError:
-                found = False
-            if found:
-                handle(body)
-                channel.basic_ack(delivery_tag=method.delivery_tag)
-                return True
-        return False
-    except pika.exceptions.ChannelClosedByBroker:
-        return False
-    finally:
-        connection.close()
+    with _connection(broker_url) as connection:
+        try:
+            channel = connection.channel()
+            for _ in range(MAX_PER_QUEUE):
+                method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+                if method is None:
+                    return False
+                try:
+                    found = json.loads(body).get("message_id") == message_id
+                except ValueError:
+                    found = False
+                if found:
+                    handle(body)
+                    channel.basic_ack(delivery_tag=method.delivery_tag)
+                    return True
+        except pika.exceptions.ChannelClosedByBroker:
+            pass
+    return False
 
 
 def purge(broker_url: str, queue: str) -> int:
     """Delete every dead letter of ``queue``; returns how many there were."""
-    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
-    try:
-        channel = connection.channel()
-        return int(channel.queue_purge(xq_name(queue)).method.message_count)
-    except pika.exceptions.ChannelClosedByBroker:
-        return 0
-    finally:
-        connection.close()
+    with _connection(broker_url) as connection:
+        try:
+            return int(connection.channel().queue_purge(xq_name(queue)).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0
