@@ -8,10 +8,13 @@ must declare them with identical arguments or RabbitMQ refuses the second declar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
+import pika
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.encoder import JSONEncoder
@@ -48,6 +51,23 @@ def with_timeouts(url: str) -> str:
     for name, value in TIMEOUT_PARAMETERS.items():
         query.setdefault(name, value)
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@contextmanager
+def blocking_connection(url: str) -> Iterator[pika.BlockingConnection]:
+    """A short-lived blocking connection (with :data:`TIMEOUT_PARAMETERS`), closed when the block ends.
+
+    For occasional reads and operations (queue depths, dead letters); closing it gives back every
+    message taken and not acked.
+
+    Raises:
+        pika.exceptions.AMQPError: the broker could not be reached.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(url)))
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def require_json_encoder() -> None:

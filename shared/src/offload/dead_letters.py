@@ -11,8 +11,7 @@ unacked ones back.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,7 @@ import pika
 import pika.exceptions
 from dramatiq.common import xq_name
 
-from offload.broker import with_timeouts
+from offload.broker import blocking_connection
 from offload.storage import Storage
 
 #: The most messages one run exports from one queue.
@@ -35,19 +34,6 @@ class Exported:
     queue: str
     count: int
     key: str
-
-
-@contextmanager
-def _connection(broker_url: str) -> Iterator[Any]:
-    """A blocking connection to the broker (with Offload's timeouts), closed when the block ends.
-
-    Closing it gives back every message taken and not acked.
-    """
-    connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def dead_at(properties: Any, body: bytes) -> datetime | None:
@@ -95,7 +81,7 @@ def export(
     """
     now = now or datetime.now(UTC)
     results = []
-    with _connection(broker_url) as connection:
+    with blocking_connection(broker_url) as connection:
         for queue in queues:
             channel = connection.channel()
             try:
@@ -135,7 +121,7 @@ def _export_queue(
 def peek(broker_url: str, queue: str, *, limit: int = 50) -> list[dict[str, Any]]:
     """The oldest ``limit`` dead letters of ``queue``, decoded, left in place (the channel closes unacked)."""
     found = []
-    with _connection(broker_url) as connection:
+    with blocking_connection(broker_url) as connection:
         try:
             channel = connection.channel()
             for _ in range(limit):
@@ -154,7 +140,7 @@ def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit:
     Each is acked once ``handle`` (given the message body) returned, and left queued if it raised.
     """
     taken = 0
-    with _connection(broker_url) as connection:
+    with blocking_connection(broker_url) as connection:
         try:
             channel = connection.channel()
             while taken < limit:
@@ -175,7 +161,7 @@ def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[byt
     The messages before it are read and given back unacked, in their order, when the channel
     closes. Returns False when no such dead letter is among the first :data:`MAX_PER_QUEUE`.
     """
-    with _connection(broker_url) as connection:
+    with blocking_connection(broker_url) as connection:
         try:
             channel = connection.channel()
             for _ in range(MAX_PER_QUEUE):
@@ -197,7 +183,7 @@ def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[byt
 
 def purge(broker_url: str, queue: str) -> int:
     """Delete every dead letter of ``queue``; returns how many there were."""
-    with _connection(broker_url) as connection:
+    with blocking_connection(broker_url) as connection:
         try:
             return int(connection.channel().queue_purge(xq_name(queue)).method.message_count)
         except pika.exceptions.ChannelClosedByBroker:

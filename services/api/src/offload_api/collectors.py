@@ -21,7 +21,7 @@ from dramatiq.common import dq_name, xq_name
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from offload.broker import with_timeouts
+from offload.broker import blocking_connection
 from offload.status import JobState, StatusStore
 
 logger = logging.getLogger(__name__)
@@ -88,29 +88,26 @@ class QueueDepth:
 
 def read_queues(broker_url: str, queues: list[str]) -> list[QueueDepth] | None:
     """Each declared queue's depth by passive declares on one connection; None if RabbitMQ is unreachable."""
+    depths = []
     try:
-        connection = pika.BlockingConnection(pika.URLParameters(with_timeouts(broker_url)))
+        with blocking_connection(broker_url) as connection:
+            for queue in queues:
+                main = _declare(connection, queue)
+                if main is None:
+                    continue
+                delayed, dead = _declare(connection, dq_name(queue)), _declare(connection, xq_name(queue))
+                depths.append(
+                    QueueDepth(
+                        queue=queue,
+                        ready=main.method.message_count,
+                        delayed=delayed.method.message_count if delayed else 0,
+                        dead=dead.method.message_count if dead else 0,
+                        consumers=main.method.consumer_count,
+                    )
+                )
     except pika.exceptions.AMQPError as exc:
         logger.warning("Queue depths: RabbitMQ unreachable (%s).", type(exc).__name__)
         return None
-    depths = []
-    try:
-        for queue in queues:
-            main = _declare(connection, queue)
-            if main is None:
-                continue
-            delayed, dead = _declare(connection, dq_name(queue)), _declare(connection, xq_name(queue))
-            depths.append(
-                QueueDepth(
-                    queue=queue,
-                    ready=main.method.message_count,
-                    delayed=delayed.method.message_count if delayed else 0,
-                    dead=dead.method.message_count if dead else 0,
-                    consumers=main.method.consumer_count,
-                )
-            )
-    finally:
-        connection.close()
     return depths
 
 
