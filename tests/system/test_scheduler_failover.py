@@ -27,7 +27,8 @@ def test_the_standby_scheduler_takes_over_when_the_active_one_is_killed(env, log
         # The standby takes the lock once the dead one's lapses (2 s here, 30 s by default).
         wait_for(lambda: f":{standby.pid}:" in str(client.get(LOCK)), timeout=15)
         assert standby.poll() is None
-        assert "is now active" in (logs / f"scheduler-{'ab'[processes.index(standby)]}.log").read_text()
+        log = logs / f"scheduler-{'ab'[processes.index(standby)]}.log"
+        wait_for(lambda: "is now active" in log.read_text(), timeout=5)  # logged just after it took the lock
     finally:
         for process in processes:
             stop(process)
