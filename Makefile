@@ -32,6 +32,12 @@ test: install ## Lint, then the default test suite against local RabbitMQ (own v
 	@$(MAKE) --no-print-directory lint
 	@$(RUN) pytest $(PYTEST_ARGS)
 
+chaos: install ## Fault-injection scenarios at full volume (OFFLOAD_CHAOS_SCALE, default 10), then their table
+	@bash scripts/ensure-services.sh $(TEST_VHOST)
+	@rm -rf test-artifacts/chaos
+	@OFFLOAD_CHAOS_SCALE=$${OFFLOAD_CHAOS_SCALE:-10} $(RUN) pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
+	@$(RUN) python -m tests.chaos.table
+
 test-fast: install ## Only the tests that need no servers
 	@$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
 

@@ -92,12 +92,18 @@ class FaultProxy:
                 writer.close()
 
     def close(self) -> None:
-        """Stop listening and cut everything."""
+        """Stop listening, cut everything, and end the loop's thread."""
 
-        def shutdown() -> None:
+        async def shutdown() -> None:
             self._reset_all()
             self.server.close()
-            self.loop.stop()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.server.wait_closed()
 
-        self.loop.call_soon_threadsafe(shutdown)
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
