@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from typing import Any
 
 import pytest
@@ -256,3 +257,15 @@ def test_row_20_no_cross_origin_access(client: Any) -> None:
     assert "Access-Control-Allow-Origin" not in preflight.headers
     simple = _raw(client, "GET", "/v1/jobs", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in simple.headers
+
+
+def test_row_8_fifty_bad_keys_in_a_minute_then_429_with_retry_after(client: Any) -> None:
+    if time.time() % 60 > 58:  # the count is per clock minute: do not straddle two
+        time.sleep(61 - time.time() % 60)
+    bad = {"Authorization": "Bearer guessed-key-0000000000"}
+    statuses = [_raw(client, "GET", "/v1/jobs", None, headers=bad).status_code for _ in range(50)]
+    assert set(statuses) == {401}
+    refused = _raw(client, "GET", "/v1/jobs", None, headers=bad)
+    assert refused.status_code == 429 and refused.get_json()["error"] == "too_many_attempts"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert _raw(client, "GET", "/v1/jobs").status_code == 200  # a valid key is not slowed down

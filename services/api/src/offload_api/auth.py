@@ -8,11 +8,13 @@ query string, which ends up in logs); every failure looks the same to the caller
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
+import redis
 from flask import g, request
 
 from offload.errors import ClientError
@@ -29,6 +31,22 @@ class Unauthorized(ClientError):
 
     code = "unauthorized"
     status = 401
+
+
+class TooManyBadKeys(ClientError):
+    """This client address sent too many invalid keys in the current minute."""
+
+    code = "too_many_attempts"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+#: Invalid keys one client address may send per minute; beyond it the answer is 429, not 401
+#: (reliability-security.md §7.1 row 8). Counted only when a key fails, so valid requests cost nothing.
+MAX_BAD_KEYS_PER_MINUTE = 50
 
 
 class Forbidden(ClientError):
@@ -72,8 +90,31 @@ def authenticate() -> Caller:
     digest = hashlib.sha256(token.encode()).digest()
     grant = services().keys.get(digest) if scheme.lower() == "bearer" and token else None
     if grant is None:
+        _count_bad_key()
         raise Unauthorized("A valid API key is required: send 'Authorization: Bearer <key>'.")
     return Caller(grant.tenant, grant.role)
+
+
+def _count_bad_key() -> None:
+    """Count a failed key check of this client address in the current minute.
+
+    Raises:
+        TooManyBadKeys: over :data:`MAX_BAD_KEYS_PER_MINUTE`.
+    """
+    now = time.time()
+    store = services().store
+    key = store.key("authfail", request.remote_addr or "unknown", str(int(now // 60)))
+    try:
+        failures = int(store.client.incr(key))
+        if failures == 1:
+            store.client.expire(key, 120)
+    except redis.RedisError:
+        return  # the store is down: the answer stays 401, never a 500
+    if failures > MAX_BAD_KEYS_PER_MINUTE:
+        raise TooManyBadKeys(
+            "Too many invalid API keys from this address; wait before trying again.",
+            retry_after=60 - int(now) % 60,
+        )
 
 
 def requires(role: str) -> Callable[[F], F]:
