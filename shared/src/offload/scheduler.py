@@ -27,8 +27,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
+from typing import cast
 
 from offload import cron
 from offload.contracts import SCHEDULES, Schedule
@@ -36,6 +38,7 @@ from offload.errors import DependencyError
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
+from offload.status import StatusStore
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,34 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def ran_key(store: StatusStore) -> str:
+    """The Redis hash of the last tick each schedule really enqueued (for listings)."""
+    return store.key("scheduler", "ran")
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """A schedule as listings show it: its next tick and the last one enqueued (None before the first)."""
+
+    schedule: Schedule
+    next_run: datetime
+    last_run: str | None
+
+
+def schedule_status(store: StatusStore, *, tz: str, schedules: Sequence[Schedule] = SCHEDULES) -> list[ScheduleStatus]:
+    """Every schedule's next tick after now (in ``tz``) and last enqueued tick, for the API and the admin page.
+
+    Raises:
+        redis.RedisError: Redis is unavailable.
+    """
+    now = datetime.now(UTC)
+    lasts = cast(list[str | None], store.client.hmget(ran_key(store), [s.name for s in schedules]))
+    return [
+        ScheduleStatus(schedule, cron.next_run(schedule.cron, now, tz), last)
+        for schedule, last in zip(schedules, lasts, strict=True)
+    ]
 
 
 def run_id(schedule: Schedule, tick: datetime) -> str:
@@ -137,7 +168,7 @@ class Scheduler:
                 logger.warning("Could not enqueue %s at %s: %s", schedule.name, tick.isoformat(), exc)
                 continue
             self.store.client.set(key, tick.isoformat())
-            self.store.client.hset(self.store.key("scheduler", "ran"), schedule.name, tick.isoformat())
+            self.store.client.hset(ran_key(self.store), schedule.name, tick.isoformat())
         return enqueued
 
     def _enqueue(self, schedule: Schedule, tick: datetime) -> str:
@@ -152,11 +183,6 @@ class Scheduler:
         if not submitted.replayed:
             logger.info("Enqueued %s for %s as job %s.", schedule.name, tick.isoformat(), submitted.job_id)
         return submitted.job_id
-
-    def next_runs(self) -> dict[str, datetime]:
-        """Each schedule's next tick after now."""
-        now = self.clock()
-        return {s.name: cron.next_run(s.cron, now, self.tz) for s in self.schedules}
 
     def run(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set: often enough to renew the lock and to catch each tick within a second."""

@@ -22,7 +22,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from offload.broker import blocking_connection
-from offload.status import JobState, StatusStore
+from offload.status import StatusStore
+from offload.status.stats import state_counts
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +134,6 @@ class JobStateCollector(_Cached):
         family = GaugeMetricFamily(
             "offload_jobs", "Jobs by state (finished ones until their retention ends).", labels=["state"]
         )
-        pipe = self.store.client.pipeline(transaction=False)
-        for state in JobState:
-            pipe.zcard(self.store.key("idx", "_all", "s", state.value))
-        for state, count in zip(JobState, pipe.execute(), strict=True):
-            family.add_metric([state.value], count)
+        for state, count in state_counts(self.store).items():
+            family.add_metric([state], count)
         return [family]

@@ -28,6 +28,14 @@ _FAILED = (JobState.FAILED.value, JobState.DEAD.value)
 _BATCH = 500
 
 
+def state_counts(store: StatusStore) -> dict[str, int]:
+    """Jobs in each state now (finished ones until their retention ends), from the all-tenant indexes."""
+    pipe = store.client.pipeline(transaction=False)
+    for state in JobState:
+        pipe.zcard(store.key("idx", "_all", "s", state.value))
+    return {state.value: int(count) for state, count in zip(JobState, pipe.execute(), strict=True)}
+
+
 def hour_of(moment: datetime) -> datetime:
     """The start of the UTC hour ``moment`` falls in."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

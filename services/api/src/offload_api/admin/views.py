@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from offload import cron, dead_letters
-from offload.contracts import SCHEDULES
+from offload import dead_letters
 from offload.errors import ClientError, DependencyError, NotFound
+from offload.scheduler import schedule_status
 from offload.settings import Settings
 from offload.status import JobState, iso
+from offload.status.stats import state_counts
 from offload_api import actions
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
@@ -103,10 +103,7 @@ def queues() -> str:
     """Every queue's depth, delayed and dead messages and consumers; jobs by state."""
     found = services()
     depths = read_queues(found.settings.broker_url.get_secret_value(), found.registry.queues)
-    pipe = found.store.client.pipeline(transaction=False)
-    for state in JobState:
-        pipe.zcard(found.store.key("idx", "_all", "s", state.value))
-    counts = dict(zip([s.value for s in JobState], pipe.execute(), strict=True))
+    counts = state_counts(found.store)
     return render_template("admin/queues.html", depths=depths, counts=counts)
 
 
@@ -270,12 +267,6 @@ def batches() -> str | BaseResponse:
 @admin_only
 def schedules() -> str:
     """The schedules with their next run and the last tick enqueued."""
-    found = services()
-    tz = found.settings.timezone
-    now = datetime.now(UTC)
-    lasts = found.store.client.hmget(found.store.key("scheduler", "ran"), [s.name for s in SCHEDULES])
-    rows = [
-        {"schedule": s, "next": cron.next_run(s.cron, now, tz).isoformat(), "last": last}
-        for s, last in zip(SCHEDULES, lasts, strict=True)
-    ]
+    tz = services().settings.timezone
+    rows = schedule_status(services().store, tz=tz)
     return render_template("admin/schedules.html", rows=rows, tz=tz)

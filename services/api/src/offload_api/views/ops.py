@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
-from offload import cron
-from offload.contracts import SCHEDULES
 from offload.errors import ValidationFailed
+from offload.scheduler import schedule_status
 from offload.status import redis_errors
 from offload.status.stats import read
 from offload_api.auth import caller, requires
@@ -33,21 +32,20 @@ MAX_RANGE = timedelta(days=31)
 def schedules() -> Response:
     """Every shipped schedule: its cron expression, time zone, next run and the last tick it enqueued."""
     found = services()
-    now = datetime.now(UTC)
     tz = found.settings.timezone
     with redis_errors():
-        lasts = found.store.client.hmget(found.store.key("scheduler", "ran"), [s.name for s in SCHEDULES])
+        listed = schedule_status(found.store, tz=tz)
     items = [
         {
-            "name": schedule.name,
-            "job_type": schedule.job_type,
-            "cron": schedule.cron,
+            "name": row.schedule.name,
+            "job_type": row.schedule.job_type,
+            "cron": row.schedule.cron,
             "timezone": tz,
-            "description": schedule.description,
-            "next_run_at": cron.next_run(schedule.cron, now, tz).isoformat(),
-            "last_run_at": last,
+            "description": row.schedule.description,
+            "next_run_at": row.next_run.isoformat(),
+            "last_run_at": row.last_run,
         }
-        for schedule, last in zip(SCHEDULES, lasts, strict=True)
+        for row in listed
     ]
     return jsonify({"schedules": items})
 
