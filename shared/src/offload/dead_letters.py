@@ -139,20 +139,7 @@ def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit:
 
     Each is acked once ``handle`` (given the message body) returned, and left queued if it raised.
     """
-    taken = 0
-    with blocking_connection(broker_url) as connection:
-        try:
-            channel = connection.channel()
-            while taken < limit:
-                method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
-                if method is None:
-                    break
-                handle(body)
-                channel.basic_ack(delivery_tag=method.delivery_tag)
-                taken += 1
-        except pika.exceptions.ChannelClosedByBroker:
-            pass
-    return taken
+    return _take(broker_url, queue, handle, limit=limit)
 
 
 def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[bytes], None]) -> bool:
@@ -161,24 +148,47 @@ def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[byt
     The messages before it are read and given back unacked, in their order, when the channel
     closes. Returns False when no such dead letter is among the first :data:`MAX_PER_QUEUE`.
     """
+    return _take(broker_url, queue, handle, limit=1, match=lambda body: _message_id(body) == message_id) == 1
+
+
+def _message_id(body: bytes) -> str | None:
+    try:
+        found = json.loads(body).get("message_id")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def _take(
+    broker_url: str,
+    queue: str,
+    handle: Callable[[bytes], None],
+    *,
+    limit: int,
+    match: Callable[[bytes], bool] | None = None,
+) -> int:
+    """Hand up to ``limit`` dead letters of ``queue`` (those ``match`` accepts) to ``handle``, acking each after.
+
+    Messages read and not taken stay unacked and go back, in their order, when the connection closes.
+    """
+    taken = 0
     with blocking_connection(broker_url) as connection:
         try:
             channel = connection.channel()
             for _ in range(MAX_PER_QUEUE):
+                if taken >= limit:
+                    break
                 method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
                 if method is None:
-                    return False
-                try:
-                    found = json.loads(body).get("message_id") == message_id
-                except ValueError:
-                    found = False
-                if found:
-                    handle(body)
-                    channel.basic_ack(delivery_tag=method.delivery_tag)
-                    return True
-        except pika.exceptions.ChannelClosedByBroker:
+                    break
+                if match is not None and not match(body):
+                    continue
+                handle(body)
+                channel.basic_ack(delivery_tag=method.delivery_tag)
+                taken += 1
+        except pika.exceptions.ChannelClosedByBroker:  # no such queue
             pass
-    return False
+    return taken
 
 
 def purge(broker_url: str, queue: str) -> int:
