@@ -7,10 +7,10 @@ RUN := $(UV) run --frozen --all-packages
 TEST_VHOST := offload_test
 DEV_DIR := .offload
 
-.PHONY: help uv install services up demo test test-fast lint format bench chaos schemas clean
+.PHONY: help uv install services up down demo test test-s3 test-fast lint format bench chaos schemas clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 uv:
 	@python3 -m uv --version >/dev/null 2>&1 || { echo ">> installing uv"; python3 -m pip install -q --disable-pip-version-check uv; }
@@ -24,6 +24,12 @@ services: ## Start RabbitMQ and Redis if they are stopped
 up: install services ## Run the API (127.0.0.1:8000) and all workers in the foreground; Ctrl-C stops them
 	@bash scripts/up.sh
 
+down: ## Stop a `make up` running in another terminal, gracefully (as Ctrl-C does)
+	@if [ -s $(DEV_DIR)/supervisor.pid ]; then \
+	  kill -TERM "$$(cat $(DEV_DIR)/supervisor.pid)" && while [ -e $(DEV_DIR)/supervisor.pid ]; do sleep 0.5; done; \
+	  echo "Offload stopped."; \
+	else echo "make up is not running."; fi
+
 demo: install ## Send a few jobs to the running suite and watch them finish
 	@$(RUN) offload demo --key "$${OFFLOAD_DEMO_KEY:-$$(cat $(DEV_DIR)/dev-key 2>/dev/null)}"
 
@@ -32,11 +38,16 @@ test: install ## Lint, then the default test suite against local RabbitMQ (own v
 	@$(MAKE) --no-print-directory lint
 	@$(RUN) pytest $(PYTEST_ARGS)
 
-chaos: install ## Fault-injection scenarios at full volume (OFFLOAD_CHAOS_SCALE, default 10), then their table
+test-s3: install ## The media and reports suites and their system tests with storage in S3 (moto's server on loopback)
+	@bash scripts/ensure-services.sh $(TEST_VHOST)
+	@OFFLOAD_TEST_STORAGE=s3 $(RUN) pytest tests/media tests/reports tests/system/test_*media*.py tests/system/test_*report*.py $(PYTEST_ARGS)
+
+chaos: install ## Fault-injection scenarios at full volume (OFFLOAD_CHAOS_SCALE, default 10) and the API fuzzers at OFFLOAD_FUZZ_EXAMPLES (default 200), then their table
 	@bash scripts/ensure-services.sh $(TEST_VHOST)
 	@rm -rf test-artifacts/chaos
-	@OFFLOAD_CHAOS_SCALE=$${OFFLOAD_CHAOS_SCALE:-10} $(RUN) pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
-	@$(RUN) python -m tests.chaos.table
+	@OFFLOAD_CHAOS_SCALE=$${OFFLOAD_CHAOS_SCALE:-10} OFFLOAD_FUZZ_EXAMPLES=$${OFFLOAD_FUZZ_EXAMPLES:-200} \
+	  $(RUN) pytest tests/chaos tests/fuzz -p no:cacheprovider --timeout 1800 $(PYTEST_ARGS); \
+	  status=$$?; $(RUN) python -m tests.chaos.table || status=1; exit $$status
 
 test-fast: install ## Only the tests that need no servers
 	@$(RUN) pytest -m "not integration" $(PYTEST_ARGS)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make up`: run the API, the three workers and the scheduler as local processes in the foreground.
+# `make up`: run the API, the three workers and the scheduler as local processes in the foreground,
+# supervised (a process that dies is started again).
 set -euo pipefail
 mkdir -p .offload
 if [ -z "${OFFLOAD_API_KEYS:-}" ]; then
@@ -26,4 +27,5 @@ export dramatiq_prom_host=127.0.0.1
 rm -rf .offload/metrics
 export OFFLOAD_PUBLIC_URL=${OFFLOAD_PUBLIC_URL:-http://127.0.0.1:8000}
 export OFFLOAD_URL_ALLOW_HOSTS=${OFFLOAD_URL_ALLOW_HOSTS:-127.0.0.1,localhost}
-exec python3 -m uv run --frozen --all-packages honcho start -f Procfile.dev
+# Procfile.dev's processes, each restarted with backoff if it dies; Ctrl-C or `make down` stops them.
+exec python3 -m uv run --frozen --all-packages python -m offload.supervisor -f Procfile.dev --pid-file .offload/supervisor.pid

@@ -24,6 +24,7 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobRecord, JobState
 from tests.helpers import wait_for
+from tests.s3_server import stop_s3_server, storage_overrides
 
 TEST_VHOST = "offload_test"
 TEST_REDIS_DB = 15
@@ -50,6 +51,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "servers" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _s3_server_stops() -> Iterator[None]:
+    """The S3 server (tests/s3_server.py) starts on first use; it stops, by its PID, with the session."""
+    yield
+    stop_s3_server()
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +94,7 @@ def make_settings(**overrides: Any) -> Settings:
         # In-process workers would point this process's prometheus-client at Dramatiq's files;
         # the metrics are tested on worker processes of their own (tests/system/test_metrics.py).
         "metrics": False,
+        **storage_overrides(),  # OFFLOAD_TEST_STORAGE=s3: the session's S3 server instead of storage_dir
     }
     values.update(overrides)
     return Settings(**values)

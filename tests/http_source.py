@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+
+from tests.helpers import serve_http
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Source:
     drip_seconds: float = 0.0
     chunked: bool = False
     status: int = 200
+    #: Extra response headers (e.g. ``Location`` with a 3xx status).
+    headers: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     paths: list[str] = field(default_factory=list)
 
@@ -41,6 +44,8 @@ def source() -> Iterator[Source]:
             state.paths.append(self.path)
             body = gzip.compress(state.body) if state.gzip else state.body
             self.send_response(state.status)
+            for name, value in state.headers.items():
+                self.send_header(name, value)
             if state.gzip:
                 self.send_header("Content-Encoding", "gzip")
             if state.drip_seconds:
@@ -66,11 +71,5 @@ def source() -> Iterator[Source]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler) as state.port:
+        yield state

@@ -9,6 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from offload.contracts import REGISTRY
+from offload_api.admission import EXEMPT
 from tests.api.conftest import Api
 
 
@@ -76,3 +77,41 @@ def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["checks"] == {"redis": "ok", "broker": "ok"}
+
+
+def test_every_operation_documents_the_answers_given_before_its_view_runs(app, api: Api) -> None:
+    """Admission's 429 and 503 where it guards; 401 and 429 where a key is checked; 403 where a reader may not."""
+    document = api.get("/openapi.json").get_json()
+    for path, operations in document["paths"].items():
+        rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            assert ({"429", "503"} <= documented) == (rule not in EXEMPT), (method, path)
+    for rule in app.url_map.iter_rules():
+        role = getattr(app.view_functions[rule.endpoint], "required_role", None)
+        if role is None:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            documented = set(document["paths"][path][method.lower()]["responses"])
+            assert {"401", "429"} <= documented, (method, path)
+            assert ("403" in documented) == (role != "reader"), (method, path, role)
+
+
+def test_an_idempotent_replay_answers_a_documented_status_and_shape(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    body = {"type": "system.noop", "payload": {}}
+    first = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "replay-1"})
+    again = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "replay-1"})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert "200" in document["paths"]["/v1/jobs"]["post"]["responses"]
+    jsonschema.validate(again.get_json(), _schema(document, "JobAccepted"))
+
+
+def test_the_documented_request_line_limit_is_gunicorns() -> None:
+    from gunicorn.config import Config
+
+    from offload_api.openapi import MAX_REQUEST_LINE
+
+    assert Config().limit_request_line == MAX_REQUEST_LINE

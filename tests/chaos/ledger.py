@@ -4,8 +4,9 @@ Vocabulary (Jepsen's total-queue, as reliability-security.md §1.2 uses it):
 
 - **lost**: answered 202 and never reached a terminal state by the end of the drain;
 - **recovered**: the client saw a timeout or a reset (indeterminate), yet the job ran;
-- **duplicated**: ran more than once (attempts > 1); it must be *marked* (its history shows the
-  later attempt);
+- **duplicated**: started again without a failed attempt to explain it (a redelivery after a crash
+  or a lost ack; a retry after a failure is policy, not a duplicate); it must be *marked* (its
+  history shows the later attempt);
 - **double effect**: a deduplicated side effect performed twice (counted by the sinks);
 - **unexpected**: a job ran that no client was ever given.
 """
@@ -14,11 +15,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
+
+from offload.status import JobState
+from offload.status.states import TRANSITIONS
 
 TERMINAL = {"succeeded", "failed", "dead", "cancelled"}
 
@@ -60,6 +66,8 @@ class Verdict:
     unmarked_duplicates: list[str]
     unexpected: list[str]
     terminal: dict[str, int]
+    #: Jobs whose history has a step the state machine forbids (filled by :func:`went_backwards`).
+    backwards: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         """The numbers a report table shows."""
@@ -86,10 +94,14 @@ def check(ledger: Ledger, client: redis.Redis, *, tenant: str, prefix: str = "of
             lost.append(job_id)
             continue
         if int(attempts or 0) > 1:
-            duplicated += 1
             history = [json.loads(raw) for raw in client.lrange(f"{prefix}:job:{job_id}:history", 0, -1)]
-            if not any(event.get("kind") == "state" and event.get("attempt", 0) >= 2 for event in history):
-                unmarked.append(job_id)
+            path = [event.get("state") for event in history if event.get("kind") == "state"]
+            # A retry after a failed attempt is the job's policy, not a duplicate: only a start
+            # that no failure explains (a redelivery after a crash or a lost ack) is one.
+            if path.count("running") > 1 + path.count("retrying"):
+                duplicated += 1
+                if not any(event.get("kind") == "state" and event.get("attempt", 0) >= 2 for event in history):
+                    unmarked.append(job_id)
     issued = accepted | {e.job_id for e in ledger.entries if e.job_id}
     known = {
         key.decode().split(":")[2]
@@ -103,11 +115,80 @@ def check(ledger: Ledger, client: redis.Redis, *, tenant: str, prefix: str = "of
     return Verdict(len(accepted), lost, duplicated, unmarked, unexpected, states)
 
 
+def went_backwards(ledger: Ledger, client: redis.Redis, *, prefix: str = "offload") -> list[str]:
+    """Accepted jobs whose history has a transition ``offload.status.TRANSITIONS`` does not allow
+    (a state that moved backwards, or skipped ahead): status must only move forward (§6.0)."""
+    ids = ledger.accepted
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.lrange(f"{prefix}:job:{job_id}:history", 0, -1)
+    wrong = []
+    for job_id, raw in zip(ids, pipe.execute(), strict=True):
+        path = [json.loads(entry) for entry in raw]
+        states = [JobState(e["state"]) for e in path if e.get("kind") == "state"]
+        steps = list(zip([None, *states], states, strict=False))
+        if len(path) < 200 and any(new not in TRANSITIONS[old] for old, new in steps):  # 200: trimmed history
+            wrong.append(job_id)
+    return wrong
+
+
+def finished(ledger: Ledger, client: redis.Redis, *, prefix: str = "offload") -> int:
+    """How many of the ledger's accepted jobs are in a terminal state now."""
+    ids = ledger.accepted
+    if not ids:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(f"{prefix}:job:{job_id}", "state")
+    return sum(1 for state in pipe.execute() if state and state.decode() in TERMINAL)
+
+
+def succeeded_twice(ledger: Ledger, client: redis.Redis, *, prefix: str = "offload") -> list[str]:
+    """Accepted jobs whose history shows more than one "succeeded": an effect done twice."""
+    twice = []
+    for job_id in ledger.accepted:
+        events = [json.loads(raw) for raw in client.lrange(f"{prefix}:job:{job_id}:history", 0, -1)]
+        if sum(1 for e in events if e.get("kind") == "state" and e.get("state") == "succeeded") > 1:
+            twice.append(job_id)
+    return twice
+
+
+def seconds_until_progress(count: Callable[[], int], *, total: int, timeout: float = 60.0) -> float:
+    """Seconds from now until ``count()`` grows (or reaches ``total``, when nothing was left to do):
+    how long the system took to work again after a fault cleared (the scenarios' "recovery s").
+    Raises ``TimeoutError`` if it never grows."""
+    start = time.monotonic()
+    before = count()
+    while time.monotonic() - start < timeout:
+        done = count()
+        if done > before or done >= total:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise TimeoutError(f"no progress within {timeout} s of the fault clearing")
+
+
 #: Where each scenario's row goes; ``make chaos`` prints them as one table.
 RESULTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "chaos"
 
 
-def report(scenario: str, row: dict[str, Any]) -> None:
-    """Keep ``scenario``'s numbers for the run's table."""
+def report(
+    scenario: str,
+    verdict: Verdict | None,
+    *,
+    double_effects: int,
+    recovery_s: float | None,
+    **extra: Any,
+) -> None:
+    """Keep ``scenario``'s numbers for the run's table.
+
+    Every row has the same columns (jobs, lost, duplicated (marked), unmarked, unexpected, double
+    effects, recovery s) so ``make chaos`` can print one table; ``extra`` adds the scenario's own
+    (faults caused, 503s answered, ...). ``verdict`` is None for scenarios whose jobs are not
+    client submissions (a poison message published straight to the broker, say); their ``extra``
+    must then say what was checked.
+    """
+    row: dict[str, Any] = verdict.row() if verdict else {}
+    row["double effects"] = double_effects
+    row["recovery s"] = "-" if recovery_s is None else round(recovery_s, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{scenario}.json").write_text(json.dumps({"scenario": scenario, **row}) + "\n")
+    (RESULTS / f"{scenario}.json").write_text(json.dumps({"scenario": scenario, **row, **extra}) + "\n")

@@ -16,23 +16,14 @@ from pathlib import Path
 
 import redis
 
-from tests.chaos.ledger import Ledger, check, report
+from tests.chaos.ledger import Ledger, check, finished, report, seconds_until_progress, succeeded_twice
 from tests.conftest import REDIS_URL
-from tests.helpers import wait_for
+from tests.helpers import children, wait_for
 from tests.system.stack import Api, Worker
 
 SCALE = int(os.environ.get("OFFLOAD_CHAOS_SCALE", "1"))
 JOBS = 150 * SCALE
 TENANT = "acme"
-
-
-def _children(pid: int) -> list[int]:
-    """The child PIDs of ``pid`` (the worker processes of a Dramatiq main process)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found += [int(child) for child in text]
-    return found
 
 
 def _supervise(worker: Worker) -> None:
@@ -58,6 +49,7 @@ def test_f1_worker_processes_killed_mid_job_lose_nothing_and_mark_every_rerun(en
     client = redis.Redis.from_url(REDIS_URL)
     rng = random.Random(1)
     kills = 0
+    recoveries: list[float] = []
     try:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: _submit(api, ledger, f"f1-{i}-{uuid.uuid4().hex[:6]}"), range(JOBS)))
@@ -66,19 +58,26 @@ def test_f1_worker_processes_killed_mid_job_lose_nothing_and_mark_every_rerun(en
             time.sleep(rng.uniform(0.5, 1.5))
             _supervise(worker)
             assert worker.process is not None
-            os.kill(rng.choice(_children(worker.process.pid)), signal.SIGKILL)
+            os.kill(rng.choice(children(worker.process.pid)), signal.SIGKILL)
             kills += 1
             # Dramatiq's main process stops the others when one dies (dramatiq#260: no main process
             # left alive without consumers); the supervisor starts it again.
             wait_for(lambda: worker.process is not None and worker.process.poll() is not None, timeout=30)
             _supervise(worker)
+            recoveries.append(seconds_until_progress(lambda: finished(ledger, client), total=JOBS, timeout=30))
         time.sleep(rng.uniform(0.3, 1.0))
         worker.kill()  # and once the whole worker, main process and children
         kills += 1
         worker.start()
+        recoveries.append(seconds_until_progress(lambda: finished(ledger, client), total=JOBS, timeout=30))
         wait_for(lambda: not check(ledger, client, tenant=TENANT).lost, timeout=120 * SCALE, interval=1)
         verdict = check(ledger, client, tenant=TENANT)
-        report("F1", {**verdict.row(), "faults": kills})
+        # The sleep jobs' only effect is their own record: a double effect would be a second
+        # "succeeded" in one job's history.
+        doubles = len(succeeded_twice(ledger, client))
+        report("F1", verdict, double_effects=doubles, recovery_s=max(recoveries), faults=kills)
+        assert doubles == 0
+        assert max(recoveries) <= 10  # consumption resumes within 10 s of every kill
         assert verdict.lost == [] and verdict.unexpected == [] and verdict.unmarked_duplicates == []
         assert verdict.duplicated <= 4 * kills  # at most the jobs running at each kill (4 threads)
         assert verdict.terminal == {"succeeded": JOBS} or set(verdict.terminal) <= {"succeeded", "dead"}

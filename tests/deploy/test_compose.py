@@ -19,11 +19,13 @@ from offload.settings import Settings
 from tests.helpers import VENV_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("api", "worker-email", "worker-media", "worker-reports", "scheduler")
+WORKERS = ("worker-email", "worker-webhooks", "worker-media", "worker-reports")
+APP_SERVICES = ("api", *WORKERS, "scheduler")
 #: The image (Dockerfile folder) each app service runs.
 IMAGES = {
     "api": "api",
     "worker-email": "worker-email",
+    "worker-webhooks": "worker-email",
     "worker-media": "worker-media",
     "worker-reports": "worker-reports",
     "scheduler": "api",
@@ -94,6 +96,8 @@ def problems(compose: dict[str, Any], processes: dict[str, tuple[dict[str, str],
     services = compose["services"]
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.compose.yml").read_text())
     scrape_ports = {c["job_name"]: c for c in scrape["scrape_configs"]}
+    consumed: dict[str, set[str]] = {}  # by worker module, over all its services
+    served: dict[str, set[str]] = {}
     for name in APP_SERVICES:
         if name not in services or name not in processes:
             found.append(f"{name}: missing from {'docker-compose.yml' if name not in services else 'Procfile.dev'}")
@@ -102,7 +106,7 @@ def problems(compose: dict[str, Any], processes: dict[str, tuple[dict[str, str],
         if service.get("command") != argv:
             found.append(f"{name}: compose runs {service.get('command')}, Procfile.dev runs {argv}")
         cmd, exposed = dockerfile(IMAGES[name])
-        if name != "scheduler" and cmd != service.get("command"):
+        if IMAGES[name] == name and cmd != service.get("command"):
             found.append(f"{name}: the image's CMD {cmd} is not the compose command")
         environment = service.get("environment", {})
         found += [
@@ -119,8 +123,10 @@ def problems(compose: dict[str, Any], processes: dict[str, tuple[dict[str, str],
             if not callable(getattr(module, argv[1].split(":")[1], None)):
                 found.append(f"{name}: {argv[1]} is not a function")
             queues = argv[argv.index("--queues") + 1 : argv.index("--processes")]
-            if sorted(queues) != sorted((*module.QUEUES, "system")):
+            if "system" not in queues or not set(queues) <= {*module.QUEUES, "system"}:
                 found.append(f"{name}: consumes {queues}, the code serves {module.QUEUES} + system")
+            consumed.setdefault(module.__name__, set()).update(queues)
+            served[module.__name__] = {*module.QUEUES, "system"}
             port = environment.get("dramatiq_prom_port")
             if port not in exposed:
                 found.append(f"{name}: metrics port {port} is not the image's EXPOSE {exposed}")
@@ -134,6 +140,11 @@ def problems(compose: dict[str, Any], processes: dict[str, tuple[dict[str, str],
                 or f"api:{next(iter(exposed))}" not in scrape_ports["offload-api"]["static_configs"][0]["targets"]
             ):
                 found.append(f"api: publishes {published}, the image exposes {exposed}")
+    found += [
+        f"{module}: no service consumes {served[module] - queues}"
+        for module, queues in consumed.items()
+        if queues != served[module]
+    ]
     return found
 
 
@@ -162,6 +173,13 @@ def test_compose_parses_and_agrees_with_the_procfile_the_images_and_the_code() -
             "OFFLOAD_SIGNNG_KEY is not a setting",
         ),
         (lambda c, p: c["services"].pop("scheduler"), "scheduler: missing"),
+        (  # both sides agree, but nothing consumes the webhooks queue any more
+            lambda c, p: (
+                c["services"]["worker-webhooks"]["command"].__setitem__(3, "email"),
+                p["worker-webhooks"][1].__setitem__(3, "email"),
+            ),
+            "offload_email.worker: no service consumes {'webhooks'}",
+        ),
     ],
 )
 def test_a_change_on_one_side_only_is_caught(change: Any, expected: str) -> None:

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.test_compose import procfile
+from tests.deploy.test_compose import WORKERS, procfile
 from tests.helpers import VENV_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_workers_run_the_procfile_commands_scale_on_their_own_queues_and_outlive
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     scaled = {d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
     processes = procfile()
-    for name in ("worker-email", "worker-media", "worker-reports", "api", "scheduler"):
+    for name in (*WORKERS, "api", "scheduler"):
         deployment = deployments[f"offload-{name}"]
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == processes[name][1], name
@@ -96,3 +96,25 @@ def test_workers_run_the_procfile_commands_scale_on_their_own_queues_and_outlive
         shutdown_s = int(argv[argv.index("--worker-shutdown-timeout") + 1]) / 1000
         assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > shutdown_s, name
     assert deployments["offload-scheduler"]["spec"]["replicas"] == 2  # one active, one standby
+
+
+def test_prod_keeps_files_in_a_bucket_with_no_shared_volume_and_only_storage_pods_get_its_keys() -> None:
+    from offload.settings import Settings
+    from offload.storage import build_storage
+    from offload.storage.s3 import S3Storage
+
+    docs = render("prod")
+    assert [d for d in docs if d["kind"] == "PersistentVolumeClaim"] == []
+    [config] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "offload-config"]
+    values = {k.removeprefix("OFFLOAD_").lower(): v for k, v in config["data"].items() if k.startswith("OFFLOAD_")}
+    assert isinstance(build_storage(Settings(**values)), S3Storage)  # the settings load and pick S3
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert not any("persistentVolumeClaim" in volume for volume in pod.get("volumes", []))
+        secrets = {ref["secretRef"]["name"] for ref in pod["containers"][0]["envFrom"] if "secretRef" in ref}
+        storage_pod = deployment["metadata"]["name"] in (
+            "offload-api",
+            "offload-worker-media",
+            "offload-worker-reports",
+        )
+        assert secrets == ({"offload-secrets", "offload-s3"} if storage_pod else {"offload-secrets"})

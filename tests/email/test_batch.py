@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import dramatiq
 
@@ -76,7 +77,6 @@ def test_a_batch_missing_a_required_variable_is_422_naming_the_recipient(publish
 
 
 def test_the_providers_send_rate_is_respected_across_a_batch(servers, redis_client, clean_broker, smtp_sink) -> None:
-    import time
 
     from offload.contracts.email import Recipient
     from offload_email.compose import compose_message
@@ -85,14 +85,19 @@ def test_the_providers_send_rate_is_respected_across_a_batch(servers, redis_clie
 
     sink, port = smtp_sink
     rate = SendRate(redis_client, key="offloadtest:smtp-rate", per_second=5)
-    granted: list[int] = []
-    acquire = rate.wait
+    granted: list[str] = []
+    backend = rate.limiter.backend
+    incr_and_sum = backend.incr_and_sum
 
-    def timed_wait() -> None:  # record the wall-clock second each slot was granted in
-        acquire()
-        granted.append(int(time.time()))
+    def recorded_incr(key: str, *args: Any, **kwargs: Any) -> bool:
+        # Record the window each slot was counted in (the Redis key of its wall-clock second):
+        # the window itself, not a clock read after the grant, which may already be the next second.
+        ok = bool(incr_and_sum(key, *args, **kwargs))
+        if ok:
+            granted.append(key)
+        return ok
 
-    rate.wait = timed_wait  # type: ignore[method-assign]
+    backend.incr_and_sum = recorded_incr
     mailer = SmtpMailer(EmailSettings(smtp_port=port), rate)
     with mailer.session() as session:
         for i in range(12):
@@ -106,5 +111,5 @@ def test_the_providers_send_rate_is_respected_across_a_batch(servers, redis_clie
             )
             session.send(message)
     # The limiter's windows are wall-clock seconds: no second granted more than 5 of the 12 slots.
-    per_second = {second: granted.count(second) for second in granted}
+    per_second = {window: granted.count(window) for window in granted}
     assert max(per_second.values()) <= 5 and len(per_second) >= 3 and len(sink.messages) == 12

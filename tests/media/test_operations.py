@@ -7,16 +7,19 @@ import os
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import dramatiq
 import pytest
 from PIL import Image, ImageOps, ImageStat
 
+import offload_media.handlers
 from offload.publish import Publisher
 from offload_media.settings import MediaSettings
 from tests.api.conftest import Api
 from tests.http_source import Source
 from tests.media.conftest import download, many_frames_gif, photo, run_job, upload
+from tests.s3_server import TEST_BACKEND, stored
 
 
 def _noisy_subject_on_the_right(width: int = 1200, height: int = 400) -> bytes:
@@ -183,20 +186,36 @@ def _camera_jpeg(*, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_the_cleanup_job_removes_old_uploads_and_outputs_and_clients_cannot_submit_it(
-    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, media_settings: MediaSettings
-) -> None:
-    old, fresh = upload(api, photo(64, 48)), upload(api, photo(64, 48))
-    root = Path(media_settings.storage_dir) / "acme"
-    past = time.time() - media_settings.storage_retention - 3600
-    for item in [*(root / old).iterdir(), root / old]:
+def _make_old(settings: MediaSettings, upload_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put an upload past retention: on disk by its times; on S3 (which sets them) by moving the sweep's clock."""
+    if TEST_BACKEND == "s3":
+        time.sleep(1.05 - time.time() % 1)  # S3 keeps whole seconds: what is written next is after the cutoff
+        cutoff = float(int(time.time()))
+        later = SimpleNamespace(time=lambda: cutoff + settings.storage_retention)
+        monkeypatch.setattr(offload_media.handlers, "time", later)
+        return
+    folder = Path(settings.storage_dir) / "acme" / upload_id
+    past = time.time() - settings.storage_retention - 3600
+    for item in [*folder.iterdir(), folder]:
         os.utime(item, (past, past))
+
+
+def test_the_cleanup_job_removes_old_uploads_and_outputs_and_clients_cannot_submit_it(
+    api: Api,
+    publisher: Publisher,
+    media_worker: dramatiq.Worker,
+    media_settings: MediaSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old = upload(api, photo(64, 48))
+    _make_old(media_settings, old, monkeypatch)
+    fresh = upload(api, photo(64, 48))
     assert api.submit("storage.cleanup", {}).status_code == 422  # Offload's own job: not for clients
     prepared = publisher.preparer.prepare({"type": "storage.cleanup", "payload": {}}, tenant="ops", internal=True)
     record = publisher.wait(publisher.enqueue(prepared).job_id, timeout=30)
     assert record is not None and record.state == "succeeded", record
     assert record.result["folders"] >= 1 and record.result["dry_run"] is False
-    assert not (root / old).exists() and (root / fresh / "source").exists()
+    assert stored(media_settings, "acme", old) == {} and list(stored(media_settings, "acme", fresh)) == ["source"]
     gone = run_job(api, publisher, "image.thumbnail", {"source": {"upload_id": old}})
     assert gone.state == "failed" and gone.error_code == "upload_not_found"
 

@@ -10,6 +10,7 @@ import pika
 from offload.publish import Publisher
 from tests.api.conftest import Api
 from tests.conftest import AMQP_URL, RunningWorker
+from tests.helpers import wait_for
 
 
 def _depth(queue: str) -> int:
@@ -38,7 +39,8 @@ def test_dead_letters_are_exported_to_storage_then_removed_and_young_ones_stay(
     for job_id in failed:
         record = publisher.wait(job_id, timeout=20)
         assert record is not None and record.state == "failed"
-    assert _depth("system.XQ") == 3  # Dramatiq dead-lettered the failed jobs' messages
+    # Dramatiq dead-letters each message just after its job's record says failed.
+    wait_for(lambda: _depth("system.XQ") == 3, timeout=10)
 
     kept = _maintain(publisher, older_than=3600)  # none is an hour old: nothing leaves
     assert kept["dead_letters"] == [] and _depth("system.XQ") == 3

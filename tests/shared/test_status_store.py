@@ -148,9 +148,18 @@ def test_reopen_moves_a_failed_job_back_to_queued_and_keeps_it(store: StatusStor
     assert store.reopen(job_id, tenant="acme") == ("state", "queued")
 
 
+def test_abort_leaves_a_job_a_worker_took_and_says_so(store: StatusStore) -> None:
+    job_id = _create(store)
+    assert store.start(job_id, max_unfinished=3).outcome == "run"
+    assert store.abort(job_id, tenant="acme") == "taken"
+    record = store.get(job_id)
+    assert record is not None and record.state == "running"
+    assert store.abort("no-such-job", tenant="acme") == "missing"
+
+
 def test_abort_removes_an_untouched_record_and_leaves_a_tombstone(store: StatusStore) -> None:
     job_id = _create(store, idempotency_key="k1", fingerprint="f")
-    assert store.abort(job_id, tenant="acme", idempotency_key="k1")
+    assert store.abort(job_id, tenant="acme", idempotency_key="k1") == "withdrawn"
     assert store.get(job_id) is None
     assert store.start(job_id, max_unfinished=3).outcome == "aborted"
     assert store.list_jobs(tenant="acme").records == []

@@ -18,6 +18,7 @@ from typing import Any
 
 from tests.conftest import API_KEYS, KEYS
 from tests.helpers import VENV_BIN, free_port, kill_tree, port_open, spawn, stop, wait_for
+from tests.s3_server import storage_env
 
 
 class Api:
@@ -61,6 +62,19 @@ class Api:
         finally:
             connection.close()
 
+    def upload(self, data: bytes, *, who: str = "acme", timeout: float = 60) -> str:
+        """Upload ``data`` as raw bytes; returns the upload id (asserting a 201)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            headers = {"Authorization": f"Bearer {KEYS[who]}", "Content-Type": "application/octet-stream"}
+            connection.request("POST", "/v1/uploads", body=data, headers=headers)
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 201, body
+            return str(body["id"])
+        finally:
+            connection.close()
+
     def events(
         self, job_id: str, *, last_event_id: int | None = None, who: str = "acme", timeout: float = 30
     ) -> Iterator[dict[str, Any]]:
@@ -95,9 +109,18 @@ class Worker:
     """A ``dramatiq offload_<domain>.worker:setup`` process."""
 
     def __init__(
-        self, env: dict[str, str], logs: Path, domain: str = "email", threads: int = 4, processes: int = 1
+        self,
+        env: dict[str, str],
+        logs: Path,
+        domain: str = "email",
+        threads: int = 4,
+        processes: int = 1,
+        queues: tuple[str, ...] | None = None,
     ) -> None:
         self.env, self.logs, self.domain, self.threads, self.processes = env, logs, domain, threads, processes
+        #: The queues consumed: the domain's and ``system`` unless given (the email worker's
+        #: ``webhooks`` queue is opted into).
+        self.queues = queues or (domain, "system")
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -107,8 +130,7 @@ class Worker:
             str(VENV_BIN / "dramatiq"),
             f"offload_{self.domain}.worker:setup",
             "--queues",
-            self.domain,
-            "system",
+            *self.queues,
             "--processes",
             str(self.processes),
             "--threads",
@@ -141,6 +163,7 @@ def stack_env(broker_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         "OFFLOAD_LOG_FORMAT": "text",
         "OFFLOAD_URL_ALLOW_HOSTS": "127.0.0.1",
         "OFFLOAD_METRICS": "false",  # tests/system/test_metrics.py turns them on, with ports of its own
+        **storage_env(),  # OFFLOAD_TEST_STORAGE=s3: the session's S3 server instead of OFFLOAD_STORAGE_DIR
         **extra,
     }
 
@@ -211,6 +234,18 @@ class PrivateRabbitMQ:
     def resume(self) -> None:
         os.kill(self.beam_pid, signal.SIGCONT)
 
+    def ctl(self, *args: str) -> str:
+        """Run ``rabbitmqctl`` against this node (``set_disk_free_limit``, ``list_alarms``...)."""
+        result = subprocess.run(
+            ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args],
+            env={**os.environ, "HOME": str(self.base)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout
+
     def queue_depth(self, queue: str) -> int:
         import pika
 
@@ -224,10 +259,11 @@ class PrivateRabbitMQ:
 class PrivateRedis:
     """A redis-server of the test's own on a free port, to stop and start again."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, fsync: str = "always") -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed")
         self.base = base
+        self.fsync = fsync  # appendfsync: "always", or "everysec" (may lose the last second on a crash)
         self.port = free_port()
         base.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
@@ -248,14 +284,30 @@ class PrivateRedis:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",
+            self.fsync,
             "--dir",
             str(self.base),
         ]
         self.process = spawn(args, env={}, log=self.base / "redis.log")
-        wait_for(lambda: port_open(self.port), timeout=10)
+        wait_for(self._loaded, timeout=60, interval=0.1)
+
+    def _loaded(self) -> bool:
+        """Answering commands: listening, and done loading its append-only file."""
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
 
     def stop(self) -> None:
         if self.process is not None:
             stop(self.process)
             wait_for(lambda: not port_open(self.port), timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown save, only what the append-only file already holds."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+        wait_for(lambda: not port_open(self.port), timeout=10)

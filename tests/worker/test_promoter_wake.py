@@ -27,6 +27,15 @@ class CountingPromoter:
     def trim_if_due(self) -> None:
         pass
 
+    def unpark_if_due(self) -> int:
+        return 0
+
+    def recover_stalled_if_due(self) -> int:
+        return 0
+
+    def wake_waiting_if_due(self) -> int:
+        return 0
+
     def seconds_until_due(self) -> float:
         return 30.0  # nothing due for a long time: only a nudge can make it run again
 

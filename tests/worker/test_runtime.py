@@ -9,6 +9,7 @@ import uuid
 import dramatiq
 import pika
 
+from offload.errors import BrokerUnavailable
 from offload.publish import Publisher
 from offload.status import JobState
 from tests.conftest import AMQP_URL, RunningWorker
@@ -147,6 +148,33 @@ def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publis
     publisher.republish(message)
     time.sleep(0.5)
     assert publisher.get(prepared.job_id) is None
+
+
+def test_a_job_whose_confirm_went_astray_after_a_worker_took_it_is_accepted(
+    publisher: Publisher, worker: RunningWorker, wait_state
+) -> None:
+    real = publisher.amqp
+
+    class LostConfirm:
+        """The broker takes the message, the worker starts it, and the confirm never arrives."""
+
+        def publish(
+            self, queue: str, body: bytes, *, priority: int | None = None, timeout: float | None = None
+        ) -> None:
+            real.publish(queue, body, priority=priority, timeout=timeout)
+            job_id = json.loads(body)["message_id"]
+            wait_for(lambda: (r := publisher.get(job_id)) is not None and r.state is not JobState.QUEUED, timeout=5)
+            raise BrokerUnavailable("The message broker did not confirm the message in time.")
+
+        def refuse_if_full(self, queue: str) -> None:
+            real.refuse_if_full(queue)
+
+    publisher.amqp = LostConfirm()  # type: ignore[assignment]
+    try:
+        submitted = publisher.publish("system.noop", {"echo": "ran"}, tenant="acme")
+    finally:
+        publisher.amqp = real
+    assert wait_state(submitted.job_id, "succeeded").result == {"echo": "ran"}
 
 
 def test_an_undecodable_message_is_dead_lettered_without_running(

@@ -2,8 +2,9 @@
 
 After ``threshold`` failures within ``window`` seconds the circuit opens: calls to that host are
 not made for ``cooldown`` seconds (the job waits and retries instead of hammering a receiver that
-is down). When the cooldown ends one call goes through; if it fails the circuit opens again at
-once (half-open), if it succeeds the host is trusted again.
+is down; a wait for an open circuit does not use up one of the job's retries). When the cooldown
+ends one call goes through; if it fails the circuit opens again at once (half-open), if it
+succeeds the host is trusted again.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class CircuitBreaker:
                 f"Calls to {host} are paused for {left} s after repeated failures.",
                 code="circuit_open",
                 retry_after=float(left),
+                counted=False,  # no call was made: the job's retries are for calls that failed
             )
         return bool(history)
 

@@ -95,11 +95,11 @@ def export_schemas(out: Path) -> int:
 def cleanup(older_than: int | None, *, dry_run: bool) -> int:
     """Remove (or with ``dry_run`` count) stored files past retention, as the ``storage.cleanup`` job does."""
     from offload.settings import load_settings
-    from offload.storage import LocalStorage
+    from offload.storage import build_storage
 
     settings = load_settings()
     age = older_than or settings.storage_retention
-    swept = LocalStorage(settings.storage_dir).remove_older_than(time.time() - age, dry_run=dry_run)
+    swept = build_storage(settings).remove_older_than(time.time() - age, dry_run=dry_run)
     print(json.dumps({"folders": swept.folders, "files": swept.files, "bytes": swept.bytes, "dry_run": dry_run}))
     return 0
 

@@ -36,6 +36,20 @@ def next_run(spec: str, after: datetime, tz: str) -> datetime:
     return found
 
 
+def ticks_between(spec: str, since: datetime, until: datetime, tz: str, *, most: int = 10_000) -> int:
+    """How many ticks of ``spec`` fall strictly between ``since`` and ``until`` (at most ``most``)."""
+    parsed = parse(spec)
+    cursor = pendulum.instance(max(since, until - LOOKBACK)).in_timezone(tz)
+    limit = pendulum.instance(until).in_timezone(tz)
+    count = 0
+    while count < most:
+        cursor = parsed.next_valid_date(cursor)
+        if cursor >= limit:
+            break
+        count += 1
+    return count
+
+
 def latest_due(spec: str, since: datetime, now: datetime, tz: str) -> datetime | None:
     """The last tick of ``spec`` in ``(since, now]``, or None if none fell due.
 

@@ -11,6 +11,7 @@
   x DependencyError         a server we need is down, hung or refusing (HTTP 503 + Retry-After)
   | + BrokerUnavailable     RabbitMQ refused, timed out or did not confirm the message
   | + StatusStoreUnavailable Redis is unreachable
+  | + StorageUnavailable    the object store (S3) is unreachable, timed out or refused
   | + ServiceBusy           this process is at a configured limit (e.g. open event streams)
   x JobError                raised by a job handler
     + PermanentJobError     retrying cannot help; the job fails at once
@@ -115,6 +116,12 @@ class StatusStoreUnavailable(DependencyError):
     code = "status_store_unavailable"
 
 
+class StorageUnavailable(DependencyError):
+    """The object store holding uploads and outputs (S3) is unreachable, timed out or refused us."""
+
+    code = "storage_unavailable"
+
+
 class ServiceBusy(DependencyError):
     """This process is at one of its configured limits, such as open event streams."""
 
@@ -138,16 +145,25 @@ class TransientJobError(JobError):
     """The attempt failed for a reason that may pass (timeout, 4xx SMTP reply): retry with backoff.
 
     ``retry_after`` (seconds), when given, is the least wait before the next attempt (a receiver's
-    ``Retry-After``).
+    ``Retry-After``). ``counted=False`` says the attempt never reached what it depends on (a
+    circuit breaker held it back): it waits and runs again without using up one of the job's
+    retries (up to a bound, so that a job still ends).
     """
 
     code = "transient_error"
 
     def __init__(
-        self, message: str, *, code: str | None = None, retry_after: float | None = None, **context: Any
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+        counted: bool = True,
+        **context: Any,
     ) -> None:
         super().__init__(message, code=code, **context)
         self.retry_after = retry_after
+        self.counted = counted
 
 
 class JobCancelled(JobError):

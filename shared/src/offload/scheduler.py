@@ -11,8 +11,9 @@ while none ran is lost. This loop keeps periodiq's cron engine (``offload.cron``
   the publisher creates a job id only once, so even two schedulers that both believe they lead
   (a paused process waking up) enqueue a tick once.
 - **Catch-up.** The last tick enqueued is kept in Redis per schedule; a scheduler that starts
-  (or takes over) enqueues the latest tick missed since then, once. A broker outage at a tick
-  leaves the tick due, so it is enqueued as soon as the broker is back.
+  (or takes over) enqueues the latest tick missed since then, once. Older ticks missed meanwhile
+  are not run, but never silently: each is counted in ``<prefix>:scheduler:missed`` and logged. A
+  broker outage at a tick leaves the tick due, so it is enqueued as soon as the broker is back.
 
 Runs are ordinary Offload jobs (``internal``: clients cannot submit them), recorded and
 followed like any other.
@@ -54,6 +55,11 @@ return 0
 """
 
 
+def missed_key(store: StatusStore) -> str:
+    """The Redis hash of how many ticks of each schedule were skipped (a catch-up enqueues only the latest)."""
+    return store.key("scheduler", "missed")
+
+
 def ran_key(store: StatusStore) -> str:
     """The Redis hash of the last tick each schedule really enqueued (for listings)."""
     return store.key("scheduler", "ran")
@@ -61,11 +67,16 @@ def ran_key(store: StatusStore) -> str:
 
 @dataclass(frozen=True)
 class ScheduleStatus:
-    """A schedule as listings show it: its next tick and the last one enqueued (None before the first)."""
+    """A schedule as listings show it: its next tick, the last one enqueued, the ticks missed.
+
+    ``last_run`` is None before the first run; ``missed`` counts, in all, the ticks that passed while
+    no scheduler ran (a restarted one runs only the latest of them).
+    """
 
     schedule: Schedule
     next_run: datetime
     last_run: str | None
+    missed: int = 0
 
 
 def schedule_status(store: StatusStore, *, tz: str, schedules: Sequence[Schedule] = SCHEDULES) -> list[ScheduleStatus]:
@@ -75,10 +86,14 @@ def schedule_status(store: StatusStore, *, tz: str, schedules: Sequence[Schedule
         redis.RedisError: Redis is unavailable.
     """
     now = datetime.now(UTC)
-    lasts = cast(list[str | None], store.client.hmget(ran_key(store), [s.name for s in schedules]))
+    names = [s.name for s in schedules]
+    pipe = store.client.pipeline(transaction=False)
+    pipe.hmget(ran_key(store), names)
+    pipe.hmget(missed_key(store), names)
+    lasts, missed = cast(tuple[list[str | None], list[str | None]], tuple(pipe.execute()))
     return [
-        ScheduleStatus(schedule, cron.next_run(schedule.cron, now, tz), last)
-        for schedule, last in zip(schedules, lasts, strict=True)
+        ScheduleStatus(schedule, cron.next_run(schedule.cron, now, tz), last, int(skipped or 0))
+        for schedule, last, skipped in zip(schedules, lasts, missed, strict=True)
     ]
 
 
@@ -159,7 +174,8 @@ class Scheduler:
             if raw is None:
                 self.store.client.set(key, now.isoformat())
                 continue
-            tick = cron.latest_due(schedule.cron, datetime.fromisoformat(str(raw)), now, self.tz)
+            last = datetime.fromisoformat(str(raw))
+            tick = cron.latest_due(schedule.cron, last, now, self.tz)
             if tick is None:
                 continue
             try:
@@ -169,6 +185,17 @@ class Scheduler:
                 continue
             self.store.client.set(key, tick.isoformat())
             self.store.client.hset(ran_key(self.store), schedule.name, tick.isoformat())
+            skipped = cron.ticks_between(schedule.cron, last, tick, self.tz)
+            if skipped:  # never silent: logged and counted (GET /v1/schedules readers, alerts)
+                self.store.client.hincrby(missed_key(self.store), schedule.name, skipped)
+                logger.warning(
+                    "Skipped %d tick(s) of %s between %s and %s (none ran: no scheduler, or the broker was down); "
+                    "enqueued only the latest.",
+                    skipped,
+                    schedule.name,
+                    last.isoformat(),
+                    tick.isoformat(),
+                )
         return enqueued
 
     def _enqueue(self, schedule: Schedule, tick: datetime) -> str:
@@ -209,6 +236,14 @@ def main() -> int:
     scheduler = Scheduler(
         publisher, tz=settings.timezone, lock_ttl=settings.scheduler_lock_ttl, tenant=settings.scheduler_tenant
     )
+    logger.info(
+        "Scheduler %s started (%d schedules, time zone %s).", scheduler.identity, len(SCHEDULES), settings.timezone
+    )
+    return run_until_signalled(scheduler, publisher)
+
+
+def run_until_signalled(scheduler: Scheduler, publisher: Publisher) -> int:
+    """Run ``scheduler`` until SIGTERM or SIGINT, then close ``publisher``; the exit status (0)."""
     stop = threading.Event()
 
     def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -217,9 +252,6 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGINT, stop_on_signal)
-    logger.info(
-        "Scheduler %s started (%d schedules, time zone %s).", scheduler.identity, len(SCHEDULES), settings.timezone
-    )
     try:
         scheduler.run(stop)
     finally:

@@ -96,15 +96,68 @@ class Settings(BaseSettings):
     consumer_timeout: int = Field(default=1800, ge=60)
     #: Deliveries of one job that may end without the job finishing (worker crash) before it is dead.
     max_unfinished_attempts: int = Field(default=3, ge=1, le=100)
+    #: Seconds a job may run past its time limit (stuck in C code, where the time limit cannot
+    #: interrupt it) before its worker process ends itself so the job is redelivered or quarantined.
+    hard_limit_grace: float = Field(default=30.0, ge=1, le=600)
+    #: Resident memory (MiB) past which a worker process is recycled gracefully after a job (it
+    #: finishes its running jobs, exits and is replaced; Celery's max_memory_per_child). 0: never.
+    worker_max_memory_mb: int = Field(default=0, ge=0)
+    #: Niceness (0-19) each worker process of this service takes at start: the higher, the more it
+    #: yields the CPU to other processes on the host. Email and webhooks default to 5 (the API,
+    #: whose callers wait, goes first), media and reports to 15 (``offload.worker.priority``).
+    worker_nice: int = Field(default=0, ge=0, le=19)
+    #: Concurrency limits by name, overriding the contracts' defaults: ``report.build:tenant=1,...``
+    #: (how many jobs with the same key may run at once; see ``offload.concurrency``).
+    concurrency_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    #: Factor on every retry backoff (a receiver's ``Retry-After`` is still honoured in full). Below 1
+    #: only for tests and drills, so that a job's whole retry schedule runs in seconds; refused in
+    #: production.
+    retry_backoff_scale: float = Field(default=1.0, gt=0, le=1)
     #: Most Server-Sent Event streams one API process keeps open at once.
     max_event_streams: int = Field(default=1000, ge=1)
     #: Seconds between SSE keep-alive comments.
     sse_keepalive: float = Field(default=15.0, gt=0)
+    #: Most requests one API process works on at once. Past it a request is answered 503
+    #: ``overloaded`` with ``Retry-After`` at once, before its body is read: excess load is refused
+    #: in a millisecond instead of queueing until every answer is late (issue 9, F14).
+    max_inflight_requests: int = Field(default=64, ge=1)
+    #: Seconds a request may take in the app before the process lowers its in-flight limit (by a
+    #: quarter, at most once per this many seconds; it grows back by about one per limit's worth
+    #: of faster requests): when the cores are shared or slow, fewer requests at once keeps each
+    #: answer, accepted or refused, inside a client's deadline. 0: the limit stays fixed.
+    admission_target_latency: float = Field(default=0.25, ge=0, le=30)
+    #: Most bytes of request bodies (by Content-Length, chunked ones counted as
+    #: ``max_body_bytes``) one API process admits at once; past it, 503 ``overloaded``. Bounds the
+    #: memory that many large bodies at once can take; at least ``max_body_bytes``.
+    max_inflight_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    #: Requests per second each tenant may make to one API process (a token bucket per tenant
+    #: and process, checked before the request reaches the app); past it, 429 ``rate_limited``
+    #: with ``Retry-After``. The whole API allows this times its processes. 0: no limit.
+    tenant_rate_limit: float = Field(default=0.0, ge=0)
+    #: Requests a tenant may make at once above its rate (the bucket's size); 0: one second's worth.
+    tenant_rate_burst: int = Field(default=0, ge=0)
 
     #: Emails (messages, batch recipients count one each) a tenant may submit per hour; 0: no limit.
     email_quota_per_hour: int = Field(default=10_000, ge=0)
+    #: Recipient domains emails may go to, comma-separated (``example.com``; ``*.example.com`` for
+    #: its subdomains); empty: any. Others are refused at submission, 422 ``recipient_not_allowed``.
+    email_allowed_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Where uploads and job outputs live: ``local`` (``storage_dir``, one host or a shared volume)
+    #: or ``s3`` (a bucket of an S3-compatible server, for processes on different hosts).
+    storage_backend: Literal["local", "s3"] = "local"
     #: Where uploads and job outputs are stored (a directory shared by the API and the workers).
     storage_dir: str = ".offload/storage"
+    #: The bucket (``storage_backend=s3``); it must exist and should stay private.
+    s3_bucket: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$")
+    #: Prefix of every object key Offload writes (e.g. ``offload/``), so the bucket can be shared.
+    s3_prefix: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]+/)*$")
+    #: Endpoint of an S3-compatible server (MinIO, Ceph, ...); empty: AWS S3 of ``s3_region``.
+    s3_endpoint_url: str = Field(default="", pattern=r"^(https?://[^/?#@\s]+/?)?$")
+    #: The bucket's region (AWS); S3-compatible servers usually accept the default.
+    s3_region: str = "us-east-1"
+    #: Access key pair; both empty: boto3's own chain (IAM role for service accounts, instance role).
+    s3_access_key_id: SecretStr = SecretStr("")
+    s3_secret_access_key: SecretStr = SecretStr("")
     #: Key of the signatures on download links; shared by the API and the workers.
     signing_key: SecretStr = SecretStr(_DEV_SIGNING_KEY)
     #: Seconds a download link is valid.
@@ -141,10 +194,34 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
         return value
 
-    @field_validator("url_allow_hosts", mode="before")
+    @field_validator("url_allow_hosts", "email_allowed_domains", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
+    def _split_names(cls, value: object) -> object:
+        """Host and domain names, comma-separated in the environment (case does not matter in them)."""
+        return [n.strip().lower() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+
+    @field_validator("concurrency_limits", mode="before")
+    @classmethod
+    def _split_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, object] = {}
+        for item in (part.strip() for part in value.split(",")):
+            name, sep, number = item.rpartition("=")
+            if item and (not sep or not name or not number.isdigit() or int(number) < 1):
+                raise ValueError(f"expected name=N (N at least 1), got {item!r}")
+            if item:
+                limits[name.strip()] = int(number)
+        return limits
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> Settings:
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"OFFLOAD_MAX_INFLIGHT_BODY_BYTES ({self.max_inflight_body_bytes}) is less than OFFLOAD_MAX_BODY_BYTES "
+                f"({self.max_body_bytes}): a body of the largest allowed size would always be refused"
+            )
+        return self
 
     @model_validator(mode="after")
     def _files_outlive_links(self) -> Settings:
@@ -153,6 +230,14 @@ class Settings(BaseSettings):
                 f"OFFLOAD_STORAGE_RETENTION ({self.storage_retention} s) is shorter than OFFLOAD_LINK_TTL "
                 f"({self.link_ttl} s): download links would point at removed files"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _bucket_named(self) -> Settings:
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("OFFLOAD_STORAGE_BACKEND is s3 but OFFLOAD_S3_BUCKET is empty")
+        if bool(self.s3_access_key_id.get_secret_value()) != bool(self.s3_secret_access_key.get_secret_value()):
+            raise ValueError("set both OFFLOAD_S3_ACCESS_KEY_ID and OFFLOAD_S3_SECRET_ACCESS_KEY, or neither")
         return self
 
     @field_validator("api_keys", mode="after")
@@ -178,6 +263,8 @@ class Settings(BaseSettings):
             raise ConfigError("OFFLOAD_BROKER_URL uses RabbitMQ's guest account; set an application user.")
         if not self.keys:
             raise ConfigError("OFFLOAD_API_KEYS is empty; no client could authenticate.")
+        if self.retry_backoff_scale != 1.0:
+            raise ConfigError("OFFLOAD_RETRY_BACKOFF_SCALE is a test setting; production retries on the full schedule.")
         if self.signing_key.get_secret_value() == _DEV_SIGNING_KEY or len(self.signing_key.get_secret_value()) < 32:
             raise ConfigError("OFFLOAD_SIGNING_KEY is the development default or shorter than 32 characters.")
 

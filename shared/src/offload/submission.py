@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,6 +108,8 @@ class Preparer:
     registry: Registry
     url_policy: UrlPolicy
     max_delay: float
+    #: Where emails may go (anywhere when empty).
+    email_domains: DomainAllowList = field(default_factory=lambda: DomainAllowList(()))
 
     def prepare(
         self,
@@ -128,6 +131,8 @@ class Preparer:
         request = _parse(JobRequest, body)
         contract = self.registry.get(request.type, internal=internal)
         payload = contract.parse(request.payload)
+        self._check_fetched_urls(payload, "payload")
+        self._check_recipients(payload, "payload")
         options = request.options
         max_retries = self._max_retries(contract, options.max_retries, "options.max_retries")
         if options.delay is not None and options.delay > self.max_delay:
@@ -158,7 +163,7 @@ class Preparer:
     def _check_follow_up(self, follow_up: FollowUp, path: str) -> None:
         try:
             contract = self.registry.get(follow_up.type, internal=False)
-            contract.parse(follow_up.payload)
+            self._check_fetched_urls(contract.parse(follow_up.payload), "payload")
         except ValidationFailed as exc:
             raise ValidationFailed(
                 exc.message, errors=[{**e, "field": f"{path}.{e['field']}"} for e in exc.errors]
@@ -176,6 +181,90 @@ class Preparer:
 
     def _callback(self, url: str | None, path: str) -> str | None:
         return None if url is None else self.url_policy.check(url, field_name=path)
+
+    def _check_fetched_urls(self, payload: Payload, path: str) -> None:
+        """Vet every URL in ``payload`` that a worker will fetch (report rows, image sources), as callbacks are.
+
+        The worker checks each again when it connects (``offload.outbound``); checking here too
+        turns a URL that can never be fetched into a 422 naming it, instead of a failed job
+        (reliability-security.md §7.7: "checked at registration and again at connect time").
+
+        Raises:
+            ValidationFailed: ``url_not_allowed`` or ``scheme_not_allowed``, naming the field.
+        """
+        for field_path, url in fetched_urls(payload, path):
+            self.url_policy.check(url, field_name=field_path)
+
+    def _check_recipients(self, payload: Payload, path: str) -> None:
+        """Refuse an email to a domain off the deployment's allow-list (reliability-security.md §7.1 row 23).
+
+        Raises:
+            ValidationFailed: ``recipient_not_allowed``, naming every refused field.
+        """
+        if not self.email_domains.domains:
+            return
+        refused = [
+            {"field": field_path, "problem": f"the domain {address.rpartition('@')[2]!r} may not be sent to"}
+            for field_path, address in recipient_addresses(payload, path)
+            if not self.email_domains.allows(address)
+        ]
+        if refused:
+            raise ValidationFailed(
+                f"{len(refused)} recipient(s) are not on this deployment's domain allow-list.",
+                code="recipient_not_allowed",
+                errors=refused,
+            )
+
+
+@dataclass(frozen=True)
+class DomainAllowList:
+    """Email domains a deployment may send to: ``example.com`` exactly, ``*.example.com`` any subdomain."""
+
+    domains: tuple[str, ...]
+
+    @classmethod
+    def of(cls, domains: Iterable[str]) -> DomainAllowList:
+        """The allow-list of ``domains`` as written in settings (case and a trailing dot ignored)."""
+        return cls(tuple(d.strip().lower().rstrip(".") for d in domains if d.strip()))
+
+    def allows(self, address: str) -> bool:
+        """Whether ``address`` (already validated and normalised) is at an allowed domain."""
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        return any(
+            domain.endswith(allowed[1:]) if allowed.startswith("*.") else domain == allowed for allowed in self.domains
+        )
+
+
+def recipient_addresses(payload: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(field path, address)`` for each address a payload sends to.
+
+    Payload models name their recipient lists in a ``sent_to`` class attribute (``to`` and ``cc``
+    of ``email.send``; ``recipients`` of ``email.batch``); a reply-to address is not sent to.
+    """
+    for name in getattr(type(payload), "sent_to", ()):
+        for index, recipient in enumerate(getattr(payload, name)):
+            yield f"{path}.{name}[{index}].email", recipient.email
+
+
+def fetched_urls(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(field path, URL)`` for each URL in a validated payload that a worker will fetch.
+
+    Models name their URL fields in a ``fetched_urls`` class attribute (e.g. an image source's
+    ``url``); nested models and lists of them are searched too. Other values (row dicts, text)
+    are not looked into.
+    """
+    if isinstance(value, BaseModel):
+        fetched = getattr(type(value), "fetched_urls", ())
+        for name in type(value).model_fields:
+            item = getattr(value, name)
+            if name in fetched and isinstance(item, str):
+                yield f"{path}.{name}", item
+            elif isinstance(item, BaseModel | list):
+                yield from fetched_urls(item, f"{path}.{name}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, BaseModel):
+                yield from fetched_urls(item, f"{path}[{index}]")
 
 
 def fingerprint(document: Any) -> str:

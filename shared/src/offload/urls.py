@@ -1,8 +1,9 @@
 """The one SSRF guard: every user-supplied URL (callbacks, report sources, image sources) passes here.
 
 A URL is allowed only if it is ``https`` (or ``http`` where settings allow), has no user info, uses
-an allowed port, and every address its host resolves to is globally routable. Hosts listed in
-``allow_hosts`` (development and tests, e.g. ``127.0.0.1``) skip the address check.
+an allowed port, names its host in ASCII, and every address its host resolves to is globally
+routable. Hosts listed in ``allow_hosts`` (development and tests, e.g. ``127.0.0.1``) skip the
+address check.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ class UrlPolicy:
             raise _refuse(field_name, "it has no host")
         if parts.username is not None or parts.password is not None:
             raise _refuse(field_name, "it contains user info")
+        if _internationalised(parts.hostname):
+            raise _refuse(field_name, "internationalised host names are not accepted (homographs)")
         return parts
 
     def _resolve(self, host: str, port: int, field_name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -127,9 +130,75 @@ class UrlPolicy:
             raise _refuse(field_name, "its host does not resolve") from None
 
 
+def _internationalised(host: str) -> bool:
+    """True for a host name in Unicode or with a punycode (``xn--``) label.
+
+    Such a name can look exactly like another (``аpple.com`` with a Cyrillic ``а``: an IDN
+    homograph, reliability-security.md §7.7 row 45); callback and source hosts are machines'
+    names, which are ASCII in practice, so none is accepted rather than guessing at scripts.
+    """
+    return not host.isascii() or any(label.startswith("xn--") for label in host.lower().split("."))
+
+
+#: Special-purpose ranges that are never globally reachable (IANA's registries), refused whatever
+#: the interpreter's ``ipaddress`` says: its copy of the registries depends on the Python version
+#: (3.11 calls 192.0.0.8, the deprecated site-local fec0::/10 and the documentation range 3fff::/20
+#: global). ``is_global`` is checked as well.
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/96",  # the unspecified and loopback addresses, and the deprecated IPv4-compatible ::a.b.c.d
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
+#: IPv6 prefixes whose last 32 bits are an IPv4 address the packets reach: SIIT's IPv4-translated
+#: addresses (RFC 2765) and NAT64's well-known prefix (RFC 6052). IPv4-mapped addresses and 6to4
+#: (2002::/16) are read by ``ipaddress`` itself.
+_CARRY_IPV4 = (ipaddress.IPv6Network("::ffff:0:0:0/96"), ipaddress.IPv6Network("64:ff9b::/96"))
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, translated, NAT64, 6to4), or None."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in prefix for prefix in _CARRY_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True for a globally reachable unicast address; an IPv6 one carrying IPv4 is judged by that IPv4."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = _carried_ipv4(address)
+        if carried is not None:
+            return _is_public(carried)
+    if any(address in network for network in _NOT_GLOBAL if network.version == address.version):
+        return False
     return address.is_global and not address.is_multicast
 
 

@@ -6,16 +6,18 @@ from flask import Flask
 
 from offload.contracts import REGISTRY, Registry
 from offload.logs import configure_logging
+from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
-from offload.storage import LocalStorage
+from offload.storage import build_storage
 from offload_api import admin, errors
 from offload_api import metrics as api_metrics
+from offload_api.admission import Admission
 from offload_api.auth import hash_keys
-from offload_api.collectors import JobStateCollector, QueueCollector
+from offload_api.collectors import JobStateCollector, PauseCollector, QueueCollector, ScheduleCollector
 from offload_api.extension import Services, init_app
-from offload_api.views import batches, events, files, health, jobs, meta, ops, webhooks
+from offload_api.views import batches, events, files, health, jobs, meta, ops, queues, webhooks
 
 
 def create_app(
@@ -43,12 +45,14 @@ def create_app(
         publisher=publisher,
         registry=registry,
         keys=hash_keys(settings.keys),
-        storage=LocalStorage(settings.storage_dir),
+        storage=build_storage(settings),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
         metrics=api_metrics.ApiMetrics(
             [
                 QueueCollector(settings.broker_url.get_secret_value(), registry.queues),
                 JobStateCollector(publisher.store),
+                PauseCollector(Pauses(publisher.store.client, prefix=settings.redis_prefix), registry.queues),
+                ScheduleCollector(publisher.store, settings.timezone),
             ]
         )
         if settings.metrics
@@ -56,9 +60,15 @@ def create_app(
     )
     init_app(app, services)
     errors.register_error_handlers(app)
-    for blueprint in (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, meta.bp, ops.bp, health.bp):
+    for blueprint in (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, meta.bp, ops.bp, queues.bp, health.bp):
         app.register_blueprint(blueprint)
     if services.metrics is not None:
         api_metrics.install(app, services.metrics)
     admin.install(app, settings)
+    app.wsgi_app = Admission.from_settings(  # type: ignore[method-assign]
+        app.wsgi_app,
+        settings,
+        services.keys,
+        on_shed=services.metrics.count_shed if services.metrics is not None else None,
+    )
     return app

@@ -79,16 +79,21 @@ def hash_keys(keys: dict[str, ApiKey]) -> dict[bytes, ApiKey]:
     return {hashlib.sha256(secret.encode()).digest(): grant for secret, grant in keys.items()}
 
 
+def grant_for(header: str, keys: dict[bytes, ApiKey]) -> ApiKey | None:
+    """The grant of an ``Authorization`` header's bearer key, or None (no bearer key, an unknown one)."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return keys.get(hashlib.sha256(token.encode()).digest())
+
+
 def authenticate() -> Caller:
     """The caller of the current request.
 
     Raises:
         Unauthorized: no bearer key, or an unknown one.
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    digest = hashlib.sha256(token.encode()).digest()
-    grant = services().keys.get(digest) if scheme.lower() == "bearer" and token else None
+    grant = grant_for(request.headers.get("Authorization", ""), services().keys)
     if grant is None:
         _count_bad_key()
         raise Unauthorized("A valid API key is required: send 'Authorization: Bearer <key>'.")

@@ -17,11 +17,14 @@ from typing import Any
 
 import pika
 import pika.exceptions
+import redis
 from dramatiq.common import dq_name, xq_name
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from offload.broker import blocking_connection
+from offload.pauses import Pauses
+from offload.scheduler import schedule_status
 from offload.status import StatusStore
 from offload.status.stats import state_counts
 
@@ -36,18 +39,22 @@ class _Cached(Collector):
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
+        self.cached: tuple[float, list[Metric]] = (0.0, [])
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         """The latest reading (taken now if the cached one is too old)."""
         with self.lock:
             taken, families = self.cached
             if time.monotonic() - taken > CACHE_SECONDS:
-                families = self._read()
+                try:
+                    families = self._read()
+                except redis.RedisError as exc:  # the scrape still answers, without these series
+                    logger.warning("%s: Redis unavailable (%s).", type(self).__name__, type(exc).__name__)
+                    families = []
                 self.cached = (time.monotonic(), families)
         yield from families
 
-    def _read(self) -> list[GaugeMetricFamily]:
+    def _read(self) -> list[Metric]:
         raise NotImplementedError
 
 
@@ -59,7 +66,7 @@ class QueueCollector(_Cached):
         self.broker_url = broker_url
         self.queues = queues
 
-    def _read(self) -> list[GaugeMetricFamily]:
+    def _read(self) -> list[Metric]:
         messages = GaugeMetricFamily(
             "offload_queue_messages",
             "Messages in a queue: ready, delayed (DQ) or dead-lettered (XQ).",
@@ -130,10 +137,60 @@ class JobStateCollector(_Cached):
         super().__init__()
         self.store = store
 
-    def _read(self) -> list[GaugeMetricFamily]:
+    def _read(self) -> list[Metric]:
         family = GaugeMetricFamily(
             "offload_jobs", "Jobs by state (finished ones until their retention ends).", labels=["state"]
         )
         for state, count in state_counts(self.store).items():
             family.add_metric([state], count)
         return [family]
+
+
+class PauseCollector(_Cached):
+    """``offload_paused{target}`` and ``offload_parked_jobs{target}``, for every queue and paused type.
+
+    ``offload_paused`` is 1 while the queue or job type is paused; ``offload_parked_jobs`` counts
+    the jobs received meanwhile, waiting for the resume.
+    """
+
+    def __init__(self, pauses: Pauses, queues: list[str]) -> None:
+        super().__init__()
+        self.pauses = pauses
+        self.queues = queues
+
+    def _read(self) -> list[Metric]:
+        paused = GaugeMetricFamily(
+            "offload_paused", "1 when a queue or job type is paused (queues are always listed).", labels=["target"]
+        )
+        parked = GaugeMetricFamily(
+            "offload_parked_jobs", "Jobs parked while their queue or job type was paused.", labels=["target"]
+        )
+        now = self.pauses.paused()
+        for target in sorted({*self.queues, *now}):
+            paused.add_metric([target], 1 if target in now else 0)
+            parked.add_metric([target], self.pauses.parked_count(target))
+        return [paused, parked]
+
+
+class ScheduleCollector(_Cached):
+    """``offload_cron_ticks_missed_total{schedule}``: ticks of each schedule that no scheduler ran.
+
+    A scheduler that was down past several ticks runs only the latest (no catch-up storm); the
+    others are counted in Redis, so none is silent (reliability-security.md F19), and this counter
+    makes them alertable (``OffloadCronTicksMissed``).
+    """
+
+    def __init__(self, store: StatusStore, tz: str) -> None:
+        super().__init__()
+        self.store = store
+        self.tz = tz
+
+    def _read(self) -> list[Metric]:
+        missed = CounterMetricFamily(
+            "offload_cron_ticks_missed",
+            "Ticks of a schedule missed while no scheduler ran (only the latest was run).",
+            labels=["schedule"],
+        )
+        for row in schedule_status(self.store, tz=self.tz):
+            missed.add_metric([row.schedule.name], row.missed)
+        return [missed]

@@ -14,7 +14,8 @@ import shutil
 import tempfile
 
 bind = "127.0.0.1:8000"
-worker_class = "gevent"
+#: gunicorn's gevent worker, accepting new connections in batches (see ``offload_api.gunicorn_worker``).
+worker_class = "offload_api.gunicorn_worker.GeventWorker"
 #: Measured on 2 cores: two gevent workers beat one and three (performance-notes.md).
 workers = min(2, multiprocessing.cpu_count())
 worker_connections = 2000

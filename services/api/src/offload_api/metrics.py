@@ -62,12 +62,23 @@ class ApiMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.shed = prometheus_client.Counter(
+            "offload_api_shed_total",
+            "Requests refused before the app by load shedding: rate_limited (429, a tenant over its rate), "
+            "inflight or body_bytes (503 overloaded, this process at its limit).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.streams = prometheus_client.Gauge(
             "offload_api_sse_streams",
             "Open Server-Sent Event streams.",
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+
+    def count_shed(self, reason: str) -> None:
+        """Count one request refused by :class:`offload_api.admission.Admission`."""
+        self.shed.labels(reason).inc()
 
     def exposition(self) -> bytes:
         """Every process's metrics (multiprocess mode) or this process's."""

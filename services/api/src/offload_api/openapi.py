@@ -15,10 +15,13 @@ from pydantic.json_schema import models_json_schema
 
 from offload.contracts import Registry
 from offload.submission import JobOptions
+from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import Operation
 from offload_api.schemas import RESPONSE_MODELS
 
 REF = "#/components/schemas/{model}"
+#: gunicorn's ``limit_request_line`` (its default): a longer request line is answered 414 before the app.
+MAX_REQUEST_LINE = 4094
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
@@ -92,16 +95,66 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
 def _paths(app: Flask) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        operation: Operation | None = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        view = app.view_functions[rule.endpoint]
+        operation: Operation | None = getattr(view, "openapi", None)
         if operation is None:
             continue
         path = _PATH_PARAM.sub(r"{\1}", rule.rule)
+        role: str | None = getattr(view, "required_role", None)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(rule.endpoint, rule.arguments, operation)
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                rule.endpoint, rule.arguments, operation, _responses(rule.rule, operation, role)
+            )
     return paths
 
 
-def _operation(endpoint: str, arguments: set[str], op: Operation) -> dict[str, Any]:
+def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | None]]:
+    """The answers given before a view runs, which each view's own list leaves out.
+
+    * gunicorn, on every path: 414 for a request line over its ``limit_request_line``.
+    * :class:`~offload_api.admission.Admission`, on every path but the health probes and
+      ``/metrics``: 503 ``overloaded`` (the process is at capacity) and 429 ``rate_limited`` (a
+      valid key's tenant is over its request rate).
+    * :func:`offload_api.auth.requires`, on a view that needs ``role``: 401 (no key, an unknown
+      one), 429 ``too_many_attempts`` (too many invalid keys from this address this minute) and,
+      when the view needs more than ``reader``, 403.
+    """
+    found: dict[int, tuple[str, str | None]] = {
+        414: (
+            f"The request line (method, path and query) is longer than {MAX_REQUEST_LINE} bytes: refused by the "
+            "HTTP server (gunicorn) before the API, as an HTML page.",
+            None,
+        )
+    }
+    if path not in EXEMPT:
+        found[429] = ("A key's tenant is over its request rate (rate_limited); see Retry-After.", "Error")
+        found[503] = ("This API process is at capacity (overloaded); retry after Retry-After.", "Error")
+    if not op.public and role is not None:
+        found[401] = ("Missing or invalid API key.", "Error")
+        found[429] = (
+            "The key's tenant is over its request rate (rate_limited), or this address sent too many invalid "
+            "keys this minute (too_many_attempts); see Retry-After.",
+            "Error",
+        )
+        if role != "reader":
+            found[403] = (f"The key's role may not do this (it needs {role}).", "Error")
+    return found
+
+
+def _responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | None]]:
+    """The view's own responses and :func:`_gate_responses`, descriptions joined where both name a status."""
+    merged = dict(op.responses)
+    for status, (description, schema) in _gate_responses(path, op, role).items():
+        if status not in merged:
+            merged[status] = (description, schema)
+        elif description not in merged[status][0]:
+            merged[status] = (f"{merged[status][0]} Or: {description}", merged[status][1])
+    return dict(sorted(merged.items()))
+
+
+def _operation(
+    endpoint: str, arguments: set[str], op: Operation, responses: dict[int, tuple[str, str | None]]
+) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in sorted(arguments)
     ]
@@ -117,13 +170,18 @@ def _operation(endpoint: str, arguments: set[str], op: Operation) -> dict[str, A
         "parameters": parameters,
         "responses": {
             str(status): _response(desc, schema, op.stream and status == 200)
-            for status, (desc, schema) in sorted(op.responses.items())
+            for status, (desc, schema) in responses.items()
         },
     }
     if op.request:
         document["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": REF.format(model=op.request)}}},
+        }
+    elif op.request_content:
+        document["requestBody"] = {
+            "required": True,
+            "content": {media: {"schema": schema} for media, schema in op.request_content.items()},
         }
     if op.public:
         document["security"] = []

@@ -16,7 +16,8 @@ class Operation:
     Args:
         summary: one line.
         responses: status → (description, schema name or None).
-        request: the request body's schema name, if any.
+        request: the request body's schema name, if any (a JSON body).
+        request_content: a body that is not JSON: media type → schema (uploads).
         query: query parameters as ``(name, schema, description)``.
         headers: request headers as ``(name, description)``.
         tag: the group in the docs.
@@ -25,6 +26,7 @@ class Operation:
     summary: str
     responses: dict[int, tuple[str, str | None]]
     request: str | None = None
+    request_content: dict[str, dict[str, Any]] | None = None
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     tag: str = "jobs"

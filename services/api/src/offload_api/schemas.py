@@ -38,6 +38,9 @@ class JobAccepted(_Closed):
     state: State
     status_url: str
     events_url: str
+    queue_paused: bool | None = Field(
+        default=None, description="True when the job's queue or type is paused: it starts on resume."
+    )
 
 
 class Progress(_Closed):
@@ -176,6 +179,9 @@ class ScheduleItem(_Closed):
     description: str
     next_run_at: str
     last_run_at: str | None = Field(description="The last tick enqueued (None before the first).")
+    missed_runs: int = Field(
+        description="Ticks missed while no scheduler ran (a restart runs only the latest of them), in all."
+    )
 
 
 class ScheduleList(_Closed):
@@ -220,6 +226,38 @@ class Stats(_Closed):
     totals: list[StatsTotal]
 
 
+class LogLine(_Closed):
+    """One line a job's handler wrote to the job's log."""
+
+    seq: int = Field(description="The job's event sequence number (the same as on the events stream).")
+    kind: str = Field(description="Always 'log'.")
+    at: int = Field(description="Milliseconds since the epoch.")
+    attempt: int
+    line: str = Field(max_length=500)
+
+
+class JobLogs(_Closed):
+    """A job's log, oldest line first (the newest 200 lines are kept, as long as the job)."""
+
+    logs: list[LogLine]
+
+
+class QueueState(_Closed):
+    """Whether a queue (or a job type) is paused, and how many of its jobs wait parked."""
+
+    name: str
+    kind: Literal["queue", "job_type"]
+    paused: bool
+    paused_since: str | None = Field(description="ISO 8601 time of the pause; null if not paused.")
+    parked: int = Field(description="Jobs received while paused, waiting to start on resume.")
+
+
+class QueueList(_Closed):
+    """Every queue, and every paused job type."""
+
+    queues: list[QueueState]
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Upload,
     Error,
@@ -232,4 +270,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     WebhookSecret,
     ScheduleList,
     Stats,
+    JobLogs,
+    QueueState,
+    QueueList,
 )

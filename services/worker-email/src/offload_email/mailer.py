@@ -2,7 +2,9 @@
 
 SMTP replies decide what happens next: a 5xx is permanent (``smtp_rejected``: the job fails at
 once with the server's reply); a 4xx is a deferral (``smtp_deferred``) and a refused connection or
-a timeout is an outage (``smtp_unavailable``), both transient (the job is retried with backoff).
+a timeout is an outage (``smtp_unavailable``), both transient (the job is retried with backoff). A
+connection lost after the message was sent and before the server's reply is ``smtp_unconfirmed``:
+retried too, so the message may arrive twice, with one ``Message-ID`` (at least once; F16d).
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class SmtpSession:
         recipients = list(message.recipients)
         if self.rate is not None:
             self.rate.wait()
+        handed_over = False
         try:
             replies = self._envelope(message, recipients)
             if len(replies) == len(recipients):
@@ -168,6 +171,7 @@ class SmtpSession:
                 return Delivery([], replies)  # refused for good: the caller decides what that means
             if before_data is not None:
                 before_data()
+            handed_over = True
             code, reply = self.smtp.data(message.data)
             if code != 250:
                 self.smtp.rset()
@@ -175,6 +179,14 @@ class SmtpSession:
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc, "The SMTP server refused the message") from None
         except (OSError, smtplib.SMTPException) as exc:
+            if handed_over:
+                # The line dropped after the message went out and before the server's reply: it may
+                # have been delivered. The retry sends it again with the same Message-ID (receivers
+                # drop the copy); this code marks the attempt so the possible duplicate is known.
+                raise TransientJobError(
+                    f"The SMTP connection dropped before the server confirmed the message: {exc}",
+                    code="smtp_unconfirmed",
+                ) from None
             raise TransientJobError(f"The SMTP connection failed: {exc}", code="smtp_unavailable") from None
         return Delivery([r for r in recipients if r not in replies], replies)
 

@@ -30,5 +30,8 @@ class EmailSettings(Settings):
     #: Webhook failures to one host (within a minute) that pause deliveries to it, and for how long (s).
     webhook_breaker_threshold: int = Field(default=5, ge=1)
     webhook_breaker_cooldown: int = Field(default=30, ge=1)
+    #: Niceness of email and webhook worker processes: below the API (whose callers are waiting for
+    #: an answer), above media and reports (CPU-heavy work that can wait a moment for an email).
+    worker_nice: int = Field(default=5, ge=0, le=19)
     #: The domain part of Message-IDs (``<job_id@domain>``).
     smtp_message_id_domain: str = "offload.local"

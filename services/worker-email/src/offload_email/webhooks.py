@@ -3,14 +3,19 @@
 A delivery POSTs the finished job's record, signed per Standard Webhooks with the tenant's
 secret(s). ``webhook-id`` is the delivery job's id, the same on every retry, so receivers can drop
 duplicates. Redirects are never followed. 2xx ends it; 408, 429 (honouring ``Retry-After``), 5xx,
-timeouts and refused connections retry with backoff; any other answer fails it at once. When the
-retries run out the delivery is ``dead``. The URL is vetted again when connecting and the request
-goes to the vetted address (``offload.outbound``), so DNS cannot be rebound in between. A receiver
-that keeps failing trips a per-host circuit breaker: its deliveries wait instead of hammering it.
+timeouts and refused connections retry with backoff; any other answer fails it at once, and a 410
+Gone also disables the endpoint (Standard Webhooks): later deliveries to that URL fail at once
+(``endpoint_disabled``) without a request, for :data:`GONE_TTL`. When the retries run out the
+delivery is ``dead``. At most :data:`MAX_BODY` bytes of an answer are read; the rest is dropped
+with the connection, so a receiver answering gigabytes costs no memory. The URL is vetted again
+when connecting and the request goes to the vetted address (``offload.outbound``), so DNS cannot
+be rebound in between. A receiver that keeps failing trips a per-host circuit breaker: its
+deliveries wait instead of hammering it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -34,6 +39,11 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
 USER_AGENT = "Offload-Webhooks/1"
+#: Most bytes of a receiver's answer read (the body is not used; reading a small one keeps the
+#: connection reusable).
+MAX_BODY = 64 * 1024
+#: Seconds an endpoint that answered 410 Gone stays disabled.
+GONE_TTL = 7 * 86_400
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -78,6 +88,11 @@ class WebhookHandlers:
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
         }
+        gone = self._gone_key(record.tenant, payload.url)
+        if self.store.client.exists(gone):
+            raise PermanentJobError(
+                "The receiver answered 410 Gone before; this endpoint is disabled.", code="endpoint_disabled"
+            )
         host = urlsplit(payload.url).netloc.rpartition("@")[2]
         troubled = self.breaker.check(host) if self.breaker is not None else False
         try:
@@ -90,6 +105,7 @@ class WebhookHandlers:
                 data=body,
                 headers=headers,
                 timeout=(CONNECT_TIMEOUT, self.read_timeout),
+                stream=True,
             )
         except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
             raise PermanentJobError(exc.message, code=exc.code) from None
@@ -104,7 +120,13 @@ class WebhookHandlers:
             self._failed(host)
         elif troubled and self.breaker is not None:
             self.breaker.success(host)
+        if response.status_code == 410:
+            self.store.client.set(gone, "1", ex=GONE_TTL)
+            logger.warning("The receiver of job %s answered 410 Gone; its endpoint is disabled.", payload.job_id)
         return self._outcome(response, ctx.job_id)
+
+    def _gone_key(self, tenant: str, url: str) -> str:
+        return self.store.key("webhook-gone", tenant, hashlib.sha256(url.encode()).hexdigest()[:32])
 
     def _failed(self, host: str) -> None:
         if self.breaker is not None and self.breaker.failure(host):
@@ -113,7 +135,16 @@ class WebhookHandlers:
     @staticmethod
     def _outcome(response: requests.Response, webhook_id: str) -> DeliverWebhookResult:
         status = response.status_code
-        response.close()
+        try:
+            read = 0
+            for chunk in response.iter_content(16 * 1024):
+                read += len(chunk)
+                if read >= MAX_BODY:
+                    break  # the rest is dropped with the connection
+        except (requests.RequestException, OSError):
+            pass  # the answer's status is what counts
+        finally:
+            response.close()
         if 200 <= status < 300:
             return DeliverWebhookResult(status=status, webhook_id=webhook_id)
         if status in (408, 429):

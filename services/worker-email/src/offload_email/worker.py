@@ -11,6 +11,7 @@ from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
 from offload.webhooks import SecretStore
 from offload.worker import build_worker
+from offload.worker.priority import yield_cpu
 from offload_email.handlers import EmailHandlers
 from offload_email.mailer import Mailer, SendRate, SmtpMailer
 from offload_email.settings import EmailSettings
@@ -51,4 +52,6 @@ def build(
 
 def setup() -> RabbitmqBroker:
     """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
-    return build(load_settings(EmailSettings))
+    settings = load_settings(EmailSettings)
+    yield_cpu(settings.worker_nice)
+    return build(settings)

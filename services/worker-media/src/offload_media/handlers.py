@@ -118,6 +118,8 @@ class MediaHandlers:
                     ctx.progress(100 * (index + percent / 100) / total, f"{index + 1}/{total}: {message}")
 
                 item = self._batch_item(ctx, index, source, payload.operation, progress)
+                outcome = item.status if item.error is None else f"{item.status}: {item.error.code}"
+                ctx.log(f"item {index + 1}/{total}: {outcome}")
                 client.hset(journal, str(index), item.model_dump_json())
                 client.expire(journal, self.settings.retention_failed)
             items.append(item)
@@ -186,8 +188,10 @@ class MediaHandlers:
             data = handle.read()
         image = images.open_image(io.BytesIO(data), self._limits())
         upright = images.upright_size(image)
-        # The original keeps its profile: not an answer to a request for sRGB pixels.
-        may_keep_original = options.colour == "preserve" or "icc_profile" not in image.info
+        # The original keeps its profile: not an answer to a request for sRGB pixels, nor when the
+        # profile is too large for outputs to inherit.
+        icc = image.info.get("icc_profile") or b""
+        may_keep_original = (options.colour == "preserve" or not icc) and len(icc) <= images.MAX_ICC_BYTES
         fmt: ImageFormat = SAME_FORMAT[(image.format or "").lower()] if options.format == "same" else options.format
         with self.budget.reserve(images.decoded_bytes(image, upright)):
             original, decoded, exif = images.load(

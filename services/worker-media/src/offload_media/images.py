@@ -151,6 +151,15 @@ def decode(image: Image.Image, needed: tuple[int, int]) -> Image.Image:
     return _normalise(upright)
 
 
+#: The largest colour profile outputs inherit. RGB working-space and display profiles are a few
+#: kilobytes (sRGB 3 KB, Display P3 0.5 KB, calibrated displays tens of KB); a bigger one would be
+#: copied into every output, however small (reliability-security.md §7.4 row 30), so its effect is
+#: applied to the pixels instead (converted to sRGB) and the profile dropped.
+MAX_ICC_BYTES = 128 * 1024
+#: The most EXIF kept on request (``keep_metadata``): what one JPEG APP1 segment can hold. Larger
+#: EXIF (possible in PNG and WebP) is dropped rather than failing the encoder or bloating outputs.
+MAX_EXIF_BYTES = 65_533
+
 #: What of ``Image.info`` outputs may inherit: the colour profile. Everything else (EXIF, XMP,
 #: comments, Photoshop blocks, text chunks) is metadata, and Pillow's encoders would copy some of
 #: it (a JPEG's comment) from ``info`` into the output.
@@ -205,8 +214,9 @@ def load(
     """Decode ``image`` (opened by :func:`open_image`) once, for outputs up to ``needed`` (:func:`needed_size`).
 
     Returns the source's size and format, the decoded upright image (converted to sRGB when
-    ``srgb``), and the EXIF to write into outputs (only when ``keep_metadata``; its orientation
-    reset, since the pixels are upright).
+    ``srgb``, or when its profile is over :data:`MAX_ICC_BYTES`), and the EXIF to write into
+    outputs (only when ``keep_metadata`` and at most :data:`MAX_EXIF_BYTES`; its orientation reset,
+    since the pixels are upright).
 
     Raises:
         PermanentJobError: ``invalid_image`` for truncated or corrupt data.
@@ -221,8 +231,11 @@ def load(
         kept = image.getexif()
         kept[0x0112] = 1
         exif = bytes(kept.tobytes())
+        if len(exif) > MAX_EXIF_BYTES:
+            exif = None
     decoded = decode(image, needed)
-    return original, to_srgb(decoded) if srgb else decoded, exif
+    oversized = len(decoded.info.get("icc_profile") or b"") > MAX_ICC_BYTES
+    return original, to_srgb(decoded) if srgb or oversized else decoded, exif
 
 
 def to_srgb(image: Image.Image) -> Image.Image:

@@ -21,3 +21,6 @@ class MediaSettings(Settings):
     memory_budget_mb: int = Field(default=64, ge=16, le=65_536)
     #: Seconds to fetch a source URL.
     fetch_timeout: float = Field(default=20.0, gt=0, le=120)
+    #: Niceness of image worker processes: decoding is CPU work that can wait a moment for an email
+    #: (``offload.worker.priority``).
+    worker_nice: int = Field(default=15, ge=0, le=19)

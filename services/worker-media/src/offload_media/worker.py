@@ -8,8 +8,9 @@ from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
 from offload.signing import LinkSigner
-from offload.storage import LocalStorage
+from offload.storage import build_storage
 from offload.worker import build_worker
+from offload.worker.priority import yield_cpu
 from offload_media import images
 from offload_media.handlers import MediaHandlers
 from offload_media.memory import tune_allocator
@@ -25,7 +26,7 @@ JOB_TYPES = ("image.resize", "image.thumbnail", "image.avatar", "image.optimize"
 def build(settings: MediaSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
     """This worker's broker and actors, from explicit settings (tests pass their own)."""
     publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
-    storage = LocalStorage(settings.storage_dir)
+    storage = build_storage(settings)
     sources = Sources(
         store=publisher.store,
         storage=storage,
@@ -46,4 +47,6 @@ def build(settings: MediaSettings, *, publisher: Publisher | None = None) -> Rab
 def setup() -> RabbitmqBroker:
     """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
     tune_allocator()
-    return build(load_settings(MediaSettings))
+    settings = load_settings(MediaSettings)
+    yield_cpu(settings.worker_nice)
+    return build(settings)

@@ -124,6 +124,8 @@ class ReportHandlers:
             if columns[0].type == "string":
                 totals[0] = "Total"
         writer.finish(totals)
+        read = f" from {rows.read_bytes / 1e6:.1f} MB of source" if rows.read_bytes else ""
+        ctx.log(f"wrote {count:,} rows to {payload.output.upper()}{read}")
         ctx.progress(100, f"{count:,} rows")
         return count
 

@@ -3,8 +3,9 @@
 A URL source is read in chunks and parsed as it arrives (NDJSON line by line, CSV with the csv
 module, a JSON array object by object with the C decoder), so memory does not grow with the
 number of rows. Every limit fails the job with a clear code: the byte cap (counted after
-decompression, so a gzip bomb stops at the cap), the row cap, a total deadline besides the
-per-read timeout, and malformed data (``bad_source_data``).
+decompression, so a gzip bomb stops at the cap), the row cap, a least transfer rate (a source
+that drips a byte a second never lets a read time out), a total deadline besides the per-read
+timeout, and malformed data (``bad_source_data``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,8 @@ from offload.outbound import fetch_source
 from offload.urls import UrlPolicy
 
 CHUNK = 64 * 1024
+#: Seconds of waiting on the source over which its transfer rate is judged.
+RATE_WINDOW = 10.0
 _WHITESPACE = " \t\r\n"
 
 
@@ -63,6 +67,10 @@ class UrlFetcher:
     max_bytes: int
     deadline: float
     read_timeout: float = 10.0
+    #: Least bytes a second the source must send, averaged over each ``RATE_WINDOW`` seconds spent
+    #: waiting for it (time spent writing rows does not count against it); 0: no floor.
+    min_rate: float = 0.0
+    rate_window: float = RATE_WINDOW
 
     def open(self, source: UrlRows) -> tuple[requests.Response, Rows]:
         """Start fetching ``source``; the caller closes the response.
@@ -102,7 +110,7 @@ class UrlFetcher:
         timer.daemon = True
         timer.start()
         try:
-            for chunk in response.iter_content(CHUNK):
+            for chunk in self._arrivals(response):
                 rows.read_bytes += len(chunk)
                 if rows.read_bytes > self.max_bytes:
                     raise PermanentJobError(
@@ -126,6 +134,32 @@ class UrlFetcher:
             raise
         finally:
             timer.cancel()
+
+    def _arrivals(self, response: requests.Response) -> Iterator[bytes]:
+        """The decoded body as it arrives (not in full chunks), held to ``min_rate`` per ``rate_window``.
+
+        Raises:
+            TransientJobError: ``source_too_slow``, the source sent less than ``min_rate`` bytes a
+                second over a window of waiting for it.
+        """
+        waited = 0.0
+        received = 0
+        while True:
+            started = time.monotonic()
+            data = response.raw.read1(CHUNK, decode_content=True)
+            if not data:
+                return
+            waited += time.monotonic() - started
+            received += len(data)
+            if waited >= self.rate_window:
+                if received < self.min_rate * waited:
+                    raise TransientJobError(
+                        f"The source sent {received / waited:,.0f} bytes a second; at least "
+                        f"{self.min_rate:,.0f} are needed.",
+                        code="source_too_slow",
+                    )
+                waited, received = 0.0, 0
+            yield data
 
 
 def _bad(line: int, problem: str) -> PermanentJobError:
@@ -156,7 +190,8 @@ def _ndjson(text: Iterator[str]) -> Iterator[dict[str, Any]]:
 
 
 def _csv(text: Iterator[str]) -> Iterator[dict[str, Any]]:
-    reader = csv.reader(line + "\n" for line in _lines(text))
+    # strict: an unclosed quote is an error, not one cell swallowing the rest of the file (F18e).
+    reader = csv.reader((line + "\n" for line in _lines(text)), strict=True)
     try:
         header = next(reader)
     except StopIteration:

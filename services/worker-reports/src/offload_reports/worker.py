@@ -9,8 +9,9 @@ from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
 from offload.settings import load_settings
 from offload.signing import LinkSigner
-from offload.storage import LocalStorage
+from offload.storage import build_storage
 from offload.worker import build_worker
+from offload.worker.priority import yield_cpu
 from offload_reports.handlers import ReportHandlers
 from offload_reports.ops import OpsHandlers
 from offload_reports.settings import ReportSettings
@@ -25,7 +26,7 @@ JOB_TYPES = ("report.build", "stats.aggregate", "maintenance.cleanup", "report.d
 def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
     """This worker's broker and actors, from explicit settings (tests pass their own)."""
     publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
-    storage = LocalStorage(settings.storage_dir)
+    storage = build_storage(settings)
     signer = LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl)
     handlers = ReportHandlers(
         storage=storage,
@@ -35,6 +36,7 @@ def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> Ra
             settings_url_policy(settings),
             max_bytes=settings.report_source_max_bytes,
             deadline=settings.report_source_timeout,
+            min_rate=settings.report_source_min_rate,
         ),
         publisher=publisher,
     )
@@ -53,4 +55,6 @@ def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> Ra
 
 def setup() -> RabbitmqBroker:
     """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
-    return build(load_settings(ReportSettings))
+    settings = load_settings(ReportSettings)
+    yield_cpu(settings.worker_nice)
+    return build(settings)

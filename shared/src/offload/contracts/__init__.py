@@ -10,6 +10,7 @@ from __future__ import annotations
 from offload.contracts import email, media, ops, reports, system, webhook
 from offload.contracts._base import (
     MAX_BROKER_PRIORITY,
+    Concurrency,
     JobContract,
     Payload,
     Priority,
@@ -30,6 +31,7 @@ __all__ = [
     "REGISTRY",
     "SCHEDULES",
     "SYSTEM_QUEUE",
+    "Concurrency",
     "JobContract",
     "Payload",
     "Priority",

@@ -74,6 +74,21 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """At most ``limit`` jobs of a contract with the same key run at once; the others wait their turn.
+
+    Args:
+        name: the limit's name, e.g. ``report.build:tenant`` (``OFFLOAD_CONCURRENCY_LIMITS`` uses it).
+        limit: how many may run at once unless the setting says otherwise.
+        key: one job's key, from its tenant and its payload as submitted (e.g. the tenant itself).
+    """
+
+    name: str
+    limit: int
+    key: Callable[[str, Any], str] = field(compare=False)
+
+
+@dataclass(frozen=True)
 class JobContract:
     """One job type, as data. The API, the publisher, the workers and the documents derive from it.
 
@@ -90,6 +105,7 @@ class JobContract:
         exhausted_state: the state a job ends in when its retries run out (``failed`` or ``dead``).
         quota: the tenant quota this job type counts against (``email``), if any.
         units: how many units of the quota a payload costs (default 1).
+        concurrency: at most this many jobs with the same key run at once (see :class:`Concurrency`).
     """
 
     name: str
@@ -104,6 +120,7 @@ class JobContract:
     exhausted_state: Literal["failed", "dead"] = "failed"
     quota: str | None = None
     units: Callable[[Any], int] = field(default=lambda _payload: 1, compare=False)
+    concurrency: Concurrency | None = None
 
     def __post_init__(self) -> None:
         if not JOB_TYPE_NAME.match(self.name):

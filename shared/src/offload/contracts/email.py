@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, get_args
+from typing import Annotated, ClassVar, Literal, get_args
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, Field, model_validator
@@ -67,6 +67,9 @@ class SendEmailPayload(Payload):
     ``{{7*7}}`` arrives as written.
     """
 
+    #: The fields whose addresses are sent to (checked against OFFLOAD_EMAIL_ALLOWED_DOMAINS).
+    sent_to: ClassVar[tuple[str, ...]] = ("to", "cc")
+
     to: list[Recipient] = Field(min_length=1, max_length=10)
     cc: list[Recipient] = Field(default_factory=list, max_length=10)
     template: Template
@@ -106,6 +109,9 @@ class SendBatchPayload(Payload):
     """One template sent separately to many recipients over one SMTP session."""
 
     template: Template
+    #: The fields whose addresses are sent to (checked against OFFLOAD_EMAIL_ALLOWED_DOMAINS).
+    sent_to: ClassVar[tuple[str, ...]] = ("recipients",)
+
     recipients: list[BatchRecipient] = Field(min_length=1, max_length=MAX_BATCH_RECIPIENTS)
     vars: dict[VarName, VarValue] = Field(default_factory=dict, max_length=50, description="Shared by all.")
     subject: HeaderText | None = Field(default=None, max_length=200)

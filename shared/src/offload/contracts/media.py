@@ -6,7 +6,7 @@ which applies one operation to many sources and reports per item.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -27,6 +27,8 @@ MAX_BATCH_ITEMS = 100
 class ImageSource(Payload):
     """Where the image comes from: an upload id (``POST /v1/uploads``) or a public URL, never bytes."""
 
+    #: The URL the worker fetches: vetted by the SSRF guard at submission and again when fetched.
+    fetched_urls: ClassVar[tuple[str, ...]] = ("url",)
     upload_id: str | None = Field(default=None, pattern=r"^[0-9a-f-]{36}$")
     url: str | None = Field(default=None, max_length=2048)
 

@@ -37,7 +37,8 @@ class Registry:
         return contract
 
     def __contains__(self, name: object) -> bool:
-        return name in self._contracts
+        """True if a contract is named ``name``; False for anything that is not a string (a JSON object, say)."""
+        return isinstance(name, str) and name in self._contracts
 
     def __iter__(self) -> Iterator[JobContract]:
         return iter(self._contracts.values())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from offload.contracts._base import JobContract, Payload, RetryPolicy
+from offload.contracts._base import Concurrency, JobContract, Payload, RetryPolicy
 from offload.contracts.email import EmailAddress, HeaderText
 
 REPORTS_QUEUE = "reports"
@@ -39,6 +39,9 @@ class Column(Payload):
 
 class UrlRows(Payload):
     """Rows fetched from a URL (through the SSRF guard), streamed: never held whole in memory."""
+
+    #: The URL the worker fetches: vetted by the SSRF guard at submission and again when fetched.
+    fetched_urls: ClassVar[tuple[str, ...]] = ("url",)
 
     url: str = Field(max_length=2048)
     format: Literal["ndjson", "csv", "json"] = Field(
@@ -95,6 +98,8 @@ BUILD = JobContract(
     description="Builds a CSV, XLSX or PDF report from inline rows or a streamed URL source, into storage.",
     retry=RetryPolicy(max_retries=3, min_backoff=5, max_backoff=300),
     time_limit=1200,
+    # Reports are the heaviest jobs: one tenant's burst must not take every reports worker.
+    concurrency=Concurrency(name="report.build:tenant", limit=2, key=lambda tenant, _payload: tenant),
 )
 
 CONTRACTS = (BUILD,)

@@ -26,7 +26,7 @@ from offload.publish.wire import WireMessage, encode_message
 from offload.quotas import QuotaExceeded, Quotas
 from offload.settings import Settings
 from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms, redis_errors
-from offload.submission import PreparedJob, Preparer
+from offload.submission import DomainAllowList, PreparedJob, Preparer
 from offload.urls import UrlPolicy
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,10 @@ class Publisher:
             settings.broker_url.get_secret_value(), queue_arguments=queue_arguments, timeout=settings.publish_timeout
         )
         preparer = Preparer(
-            registry=registry, url_policy=url_policy or settings_url_policy(settings), max_delay=settings.max_delay
+            registry=registry,
+            url_policy=url_policy or settings_url_policy(settings),
+            max_delay=settings.max_delay,
+            email_domains=DomainAllowList.of(settings.email_allowed_domains),
         )
         quotas = Quotas(store.client, prefix=settings.redis_prefix, limits={"email": settings.email_quota_per_hour})
         return cls(
@@ -205,8 +208,7 @@ class Publisher:
         )
         errors: list[BrokerUnavailable | None] = [None] * len(prepared)
         for (index, job, _), error in zip(immediate, sent, strict=True):
-            if error is not None:
-                self._withdraw(job, None)
+            if error is not None and not self._withdraw(job, None):
                 errors[index] = error
         return errors
 
@@ -218,6 +220,8 @@ class Publisher:
             BrokerUnavailable: RabbitMQ did not take the message (the record is withdrawn).
             StatusStoreUnavailable: Redis is unavailable (nothing was published).
         """
+        if prepared.delay is None and idempotency_key is None:
+            self.amqp.refuse_if_full(prepared.contract.queue)  # before any Redis work for a sure refusal
         with redis_errors():
             self._take_quota([prepared])
         try:
@@ -235,7 +239,8 @@ class Publisher:
                 prepared.contract.queue, body, priority=prepared.priority.broker_priority, timeout=self.publish_timeout
             )
         except BrokerUnavailable:
-            self._withdraw(prepared, idempotency_key)
+            if self._withdraw(prepared, idempotency_key):
+                return Submitted(prepared.job_id, "queued")
             self._give_back_quota([prepared])
             raise
         return Submitted(prepared.job_id, "queued")
@@ -361,11 +366,21 @@ class Publisher:
         except (redis.ConnectionError, redis.TimeoutError):
             logger.warning("Could not give back the quota of %d job(s); Redis is unavailable.", len(jobs))
 
-    def _withdraw(self, prepared: PreparedJob, idempotency_key: str | None) -> None:
+    def _withdraw(self, prepared: PreparedJob, idempotency_key: str | None) -> bool:
+        """Withdraw a job whose publish was not confirmed; True if a worker already took it.
+
+        A taken job means the broker had the message and only its confirm went astray (a partition
+        that heals mid-publish). Such a job is accepted after all: answering 503 for it would tell
+        the client "not done" about a job that runs (an *unexpected* job, §6.0).
+        """
         try:
-            self.store.abort(prepared.job_id, tenant=prepared.tenant, idempotency_key=idempotency_key)
+            outcome = self.store.abort(prepared.job_id, tenant=prepared.tenant, idempotency_key=idempotency_key)
         except StatusStoreUnavailable:
             logger.error("Could not withdraw job %s after a failed publish; Redis is unavailable.", prepared.job_id)
+            return False
+        if outcome == "taken":
+            logger.warning("Job %s was not confirmed by the broker, but a worker has it: accepted.", prepared.job_id)
+        return outcome == "taken"
 
 
 def settings_url_policy(settings: Settings) -> UrlPolicy:

@@ -27,6 +27,7 @@ _SCRIPTS = (
     "promoted",
     "trim_index",
     "claim_outbox",
+    "log",
 )
 
 
@@ -135,7 +136,12 @@ class ScriptRunner:
         return connection
 
     def _make_connection(self) -> Any:
-        connection = self.client.connection_pool.make_connection()
+        # Made from the pool's settings but not counted by the pool: a connection dropped after
+        # a failure is never handed back to it, so the pool's count would only grow, and after
+        # ``max_connections`` (100 by default in redis-py 8) failures during an outage no script
+        # could run again even once Redis was back (chaos scenario F8 found it).
+        pool = self.client.connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
         self._made.append(connection)
         return connection
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -17,6 +19,12 @@ import redis
 from offload.status.records import JobRecord
 from offload.status.scripts import ScriptRunner, now_ms, redis_errors
 from offload.status.states import JobState
+
+#: Most log lines kept per job (the oldest are dropped), and most characters per line.
+MAX_LOG_LINES = 200
+MAX_LOG_LINE = 500
+#: Control characters (but tab) in a log line become spaces: a line stays one line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -160,14 +168,21 @@ class StatusStore:
         )
         return Created(outcome, found)
 
-    def abort(self, job_id: str, *, tenant: str, idempotency_key: str | None = None) -> bool:
-        """Delete a record whose message was never confirmed, leaving a tombstone; True if it was removed.
+    def abort(
+        self, job_id: str, *, tenant: str, idempotency_key: str | None = None
+    ) -> Literal["withdrawn", "taken", "missing"]:
+        """Delete a record whose message was never confirmed, leaving a tombstone.
+
+        Returns ``"withdrawn"`` if the record was removed (a late message will be dropped),
+        ``"taken"`` if a worker already started the job (so the broker had its message after all:
+        the publish succeeded without its confirm reaching us), ``"missing"`` if there is no record.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
         idem = self.key("idem", tenant, idempotency_key) if idempotency_key else ""
-        return bool(self._run("abort", job_id, self.retention.failed * 1000, idem))
+        outcome = int(self._run("abort", job_id, self.retention.failed * 1000, idem))
+        return "withdrawn" if outcome == 1 else "taken" if outcome == 0 else "missing"
 
     # -- the worker's side -------------------------------------------------------------------
 
@@ -205,6 +220,28 @@ class StatusStore:
         state, cancel = self._run("progress", job_id, attempt, max(0, min(100, percent)), message)
         return state, cancel == "1"
 
+    def log(self, job_id: str, attempt: int, line: str) -> bool:
+        """Append ``line`` to the job's log; False if the attempt is not the running one.
+
+        The log is kept with the record (:data:`MAX_LOG_LINES` at most, each cut to
+        :data:`MAX_LOG_LINE` characters, control characters made spaces).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        line = _CONTROL.sub(" ", line)[:MAX_LOG_LINE]
+        return bool(self._run("log", job_id, attempt, line, MAX_LOG_LINES))
+
+    def logs(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's log lines, oldest first: ``{"seq", "at", "attempt", "line"}`` each.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            entries = self.client.lrange(self.key("job", job_id, "logs"), 0, -1)
+        return [json.loads(entry) for entry in entries]
+
     def finish(
         self,
         job_id: str,
@@ -214,8 +251,12 @@ class StatusStore:
         result: Any = None,
         error: tuple[str, str] | None = None,
         retry_at: int | None = None,
+        counted: bool = True,
     ) -> bool:
         """End a running attempt in ``state``; False if the attempt was stale (the job moved on).
+
+        ``counted=False`` (``retrying`` only): the attempt was held back before it tried, so it does
+        not count; the next one has the same number, and the job's ``deferrals`` grow instead.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
@@ -233,8 +274,18 @@ class StatusStore:
                 code,
                 message,
                 retry_at or "",
+                "1" if counted else "0",
             )
         )
+
+    def deferrals(self, job_id: str) -> int:
+        """How many times the job's attempts were held back without counting (see :meth:`finish`).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            return int(self.client.hget(self.key("job", job_id), "deferrals") or 0)
 
     def fail_unstarted(self, job_id: str, error: tuple[str, str]) -> bool:
         """Fail a ``queued`` job whose message could not be published; False if it had moved on.
@@ -420,6 +471,49 @@ class StatusStore:
         if gone:  # records expired by retention; drop their index entries lazily
             self.client.zrem(index, *gone)
         return records
+
+    def claim_stalled(self, overdue_ms: Callable[[str], int], *, limit: int = 1000) -> list[tuple[str, str, str]]:
+        """Claim running jobs whose current attempt started longer ago than it could still run.
+
+        ``overdue_ms(job_type)`` is how long an attempt of that type can last at most (its time
+        limit plus the hard-limit grace plus a margin). A record still ``running`` past that lost
+        its ending: the worker wrote it and Redis lost it (a crash within the append-only file's
+        last second), or the message was dropped while the record said running. Each stalled
+        attempt is claimed once across all processes (``SET NX`` on the job and its attempt);
+        returns ``(job_id, message, claim)`` for each claimed, for the caller to deliver again (and to
+        give back with :meth:`release_stalled` if it cannot).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        now = now_ms()
+        with redis_errors():
+            running = self.key("idx", "_all", "s", JobState.RUNNING.value)
+            ids = cast(list[str], self.client.zrange(running, 0, limit - 1))
+            if not ids:
+                return []
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.key("job", job_id), "state", "type", "started_at", "attempts", "message")
+            stalled = []
+            for job_id, (state, job_type, started_at, attempts, message) in zip(ids, pipe.execute(), strict=True):
+                if state != JobState.RUNNING.value or not (job_type and started_at and message):
+                    continue
+                if now - int(started_at) <= overdue_ms(job_type):
+                    continue
+                claim = self.key("stalled", job_id, attempts or "0")
+                if self.client.set(claim, "1", nx=True, px=24 * 3600 * 1000):
+                    stalled.append((job_id, message, claim))
+        return stalled
+
+    def release_stalled(self, claim: str) -> None:
+        """Give back a stalled job's claim (it could not be delivered again; the next look retries).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            self.client.delete(claim)
 
     def trim_indexes(self, job_types: list[str], *, per_key: int = 500, lock_ms: int = 30_000) -> int | None:
         """Drop index entries of records that retention expired, in bounded steps.

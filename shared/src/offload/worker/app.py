@@ -16,15 +16,20 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, ShutdownNotifications, TimeLimit
 
 from offload.broker import build_broker
+from offload.concurrency import Slots
 from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Registry
 from offload.errors import ConfigError, DependencyError
 from offload.logs import configure_logging
+from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings
+from offload.worker.hard_limit import HardTimeLimit
 from offload.worker.log_context import JobLogContext
+from offload.worker.memory_guard import MemoryGuard
 from offload.worker.metrics import JobMetrics
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.runtime import Handler, JobFailed, Runtime
+from offload.worker.slots import SlotKeeper
 from offload.worker.system import SYSTEM_HANDLERS
 
 logger = logging.getLogger(__name__)
@@ -47,9 +52,10 @@ def check_contract(contract: JobContract, settings: Settings) -> None:
         ConfigError: the contract would be redelivered while still running.
     """
     limit = settings.consumer_timeout
-    if contract.time_limit >= limit or contract.retry.max_backoff >= limit:
+    if contract.time_limit + settings.hard_limit_grace >= limit or contract.retry.max_backoff >= limit:
         raise ConfigError(
-            f"Job type {contract.name!r} has a time limit or backoff of at least OFFLOAD_CONSUMER_TIMEOUT ({limit} s)."
+            f"Job type {contract.name!r} has a time limit (plus OFFLOAD_HARD_LIMIT_GRACE) or backoff of at least "
+            f"OFFLOAD_CONSUMER_TIMEOUT ({limit} s)."
         )
 
 
@@ -71,7 +77,17 @@ def build_worker(
     """
     configure_logging(settings.log_level, settings.log_format)
     publisher = publisher or Publisher.from_settings(settings, registry=registry, pin_connections=True)
-    promoter = PromoterMiddleware(DuePromoter(publisher.store, publisher))
+    pauses = Pauses(publisher.store.client, prefix=settings.redis_prefix)
+    slots = SlotKeeper(
+        Slots(publisher.store.client, prefix=settings.redis_prefix),
+        publisher.store,
+        publisher,
+        registry,
+        settings.concurrency_limits,
+    )
+    promoter = PromoterMiddleware(
+        DuePromoter(publisher.store, publisher, hard_limit_grace=settings.hard_limit_grace, slots=slots, pauses=pauses)
+    )
     metrics = JobMetrics()
     runtime = Runtime(
         store=publisher.store,
@@ -79,12 +95,17 @@ def build_worker(
         max_unfinished=settings.max_unfinished_attempts,
         on_outbox=promoter.nudge,
         metrics=metrics,
+        slots=slots,
+        pauses=pauses,
+        backoff_scale=settings.retry_backoff_scale,
     )
     broker = build_broker(
         settings.broker_url.get_secret_value(),
         middleware=[
             JobLogContext(),  # first in, last out: Dramatiq runs "after" hooks in reverse order
             TimeLimit(),
+            HardTimeLimit(grace=settings.hard_limit_grace),
+            MemoryGuard(limit_mb=settings.worker_max_memory_mb, on_recycle=lambda: metrics.recycled("memory")),
             ShutdownNotifications(notify_shutdown=False),
             Retries(
                 max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from offload.errors import JobCancelled
+from offload.errors import JobCancelled, StatusStoreUnavailable
 from offload.status import StatusStore
 
 if TYPE_CHECKING:
@@ -59,6 +59,19 @@ class JobContext:
             state, cancel = self.store.progress(self.job_id, self.attempt, int(percent), message[:200])
             self._cancel_requested = cancel or state == "cancelled"
         self.raise_if_cancelled()
+
+    def log(self, line: str) -> None:
+        """Write a short line to the job's own log, for its users and operators to read.
+
+        The line shows at ``GET /v1/jobs/{id}/logs``, in the job's event stream and on its admin
+        page: what someone following this job wants to know, such as "fetched 20,000 rows". Kept
+        with the job's record (the newest 200 lines, 500 characters each) and for as long. A
+        line that cannot be written is only logged: the job goes on.
+        """
+        try:
+            self.store.log(self.job_id, self.attempt, line)
+        except StatusStoreUnavailable:
+            logger.warning("Could not write to the log of job %s: %s", self.job_id, line[:200])
 
     @property
     def cancelled(self) -> bool:

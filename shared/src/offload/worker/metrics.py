@@ -10,7 +10,8 @@ so Dramatiq counts it a success. :class:`JobMetrics` adds those, in the same fil
   in (``succeeded``, ``retrying``, ``failed``, ``dead``, ``cancelled``);
 - ``offload_job_wait_seconds{queue, type}``: enqueue (or the retry's due time) to start;
 - ``offload_job_events_total{queue, type, event}``: what handlers report with ``ctx.count(...)``,
-  such as an email not sent again because a redelivery found it sent (``duplicate_not_sent``).
+  such as an email not sent again because a redelivery found it sent (``duplicate_not_sent``);
+- ``offload_worker_recycles_total{reason}``: processes recycled by the memory guard.
 
 Labels are contract and queue names only (a bounded set): never a tenant, a job id or an address.
 
@@ -47,6 +48,7 @@ class JobMetrics(Middleware):
         self.ended_total: Any = None
         self.wait_seconds: Any = None
         self.events_total: Any = None
+        self.recycles_total: Any = None
         self.registry: Any = None
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:  # noqa: ARG002 - Dramatiq's hook signature
@@ -68,6 +70,12 @@ class JobMetrics(Middleware):
             registry=self.registry,
         )
 
+        self.recycles_total = prometheus_client.Counter(
+            "offload_worker_recycles_total",
+            "Worker processes recycled gracefully, by reason (memory: past OFFLOAD_WORKER_MAX_MEMORY_MB).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.events_total = prometheus_client.Counter(
             "offload_job_events_total",
             "Notable things handlers reported (ctx.count), by name.",
@@ -84,6 +92,11 @@ class JobMetrics(Middleware):
         """Count an attempt that left its job in ``state``."""
         if self.ended_total is not None:
             self.ended_total.labels(queue, job_type, state).inc()
+
+    def recycled(self, reason: str) -> None:
+        """Count a graceful recycle of this worker process (``reason`` is a literal: a bounded set)."""
+        if self.recycles_total is not None:
+            self.recycles_total.labels(reason).inc()
 
     def waited(self, queue: str, job_type: str, seconds: float) -> None:
         """Observe how long a job waited before this attempt started."""

@@ -21,9 +21,11 @@ from typing import Any
 from dramatiq.middleware import Middleware
 
 from offload.errors import DependencyError, OffloadError
+from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.status import Ending, StatusStore, now_ms
 from offload.submission import PreparedJob
+from offload.worker.slots import SlotKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +35,39 @@ POLL_INTERVAL = 0.5
 LEASE_MS = 30_000
 #: Seconds between two trims of the job indexes (one process trims; see ``StatusStore.trim_indexes``).
 TRIM_INTERVAL = 60.0
+#: Seconds between two looks for parked jobs of resumed queues (see :mod:`offload.pauses`).
+UNPARK_INTERVAL = 1.0
+#: Seconds between two sweeps for waiting jobs whose slots freed by expiry (a worker that died).
+SLOT_SWEEP_INTERVAL = 5.0
+#: Seconds between two looks for stalled jobs (see :meth:`DuePromoter.recover_stalled_if_due`).
+STALL_INTERVAL = 30.0
+#: Seconds past its time limit and the hard-limit grace after which a running attempt is stalled.
+STALL_MARGIN = 60.0
 
 
 class DuePromoter:
     """Claim due jobs, publish their messages with confirms, and mark them queued."""
 
-    def __init__(self, store: StatusStore, publisher: Publisher, *, batch: int = 200) -> None:
+    def __init__(
+        self,
+        store: StatusStore,
+        publisher: Publisher,
+        *,
+        batch: int = 200,
+        hard_limit_grace: float = 30.0,
+        slots: SlotKeeper | None = None,
+        pauses: Pauses | None = None,
+    ) -> None:
         self.store = store
         self.publisher = publisher
         self.batch = batch
+        self.hard_limit_grace = hard_limit_grace
+        self.slots = slots
+        self.pauses = pauses
+        self.next_unpark = time.monotonic()
+        self.next_slot_sweep = time.monotonic() + SLOT_SWEEP_INTERVAL
         self.next_trim = time.monotonic() + TRIM_INTERVAL
+        self.next_stall_check = time.monotonic() + STALL_INTERVAL
 
     def queue_webhooks(self) -> int:
         """Queue a ``webhook.deliver`` job for every finished job with a callback URL; returns how many.
@@ -92,6 +117,67 @@ class DuePromoter:
         removed = self.store.trim_indexes(self.publisher.preparer.registry.names)
         if removed:
             logger.info("Dropped %d index entries of expired job records.", removed)
+
+    def recover_stalled_if_due(self, *, force: bool = False) -> int:
+        """Now and then, deliver again every job whose record says running past any possible end.
+
+        No attempt outlives its time limit plus the hard-limit grace (the worker process ends
+        itself first), so a record still ``running`` a margin after that lost its ending: Redis
+        lost the last second of writes in a crash (F9), or the message was gone while the record
+        said running. BullMQ calls these stalled jobs and moves them back to wait; here the stored
+        message is published again, so the job runs as a marked redelivery (its dedupe markers
+        guard effects already done), and a job that keeps stalling is quarantined ``dead`` by the
+        unfinished-deliveries limit. Returns how many were delivered again.
+
+        Raises:
+            DependencyError: Redis or RabbitMQ is unavailable (the next look retries).
+        """
+        if not force and time.monotonic() < self.next_stall_check:
+            return 0
+        self.next_stall_check = time.monotonic() + STALL_INTERVAL
+        contracts = self.publisher.preparer.registry
+
+        def overdue_ms(job_type: str) -> int:
+            limit = contracts.get(job_type).time_limit if job_type in contracts.names else 3600.0
+            return int((limit + self.hard_limit_grace + STALL_MARGIN) * 1000)
+
+        stalled = self.store.claim_stalled(overdue_ms)
+        for index, (job_id, message, _) in enumerate(stalled):
+            logger.warning("Job %s is running past any possible end; delivering it again.", job_id)
+            try:
+                self.publisher.republish(message.encode())
+            except DependencyError:
+                for _, _, claim in stalled[index:]:
+                    self.store.release_stalled(claim)
+                raise
+        if stalled:
+            logger.info("Delivered %d stalled job(s) again.", len(stalled))
+        return len(stalled)
+
+    def unpark_if_due(self) -> int:
+        """About once a second, schedule (due now) the parked jobs of resumed queues and job types.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        if self.pauses is None or time.monotonic() < self.next_unpark:
+            return 0
+        self.next_unpark = time.monotonic() + UNPARK_INTERVAL
+        moved = self.pauses.unpark_resumed()
+        if moved:
+            logger.info("Resumed %d parked job(s).", moved)
+        return moved
+
+    def wake_waiting_if_due(self) -> int:
+        """Now and then, wake jobs waiting for a concurrency slot freed by an expired lease.
+
+        Raises:
+            DependencyError: Redis or RabbitMQ is unavailable (the next sweep retries).
+        """
+        if self.slots is None or time.monotonic() < self.next_slot_sweep:
+            return 0
+        self.next_slot_sweep = time.monotonic() + SLOT_SWEEP_INTERVAL
+        return self.slots.sweep()
 
     def promote_due(self) -> int:
         """Promote every job due now; returns how many were published.
@@ -159,8 +245,11 @@ class PromoterMiddleware(Middleware):
         while not self.stopping.is_set():
             self.wake.clear()  # before the work: a nudge that comes during it makes the wait below return at once
             try:
+                self.promoter.unpark_if_due()
                 promoted = self.promoter.promote_due() + self.promoter.queue_webhooks()
                 self.promoter.trim_if_due()
+                self.promoter.recover_stalled_if_due()
+                self.promoter.wake_waiting_if_due()
                 if promoted:
                     logger.debug("Promoted %d due jobs.", promoted)
                 wait = 0.0 if promoted else self.promoter.seconds_until_due()

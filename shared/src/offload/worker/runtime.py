@@ -28,17 +28,23 @@ from pydantic import BaseModel
 from offload.contracts import JobContract, Priority
 from offload.errors import DependencyError, JobCancelled, PermanentJobError, TransientJobError, ValidationFailed
 from offload.logs import job_logging
+from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.publish.wire import offload_options
 from offload.status import JobState, Started, StatusStore, now_ms
 from offload.submission import FollowUp
 from offload.worker.context import JobContext
 from offload.worker.metrics import JobMetrics
+from offload.worker.slots import SlotKeeper
 
 logger = logging.getLogger(__name__)
 
 #: A handler takes the job's context and its validated payload and returns a JSON-able result.
 Handler = Callable[[JobContext, Any], Any]
+
+#: Times a job may be held back without trying (``TransientJobError(counted=False)``) before such
+#: waits count as attempts too, so that a job behind a circuit that never closes still ends.
+MAX_DEFERRALS = 100
 
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -58,6 +64,9 @@ class Runtime:
         on_outbox: called after an attempt of a job with a callback URL ends, so the webhook
             promoter of this process queues its delivery now rather than at its next poll.
         metrics: counts how attempts end and how long jobs waited (none in tests that need none).
+        backoff_scale: factor on every retry backoff (``OFFLOAD_RETRY_BACKOFF_SCALE``; 1 but in tests).
+        slots: concurrency limits per key (a job of a limited contract runs only with a slot).
+        pauses: paused queues and job types (their jobs are parked, not started).
     """
 
     store: StatusStore
@@ -65,6 +74,9 @@ class Runtime:
     max_unfinished: int = 3
     on_outbox: Callable[[], None] | None = None
     metrics: JobMetrics | None = None
+    slots: SlotKeeper | None = None
+    pauses: Pauses | None = None
+    backoff_scale: float = 1.0
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
@@ -82,6 +94,32 @@ class Runtime:
             JobFailed: the job ended for good (failed or dead); Dramatiq dead-letters the message.
             DependencyError: the status store or broker is unavailable; Dramatiq retries the message.
         """
+        if self.pauses is not None and self._parked(contract, job_id):
+            return
+        key = self.slots.key_of(contract, payload) if self.slots is not None else None
+        if key is None:
+            self._run(contract, handler, job_id, payload)
+            return
+        assert self.slots is not None
+        if not self.slots.enter(key, job_id):
+            return  # it waits its turn; the job that frees a slot wakes it
+        try:
+            self._run(contract, handler, job_id, payload)
+        finally:
+            self.slots.leave(key, job_id)
+
+    def _parked(self, contract: JobContract, job_id: str) -> bool:
+        """Park the job instead of starting it if its queue or type is paused (see ``offload.pauses``)."""
+        assert self.pauses is not None
+        target = self.pauses.paused_target(contract.queue, contract.name)
+        if target is None:
+            return False
+        message = CurrentMessage.get_current_message()
+        self.pauses.park(target, job_id, message.message_timestamp if message is not None else now_ms())
+        logger.info("Job %s parked: %s is paused.", job_id, target)
+        return True
+
+    def _run(self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any]) -> None:
         started = self._open(contract, job_id)
         if started is None:
             return
@@ -178,11 +216,18 @@ class Runtime:
                 "timed_out",
                 f"The attempt exceeded its time limit of {contract.time_limit:g} s.",
             )
+        except MemoryError:
+            # The process is at its memory limit (RLIMIT_AS, a cgroup's, the machine's): worth
+            # retrying once other jobs have let go of theirs; when the retries run out it fails.
+            self._failed_attempt(
+                contract, ctx, started, "resource_limit", "The job needed more memory than the worker may use."
+            )
         except Exception as exc:
             own_code = getattr(exc, "code", None)
             code = own_code if isinstance(own_code, str) else "error"
             retry_after = exc.retry_after if isinstance(exc, TransientJobError) else None
-            self._failed_attempt(contract, ctx, started, code, describe(exc), retry_after=retry_after)
+            counted = exc.counted if isinstance(exc, TransientJobError) else True
+            self._failed_attempt(contract, ctx, started, code, describe(exc), retry_after=retry_after, counted=counted)
         else:
             self._end(ctx, JobState.SUCCEEDED, result=result)
 
@@ -195,9 +240,20 @@ class Runtime:
         message: str,
         *,
         retry_after: float | None = None,
+        counted: bool = True,
     ) -> None:
+        if not counted and self.store.deferrals(ctx.job_id) < MAX_DEFERRALS:
+            # Held back before trying (an open circuit): wait, and run again as the same attempt.
+            delay = max(retry_after or 0.0, backoff(contract, 1) * self.backoff_scale)
+            self._end(
+                ctx, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000), counted=False
+            )
+            logger.info("Attempt %d held back (%s); trying in %.1f s.", ctx.attempt, message, delay)
+            return
         if ctx.attempt <= started.max_retries:
-            delay = max(backoff(contract, ctx.attempt), min(retry_after or 0.0, contract.retry.max_backoff))
+            delay = max(
+                backoff(contract, ctx.attempt) * self.backoff_scale, min(retry_after or 0.0, contract.retry.max_backoff)
+            )
             self._end(ctx, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000))
             logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
             return

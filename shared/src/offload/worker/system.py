@@ -25,6 +25,7 @@ def sleep(ctx: JobContext, payload: SleepPayload) -> SleepResult:
             time.sleep(min(left, 0.05))
             ctx.raise_if_cancelled()
         ctx.progress(100 * done / payload.steps, f"slept {done}/{payload.steps}")
+    ctx.log(f"slept {payload.ms} ms in {payload.steps} steps")
     return SleepResult(slept_ms=payload.ms)
 
 

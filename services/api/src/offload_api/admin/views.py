@@ -26,6 +26,7 @@ from offload_api import actions
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
+from offload_api.views.queues import pauses
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
 
@@ -104,7 +105,29 @@ def queues() -> str:
     found = services()
     depths = read_queues(found.settings.broker_url.get_secret_value(), found.registry.queues)
     counts = state_counts(found.store)
-    return render_template("admin/queues.html", depths=depths, counts=counts)
+    switches = pauses(found)
+    paused = switches.paused()
+    parked = {name: switches.parked_count(name) for name in {*found.registry.queues, *paused}}
+    return render_template("admin/queues.html", depths=depths, counts=counts, paused=paused, parked=parked)
+
+
+@bp.post("/queues/<name>/<action>")
+@admin_only
+def switch_queue(name: str, action: str) -> BaseResponse:
+    """Pause or resume a queue (see ``offload.pauses``).
+
+    Paused, workers stop starting its jobs and submissions go on; resumed, its parked jobs start
+    again, oldest first.
+    """
+    if name not in services().registry.queues or action not in ("pause", "resume"):
+        abort(404)
+    if action == "pause":
+        pauses().pause(name)
+        flash(f"Paused {name}: its jobs are kept and start when it is resumed.")
+    else:
+        pauses().resume(name)
+        flash(f"Resumed {name}.")
+    return redirect(url_for("admin.queues"))
 
 
 @bp.get("/jobs")
@@ -147,13 +170,14 @@ def _record(job_id: str) -> Any:
 @bp.get("/jobs/<job_id>")
 @admin_only
 def job(job_id: str) -> str:
-    """A job: state, progress, attempts, error, result, payload and history (refreshed while it runs)."""
+    """A job: state, progress, attempts, error, result, payload, history and log (refreshed while it runs)."""
     record = _record(job_id)
     history = services().store.history(job_id)
     return render_template(
         "admin/job.html",
         job=record.public(),
         history=history,
+        logs=services().store.logs(job_id),
         pretty=lambda value: json.dumps(value, indent=2, ensure_ascii=False),
     )
 

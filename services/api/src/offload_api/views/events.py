@@ -2,7 +2,8 @@
 
 The stream replays the job's state history (or what follows ``Last-Event-ID``), then sends every
 change as it happens: ``state`` events (the terminal one carries the whole job with its result),
-``progress`` events and ``cancel_requested``. It closes after a terminal state. Event ids are the
+``progress`` events, ``log`` events (lines the job's handler wrote to its log) and
+``cancel_requested``. It closes after a terminal state. Event ids are the
 job's ``seq``, so a client that reconnects with ``Last-Event-ID`` misses nothing and repeats nothing.
 """
 
@@ -40,7 +41,7 @@ _TERMINAL = {state.value for state in JobState if state.terminal}
         stream=True,
         headers=(("Last-Event-ID", "Resume after this event id (the job's seq)."),),
         responses={
-            200: ("An event stream: state, progress and cancel_requested events.", None),
+            200: ("An event stream: state, progress, log and cancel_requested events.", None),
             404: ("No such job.", "Error"),
             401: ("Missing or invalid API key.", "Error"),
             503: ("Too many open streams, or Redis unavailable.", "Error"),
@@ -110,6 +111,8 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
 def _replay(store: StatusStore, job_id: str, after: int) -> list[dict[str, Any]]:
     """History entries after ``after``, plus the current progress if it is newer than the history."""
     events = [e for e in store.history(job_id) if e["seq"] > after]
+    events += [e for e in store.logs(job_id) if e["seq"] > after]
+    events.sort(key=lambda e: int(e["seq"]))
     record = store.get(job_id)
     last = events[-1]["seq"] if events else after
     if record is not None and record.seq > last and record.state is JobState.RUNNING:

@@ -20,7 +20,7 @@ from typing import BinaryIO, cast
 from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from offload.errors import ClientError, NotFound, ValidationFailed
+from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
 from offload.status import iso, redis_errors
 from offload.storage import FileTooLarge, make_key, read_chunks
 from offload_api.auth import Unauthorized, authenticate, caller, requires
@@ -77,12 +77,22 @@ def clean_filename(raw: str | None) -> str | None:
     Operation(
         "Upload a file (an image) to use in jobs",
         tag="files",
+        request_content={
+            "application/octet-stream": {"type": "string", "format": "binary"},
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            },
+        },
+        query=(("filename", {"type": "string"}, "The file's name, kept as metadata (raw bodies)."),),
+        headers=(("X-Filename", "The file's name, kept as metadata (raw bodies; the query parameter wins)."),),
         responses={
             201: ("Stored; use the id in media jobs.", "Upload"),
             413: ("Too large.", "Error"),
             422: ("Not an accepted format.", "Error"),
             401: ("Missing or invalid API key.", "Error"),
-            503: ("Redis unavailable.", "Error"),
+            503: ("Redis or the storage unavailable.", "Error"),
         },
     )
 )
@@ -158,11 +168,26 @@ def _prefixed(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
             403: ("Tampered link.", "Error"),
             404: ("No such file (or another tenant's).", "Error"),
             410: ("Expired link.", "Error"),
+            429: (
+                "A key was sent with the link, and its tenant is over its request rate (rate_limited), or too "
+                "many invalid keys came from this address this minute (too_many_attempts).",
+                "Error",
+            ),
+            503: ("The storage is unavailable (storage_unavailable).", "Error"),
         },
     )
 )
 def download(key: str) -> Response:
-    """Serve a stored file to whoever holds a valid link (and, if a key is sent, only its own tenant's)."""
+    """Serve a stored file to whoever holds a valid link (and, if a key is sent, only its own tenant's).
+
+    The file is streamed from whichever storage backend is configured, the S3 bucket included: we
+    keep our own signed links rather than hand out presigned S3 URLs, so the bucket stays private
+    and never reachable by clients, links keep one format and lifetime (``OFFLOAD_LINK_TTL``, up to
+    days, where a presigned URL signed with an IAM role's session keys dies with the session), the
+    answer stays an attachment with ``nosniff`` whatever the bucket's metadata says, and an API key
+    sent with a link is checked against the file's tenant as everywhere else. The cost is that
+    downloads pass through the API (streamed in chunks, never held whole).
+    """
     found = services()
     parts = key.split("/")
     raw = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "").split("?", 1)[0].lower()
@@ -181,6 +206,8 @@ def download(key: str) -> Response:
         handle = found.storage.open(key)
     except (FileNotFoundError, ClientError):
         raise NotFound("No such file.") from None
+    except DependencyError:
+        raise  # the bucket is unreachable: 503 with Retry-After, not a missing file
     except Exception:
         raise NotFound("No such file.") from None
     mimetype = mimetypes.guess_type(parts[2])[0] or "application/octet-stream"

@@ -13,6 +13,7 @@ from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
+from offload_api.views.queues import paused_target
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -49,6 +50,7 @@ def find_job(job_id: str) -> JobRecord:
         request="JobRequest",
         headers=(("Idempotency-Key", "Same key and body return the same job; another body is a 409."),),
         responses={
+            200: ("The Idempotency-Key and body match an earlier submission: that job, not a new one.", "JobAccepted"),
             202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"),
             400: ("Malformed JSON.", "Error"),
             403: ("The key may not submit.", "Error"),
@@ -69,7 +71,11 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     key = idempotency_key()
     submitted = found.publisher.submit(body, tenant=caller().tenant, idempotency_key=key)
     links = job_links(submitted.job_id)
-    payload = {"id": submitted.job_id, "state": submitted.state, **links}
+    payload: dict[str, object] = {"id": submitted.job_id, "state": submitted.state, **links}
+    if g.get("job_type"):
+        contract = found.registry.get(g.job_type)
+        if paused_target(found, contract.queue, contract.name) is not None:
+            payload["queue_paused"] = True  # accepted; it starts when its queue is resumed
     return jsonify(payload), (200 if submitted.replayed else 202), {"Location": links["status_url"]}
 
 
@@ -116,6 +122,20 @@ def get_job(job_id: str) -> Response:
     document = record.public()
     document["history"] = services().store.history(job_id)
     return jsonify(document)
+
+
+@bp.get("/<job_id>/logs")
+@requires("reader")
+@documented(
+    Operation(
+        "Read a job's log",
+        responses={200: ("The job's log lines.", "JobLogs"), 404: ("No such job.", "Error"), **_ERRORS},
+    )
+)
+def get_job_logs(job_id: str) -> Response:
+    """The lines the job's handler wrote to its log, oldest first (also sent as ``log`` events)."""
+    find_job(job_id)
+    return jsonify({"logs": services().store.logs(job_id)})
 
 
 @bp.post("/<job_id>/cancel")

@@ -30,7 +30,7 @@ MAX_RANGE = timedelta(days=31)
     )
 )
 def schedules() -> Response:
-    """Every shipped schedule: its cron expression, time zone, next run and the last tick it enqueued."""
+    """Every shipped schedule: cron expression, time zone, next run, last tick enqueued, ticks missed."""
     found = services()
     tz = found.settings.timezone
     with redis_errors():
@@ -44,6 +44,7 @@ def schedules() -> Response:
             "description": row.schedule.description,
             "next_run_at": row.next_run.isoformat(),
             "last_run_at": row.last_run,
+            "missed_runs": row.missed,
         }
         for row in listed
     ]

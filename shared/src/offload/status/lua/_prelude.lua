@@ -4,6 +4,7 @@
 local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rec = P .. ':job:' .. id
 local hist = rec .. ':history'
+local logs = rec .. ':logs'
 
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, dead = true}
 
@@ -71,8 +72,10 @@ local function retain(ttl)
   if ttl and ttl > 0 then
     redis.call('PEXPIRE', rec, ttl)
     redis.call('PEXPIRE', hist, ttl)
+    redis.call('PEXPIRE', logs, ttl)
   else
     redis.call('PERSIST', rec)
     redis.call('PERSIST', hist)
+    redis.call('PERSIST', logs)
   end
 end

@@ -1,9 +1,10 @@
 -- Undo a create whose message was never confirmed: delete the record and leave a tombstone so
 -- that a late-arriving message is dropped, not run. Only a job nothing has touched is aborted.
 -- ARGV: 4 tombstone ttl ms, 5 idempotency key ('' if none).
--- Returns 1 if aborted, 0 if the job had already moved on.
+-- Returns 1 if aborted, 0 if the job had already moved on (a worker took its message), -1 if
+-- there is no record.
 local job = load('type')
-if not job then return 0 end
+if not job then return -1 end
 if (job.state ~= 'queued' and job.state ~= 'scheduled') or tonumber(job.seq) > 1 then return 0 end
 local base = P .. ':idx:' .. job.tenant
 redis.call('ZREM', base, id)
