@@ -248,11 +248,15 @@ def test_row42_a_name_for_loopback_is_refused_at_connect_and_fetches_go_to_the_v
 
 
 @pytest.fixture
-def rebinding(dns: Dns) -> Iterator[Callable[[], None]]:
-    """``rebind.offload.test`` answers a public address until the returned function is called, then loopback."""
-    flipped: list[bool] = []
-    dns.answers["rebind.offload.test"] = lambda: ["127.0.0.1"] if flipped else [PUBLIC]
-    yield lambda: flipped.append(True)
+def rebinding(dns: Dns) -> None:
+    """``rebind.offload.test`` answers a public address to its first lookup (the API's), loopback after.
+
+    The flip is the resolver's own, on the lookup count: flipped by the test after the 202, a
+    worker quick enough to look the name up first saw the public address (and, refused by the
+    egress guard, retried), which is not the attack this row is about.
+    """
+    answers = iter([[PUBLIC]])
+    dns.answers["rebind.offload.test"] = lambda: next(answers, ["127.0.0.1"])
 
 
 def test_row43_a_webhook_host_rebound_to_loopback_after_registration_is_not_called(
@@ -262,11 +266,10 @@ def test_row43_a_webhook_host_rebound_to_loopback_after_registration_is_not_call
     email_worker: dramatiq.Worker,
     dns: Dns,
     egress: Egress,
-    rebinding: Callable[[], None],
+    rebinding: None,
 ) -> None:
     response = api.submit("system.noop", callback_url="http://rebind.offload.test/hooks")
     assert response.status_code == 202, response.get_json()  # first lookup: a public address
-    rebinding()  # every later lookup: 127.0.0.1
     job_id = response.get_json()["id"]
     wait_for(lambda: _delivery_job(publisher, job_id) is not None, timeout=20)
     delivery = _delivery_job(publisher, job_id)
@@ -282,12 +285,11 @@ def test_row43_a_report_source_rebound_to_loopback_after_registration_is_not_fet
     reports_worker: dramatiq.Worker,
     dns: Dns,
     egress: Egress,
-    rebinding: Callable[[], None],
+    rebinding: None,
 ) -> None:
     payload = {"title": "T", "columns": [{"name": "a"}], "source": {"url": "http://rebind.offload.test/rows"}}
     response = api.submit("report.build", payload)
     assert response.status_code == 202, response.get_json()
-    rebinding()
     record = publisher.wait(response.get_json()["id"], timeout=20)
     assert record is not None and (record.state, record.error_code, record.attempts) == ("failed", "url_not_allowed", 1)
     assert dns.lookups.count("rebind.offload.test") == 2
