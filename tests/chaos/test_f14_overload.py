@@ -26,6 +26,7 @@ import json
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,10 @@ class Phase:
     p99_ms: float
     missing_retry_after: int
     api_rss_mb: float
+    #: The answers over the deadline by status (and error code): 202s waiting on a confirm, or refusals.
+    late_by_status: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: The longest the load generator's own event loop was late: a stalled client inflates every time.
+    client_lag_ms: float = 0.0
     recovery_s: float | None = None
 
     def row(self) -> dict[str, Any]:
@@ -123,7 +128,7 @@ class Phase:
         }
 
 
-def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float) -> Phase:
+def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float, lag: float = 0.0) -> Phase:
     races = [a for a in answers if a.error == "KeepAliveRace"]  # the client's reuse of an idle connection
     answers = [a for a in answers if a.error != "KeepAliveRace"]
     statuses: dict[str, int] = {}
@@ -148,6 +153,8 @@ def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float
         p99_ms=loadgen.percentile(service, 99) * 1000,
         missing_retry_after=sum(1 for a in shed if not a.retry_after),
         api_rss_mb=rss,
+        late_by_status=dict(Counter(f"{a.status}:{a.error}" for a in answers if a.service > DEADLINE_S)),
+        client_lag_ms=lag * 1000,
     )
 
 
@@ -155,7 +162,7 @@ def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float
 RACES = "keep-alive races (not counted)"
 #: The overload table's columns (issue 9: accepted, 429/503, max latency, memory).
 COLUMNS = ["name", "offered_per_s", "requests", "accepted", "shed_429_503", "other", "over_deadline"]
-COLUMNS += ["max_latency_ms", "p99_ms", "api_rss_mb", "recovery_s"]
+COLUMNS += ["max_latency_ms", "p99_ms", "api_rss_mb", "recovery_s", "late_by_status", "client_lag_ms"]
 
 
 def _render(table: list[dict[str, Any]], notes: dict[str, Any]) -> str:
@@ -276,8 +283,8 @@ def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
             quiet_answers = result.of("quiet")
             assert all(a.status == 202 for a in quiet_answers), {(a.status, a.error) for a in quiet_answers}
             p99_quiet[factor] = loadgen.percentile([a.service for a in quiet_answers], 99)
-            noisy = _summarise(f"noisy tenant {factor}× its limit", quota * factor, result.of("noisy"), 0.0)
-            phases.append(noisy)
+            name = f"noisy tenant {factor}× its limit"
+            phases.append(_summarise(name, quota * factor, result.of("noisy"), 0.0, result.loop_lag))
         notes["quiet_tenant_p99_ms"] = {f"{k}x": round(v * 1000, 1) for k, v in p99_quiet.items()}
         noisy_api.stop()
         noisy_api = None
@@ -301,7 +308,7 @@ def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
             with RssSampler(api) as rss:
                 result = loadgen.run(api.port, [_noop("load", rate)], LOAD_S)
             _record(ledger, name, result.answers)
-            phase = _summarise(name, rate, result.answers, rss.peak)
+            phase = _summarise(name, rate, result.answers, rss.peak, result.loop_lag)
             phase.offered_per_s = len(result.answers) / LOAD_S
             phase.recovery_s = _recovery(api.port, baseline, ledger, name)
             phases.append(phase)
