@@ -117,6 +117,8 @@ class Phase:
     api_rss_mb: float
     #: The answers over the deadline by status (and error code): 202s waiting on a confirm, or refusals.
     late_by_status: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: When in the phase (s) the late answers' requests were due, by second: a start-up burst or all along.
+    late_by_second: dict[int, int] = dataclasses.field(default_factory=dict)
     #: The longest the load generator's own event loop was late: a stalled client inflates every time.
     client_lag_ms: float = 0.0
     recovery_s: float | None = None
@@ -140,6 +142,7 @@ def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float
     if races:
         other[RACES] = len(races)
     service = [a.service for a in answers]
+    late = [a for a in answers if a.service > DEADLINE_S]
     return Phase(
         name=name,
         offered_per_s=rate,
@@ -153,7 +156,8 @@ def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float
         p99_ms=loadgen.percentile(service, 99) * 1000,
         missing_retry_after=sum(1 for a in shed if not a.retry_after),
         api_rss_mb=rss,
-        late_by_status=dict(Counter(f"{a.status}:{a.error}" for a in answers if a.service > DEADLINE_S)),
+        late_by_status=dict(Counter(f"{a.status}:{a.error}" for a in late)),
+        late_by_second=dict(sorted(Counter(int(a.at) for a in late).items())),
         client_lag_ms=lag * 1000,
     )
 
@@ -162,7 +166,8 @@ def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float
 RACES = "keep-alive races (not counted)"
 #: The overload table's columns (issue 9: accepted, 429/503, max latency, memory).
 COLUMNS = ["name", "offered_per_s", "requests", "accepted", "shed_429_503", "other", "over_deadline"]
-COLUMNS += ["max_latency_ms", "p99_ms", "api_rss_mb", "recovery_s", "late_by_status", "client_lag_ms"]
+COLUMNS += ["max_latency_ms", "p99_ms", "api_rss_mb", "recovery_s", "late_by_status", "late_by_second"]
+COLUMNS += ["client_lag_ms"]
 
 
 def _render(table: list[dict[str, Any]], notes: dict[str, Any]) -> str:
