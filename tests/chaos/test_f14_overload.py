@@ -5,9 +5,10 @@ reject-publish``), against the real ``offload-api`` (2 gunicorn gevent workers):
 
 1. capacity C: a step test (doubling open-loop rates) finds the accepted rate the API sustains;
 2. overload: 2C offered for 3 s (60 s under ``make chaos``), workers stopped, then again with a
-   worker running (started a few seconds before). Every request must be answered within 1 s, 202 or 429/503 with Retry-After;
-   API RSS (arbiter and workers) < 300 MB; the broker never raises a memory alarm and the queue
-   stays under its policy; p99 back to baseline within 30 s after the load stops;
+   worker running (started a few seconds before). Every request must be answered within 1 s,
+   202 or 429/503 with Retry-After; API RSS (arbiter and workers) < 300 MB; the broker never
+   raises a memory alarm and the queue stays under its policy; p99 back to baseline within 30 s
+   after the load stops;
 3. 200 connections at once each sending a 1 MB body: memory still bounded, every body answered
    (422: it parses, then fails validation) within 1 s, or, where a single 1 MB request alone takes
    over 10 ms, within 1.5× the time of serving the 200 one after another on the two processes;
