@@ -259,6 +259,7 @@ def rebinding(dns: Dns) -> None:
     dns.answers["rebind.offload.test"] = lambda: next(answers, ["127.0.0.1"])
 
 
+@pytest.mark.usefixtures("rebinding")
 def test_row43_a_webhook_host_rebound_to_loopback_after_registration_is_not_called(
     api: CheckedApi,
     publisher: Publisher,
@@ -266,7 +267,6 @@ def test_row43_a_webhook_host_rebound_to_loopback_after_registration_is_not_call
     email_worker: dramatiq.Worker,
     dns: Dns,
     egress: Egress,
-    rebinding: None,
 ) -> None:
     response = api.submit("system.noop", callback_url="http://rebind.offload.test/hooks")
     assert response.status_code == 202, response.get_json()  # first lookup: a public address
@@ -279,13 +279,13 @@ def test_row43_a_webhook_host_rebound_to_loopback_after_registration_is_not_call
     assert egress.to("127.0.0.1", 80) == [] and egress.to(PUBLIC) == []  # 0 connections
 
 
+@pytest.mark.usefixtures("rebinding")
 def test_row43_a_report_source_rebound_to_loopback_after_registration_is_not_fetched(
     api: CheckedApi,
     publisher: Publisher,
     reports_worker: dramatiq.Worker,
     dns: Dns,
     egress: Egress,
-    rebinding: None,
 ) -> None:
     payload = {"title": "T", "columns": [{"name": "a"}], "source": {"url": "http://rebind.offload.test/rows"}}
     response = api.submit("report.build", payload)

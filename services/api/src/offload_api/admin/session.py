@@ -32,7 +32,7 @@ class CsrfFailed(ClientError):
     status = 403
 
 
-#: Where sessions live: the admin page's paths (the cookie's ``Path`` too).
+#: Where sessions live: the admin page's routes and its cookie's ``Path``.
 ADMIN_PATH = "/admin"
 
 
@@ -40,7 +40,7 @@ class AdminOnlySessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, opened only for the admin page's paths.
 
     Flask opens the session of every request, and building the cookie's signing serializer took
-    about 5 % of the API's CPU on each ``/v1`` request, which never has a session (its cookie's
+    about 7 % of the API's CPU on each ``/v1`` request, which never has a session (its cookie's
     path is ``/admin``). Elsewhere Flask gets its null session: read as empty, refused if written.
     """
 

@@ -28,7 +28,7 @@ from offload_api.collectors import read_queues
 from offload_api.extension import services
 from offload_api.views.queues import pauses
 
-bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
+bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
