@@ -99,6 +99,10 @@ class _Link:
 
     # -- called from any thread -------------------------------------------------------------
 
+    def is_full(self, queue: str) -> bool:
+        """Whether ``queue`` nacked a publish less than ``full_pause`` seconds ago."""
+        return time.monotonic() < self.full_until.get(queue, 0.0)
+
     def submit(self, delivery: _Delivery) -> None:
         with self.lock:
             if self.dead:
@@ -111,7 +115,7 @@ class _Link:
                     )
                 )
                 return
-            if time.monotonic() < self.full_until.get(delivery.queue, 0.0):
+            if self.is_full(delivery.queue):
                 delivery.settle(_queue_full())
                 return
             self.outbox.append(delivery)
@@ -393,7 +397,7 @@ class ConfirmingPublisher:
             BrokerUnavailable: ``broker_backpressure``, the queue is full.
         """
         link = self._link
-        if link is not None and time.monotonic() < link.full_until.get(queue, 0.0):
+        if link is not None and link.is_full(queue):
             raise _queue_full()
 
     def _live_link(self) -> _Link | None:
