@@ -29,7 +29,7 @@ def test_f7_disk_and_memory_alarms_get_fast_503s_while_workers_keep_draining(
     ledger = Ledger()
     client = redis.Redis.from_url(REDIS_URL)
     submitter = Submitter(api, ledger)
-    alarms: list[tuple[str, float, float, int, int]] = []
+    alarms: list[tuple[str, float, float, float, int]] = []  # name, raised, clearing, cleared, done
     raise_and_clear: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
         (
             "disk",
@@ -50,12 +50,15 @@ def test_f7_disk_and_memory_alarms_get_fast_503s_while_workers_keep_draining(
                 start, done_before = time.monotonic(), finished(ledger, client)
                 time.sleep(4 * SCALE)
                 done_during = finished(ledger, client) - done_before
+                # The alarm ends somewhere inside clear_alarm() (rabbitmqctl boots, then asks the
+                # node): answers are judged up to the call, recovery is timed from its return.
+                clearing = time.monotonic()
                 clear_alarm()
-                alarms.append((name, start, time.monotonic(), done_before, done_during))
+                alarms.append((name, start, clearing, time.monotonic(), done_during))
             time.sleep(3)
         verdict = drain(ledger, client, timeout=60 * SCALE)
-        refused = [a for _, start, end, _, _ in alarms for a in within(during, start + 0.5, end)]
-        first_202 = [first_accepted_after(during, end) for _, _, end, _, _ in alarms]
+        refused = [a for _, start, clearing, _, _ in alarms for a in within(during, start + 0.5, clearing)]
+        first_202 = [first_accepted_after(during, cleared) for _, _, _, cleared, _ in alarms]
         slowest = max(a.seconds for a in during)
         report(
             "F7",
