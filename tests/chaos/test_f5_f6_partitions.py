@@ -1,8 +1,12 @@
 """F5 and F6: the broker unreachable or hung, from the API's side and from the workers' side.
 
 F5: the API's AMQP traffic goes into a blackhole (a partition: silence, not a close), then the
-broker VM is frozen (SIGSTOP). Every submission must be refused with 503 ``broker_unavailable``
-within 2 s, and the first 202 must come within 5 s of the fault clearing.
+broker VM is frozen (SIGSTOP), then it is only slow (each way held 0.6 s, so every confirm comes
+1.2 s after its publish, past the API's 0.75 s ``OFFLOAD_SUBMIT_DEADLINE``). Every submission must
+be refused with 503 ``broker_unavailable`` within 2 s (§6.1; in fact within about the deadline),
+and the first 202 must come within 5 s of the fault clearing. The slow broker's messages reach
+the queue after their callers were refused: the worker must drop each one (their jobs were
+withdrawn), so none runs unannounced (the ledger's ``unexpected``).
 
 F6: the workers' AMQP traffic goes into a blackhole for longer than two heartbeats while jobs
 run. The broker requeues their unacked deliveries; jobs that finished during the partition could
@@ -27,6 +31,8 @@ from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 #: Short heartbeats so that a partition is noticed in seconds (§6.0 test-mode timeouts).
 HEARTBEAT = 2
+#: Milliseconds the slow broker's traffic is held each way: a confirm 1.2 s after its publish.
+SLOW_BROKER_MS = 600
 
 
 @pytest.fixture
@@ -65,6 +71,12 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
             private_rabbitmq.resume()
             outages.append((start, time.monotonic()))
             time.sleep(5)
+            start = time.monotonic()
+            broker_proxy.set("latency", latency_ms=SLOW_BROKER_MS)
+            time.sleep(fault_s)
+            broker_proxy.set("pass")
+            outages.append((start, time.monotonic()))
+            time.sleep(5)
         verdict = drain(ledger, client, timeout=60)
         refused = [a for start, end in outages for a in within(during, start + 0.5, end)]
         first_202 = [first_accepted_after(during, end) for _, end in outages]
@@ -74,7 +86,7 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
             verdict,
             double_effects=len(succeeded_twice(ledger, client)),
             recovery_s=max(s for s in first_202 if s is not None) if all(s is not None for s in first_202) else None,
-            faults=2,
+            faults=3,
             outage_answers=len(refused),
             outage_503=sum(1 for a in refused if a.status == 503),
             slowest_answer_s=round(slowest, 2),
@@ -85,11 +97,11 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
         assert refused and all(a.status in (202, 503) for a in refused), {(a.status, a.error) for a in refused}
         assert all(a.error == "broker_unavailable" and a.retry_after for a in refused if a.status == 503)
         assert sum(1 for a in refused if a.status == 503) >= 0.9 * len(refused)
-        # Refused within the 2 s publish deadline; a loaded CI machine once stretched one answer
-        # of a hundred to 4.5 s (gunicorn's gevent loop starved), so the bound on the very
-        # slowest is looser than on the 99th percentile.
+        # Refused at the 0.75 s submit deadline (0.77 s the slowest here), well within §6.1's 2 s;
+        # a loaded CI machine once stretched one answer of a hundred to 4.5 s (gunicorn's gevent
+        # loop starved), so the bound on the very slowest is looser than on the 99th percentile.
         ordered = sorted(a.seconds for a in during)
-        assert ordered[int(0.99 * (len(ordered) - 1))] <= 2.5 and slowest <= 5, ordered[-5:]
+        assert ordered[int(0.99 * (len(ordered) - 1))] <= 1.5 and slowest <= 5, ordered[-5:]
         assert all(s is not None and s <= 5 for s in first_202), first_202
     finally:
         api.stop()

@@ -1,4 +1,5 @@
-"""The confirming publisher against a real full queue (``max-length`` with ``reject-publish``)."""
+"""The confirming publisher against a real full queue (``max-length`` with ``reject-publish``), and
+against a real broker made slow or silent by the fault proxy."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pika
 import pytest
 
 from offload.errors import BrokerUnavailable
-from offload.publish.amqp import ConfirmingPublisher
+from offload.publish.amqp import RECONNECT_PAUSE, ConfirmingPublisher
+from tests.chaos.proxy import FaultProxy
 from tests.conftest import AMQP_URL
 
 #: Seconds a nacked queue is taken as full here: long enough that a slow purge stays inside it.
@@ -27,6 +29,14 @@ def _purge() -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         connection.channel().queue_purge(QUEUE)
+    finally:
+        connection.close()
+
+
+def _depth(queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         connection.close()
 
@@ -71,3 +81,57 @@ def test_another_queue_is_not_held_back_by_a_full_one(publisher: ConfirmingPubli
     for _ in range(3):
         _refused(publisher)
     publisher.publish(OTHER, b"{}")  # not full: confirmed
+
+
+@pytest.fixture
+def proxied(clean_broker: None) -> Iterator[tuple[ConfirmingPublisher, FaultProxy]]:
+    """A publisher whose connection goes through the fault proxy (the queue has no length limit)."""
+    proxy = FaultProxy(int(pika.URLParameters(AMQP_URL).port))
+    url = AMQP_URL.replace(":5672/", f":{proxy.port}/")
+    instance = ConfirmingPublisher(url, queue_arguments=lambda queue: {queue: {}}, timeout=5.0)
+    yield instance, proxy
+    proxy.set("pass")
+    instance.close()
+    proxy.close()
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        connection.channel().queue_delete(OTHER)
+    finally:
+        connection.close()
+
+
+def test_a_caller_that_stops_waiting_leaves_a_slow_connection_in_use(
+    proxied: tuple[ConfirmingPublisher, FaultProxy],
+) -> None:
+    publisher, proxy = proxied
+    publisher.publish(OTHER, b"{}")  # connected and declared at full speed
+    link = publisher._link
+    proxy.set("latency", latency_ms=400)  # each way: a confirm comes 0.8 s after its publish
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable) as refused:
+        publisher.publish(OTHER, b"{}", wait=0.2)
+    assert 0.2 <= time.monotonic() - started < 0.6 and refused.value.code == "broker_unavailable"
+    assert publisher._link is link  # slow, not hung: the connection stays
+    publisher.publish(OTHER, b"{}")  # waits the round trip (within its 5 s timeout) on the same link
+    assert publisher._link is link
+    proxy.set("pass")
+    assert _depth(OTHER) == 3  # the given-up message reached the queue too: its caller must withdraw it
+
+
+def test_a_connection_owing_a_confirm_past_its_timeout_is_replaced(
+    proxied: tuple[ConfirmingPublisher, FaultProxy],
+) -> None:
+    publisher, proxy = proxied
+    publisher.publish(OTHER, b"{}")
+    link = publisher._link
+    proxy.set("blackhole")  # a partition: no confirm will come
+    with pytest.raises(BrokerUnavailable):
+        publisher.publish(OTHER, b"{}", timeout=0.6, wait=0.2)
+    assert publisher._link is link  # owed for 0.2 s of the 0.6 s it may: kept
+    time.sleep(0.5)
+    with pytest.raises(BrokerUnavailable):
+        publisher.publish(OTHER, b"{}", timeout=0.6, wait=0.2)
+    assert publisher._link is not link  # the first confirm is owed past 0.6 s: hung, replaced
+    proxy.set("pass")
+    time.sleep(RECONNECT_PAUSE)  # publishes fail fast for a moment after a connection is given up
+    publisher.publish(OTHER, b"{}")  # then a fresh connection works at once

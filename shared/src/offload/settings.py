@@ -90,8 +90,14 @@ class Settings(BaseSettings):
     max_batch_jobs: int = Field(default=500, ge=1, le=10_000)
     #: Longest delay a client may ask for, in seconds (30 days).
     max_delay: int = Field(default=30 * 86_400, ge=1)
-    #: Seconds an enqueue may take end to end before the API answers 503.
+    #: Seconds the broker connection may owe a confirm before it counts as hung and is replaced;
+    #: the longest any publish waits (the API's submissions wait at most ``submit_deadline``).
     publish_timeout: float = Field(default=2.0, gt=0, le=30)
+    #: Seconds from a submission's admission by which the API answers it: a broker confirm still
+    #: missing then is given up (the job is withdrawn; 503 ``broker_unavailable`` with Retry-After)
+    #: rather than answered late. Keeps every answer within a second under overload (issue 9, F14);
+    #: the connection itself is replaced only after ``publish_timeout``.
+    submit_deadline: float = Field(default=0.75, gt=0, le=30)
     #: RabbitMQ's ``consumer_timeout`` in seconds; time limits and backoffs must stay below it.
     consumer_timeout: int = Field(default=1800, ge=60)
     #: Deliveries of one job that may end without the job finishing (worker crash) before it is dead.

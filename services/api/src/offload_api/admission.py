@@ -59,6 +59,9 @@ OVERLOADED_RETRY_AFTER = 1
 MIN_INFLIGHT = 4
 #: What the limit is multiplied by when a request was slower than the target.
 DECREASE = 0.75
+#: The WSGI environ key holding the :func:`time.monotonic` moment a request was admitted: the
+#: start of the time it has to be answered in (``OFFLOAD_SUBMIT_DEADLINE``).
+ADMITTED_AT = "offload.admitted_at"
 
 
 class TokenBuckets:
@@ -212,6 +215,7 @@ class Admission:
         if refused:
             return self._refuse(start_response, _OVERLOADED, refused)
         started = time.perf_counter()
+        environ[ADMITTED_AT] = time.monotonic()
         try:
             return self.app(environ, start_response)
         finally:

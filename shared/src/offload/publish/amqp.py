@@ -49,12 +49,14 @@ def _queue_full() -> BrokerUnavailable:
 class _Delivery:
     """One message waiting to be published and confirmed."""
 
-    __slots__ = ("body", "done", "error", "priority", "queue")
+    __slots__ = ("body", "done", "error", "priority", "queue", "since")
 
-    def __init__(self, queue: str, body: bytes, priority: int | None) -> None:
+    def __init__(self, queue: str, body: bytes, priority: int | None, since: float) -> None:
         self.queue = queue
         self.body = body
         self.priority = priority
+        #: When (monotonic) it was handed to the link: how long the link has owed its confirm.
+        self.since = since
         self.done = threading.Event()
         self.error: BrokerUnavailable | None = None
 
@@ -102,6 +104,21 @@ class _Link:
     def is_full(self, queue: str) -> bool:
         """Whether ``queue`` nacked a publish less than ``full_pause`` seconds ago."""
         return time.monotonic() < self.full_until.get(queue, 0.0)
+
+    def owes_since(self) -> float | None:
+        """When (monotonic) the oldest delivery not yet confirmed was handed over (None: none).
+
+        Read from other threads while the I/O thread changes the outbox and the tags; a moment's
+        staleness is harmless (it only decides whether a late confirm means a hung connection).
+        """
+        oldest: float | None = None
+        for pending in (self.outbox, self.unconfirmed.values()):
+            try:
+                first = next(iter(pending))
+            except (StopIteration, RuntimeError):  # empty, or changed by the I/O thread meanwhile
+                continue
+            oldest = first.since if oldest is None else min(oldest, first.since)
+        return oldest
 
     def submit(self, delivery: _Delivery) -> None:
         with self.lock:
@@ -338,22 +355,44 @@ class ConfirmingPublisher:
         self._link: _Link | None = None
         self._failed_at = 0.0
 
-    def publish(self, queue: str, body: bytes, *, priority: int | None = None, timeout: float | None = None) -> None:
+    def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        priority: int | None = None,
+        timeout: float | None = None,
+        wait: float | None = None,
+    ) -> None:
         """Publish one persistent message and return once RabbitMQ confirmed it.
 
+        ``timeout`` is how long the connection may owe a confirm before it counts as hung and is
+        replaced; ``wait`` (at most ``timeout``) is how long this caller waits for its own. A
+        caller that gives up sooner leaves the connection alone: a broker that confirms in 1.2 s
+        is slow, not gone, and the confirm, when it comes, changes nothing.
+
         Raises:
-            BrokerUnavailable: refused, not confirmed within ``timeout``, rejected, or blocked.
+            BrokerUnavailable: refused, not confirmed within ``wait``, rejected, or blocked.
         """
-        errors = self.publish_many([(queue, body, priority)], timeout=timeout)
+        errors = self.publish_many([(queue, body, priority)], timeout=timeout, wait=wait)
         if errors[0] is not None:
             raise errors[0]
 
     def publish_many(
-        self, messages: list[tuple[str, bytes, int | None]], *, timeout: float | None = None
+        self,
+        messages: list[tuple[str, bytes, int | None]],
+        *,
+        timeout: float | None = None,
+        wait: float | None = None,
     ) -> list[BrokerUnavailable | None]:
-        """Publish several messages in one go; returns one error (or None) per message, in order."""
-        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        deliveries = [_Delivery(queue, body, priority) for queue, body, priority in messages]
+        """Publish several messages in one go; returns one error (or None) per message, in order.
+
+        ``timeout`` and ``wait`` as in :meth:`publish`.
+        """
+        started = time.monotonic()
+        timeout = timeout if timeout is not None else self.timeout
+        deadline = started + (min(wait, timeout) if wait is not None else timeout)
+        deliveries = [_Delivery(queue, body, priority, started) for queue, body, priority in messages]
         link = self._live_link()
         for delivery in deliveries:
             if link is None:
@@ -365,11 +404,17 @@ class ConfirmingPublisher:
             if not delivery.done.wait(max(0.0, deadline - time.monotonic())):
                 delivery.settle(BrokerUnavailable("The message broker did not confirm the message in time."))
                 unconfirmed = True
-        if link is not None and unconfirmed:
+        if link is not None and unconfirmed and self._overdue(link, timeout):
             self._retire(link)
         elif link is not None and link.dead and any(d.error is not None for d in deliveries):
             self._failed_at = time.monotonic()
         return [d.error for d in deliveries]
+
+    @staticmethod
+    def _overdue(link: _Link, timeout: float) -> bool:
+        """Whether ``link`` has owed a confirm for ``timeout`` seconds or more."""
+        since = link.owes_since()
+        return since is not None and time.monotonic() - since >= timeout
 
     def _retire(self, link: _Link) -> None:
         """Stop using a link that let a confirm deadline pass, and close it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -9,6 +10,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.status import JobRecord, JobState
 from offload_api import actions
+from offload_api.admission import ADMITTED_AT
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
@@ -69,7 +71,9 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     if isinstance(body, dict) and body.get("type") in found.registry:
         g.job_type = body["type"]  # a registered name: a bounded metrics label
     key = idempotency_key()
-    submitted = found.publisher.submit(body, tenant=caller().tenant, idempotency_key=key)
+    admitted = request.environ.get(ADMITTED_AT, time.monotonic())
+    deadline = admitted + found.settings.submit_deadline
+    submitted = found.publisher.submit(body, tenant=caller().tenant, idempotency_key=key, deadline=deadline)
     links = job_links(submitted.job_id)
     payload: dict[str, object] = {"id": submitted.job_id, "state": submitted.state, **links}
     if g.get("job_type"):
