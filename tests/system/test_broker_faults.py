@@ -79,3 +79,20 @@ def test_a_job_delayed_45_minutes_stays_scheduled_across_worker_and_broker_resta
     finally:
         api.stop()
         worker.stop()
+
+
+def test_each_api_process_connects_and_declares_its_queues_before_its_first_submission(
+    private_rabbitmq: PrivateRabbitMQ, redis_client, logs: Path
+) -> None:
+    node = private_rabbitmq
+    api = Api(stack_env(node.url, REDIS_URL), logs, workers=2)
+    try:
+        # No request yet: both worker processes have their connection open and every job queue
+        # declared, so that no submission spends its answer deadline (0.75 s) on the handshakes.
+        wait_for(lambda: len(node.ctl("list_connections", "pid", "--quiet").split()) >= 2, timeout=20)
+        declared = set(node.ctl("list_queues", "name", "--quiet").split())
+        assert {"email", "media", "reports", "system", "webhooks"} <= declared, declared
+        status, elapsed, _ = _timed_submit(api)
+        assert status == 202 and elapsed < 0.5, (status, elapsed)
+    finally:
+        api.stop()

@@ -46,12 +46,22 @@ class Services:
         return self.publisher.batches
 
 
+#: Where an app keeps its :class:`Services` in ``app.extensions``.
+KEY = "offload"
+
+
 def init_app(app: Flask, services: Services) -> None:
     """Attach ``services`` to ``app`` (the extension keeps no reference to the app itself)."""
-    app.extensions["offload"] = services
+    app.extensions[KEY] = services
 
 
 def services() -> Services:
     """The current app's services."""
-    found: Services = current_app.extensions["offload"]
+    found: Services = current_app.extensions[KEY]
     return found
+
+
+def services_of(app: object) -> Services | None:
+    """The services of ``app`` outside a request (None when it is no app of ours)."""
+    found = getattr(app, "extensions", {}).get(KEY)
+    return found if isinstance(found, Services) else None

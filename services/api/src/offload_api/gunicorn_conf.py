@@ -39,6 +39,20 @@ shutil.rmtree(_METRICS_DIR, ignore_errors=True)
 os.makedirs(_METRICS_DIR, exist_ok=True)
 
 
+def post_worker_init(worker: object) -> None:
+    """A worker process is ready: open its broker connection now rather than on its first job.
+
+    Each process connects on its own (after the fork); until it has, its first submissions would
+    wait for the handshakes and queue declarations inside their answer deadline (F14: two quiet
+    submissions answered 503 on a process that had not published yet).
+    """
+    from offload_api.extension import services_of
+
+    found = services_of(getattr(worker, "wsgi", None))
+    if found is not None:
+        found.publisher.connect()
+
+
 def child_exit(_server: object, worker: object) -> None:
     """A worker process ended: its live gauges (open SSE streams) stop counting."""
     from prometheus_client import multiprocess

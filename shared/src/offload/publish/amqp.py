@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pika
@@ -86,6 +86,8 @@ class _Link:
         self.unconfirmed: dict[int, _Delivery] = {}
         self.declared: set[str] = set()
         self.declaring: set[str] = set()
+        #: Queues to declare as soon as the channel is ready (:meth:`ConfirmingPublisher.connect`).
+        self.to_declare: set[str] = set()
         #: Until when (monotonic) each queue that nacked a publish is taken as full.
         self.full_until: dict[str, float] = {}
         self.next_tag = 1
@@ -187,7 +189,25 @@ class _Link:
         with self.lock:
             self.ready.set()
             self.wake_pending = True
+        self._declare_ahead()
         self._flush()
+
+    def declare_ahead(self, queues: Iterable[str]) -> None:
+        """Declare ``queues`` as soon as the channel is ready (now, if it is), not on first use."""
+        with self.lock:
+            self.to_declare.update(queues)
+            connection = self.connection if self.ready.is_set() and not self.dead else None
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(self._declare_ahead)
+            except Exception:  # closing: the next link declares on first use
+                logger.debug("Publisher loop is closing; queues left to declare on first use.")
+
+    def _declare_ahead(self) -> None:
+        with self.lock:
+            queues, self.to_declare = self.to_declare, set()
+        for queue in sorted(queues - self.declared):
+            self._declare(queue)
 
     def _flush(self) -> None:
         with self.lock:
@@ -444,6 +464,18 @@ class ConfirmingPublisher:
         link = self._link
         if link is not None and link.is_full(queue):
             raise _queue_full()
+
+    def connect(self, queues: Iterable[str] = ()) -> None:
+        """Open the connection now, in the background, and declare ``queues`` on it; return at once.
+
+        Without it the connection opens on the first publish, whose caller then waits through the
+        TCP and AMQP handshakes and each queue's declarations. An API process calls this when it
+        starts, so that no submission spends its answer deadline connecting. A failure here is
+        only logged: the next publish tries again.
+        """
+        link = self._live_link()
+        if link is not None:
+            link.declare_ahead(queues)
 
     def _live_link(self) -> _Link | None:
         with self._lock:

@@ -266,6 +266,13 @@ class Publisher:
             raise
         return Submitted(prepared.job_id, "queued")
 
+    def connect(self) -> None:
+        """Open the broker connection in the background and declare every job queue on it.
+
+        Then the first submissions wait for neither (see :meth:`ConfirmingPublisher.connect`).
+        """
+        self.amqp.connect(self.preparer.registry.queues)
+
     def republish(self, message: bytes, *, timeout: float | None = None) -> None:
         """Publish a stored message again (delayed jobs coming due, retries, manual retries).
 
