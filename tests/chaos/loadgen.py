@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +37,6 @@ HOST = "127.0.0.1"
 #: Seconds idle after which a reused connection may have been closed by the server's keep-alive
 #: timeout (gunicorn's is 5 s) just as a request went out.
 KEEPALIVE_RACE = 4.0
-#: The generator thread's niceness during a run (the server's processes run at 0, workers above).
-CLIENT_NICE = -5
 
 
 @dataclass(frozen=True)
@@ -95,8 +91,6 @@ class Run:
     seconds: float = 0.0
     #: The longest the generator's own event loop was late (a stalled client inflates every time).
     loop_lag: float = 0.0
-    #: Whether the generator ran ahead of the server in the CPU scheduler (see ``_ahead_of_the_server``).
-    ahead_of_server: bool = False
 
     def of(self, label: str) -> list[Answer]:
         """The answers of one stream."""
@@ -334,30 +328,6 @@ async def _run(port: int, streams: Sequence[Stream], seconds: float, timeout: fl
     return run
 
 
-@contextmanager
-def _ahead_of_the_server() -> Iterator[bool]:
-    """Run the calling thread at :data:`CLIENT_NICE` for the block, where the system allows it.
-
-    The generator stands for clients on other machines. On cores it shares with the server, a
-    moment the server's processes hold the CPU stalls the generator's loop too, and every answer
-    arriving meanwhile is read (and timed) late: a client's stall counted as the server's latency
-    (F14's ``client_lag_ms`` reached 470 ms). Ahead of the server in the scheduler's queue, the
-    generator reads each answer when it comes. On Linux the nice value is per thread, so only the
-    generator's own thread moves, and processes started later do not inherit it. Returns whether
-    it could (lowering niceness needs privileges; without them the run goes on as it was).
-    """
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, CLIENT_NICE)
-    except PermissionError:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, before)
-
-
 def run(port: int, streams: Sequence[Stream], seconds: float, *, timeout: float = 5.0) -> Run:
     """Offer every stream at its rate for ``seconds`` against ``127.0.0.1:port``; every answer, once all are in.
 
@@ -367,10 +337,7 @@ def run(port: int, streams: Sequence[Stream], seconds: float, *, timeout: float 
     requests = sum(int(s.rate * seconds) for s in streams)
     if not 0 < seconds <= MAX_SECONDS or requests > MAX_REQUESTS:
         raise ValueError(f"{requests} requests over {seconds} s is over the generator's bounds")
-    with _ahead_of_the_server() as ahead:
-        result = asyncio.run(_run(port, streams, seconds, timeout))
-    result.ahead_of_server = ahead
-    return result
+    return asyncio.run(_run(port, streams, seconds, timeout))
 
 
 @dataclass(frozen=True)

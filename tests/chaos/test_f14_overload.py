@@ -322,7 +322,6 @@ def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
             with RssSampler(api) as rss:
                 result = loadgen.run(api.port, [_noop("load", rate)], LOAD_S)
             _record(ledger, name, result.answers)
-            notes["generator_ahead_of_server"] = result.ahead_of_server
             phase = _summarise(name, rate, result.answers, rss.peak, result.loop_lag)
             phase.offered_per_s = len(result.answers) / LOAD_S
             phase.recovery_s = _recovery(api.port, baseline, ledger, name)
