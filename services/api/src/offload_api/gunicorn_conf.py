@@ -40,13 +40,24 @@ os.makedirs(_METRICS_DIR, exist_ok=True)
 
 
 def post_worker_init(worker: object) -> None:
-    """A worker process is ready: open its broker connection now rather than on its first job.
+    """A worker process is ready: open its broker connection now, and freeze what it has loaded.
 
     Each process connects on its own (after the fork); until it has, its first submissions would
     wait for the handshakes and queue declarations inside their answer deadline (F14: two quiet
     submissions answered 503 on a process that had not published yet).
+
+    The ~80,000 objects of the loaded app (modules, Flask, pydantic's schemas) live as long as the
+    process, yet each full collection walked them all: a 60 ms pause, about every 8 s under load,
+    in which every request of the process waits. ``gc.freeze()`` moves them to a permanent
+    generation that collections skip (measured over 16 s at 600 requests/s: two 60 ms full
+    collections per process became one under 30 ms).
     """
+    import gc
+
     from offload_api.extension import services_of
+
+    gc.collect()
+    gc.freeze()
 
     found = services_of(getattr(worker, "wsgi", None))
     if found is not None:
