@@ -24,7 +24,10 @@ Promised, and checked:
 - (g) delivered, with the worker's resident memory growing by < 20 MB (the body is read up to
   64 KB and dropped);
 - the email queue keeps ≥ 90% of its baseline throughput (floor asserted at 75%: two shared cores
-  make single runs noisy; the row shows the ratio). Deliveries have a process of their own because
+  make single runs noisy; the row shows the ratio). The SMTP server is a process of its own, as a
+  real one is: inside the test process it shared the interpreter lock with the seven receivers,
+  which the baseline did not have, and measured the test's load as much as Offload's (78-90% of
+  baseline then, 92% since at full volume). Deliveries have a process of their own because
   Dramatiq's threads are shared by every queue a process consumes: with ``email webhooks system``
   in one 8-thread process, 30 deliveries to the 60 s receiver each held a thread for the
   per-attempt timeout and email fell to 31% of baseline at full volume;
@@ -46,8 +49,9 @@ import redis
 from standardwebhooks import Webhook
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
-from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress
-from tests.chaos.sinks import Answer, CountingListener, HookReceiver, PeakRss, SmtpSink, children, memory_kb
+from tests.chaos.ledger import Ledger, report, seconds_until_progress, wait_all_finished
+from tests.chaos.sinks import Answer, CountingListener, HookReceiver, PeakRss, children, memory_kb
+from tests.chaos.smtp_server import SmtpServerProcess
 from tests.conftest import REDIS_URL
 from tests.deploy.test_compose import procfile
 from tests.helpers import free_port, wait_for
@@ -78,7 +82,7 @@ def _emails_rate(submitter: Submitter, client: redis.Redis, count: int) -> float
     sub = Submitter(submitter.api, mine)
     started = time.monotonic()
     sub.burst(count, _email(0), threads=8)
-    wait_for(lambda: finished(mine, client) >= len(mine.accepted), timeout=60 * SCALE, interval=0.05)
+    wait_all_finished(mine, client, timeout=60 * SCALE)
     seconds = time.monotonic() - started
     for entry in mine.entries:
         submitter.ledger.record(entry.key, entry.status, entry.job_id)
@@ -112,7 +116,7 @@ def test_f15_hostile_webhook_receivers_cost_no_job_its_outcome_and_follow_no_red
         "ok": HookReceiver(always((200, {}, b"ok"))),
     }
     refused_url = f"http://127.0.0.1:{free_port()}/hooks/offload"  # (a): nothing listens there
-    smtp = SmtpSink()
+    smtp = SmtpServerProcess(logs)  # its own process: throughput is Offload's, not the test's
     smtp.start()
     worker_env = {
         **env,
