@@ -159,9 +159,15 @@ def test_a_job_whose_confirm_went_astray_after_a_worker_took_it_is_accepted(
         """The broker takes the message, the worker starts it, and the confirm never arrives."""
 
         def publish(
-            self, queue: str, body: bytes, *, priority: int | None = None, timeout: float | None = None
+            self,
+            queue: str,
+            body: bytes,
+            *,
+            priority: int | None = None,
+            timeout: float | None = None,
+            wait: float | None = None,
         ) -> None:
-            real.publish(queue, body, priority=priority, timeout=timeout)
+            real.publish(queue, body, priority=priority, timeout=timeout, wait=wait)
             job_id = json.loads(body)["message_id"]
             wait_for(lambda: (r := publisher.get(job_id)) is not None and r.state is not JobState.QUEUED, timeout=5)
             raise BrokerUnavailable("The message broker did not confirm the message in time.")
