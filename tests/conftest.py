@@ -115,6 +115,15 @@ def redis_client(servers: None) -> Iterator[redis.Redis]:
     client.close()
 
 
+def queue_depth(queue: str, url: str = AMQP_URL) -> int:
+    """The messages ready in ``queue`` now, in the vhost of ``url``."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
 def delete_queues(url: str = AMQP_URL) -> None:
     """Delete every Offload queue (with its DQ and XQ) in the vhost of ``url``."""
     connection = pika.BlockingConnection(pika.URLParameters(url))

@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 
 import dramatiq
-import pika
 
 from offload.publish import Publisher
 from tests.api.conftest import Api
-from tests.conftest import AMQP_URL, RunningWorker
+from tests.conftest import RunningWorker, queue_depth
 from tests.helpers import wait_for
-
-
-def _depth(queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
 
 
 def _maintain(publisher: Publisher, older_than: int) -> dict:
@@ -40,15 +31,15 @@ def test_dead_letters_are_exported_to_storage_then_removed_and_young_ones_stay(
         record = publisher.wait(job_id, timeout=20)
         assert record is not None and record.state == "failed"
     # Dramatiq dead-letters each message just after its job's record says failed.
-    wait_for(lambda: _depth("system.XQ") == 3, timeout=10)
+    wait_for(lambda: queue_depth("system.XQ") == 3, timeout=10)
 
     kept = _maintain(publisher, older_than=3600)  # none is an hour old: nothing leaves
-    assert kept["dead_letters"] == [] and _depth("system.XQ") == 3
+    assert kept["dead_letters"] == [] and queue_depth("system.XQ") == 3
 
     result = _maintain(publisher, older_than=0)
     [export] = result["dead_letters"]
     assert export["queue"] == "system" and export["count"] == 3
-    assert _depth("system.XQ") == 0
+    assert queue_depth("system.XQ") == 0
     download = api.anonymous_get(export["url"])
     assert download.status_code == 200
     lines = [json.loads(line) for line in download.data.decode().splitlines()]

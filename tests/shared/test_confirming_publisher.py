@@ -13,7 +13,7 @@ import pytest
 from offload.errors import BrokerUnavailable
 from offload.publish.amqp import RECONNECT_PAUSE, ConfirmingPublisher
 from tests.chaos.proxy import FaultProxy
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, queue_depth
 
 #: Seconds a nacked queue is taken as full here: long enough that a slow purge stays inside it.
 PAUSE = 1.0
@@ -29,14 +29,6 @@ def _purge() -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         connection.channel().queue_purge(QUEUE)
-    finally:
-        connection.close()
-
-
-def _depth(queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         connection.close()
 
@@ -115,7 +107,7 @@ def test_a_caller_that_stops_waiting_leaves_a_slow_connection_in_use(
     publisher.publish(OTHER, b"{}")  # waits the round trip (within its 5 s timeout) on the same link
     assert publisher._link is link
     proxy.set("pass")
-    assert _depth(OTHER) == 3  # the given-up message reached the queue too: its caller must withdraw it
+    assert queue_depth(OTHER) == 3  # the given-up message reached the queue too: its caller must withdraw it
 
 
 def test_a_connection_owing_a_confirm_past_its_timeout_is_replaced(

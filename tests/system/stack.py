@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import API_KEYS, KEYS
+from tests.conftest import API_KEYS, KEYS, queue_depth
 from tests.helpers import VENV_BIN, free_port, kill_tree, port_open, spawn, stop, wait_for
 from tests.s3_server import storage_env
 
@@ -247,13 +247,7 @@ class PrivateRabbitMQ:
         return result.stdout
 
     def queue_depth(self, queue: str) -> int:
-        import pika
-
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
-            return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-        finally:
-            connection.close()
+        return queue_depth(queue, self.url)
 
 
 class PrivateRedis:
