@@ -38,10 +38,14 @@ def publisher(clean_broker: None) -> Iterator[ConfirmingPublisher]:
     instance = ConfirmingPublisher(AMQP_URL, queue_arguments=_arguments, full_pause=PAUSE)
     yield instance
     instance.close()
+    _delete(QUEUE, OTHER)
+
+
+def _delete(*queues: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
-        for name in (QUEUE, OTHER):
+        for name in queues:
             channel.queue_delete(name)
     finally:
         connection.close()
@@ -85,11 +89,7 @@ def proxied(clean_broker: None) -> Iterator[tuple[ConfirmingPublisher, FaultProx
     proxy.set("pass")
     instance.close()
     proxy.close()
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    try:
-        connection.channel().queue_delete(OTHER)
-    finally:
-        connection.close()
+    _delete(OTHER)
 
 
 def test_a_caller_that_stops_waiting_leaves_a_slow_connection_in_use(
@@ -107,6 +107,8 @@ def test_a_caller_that_stops_waiting_leaves_a_slow_connection_in_use(
     publisher.publish(OTHER, b"{}")  # waits the round trip (within its 5 s timeout) on the same link
     assert publisher._link is link
     proxy.set("pass")
+    with pytest.raises(BrokerUnavailable):
+        publisher.publish(OTHER, b"{}", wait=0)  # no time left: refused without publishing
     assert queue_depth(OTHER) == 3  # the given-up message reached the queue too: its caller must withdraw it
 
 

@@ -214,12 +214,11 @@ class Admission:
                 self.body_bytes += cost
         if refused:
             return self._refuse(start_response, _OVERLOADED, refused)
-        started = time.perf_counter()
-        environ[ADMITTED_AT] = time.monotonic()
+        started = environ[ADMITTED_AT] = time.monotonic()
         try:
             return self.app(environ, start_response)
         finally:
-            ended = time.perf_counter()
+            ended = time.monotonic()
             with self._lock:
                 self.inflight -= 1
                 left = self.by_tenant[tenant] - 1

@@ -42,6 +42,10 @@ RECONNECT_PAUSE = 0.25
 FULL_PAUSE = 0.1
 
 
+def _not_confirmed() -> BrokerUnavailable:
+    return BrokerUnavailable("The message broker did not confirm the message in time.")
+
+
 def _queue_full() -> BrokerUnavailable:
     return BrokerUnavailable("The message broker rejected the message (queue full).", code="broker_backpressure")
 
@@ -389,7 +393,8 @@ class ConfirmingPublisher:
         ``timeout`` is how long the connection may owe a confirm before it counts as hung and is
         replaced; ``wait`` (at most ``timeout``) is how long this caller waits for its own. A
         caller that gives up sooner leaves the connection alone: a broker that confirms in 1.2 s
-        is slow, not gone, and the confirm, when it comes, changes nothing.
+        is slow, not gone, and the confirm, when it comes, changes nothing. With no time left
+        (``wait`` ≤ 0) the message is not published at all.
 
         Raises:
             BrokerUnavailable: refused, not confirmed within ``wait``, rejected, or blocked.
@@ -417,12 +422,14 @@ class ConfirmingPublisher:
         for delivery in deliveries:
             if link is None:
                 delivery.settle(BrokerUnavailable("The message broker is unavailable."))
+            elif deadline <= started:  # the caller's time is up already: not published at all
+                delivery.settle(_not_confirmed())
             else:
                 link.submit(delivery)
         unconfirmed = False
         for delivery in deliveries:
             if not delivery.done.wait(max(0.0, deadline - time.monotonic())):
-                delivery.settle(BrokerUnavailable("The message broker did not confirm the message in time."))
+                delivery.settle(_not_confirmed())
                 unconfirmed = True
         if link is not None and unconfirmed and self._overdue(link, timeout):
             self._retire(link)

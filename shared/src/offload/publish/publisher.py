@@ -250,8 +250,6 @@ class Publisher:
             return Submitted(prepared.job_id, "scheduled")
         wait = None if deadline is None else deadline - time.monotonic()
         try:
-            if wait is not None and wait <= 0:
-                raise BrokerUnavailable("The message broker did not confirm the message in time.")
             self.amqp.publish(
                 prepared.contract.queue,
                 body,
