@@ -135,12 +135,17 @@ def went_backwards(ledger: Ledger, client: redis.Redis, *, prefix: str = "offloa
 def finished(ledger: Ledger, client: redis.Redis, *, prefix: str = "offload") -> int:
     """How many of the ledger's accepted jobs are in a terminal state now."""
     ids = ledger.accepted
+    return len(ids) - len(_unfinished(ids, client, prefix))
+
+
+def _unfinished(ids: list[str], client: redis.Redis, prefix: str) -> list[str]:
+    """Those of ``ids`` whose job is not in a terminal state now (one pipelined round trip)."""
     if not ids:
-        return 0
+        return []
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
         pipe.hget(f"{prefix}:job:{job_id}", "state")
-    return sum(1 for state in pipe.execute() if state and state.decode() in TERMINAL)
+    return [j for j, state in zip(ids, pipe.execute(), strict=True) if not (state and state.decode() in TERMINAL)]
 
 
 def wait_all_finished(ledger: Ledger, client: redis.Redis, *, timeout: float, prefix: str = "offload") -> None:
@@ -154,11 +159,7 @@ def wait_all_finished(ledger: Ledger, client: redis.Redis, *, timeout: float, pr
     while pending:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} of {len(ledger.accepted)} jobs did not finish in {timeout} s")
-        pipe = client.pipeline(transaction=False)
-        for job_id in pending:
-            pipe.hget(f"{prefix}:job:{job_id}", "state")
-        states = pipe.execute()
-        pending = [j for j, state in zip(pending, states, strict=True) if not (state and state.decode() in TERMINAL)]
+        pending = _unfinished(pending, client, prefix)
         if pending:
             time.sleep(0.05)
 
