@@ -3,10 +3,11 @@
 F5: the API's AMQP traffic goes into a blackhole (a partition: silence, not a close), then the
 broker VM is frozen (SIGSTOP), then it is only slow (each way held 0.6 s, so every confirm comes
 1.2 s after its publish, past the API's 0.75 s ``OFFLOAD_SUBMIT_DEADLINE``). Every submission must
-be refused with 503 ``broker_unavailable`` within 2 s (§6.1; in fact within about the deadline),
-and the first 202 must come within 5 s of the fault clearing. The slow broker's messages reach
-the queue after their callers were refused: the worker must drop each one (their jobs were
-withdrawn), so none runs unannounced (the ledger's ``unexpected``).
+be answered within 2 s (§6.1; in fact within about the deadline), those to the partitioned or
+frozen broker with 503 ``broker_unavailable``, and the first 202 must come within 5 s of the
+fault clearing. Most of the slow broker's messages reach the queue after their callers were
+refused: the worker must drop each one (their jobs were withdrawn), so none runs unannounced
+(the ledger's ``unexpected``); one a worker took before the deadline is accepted (a 202).
 
 F6: the workers' AMQP traffic goes into a blackhole for longer than two heartbeats while jobs
 run. The broker requeues their unacked deliveries; jobs that finished during the partition could
@@ -33,6 +34,11 @@ from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 HEARTBEAT = 2
 #: Milliseconds the slow broker's traffic is held each way: a confirm 1.2 s after its publish.
 SLOW_BROKER_MS = 600
+#: The API's submit deadline (``Settings.submit_deadline``'s default) plus the slack between a
+#: client sending a request and the API admitting it. A submission made this close to a fault
+#: clearing may rightly be confirmed in time (the frozen node woke up, the partition healed), so
+#: only those made earlier must be refused.
+JUDGED_BEFORE_CLEARING_S = 0.75 + 0.25
 
 
 @pytest.fixture
@@ -55,7 +61,8 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
     client = redis.Redis.from_url(REDIS_URL)
     submitter = Submitter(api, ledger, timeout=10)
     fault_s = 4.0 * SCALE
-    outages: list[tuple[float, float]] = []
+    #: (fault set, fault cleared, how long before clearing a submission may still be confirmed)
+    outages: list[tuple[float, float, float]] = []
     try:
         with submitter.steady(20, FAST) as during:
             time.sleep(1)
@@ -63,25 +70,26 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
             broker_proxy.set("blackhole")
             time.sleep(fault_s)
             broker_proxy.set("pass")
-            outages.append((start, time.monotonic()))
+            outages.append((start, time.monotonic(), JUDGED_BEFORE_CLEARING_S))
             time.sleep(2)
             start = time.monotonic()
             private_rabbitmq.pause()
             time.sleep(fault_s)
             private_rabbitmq.resume()
-            outages.append((start, time.monotonic()))
+            outages.append((start, time.monotonic(), JUDGED_BEFORE_CLEARING_S))
             time.sleep(5)
             start = time.monotonic()
             broker_proxy.set("latency", latency_ms=SLOW_BROKER_MS)
             time.sleep(fault_s)
             broker_proxy.set("pass")
             # A publish held on its way out just before the fault cleared has its confirm back
-            # unheld, in time: the slow spell, for the answers, ends a round trip earlier.
-            outages.append((start, time.monotonic() - 2 * SLOW_BROKER_MS / 1000))
+            # unheld, in time: for the slow broker that grace is a round trip.
+            outages.append((start, time.monotonic(), 2 * SLOW_BROKER_MS / 1000))
             time.sleep(5)
         verdict = drain(ledger, client, timeout=60)
-        refused = [a for start, end in outages for a in within(during, start + 0.5, end)]
-        first_202 = [first_accepted_after(during, end) for _, end in outages]
+        judged = [(start + 0.5, end - grace) for start, end, grace in outages]
+        refused = [a for start, end in judged for a in within(during, start, end)]
+        first_202 = [first_accepted_after(during, end) for _, end, _ in outages]
         slowest = max(a.seconds for a in during)
         report(
             "F5",
@@ -94,11 +102,19 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
             slowest_answer_s=round(slowest, 2),
         )
         assert_common(verdict)
-        # Refused fast and explicitly; a 202 in the window is a publish the broker confirmed in
-        # time (the node woke up within the caller's deadline), and the ledger proves it ran.
+        # Refused fast and explicitly. The windows end before each fault cleared by as long as a
+        # publish made then could still be confirmed in time.
         assert refused and all(a.status in (202, 503) for a in refused), {(a.status, a.error) for a in refused}
         assert all(a.error == "broker_unavailable" and a.retry_after for a in refused if a.status == 503)
-        assert sum(1 for a in refused if a.status == 503) >= 0.9 * len(refused)
+        # Partitioned or frozen, the broker confirms nothing: every answer is a 503 (a rare 202 is
+        # a request the API admitted late, its process starved). Merely slow, it queues each
+        # message 0.6 s after its publish, and an idle worker may take the job before the caller's
+        # deadline: that job is accepted after all (a 202, see Publisher._withdraw) and ran, as
+        # the ledger shows, so there only the answers' speed is judged (below).
+        cut_off = [a for start, end in judged[:2] for a in within(during, start, end)]
+        assert sum(1 for a in cut_off if a.status == 503) >= 0.95 * len(cut_off), [
+            (round(a.at, 2), a.status, round(a.seconds, 2)) for a in cut_off if a.status != 503
+        ]
         # Refused at the 0.75 s submit deadline (0.77 s the slowest here), well within §6.1's 2 s;
         # a loaded CI machine once stretched one answer of a hundred to 4.5 s (gunicorn's gevent
         # loop starved), so the bound on the very slowest is looser than on the 99th percentile.
