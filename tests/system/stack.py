@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -168,6 +169,34 @@ def stack_env(broker_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     }
 
 
+#: Where the Debian package keeps RabbitMQ's own applications and its plugins, side by side.
+RABBITMQ_APPS = Path("/usr/lib/rabbitmq/lib")
+
+
+def rabbit_applications(into: Path, enabled: list[str]) -> Path:
+    """A plugins directory holding only the broker, the ``enabled`` plugins and what they need, linked.
+
+    The package's directory also holds some fifty optional plugins (management, MQTT, shovel...)
+    whose modules a node loads and scans at boot even when none is enabled: a private node boots
+    on a quarter less CPU without them (3.8 s instead of 5.1 s here), and the tests boot a dozen.
+    """
+    found = {entry.name.rsplit("-", 1)[0]: entry for entry in RABBITMQ_APPS.glob("rabbitmq_server-*/plugins/*-*")}
+    wanted: set[str] = set()
+    pending = ["rabbit", *enabled]
+    while pending:
+        name = pending.pop()
+        if name in wanted or name not in found:
+            continue  # seen, or one of Erlang/OTP's own
+        wanted.add(name)
+        listed = re.search(r"\{applications,\s*\[([^\]]*)\]", (found[name] / "ebin" / f"{name}.app").read_text())
+        pending += [app.strip() for app in listed.group(1).split(",")] if listed else []
+    shutil.rmtree(into, ignore_errors=True)
+    into.mkdir(parents=True)
+    for name in wanted:
+        (into / found[name].name).symlink_to(found[name])
+    return into
+
+
 class PrivateRabbitMQ:
     """A RabbitMQ node of the test's own (own port, data directory and node name), to stop and restart.
 
@@ -193,6 +222,12 @@ class PrivateRabbitMQ:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
+    @property
+    def enabled_plugins(self) -> list[str]:
+        """The plugins named in the node's ``enabled_plugins`` file (``[a,b].``), which a test may rewrite."""
+        listed = (self.base / "enabled_plugins").read_text().strip().removeprefix("[").removesuffix("].")
+        return [name.strip() for name in listed.split(",") if name.strip()]
+
     def start(self, timeout: float = 90) -> None:
         env = {
             "RABBITMQ_NODENAME": self.node,
@@ -203,6 +238,7 @@ class PrivateRabbitMQ:
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_PLUGINS_DIR": str(rabbit_applications(self.base / "plugins", self.enabled_plugins)),
             "RABBITMQ_PID_FILE": str(self.base / "pid"),
             "HOME": str(self.base),
         }
