@@ -241,6 +241,7 @@ class PrivateRabbitMQ:
             "RABBITMQ_PLUGINS_DIR": str(rabbit_applications(self.base / "plugins", self.enabled_plugins)),
             "RABBITMQ_PID_FILE": str(self.base / "pid"),
             "HOME": str(self.base),
+            "ERL_CRASH_DUMP": str(self.base / "erl_crash.dump"),  # beside its logs, not in the checkout
         }
         (self.base / "pid").unlink(missing_ok=True)
         self.process = spawn(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, log=self.base / "server.log")
