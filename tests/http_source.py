@@ -22,6 +22,8 @@ class Source:
     gzip: bool = False
     drip_seconds: float = 0.0
     chunked: bool = False
+    #: Send half the body under the whole one's Content-Length, then close the connection.
+    truncate: bool = False
     status: int = 200
     #: Extra response headers (e.g. ``Location`` with a 3xx status).
     headers: dict[str, str] = field(default_factory=dict)
@@ -55,6 +57,12 @@ def source() -> Iterator[Source]:
                     self.wfile.write(body[offset : offset + 1])
                     self.wfile.flush()
                     time.sleep(state.drip_seconds)
+                return
+            if state.truncate:
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True
                 return
             if state.chunked:
                 self.send_header("Transfer-Encoding", "chunked")

@@ -80,6 +80,15 @@ def test_a_source_that_drips_fails_at_the_deadline(
         assert time.monotonic() - started < 5
 
 
+def test_a_source_that_closes_mid_body_fails_as_unreachable(
+    api: Api, publisher: Publisher, servers: None, source: Source
+) -> None:
+    source.body, source.truncate = b'{"name": "cut"}\n' * 1000, True
+    with limited_worker():
+        record = _build(api, publisher, {"source": {"url": source.url()}, "output": "csv"}, max_retries=0)
+    assert record.state == "failed" and record.error_code == "source_unreachable", record
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs, so that a write really fails with ENOSPC (needs root: skipped otherwise)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from urllib3.exceptions import HTTPError as TransportError
 
 from offload.contracts.reports import UrlRows
 from offload.errors import PermanentJobError, TransientJobError
@@ -122,12 +123,13 @@ class UrlFetcher:
             yield decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise PermanentJobError("The source is not UTF-8 text.", code="bad_source_data") from None
-        except (requests.RequestException, OSError, ValueError, AttributeError) as exc:
+        except (requests.RequestException, TransportError, OSError, ValueError, AttributeError) as exc:
             if expired.is_set():  # the timer closed the response under the read
                 raise TransientJobError(
                     f"The source took longer than {self.deadline:g} s.", code="source_timeout"
                 ) from None
-            if isinstance(exc, requests.RequestException | OSError):
+            # The raw read raises urllib3's own errors (a body cut short: ProtocolError), not requests'.
+            if isinstance(exc, requests.RequestException | TransportError | OSError):
                 raise TransientJobError(
                     f"The source stopped sending: {type(exc).__name__}.", code="source_unreachable"
                 ) from None
