@@ -13,6 +13,12 @@ flooding stream never delays another stream's requests inside the generator. It 
 HTTP/1.1 (Content-Length bodies) for the API, with asyncio streams, to spend little CPU per request
 on cores it shares with the server.
 
+The generator runs with Python's cyclic garbage collector off (as ``timeit`` does), since it shares
+its process with the test's ledger: a full collection walking those hundreds of thousands of
+objects stopped its event loop for up to 270 ms, and every answer arriving then was timed that much
+late. It records its own stalls (:attr:`Run.stalls`) so that a late answer can be told apart from a
+late client.
+
 Bounded: only ``127.0.0.1``; at most :data:`MAX_SECONDS` per run and :data:`MAX_REQUESTS` in all.
 ``python -m tests.chaos.loadgen --port P --key K --rate R --seconds S`` runs one stream from a shell.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -37,6 +44,8 @@ HOST = "127.0.0.1"
 #: Seconds idle after which a reused connection may have been closed by the server's keep-alive
 #: timeout (gunicorn's is 5 s) just as a request went out.
 KEEPALIVE_RACE = 4.0
+#: A lateness of the generator's own loop worth recording, in seconds.
+STALL = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ class Run:
     seconds: float = 0.0
     #: The longest the generator's own event loop was late (a stalled client inflates every time).
     loop_lag: float = 0.0
+    #: When (seconds since the start) the generator's loop was late by more than :data:`STALL`, and by how much.
+    stalls: list[tuple[float, float]] = field(default_factory=list)
 
     def of(self, label: str) -> list[Answer]:
         """The answers of one stream."""
@@ -318,7 +329,10 @@ async def _run(port: int, streams: Sequence[Stream], seconds: float, timeout: fl
         while running:
             before = loop.time()
             await asyncio.sleep(0.01)
-            run.loop_lag = max(run.loop_lag, loop.time() - before - 0.01)
+            late = loop.time() - before - 0.01
+            run.loop_lag = max(run.loop_lag, late)
+            if late > STALL:
+                run.stalls.append((round(before - start, 3), round(late, 3)))
 
     watcher = loop.create_task(watch())
     await asyncio.gather(*(_stream(s, port, seconds, timeout, start, run.answers) for s in streams))
@@ -337,7 +351,13 @@ def run(port: int, streams: Sequence[Stream], seconds: float, *, timeout: float 
     requests = sum(int(s.rate * seconds) for s in streams)
     if not 0 < seconds <= MAX_SECONDS or requests > MAX_REQUESTS:
         raise ValueError(f"{requests} requests over {seconds} s is over the generator's bounds")
-    return asyncio.run(_run(port, streams, seconds, timeout))
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return asyncio.run(_run(port, streams, seconds, timeout))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,8 @@ class Phase:
     late_by_second: dict[int, int] = dataclasses.field(default_factory=dict)
     #: The longest the load generator's own event loop was late: a stalled client inflates every time.
     client_lag_ms: float = 0.0
+    #: How often the load generator's loop was late by more than ``loadgen.STALL``.
+    client_stalls: int = 0
     recovery_s: float | None = None
 
     def row(self) -> dict[str, Any]:
@@ -133,7 +135,9 @@ class Phase:
         }
 
 
-def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float, lag: float = 0.0) -> Phase:
+def _summarise(
+    name: str, rate: float, answers: list[loadgen.Answer], rss: float, lag: float = 0.0, stalls: int = 0
+) -> Phase:
     races = [a for a in answers if a.error == "KeepAliveRace"]  # the client's reuse of an idle connection
     answers = [a for a in answers if a.error != "KeepAliveRace"]
     statuses: dict[str, int] = {}
@@ -162,6 +166,7 @@ def _summarise(name: str, rate: float, answers: list[loadgen.Answer], rss: float
         late_by_status=dict(Counter(f"{a.status}:{a.error}" for a in late)),
         late_by_second=dict(sorted(Counter(int(a.at) for a in late).items())),
         client_lag_ms=lag * 1000,
+        client_stalls=stalls,
     )
 
 
@@ -170,7 +175,7 @@ RACES = "keep-alive races (not counted)"
 #: The overload table's columns (issue 9: accepted, 429/503, max latency, memory).
 COLUMNS = ["name", "offered_per_s", "requests", "accepted", "shed_429_503", "other", "over_deadline"]
 COLUMNS += ["max_latency_ms", "p99_ms", "api_rss_mb", "recovery_s", "late_by_status", "late_by_second"]
-COLUMNS += ["client_lag_ms"]
+COLUMNS += ["client_lag_ms", "client_stalls"]
 
 
 def _render(table: list[dict[str, Any]], notes: dict[str, Any]) -> str:
@@ -292,7 +297,8 @@ def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
             assert all(a.status == 202 for a in quiet_answers), {(a.status, a.error) for a in quiet_answers}
             p99_quiet[factor] = loadgen.percentile([a.service for a in quiet_answers], 99)
             name = f"noisy tenant {factor}× its limit"
-            phases.append(_summarise(name, quota * factor, result.of("noisy"), 0.0, result.loop_lag))
+            noisy = result.of("noisy")
+            phases.append(_summarise(name, quota * factor, noisy, 0.0, result.loop_lag, len(result.stalls)))
         notes["quiet_tenant_p99_ms"] = {f"{k}x": round(v * 1000, 1) for k, v in p99_quiet.items()}
         noisy_api.stop()
         noisy_api = None
@@ -322,7 +328,7 @@ def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
             with RssSampler(api) as rss:
                 result = loadgen.run(api.port, [_noop("load", rate)], LOAD_S)
             _record(ledger, name, result.answers)
-            phase = _summarise(name, rate, result.answers, rss.peak, result.loop_lag)
+            phase = _summarise(name, rate, result.answers, rss.peak, result.loop_lag, len(result.stalls))
             phase.offered_per_s = len(result.answers) / LOAD_S
             phase.recovery_s = _recovery(api.port, baseline, ledger, name)
             phases.append(phase)
