@@ -8,10 +8,14 @@ server slows and hide the overload. Each answer records two times:
   free connection counts (no coordinated omission);
 - ``service``: from the moment its bytes were written to its answer: what the server took.
 
+An answer's moment is when its last bytes reached the socket, by the kernel's receive timestamp,
+not when the generator read them, so a generator that fell behind on cores it shares with the
+server does not make the server look slow.
+
 Every stream has its own connections (keep-alive, opened on first use, up to ``connections``), so a
 flooding stream never delays another stream's requests inside the generator. It speaks just enough
-HTTP/1.1 (Content-Length bodies) for the API, with asyncio streams, to spend little CPU per request
-on cores it shares with the server.
+HTTP/1.1 (Content-Length bodies) for the API, on non-blocking sockets of asyncio's loop, to spend
+little CPU per request on cores it shares with the server.
 
 The generator runs with Python's cyclic garbage collector off (as ``timeit`` does), since it shares
 its process with the test's ledger: a full collection walking those hundreds of thousands of
@@ -29,6 +33,8 @@ import argparse
 import asyncio
 import gc
 import json
+import socket
+import struct
 import sys
 import time
 from collections import deque
@@ -44,6 +50,11 @@ HOST = "127.0.0.1"
 #: Seconds idle after which a reused connection may have been closed by the server's keep-alive
 #: timeout (gunicorn's is 5 s) just as a request went out.
 KEEPALIVE_RACE = 4.0
+#: Linux's socket option for nanosecond receive timestamps (``SO_TIMESTAMPNS``; not in :mod:`socket`).
+SO_TIMESTAMPNS = 35
+#: Room for one ``struct timespec`` of ancillary data, and the most bytes read at once.
+TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+READ_SIZE = 65536
 #: A lateness of the generator's own loop worth recording, in seconds.
 STALL = 0.05
 
@@ -132,31 +143,81 @@ def _decode(status: int, body: bytes) -> tuple[str | None, str | None]:
     return None, document.get("error")
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: one request at a time, its answer parsed as the bytes arrive."""
+class _Connection:
+    """One keep-alive connection: one request at a time, its answer parsed as the bytes arrive.
 
-    def __init__(self, pool: _Pool) -> None:
+    It reads with ``recvmsg`` and the kernel's receive timestamps (``SO_TIMESTAMPNS``), so an
+    answer counts as done when its last bytes reached the socket, not when the generator's loop got
+    round to reading them: on cores shared with the server, the loop can be a few hundred
+    milliseconds late, and that is the client's delay, not the server's.
+    """
+
+    def __init__(self, pool: _Pool, sock: socket.socket) -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
+        self.sock = sock
+        self.fd = sock.fileno()
         self.buffer = bytearray()
+        self.outgoing = memoryview(b"")
+        self.writing = False
+        self.arrived = 0.0  # the kernel's receive time (the wall clock) of the latest bytes read
         self.scheduled = 0.0
         self.sent = 0.0
         self.idle_since = 0.0
         self.reused_after = 0.0
         self.busy = False
         self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pool.loop.add_reader(self.fd, self._readable)
 
     def send(self, scheduled: float) -> None:
-        assert self.transport is not None
         self.scheduled, self.sent, self.busy = scheduled, self.pool.loop.time(), True
         self.reused_after = self.sent - self.idle_since if self.idle_since else 0.0
         self.buffer.clear()
-        self.transport.write(self.pool.stream.request)
+        self.outgoing = memoryview(self.pool.stream.request)
+        self._write()
 
-    def data_received(self, data: bytes) -> None:
+    def _write(self) -> None:
+        try:
+            written = self.sock.send(self.outgoing)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self.fail("ConnectionReset")
+            return
+        self.outgoing = self.outgoing[written:]
+        if self.outgoing and not self.writing:
+            self.writing = True
+            self.pool.loop.add_writer(self.fd, self._write)
+        elif not self.outgoing and self.writing:
+            self.writing = False
+            self.pool.loop.remove_writer(self.fd)
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(READ_SIZE, TIMESTAMP_SPACE)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.fail("ConnectionReset")
+            return
+        if not data:
+            self.fail("ConnectionClosed")
+            return
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                self.arrived = seconds + nanoseconds / 1e9
+        self._received(data)
+
+    def done_at(self) -> float:
+        """The loop-clock moment the latest bytes arrived (now, if the kernel gave no timestamp)."""
+        now = self.pool.loop.time()
+        if not self.arrived:
+            return now
+        return now - max(0.0, time.time() - self.arrived)
+
+    def _received(self, data: bytes) -> None:
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0 or not self.busy:
@@ -193,12 +254,11 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.pool.loop.remove_reader(self.fd)
+            if self.writing:
+                self.pool.loop.remove_writer(self.fd)
+            self.sock.close()
             self.pool.lost(self)
-            if self.transport is not None:
-                self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.fail("ConnectionReset" if exc is not None else "ConnectionClosed")
 
 
 class _Pool:
@@ -225,15 +285,19 @@ class _Pool:
             self.loop.create_task(self._connect())
 
     async def _connect(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
             async with asyncio.timeout(self.timeout):
-                _, connection = await self.loop.create_connection(lambda: _Connection(self), HOST, self.port)
+                await self.loop.sock_connect(sock, (HOST, self.port))
         except (OSError, TimeoutError) as exc:
+            sock.close()
             self.opening -= 1
             if self.waiting:  # the oldest waiting request fails with the connection it waited for
                 self._record(self.waiting.popleft(), self.loop.time(), None, type(exc).__name__, None, None)
             return
         self.opening -= 1
+        connection = _Connection(self, sock)
         self.open.add(connection)
         self.free(connection)
 
@@ -259,7 +323,8 @@ class _Pool:
         retry_after: str | None,
         job_id: str | None,
     ) -> None:
-        self._record(connection.scheduled, connection.sent, status, error, retry_after, job_id)
+        done = connection.done_at() if status is not None else self.loop.time()
+        self._record(connection.scheduled, connection.sent, status, error, retry_after, job_id, done)
 
     def _record(
         self,
@@ -269,8 +334,9 @@ class _Pool:
         error: str | None,
         retry_after: str | None,
         job_id: str | None,
+        done: float | None = None,
     ) -> None:
-        done = self.loop.time()
+        done = self.loop.time() if done is None else done
         self.outstanding -= 1
         self.out.append(
             Answer(
