@@ -94,6 +94,11 @@ def make_settings(**overrides: Any) -> Settings:
         # In-process workers would point this process's prometheus-client at Dramatiq's files;
         # the metrics are tested on worker processes of their own (tests/system/test_metrics.py).
         "metrics": False,
+        # The API's 0.75 s answer deadline is F5's, F14's and the broker-fault tests' matter, on API
+        # processes of their own; here a confirm slowed by a loaded machine (seen on CI: one report
+        # test's submission got 503 broker_unavailable) would fail a test about something else.
+        # Submissions wait up to publish_timeout (2 s), after which the broker counts as hung.
+        "submit_deadline": 2.0,
         **storage_overrides(),  # OFFLOAD_TEST_STORAGE=s3: the session's S3 server instead of storage_dir
     }
     values.update(overrides)

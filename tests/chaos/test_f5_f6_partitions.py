@@ -40,6 +40,9 @@ SLOW_BROKER_MS = 600
 #: may rightly be confirmed in time (the frozen node woke up, the partition healed), so only those
 #: made earlier must be refused.
 JUDGED_BEFORE_CLEARING_S = Settings.model_fields["submit_deadline"].default + 0.25
+#: Seconds between a fault clearing and the next fault (or the end): the first 202 after each
+#: fault must come within this for its recovery to be measured (asserted: within 5 s).
+RECOVERY_ROOM_S = 5.0
 
 
 @pytest.fixture
@@ -72,13 +75,17 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
             time.sleep(fault_s)
             broker_proxy.set("pass")
             outages.append((start, time.monotonic(), JUDGED_BEFORE_CLEARING_S))
-            time.sleep(2)
+            # Room for the recovery to show before the next fault: a connection attempt begun
+            # into the partition gives up only at its 2 s handshake timeout, and a slow machine
+            # then takes a moment to connect (CI: no 202 within the 2 s this pause once was, so
+            # the first one came after the freeze, 6 s on).
+            time.sleep(RECOVERY_ROOM_S)
             start = time.monotonic()
             private_rabbitmq.pause()
             time.sleep(fault_s)
             private_rabbitmq.resume()
             outages.append((start, time.monotonic(), JUDGED_BEFORE_CLEARING_S))
-            time.sleep(5)
+            time.sleep(RECOVERY_ROOM_S)
             start = time.monotonic()
             broker_proxy.set("latency", latency_ms=SLOW_BROKER_MS)
             time.sleep(fault_s)
@@ -86,7 +93,7 @@ def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_
             # A publish held on its way out just before the fault cleared has its confirm back
             # unheld, in time: for the slow broker that grace is a round trip.
             outages.append((start, time.monotonic(), 2 * SLOW_BROKER_MS / 1000))
-            time.sleep(5)
+            time.sleep(RECOVERY_ROOM_S)
         verdict = drain(ledger, client, timeout=60)
         judged = [(start + 0.5, end - grace) for start, end, grace in outages]
         partitioned, frozen, _slow = judged
