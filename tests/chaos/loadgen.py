@@ -323,7 +323,8 @@ class _Pool:
         retry_after: str | None,
         job_id: str | None,
     ) -> None:
-        done = connection.done_at() if status is not None else self.loop.time()
+        # A failure has no answer bytes: it ends now, not at the previous answer's arrival.
+        done = connection.done_at() if status is not None else None
         self._record(connection.scheduled, connection.sent, status, error, retry_after, job_id, done)
 
     def _record(
@@ -336,6 +337,7 @@ class _Pool:
         job_id: str | None,
         done: float | None = None,
     ) -> None:
+        """Append one answer; ``done`` is the loop-clock moment it ended (None: now)."""
         done = self.loop.time() if done is None else done
         self.outstanding -= 1
         self.out.append(

@@ -291,13 +291,12 @@ def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
                 [_noop("noisy", quota * factor), _noop("quiet", quiet, who="globex", connections=64)],
                 NOISY_S,
             )
-            _record(ledger, f"noisy-{factor}", result.of("noisy"))
-            _record(ledger, f"quiet-{factor}", result.of("quiet"))
-            quiet_answers = result.of("quiet")
+            noisy, quiet_answers = result.of("noisy"), result.of("quiet")
+            _record(ledger, f"noisy-{factor}", noisy)
+            _record(ledger, f"quiet-{factor}", quiet_answers)
             assert all(a.status == 202 for a in quiet_answers), {(a.status, a.error) for a in quiet_answers}
             p99_quiet[factor] = loadgen.percentile([a.service for a in quiet_answers], 99)
             name = f"noisy tenant {factor}× its limit"
-            noisy = result.of("noisy")
             phases.append(_summarise(name, quota * factor, noisy, 0.0, result.loop_lag, len(result.stalls)))
         notes["quiet_tenant_p99_ms"] = {f"{k}x": round(v * 1000, 1) for k, v in p99_quiet.items()}
         noisy_api.stop()
