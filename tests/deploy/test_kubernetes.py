@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.deploy.kubectl_oldest import VERSION, oldest_kubectl
 from tests.deploy.test_compose import WORKERS, procfile
 from tests.helpers import VENV_BIN
 
@@ -24,10 +25,10 @@ KEDA_KINDS = {
 }
 
 
-def render(overlay: str) -> list[dict[str, Any]]:
-    """``kubectl kustomize`` of an overlay, as objects."""
+def render(overlay: str, kubectl: Path = VENV_BIN / "kubectl") -> list[dict[str, Any]]:
+    """``kubectl kustomize`` of an overlay, as objects (the newest kubectl unless told)."""
     result = subprocess.run(
-        [str(VENV_BIN / "kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
+        [str(kubectl), "kustomize", str(K8S / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -64,6 +65,14 @@ def test_each_overlay_renders_and_every_object_validates(overlay: str) -> None:
     } <= kinds
     for doc in docs:
         validate(doc)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_the_oldest_supported_kubectl_renders_the_same_objects_as_the_newest(overlay: str) -> None:
+    """deploy/k8s/README.md states the minimum; kustomize up to v5.6 once panicked on the prod overlay."""
+    assert f"kubectl {VERSION.removeprefix('v').rsplit('.', 1)[0]}" in (K8S / "README.md").read_text()
+    newest = render(overlay)
+    assert render(overlay, oldest_kubectl()) == newest
 
 
 def test_an_invalid_keda_object_is_caught() -> None:
