@@ -129,6 +129,16 @@ def queue_depth(queue: str, url: str = AMQP_URL) -> int:
         connection.close()
 
 
+def queue_consumers(queues: list[str], url: str = AMQP_URL) -> dict[str, int]:
+    """How many consumers each of ``queues`` has now, in the vhost of ``url``."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        return {queue: int(channel.queue_declare(queue, passive=True).method.consumer_count) for queue in queues}
+    finally:
+        connection.close()
+
+
 def delete_queues(url: str = AMQP_URL) -> None:
     """Delete every Offload queue (with its DQ and XQ) in the vhost of ``url``."""
     connection = pika.BlockingConnection(pika.URLParameters(url))

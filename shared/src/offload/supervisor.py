@@ -7,8 +7,20 @@ honcho and foreman stop everything when one process exits; an orchestrator (comp
 - its output lines are prefixed with the time and its name, like honcho's;
 - a process that exits while the suite runs is started again after a backoff (1 s, doubling to
   30 s; back to 1 s once it has stayed up a minute), and the restart is logged;
-- SIGINT (Ctrl-C) or SIGTERM (``make down``) stops every process gracefully: SIGTERM to each group,
-  then SIGKILL to what is left after ``--grace`` seconds (the workers' own shutdown timeout is 60 s).
+- before it starts again, whatever is left of its last run is ended: its process group, and (on
+  Linux, where the supervisor is the subreaper of its descendants) any orphan that left the group.
+  A ``dramatiq`` main process killed by SIGKILL or the OOM killer leaves its worker processes
+  consuming; they get SIGTERM, then SIGKILL after ``--leftover-grace`` seconds, so a queue never
+  has a stale worker beside the new one;
+- SIGINT (Ctrl-C) or SIGTERM (``make down``) stops every process gracefully: SIGTERM to each
+  service's top process (which stops its own tree; a leftover with no top process gets it
+  directly), then SIGKILL to each whole group and orphan still alive after ``--grace`` seconds
+  (the workers' own shutdown timeout is 60 s). It returns only once nothing it started is alive.
+
+supervisord 4.3 (``stopasgroup``/``killasgroup``) and circus 0.19 (``stop_children``) were tried
+for this and both leave a SIGKILLed main process's children running, beside the restarted one
+and after they stop: a production supervisor must end the whole group as containers (PID
+namespace) and systemd (``KillMode=control-group``) do.
 
 Procfile.dev stays the one list of processes (compose, the images and Kubernetes run its commands).
 """
@@ -26,11 +38,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from offload.process_groups import (
+    become_subreaper,
+    group_alive,
+    orphans,
+    processes,
+    reap_orphans,
+    signal_group,
+    signal_pid,
+)
+
 #: Seconds before the first restart; doubled after each quick exit, up to :data:`MAX_BACKOFF`.
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 #: A process that stayed up this long is healthy again: its next restart waits :data:`MIN_BACKOFF`.
 HEALTHY_AFTER = 60.0
+#: Seconds what is left of a dead service's run has to stop after SIGTERM before SIGKILL.
+LEFTOVER_GRACE = 10.0
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -57,6 +81,12 @@ class Service:
     name: str
     command: str
     process: subprocess.Popen[bytes] | None = None
+    #: The process group of the current or last run, kept until no process of it is alive.
+    group: int | None = None
+    #: Orphans of the last run outside its group (reparented to the supervisor), being ended.
+    strays: set[int] = field(default_factory=set)
+    #: When what is left of the last run gets SIGKILL (0: not being ended).
+    end_by: float = 0.0
     started_at: float = 0.0
     backoff: float = MIN_BACKOFF
     restarts: int = 0
@@ -67,9 +97,17 @@ class Service:
 class Supervisor:
     """Starts the services, restarts the ones that exit, and stops them all on request."""
 
-    def __init__(self, services: dict[str, str], *, grace: float = 70.0, out: IO[str] = sys.stdout) -> None:
+    def __init__(
+        self,
+        services: dict[str, str],
+        *,
+        grace: float = 70.0,
+        leftover_grace: float = LEFTOVER_GRACE,
+        out: IO[str] = sys.stdout,
+    ) -> None:
         self.services = [Service(name, command) for name, command in services.items()]
         self.grace = grace
+        self.leftover_grace = leftover_grace
         self.out = out
         self.width = max((len(name) for name in services), default=6)
         self.stopping = threading.Event()
@@ -94,6 +132,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        service.group = service.process.pid  # start_new_session: it leads a group of its own
         service.started_at = time.monotonic()
         self.say("system", f"{service.name} started (pid {service.process.pid})")
         service.pump = threading.Thread(target=self._pump, args=(service, service.process), daemon=True)
@@ -106,6 +145,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Run until :meth:`stop` is called; returns the exit status for the command."""
+        become_subreaper()
         for service in self.services:
             self.start(service)
         while not self.stopping.wait(0.2):
@@ -113,20 +153,11 @@ class Supervisor:
             for service in self.services:
                 process = service.process
                 if process is not None and process.poll() is not None:
-                    up_for = now - service.started_at
-                    if up_for >= HEALTHY_AFTER:
-                        service.backoff = MIN_BACKOFF
-                    self.say(
-                        "system",
-                        f"{service.name} exited with code {process.returncode} after {up_for:.1f} s; "
-                        f"restarting in {service.backoff:g} s",
-                    )
-                    service.process = None
-                    service.next_start = now + service.backoff
-                    service.backoff = min(MAX_BACKOFF, service.backoff * 2)
-                elif process is None and now >= service.next_start:
+                    self._exited(service, process, now)
+                elif process is None and self._leftovers_ended(service, now) and now >= service.next_start:
                     service.restarts += 1
                     self.start(service)
+            reap_orphans(self._leaders())
         self._stop_all()
         return 0
 
@@ -134,32 +165,108 @@ class Supervisor:
         """Ask :meth:`run` to stop every service and return (safe from a signal handler)."""
         self.stopping.set()
 
+    def _leaders(self) -> list[int]:
+        return [s.process.pid for s in self.services if s.process is not None]
+
+    def _exited(self, service: Service, process: subprocess.Popen[bytes], now: float) -> None:
+        """``service``'s top process ended: schedule its restart and end what is left of its run."""
+        up_for = now - service.started_at
+        if up_for >= HEALTHY_AFTER:
+            service.backoff = MIN_BACKOFF
+        self.say(
+            "system",
+            f"{service.name} exited with code {process.returncode} after {up_for:.1f} s; "
+            f"restarting in {service.backoff:g} s",
+        )
+        service.process = None
+        service.next_start = now + service.backoff
+        service.backoff = min(MAX_BACKOFF, service.backoff * 2)
+        in_group = [entry.pid for entry in processes() if entry.pgid == service.group]
+        service.strays = {entry.pid for entry in orphans(self._leaders()) if entry.pgid != service.group}
+        if not in_group and not service.strays:
+            return
+        left = sorted([*in_group, *service.strays])
+        self.say(
+            "system",
+            f"{service.name}: {len(left)} process(es) of its last run still alive "
+            f"(pids {', '.join(map(str, left))}); ending them before it starts again",
+        )
+        self._signal_leftovers(service, signal.SIGTERM)
+        service.end_by = now + self.leftover_grace
+
+    def _leftovers_ended(self, service: Service, now: float) -> bool:
+        """True once no process of ``service``'s last run is alive; SIGKILLs them past their grace."""
+        if service.group is None:
+            return True
+        service.strays &= {entry.pid for entry in orphans(self._leaders())}
+        if not group_alive(service.group) and not service.strays:
+            if service.end_by:
+                self.say("system", f"{service.name}: what was left of its last run has ended")
+            service.group, service.end_by = None, 0.0
+            return True
+        if service.end_by and now >= service.end_by:
+            self.say(
+                "system", f"{service.name}: its last run's processes outlived {self.leftover_grace:g} s; killing them"
+            )
+            self._signal_leftovers(service, signal.SIGKILL)
+            service.end_by = now + self.leftover_grace
+        return False
+
+    def _signal_leftovers(self, service: Service, sig: signal.Signals) -> None:
+        if service.group is not None:
+            signal_group(service.group, sig)
+        for pid in service.strays:
+            signal_pid(pid, sig)
+
+    def _alive(self) -> list[Service]:
+        """The services with any process alive (their run's group, or strays of it)."""
+        strays = {entry.pid for entry in orphans(self._leaders())}
+        alive = []
+        for service in self.services:
+            if service.process is not None and service.process.poll() is None:
+                alive.append(service)
+                continue
+            service.strays &= strays
+            if (service.group is not None and group_alive(service.group)) or service.strays:
+                alive.append(service)
+        return alive
+
     def _stop_all(self) -> None:
-        running = [s for s in self.services if s.process is not None and s.process.poll() is None]
+        """SIGTERM to every service, SIGKILL after the grace to what is left; returns once none is alive."""
+        running = self._alive()
+        unclaimed = {entry.pid for entry in orphans(self._leaders())} - {p for s in running for p in s.strays}
         for service in running:
             self.say("system", f"stopping {service.name}")
-            _signal_group(service, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        for service in running:
-            assert service.process is not None
-            try:
-                service.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.say("system", f"{service.name} did not stop within {self.grace:g} s; killing it")
-                _signal_group(service, signal.SIGKILL)
-                service.process.wait()
-        for service in running:
+            if service.process is not None and service.process.poll() is None:
+                # Its top process stops its own tree gracefully: a second SIGTERM straight to a
+                # Dramatiq worker process (as killpg would send) makes it quit mid-job.
+                signal_pid(service.process.pid, signal.SIGTERM)
+            else:
+                self._signal_leftovers(service, signal.SIGTERM)
+        for pid in unclaimed:
+            signal_pid(pid, signal.SIGTERM)
+        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 10.0)):
+            deadline = time.monotonic() + wait
+            while (running := self._alive()) or orphans(self._leaders()):
+                reap_orphans(self._leaders())
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+            else:
+                break
+            if sig is signal.SIGTERM:
+                for service in running:
+                    self.say("system", f"{service.name} did not stop within {self.grace:g} s; killing it")
+                    self._signal_leftovers(service, signal.SIGKILL)
+                for entry in orphans(self._leaders()):
+                    signal_pid(entry.pid, signal.SIGKILL)
+        for service in self.services:
+            if service.process is not None:
+                service.process.poll()
             if service.pump is not None:
                 service.pump.join(timeout=2)
+        reap_orphans(self._leaders())
         self.say("system", "all stopped")
-
-
-def _signal_group(service: Service, sig: int) -> None:
-    assert service.process is not None
-    try:
-        os.killpg(service.process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-f", "--procfile", type=Path, default=Path("Procfile.dev"))
     parser.add_argument("--only", default="", help="comma-separated process names (default: all)")
     parser.add_argument("--grace", type=float, default=70.0, help="seconds to wait for a graceful stop")
+    parser.add_argument(
+        "--leftover-grace",
+        type=float,
+        default=LEFTOVER_GRACE,
+        help="seconds what is left of a dead process's tree has after SIGTERM, before SIGKILL and its restart",
+    )
     parser.add_argument("--pid-file", type=Path, help="write this process's id here (for make down)")
     args = parser.parse_args(argv)
     services = read_procfile(args.procfile)
@@ -177,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"not in {args.procfile}: {', '.join(unknown)}")
         services = {name: services[name] for name in wanted}
-    supervisor = Supervisor(services, grace=args.grace)
+    supervisor = Supervisor(services, grace=args.grace, leftover_grace=args.leftover_grace)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.stop())
     if args.pid_file:
