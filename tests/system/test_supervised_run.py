@@ -169,6 +169,7 @@ def test_leftovers_that_left_the_group_or_ignore_sigterm_are_ended_before_a_rest
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=20) == 0
         assert not any(_alive(pid) for pid in runs()[1])
+        assert re.search(r"orphaned processes \d+ did not stop within 1 s; killing them", log.read_text())
     finally:
         if supervisor.poll() is None:
             os.killpg(supervisor.pid, signal.SIGKILL)

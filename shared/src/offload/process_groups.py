@@ -54,18 +54,25 @@ def become_subreaper() -> bool:
         return False
 
 
+def _stat(pid: str) -> tuple[int, str, int, int] | None:
+    """``(pid, state, ppid, pgid)`` of one process, or None if it has ended."""
+    try:
+        stat = (_PROC / pid / "stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(pid), fields[0], int(fields[1]), int(fields[2])
+
+
 def _entries() -> Iterator[tuple[int, str, int, int]]:
     """``(pid, state, ppid, pgid)`` of every process in ``/proc`` (zombies included)."""
     for folder in _PROC.iterdir():
         if not folder.name.isdigit():
             continue
-        try:
-            stat = (folder / "stat").read_text()
-        except OSError:
-            continue  # it ended while we looked
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        yield int(folder.name), fields[0], int(fields[1]), int(fields[2])
+        entry = _stat(folder.name)
+        if entry is not None:
+            yield entry
 
 
 def processes() -> list[ProcessEntry]:
@@ -86,13 +93,35 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def _own_children() -> list[tuple[int, str, int, int]]:
+    """``(pid, state, ppid, pgid)`` of this process's children (zombies included).
+
+    Read from each thread's ``children`` list (a few small files), not the whole table, since the
+    supervisor asks several times a second.
+    """
+    found = []
+    for task in (_PROC / "self" / "task").iterdir():
+        try:
+            pids = (task / "children").read_text().split()
+        except OSError:
+            continue  # the thread ended while we looked
+        found += [entry for entry in map(_stat, pids) if entry is not None]
+    return found
+
+
 def orphans(keep: Iterable[int]) -> list[ProcessEntry]:
     """This process's live children other than ``keep`` (the ones it started and still tracks).
 
     Under :func:`become_subreaper` these are descendants whose own parent died: leftovers.
     """
-    me, kept = os.getpid(), set(keep)
-    return [entry for entry in processes() if entry.ppid == me and entry.pid not in kept] if has_process_table() else []
+    if not has_process_table():
+        return []
+    kept = set(keep)
+    return [
+        ProcessEntry(pid, ppid, pgid)
+        for pid, state, ppid, pgid in _own_children()
+        if pid not in kept and state not in ("Z", "X")
+    ]
 
 
 def reap_orphans(keep: Iterable[int]) -> None:
@@ -102,9 +131,9 @@ def reap_orphans(keep: Iterable[int]) -> None:
     """
     if not has_process_table():
         return
-    me, kept = os.getpid(), set(keep)
-    for pid, state, ppid, _ in list(_entries()):
-        if ppid == me and pid not in kept and state in ("Z", "X"):
+    kept = set(keep)
+    for pid, state, _, _ in _own_children():
+        if pid not in kept and state in ("Z", "X"):
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:

@@ -168,6 +168,9 @@ class Supervisor:
     def _leaders(self) -> list[int]:
         return [s.process.pid for s in self.services if s.process is not None]
 
+    def _groups(self) -> set[int]:
+        return {s.group for s in self.services if s.group is not None}
+
     def _exited(self, service: Service, process: subprocess.Popen[bytes], now: float) -> None:
         """``service``'s top process ended: schedule its restart and end what is left of its run."""
         up_for = now - service.started_at
@@ -182,7 +185,8 @@ class Supervisor:
         service.next_start = now + service.backoff
         service.backoff = min(MAX_BACKOFF, service.backoff * 2)
         in_group = [entry.pid for entry in processes() if entry.pgid == service.group]
-        service.strays = {entry.pid for entry in orphans(self._leaders()) if entry.pgid != service.group}
+        # Orphans in another service's group are that service's; the rest left their group.
+        service.strays = {entry.pid for entry in orphans(self._leaders()) if entry.pgid not in self._groups()}
         if not in_group and not service.strays:
             return
         left = sorted([*in_group, *service.strays])
@@ -233,40 +237,59 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """SIGTERM to every service, SIGKILL after the grace to what is left; returns once none is alive."""
-        running = self._alive()
-        unclaimed = {entry.pid for entry in orphans(self._leaders())} - {p for s in running for p in s.strays}
-        for service in running:
+        for service in self._alive():
             self.say("system", f"stopping {service.name}")
-            if service.process is not None and service.process.poll() is None:
-                # Its top process stops its own tree gracefully: a second SIGTERM straight to a
-                # Dramatiq worker process (as killpg would send) makes it quit mid-job.
-                signal_pid(service.process.pid, signal.SIGTERM)
-            else:
-                self._signal_leftovers(service, signal.SIGTERM)
-        for pid in unclaimed:
-            signal_pid(pid, signal.SIGTERM)
-        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 10.0)):
-            deadline = time.monotonic() + wait
-            while (running := self._alive()) or orphans(self._leaders()):
+        asked: set[int] = set()  # the top processes and leftovers already sent SIGTERM
+        deadline = time.monotonic() + self.grace
+        while self._ask_to_stop(asked) and time.monotonic() < deadline:
+            reap_orphans(self._leaders())
+            time.sleep(0.1)
+        running = self._alive()
+        if running or orphans(self._leaders()):
+            for service in running:
+                self.say("system", f"{service.name} did not stop within {self.grace:g} s; killing it")
+                self._signal_leftovers(service, signal.SIGKILL)
+            if left := orphans(self._leaders()):
+                pids = ", ".join(str(entry.pid) for entry in left)
+                self.say("system", f"orphaned processes {pids} did not stop within {self.grace:g} s; killing them")
+            for entry in left:
+                signal_pid(entry.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10.0
+            while (self._alive() or orphans(self._leaders())) and time.monotonic() < deadline:
                 reap_orphans(self._leaders())
-                if time.monotonic() >= deadline:
-                    break
                 time.sleep(0.1)
-            else:
-                break
-            if sig is signal.SIGTERM:
-                for service in running:
-                    self.say("system", f"{service.name} did not stop within {self.grace:g} s; killing it")
-                    self._signal_leftovers(service, signal.SIGKILL)
-                for entry in orphans(self._leaders()):
-                    signal_pid(entry.pid, signal.SIGKILL)
         for service in self.services:
-            if service.process is not None:
-                service.process.poll()
             if service.pump is not None:
                 service.pump.join(timeout=2)
         reap_orphans(self._leaders())
         self.say("system", "all stopped")
+
+    def _ask_to_stop(self, asked: set[int]) -> bool:
+        """SIGTERM, once, to each top process still up, and to each process left without one.
+
+        A top process stops its own tree gracefully: a second SIGTERM straight to a Dramatiq
+        worker process (as killpg would send) makes it quit mid-job. What has no top process (it
+        died, before or during the stop) is asked directly. Returns False once nothing is alive.
+        """
+        running = self._alive()
+        for service in running:
+            process = service.process
+            if process is not None and process.poll() is None:
+                if process.pid not in asked:
+                    signal_pid(process.pid, signal.SIGTERM)
+                    asked.add(process.pid)
+                continue
+            left = [entry.pid for entry in processes() if entry.pgid == service.group] + sorted(service.strays)
+            for pid in left:
+                if pid not in asked:
+                    signal_pid(pid, signal.SIGTERM)
+                    asked.add(pid)
+        strays = [entry.pid for entry in orphans(self._leaders()) if entry.pgid not in self._groups()]
+        for pid in strays:
+            if pid not in asked:
+                signal_pid(pid, signal.SIGTERM)
+                asked.add(pid)
+        return bool(running or strays)
 
 
 def main(argv: list[str] | None = None) -> int:
