@@ -20,12 +20,19 @@ class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldProblem(_Closed):
+    """One field that broke its schema or a rule, and how."""
+
+    field: str = Field(description="The field's path in the request, e.g. 'payload.to[0].email'.")
+    problem: str = Field(description="What is wrong with it.")
+
+
 class Error(_Closed):
     """Every error response."""
 
     error: str = Field(description="Stable machine-readable code, e.g. 'validation_failed'.")
     detail: str = Field(description="One sentence for humans.")
-    errors: list[dict[str, str]] | None = Field(default=None, description="Per-field problems (422).")
+    errors: list[FieldProblem] | None = Field(default=None, description="Per-field problems (422).")
     retry_after: int | None = Field(default=None, description="Seconds to wait before retrying (503).")
     job_id: str | None = Field(default=None, description="The job an Idempotency-Key already names (409).")
     request_id: str | None = Field(default=None, description="Quote it when reporting a 500.")
@@ -55,6 +62,9 @@ class JobErrorInfo(_Closed):
 
     code: str
     message: str | None
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="Per-field problems of a job published on the wire and refused at adoption."
+    )
 
 
 class HistoryEntry(BaseModel):

@@ -179,12 +179,12 @@ class Publisher:
                 fields = [{**e, "field": f"jobs[{index}].{e['field']}"} for e in exc.errors]
                 raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
         with redis_errors():
-            self._take_quota(prepared)
+            self.take_quota(prepared)
         self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
         errors = self._record_and_publish(prepared)
         failed = [(p, err) for p, err in zip(prepared, errors, strict=True) if err is not None]
         if failed:
-            self._give_back_quota([p for p, _ in failed])
+            self.give_back_quota([p for p, _ in failed])
             raise failed[0][1]
         return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
 
@@ -237,14 +237,14 @@ class Publisher:
         if prepared.delay is None and idempotency_key is None:
             self.amqp.refuse_if_full(prepared.contract.queue)  # before any Redis work for a sure refusal
         with redis_errors():
-            self._take_quota([prepared])
+            self.take_quota([prepared])
         try:
             body = self._record(prepared, idempotency_key)
         except BaseException:
-            self._give_back_quota([prepared])
+            self.give_back_quota([prepared])
             raise
         if isinstance(body, Submitted):
-            self._give_back_quota([prepared])  # an idempotent replay costs nothing
+            self.give_back_quota([prepared])  # an idempotent replay costs nothing
             return body
         if prepared.delay is not None:
             return Submitted(prepared.job_id, "scheduled")
@@ -260,7 +260,7 @@ class Publisher:
         except BrokerUnavailable:
             if self._withdraw(prepared, idempotency_key):
                 return Submitted(prepared.job_id, "queued")
-            self._give_back_quota([prepared])
+            self.give_back_quota([prepared])
             raise
         return Submitted(prepared.job_id, "queued")
 
@@ -368,7 +368,7 @@ class Publisher:
             return Submitted(created.job_id, record.state.value if record else "queued", replayed=True)
         return body
 
-    def _take_quota(self, jobs: Sequence[PreparedJob]) -> None:
+    def take_quota(self, jobs: Sequence[PreparedJob]) -> None:
         """Count the jobs against their tenants' quotas, all or nothing.
 
         Raises:
@@ -381,10 +381,11 @@ class Publisher:
                     self.quotas.take(job.tenant, job.contract.quota, job.contract.units(job.payload))
                     taken.append(job)
         except QuotaExceeded:
-            self._give_back_quota(taken)
+            self.give_back_quota(taken)
             raise
 
-    def _give_back_quota(self, jobs: Sequence[PreparedJob]) -> None:
+    def give_back_quota(self, jobs: Sequence[PreparedJob]) -> None:
+        """Return the quota units of jobs that did not go through after all (failures are logged)."""
         try:
             for job in jobs:
                 if job.contract.quota:

@@ -43,6 +43,8 @@ class JobRecord:
     result: Any
     error_code: str | None
     error_message: str | None
+    #: The field problems of a refusal (a wire job refused at adoption), as a 422 lists them.
+    error_fields: list[dict[str, Any]] | None
     cancel_requested: bool
     created_at: int
     scheduled_for: int | None
@@ -74,6 +76,7 @@ class JobRecord:
             result=_json(raw.get("result")),
             error_code=raw.get("error_code") or None,
             error_message=raw.get("error_message") or None,
+            error_fields=_json(raw.get("error_fields")),
             cancel_requested=raw.get("cancel_requested") == "1",
             created_at=int(raw.get("created_at") or 0),
             scheduled_for=_int(raw.get("scheduled_for")),
@@ -96,7 +99,7 @@ class JobRecord:
             "state": self.state.value,
             "progress": {"percent": self.progress, "message": self.progress_message},
             "result": self.result,
-            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "error": self._error(),
             "attempts": self.attempts,
             "max_retries": self.max_retries,
             "priority": self.priority,
@@ -116,6 +119,14 @@ class JobRecord:
             "webhook_id": self.webhook_id,
             "seq": self.seq,
         }
+
+    def _error(self) -> dict[str, Any] | None:
+        if not self.error_code:
+            return None
+        error: dict[str, Any] = {"code": self.error_code, "message": self.error_message}
+        if self.error_fields:
+            error["errors"] = self.error_fields
+        return error
 
     @property
     def webhook_id(self) -> str | None:

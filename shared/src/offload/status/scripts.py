@@ -21,6 +21,7 @@ _SCRIPTS = (
     "progress",
     "finish",
     "fail_unstarted",
+    "refuse",
     "cancel",
     "reopen",
     "claim_due",

@@ -8,10 +8,12 @@ sets index jobs by state and type, so listing never scans the keyspace.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
@@ -20,11 +22,16 @@ from offload.status.records import JobRecord
 from offload.status.scripts import ScriptRunner, now_ms, redis_errors
 from offload.status.states import JobState
 
+logger = logging.getLogger(__name__)
+
 #: Most log lines kept per job (the oldest are dropped), and most characters per line.
 MAX_LOG_LINES = 200
 MAX_LOG_LINE = 500
 #: Control characters (but tab) in a log line become spaces: a line stays one line.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: How long the reason of a dead letter without a record is kept: as long as RabbitMQ keeps dead
+#: letters (Dramatiq's ``DEAD_MESSAGE_TTL``, 7 days).
+DEAD_LETTER_TTL_MS = 7 * 86_400 * 1000
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Claim:
 
     lease: int
     jobs: list[tuple[str, bytes]]
+    #: Ids that were due but had no record or stored message (taken off the schedule; never expected).
+    lost: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,82 @@ class StatusStore:
         idem = self.key("idem", tenant, idempotency_key) if idempotency_key else ""
         outcome = int(self._run("abort", job_id, self.retention.failed * 1000, idem))
         return "withdrawn" if outcome == 1 else "taken" if outcome == 0 else "missing"
+
+    def refuse(
+        self,
+        job_id: str,
+        fields: dict[str, str | int],
+        error: tuple[str, str],
+        *,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Record a job that may not run: created and ended ``dead`` with ``error`` at once.
+
+        For a job published on the wire that adoption refused (``offload.worker.adoption``);
+        ``errors`` are the field problems, as a 422 would list them. False if it had a record.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        flat = [item for pair in fields.items() for item in pair]
+        problems = json.dumps(errors, separators=(",", ":")) if errors else ""
+        ttl = self.retention.failed * 1000
+        return bool(self._run("refuse", job_id, error[0], error[1], problems, ttl, *flat))
+
+    def presence(self, job_id: str) -> Literal["recorded", "withdrawn", "missing"]:
+        """Whether ``job_id`` has a record, was withdrawn by its publisher, or is unknown.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.exists(self.key("job", job_id))
+            pipe.exists(self.key("aborted", job_id))
+            recorded, withdrawn = pipe.execute()
+        return "recorded" if recorded else "withdrawn" if withdrawn else "missing"
+
+    def stored_message(self, job_id: str) -> bytes | None:
+        """The message stored with the job's record (to publish it again), or None if there is none.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            message = self.client.hget(self.key("job", job_id), "message")
+        if not message:
+            return None
+        return message.encode() if isinstance(message, str) else bytes(message)
+
+    def note_dead_letter(self, message_id: str, code: str, message: str) -> None:
+        """Keep why a message with no record was dead-lettered, as long as its dead letter lives.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            self.client.set(
+                self._dead_letter_key(message_id),
+                json.dumps({"code": code, "message": message}),
+                px=DEAD_LETTER_TTL_MS,
+            )
+
+    def dead_letter_notes(self, message_ids: list[str]) -> list[dict[str, str] | None]:
+        """What :meth:`note_dead_letter` kept for each of ``message_ids`` (None where nothing).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        if not message_ids:
+            return []
+        with redis_errors():
+            found = self.client.mget([self._dead_letter_key(m) for m in message_ids])
+        return [json.loads(value) if value else None for value in found]
+
+    def _dead_letter_key(self, message_id: str) -> str:
+        # Any publisher picks message ids: a long one is stored under its hash.
+        name = message_id if len(message_id) <= 100 else hashlib.sha256(message_id.encode()).hexdigest()
+        return self.key("dead-letter", name)
 
     # -- the worker's side -------------------------------------------------------------------
 
@@ -301,8 +386,8 @@ class StatusStore:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        lease, *flat = self._run("claim_due", "", limit, lease_ms)
-        return Claim(int(lease), [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)])
+        lease, lost, *flat = self._run("claim_due", "", limit, lease_ms)
+        return Claim(int(lease), [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)], list(lost))
 
     def promoted(self, job_id: str, lease: int) -> bool:
         """Release the lease of a claimed job whose message was published and confirmed.
@@ -497,9 +582,12 @@ class StatusStore:
                 pipe.hmget(self.key("job", job_id), "state", "type", "started_at", "attempts", "message")
             stalled = []
             for job_id, (state, job_type, started_at, attempts, message) in zip(ids, pipe.execute(), strict=True):
-                if state != JobState.RUNNING.value or not (job_type and started_at and message):
+                if state != JobState.RUNNING.value or not (job_type and started_at):
                     continue
                 if now - int(started_at) <= overdue_ms(job_type):
+                    continue
+                if not message:  # every record is written with its message; this one cannot be redelivered
+                    logger.error("Job %s is stalled and has no stored message: it cannot be delivered again.", job_id)
                     continue
                 claim = self.key("stalled", job_id, attempts or "0")
                 if self.client.set(claim, "1", nx=True, px=24 * 3600 * 1000):

@@ -23,6 +23,7 @@ from offload.logs import configure_logging
 from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings
+from offload.worker.adoption import Adopter, UnservedMessages
 from offload.worker.hard_limit import HardTimeLimit
 from offload.worker.log_context import JobLogContext
 from offload.worker.memory_guard import MemoryGuard
@@ -78,17 +79,26 @@ def build_worker(
     configure_logging(settings.log_level, settings.log_format)
     publisher = publisher or Publisher.from_settings(settings, registry=registry, pin_connections=True)
     pauses = Pauses(publisher.store.client, prefix=settings.redis_prefix)
+    metrics = JobMetrics()
     slots = SlotKeeper(
         Slots(publisher.store.client, prefix=settings.redis_prefix),
         publisher.store,
         publisher,
         registry,
         settings.concurrency_limits,
+        metrics=metrics,
     )
     promoter = PromoterMiddleware(
-        DuePromoter(publisher.store, publisher, hard_limit_grace=settings.hard_limit_grace, slots=slots, pauses=pauses)
+        DuePromoter(
+            publisher.store,
+            publisher,
+            hard_limit_grace=settings.hard_limit_grace,
+            slots=slots,
+            pauses=pauses,
+            metrics=metrics,
+        )
     )
-    metrics = JobMetrics()
+    adopter = Adopter(publisher, max_message_bytes=settings.max_body_bytes, metrics=metrics)
     runtime = Runtime(
         store=publisher.store,
         publisher=publisher,
@@ -97,6 +107,7 @@ def build_worker(
         metrics=metrics,
         slots=slots,
         pauses=pauses,
+        adopter=adopter,
         backoff_scale=settings.retry_backoff_scale,
     )
     broker = build_broker(
@@ -111,6 +122,7 @@ def build_worker(
                 max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when
             ),
             CurrentMessage(),
+            UnservedMessages(adopter, registry),
             promoter,
             *([metrics, _dramatiq_prometheus(settings)] if settings.metrics else []),  # "after" hooks run last first
         ],

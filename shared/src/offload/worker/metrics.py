@@ -11,9 +11,14 @@ so Dramatiq counts it a success. :class:`JobMetrics` adds those, in the same fil
 - ``offload_job_wait_seconds{queue, type}``: enqueue (or the retry's due time) to start;
 - ``offload_job_events_total{queue, type, event}``: what handlers report with ``ctx.count(...)``,
   such as an email not sent again because a redelivery found it sent (``duplicate_not_sent``);
-- ``offload_worker_recycles_total{reason}``: processes recycled by the memory guard.
+- ``offload_worker_recycles_total{reason}``: processes recycled by the memory guard;
+- ``offload_wire_refused_total{queue, reason}``: jobs published on the wire that adoption refused
+  (``internal_type``, ``validation_failed``, ``quota_exceeded``, ``unknown_type``...) and dead-lettered;
+- ``offload_jobs_lost_total{where}``: job ids a wake-up path found without a record or message
+  (``schedule``, ``slot``): each is also logged as an error, and should stay at zero.
 
-Labels are contract and queue names only (a bounded set): never a tenant, a job id or an address.
+Labels are contract and queue names and literal reasons only (a bounded set): never a tenant, a
+job id, an address, or a type or queue a message named that no contract has.
 
 Dramatiq's middleware reads ``dramatiq_prom_host``, ``dramatiq_prom_port`` and ``dramatiq_prom_db``
 from the environment when imported; the launchers (``Procfile.dev``, compose, Kubernetes) set them
@@ -49,6 +54,8 @@ class JobMetrics(Middleware):
         self.wait_seconds: Any = None
         self.events_total: Any = None
         self.recycles_total: Any = None
+        self.refused_total: Any = None
+        self.lost_total: Any = None
         self.registry: Any = None
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:  # noqa: ARG002 - Dramatiq's hook signature
@@ -82,6 +89,18 @@ class JobMetrics(Middleware):
             ["queue", "type", "event"],
             registry=self.registry,
         )
+        self.refused_total = prometheus_client.Counter(
+            "offload_wire_refused_total",
+            "Jobs published on the wire that adoption refused (dead-lettered), by reason.",
+            ["queue", "reason"],
+            registry=self.registry,
+        )
+        self.lost_total = prometheus_client.Counter(
+            "offload_jobs_lost_total",
+            "Job ids a wake-up path found without a record or stored message (should stay 0).",
+            ["where"],
+            registry=self.registry,
+        )
 
     def event(self, queue: str, job_type: str, name: str) -> None:
         """Count one ``name`` event of a job (names are literals in handler code: a bounded set)."""
@@ -92,6 +111,16 @@ class JobMetrics(Middleware):
         """Count an attempt that left its job in ``state``."""
         if self.ended_total is not None:
             self.ended_total.labels(queue, job_type, state).inc()
+
+    def refused(self, queue: str, reason: str) -> None:
+        """Count a wire job refused at adoption (``queue``: a contract's queue, or ``other``)."""
+        if self.refused_total is not None:
+            self.refused_total.labels(queue, reason).inc()
+
+    def lost(self, where: str) -> None:
+        """Count a job id found without a record where a job was to be woken (``where``: a literal)."""
+        if self.lost_total is not None:
+            self.lost_total.labels(where).inc()
 
     def recycled(self, reason: str) -> None:
         """Count a graceful recycle of this worker process (``reason`` is a literal: a bounded set)."""

@@ -25,6 +25,7 @@ from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.status import Ending, StatusStore, now_ms
 from offload.submission import PreparedJob
+from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ class DuePromoter:
         hard_limit_grace: float = 30.0,
         slots: SlotKeeper | None = None,
         pauses: Pauses | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.publisher = publisher
         self.batch = batch
         self.hard_limit_grace = hard_limit_grace
@@ -188,6 +191,10 @@ class DuePromoter:
         total = 0
         while True:
             claim = self.store.claim_due(limit=self.batch, lease_ms=LEASE_MS)
+            for job_id in claim.lost:
+                logger.error("Job %s was due but has no record or stored message: it cannot run.", job_id)
+                if self.metrics is not None:
+                    self.metrics.lost("schedule")
             if not claim.jobs:
                 return total
             for index, (job_id, message) in enumerate(claim.jobs):

@@ -20,19 +20,19 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from pydantic import BaseModel
 
-from offload.contracts import JobContract, Priority
+from offload.contracts import JobContract
 from offload.errors import DependencyError, JobCancelled, PermanentJobError, TransientJobError, ValidationFailed
 from offload.logs import job_logging
 from offload.pauses import Pauses
 from offload.publish import Publisher
-from offload.publish.wire import offload_options
 from offload.status import JobState, Started, StatusStore, now_ms
 from offload.submission import FollowUp
+from offload.worker.adoption import Adopter, Refused
 from offload.worker.context import JobContext
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
@@ -67,6 +67,7 @@ class Runtime:
         backoff_scale: factor on every retry backoff (``OFFLOAD_RETRY_BACKOFF_SCALE``; 1 but in tests).
         slots: concurrency limits per key (a job of a limited contract runs only with a slot).
         pauses: paused queues and job types (their jobs are parked, not started).
+        adopter: records jobs published on the wire without a record, after HTTP's checks.
     """
 
     store: StatusStore
@@ -76,12 +77,20 @@ class Runtime:
     metrics: JobMetrics | None = None
     slots: SlotKeeper | None = None
     pauses: Pauses | None = None
+    adopter: Adopter | None = None
     backoff_scale: float = 1.0
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
 
-        def run(job_id: str, payload: dict[str, Any]) -> None:
+        def run(*args: Any, **kwargs: Any) -> None:
+            job_id, payload = kwargs.get("job_id"), kwargs.get("payload", {})
+            if args or set(kwargs) - {"job_id", "payload"} or not isinstance(job_id, str):
+                self._refuse(
+                    contract,
+                    job_id,
+                    Refused("invalid_message", "A job's message has the kwargs job_id and payload only."),
+                )
             self.run(contract, handler, job_id, payload)
 
         run.__name__ = run.__qualname__ = contract.name.replace(".", "_")
@@ -90,37 +99,58 @@ class Runtime:
     def run(self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any]) -> None:
         """Process one delivery of job ``job_id``.
 
+        A job published on the wire without a record is adopted (recorded, with its message,
+        after the checks HTTP applies) before it can be parked or wait for a slot, so that the
+        paths that wake it later find it; in the common case, when it opens its attempt.
+
         Raises:
-            JobFailed: the job ended for good (failed or dead); Dramatiq dead-letters the message.
+            JobFailed: the job ended for good (failed, dead, or refused at adoption); Dramatiq
+                dead-letters the message.
             DependencyError: the status store or broker is unavailable; Dramatiq retries the message.
         """
-        if self.pauses is not None and self._parked(contract, job_id):
-            return
+        if self.pauses is not None:
+            target = self.pauses.paused_target(contract.queue, contract.name)
+            if target is not None:
+                if self._recorded(contract, job_id, payload):
+                    self._park(target, job_id)
+                return
         key = self.slots.key_of(contract, payload) if self.slots is not None else None
         if key is None:
             self._run(contract, handler, job_id, payload)
             return
         assert self.slots is not None
-        if not self.slots.enter(key, job_id):
-            return  # it waits its turn; the job that frees a slot wakes it
+        if not self._recorded(contract, job_id, payload) or not self.slots.enter(key, job_id):
+            return  # withdrawn; or it waits its turn, and the job that frees a slot wakes it
         try:
             self._run(contract, handler, job_id, payload)
         finally:
             self.slots.leave(key, job_id)
 
-    def _parked(self, contract: JobContract, job_id: str) -> bool:
-        """Park the job instead of starting it if its queue or type is paused (see ``offload.pauses``)."""
-        assert self.pauses is not None
-        target = self.pauses.paused_target(contract.queue, contract.name)
-        if target is None:
+    def _recorded(self, contract: JobContract, job_id: str, payload: Any) -> bool:
+        """Make sure the job has a record before it parks or waits: adopt it if it has none.
+
+        Returns False for a job its publisher withdrew (its late message is dropped).
+
+        Raises:
+            JobFailed: adoption refused the job.
+        """
+        presence = self.store.presence(job_id)
+        if presence == "withdrawn":
+            logger.info("Dropping job %s: its publisher withdrew it (the broker had not confirmed it).", job_id)
             return False
+        if presence == "missing":
+            self._adopt(contract, job_id, payload)
+        return True
+
+    def _park(self, target: str, job_id: str) -> None:
+        """Park the job instead of starting it: its queue or type is paused (see ``offload.pauses``)."""
+        assert self.pauses is not None
         message = CurrentMessage.get_current_message()
         self.pauses.park(target, job_id, message.message_timestamp if message is not None else now_ms())
         logger.info("Job %s parked: %s is paused.", job_id, target)
-        return True
 
     def _run(self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any]) -> None:
-        started = self._open(contract, job_id)
+        started = self._open(contract, job_id, payload)
         if started is None:
             return
         message = CurrentMessage.get_current_message()
@@ -147,10 +177,10 @@ class Runtime:
 
     # -- opening an attempt ------------------------------------------------------------------
 
-    def _open(self, contract: JobContract, job_id: str) -> Started | None:
+    def _open(self, contract: JobContract, job_id: str, payload: Any) -> Started | None:
         started = self.store.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "missing":
-            self._adopt(contract, job_id)
+            self._adopt(contract, job_id, payload)
             started = self.store.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "run":
             return started
@@ -163,33 +193,30 @@ class Runtime:
             logger.info("Skipping a duplicate delivery of job %s, which is already %s.", job_id, started.state)
         return None
 
-    def _adopt(self, contract: JobContract, job_id: str) -> None:
-        """Create the record of a job published without one (a service that wrote only the message)."""
+    def _refuse(self, contract: JobContract, job_id: Any, refusal: Refused) -> NoReturn:
+        """Record, count and log why a delivered message may not run, and dead-letter it."""
+        message = CurrentMessage.get_current_message()
+        if self.adopter is not None:
+            tenant = Adopter.tenant_of(message) if message is not None else None
+            self.adopter.refuse(contract.queue, job_id, message, refusal, tenant=tenant, job_type=contract.name)
+        raise JobFailed(str(refusal))
+
+    def _adopt(self, contract: JobContract, job_id: str, payload: Any) -> None:
+        """Record a job published without one (see ``offload.worker.adoption``).
+
+        Raises:
+            JobFailed: it may not run (its refusal is recorded); Dramatiq dead-letters the message.
+            PermanentJobError: there is no message to adopt it from (not a delivery).
+        """
         message = CurrentMessage.get_current_message()
         if message is None:
             raise PermanentJobError(f"Job {job_id} has no record and no message to adopt it from.")
-        block = offload_options(message.options)
-        tenant = block.get("tenant") if isinstance(block.get("tenant"), str) else "default"
-        asked = block.get("max_retries")
-        max_retries = (
-            min(asked, contract.retry.max_retries_limit) if isinstance(asked, int) else contract.retry.max_retries
-        )
-        levels = {p.broker_priority: p.value for p in Priority}
-        asked_priority = message.options.get("broker_priority")
-        priority = levels.get(asked_priority, "normal") if isinstance(asked_priority, int) else "normal"
-        self.store.create(
-            job_id,
-            {
-                "tenant": tenant or "default",
-                "type": contract.name,
-                "queue": contract.queue,
-                "priority": priority,
-                "max_retries": max(0, max_retries),
-                "created_at": message.message_timestamp,
-                "message": message.encode().decode(),
-            },
-        )
-        logger.info("Adopted job %s published without a record (tenant %r).", job_id, tenant)
+        if self.adopter is None:
+            raise PermanentJobError(f"Job {job_id} has no record, and this worker adopts none.")
+        try:
+            self.adopter.adopt(contract, job_id, payload, message)
+        except Refused as refusal:
+            raise JobFailed(str(refusal)) from None
 
     # -- running it --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from offload.errors import DependencyError
 from offload.publish import Publisher
 from offload.publish.wire import offload_options
 from offload.status import StatusStore
+from offload.worker.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class SlotKeeper:
         publisher: publishes woken jobs.
         registry: the contracts, for each limit's default.
         limits: ``OFFLOAD_CONCURRENCY_LIMITS``: limit name -> how many at once, overriding the default.
+        metrics: counts woken ids that had no record (lost jobs; none in tests that need none).
     """
 
     def __init__(
@@ -41,8 +43,10 @@ class SlotKeeper:
         publisher: Publisher,
         registry: Registry,
         limits: Mapping[str, int] | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.slots = slots
+        self.metrics = metrics
         self.store = store
         self.publisher = publisher
         self.limits = {c.concurrency.name: c.concurrency.limit for c in registry if c.concurrency is not None}
@@ -107,15 +111,25 @@ class SlotKeeper:
 
     def _wake(self, key: str, job_ids: list[str]) -> None:
         for index, job_id in enumerate(job_ids):
-            message = self.store.client.hget(self.store.key("job", job_id), "message")
-            if not message:
-                continue  # the record expired or the job was withdrawn: nothing to start
+            message = self.store.stored_message(job_id)
+            if message is None:
+                self._not_woken(job_id)
+                continue
             try:
-                self.publisher.republish(message.encode() if isinstance(message, str) else message)
+                self.publisher.republish(message)
             except DependencyError:
                 self.slots.wait_again(key, job_ids[index:])
                 raise
             logger.info("Woke job %s: a slot of %s is free.", job_id, key)
+
+    def _not_woken(self, job_id: str) -> None:
+        """A waiter without a stored message: withdrawn by its publisher (fine), or lost (an error)."""
+        if self.store.presence(job_id) == "withdrawn":
+            logger.info("Not waking job %s: its publisher withdrew it.", job_id)
+            return
+        logger.error("Job %s waited for a slot but has no record or stored message: it cannot run.", job_id)
+        if self.metrics is not None:
+            self.metrics.lost("slot")
 
     def _renew(self) -> None:
         interval = self.slots.lease_ms / 3000

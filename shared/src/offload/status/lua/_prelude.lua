@@ -58,6 +58,26 @@ local function transition(job, new, fields, extra)
   return seq
 end
 
+-- Write a new record from `fields` (a flat list of field/value pairs; tenant, type and created_at
+-- among them) and list it in its tenant's, its type's and the all-tenants index. Returns the job
+-- table for `transition`, which then indexes its first state.
+local function create_record(fields)
+  local job = {attempts = 0, progress = 0, seq = 0}
+  local flat = {'id', id, 'attempts', 0, 'unfinished', 0, 'progress', 0}
+  for i = 1, #fields, 2 do
+    job[fields[i]] = fields[i + 1]
+    flat[#flat + 1] = fields[i]
+    flat[#flat + 1] = fields[i + 1]
+  end
+  redis.call('HSET', rec, unpack(flat))
+  local created = tonumber(job.created_at)
+  redis.call('SADD', P .. ':tenants', job.tenant)
+  redis.call('ZADD', P .. ':idx:' .. job.tenant, created, id)
+  redis.call('ZADD', P .. ':idx:' .. job.tenant .. ':t:' .. job.type, created, id)
+  redis.call('ZADD', P .. ':idx:_all', created, id)
+  return job
+end
+
 -- Publish a change that is not a state transition (progress, cancel requests); bumps seq.
 local function notify(job, kind, event)
   local seq = (tonumber(job.seq) or 0) + 1

@@ -1,11 +1,14 @@
 -- Claim jobs whose delay or backoff has passed, leasing each for ARGV[5] ms so that a crashed
 -- claimer's jobs are claimed again. A delayed job becomes queued here, before its message is
 -- published, so its history always reads scheduled, queued, running.
--- ARGV: 2 unused, 4 limit, 5 lease ms. Returns {lease score, id, message, id, message, ...}.
+-- An id with no record or no stored message cannot be published: it is taken off the schedule and
+-- returned as lost, for the caller to log and count (it should never happen).
+-- ARGV: 2 unused, 4 limit, 5 lease ms. Returns {lease score, {lost id, ...}, id, message, id, message, ...}.
 local key = P .. ':scheduled'
 local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 local lease = now + tonumber(ARGV[5])
-local out = {lease}
+local lost = {}
+local out = {lease, lost}
 for _, jid in ipairs(due) do
   id, rec, hist = jid, P .. ':job:' .. jid, P .. ':job:' .. jid .. ':history'
   local job = load('message')
@@ -16,6 +19,7 @@ for _, jid in ipairs(due) do
     out[#out + 1] = job.message
   else
     redis.call('ZREM', key, jid)
+    lost[#lost + 1] = jid
   end
 end
 return out

@@ -14,24 +14,14 @@ if idem ~= '' then
   end
 end
 if redis.call('EXISTS', rec) == 1 then return {'exists', id} end
-local job = {attempts = 0, progress = 0, seq = 0}
-local fields = {'id', id, 'attempts', 0, 'unfinished', 0, 'progress', 0}
-for i = 10, #ARGV, 2 do
-  job[ARGV[i]] = ARGV[i + 1]
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = ARGV[i + 1]
-end
+local fields = {}
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 if state == 'scheduled' then
   fields[#fields + 1] = 'scheduled_for'
   fields[#fields + 1] = run_at
   redis.call('ZADD', P .. ':scheduled', tonumber(run_at), id)
 end
-redis.call('HSET', rec, unpack(fields))
-local created = tonumber(job.created_at)
-redis.call('SADD', P .. ':tenants', job.tenant)
-redis.call('ZADD', P .. ':idx:' .. job.tenant, created, id)
-redis.call('ZADD', P .. ':idx:' .. job.tenant .. ':t:' .. job.type, created, id)
-redis.call('ZADD', P .. ':idx:_all', created, id)
+local job = create_record(fields)
 if idem ~= '' then redis.call('SET', idem, id .. '|' .. fp, 'PX', idem_ttl) end
 transition(job, state, {}, nil)
 return {'created', id}
