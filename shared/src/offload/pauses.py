@@ -3,8 +3,9 @@
 An operator pauses a queue (``media``) or one job type (``image.resize``) with
 ``POST /v1/queues/{name}/pause``. Submissions are still accepted. A worker that receives a job of
 a paused queue or type does not start it: it parks the job in Redis (the record, with its stored
-message, already is there; the park set only lists it) and acks the message, so nothing waits
-unacked in the broker for hours (``consumer_timeout``) and nothing is dead-lettered. On resume, the
+message, is there: written by the publisher, or by adoption first for a job published on the wire;
+the park set only lists it) and acks the message, so nothing waits unacked in the broker for hours
+(``consumer_timeout``) and nothing is dead-lettered. On resume, the
 promoter of any worker moves the parked jobs into the schedule as due now, and they are published
 again, oldest first, with the same leases as delayed jobs (so a worker dying mid-way loses none).
 

@@ -13,9 +13,10 @@ Any service, in any language, can publish a job by sending this JSON body to the
       "message_timestamp": 1767225600000      # milliseconds since the epoch
     }
 
-A message whose job has no record (a publisher that did not write one) is adopted by the worker:
-it creates the record from ``options.offload`` (``tenant``, default ``"default"``; optional
-``max_retries``), so the job is listed and trackable like any other.
+A message whose job has no record (a publisher that did not write one) is adopted by the worker
+after the checks an HTTP submission gets (``offload.worker.adoption``): it creates the record from
+``options.offload`` (``tenant``, default ``"default"``; optional ``max_retries``), so the job is
+listed and trackable like any other, or records why it may not run.
 """
 
 from __future__ import annotations

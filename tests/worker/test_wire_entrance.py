@@ -1,0 +1,265 @@
+"""The wire entrance (issue 27): jobs published straight to RabbitMQ as docs/wire-format.md says,
+with plain pika and no Offload code, get what an HTTP submission gets: they are recorded before
+they can park or wait, so nothing loses them, and they are refused exactly where HTTP refuses."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pika
+import pytest
+from flask import Flask
+
+from offload.concurrency import Slots
+from offload.pauses import Pauses
+from offload.publish import Publisher
+from offload.settings import Settings
+from offload.status import JobRecord, JobState
+from offload_api.app import create_app
+from offload_email.settings import EmailSettings
+from offload_email.worker import build as build_email
+from offload_media.settings import MediaSettings
+from offload_media.worker import build as build_media
+from offload_reports.settings import ReportSettings
+from offload_reports.worker import build as build_reports
+from tests.api.conftest import Api
+from tests.conftest import AMQP_URL, RunningWorker, domain_worker, make_settings
+from tests.email.conftest import Sink
+from tests.helpers import serve_http, wait_for
+
+
+def wire_message(
+    job_type: str,
+    queue: str,
+    payload: Any,
+    *,
+    tenant: str = "acme",
+    job_id: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A message as docs/wire-format.md documents it, built by hand (as another language would)."""
+    job_id = job_id or str(uuid.uuid4())
+    return {
+        "queue_name": queue,
+        "actor_name": job_type,
+        "args": [],
+        "kwargs": {"job_id": job_id, "payload": payload},
+        "options": {"broker_priority": 2, "offload": {"v": 1, "tenant": tenant}},
+        "message_id": job_id,
+        "message_timestamp": int(time.time() * 1000),
+        **fields,
+    }
+
+
+def publish_wire(queue: str, message: dict[str, Any] | bytes) -> None:
+    """Publish on the default exchange with plain pika, persistent, as any AMQP client can."""
+    body = message if isinstance(message, bytes) else json.dumps(message).encode()
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    finally:
+        connection.close()
+
+
+def _ended(publisher: Publisher, job_id: str, timeout: float = 15) -> JobRecord:
+    wait_for(
+        lambda: (record := publisher.get(job_id)) is not None and record.state.terminal,
+        timeout=timeout,
+        interval=0.05,
+        message=lambda: f"job {job_id} did not end: {publisher.get(job_id)}",
+    )
+    record = publisher.get(job_id)
+    assert record is not None
+    return record
+
+
+def _recorded(publisher: Publisher, job_id: str) -> bool:
+    return publisher.get(job_id) is not None
+
+
+# -- nothing a wire job meets on its way loses it ---------------------------------------------
+
+
+def test_wire_jobs_into_a_paused_queue_and_a_paused_type_are_recorded_and_run_after_resume(
+    publisher: Publisher, worker: RunningWorker
+) -> None:
+    pauses = Pauses(publisher.store.client)
+    for target, job_type, payload in (
+        ("system", "system.noop", {"echo": "q"}),
+        ("system.sleep", "system.sleep", {"ms": 10}),
+    ):
+        pauses.pause(target)
+        time.sleep(1.2)  # workers read the paused set at most a second old
+        message = wire_message(job_type, "system", payload)
+        job_id: str = message["message_id"]
+        publish_wire("system", message)
+        recorded = functools.partial(_recorded, publisher, job_id)
+        wait_for(recorded, timeout=10, message=f"{target}: no record while paused")
+        time.sleep(0.5)
+        record = publisher.get(job_id)
+        assert record is not None and record.state is JobState.QUEUED and record.tenant == "acme", target
+        pauses.resume(target)
+        assert _ended(publisher, job_id).state is JobState.SUCCEEDED, target
+
+
+def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_frees(
+    servers: None, publisher: Publisher
+) -> None:
+    settings = ReportSettings(**make_settings(concurrency_limits={"report.build:tenant": 1}).model_dump())
+    key = "report.build:tenant|acme"
+    # A holder that died: its lease runs out in a second, and the worker's sweep wakes the waiter.
+    assert Slots(publisher.store.client, lease_s=1).take(key, "a-holder-that-died", 1)
+    with domain_worker(settings, build_reports, threads=2, stop_timeout_ms=10_000):
+        payload = {"title": "T", "columns": [{"name": "a"}], "rows": [{"a": "x"}], "output": "csv"}
+        message = wire_message("report.build", "reports", payload)
+        job_id = message["message_id"]
+        publish_wire("reports", message)
+        wait_for(lambda: publisher.get(job_id) is not None, timeout=10, message="no record while waiting for a slot")
+        record = publisher.get(job_id)
+        assert record is not None and record.state is JobState.QUEUED
+        assert _ended(publisher, job_id, timeout=30).state is JobState.SUCCEEDED
+
+
+# -- nothing a message carries does more than the same body over HTTP -------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_POST(self) -> None:
+        _Receiver.hits.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def email_worker_of(servers: None, smtp_sink: tuple[Sink, int]) -> Iterator[Any]:
+    """Start an email worker (email and webhooks queues) with settings overrides; stops them all."""
+    workers: list[Any] = []
+
+    def start(**overrides: Any) -> EmailSettings:
+        _, port = smtp_sink
+        settings = EmailSettings(
+            **{**make_settings(**overrides).model_dump(), "smtp_port": port, "smtp_host": "127.0.0.1"}
+        )
+        context = domain_worker(settings, build_email, threads=4, stop_timeout_ms=10_000)
+        workers.append(context)
+        context.__enter__()
+        return settings
+
+    yield start
+    for context in workers:
+        context.__exit__(None, None, None)
+
+
+def test_a_wire_webhook_deliver_for_another_tenants_job_delivers_nothing_and_ends_dead_internal_type(
+    publisher: Publisher, worker: RunningWorker, email_worker_of: Any
+) -> None:
+    email_worker_of()
+    theirs = publisher.publish("system.noop", {"echo": "secret"}, tenant="globex")
+    assert _ended(publisher, theirs.job_id).state is JobState.SUCCEEDED
+    _Receiver.hits = []
+    with serve_http(_Receiver) as port:
+        message = wire_message(
+            "webhook.deliver", "webhooks", {"job_id": theirs.job_id, "url": f"http://127.0.0.1:{port}/steal"}
+        )
+        publish_wire("webhooks", message)
+        record = _ended(publisher, message["message_id"])
+        time.sleep(0.5)
+        assert _Receiver.hits == []
+    assert record.state is JobState.DEAD and record.error_code == "internal_type" and record.attempts == 0
+    assert record.tenant == "acme"  # the record is the publisher's, never the job it named
+
+
+def test_a_wire_storage_cleanup_never_runs_and_ends_dead_internal_type(servers: None, publisher: Publisher) -> None:
+    settings = MediaSettings(**make_settings().model_dump())
+    with domain_worker(settings, build_media, threads=2, stop_timeout_ms=10_000):
+        message = wire_message("storage.cleanup", "media", {})
+        publish_wire("media", message)
+        record = _ended(publisher, message["message_id"])
+    assert record.state is JobState.DEAD and record.error_code == "internal_type" and record.started_at is None
+
+
+def _http(settings: Settings, publisher: Publisher) -> Api:
+    app: Flask = create_app(settings, publisher=publisher)
+    return Api(app.test_client())
+
+
+def test_wire_emails_outside_the_allow_list_or_past_the_quota_are_refused_as_http_refuses_them(
+    publisher: Publisher, email_worker_of: Any, smtp_sink: tuple[Sink, int]
+) -> None:
+    sink, _ = smtp_sink
+    settings = email_worker_of(email_allowed_domains=["example.com"], email_quota_per_hour=1)
+    api_publisher = Publisher.from_settings(settings)
+    try:
+        api = _http(settings, api_publisher)
+        outside = {"to": [{"email": "eve@elsewhere.org"}], "template": "welcome", "vars": {"name": "E", "product": "P"}}
+        http = api.submit("email.send", outside)
+        assert http.status_code == 422
+        message = wire_message("email.send", "email", outside)
+        publish_wire("email", message)
+        record = _ended(publisher, message["message_id"])
+        assert (
+            record.state is JobState.DEAD and record.error_code == http.get_json()["error"] == "recipient_not_allowed"
+        )
+        assert record.public()["error"]["errors"] == http.get_json()["errors"]
+        assert record.public()["error"]["errors"][0]["field"] == "payload.to[0].email"
+
+        inside = {"to": [{"email": "ann@example.com"}], "template": "welcome", "vars": {"name": "A", "product": "P"}}
+        first = wire_message("email.send", "email", inside)
+        publish_wire("email", first)  # the tenant's one email this hour
+        assert _ended(publisher, first["message_id"]).state is JobState.SUCCEEDED
+        http = api.submit("email.send", inside)
+        assert http.status_code == 429 and http.get_json()["error"] == "quota_exceeded"
+        second = wire_message("email.send", "email", inside)
+        publish_wire("email", second)
+        record = _ended(publisher, second["message_id"])
+        assert record.state is JobState.DEAD and record.error_code == "quota_exceeded"
+        time.sleep(0.3)
+        assert len(sink.messages) == 1  # only the first, allowed email was sent
+    finally:
+        api_publisher.close()
+
+
+def test_a_wire_payload_that_breaks_its_schema_is_dead_naming_the_field(
+    publisher: Publisher, worker: RunningWorker
+) -> None:
+    message = wire_message("system.sleep", "system", {"ms": "soon"})
+    publish_wire("system", message)
+    record = _ended(publisher, message["message_id"])
+    assert record.state is JobState.DEAD and record.error_code == "validation_failed"
+    assert [e["field"] for e in record.public()["error"]["errors"]] == ["payload.ms"]
+    assert record.attempts == 0 and record.started_at is None
+
+
+def test_unknown_types_and_wrong_queues_are_dead_with_their_reason_not_404(
+    publisher: Publisher, worker: RunningWorker
+) -> None:
+    unknown = wire_message("system.nonesuch", "system", {})
+    publish_wire("system", unknown)
+    wrong = wire_message("image.resize", "system", {})  # a media job on the queue every worker reads
+    publish_wire("system", wrong)
+    assert _ended(publisher, unknown["message_id"]).error_code == "unknown_type"
+    assert _ended(publisher, wrong["message_id"]).error_code == "wrong_queue"
+
+
+def test_a_job_id_that_is_not_a_uuid_is_dead_with_its_reason_kept_beside_the_dead_letter(
+    publisher: Publisher, worker: RunningWorker
+) -> None:
+    message = wire_message("system.noop", "system", {}, job_id="order-42")
+    publish_wire("system", message)
+    wait_for(lambda: publisher.store.dead_letter_notes(["order-42"]) != [None], timeout=10)
+    [note] = publisher.store.dead_letter_notes(["order-42"])
+    assert note is not None and note["code"] == "invalid_job_id"
+    assert publisher.get("order-42") is None
