@@ -5,11 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import redis
 
-from tests.conftest import REDIS_URL
+from tests.conftest import KEYS, REDIS_URL
 from tests.helpers import ROOT, VENV_BIN, wait_for
 from tests.system.stack import Api, Worker
 
@@ -62,9 +63,28 @@ def test_a_sleep_job_sent_with_curl_is_seen_over_sse_queued_running_succeeded(en
         later_states = [e["id"] for e in events[2:] if e["event"] == "state"]
         assert [e["id"] for e in resumed if e["event"] == "state"] == later_states
         assert all(int(e["id"]) > int(events[1]["id"]) for e in resumed)
+        # Every EventSource reconnects after the end: it is told to wait a day and closed at once,
+        # not held for an hour on an idle connection that counts toward the stream limit.
+        status, body, seconds = _raw_events(api, accepted["id"], last_event_id=int(events[-1]["id"]))
+        assert status == 200 and seconds < 1, seconds
+        assert "\nid:" not in body and "retry: 86400000" in body
     finally:
         api.stop()
         worker.stop()
+
+
+def _raw_events(api: Api, job_id: str, *, last_event_id: int) -> tuple[int, str, float]:
+    """The whole body of one events request, and how long the server kept it open."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {KEYS['acme']}", "Last-Event-ID": str(last_event_id)}
+        connection.request("GET", f"/v1/jobs/{job_id}/events", headers=headers)
+        response = connection.getresponse()
+        body = response.read().decode()
+        return response.status, "\n" + body, time.monotonic() - started
+    finally:
+        connection.close()
 
 
 def test_a_job_published_with_the_sdk_from_another_process_is_listed_by_the_api(env, logs: Path) -> None:

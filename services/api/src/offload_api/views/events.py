@@ -5,6 +5,12 @@ change as it happens: ``state`` events (the terminal one carries the whole job w
 ``progress`` events, ``log`` events (lines the job's handler wrote to its log) and
 ``cancel_requested``. It closes after a terminal state. Event ids are the
 job's ``seq``, so a client that reconnects with ``Last-Event-ID`` misses nothing and repeats nothing.
+
+A stream of a job that has ended sends what follows ``Last-Event-ID`` (possibly nothing) and closes
+at once, never idling for an hour on a connection slot. Every stream that closes because its job
+ended says ``retry:`` :data:`RETRY_AFTER_END_MS` first: a browser's ``EventSource`` reconnects after
+any close, and this keeps it from coming back every two seconds for nothing (when it does come
+back, a day later, the job is gone or the stream closes again at once).
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 
 #: Seconds a stream stays open at most; the client reconnects with ``Last-Event-ID``.
 MAX_STREAM_SECONDS = 3600
+#: Milliseconds an ``EventSource`` waits before reconnecting to the stream of a job that has ended.
+RETRY_AFTER_END_MS = 86_400_000
+_END = f"retry: {RETRY_AFTER_END_MS}\n\n"
 _TERMINAL = {state.value for state in JobState if state.terminal}
 
 
@@ -73,11 +82,16 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
     try:
         yield "retry: 2000\n\n"
         sent = after
-        for event in _replay(store, job_id, after):
+        events, ended = _replay(store, job_id, after)
+        for event in events:
             sent = event["seq"]
             yield _format(store, job_id, event)
             if _is_terminal(event):
+                yield _END
                 return
+        if ended:  # its terminal event is at or before Last-Event-ID: nothing more will come
+            yield _END
+            return
         keepalive = found.settings.sse_keepalive
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         quiet_since = time.monotonic()
@@ -95,6 +109,7 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
             sent = event["seq"]
             yield _format(store, job_id, event)
             if _is_terminal(event):
+                yield _END
                 return
     except DependencyError as exc:
         yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
@@ -108,8 +123,9 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
             _close_stream(found)
 
 
-def _replay(store: StatusStore, job_id: str, after: int) -> list[dict[str, Any]]:
-    """History entries after ``after``, plus the current progress if it is newer than the history."""
+def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str, Any]], bool]:
+    """History entries after ``after``, plus the current progress if it is newer than the history;
+    and whether the job has ended."""
     events = [e for e in store.history(job_id) if e["seq"] > after]
     events += [e for e in store.logs(job_id) if e["seq"] > after]
     events.sort(key=lambda e: int(e["seq"]))
@@ -127,7 +143,7 @@ def _replay(store: StatusStore, job_id: str, after: int) -> list[dict[str, Any]]
                 "message": record.progress_message,
             }
         )
-    return events
+    return events, record is not None and record.state.terminal
 
 
 def _format(store: StatusStore, job_id: str, event: dict[str, Any]) -> str:
