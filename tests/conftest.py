@@ -16,6 +16,7 @@ from typing import Any
 
 import dramatiq
 import pika
+import pika.exceptions
 import pytest
 import redis
 
@@ -130,11 +131,19 @@ def queue_depth(queue: str, url: str = AMQP_URL) -> int:
 
 
 def queue_consumers(queues: list[str], url: str = AMQP_URL) -> dict[str, int]:
-    """How many consumers each of ``queues`` has now, in the vhost of ``url``."""
+    """How many consumers each of ``queues`` has now, in the vhost of ``url`` (0 for one not declared yet)."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
+    counts = {}
     try:
-        channel = connection.channel()
-        return {queue: int(channel.queue_declare(queue, passive=True).method.consumer_count) for queue in queues}
+        for queue in queues:
+            channel = connection.channel()  # a passive declare of a missing queue closes its channel
+            try:
+                counts[queue] = int(channel.queue_declare(queue, passive=True).method.consumer_count)
+            except pika.exceptions.ChannelClosedByBroker:
+                counts[queue] = 0
+            else:
+                channel.close()
+        return counts
     finally:
         connection.close()
 
