@@ -235,3 +235,38 @@ def test_trimming_drops_index_entries_of_expired_records_but_keeps_live_ones(sto
     assert store.client.zrange("t:idx:acme", 0, -1) == [live]
     assert store.client.zrange("t:idx:_all:s:scheduled", 0, -1) == [live]
     assert store.trim_indexes(["system.noop"]) is None  # another trim within the lock is skipped
+
+
+def test_dead_letter_reasons_come_from_records_then_notes_in_one_round_trip(store: StatusStore) -> None:
+    # Given a failed job, a refused one with field problems, a retried one, a noted id and nothing.
+    failed = _create(store)
+    store.start(failed, max_unfinished=3)
+    store.finish(failed, 1, JobState.FAILED, error=("error", "Boom on the last attempt"))
+    fields: dict[str, str | int] = {"tenant": "acme", "type": "system.sleep", "queue": "system", "created_at": now_ms()}
+    refused = str(uuid.uuid4())
+    problems = [{"field": "payload.ms", "problem": "Input should be a valid integer"}]
+    store.refuse(refused, fields, ("validation_failed", "Invalid payload."), errors=problems)
+    retried = _create(store)
+    store.note_dead_letter("order-42", "invalid_job_id", "kwargs.job_id must be a UUID.")
+    long_id = "x" * 5000
+    store.note_dead_letter(long_id, "invalid_job_id", "Too long.")
+
+    # When the reasons of all of them are read
+    reasons = store.dead_letter_reasons([failed, refused, retried, "order-42", long_id, str(uuid.uuid4())])
+
+    # Then each says what Offload recorded, and the record wins over nothing
+    assert [r.code if r else None for r in reasons] == [
+        "error",
+        "validation_failed",
+        None,
+        "invalid_job_id",
+        "invalid_job_id",
+        None,
+    ]
+    assert reasons[0] is not None and reasons[0].recorded and reasons[0].state == "failed"
+    assert reasons[0].message == "Boom on the last attempt" and reasons[0].attempts == 1
+    assert reasons[1] is not None and reasons[1].errors == problems and reasons[1].state == "dead"
+    assert reasons[2] is not None and reasons[2].recorded and reasons[2].state == "queued"
+    assert reasons[3] is not None and not reasons[3].recorded and reasons[3].message == "kwargs.job_id must be a UUID."
+    assert reasons[5] is None
+    assert store.dead_letter_reasons([]) == []

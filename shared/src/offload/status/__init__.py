@@ -6,7 +6,7 @@ from offload.status.batches import BatchStore
 from offload.status.records import JobRecord, iso
 from offload.status.scripts import now_ms, redis_errors
 from offload.status.states import TERMINAL, TRANSITIONS, JobState
-from offload.status.store import Claim, Created, Ending, Page, Retention, Started, StatusStore
+from offload.status.store import Claim, Created, DeadLetterReason, Ending, Page, Retention, Started, StatusStore
 
 __all__ = [
     "TERMINAL",
@@ -14,6 +14,7 @@ __all__ = [
     "BatchStore",
     "Claim",
     "Created",
+    "DeadLetterReason",
     "Ending",
     "JobRecord",
     "JobState",

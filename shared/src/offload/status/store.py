@@ -32,6 +32,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: How long the reason of a dead letter without a record is kept: as long as RabbitMQ keeps dead
 #: letters (Dramatiq's ``DEAD_MESSAGE_TTL``, 7 days).
 DEAD_LETTER_TTL_MS = 7 * 86_400 * 1000
+#: The longest message id kept as it is in a key; a longer one is hashed, and names no job.
+_MAX_NAMED_ID = 100
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,24 @@ class Ending:
     tenant: str
     url: str
     seq: int
+
+
+@dataclass(frozen=True)
+class DeadLetterReason:
+    """Why Offload let a message die, as it recorded it (RabbitMQ only ever says ``rejected``).
+
+    From the job record the message names (``recorded``): its error, as ``public()["error"]``
+    gives it, its state now and its attempts. From a note (:meth:`StatusStore.note_dead_letter`)
+    for a message no record could be written for: only a code and a message.
+    """
+
+    code: str | None
+    message: str | None
+    #: The field problems of a refusal, as a 422 lists them.
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    recorded: bool = False
+    state: str | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -264,9 +284,31 @@ class StatusStore:
             found = self.client.mget([self._dead_letter_key(m) for m in message_ids])
         return [json.loads(value) if value else None for value in found]
 
+    def dead_letter_reasons(self, message_ids: list[str]) -> list[DeadLetterReason | None]:
+        """Why each of ``message_ids`` was dead-lettered, in one pipelined round trip for them all.
+
+        The job record an id names comes first (its code is None if the job has no error now,
+        having been retried since); else the note kept beside the dead letter; else None.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        if not message_ids:
+            return []
+        # A job id is a UUID: a longer message id (any publisher picks them) names no record.
+        named = [m for m in message_ids if len(m) <= _MAX_NAMED_ID]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.mget([self._dead_letter_key(m) for m in message_ids])
+        for message_id in named:
+            pipe.hmget(self.key("job", message_id), ["state", "attempts", *_ERROR_FIELDS])
+        with redis_errors():
+            notes, *records = pipe.execute()
+        by_id = dict(zip(named, records, strict=True))
+        return [_reason(by_id.get(m), note) for m, note in zip(message_ids, notes, strict=True)]
+
     def _dead_letter_key(self, message_id: str) -> str:
         # Any publisher picks message ids: a long one is stored under its hash.
-        name = message_id if len(message_id) <= 100 else hashlib.sha256(message_id.encode()).hexdigest()
+        name = message_id if len(message_id) <= _MAX_NAMED_ID else hashlib.sha256(message_id.encode()).hexdigest()
         return self.key("dead-letter", name)
 
     # -- the worker's side -------------------------------------------------------------------
@@ -639,6 +681,27 @@ class StatusStore:
     def events_channel(self, job_id: str) -> str:
         """The pub/sub channel a job's changes are published on."""
         return self.key("events", job_id)
+
+
+#: The fields of a job record that say why it failed.
+_ERROR_FIELDS = ("error_code", "error_message", "error_fields")
+
+
+def _reason(record: list[str | None] | None, note: str | None) -> DeadLetterReason | None:
+    state, attempts, code, message, errors = record or [None] * 5
+    if state:
+        return DeadLetterReason(
+            code=code or None,
+            message=message or None,
+            errors=json.loads(errors) if errors else [],
+            recorded=True,
+            state=state,
+            attempts=int(attempts or 0),
+        )
+    if note:
+        kept = json.loads(note)
+        return DeadLetterReason(code=kept.get("code"), message=kept.get("message"))
+    return None
 
 
 def _encode_cursor(score: int, job_id: str) -> str:
