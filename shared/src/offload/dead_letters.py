@@ -1,4 +1,4 @@
-"""Exporting dead letters before RabbitMQ drops them (reliability-security.md D8).
+"""Dead letters: exported before RabbitMQ drops them (reliability-security.md D8), read for the admin page.
 
 Dramatiq's dead-letter queues (``Q.XQ``) keep a message 7 days (``x-message-ttl``) and then drop
 it without a trace. The maintenance job takes the ones older than a threshold (6 days by default)
@@ -6,10 +6,15 @@ off each ``Q.XQ``, oldest first, writes them as JSON lines to storage and only t
 a crash between the two leaves them queued, to be exported again (at least once, never lost).
 A message younger than the threshold ends the queue's export; closing the channel gives the
 unacked ones back.
+
+The admin page reads them the same way (:func:`peek`, never acked), and requeues, drops or purges
+them. A letter may be malformed (any service can publish any bytes to a queue): it is read and
+shown, dropped by its digest, and never requeued, nor allowed to stop the others being requeued.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,13 +23,17 @@ from typing import Any
 
 import pika
 import pika.exceptions
+from dramatiq import Message
 from dramatiq.common import xq_name
+from dramatiq.errors import DecodeError
 
 from offload.broker import blocking_connection
 from offload.storage import Storage
 
-#: The most messages one run exports from one queue.
+#: The most messages one run exports from one queue (and that a peek or a take reads).
 MAX_PER_QUEUE = 20_000
+#: Seconds a peek waits for the next letter before it takes the queue for shorter than counted.
+PEEK_IDLE = 0.5
 
 
 @dataclass(frozen=True)
@@ -118,28 +127,112 @@ def _export_queue(
     return Exported(queue=queue, count=len(lines), key=key)
 
 
-def peek(broker_url: str, queue: str, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The oldest ``limit`` dead letters of ``queue``, decoded, left in place (the channel closes unacked)."""
-    found = []
+@dataclass(frozen=True)
+class Letter:
+    """One dead letter, read and left in place.
+
+    Any service can publish anything to a queue, and a worker dead-letters what it cannot decode,
+    so ``message`` is None for a malformed letter (see :func:`decode`): one that can be shown and
+    purged, never requeued.
+    """
+
+    body: bytes
+    message: Message[Any] | None
+    dead_lettered_at: datetime | None
+    #: RabbitMQ's reason (``x-death``): ``rejected`` for whatever a worker refused, for any cause.
+    broker_reason: str | None
+
+    @property
+    def digest(self) -> str:
+        """What names this letter's body (identical bodies share it), to purge just this one."""
+        return digest(self.body)
+
+
+@dataclass(frozen=True)
+class Peek:
+    """The oldest dead letters of a queue, and how many it held."""
+
+    letters: list[Letter]
+    depth: int
+
+
+def decode(body: bytes) -> Message[Any] | None:
+    """The Dramatiq message in ``body``, or None if it is malformed.
+
+    Malformed is what Dramatiq cannot decode (not JSON, not an object, fields missing or unknown),
+    or a message whose ``message_id``, ``actor_name`` or ``queue_name`` is not a string: nothing
+    could name its job, run it or requeue it.
+    """
+    try:
+        message = Message.decode(body)
+    except DecodeError:
+        return None
+    named = (message.message_id, message.actor_name, message.queue_name)
+    return message if all(isinstance(part, str) for part in named) else None
+
+
+def digest(body: bytes) -> str:
+    """The SHA-256 of a dead letter's body, in hex."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def peek(broker_url: str, queue: str, *, limit: int = 50) -> Peek:
+    """The oldest ``limit`` (at most :data:`MAX_PER_QUEUE`) dead letters of ``queue``, left in place.
+
+    They are consumed unacked, with a prefetch of exactly that many, and given back in their order
+    when the connection closes: a page of thousands costs a fraction of a second, where one
+    ``basic_get`` each would cost a round trip each.
+
+    Raises:
+        pika.exceptions.AMQPError: the broker could not be reached.
+    """
     with blocking_connection(broker_url) as connection:
+        channel = connection.channel()
         try:
-            channel = connection.channel()
-            for _ in range(limit):
-                method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
-                if method is None:
+            depth = int(channel.queue_declare(xq_name(queue), passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker:  # never declared: no dead letters
+            return Peek([], 0)
+        wanted = min(limit, depth, MAX_PER_QUEUE)
+        letters: list[Letter] = []
+        if wanted:
+            channel.basic_qos(prefetch_count=wanted)
+            for method, properties, body in channel.consume(xq_name(queue), inactivity_timeout=PEEK_IDLE):
+                if method is None:  # fewer than counted: taken meanwhile
                     break
-                found.append(json.loads(_line(queue, properties, body, dead_at(properties, body))))
-        except pika.exceptions.ChannelClosedByBroker:  # no such queue
-            return []
-    return found
+                letters.append(_letter(properties, body))
+                if len(letters) >= wanted:
+                    break
+    return Peek(letters, depth)
 
 
-def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit: int = MAX_PER_QUEUE) -> int:
-    """Take up to ``limit`` dead letters off ``queue``, one at a time; returns how many were taken.
+def _letter(properties: Any, body: bytes) -> Letter:
+    deaths = (properties.headers or {}).get("x-death") or [{}]
+    reason = deaths[0].get("reason") if isinstance(deaths[0], dict) else None
+    return Letter(
+        body=body,
+        message=decode(body),
+        dead_lettered_at=dead_at(properties, body),
+        broker_reason=reason if isinstance(reason, str) else None,
+    )
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :func:`take` did: the letters taken, and the malformed ones it left in place."""
+
+    taken: int
+    malformed: int
+
+
+def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit: int = MAX_PER_QUEUE) -> Taken:
+    """Take up to ``limit`` dead letters off ``queue``, one at a time, leaving the malformed ones.
 
     Each is acked once ``handle`` (given the message body) returned, and left queued if it raised.
+    A malformed letter (see :func:`decode`) is never handed over: it stays, in its order, so that
+    it cannot hold the others back, and is counted.
     """
-    return _take(broker_url, queue, handle, limit=limit)
+    outcome = _take(broker_url, queue, handle, limit=limit, match=lambda body: decode(body) is not None)
+    return Taken(taken=outcome[0], malformed=outcome[1])
 
 
 def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[bytes], None]) -> bool:
@@ -148,15 +241,22 @@ def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[byt
     The messages before it are read and given back unacked, in their order, when the channel
     closes. Returns False when no such dead letter is among the first :data:`MAX_PER_QUEUE`.
     """
-    return _take(broker_url, queue, handle, limit=1, match=lambda body: _message_id(body) == message_id) == 1
+
+    def named(body: bytes) -> bool:
+        message = decode(body)
+        return message is not None and message.message_id == message_id
+
+    return _take(broker_url, queue, handle, limit=1, match=named)[0] == 1
 
 
-def _message_id(body: bytes) -> str | None:
-    try:
-        found = json.loads(body).get("message_id")
-    except (ValueError, AttributeError):
-        return None
-    return found if isinstance(found, str) else None
+def drop(broker_url: str, queue: str, body_digest: str) -> bool:
+    """Delete the oldest dead letter of ``queue`` whose body has ``body_digest`` (see :func:`digest`).
+
+    The only way to remove one malformed letter, which has no message id to name it by; identical
+    bodies are the same letter to whoever reads them, so any one of them will do. Returns False
+    when no such letter is among the first :data:`MAX_PER_QUEUE`.
+    """
+    return _take(broker_url, queue, lambda _: None, limit=1, match=lambda body: digest(body) == body_digest)[0] == 1
 
 
 def _take(
@@ -165,13 +265,14 @@ def _take(
     handle: Callable[[bytes], None],
     *,
     limit: int,
-    match: Callable[[bytes], bool] | None = None,
-) -> int:
-    """Hand up to ``limit`` dead letters of ``queue`` (those ``match`` accepts) to ``handle``, acking each after.
+    match: Callable[[bytes], bool],
+) -> tuple[int, int]:
+    """Hand up to ``limit`` dead letters of ``queue`` that ``match`` accepts to ``handle``, acking each after.
 
-    Messages read and not taken stay unacked and go back, in their order, when the connection closes.
+    Messages read and not taken stay unacked and go back, in their order, when the connection
+    closes. Returns how many were taken and how many were passed over.
     """
-    taken = 0
+    taken = passed = 0
     with blocking_connection(broker_url) as connection:
         try:
             channel = connection.channel()
@@ -181,14 +282,15 @@ def _take(
                 method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
                 if method is None:
                     break
-                if match is not None and not match(body):
+                if not match(body):
+                    passed += 1
                     continue
                 handle(body)
                 channel.basic_ack(delivery_tag=method.delivery_tag)
                 taken += 1
         except pika.exceptions.ChannelClosedByBroker:  # no such queue
             pass
-    return taken
+    return taken, passed
 
 
 def purge(broker_url: str, queue: str) -> int:

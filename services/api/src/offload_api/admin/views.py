@@ -2,13 +2,15 @@
 
 Offload's answer to Bull Board, Flower and Sidekiq Web: the queues with their depths and
 consumers, jobs found by id, state, type or tenant, a job's history, error and result (refreshed
-while it runs), retry and cancel, dead letters to inspect, requeue (as a retry of their job) or
-purge with a typed confirmation, and the schedules with their next runs.
+while it runs), retry and cancel, dead letters to inspect page by page with the reason Offload
+recorded (counted by reason), requeue (as a retry of their job), purge one by one or all with a
+typed confirmation, and the schedules with their next runs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -23,6 +25,7 @@ from offload.settings import Settings
 from offload.status import JobState, iso
 from offload.status.stats import state_counts
 from offload_api import actions
+from offload_api.admin import letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
@@ -31,6 +34,9 @@ from offload_api.views.queues import pauses
 bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: A dead letter's body digest (:func:`offload.dead_letters.digest`), as the drop form posts it.
+DIGEST = re.compile(r"[0-9a-f]{64}")
 
 #: No inline script or style; forms post only here; the page cannot be framed.
 CSP = (
@@ -222,41 +228,64 @@ def _queue(name: str) -> str:
 @bp.get("/dead-letters")
 @admin_only
 def dead() -> str:
-    """Dead letters per queue; the oldest 50 of the chosen queue, decoded."""
+    """Dead letters per queue; the chosen queue's a page at a time, with their reasons counted."""
     found = services()
     url = found.settings.broker_url.get_secret_value()
     depths = read_queues(url, found.registry.queues)
     chosen = request.args.get("queue")
-    messages = dead_letters.peek(url, _queue(chosen)) if chosen else []
-    return render_template("admin/dead_letters.html", depths=depths, chosen=chosen, messages=messages)
+    page = None
+    if chosen:
+        page = letters.load(url, found.store, _queue(chosen), letters.page_number(request.args.get("page")))
+    return render_template("admin/dead_letters.html", depths=depths, chosen=chosen, page=page)
+
+
+def _back_to_dead(queue: str) -> BaseResponse:
+    return redirect(url_for("admin.dead", queue=queue, page=letters.page_number(request.form.get("page"))))
 
 
 @bp.post("/dead-letters/<queue>/requeue")
 @admin_only
 def requeue(queue: str) -> BaseResponse:
-    """Run a dead letter (``job_id`` given) or all of ``queue``'s again, as a retry of its job, then ack it."""
-    found = services()
+    """Run a dead letter (``job_id`` given) or all of ``queue``'s again, as a retry of its job, then ack it.
 
-    def again(body: bytes) -> None:
-        message = json.loads(body)
-        job_id = str(message.get("message_id", ""))
-        if found.store.get(job_id) is not None:
-            try:
-                actions.retry(found, job_id, scope=None)
-                return
-            except ClientError:
-                pass  # not failed any more (retried already): fall through and publish as is
-        found.publisher.republish(body)
-
-    url = found.settings.broker_url.get_secret_value()
+    Malformed letters are left in place (they name no job and no worker could read them) and
+    counted, so that one of them never holds the others back.
+    """
+    url = services().settings.broker_url.get_secret_value()
     one = request.form.get("job_id")
     if one:
-        taken = dead_letters.take_one(url, _queue(queue), one, again)
+        taken = dead_letters.take_one(url, _queue(queue), one, _requeue_letter)
         flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
-    else:
-        count = dead_letters.take(url, _queue(queue), again)
-        flash(f"Requeued {count} dead letter(s) of {queue}.")
+        return _back_to_dead(queue)
+    outcome = dead_letters.take(url, _queue(queue), _requeue_letter)
+    left = f" Skipped {outcome.malformed} malformed one(s), left in place: they can only be purged."
+    flash(f"Requeued {outcome.taken} dead letter(s) of {queue}.{left if outcome.malformed else ''}")
     return redirect(url_for("admin.dead", queue=queue))
+
+
+def _requeue_letter(body: bytes) -> None:
+    """Retry the job a dead letter names; publish the letter as it is if it names none, or one not failed."""
+    found = services()
+    message = dead_letters.decode(body)
+    if message is not None and found.store.get(message.message_id) is not None:
+        try:
+            actions.retry(found, message.message_id, scope=None)
+            return
+        except ClientError:
+            pass  # not failed any more (retried already): fall through and publish as is
+    found.publisher.republish(body)
+
+
+@bp.post("/dead-letters/<queue>/drop")
+@admin_only
+def drop(queue: str) -> BaseResponse:
+    """Delete one dead letter of ``queue``, named by its body's digest (a malformed one has no other name)."""
+    body_digest = request.form.get("digest", "")
+    if not DIGEST.fullmatch(body_digest):
+        abort(400)
+    dropped = dead_letters.drop(services().settings.broker_url.get_secret_value(), _queue(queue), body_digest)
+    flash("Purged that dead letter." if dropped else "That dead letter is no longer there.")
+    return _back_to_dead(queue)
 
 
 @bp.post("/dead-letters/<queue>/purge")
