@@ -1,7 +1,8 @@
 """Issue 7, must-show 3: the admin page in headless Chromium (Debian's, driven by Playwright).
 
-Sign in, find a failed job, retry it and watch it succeed, purge the dead letters; a screenshot of
-each page is kept in ``test-artifacts/admin/``.
+Sign in, find a failed job, retry it and watch it succeed, purge the dead letters; page through 55
+dead letters with a malformed one among them (issue 27), requeue all but it and purge it alone. A
+screenshot of each page is kept in ``test-artifacts/admin/``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from offload.publish import Publisher
-from tests.conftest import KEYS, RunningWorker
+from offload.settings import Settings
+from tests.admin.test_dead_letters_page import publish_raw_dead_letter
+from tests.conftest import KEYS, RunningWorker, queue_depth
 from tests.helpers import wait_for
+from tests.worker.test_wire_entrance import publish_wire, wire_message
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
 
@@ -104,3 +108,64 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
     expect(page.locator("h1")).to_have_text("Queues")
     _shot(page, "07-queues")
     assert not [e for e in errors if "Content Security Policy" in e], errors  # nothing the CSP blocked
+
+
+def test_an_admin_pages_through_55_dead_letters_requeues_all_but_the_malformed_one_and_purges_it(
+    browser: Browser, served: str, settings: Settings, publisher: Publisher
+) -> None:
+    # Given a job refused for a bad field, 53 jobs that failed the same way, then a malformed letter
+    running = RunningWorker(settings, publisher)
+    try:
+        publish_wire("system", wire_message("system.sleep", "system", {"ms": "soon"}))
+        wait_for(lambda: queue_depth("system.XQ") == 1, timeout=10)
+        for _ in range(53):
+            publisher.publish("system.fail", {"permanent": True}, tenant="acme")
+        wait_for(lambda: queue_depth("system.XQ") == 54, timeout=30)
+    finally:
+        running.stop()  # nothing consumes what is requeued: it stays countable
+    publish_raw_dead_letter(b"\xff\xfe<img src=x onerror=alert(1)> not json")
+
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on(
+        "console", lambda m: problems.append(m.text) if m.type == "error" and "favicon" not in str(m.location) else None
+    )
+    page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+    page.goto(f"{served}/admin/dead-letters")
+    page.fill("#key", KEYS["admin"])
+    page.click("button[type=submit]")
+    page.click("a[href='/admin/dead-letters?queue=system']")
+    expect(page.locator("#dead-system")).to_have_text("55")
+    expect(page.locator("#letters tbody tr")).to_have_count(50)
+    expect(page.locator(".page-info").first).to_have_text("Page 1 of 2")
+    # The reasons Offload recorded, identical ones counted together
+    expect(page.locator("#reasons tr.reason-permanent_error .count")).to_have_text("53")
+    expect(page.locator("#reasons tr.reason-validation_failed .count")).to_have_text("1")
+    expect(page.locator("#reasons tr.reason-malformed .count")).to_have_text("1")
+    expect(page.locator("#letter-1 td.reason")).to_contain_text("validation_failed")
+    expect(page.locator("#letter-1 td.reason")).to_contain_text("payload.ms: ")
+    _shot(page, "08-dead-letters-page-1")
+
+    page.locator("a.older").first.click()
+    expect(page.locator("#letters tbody tr")).to_have_count(5)
+    expect(page.locator(".page-info").first).to_have_text("Page 2 of 2")
+    malformed = page.locator("#letter-55.malformed")
+    expect(malformed.locator("code.raw")).to_have_text("\\xff\\xfe<img src=x onerror=alert(1)> not json")
+    expect(malformed.locator("td.reason")).to_contain_text("malformed")
+    expect(malformed.locator("button.requeue-one")).to_have_count(0)
+    _shot(page, "09-dead-letters-page-2")
+
+    page.click("#requeue")
+    expect(page.locator(".flash")).to_contain_text("Requeued 54 dead letter(s) of system. Skipped 1 malformed one(s)")
+    expect(page.locator("#dead-system")).to_have_text("1")
+    expect(page.locator("#letters tbody tr.malformed")).to_have_count(1)
+    expect(page.locator("#letters tbody tr")).to_have_count(1)
+    assert queue_depth("system") == 54
+    _shot(page, "10-requeued-all-but-the-malformed-one")
+
+    page.locator("#letters tr.malformed button.purge-one").click()
+    expect(page.locator(".flash")).to_contain_text("Purged that dead letter.")
+    expect(page.locator("#dead-system")).to_have_text("0")
+    expect(page.locator("#letters tbody")).to_contain_text("No dead letters.")
+    _shot(page, "11-purged-the-malformed-one")
+    assert not problems, problems  # no markup of the letter ran, nothing the CSP blocked
