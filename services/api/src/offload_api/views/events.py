@@ -124,8 +124,11 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
 
 
 def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str, Any]], bool]:
-    """History entries after ``after``, plus the current progress if it is newer than the history;
-    and whether the job has ended."""
+    """The events after ``after``, and whether the job has ended.
+
+    The events are the history entries and log lines after ``after``, plus the current progress if
+    it is newer than the history.
+    """
     events = [e for e in store.history(job_id) if e["seq"] > after]
     events += [e for e in store.logs(job_id) if e["seq"] > after]
     events.sort(key=lambda e: int(e["seq"]))
