@@ -115,3 +115,13 @@ def test_the_documented_request_line_limit_is_gunicorns() -> None:
     from offload_api.openapi import MAX_REQUEST_LINE
 
     assert Config().limit_request_line == MAX_REQUEST_LINE
+
+
+def test_a_job_type_whose_payload_has_required_fields_requires_a_payload(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    schema = _schema(document, "JobRequest")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "system.sleep"}, schema)
+    assert api.post("/v1/jobs", json={"type": "system.sleep"}).status_code == 422
+    jsonschema.validate({"type": "system.noop"}, schema)
+    assert api.post("/v1/jobs", json={"type": "system.noop"}).status_code == 202

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from flask import Flask
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from offload.contracts import Registry
@@ -53,6 +54,10 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     return definitions
 
 
+def _requires_fields(model: type[BaseModel]) -> bool:
+    return any(field.is_required() for field in model.model_fields.values())
+
+
 def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     variants = []
     for contract in registry.public:
@@ -66,7 +71,8 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
                     "payload": {"$ref": REF.format(model=contract.payload.__name__)},
                     "options": {"$ref": REF.format(model="JobOptions")},
                 },
-                "required": ["type"],
+                # The API reads a missing payload as {}, which is only valid if no field is required.
+                "required": ["type", "payload"] if _requires_fields(contract.payload) else ["type"],
                 "additionalProperties": False,
             }
         )
