@@ -166,8 +166,7 @@ def _operation(
     ]
     parameters += [{"name": n, "in": "query", "required": False, "schema": s, "description": d} for n, s, d in op.query]
     parameters += [
-        {"name": n, "in": "header", "required": False, "schema": {"type": "string"}, "description": d}
-        for n, d in op.headers
+        {"name": n, "in": "header", "required": False, "schema": s, "description": d} for n, s, d in op.headers
     ]
     document: dict[str, Any] = {
         "operationId": endpoint.replace(".", "_"),

@@ -19,7 +19,7 @@ class Operation:
         request: the request body's schema name, if any (a JSON body).
         request_content: a body that is not JSON: media type → schema (uploads).
         query: query parameters as ``(name, schema, description)``.
-        headers: request headers as ``(name, description)``.
+        headers: request headers as ``(name, schema, description)``.
         tag: the group in the docs.
     """
 
@@ -28,7 +28,7 @@ class Operation:
     request: str | None = None
     request_content: dict[str, dict[str, Any]] | None = None
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, dict[str, Any], str], ...] = ()
     tag: str = "jobs"
     stream: bool = False
     public: bool = False

@@ -48,7 +48,7 @@ _TERMINAL = {state.value for state in JobState if state.terminal}
     Operation(
         "Follow a job's changes (Server-Sent Events)",
         stream=True,
-        headers=(("Last-Event-ID", "Resume after this event id (the job's seq)."),),
+        headers=(("Last-Event-ID", {"type": "string"}, "Resume after this event id (the job's seq)."),),
         responses={
             200: ("An event stream: state, progress, log and cancel_requested events.", None),
             404: ("No such job.", "Error"),

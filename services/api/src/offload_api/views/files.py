@@ -86,7 +86,13 @@ def clean_filename(raw: str | None) -> str | None:
             },
         },
         query=(("filename", {"type": "string"}, "The file's name, kept as metadata (raw bodies)."),),
-        headers=(("X-Filename", "The file's name, kept as metadata (raw bodies; the query parameter wins)."),),
+        headers=(
+            (
+                "X-Filename",
+                {"type": "string"},
+                "The file's name, kept as metadata (raw bodies; the query parameter wins).",
+            ),
+        ),
         responses={
             201: ("Stored; use the id in media jobs.", "Upload"),
             413: ("Too large.", "Error"),

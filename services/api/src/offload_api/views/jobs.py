@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
@@ -23,6 +24,13 @@ _ERRORS = {401: ("Missing or invalid API key.", "Error"), 503: ("Broker or Redis
 
 #: The longest ``Idempotency-Key`` accepted.
 MAX_IDEMPOTENCY_KEY = 255
+#: What :func:`idempotency_key` accepts: printable ASCII, with no space at either end (HTTP strips those).
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_IDEMPOTENCY_KEY,
+    "pattern": "^[!-~]([ -~]*[!-~])?$",
+}
 
 
 def job_links(job_id: str) -> dict[str, str]:
@@ -50,7 +58,9 @@ def find_job(job_id: str) -> JobRecord:
     Operation(
         "Submit a job",
         request="JobRequest",
-        headers=(("Idempotency-Key", "Same key and body return the same job; another body is a 409."),),
+        headers=(
+            ("Idempotency-Key", IDEMPOTENCY_KEY, "Same key and body return the same job; another body is a 409."),
+        ),
         responses={
             200: ("The Idempotency-Key and body match an earlier submission: that job, not a new one.", "JobAccepted"),
             202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"),
