@@ -104,13 +104,12 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
                 continue
             quiet_since = time.monotonic()
             event = json.loads(message["data"])
-            if event.get("seq", 0) <= sent:
-                continue
-            sent = event["seq"]
-            yield _format(store, job_id, event)
+            if event.get("seq", 0) > sent:
+                sent = event["seq"]
+                yield _format(store, job_id, event)
             if _is_terminal(event):
                 yield _END
-                return
+                return  # even one the client said it had seen (a Last-Event-ID past it): nothing will follow
     except DependencyError as exc:
         yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
     except Exception:
@@ -146,7 +145,9 @@ def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str,
                 "message": record.progress_message,
             }
         )
-    return events, record is not None and record.state.terminal
+    # Ended by what the client has or is sent now: a job that ended after its history was read
+    # is not, and its terminal event arrives on the channel (subscribed to before this replay).
+    return events, record is not None and record.state.terminal and record.seq <= max(last, after)
 
 
 def _format(store: StatusStore, job_id: str, event: dict[str, Any]) -> str:
