@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 
 import jsonschema
 import pytest
@@ -137,3 +139,43 @@ def test_the_documented_idempotency_key_is_the_one_accepted(api: Api) -> None:
         response = api.post("/v1/jobs", json={"type": "system.noop"}, headers={"Idempotency-Key": key})
         documented = jsonschema.Draft202012Validator(schema).is_valid(key)
         assert (response.status_code != 422) == documented, (key, response.get_json())
+
+
+def _sse(body: str) -> list[dict[str, str]]:
+    """A stream's events as an SSE client reads them (``event``, ``id``, ``data``); a block with no data is none."""
+    events = []
+    for block in body.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            events.append(fields)
+    return events
+
+
+def test_an_event_stream_is_described_one_event_at_a_time(api: Api, worker, wait_state) -> None:
+    """Each event matches its name's schema in the document, and its data the schema ``contentSchema`` names."""
+    document = api.get("/openapi.json").get_json()
+    media = document["paths"]["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    assert media == {"schema": {"$ref": "#/components/schemas/JobEvent"}}
+    mapping = document["components"]["schemas"]["JobEvent"]["discriminator"]["mapping"]
+    assert set(mapping) == {"state", "progress", "log", "cancel_requested", "error"}
+    slept = api.submit("system.sleep", {"ms": 30, "steps": 2}).get_json()["id"]
+    failed = api.submit("system.fail", {"permanent": True}).get_json()["id"]
+    cancelled = api.submit("system.noop", delay=600).get_json()["id"]
+    assert api.post(f"/v1/jobs/{cancelled}/cancel").status_code == 200
+    seen: Counter[str] = Counter()
+    for job_id, state in ((slept, "succeeded"), (failed, "failed"), (cancelled, "cancelled")):
+        wait_state(job_id, state)
+        response = api.get(f"/v1/jobs/{job_id}/events")
+        assert response.mimetype == "text/event-stream"
+        events = _sse(response.get_data(as_text=True))
+        for event in events:
+            jsonschema.validate(event, _schema(document, "JobEvent"))
+            envelope = document["components"]["schemas"][mapping[event["event"]].rsplit("/", 1)[1]]
+            data = envelope["properties"]["data"]
+            assert data["contentMediaType"] == "application/json"
+            jsonschema.validate(
+                json.loads(event["data"]), {**data["contentSchema"], "components": document["components"]}
+            )
+            seen[event["event"]] += 1
+        assert json.loads(events[-1]["data"])["job"]["state"] == state  # the terminal event carries the job
+    assert seen["state"] >= 7 and seen["log"] == 1, seen

@@ -3,6 +3,14 @@
 Paths come from ``app.url_map`` and each view's :class:`~offload_api.openapi_meta.Operation`;
 request schemas from the contracts' payload models; response schemas from :mod:`offload_api.schemas`.
 Nothing here is written by hand per job type, so a new contract appears with no edit.
+
+An event stream (``text/event-stream``) is described one event at a time, as OpenAPI 3.2's
+``itemSchema`` does. The document stays 3.1, whose Media Type Object has no ``itemSchema``, so
+its ``schema`` describes one event: that is how schemathesis (4.32) reads ``schema`` on a stream
+in a document before 3.2 (in a 3.2 one it reads it as the whole stream). An event is an object
+with the fields of the SSE format (``event``, ``id``, ``data``); ``data`` is a JSON document,
+described by ``contentMediaType`` and ``contentSchema``, and a ``oneOf`` on the event name gives
+each name its own.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from pydantic.json_schema import models_json_schema
 from offload.contracts import Registry
 from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
-from offload_api.openapi_meta import Operation
+from offload_api.openapi_meta import EventStream, Operation
 from offload_api.schemas import RESPONSE_MODELS
 
 REF = "#/components/schemas/{model}"
@@ -30,6 +38,8 @@ def build_openapi(app: Flask, registry: Registry) -> dict[str, Any]:
     """The whole document for ``app`` serving ``registry``."""
     schemas = _model_schemas(registry)
     schemas.update(_request_schemas(registry, app.config.get("OFFLOAD_MAX_BATCH_JOBS", 500)))
+    for stream in _streams(app):
+        schemas.update(_event_schemas(stream))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -96,6 +106,50 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
             "additionalProperties": False,
         },
     }
+
+
+def _streams(app: Flask) -> list[EventStream]:
+    operations: list[Operation | None] = [getattr(view, "openapi", None) for view in app.view_functions.values()]
+    return [op.stream for op in operations if op is not None and op.stream is not None]
+
+
+def _event_schemas(stream: EventStream) -> dict[str, Any]:
+    """One event of ``stream``, named ``stream.name``: a ``oneOf`` of one schema per event name.
+
+    Each is an SSE event as a client parses it: its name, its id (unless the event has none: a
+    client then keeps the last id it saw) and its ``data``, a JSON document of the event's schema.
+    """
+    variants = {f"{stream.name}{event.name.title().replace('_', '')}": event for event in stream.events}
+    found: dict[str, Any] = {
+        stream.name: {
+            "oneOf": [{"$ref": REF.format(model=name)} for name in variants],
+            "discriminator": {
+                "propertyName": "event",
+                "mapping": {event.name: REF.format(model=name) for name, event in variants.items()},
+            },
+            "description": (
+                "One Server-Sent Event of the stream (what OpenAPI 3.2 calls its itemSchema): its name (event), "
+                "its id and its data, a JSON document whose schema depends on the name."
+            ),
+        }
+    }
+    for name, event in variants.items():
+        found[name] = {
+            "type": "object",
+            "title": event.name,
+            "properties": {
+                "event": {"const": event.name},
+                "id": {"type": "string", "pattern": "^[0-9]+$", "description": stream.id_description},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": REF.format(model=event.data)},
+                },
+            },
+            "required": ["event", "id", "data"] if event.with_id else ["event", "data"],
+            "additionalProperties": False,
+        }
+    return found
 
 
 def _paths(app: Flask) -> dict[str, Any]:
@@ -174,7 +228,7 @@ def _operation(
         "tags": [op.tag],
         "parameters": parameters,
         "responses": {
-            str(status): _response(desc, schema, op.stream and status == 200)
+            str(status): _response(desc, schema, op.stream if status == 200 else None)
             for status, (desc, schema) in responses.items()
         },
     }
@@ -193,9 +247,10 @@ def _operation(
     return document
 
 
-def _response(description: str, schema: str | None, stream: bool) -> dict[str, Any]:
-    if stream:
-        return {"description": description, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
-    if schema is None:
-        return {"description": description}
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": REF.format(model=schema)}}}}
+def _response(description: str, schema: str | None, stream: EventStream | None) -> dict[str, Any]:
+    found: dict[str, Any] = {"description": description}
+    if stream is not None:
+        found["content"] = {"text/event-stream": {"schema": {"$ref": REF.format(model=stream.name)}}}
+    elif schema is not None:
+        found["content"] = {"application/json": {"schema": {"$ref": REF.format(model=schema)}}}
+    return found

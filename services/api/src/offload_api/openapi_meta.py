@@ -10,6 +10,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class Event:
+    """One kind of event a ``text/event-stream`` response sends.
+
+    Args:
+        name: the SSE event name (its ``event:`` field).
+        data: the schema name of its ``data``, one JSON document.
+        with_id: whether it has an ``id:`` of its own (else a client keeps the last one it saw).
+    """
+
+    name: str
+    data: str
+    with_id: bool = True
+
+
+@dataclass(frozen=True)
+class EventStream:
+    """A 200 response that is a stream of Server-Sent Events (``text/event-stream``).
+
+    Args:
+        name: the schema name to give one event of the stream (one per event name besides).
+        events: every kind of event it sends.
+        id_description: what an event's id is.
+    """
+
+    name: str
+    events: tuple[Event, ...]
+    id_description: str
+
+
+@dataclass(frozen=True)
 class Operation:
     """What the OpenAPI document says about one view.
 
@@ -21,6 +51,8 @@ class Operation:
         query: query parameters as ``(name, schema, description)``.
         headers: request headers as ``(name, schema, description)``.
         tag: the group in the docs.
+        stream: the 200 response is this event stream (instead of a JSON body).
+        public: no API key needed.
     """
 
     summary: str
@@ -30,7 +62,7 @@ class Operation:
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     headers: tuple[tuple[str, dict[str, Any], str], ...] = ()
     tag: str = "jobs"
-    stream: bool = False
+    stream: EventStream | None = None
     public: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -6,7 +6,7 @@ JSON Schemas generated from these models, so the two cannot drift apart unnotice
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,16 +67,21 @@ class JobErrorInfo(_Closed):
     )
 
 
-class HistoryEntry(BaseModel):
-    """One state change, as also sent over the events stream."""
+class _StateChange(BaseModel):
+    """A state change as the status store records and publishes it: in a job's history and as a ``state`` event."""
 
-    seq: int
-    kind: str
+    seq: int = Field(description="The job's event sequence number (the same as on the events stream).")
     state: State
-    at: int = Field(description="Milliseconds since the epoch.")
-    attempt: int
+    attempt: int = Field(description="The attempt it belongs to (0 before the first).")
     progress: int
-    error: JobErrorInfo | None = None
+    error: JobErrorInfo | None = Field(default=None, description="Why: on failed, retrying, cancelled and dead.")
+
+
+class HistoryEntry(_StateChange):
+    """One state change in a job's history (``GET /v1/jobs/{id}``)."""
+
+    kind: str
+    at: int = Field(description="Milliseconds since the epoch.")
 
 
 class Job(_Closed):
@@ -236,14 +241,19 @@ class Stats(_Closed):
     totals: list[StatsTotal]
 
 
-class LogLine(_Closed):
-    """One line a job's handler wrote to the job's log."""
+class _LogEntry(_Closed):
+    """A line of a job's log as the status store records and publishes it: in its log and as a ``log`` event."""
 
     seq: int = Field(description="The job's event sequence number (the same as on the events stream).")
-    kind: str = Field(description="Always 'log'.")
-    at: int = Field(description="Milliseconds since the epoch.")
     attempt: int
     line: str = Field(max_length=500)
+
+
+class LogLine(_LogEntry):
+    """One line a job's handler wrote to the job's log (``GET /v1/jobs/{id}/logs``)."""
+
+    kind: str = Field(description="Always 'log'.")
+    at: int = Field(description="Milliseconds since the epoch.")
 
 
 class JobLogs(_Closed):
@@ -268,6 +278,70 @@ class QueueList(_Closed):
     queues: list[QueueState]
 
 
+# The ``data`` of each event of a job's stream (``GET /v1/jobs/{id}/events``). The status store's
+# scripts publish the history entries, log lines and notices above; the stream sends each as it
+# is but with ``at`` as ISO 8601, and adds the job to a terminal ``state`` event. Closed, so a field
+# a script starts to publish fails the schema checks until it is documented here.
+
+#: ``at`` as the stream sends it: :func:`offload.status.iso` of the milliseconds the store records.
+_AT = "When it happened, ISO 8601 UTC."
+
+
+class StateEvent(_StateChange):
+    """A ``state`` event: the job moved to ``state``. A terminal state carries the whole job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["state"]
+    at: str | None = Field(description=_AT)
+    retry_at: int | None = Field(default=None, description="On retrying: when it runs again, ms since the epoch.")
+    counted: bool | None = Field(
+        default=None, description="On retrying: false when the attempt was held back before it ran (not counted)."
+    )
+    redelivered: bool | None = Field(default=None, description="On running: the broker delivered the message again.")
+    reopened: bool | None = Field(default=None, description="On queued: the job was retried by hand.")
+    job: Job | None = Field(default=None, description="On a terminal state: the job, with its result or error.")
+
+
+class ProgressEvent(_Closed):
+    """A ``progress`` event: the running attempt reported its progress."""
+
+    seq: int = Field(description="The job's event sequence number (the same as the event's id).")
+    kind: Literal["progress"]
+    state: Literal["running"]
+    at: str | None = Field(description=_AT)
+    attempt: int
+    progress: int = Field(ge=0, le=100)
+    message: str | None
+
+
+class LogEvent(_LogEntry):
+    """A ``log`` event: a line the job's handler wrote to its log."""
+
+    kind: Literal["log"]
+    at: str | None = Field(description=_AT)
+
+
+class CancelRequestedEvent(_Closed):
+    """A ``cancel_requested`` event: the running job was asked to stop; its handler stops at its next check."""
+
+    seq: int = Field(description="The job's event sequence number (the same as the event's id).")
+    kind: Literal["cancel_requested"]
+    state: Literal["running"]
+    at: str | None = Field(description=_AT)
+
+
+#: The events the status store publishes for a job, by their SSE event name (the ``kind`` their
+#: data carries), with the model of their ``data``.
+JOB_EVENTS: dict[str, type[BaseModel]] = {
+    "state": StateEvent,
+    "progress": ProgressEvent,
+    "log": LogEvent,
+    "cancel_requested": CancelRequestedEvent,
+}
+assert all(get_args(model.model_fields["kind"].annotation) == (name,) for name, model in JOB_EVENTS.items())
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Upload,
     Error,
@@ -283,4 +357,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     JobLogs,
     QueueState,
     QueueList,
+    StateEvent,
+    ProgressEvent,
+    LogEvent,
+    CancelRequestedEvent,
 )

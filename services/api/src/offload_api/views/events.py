@@ -11,6 +11,9 @@ at once, never idling for an hour on a connection slot. Every stream that closes
 ended says ``retry:`` :data:`RETRY_AFTER_END_MS` first: a browser's ``EventSource`` reconnects after
 any close, and this keeps it from coming back every two seconds for nothing (when it does come
 back, a day later, the job is gone or the stream closes again at once).
+
+Each event's data is the status store's entry as published (see :data:`offload_api.schemas.JOB_EVENTS`),
+with ``at`` made ISO 8601. A stream that fails ends with an ``error`` event, which has no id.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from offload.errors import DependencyError, ServiceBusy
 from offload.status import JobState, StatusStore, iso
 from offload_api.auth import requires
 from offload_api.extension import Services, services
-from offload_api.openapi_meta import Operation, documented
+from offload_api.openapi_meta import Event, EventStream, Operation, documented
+from offload_api.schemas import JOB_EVENTS, Error
 from offload_api.views.jobs import find_job
 
 logger = logging.getLogger(__name__)
@@ -41,16 +45,32 @@ RETRY_AFTER_END_MS = 86_400_000
 _END = f"retry: {RETRY_AFTER_END_MS}\n\n"
 _TERMINAL = {state.value for state in JobState if state.terminal}
 
+#: What the document says the stream sends: the store's events and the stream's own ``error``.
+STREAM = EventStream(
+    "JobEvent",
+    (
+        *(Event(name, model.__name__) for name, model in JOB_EVENTS.items()),
+        Event("error", Error.__name__, with_id=False),
+    ),
+    id_description="The job's seq: resume after it with Last-Event-ID.",
+)
+
 
 @bp.get("/<job_id>/events")
 @requires("reader")
 @documented(
     Operation(
         "Follow a job's changes (Server-Sent Events)",
-        stream=True,
+        stream=STREAM,
         headers=(("Last-Event-ID", {"type": "string"}, "Resume after this event id (the job's seq)."),),
         responses={
-            200: ("An event stream: state, progress, log and cancel_requested events.", None),
+            200: (
+                "An event stream: state, progress, log and cancel_requested events, each with the job's seq as "
+                "its id and a JSON document as its data. It ends after the job's terminal state event (at once if "
+                "resumed at or past it), or with an error event if the stream fails. The schema describes one "
+                "event (OpenAPI 3.2's itemSchema).",
+                None,
+            ),
             404: ("No such job.", "Error"),
             401: ("Missing or invalid API key.", "Error"),
             503: ("Too many open streams, or Redis unavailable.", "Error"),
