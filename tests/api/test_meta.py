@@ -179,3 +179,37 @@ def test_an_event_stream_is_described_one_event_at_a_time(api: Api, worker, wait
             seen[event["event"]] += 1
         assert json.loads(events[-1]["data"])["job"]["state"] == state  # the terminal event carries the job
     assert seen["state"] >= 7 and seen["log"] == 1, seen
+
+
+def test_a_submitted_job_links_to_its_record_events_log_and_cancel(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    operations = {op["operationId"]: (path, op) for path, item in document["paths"].items() for op in item.values()}
+    responses = document["paths"]["/v1/jobs"]["post"]["responses"]
+    for status in ("200", "202"):
+        links = responses[status]["links"]
+        assert {link["operationId"] for link in links.values()} == {
+            "jobs_get_job",
+            "events_job_events",
+            "jobs_get_job_logs",
+            "jobs_cancel_job",
+        }
+        for link in links.values():
+            path, _ = operations[link["operationId"]]
+            assert link["parameters"] == {"job_id": "$response.body#/id"} and "{job_id}" in path
+
+
+def test_a_link_to_an_undocumented_view_is_refused() -> None:
+    from flask import Flask
+
+    from offload_api.openapi import build_openapi
+    from offload_api.openapi_meta import Link, Operation, documented
+
+    app = Flask(__name__)
+
+    @app.get("/x")
+    @documented(Operation("X", responses={200: ("x", None)}, links={200: {"Y": Link("nowhere", {}, "y")}}))
+    def x() -> str:
+        return "x"
+
+    with pytest.raises(ValueError, match="'Y'"):
+        build_openapi(app, REGISTRY)

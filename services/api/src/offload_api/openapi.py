@@ -25,7 +25,7 @@ from pydantic.json_schema import models_json_schema
 from offload.contracts import Registry
 from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
-from offload_api.openapi_meta import EventStream, Operation
+from offload_api.openapi_meta import EventStream, Link, Operation
 from offload_api.schemas import RESPONSE_MODELS
 
 REF = "#/components/schemas/{model}"
@@ -165,7 +165,29 @@ def _paths(app: Flask) -> dict[str, Any]:
             paths.setdefault(path, {})[method.lower()] = _operation(
                 rule.endpoint, rule.arguments, operation, _responses(rule.rule, operation, role)
             )
+    _check_links(app, paths)
     return paths
+
+
+def _operation_id(endpoint: str) -> str:
+    return endpoint.replace(".", "_")
+
+
+def _check_links(app: Flask, paths: dict[str, Any]) -> None:
+    """Refuse a link to a view that is not documented or to a path parameter it does not have.
+
+    Raises:
+        ValueError: naming the link.
+    """
+    documented = {op["operationId"]: op for item in paths.values() for op in item.values()}
+    for view in app.view_functions.values():
+        operation: Operation | None = getattr(view, "openapi", None)
+        for links in (operation.links if operation is not None else {}).values():
+            for name, link in links.items():
+                target = documented.get(_operation_id(link.endpoint))
+                path_params = {p["name"] for p in target["parameters"] if p["in"] == "path"} if target else set()
+                if target is None or set(link.parameters) != path_params:
+                    raise ValueError(f"The link {name!r} names {link.endpoint!r} or its path parameters wrongly.")
 
 
 def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | None]]:
@@ -223,12 +245,12 @@ def _operation(
         {"name": n, "in": "header", "required": False, "schema": s, "description": d} for n, s, d in op.headers
     ]
     document: dict[str, Any] = {
-        "operationId": endpoint.replace(".", "_"),
+        "operationId": _operation_id(endpoint),
         "summary": op.summary,
         "tags": [op.tag],
         "parameters": parameters,
         "responses": {
-            str(status): _response(desc, schema, op.stream if status == 200 else None)
+            str(status): _response(desc, schema, op.stream if status == 200 else None, op.links.get(status, {}))
             for status, (desc, schema) in responses.items()
         },
     }
@@ -247,10 +269,21 @@ def _operation(
     return document
 
 
-def _response(description: str, schema: str | None, stream: EventStream | None) -> dict[str, Any]:
+def _response(
+    description: str, schema: str | None, stream: EventStream | None, links: dict[str, Link]
+) -> dict[str, Any]:
     found: dict[str, Any] = {"description": description}
     if stream is not None:
         found["content"] = {"text/event-stream": {"schema": {"$ref": REF.format(model=stream.name)}}}
     elif schema is not None:
         found["content"] = {"application/json": {"schema": {"$ref": REF.format(model=schema)}}}
+    if links:
+        found["links"] = {
+            name: {
+                "operationId": _operation_id(link.endpoint),
+                "parameters": link.parameters,
+                "description": link.description,
+            }
+            for name, link in links.items()
+        }
     return found

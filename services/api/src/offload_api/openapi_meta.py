@@ -40,6 +40,21 @@ class EventStream:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: an operation a response leads to, with where its path parameters come from.
+
+    Args:
+        endpoint: the target view's endpoint (``blueprint.view``).
+        parameters: each path parameter's runtime expression, e.g. ``{"job_id": "$response.body#/id"}``.
+        description: one line.
+    """
+
+    endpoint: str
+    parameters: dict[str, str]
+    description: str
+
+
+@dataclass(frozen=True)
 class Operation:
     """What the OpenAPI document says about one view.
 
@@ -53,6 +68,7 @@ class Operation:
         tag: the group in the docs.
         stream: the 200 response is this event stream (instead of a JSON body).
         public: no API key needed.
+        links: status → link name → :class:`Link`, the operations that response leads to.
     """
 
     summary: str
@@ -64,6 +80,7 @@ class Operation:
     tag: str = "jobs"
     stream: EventStream | None = None
     public: bool = False
+    links: dict[int, dict[str, Link]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,12 +15,20 @@ from offload_api.admission import ADMITTED_AT
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
-from offload_api.openapi_meta import Operation, documented
+from offload_api.openapi_meta import Link, Operation, documented
 from offload_api.views.queues import paused_target
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 _ERRORS = {401: ("Missing or invalid API key.", "Error"), 503: ("Broker or Redis unavailable; retry later.", "Error")}
+
+#: Where an accepted job leads (OpenAPI links, by the ``id`` of the answer).
+_ACCEPTED_LINKS = {
+    "GetJob": Link("jobs.get_job", {"job_id": "$response.body#/id"}, "The job's record."),
+    "FollowJobEvents": Link("events.job_events", {"job_id": "$response.body#/id"}, "The job's changes as they happen."),
+    "GetJobLogs": Link("jobs.get_job_logs", {"job_id": "$response.body#/id"}, "The job's log."),
+    "CancelJob": Link("jobs.cancel_job", {"job_id": "$response.body#/id"}, "Cancel the job."),
+}
 
 #: The longest ``Idempotency-Key`` accepted.
 MAX_IDEMPOTENCY_KEY = 255
@@ -72,6 +80,7 @@ def find_job(job_id: str) -> JobRecord:
             422: ("Invalid job.", "Error"),
             **_ERRORS,
         },
+        links={200: _ACCEPTED_LINKS, 202: _ACCEPTED_LINKS},
     )
 )
 def submit_job() -> tuple[Response, int, dict[str, str]]:
