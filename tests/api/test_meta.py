@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections import Counter
 
 import jsonschema
@@ -151,6 +153,19 @@ def _sse(body: str) -> list[dict[str, str]]:
     return events
 
 
+def _check_events(document: dict, body: str) -> list[str]:
+    """Check each event of a stream against ``JobEvent`` and its data against its ``contentSchema``; their names."""
+    mapping = document["components"]["schemas"]["JobEvent"]["discriminator"]["mapping"]
+    names = []
+    for event in _sse(body):
+        jsonschema.validate(event, _schema(document, "JobEvent"))
+        data = document["components"]["schemas"][mapping[event["event"]].rsplit("/", 1)[1]]["properties"]["data"]
+        assert data["contentMediaType"] == "application/json"
+        jsonschema.validate(json.loads(event["data"]), {**data["contentSchema"], "components": document["components"]})
+        names.append(event["event"])
+    return names
+
+
 def test_an_event_stream_is_described_one_event_at_a_time(api: Api, worker, wait_state) -> None:
     """Each event matches its name's schema in the document, and its data the schema ``contentSchema`` names."""
     document = api.get("/openapi.json").get_json()
@@ -167,18 +182,30 @@ def test_an_event_stream_is_described_one_event_at_a_time(api: Api, worker, wait
         wait_state(job_id, state)
         response = api.get(f"/v1/jobs/{job_id}/events")
         assert response.mimetype == "text/event-stream"
-        events = _sse(response.get_data(as_text=True))
-        for event in events:
-            jsonschema.validate(event, _schema(document, "JobEvent"))
-            envelope = document["components"]["schemas"][mapping[event["event"]].rsplit("/", 1)[1]]
-            data = envelope["properties"]["data"]
-            assert data["contentMediaType"] == "application/json"
-            jsonschema.validate(
-                json.loads(event["data"]), {**data["contentSchema"], "components": document["components"]}
-            )
-            seen[event["event"]] += 1
-        assert json.loads(events[-1]["data"])["job"]["state"] == state  # the terminal event carries the job
+        body = response.get_data(as_text=True)
+        seen.update(_check_events(document, body))
+        assert json.loads(_sse(body)[-1]["data"])["job"]["state"] == state  # the terminal event carries the job
     assert seen["state"] >= 7 and seen["log"] == 1, seen
+
+
+@pytest.mark.timeout(30)
+def test_live_progress_and_cancel_requested_events_are_described_too(app, api: Api, worker, wait_state) -> None:
+    """The events only a live stream sends: progress as it is reported, and a cancel asked of the running job."""
+    document = api.get("/openapi.json").get_json()
+    job_id = api.submit("system.sleep", {"ms": 5000, "steps": 50}).get_json()["id"]
+
+    def cancel_once_running() -> None:
+        wait_state(job_id, "running")
+        time.sleep(0.3)
+        assert Api(app.test_client()).post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
+    body = api.get(f"/v1/jobs/{job_id}/events").get_data(as_text=True)
+    canceller.join()
+    names = _check_events(document, body)
+    assert {"progress", "cancel_requested"} <= set(names) and names[-1] == "state", names
+    assert json.loads(_sse(body)[-1]["data"])["state"] == "cancelled"
 
 
 def test_a_submitted_job_links_to_its_record_events_log_and_cancel(api: Api) -> None:
