@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
 
-SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, reports.
+SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, reports, scale.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify, reports
+from bench import api, drain, infra, latency, media, notify, reports, scale
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -46,8 +46,11 @@ MEDIA_MAX_RSS_MB = 150
 CSV_MAX_RATIO = 1.2
 XLSX_MAX_RATIO = 1.1
 REPORT_RSS_GROWTH_MB = 20
+SCALE_MAX_BYTES = 1_000
+SCALE_SIZES = "10000,100000,1000000"
+SCALE_MAX_LIST_MS = 100
 #: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
-MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "reports")
+MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "reports", "scale")
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -62,6 +65,11 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument("--emails", type=int, help="email.send jobs (default 3,000; quick 500)")
     parser.add_argument("--batches", type=int, help="email.batch jobs of 100 recipients (default 30; quick 5)")
     parser.add_argument("--webhooks", type=int, help="jobs with a callback_url (default 2,000; quick 300)")
+    parser.add_argument(
+        "--scale-sizes", help="retained jobs the scale reads are timed at (default 10000,100000,1000000; quick 10000)"
+    )
+    parser.add_argument("--scale-soak", type=int, help="succeeded jobs of the scale soak (100,000; quick 5,000)")
+    parser.add_argument("--scale-retention", type=int, help="seconds the soak's jobs are kept (default 60; quick 5)")
     parser.add_argument(
         "--bare-priority", action="store_true", help="declare the bare reference's queue with x-max-priority=3 too"
     )
@@ -100,6 +108,10 @@ def parse_args(argv: list[str]) -> BenchConfig:
         emails=args.emails or (500 if quick else 3_000),
         batches=args.batches or (5 if quick else 30),
         webhooks=args.webhooks or (300 if quick else 2_000),
+        scale_sizes=tuple(int(s) for s in (args.scale_sizes or ("10000" if quick else SCALE_SIZES)).split(",")),
+        scale_bytes_jobs=5_000 if quick else 20_000,
+        scale_soak=args.scale_soak or (5_000 if quick else 100_000),
+        scale_retention=args.scale_retention or (5 if quick else 60),
         only=only,
         logs=logs,
     )
@@ -315,6 +327,90 @@ def report_rows(result: reports.ReportsResult) -> list[Row]:
     return rows
 
 
+def scale_rows(result: scale.ScaleResult, cfg: BenchConfig) -> list[Row]:
+    """Bytes per retained job beside BullMQ's, read p99s at each size, the expiry and the soak."""
+    rows = []
+    for state, theirs_key in (("succeeded", "succeeded"), ("failed", "failed")):
+        ours, theirs = result.bytes_ours.get(state, float("nan")), result.bytes_bullmq.get(theirs_key, float("nan"))
+        target = SCALE_MAX_BYTES if state == "succeeded" else None
+        rows.append(
+            Row(
+                f"Redis bytes per retained {state} no-op",
+                f"{num(ours)} B",
+                f"{num(theirs)} B BullMQ",
+                num(ours / theirs, 2) if theirs else "",
+                f"≤{SCALE_MAX_BYTES:,} B" if target else "(reported)",
+                met(ours <= target) if target else "",
+                {"ours": ours, "bullmq": theirs},
+            )
+        )
+    for size, reads in sorted(result.reads.items()):
+        bull = result.bullmq_reads.get(size, {})
+        lists = {k: v for k, v in reads.items() if k.startswith("list")}
+        worst = max(lists, key=lambda k: lists[k])
+        rows.append(
+            Row(
+                f"get p99 at {size:,}",
+                f"{num(reads['get'], 2)} ms",
+                f"{num(bull.get('get_p99_ms', float('nan')), 2)} ms BullMQ getJob",
+                "",
+                "(reported)",
+                "",
+                {"ours_ms": reads["get"], "bullmq_ms": bull.get("get_p99_ms")},
+            )
+        )
+        rows.append(
+            Row(
+                f"list first page p99 at {size:,} (worst of {len(lists)}: {worst})",
+                f"{num(lists[worst], 1)} ms",
+                f"{num(bull.get('list_p99_ms', float('nan')), 1)} ms BullMQ getJobs",
+                "",
+                f"≤{SCALE_MAX_LIST_MS} ms each",
+                met(max(lists.values()) <= SCALE_MAX_LIST_MS),
+                {"ours_ms": lists, "bullmq_ms": bull.get("list_p99_ms")},
+            )
+        )
+    if result.expiry:
+        largest = max(cfg.scale_sizes)
+        before, after = result.expiry["first page before trim p99 ms"], result.expiry["first page after trim p99 ms"]
+        rows.append(
+            Row(
+                f"first list page after {largest:,} expired (before / after trim)",
+                f"{num(before, 1)} / {num(after, 1)} ms",
+                "",
+                "",
+                f"≤{SCALE_MAX_LIST_MS} ms",
+                met(max(before, after) <= SCALE_MAX_LIST_MS),
+                result.expiry,
+            )
+        )
+        rows.append(
+            Row(
+                f"trim of {num(result.expiry['trim removed'])} expired entries / with nothing to do",
+                f"{num(result.expiry['trim s'] * 1000)} / {num(result.expiry['trim idle s'] * 1000, 1)} ms",
+                "",
+                "",
+                "(reported; once a minute)",
+                "",
+                result.expiry,
+            )
+        )
+    if result.soak:
+        back, retention = result.soak["seconds to 90% back"], result.soak["retention s"]
+        rows.append(
+            Row(
+                f"soak: {cfg.scale_soak:,} succeeded kept {retention:.0f} s, 90% of memory back after",
+                f"{num(back)} s",
+                f"{num(result.soak['failed still listed'])} failed still listed",
+                "",
+                f"≤{retention + 300:.0f} s",
+                met(back == back and back <= retention + 300),
+                result.soak,
+            )
+        )
+    return rows
+
+
 def failed_row(name: str, exc: BaseException) -> Row:
     """A row saying a measurement broke."""
     return Row(name, "ERROR", "", "", "", "?", {"error": f"{type(exc).__name__}: {exc}"})
@@ -340,6 +436,7 @@ def run(cfg: BenchConfig) -> int:
         ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
         ("media", "media (Pillow vs pyvips)", lambda: media.measure(cfg)),
         ("reports", "reports (writers vs bare csv, openpyxl, fpdf2)", lambda: reports.measure(cfg)),
+        ("scale", "scale (the status store at 10k-1M jobs, beside BullMQ)", lambda: scale.measure(cfg)),
     ]
     #: The ``system.noop`` drain rate of this run: the email and webhook rows' reference.
     noop_rate: float | None = None
@@ -394,6 +491,10 @@ def run(cfg: BenchConfig) -> int:
             rows += report_rows(result)
             notes += reports.notes(result)
             raw["reports"] = [run.as_dict() for run in result.runs]
+        elif isinstance(result, scale.ScaleResult):
+            rows += scale_rows(result, cfg)
+            notes += scale.notes(result)
+            raw["scale"] = result.as_dict()
         elif isinstance(result, notify.NotifyResult):
             rows += notify_rows(result, cfg, noop_rate)
             disturbed += [(run.name, run.cpu.other) for run in result.runs if run.cpu]

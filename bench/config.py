@@ -111,3 +111,9 @@ class BenchConfig:
     only: frozenset[str]
     #: Folder for the children's logs of this run.
     logs: Path
+    #: Retained succeeded jobs at which the scale measurement times reads (cumulative), jobs per
+    #: kind for its bytes per record, and its soak's jobs and their retention (seconds).
+    scale_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    scale_bytes_jobs: int = 20_000
+    scale_soak: int = 100_000
+    scale_retention: int = 60

@@ -7,7 +7,7 @@ the per-round ratios is reported, since the machine is shared and drifts.
 - Ours: N jobs submitted with the Publisher SDK (``submit_batch`` in chunks of 500 from 4 threads:
   a Redis record per job and confirmed publishes), then
   ``dramatiq offload_email.worker:setup --queues email system``. Done when the status store's
-  ``<prefix>:idx:bench:s:succeeded`` sorted set holds N members (polled every 20 ms).
+  ``<prefix>:idx:bench:t:system.noop:s:succeeded`` sorted set holds N members (polled every 20 ms).
 - Bare: N Dramatiq messages for :func:`bench.bare_worker.bare_noop`, confirmed by the broker like
   ours (so both drains start from messages on disk), then ``dramatiq bench.bare_worker``. Done when the queue's
   ready count is 0 (passive ``queue_declare``) and, after the worker stopped, its processes' dumps
@@ -148,7 +148,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         return DrainRun("ours", n, 0, enqueue_s, 0, float("nan"), None, 0, f"{queued} of {n} messages queued")
     wait_quiet(f"drain ours {label}")
     client = infra.redis_client()
-    succeeded_key = infra.state_key("succeeded")
+    succeeded_key = infra.index_key("succeeded", "system.noop")
     stats_before = infra.command_stats(client)
     worker = Child(
         f"worker-ours-{label}",
@@ -191,7 +191,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
             if start and finish:
                 started.append(int(start))
                 finished.append(int(finish))
-    not_succeeded = sum(client.zcard(infra.state_key(s)) for s in ("failed", "dead", "retrying", "running"))
+    not_succeeded = infra.count_in(client, "failed", "dead", "retrying", "running")
     if not_succeeded and not problem:
         problem = f"{not_succeeded} jobs failed, died or were left running"
     client.close()

@@ -88,14 +88,19 @@ def reset() -> None:
         client.close()
 
 
-def state_key(state: str, tenant: str = TENANT) -> str:
-    """The status store's per-tenant index of jobs in ``state`` (see ``status/lua/_prelude.lua``)."""
-    return f"{REDIS_PREFIX}:idx:{tenant}:s:{state}"
+def index_key(state: str, job_type: str, tenant: str = TENANT) -> str:
+    """The status store's index of ``tenant``'s jobs of ``job_type`` in ``state`` (``status/lua/_prelude.lua``)."""
+    return f"{REDIS_PREFIX}:idx:{tenant}:t:{job_type}:s:{state}"
 
 
-def type_key(job_type: str, tenant: str = TENANT) -> str:
-    """The status store's per-tenant index of jobs of ``job_type`` (any state; see ``status/lua/create.lua``)."""
-    return f"{REDIS_PREFIX}:idx:{tenant}:t:{job_type}"
+def count_in(client: redis.Redis, *states: str, tenant: str = TENANT) -> int:
+    """How many of ``tenant``'s jobs, of every type, are in one of ``states`` now."""
+    types = sorted(client.smembers(f"{REDIS_PREFIX}:types:{tenant}"))
+    pipe = client.pipeline(transaction=False)
+    for job_type in types:
+        for state in states:
+            pipe.zcard(index_key(state, str(job_type), tenant))
+    return sum(int(count) for count in pipe.execute())
 
 
 def job_key(job_id: str) -> str:

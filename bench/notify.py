@@ -3,7 +3,7 @@
 All three runs use the real worker, ``dramatiq offload_email.worker:setup --queues email webhooks
 system`` (2 processes × 8 threads, like the drain), started after its jobs were submitted with the
 Publisher SDK (``submit_batch`` in chunks of 500 from 4 threads, as the drain does) and stopped
-once the status store's ``<prefix>:idx:bench:s:succeeded`` sorted set holds every job (polled
+once the status store's succeeded indexes of tenant ``bench`` hold every job (polled
 every 20 ms). The per-tenant email quota and the SMTP send rate are switched off
 (``OFFLOAD_EMAIL_QUOTA_PER_HOUR=0``, ``OFFLOAD_SMTP_RATE_PER_SECOND=0``), so what is measured is the
 worker, not a provider's limit.
@@ -204,13 +204,9 @@ def watch(
 
     The CPU window opens when the first job is running and closes when the last one succeeded.
     """
-    succeeded, running = infra.state_key("succeeded"), infra.state_key("running")
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        pipe = client.pipeline(transaction=False)
-        pipe.zcard(succeeded)
-        pipe.zcard(running)
-        watched.done, active = pipe.execute()
+        watched.done, active = infra.count_in(client, "succeeded"), infra.count_in(client, "running")
         if watched.first is None and (active or watched.done):
             watched.first, watched.done_at_first = meter.snapshot(), watched.done
         if watched.done >= target:
@@ -245,7 +241,7 @@ def run_worker(cfg: BenchConfig, run: NotifyRun, target: int, env: dict[str, str
 
 def times(client: redis.Redis, job_type: str) -> Times:
     """The created, started and finished times of every succeeded job of ``job_type``."""
-    ids = client.zrange(infra.type_key(job_type), 0, -1)
+    ids = client.zrange(infra.index_key("succeeded", job_type), 0, -1)
     created: list[int] = []
     started: list[int] = []
     finished: list[int] = []
@@ -263,7 +259,7 @@ def times(client: redis.Redis, job_type: str) -> Times:
 
 def left_over(client: redis.Redis) -> str | None:
     """Jobs left in a state other than ``succeeded``, if any."""
-    counts = {state: client.zcard(infra.state_key(state)) for state in BAD_STATES}
+    counts = {state: infra.count_in(client, state) for state in BAD_STATES}
     bad = {state: count for state, count in counts.items() if count}
     return ", ".join(f"{count} {state}" for state, count in bad.items()) or None
 

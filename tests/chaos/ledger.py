@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from offload.status import JobState
+from offload.status.records import history_of
 from offload.status.states import TRANSITIONS
 
 TERMINAL = {"succeeded", "failed", "dead", "cancelled"}
@@ -94,7 +95,7 @@ def check(ledger: Ledger, client: redis.Redis, *, tenant: str, prefix: str = "of
             lost.append(job_id)
             continue
         if int(attempts or 0) > 1:
-            history = [json.loads(raw) for raw in client.lrange(f"{prefix}:job:{job_id}:history", 0, -1)]
+            history = job_history(client, job_id, prefix=prefix)
             path = [event.get("state") for event in history if event.get("kind") == "state"]
             # A retry after a failed attempt is the job's policy, not a duplicate: only a start
             # that no failure explains (a redelivery after a crash or a lost ack) is one.
@@ -115,16 +116,27 @@ def check(ledger: Ledger, client: redis.Redis, *, tenant: str, prefix: str = "of
     return Verdict(len(accepted), lost, duplicated, unmarked, unexpected, states)
 
 
+def job_history(client: redis.Redis, job_id: str, *, prefix: str = "offload") -> list[dict[str, Any]]:
+    """A job's state changes, oldest first, read from its record (``offload.status.records.history_of``)."""
+    return history_of(_decoded(client.hgetall(f"{prefix}:job:{job_id}")))
+
+
+def _decoded(raw: Any) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }
+
+
 def went_backwards(ledger: Ledger, client: redis.Redis, *, prefix: str = "offload") -> list[str]:
     """Accepted jobs whose history has a transition ``offload.status.TRANSITIONS`` does not allow
     (a state that moved backwards, or skipped ahead): status must only move forward (§6.0)."""
     ids = ledger.accepted
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
-        pipe.lrange(f"{prefix}:job:{job_id}:history", 0, -1)
+        pipe.hgetall(f"{prefix}:job:{job_id}")
     wrong = []
     for job_id, raw in zip(ids, pipe.execute(), strict=True):
-        path = [json.loads(entry) for entry in raw]
+        path = history_of(_decoded(raw))
         states = [JobState(e["state"]) for e in path if e.get("kind") == "state"]
         steps = list(zip([None, *states], states, strict=False))
         if len(path) < 200 and any(new not in TRANSITIONS[old] for old, new in steps):  # 200: trimmed history
@@ -168,7 +180,7 @@ def succeeded_twice(ledger: Ledger, client: redis.Redis, *, prefix: str = "offlo
     """Accepted jobs whose history shows more than one "succeeded": an effect done twice."""
     twice = []
     for job_id in ledger.accepted:
-        events = [json.loads(raw) for raw in client.lrange(f"{prefix}:job:{job_id}:history", 0, -1)]
+        events = job_history(client, job_id, prefix=prefix)
         if sum(1 for e in events if e.get("kind") == "state" and e.get("state") == "succeeded") > 1:
             twice.append(job_id)
     return twice

@@ -19,7 +19,7 @@ import pika
 import redis
 
 from tests.chaos.harness import FAST, SCALE, Submitter, assert_common, drain
-from tests.chaos.ledger import Ledger, report, succeeded_twice
+from tests.chaos.ledger import Ledger, job_history, report, succeeded_twice
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.helpers import children, wait_for
 from tests.system.stack import Api, Worker
@@ -115,11 +115,7 @@ def test_f10_poison_messages_are_dead_lettered_or_quarantined_and_the_rest_of_th
         # land at random moments) reruns the cut attempt too: that extra start is a marked
         # redelivery, not a retry, and the verdict counts it among the duplicates.
         failing_id = ledger.entries[-100 * SCALE - 2].job_id
-        path = [
-            event.get("state")
-            for event in map(json.loads, client.lrange(f"offload:job:{failing_id}:history", 0, -1))
-            if event.get("kind") == "state"
-        ]
+        path = [e.get("state") for e in job_history(client, str(failing_id)) if e.get("kind") == "state"]
         reruns = path.count("running") - 1 - path.count("retrying")
         assert failing_record[b"state"] == b"failed" and path.count("retrying") == 2, path
         assert int(failing_record[b"attempts"]) == 3 + reruns and reruns <= deaths, (failing_record, path)

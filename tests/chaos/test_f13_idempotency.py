@@ -21,6 +21,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 
+from offload.status import StatusStore
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, report
 from tests.conftest import AMQP_URL, REDIS_URL
@@ -53,6 +54,7 @@ def test_f13_replayed_submissions_and_republished_messages_send_each_email_once(
     worker = Worker({**env, "OFFLOAD_SMTP_PORT": str(port)}, logs, domain="email", threads=4)
     ledger = Ledger()
     client = redis.Redis.from_url(REDIS_URL)
+    publisher_store = StatusStore.from_url(REDIS_URL)
     submitter = Submitter(api, ledger)
     try:
         # (a) one key, five concurrent clients.
@@ -79,7 +81,7 @@ def test_f13_replayed_submissions_and_republished_messages_send_each_email_once(
         try:
             channel = connection.channel()
             for job_id in ledger.accepted:
-                message = client.hget(f"offload:job:{job_id}", "message")
+                message = publisher_store.stored_message(job_id)
                 assert message is not None
                 channel.basic_publish("", "email", message, pika.BasicProperties(delivery_mode=2))
         finally:

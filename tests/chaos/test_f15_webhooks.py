@@ -43,7 +43,6 @@ Backoffs are scaled (``OFFLOAD_RETRY_BACKOFF_SCALE=0.01``) so that 9 attempts ta
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ import redis
 from standardwebhooks import Webhook
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
-from tests.chaos.ledger import Ledger, report, seconds_until_progress, wait_all_finished
+from tests.chaos.ledger import Ledger, job_history, report, seconds_until_progress, wait_all_finished
 from tests.chaos.sinks import Answer, CountingListener, HookReceiver, PeakRss, children, memory_kb
 from tests.chaos.smtp_server import SmtpServerProcess
 from tests.conftest import REDIS_URL
@@ -100,7 +99,7 @@ def _record(client: redis.Redis, job_id: str) -> dict[str, str]:
 
 def _starts(client: redis.Redis, job_id: str) -> list[float]:
     """When each attempt of ``job_id`` started (seconds)."""
-    events = [json.loads(raw) for raw in client.lrange(f"offload:job:{job_id}:history", 0, -1)]
+    events = job_history(client, job_id)
     return [e["at"] / 1000 for e in events if e.get("kind") == "state" and e.get("state") == "running"]
 
 

@@ -26,7 +26,6 @@ has 10× the emails).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import pytest
 import redis
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
-from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress
+from tests.chaos.ledger import Ledger, finished, job_history, report, seconds_until_progress
 from tests.chaos.sinks import SmtpSink
 from tests.conftest import REDIS_URL
 from tests.email.conftest import Sink
@@ -72,7 +71,7 @@ def _email(to: str, name: str = "Ann") -> dict[str, Any]:
 
 
 def _history(client: redis.Redis, job_id: str) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in client.lrange(f"offload:job:{job_id}:history", 0, -1)]
+    return job_history(client, job_id)
 
 
 # Stopping aiosmtpd with sessions open (the fault itself) leaves its server-side transports to the

@@ -39,7 +39,7 @@ import pytest
 import redis
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
-from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress
+from tests.chaos.ledger import Ledger, finished, job_history, report, seconds_until_progress
 from tests.conftest import KEYS, REDIS_URL
 from tests.helpers import wait_for
 from tests.http_source import Source
@@ -125,7 +125,7 @@ def test_f17_a_full_report_disk_fails_cleanly_and_retries_succeed_once_space_is_
         recovery = seconds_until_progress(lambda: finished(ledger, client), total=REPORTS, timeout=30)
         verdict = drain(ledger, client, timeout=120 * SCALE)
         records = {j: {k.decode(): v.decode() for k, v in client.hgetall(f"offload:job:{j}").items()} for j in outputs}
-        histories = {j: [json.loads(e) for e in client.lrange(f"offload:job:{j}:history", 0, -1)] for j in outputs}
+        histories = {j: job_history(client, j) for j in outputs}
         full_attempts = 0
         slowest_report = 0.0
         for events in histories.values():

@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
-from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress
+from tests.chaos.ledger import Ledger, finished, job_history, report, seconds_until_progress
 from tests.chaos.sinks import HostileSource, PeakRss, children, memory_kb
 from tests.conftest import REDIS_URL
 from tests.system.stack import Api, Worker
@@ -63,7 +63,7 @@ def _report(url: str, fmt: str, *, hostile: bool) -> dict[str, Any]:
 
 def _attempt_seconds(client: redis.Redis, job_id: str) -> float:
     """Seconds from the job's (only) attempt starting to it ending."""
-    events = [json.loads(e) for e in client.lrange(f"offload:job:{job_id}:history", 0, -1)]
+    events = job_history(client, job_id)
     start = next(e["at"] for e in events if e.get("state") == "running")
     end = next(e["at"] for e in events if e.get("state") in ("failed", "succeeded", "dead"))
     return float(end - start) / 1000

@@ -54,9 +54,9 @@ def _ticks(client: redis.Redis) -> dict[str, list[str]]:
         name = key.decode()
         if name.count(":") != 2:
             continue
-        tenant, message = client.hmget(name, "tenant", "message")
-        if tenant == b"system" and message:
-            echo = json.loads(message).get("kwargs", {}).get("payload", {}).get("echo", "")
+        tenant, payload = client.hmget(name, "tenant", "payload")
+        if tenant == b"system" and payload:
+            echo = json.loads(payload).get("echo", "")
             runs.setdefault(echo, []).append(name.split(":")[2])
     return runs
 

@@ -60,7 +60,9 @@ def test_a_redelivered_email_job_is_not_sent_twice(
     # The worker died after sending and before recording success: the job is redelivered as running.
     store = publisher.store
     store.client.hset(store.key("job", job.job_id), mapping={"state": "running"})
-    publisher.republish(store.client.hget(store.key("job", job.job_id), "message").encode())
+    message = store.stored_message(job.job_id)
+    assert message is not None
+    publisher.republish(message)
     wait_for(
         lambda: publisher.get(job.job_id).attempts == 2 and publisher.get(job.job_id).state == "succeeded", timeout=10
     )

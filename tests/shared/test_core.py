@@ -14,9 +14,9 @@ from offload.contracts import REGISTRY
 from offload.contracts.system import SLEEP
 from offload.errors import ConfigError, ValidationFailed
 from offload.logs import JsonFormatter, job_logging
-from offload.publish.wire import WireMessage, encode_message
 from offload.settings import ApiKey, load_settings, parse_api_keys
 from offload.urls import UrlPolicy
+from offload.wire import WireMessage, encode_message
 from offload.worker.runtime import backoff, describe
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -26,7 +27,7 @@ def _create(store: StatusStore, *, tenant: str = "acme", job_type: str = "system
         "queue": "system",
         "created_at": now_ms(),
         "max_retries": 1,
-        "message": json.dumps({"queue_name": "system", "options": {}}),
+        "payload": "{}",
     }
     assert store.create(job_id, fields, **kw).outcome == "created"
     return job_id
@@ -198,7 +199,7 @@ def test_listing_drops_index_entries_of_expired_records(store: StatusStore) -> N
     job_id = _create(store)
     store.client.delete(f"t:job:{job_id}")
     assert store.list_jobs(tenant="acme").records == []
-    assert store.client.zscore("t:idx:acme", job_id) is None
+    assert store.client.zscore("t:idx:acme:t:system.noop:s:queued", job_id) is None
 
 
 def test_every_change_is_published_on_the_job_channel(store: StatusStore) -> None:
@@ -226,15 +227,30 @@ def test_an_unreachable_redis_raises_status_store_unavailable(servers) -> None:
         store.get("x")
 
 
-def test_trimming_drops_index_entries_of_expired_records_but_keeps_live_ones(store: StatusStore) -> None:
-    expired = [_create(store) for _ in range(3)]
+def _ended(store: StatusStore, state: JobState) -> str:
+    job_id = _create(store)
+    store.start(job_id, max_unfinished=3)
+    store.finish(job_id, 1, state, error=("e", "m") if state is not JobState.SUCCEEDED else None)
+    return job_id
+
+
+def test_trimming_drops_each_finished_state_at_its_retention_and_never_a_live_job(store: StatusStore) -> None:
+    # Given succeeded jobs (kept 100 s), failed ones (kept 200 s) and a job still waiting,
+    succeeded = [_ended(store, JobState.SUCCEEDED) for _ in range(3)]
+    failed = [_ended(store, JobState.FAILED) for _ in range(2)]
     live = _create(store, scheduled_for=now_ms() + 86_400_000)
-    for job_id in expired:
-        store.client.delete(f"t:job:{job_id}")
-    assert store.trim_indexes(["system.noop"]) == 3 * 5  # 5 indexes: tenant, type, state, all, all by state
-    assert store.client.zrange("t:idx:acme", 0, -1) == [live]
-    assert store.client.zrange("t:idx:_all:s:scheduled", 0, -1) == [live]
-    assert store.trim_indexes(["system.noop"]) is None  # another trim within the lock is skipped
+    # when trimming runs 150 s on, the succeeded jobs leave both of their indexes
+    assert store.trim_indexes(now=now_ms() + 150_000) == 3 * 2  # its tenant's and all tenants' index
+    assert store.client.zrange("t:idx:acme:t:system.noop:s:succeeded", 0, -1) == []
+    assert all(store.get(job_id) is not None for job_id in succeeded)  # the records' own TTL is Redis's
+    assert store.client.zrange("t:idx:_all:t:system.noop:s:succeeded", 0, -1) == []
+    assert sorted(store.client.zrange("t:idx:acme:t:system.noop:s:failed", 0, -1)) == sorted(failed)
+    assert store.trim_indexes(now=now_ms() + 150_000) is None  # another trim within the lock is skipped
+    # and 250 s on, the failed ones too; the waiting job stays listed throughout.
+    store.client.delete("t:trim-lock")
+    assert store.trim_indexes(now=now_ms() + 250_000) == 2 * 2
+    assert [r.id for r in store.list_jobs(tenant="acme").records] == [live]
+    assert store.client.smembers("t:types:acme") == {"system.noop"}  # a type still listed is remembered
 
 
 def test_dead_letter_reasons_come_from_records_then_notes_in_one_round_trip(store: StatusStore) -> None:
@@ -270,3 +286,24 @@ def test_dead_letter_reasons_come_from_records_then_notes_in_one_round_trip(stor
     assert reasons[3] is not None and not reasons[3].recorded and reasons[3].message == "kwargs.job_id must be a UUID."
     assert reasons[5] is None
     assert store.dead_letter_reasons([]) == []
+
+
+def _bytes(client: redis.Redis, pattern: str) -> int:
+    return sum(int(client.memory_usage(key) or 0) for key in client.scan_iter(pattern, count=1000))
+
+
+def test_a_short_soak_gives_back_the_memory_of_expired_jobs_while_failed_ones_stay_listed(redis_client) -> None:
+    """The default suite's slice of `make bench --only scale`'s soak (issue 28): failed records first,
+    then succeeded no-ops kept 2 s; once they expire and the trim runs, their records and index
+    entries are gone, however many there were, and the failed ones are still listed."""
+    store = StatusStore.from_url(REDIS_URL, prefix="t", retention=Retention(succeeded=2, failed=600))
+    failed = [_ended(store, JobState.FAILED) for _ in range(50)]
+    before = _bytes(store.client, "t:*")
+    succeeded = [_ended(store, JobState.SUCCEEDED) for _ in range(1_500)]
+    grown = _bytes(store.client, "t:*") - before
+    assert grown / len(succeeded) <= 1_000  # a retained succeeded no-op, record and index entries
+    time.sleep(2.5)  # their records expire (Redis's own TTL)
+    assert store.trim_indexes() == 2 * len(succeeded)
+    assert _bytes(store.client, "t:*") - before <= 0.1 * grown
+    page = store.list_jobs(tenant="acme", limit=100)
+    assert sorted(r.id for r in page.records) == sorted(failed) and page.cursor is None

@@ -19,6 +19,9 @@ class CountingPromoter:
     def promote_due(self) -> int:
         return 0
 
+    def migrate_layout_once(self) -> None:
+        pass
+
     def queue_webhooks(self) -> int:
         self.runs += 1
         self.ran.set()

@@ -112,8 +112,9 @@ def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(
 ) -> None:
     job = publisher.publish("system.noop", {}, tenant="acme")
     wait_state(job.job_id, "succeeded")
-    record_message = publisher.store.client.hget(publisher.store.key("job", job.job_id), "message")
-    publisher.republish(record_message.encode())
+    record_message = publisher.store.stored_message(job.job_id)
+    assert record_message is not None
+    publisher.republish(record_message)
     time.sleep(0.5)
     record = publisher.get(job.job_id)
     assert record.attempts == 1 and record.state is JobState.SUCCEEDED

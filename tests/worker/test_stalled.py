@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from offload.publish import Publisher
 from offload.status import JobState, now_ms
 from offload.worker.promoter import DuePromoter
@@ -18,8 +16,8 @@ def _lose_the_ending(publisher: Publisher, job_id: str, *, minutes_ago: int) -> 
     client.hset(key, mapping={"state": "running", "started_at": now_ms() - minutes_ago * 60_000})
     client.hdel(key, "finished_at", "result")
     for tenant in ("_all", str(record["tenant"])):
-        client.zrem(publisher.store.key("idx", tenant, "s", "succeeded"), job_id)
-        client.zadd(publisher.store.key("idx", tenant, "s", "running"), {job_id: int(record["created_at"])})
+        client.zrem(publisher.store.key("idx", tenant, "t", str(record["type"]), "s", "succeeded"), job_id)
+        client.zadd(publisher.store.key("idx", tenant, "t", str(record["type"]), "s", "running"), {job_id: now_ms()})
 
 
 def test_a_job_whose_ending_was_lost_is_delivered_again_once_and_ends(
@@ -36,7 +34,7 @@ def test_a_job_whose_ending_was_lost_is_delivered_again_once_and_ends(
     assert promoter.recover_stalled_if_due(force=True) == 0  # claimed once, across processes
     record = wait_state(stalled.job_id, "succeeded")
     assert record.attempts == 2 and record.result == {"echo": "again"}
-    history = [json.loads(raw) for raw in publisher.store.client.lrange(f"offload:job:{stalled.job_id}:history", 0, -1)]
+    history = publisher.store.history(stalled.job_id)
     assert history[-2]["state"] == "running" and history[-2].get("redelivered") is True
     left = publisher.get(recent.job_id)
     assert left is not None and left.state is JobState.RUNNING

@@ -58,13 +58,20 @@ def wire_message(
 
 
 def publish_wire(queue: str, message: dict[str, Any] | bytes) -> None:
-    """Publish on the default exchange with plain pika, persistent, as any AMQP client can."""
+    """Publish on the default exchange with plain pika, persistent, as any AMQP client can.
+
+    The queue is declared first with the arguments docs/wire-format.md gives, as a publisher that
+    may come before any worker must: the default exchange drops a message for a queue not there.
+    """
     body = message if isinstance(message, bytes) else json.dumps(message).encode()
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+        channel.queue_declare(f"{queue}.XQ", durable=True, arguments={"x-message-ttl": 604_800_000})
+        arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.XQ", "x-max-priority": 3}
+        channel.queue_declare(queue, durable=True, arguments=arguments)
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
     finally:
         connection.close()
 

@@ -1,4 +1,4 @@
-"""The ``offload`` command: a demo against a running suite, SDK submissions, schema export, storage cleanup."""
+"""The ``offload`` command: demo, SDK submissions, schema export, storage cleanup, layout migration."""
 
 from __future__ import annotations
 
@@ -104,6 +104,18 @@ def cleanup(older_than: int | None, *, dry_run: bool) -> int:
     return 0
 
 
+def migrate() -> int:
+    """Bring the Redis layout of an older Offload to this one's (workers also do it when they start)."""
+    from offload.settings import load_settings
+    from offload.status import StatusStore
+
+    settings = load_settings()
+    store = StatusStore.from_url(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
+    migrated = store.migrate_layout()
+    print(json.dumps({"migrated": migrated, "note": None if migrated is not None else "nothing to do, or running"}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offload`` command."""
     parser = argparse.ArgumentParser(prog="offload", description=__doc__)
@@ -120,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     cleanup_cmd = commands.add_parser("cleanup", help="remove uploads and outputs past OFFLOAD_STORAGE_RETENTION")
     cleanup_cmd.add_argument("--older-than", type=int, default=None, metavar="SECONDS")
     cleanup_cmd.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    commands.add_parser("migrate", help="bring job records written by an older Offload to this Redis layout")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        return migrate()
     if args.command == "demo":
         return demo(args.api.rstrip("/"), args.key)
     if args.command == "submit":

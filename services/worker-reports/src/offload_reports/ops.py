@@ -77,7 +77,7 @@ class OpsHandlers:
         for item in exported:
             logger.warning("Exported %d dead letters of %s before they expire.", item.count, item.queue)
         ctx.progress(80, "dead letters exported")
-        trimmed = self.store.trim_indexes(self.registry.names)
+        trimmed = self.store.trim_indexes()
         return MaintenanceResult(
             index_entries_removed=trimmed,
             dead_letters=[

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.publisher import BatchSubmitted, Publisher, Submitted
-from offload.publish.wire import WIRE_VERSION, WireMessage, encode_message
+from offload.wire import WIRE_VERSION, WireMessage, encode_message
 
 __all__ = [
     "WIRE_VERSION",

@@ -22,12 +22,12 @@ import redis
 from offload.contracts import REGISTRY, Registry
 from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable, ValidationFailed
 from offload.publish.amqp import ConfirmingPublisher
-from offload.publish.wire import WireMessage, encode_message
 from offload.quotas import QuotaExceeded, Quotas
 from offload.settings import Settings
 from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms, redis_errors
 from offload.submission import DomainAllowList, PreparedJob, Preparer
 from offload.urls import UrlPolicy
+from offload.wire import WireMessage, encode_message
 
 logger = logging.getLogger(__name__)
 
@@ -320,15 +320,17 @@ class Publisher:
 
     def _record(self, prepared: PreparedJob, idempotency_key: str | None) -> bytes | Submitted:
         created_at = now_ms()
+        payload = prepared.payload.model_dump(mode="json")
         body = encode_message(
             job_id=prepared.job_id,
             job_type=prepared.contract.name,
             queue=prepared.contract.queue,
-            payload=prepared.payload.model_dump(mode="json"),
+            payload=payload,
             tenant=prepared.tenant,
             broker_priority=prepared.priority.broker_priority,
             timestamp_ms=created_at,
         )
+        # The record keeps what the message is made of, not the message (offload.wire.stored_message).
         fields: dict[str, str | int] = {
             "tenant": prepared.tenant,
             "type": prepared.contract.name,
@@ -336,7 +338,7 @@ class Publisher:
             "priority": prepared.priority.value,
             "max_retries": prepared.max_retries,
             "created_at": created_at,
-            "message": body.decode(),
+            "payload": json.dumps(payload, separators=(",", ":")),
         }
         for name, value in (
             ("callback_url", prepared.callback_url),

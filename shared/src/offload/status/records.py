@@ -60,8 +60,8 @@ class JobRecord:
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> JobRecord:
-        """Build a record from the Redis hash (all values strings)."""
-        message = _json(raw.get("message")) or {}
+        """Build a record from the Redis hash (all values strings) and its ``id``."""
+        payload = _json(raw["payload"]) if raw.get("payload") else _payload_of_message(raw.get("message"))
         return cls(
             id=raw["id"],
             type=raw.get("type", ""),
@@ -87,7 +87,7 @@ class JobRecord:
             batch_id=raw.get("batch_id") or None,
             parent_id=raw.get("parent_id") or None,
             callback_url=raw.get("callback_url") or None,
-            payload=message.get("kwargs", {}).get("payload"),
+            payload=payload,
             follow_ups=_json(raw.get("then")) or [],
         )
 
@@ -138,3 +138,35 @@ class JobRecord:
         if not self.callback_url or not self.state.terminal:
             return None
         return str(uuid.uuid5(uuid.UUID(self.id), f"webhook/{self.seq}"))
+
+
+def _payload_of_message(message: str | None) -> Any:
+    """The payload inside a stored message (records of layout 1 kept the message, not the payload)."""
+    decoded = _json(message) or {}
+    return decoded.get("kwargs", {}).get("payload") if isinstance(decoded, dict) else None
+
+
+def history_of(raw: dict[str, str]) -> list[dict[str, Any]]:
+    """A job's state changes, oldest first, from its hash's ``h<seq>`` fields (``lua/_prelude.lua``).
+
+    Each is the event as it was published: ``{seq, kind: "state", state, at, attempt, progress}``
+    and whatever else it carried (``error``, ``retry_at``, ...).
+    """
+    events = []
+    for name, value in raw.items():
+        if not (name.startswith("h") and name[1:].isdigit()):
+            continue
+        state, at, attempt, progress, *extra = value.split("|", 4)
+        event: dict[str, Any] = {
+            "seq": int(name[1:]),
+            "kind": "state",
+            "state": state,
+            "at": int(at),
+            "attempt": int(attempt),
+            "progress": int(float(progress)),
+        }
+        if extra:
+            event.update(json.loads(extra[0]))
+        events.append(event)
+    events.sort(key=lambda event: int(event["seq"]))
+    return events

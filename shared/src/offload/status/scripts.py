@@ -26,7 +26,8 @@ _SCRIPTS = (
     "reopen",
     "claim_due",
     "promoted",
-    "trim_index",
+    "trim",
+    "migrate",
     "claim_outbox",
     "log",
 )

@@ -1,8 +1,10 @@
 """Hourly job statistics: computed from the status store by ``stats.aggregate``, read by ``GET /v1/stats``.
 
-An hour's statistics count the jobs *created* in that hour, grouped by type, tenant and state,
-with the 50th, 95th and 99th percentile of their run time (start of the last attempt to its
-end) and of their wait (enqueue, or the retry's due time, to that start). Each hour is a Redis
+An hour's statistics count the jobs that *entered their state* in that hour (a finished job: that
+*ended* in it), grouped by type, tenant and state, with the 50th, 95th and 99th percentile of
+their run time (start of the last attempt to its end) and of their wait (enqueue, or the retry's
+due time, to that start). The job indexes are scored by that moment, so an hour is one range of
+each. Each hour is a Redis
 hash ``stats:<hour>`` kept for 90 days; recomputing an hour overwrites it, so a late run or a
 rerun never double counts.
 """
@@ -30,10 +32,13 @@ _BATCH = 500
 
 def state_counts(store: StatusStore) -> dict[str, int]:
     """Jobs in each state now (finished ones until their retention ends), from the all-tenant indexes."""
+    keys = {state: store.state_index_keys(state) for state in JobState}
     pipe = store.client.pipeline(transaction=False)
     for state in JobState:
-        pipe.zcard(store.key("idx", "_all", "s", state.value))
-    return {state.value: int(count) for state, count in zip(JobState, pipe.execute(), strict=True)}
+        for key in keys[state]:
+            pipe.zcard(key)
+    counts = iter(pipe.execute())
+    return {state.value: sum(int(next(counts)) for _ in keys[state]) for state in JobState}
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -68,8 +73,11 @@ def aggregate(store: StatusStore, hour: datetime) -> tuple[int, int]:
     groups: dict[tuple[str, str, str], _Group] = defaultdict(_Group)
     jobs = 0
     for state in JobState:
-        index = store.key("idx", "_all", "s", state.value)
-        ids = cast(list[str], client.zrangebyscore(index, start_ms, f"({end_ms}"))
+        ids = [
+            member
+            for index in store.state_index_keys(state)
+            for member in cast(list[str], client.zrangebyscore(index, start_ms, f"({end_ms}"))
+        ]
         for offset in range(0, len(ids), _BATCH):
             pipe = client.pipeline(transaction=False)
             for job_id in ids[offset : offset + _BATCH]:

@@ -12,15 +12,16 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import redis
 
-from offload.status.records import JobRecord
+from offload.status.records import JobRecord, history_of
 from offload.status.scripts import ScriptRunner, now_ms, redis_errors
 from offload.status.states import JobState
+from offload.wire import MESSAGE_FIELDS, stored_message
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ MAX_LOG_LINES = 200
 MAX_LOG_LINE = 500
 #: Control characters (but tab) in a log line become spaces: a line stays one line.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: The Redis layout this code writes (``lua/_prelude.lua``); :meth:`StatusStore.migrate_layout`
+#: brings older ones to it.
+LAYOUT = "2"
 #: How long the reason of a dead letter without a record is kept: as long as RabbitMQ keeps dead
 #: letters (Dramatiq's ``DEAD_MESSAGE_TTL``, 7 days).
 DEAD_LETTER_TTL_MS = 7 * 86_400 * 1000
@@ -248,16 +252,17 @@ class StatusStore:
         return "recorded" if recorded else "withdrawn" if withdrawn else "missing"
 
     def stored_message(self, job_id: str) -> bytes | None:
-        """The message stored with the job's record (to publish it again), or None if there is none.
+        """The job's message, rebuilt from its record (to publish it again); None without a record.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            message = self.client.hget(self.key("job", job_id), "message")
-        if not message:
+            values = cast(list[str | None], self.client.hmget(self.key("job", job_id), MESSAGE_FIELDS[1:]))
+        try:
+            return stored_message([job_id, *values])
+        except ValueError:
             return None
-        return message.encode() if isinstance(message, str) else bytes(message)
 
     def note_dead_letter(self, message_id: str, code: str, message: str) -> None:
         """Keep why a message with no record was dead-lettered, as long as its dead letter lives.
@@ -428,8 +433,8 @@ class StatusStore:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        lease, lost, *flat = self._run("claim_due", "", limit, lease_ms)
-        return Claim(int(lease), [(flat[i], flat[i + 1].encode()) for i in range(0, len(flat), 2)], list(lost))
+        lease, lost, *due = self._run("claim_due", "", limit, lease_ms)
+        return Claim(int(lease), [(values[0], stored_message(values)) for values in due], list(lost))
 
     def promoted(self, job_id: str, lease: int) -> bool:
         """Release the lease of a claimed job whose message was published and confirmed.
@@ -500,6 +505,8 @@ class StatusStore:
             StatusStoreUnavailable: Redis is unavailable.
         """
         reply = self._run("reopen", job_id, tenant or "*")
+        if reply[0] == "queued":
+            return "queued", stored_message(reply[1]).decode()
         return reply[0], (reply[1] if len(reply) > 1 else "")
 
     def get(self, job_id: str, *, tenant: str | None = None) -> JobRecord | None:
@@ -512,7 +519,7 @@ class StatusStore:
             raw = self.client.hgetall(self.key("job", job_id))
         if not raw or (tenant is not None and raw.get("tenant") != tenant):
             return None
-        return JobRecord.from_hash(cast(dict[str, str], raw))
+        return JobRecord.from_hash({"id": job_id, **cast(dict[str, str], raw)})
 
     def follow_ups(self, job_id: str) -> list[dict[str, Any]]:
         """The follow-up specs stored with a job (``options.then``).
@@ -531,8 +538,12 @@ class StatusStore:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            entries = self.client.lrange(self.key("job", job_id, "history"), 0, -1)
-        return [json.loads(entry) for entry in entries]
+            raw = cast(dict[str, str], self.client.hgetall(self.key("job", job_id)))
+            events = history_of(raw)
+            if raw and not events:  # a record of layout 1, not migrated yet: its history is a list
+                entries = cast(list[str], self.client.lrange(self.key("job", job_id, "history"), 0, -1))
+                return [json.loads(entry) for entry in entries]
+        return events
 
     def list_jobs(
         self,
@@ -543,60 +554,92 @@ class StatusStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Newest first, filtered by state and type, ``limit`` per page.
+        """The jobs that changed state most recently first, filtered by state and type.
+
+        Every combination is served by exact indexes, one per type and state (the tenant's, or
+        all tenants'): one when both are given, else those of every state and of every type the
+        tenant has used, merged. A page reads at most ``limit + 1`` entries of each and ``limit``
+        records: its work follows the catalogue, never the number of jobs. A page may hold fewer
+        than ``limit`` jobs (records that expired since the last trim are skipped) while
+        ``cursor`` is set: follow it until it is None.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
             ValueError: the cursor is malformed.
         """
-        # Indexes: per tenant (and all tenants) by state, per tenant by type. With both filters the
-        # type index is read and filtered by state.
-        index = self.key("idx", tenant or "_all")
-        if job_type and tenant:
-            index += f":t:{job_type}"
-        elif state:
-            index += f":s:{state.value}"
-        wanted_type = job_type if not (job_type and tenant) else None
-        wanted_state = state.value if state and job_type and tenant else None
         max_score, after_id = _decode_cursor(cursor)
-        records: list[JobRecord] = []
         with redis_errors():
-            while len(records) <= limit:
-                batch = cast(
-                    list[tuple[str, float]],
-                    self.client.zrevrangebyscore(index, max_score, "-inf", start=0, num=limit + 50, withscores=True),
-                )
-                fresh = [(m, s) for m, s in batch if not (s == max_score and after_id is not None and m >= after_id)]
-                if not fresh:
-                    break
-                records.extend(self._load(fresh, index, wanted_type, wanted_state))
-                max_score, after_id = fresh[-1][1], fresh[-1][0]
-                if len(batch) < limit + 50:
-                    break
-        page, more = records[:limit], len(records) > limit
+            indexes = self._indexes(tenant or "_all", job_type, state)
+            entries = self._newest(indexes, max_score, after_id, limit + 1)
+            page, more = entries[:limit], len(entries) > limit
+            records = self._load(page, state)
         if not page:
             return Page([], None)
-        last = page[-1]
-        next_cursor = _encode_cursor(last.created_at, last.id) if more else None
-        return Page(page, next_cursor)
+        score, last_id, _ = page[-1]
+        return Page(records, _encode_cursor(int(score), last_id) if more else None)
 
-    def _load(
-        self, members: list[tuple[str, float]], index: str, job_type: str | None, state: str | None
-    ) -> list[JobRecord]:
+    def _indexes(self, owner: str, job_type: str | None, state: JobState | None) -> list[str]:
+        """The index keys a listing of ``owner`` (a tenant or ``_all``) merges."""
+        types = [job_type] if job_type else sorted(cast(set[str], self.client.smembers(self.key("types", owner))))
+        states = [state] if state else list(JobState)
+        return [self.key("idx", owner, "t", name, "s", s.value) for name in types for s in states]
+
+    def state_index_keys(self, state: JobState) -> list[str]:
+        """The all-tenant index keys of ``state``, one per job type (for counts and scans by state).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            return self._indexes("_all", None, state)
+
+    def _newest(
+        self, indexes: list[str], max_score: float | str, after_id: str | None, count: int
+    ) -> list[tuple[float, str, str]]:
+        """The ``count`` newest entries below the cursor across ``indexes``, as (score, id, index).
+
+        Entries of the cursor's own millisecond are ordered by id, so no entry is read twice or
+        skipped; ``slack`` more are read per index for them, and an index whose reading they used
+        up is read again with more.
+        """
+        slack = 20
+        found: list[tuple[float, str, str]] = []
+        pending = list(indexes)
+        while pending:
+            pipe = self.client.pipeline(transaction=False)
+            for index in pending:
+                pipe.zrevrangebyscore(index, max_score, "-inf", start=0, num=count + slack, withscores=True)
+            again = []
+            for index, batch in zip(pending, pipe.execute(), strict=True):
+                kept = [
+                    (score, member, index)
+                    for member, score in batch
+                    if not (after_id is not None and score == max_score and member >= after_id)
+                ]
+                if len(batch) == count + slack and len(kept) < count:
+                    again.append(index)  # the cursor's millisecond held more than the slack
+                else:
+                    found.extend(kept)
+            pending, slack = again, slack * 10
+        found.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
+        return found[:count]
+
+    def _load(self, entries: list[tuple[float, str, str]], state: JobState | None) -> list[JobRecord]:
+        """The records of ``entries``; entries whose record expired are dropped from their index."""
         pipe = self.client.pipeline(transaction=False)
-        for member, _ in members:
+        for _, member, _ in entries:
             pipe.hgetall(self.key("job", member))
         records: list[JobRecord] = []
-        gone: list[str] = []
-        for (member, _), raw in zip(members, pipe.execute(), strict=True):
+        gone = self.client.pipeline(transaction=False)
+        for (_, member, index), raw in zip(entries, pipe.execute(), strict=True):
             if not raw:
-                gone.append(member)
+                gone.zrem(index, member)  # expired since the last trim
                 continue
-            if (job_type and raw.get("type") != job_type) or (state and raw.get("state") != state):
-                continue
-            records.append(JobRecord.from_hash(raw))
-        if gone:  # records expired by retention; drop their index entries lazily
-            self.client.zrem(index, *gone)
+            if state and raw.get("state") != state.value:
+                continue  # it moved on between the index read and now
+            records.append(JobRecord.from_hash({"id": member, **raw}))
+        if len(gone):
+            gone.execute()
         return records
 
     def claim_stalled(self, overdue_ms: Callable[[str], int], *, limit: int = 1000) -> list[tuple[str, str, str]]:
@@ -615,20 +658,26 @@ class StatusStore:
         """
         now = now_ms()
         with redis_errors():
-            running = self.key("idx", "_all", "s", JobState.RUNNING.value)
-            ids = cast(list[str], self.client.zrange(running, 0, limit - 1))
+            pipe = self.client.pipeline(transaction=False)
+            for index in self._indexes("_all", None, JobState.RUNNING):
+                pipe.zrange(index, 0, limit - 1, withscores=True)  # the longest running first
+            oldest = sorted((score, member) for batch in pipe.execute() for member, score in batch)[:limit]
+            ids = [member for _, member in oldest]
             if not ids:
                 return []
             pipe = self.client.pipeline(transaction=False)
             for job_id in ids:
-                pipe.hmget(self.key("job", job_id), "state", "type", "started_at", "attempts", "message")
+                pipe.hmget(self.key("job", job_id), "state", "started_at", "attempts", *MESSAGE_FIELDS[1:])
             stalled = []
-            for job_id, (state, job_type, started_at, attempts, message) in zip(ids, pipe.execute(), strict=True):
+            for job_id, values in zip(ids, pipe.execute(), strict=True):
+                state, started_at, attempts, job_type = values[0], values[1], values[2], values[3]
                 if state != JobState.RUNNING.value or not (job_type and started_at):
                     continue
                 if now - int(started_at) <= overdue_ms(job_type):
                     continue
-                if not message:  # every record is written with its message; this one cannot be redelivered
+                try:
+                    message = stored_message([job_id, *values[3:]]).decode()
+                except ValueError:  # every record can make its message; this one cannot be redelivered
                     logger.error("Job %s is stalled and has no stored message: it cannot be delivered again.", job_id)
                     continue
                 claim = self.key("stalled", job_id, attempts or "0")
@@ -645,12 +694,15 @@ class StatusStore:
         with redis_errors():
             self.client.delete(claim)
 
-    def trim_indexes(self, job_types: list[str], *, per_key: int = 500, lock_ms: int = 30_000) -> int | None:
-        """Drop index entries of records that retention expired, in bounded steps.
+    def trim_indexes(self, *, lock_ms: int = 30_000, now: int | None = None) -> int | None:
+        """Drop the index entries of finished jobs whose records retention has expired.
 
-        Listing also drops the dead entries it meets, but indexes nobody lists would grow forever.
-        One process at a time trims (a Redis lock held ``lock_ms``); returns how many entries it
-        removed, or None when another process holds the lock.
+        A finished job is listed scored by the time it ended and kept a fixed retention after
+        that (:class:`Retention`), so each index of a finished state loses its expired entries in
+        one ``ZREMRANGEBYSCORE`` (``lua/trim.lua``, one call per tenant): the work follows how
+        many tenants and types there are, never how many jobs. One process at a time trims (a
+        Redis lock held ``lock_ms``); returns how many entries it removed, or None when another
+        process holds the lock.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
@@ -659,15 +711,69 @@ class StatusStore:
             if not self.client.set(self.key("trim-lock"), "1", nx=True, px=lock_ms):
                 return None
             tenants = sorted(cast(set[str], self.client.smembers(self.key("tenants"))))
-        states = [state.value for state in JobState]
-        keys = ["idx:_all", *(f"idx:_all:s:{state}" for state in states)]
-        for tenant in tenants:
-            keys += [
-                f"idx:{tenant}",
-                *(f"idx:{tenant}:s:{s}" for s in states),
-                *(f"idx:{tenant}:t:{t}" for t in job_types),
-            ]
-        return sum(int(self._run("trim_index", key, per_key)) for key in keys)
+        moment = now if now is not None else now_ms()
+        cutoffs: list[str | int] = []
+        for state in JobState:
+            if state.terminal:
+                cutoffs += [state.value, moment - self.retention.ttl_ms(state)]
+        return sum(int(self._run("trim", owner, *cutoffs)) for owner in ("_all", *tenants))
+
+    def migrate_layout(self, *, batch: int = 500, lock_ms: int = 600_000) -> int | None:
+        """Bring records and indexes written by Offload before layout 2 to it, once.
+
+        Layout 1 listed each job in five indexes scored by its creation time, three of which
+        never expired (``idx:<tenant>``, ``idx:<tenant>:t:<type>``, ``idx:_all``), and kept its
+        history in a list beside it. This rewrites each record's history into its hash and lists
+        it in the four indexes of layout 2 (scored by its last change), deletes the layout-1-only
+        indexes, drops every index entry whose record is gone, then marks the layout done
+        (``<prefix>:layout``). Jobs stay listable throughout: the state indexes both layouts
+        share are updated in place. Safe to run again and from several processes (one runs, under
+        a lock). Returns how many records it migrated, or None if it had nothing to do or
+        another process is migrating.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            if self.client.get(self.key("layout")) == LAYOUT:
+                return None
+            if not self.client.set(self.key("migrate-lock"), "1", nx=True, px=lock_ms):
+                return None
+            migrated = 0
+            ids: list[str] = []
+            for key in self.client.scan_iter(match=self.key("job", "*"), count=batch):
+                job_id = key[len(self.key("job", "")) :]
+                if ":" in job_id:
+                    continue  # a record's history or logs list
+                ids.append(job_id)
+                if len(ids) >= batch:
+                    migrated += self._migrate(ids)
+                    ids = []
+            migrated += self._migrate(ids)
+            self._drop_layout1_indexes()
+            self.client.set(self.key("layout"), LAYOUT)
+            self.client.delete(self.key("migrate-lock"))
+        logger.info("Status store migrated to layout %s: %d records.", LAYOUT, migrated)
+        return migrated
+
+    def _migrate(self, ids: list[str]) -> int:
+        return sum(max(0, int(self._run("migrate", job_id))) for job_id in ids)
+
+    def _drop_layout1_indexes(self) -> None:
+        """Delete the indexes only layout 1 had, and drop entries without a record from the rest."""
+        states = "|".join(state.value for state in JobState)
+        layout2 = re.compile(rf"^{re.escape(self.key('idx'))}:[^:]+:t:.+:s:({states})$")
+        for key in self.client.scan_iter(match=self.key("idx", "*"), count=500):
+            if not layout2.match(key):
+                self.client.delete(key)  # idx:<tenant>[:t:<type>|:s:<state>], idx:_all[:s:<state>]
+                continue
+            for members in _chunks(member for member, _ in self.client.zscan_iter(key, count=500)):
+                pipe = self.client.pipeline(transaction=False)
+                for member in members:
+                    pipe.exists(self.key("job", member))
+                gone = [member for member, exists in zip(members, pipe.execute(), strict=True) if not exists]
+                if gone:
+                    self.client.zrem(key, *gone)
 
     def ping(self) -> None:
         """Check that Redis answers.
@@ -717,3 +823,14 @@ def _decode_cursor(cursor: str | None) -> tuple[float | str, str | None]:
         return float(score), job_id or None
     except (ValueError, UnicodeDecodeError):
         raise ValueError("The cursor is not valid; use the one a previous page returned.") from None
+
+
+def _chunks(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

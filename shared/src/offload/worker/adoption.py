@@ -30,6 +30,7 @@ publish as any tenant (``docs/wire-format.md`` says what that means and how to c
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -43,14 +44,16 @@ from dramatiq.middleware import Middleware
 from offload.contracts import JobContract, Priority, Registry
 from offload.errors import ClientError, ValidationFailed
 from offload.publish import Publisher
-from offload.publish.wire import offload_options
 from offload.quotas import QuotaExceeded
 from offload.status.scripts import redis_errors
 from offload.submission import PreparedJob
+from offload.wire import offload_options
 from offload.worker.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)
 
+#: The largest payload a refused job's record keeps (a larger one shows as null).
+MAX_SHOWN_PAYLOAD = 16_384
 #: What a tenant name may be, as in ``OFFLOAD_API_KEYS``.
 TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -104,7 +107,7 @@ class Adopter:
             "priority": prepared.priority.value,
             "max_retries": prepared.max_retries,
             "created_at": message.message_timestamp,
-            "message": encoded.decode(),
+            "payload": json.dumps(prepared.payload.model_dump(mode="json"), separators=(",", ":")),
         }
         try:
             created = self.publisher.store.create(job_id, fields)
@@ -140,7 +143,7 @@ class Adopter:
                 "priority": "normal",
                 "max_retries": 0,
                 "created_at": message.message_timestamp,
-                "message": message.encode().decode(),
+                "payload": _shown_payload(message),
             }
             store.refuse(job_id, fields, (refusal.code, refusal.message), errors=refusal.errors)
         elif message is not None:
@@ -192,6 +195,13 @@ class Adopter:
         """The tenant ``message`` names (``"default"`` if none), or None if it is malformed."""
         tenant = offload_options(message.options).get("tenant", "default")
         return tenant if isinstance(tenant, str) and TENANT.match(tenant) else None
+
+
+def _shown_payload(message: Message[Any]) -> str:
+    """The payload a refused job's record shows: as sent, unless it is too large to keep."""
+    kwargs = message.kwargs if isinstance(message.kwargs, dict) else {}
+    shown = json.dumps(kwargs.get("payload"), separators=(",", ":"), default=str)
+    return shown if len(shown) <= MAX_SHOWN_PAYLOAD else "null"
 
 
 def is_job_id(value: Any) -> bool:

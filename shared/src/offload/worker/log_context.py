@@ -9,7 +9,7 @@ from typing import Any
 from dramatiq.middleware import Middleware
 
 from offload.logs import job_context
-from offload.publish.wire import offload_options
+from offload.wire import offload_options
 
 
 class JobLogContext(Middleware):

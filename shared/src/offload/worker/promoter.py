@@ -71,6 +71,7 @@ class DuePromoter:
         self.next_slot_sweep = time.monotonic() + SLOT_SWEEP_INTERVAL
         self.next_trim = time.monotonic() + TRIM_INTERVAL
         self.next_stall_check = time.monotonic() + STALL_INTERVAL
+        self.layout_checked = False
 
     def queue_webhooks(self) -> int:
         """Queue a ``webhook.deliver`` job for every finished job with a callback URL; returns how many.
@@ -108,6 +109,19 @@ class DuePromoter:
             raise failed[0]
         return len(endings)
 
+    def migrate_layout_once(self) -> None:
+        """On this process's first loop, bring an older Redis layout to this code's (a no-op once done).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable (the next loop tries again).
+        """
+        if self.layout_checked:
+            return
+        migrated = self.store.migrate_layout()
+        if migrated is not None:
+            logger.warning("Migrated %d job records to the current Redis layout.", migrated)
+        self.layout_checked = True
+
     def trim_if_due(self) -> None:
         """Now and then, drop index entries of expired records (housekeeping that rides this loop).
 
@@ -117,7 +131,7 @@ class DuePromoter:
         if time.monotonic() < self.next_trim:
             return
         self.next_trim = time.monotonic() + TRIM_INTERVAL
-        removed = self.store.trim_indexes(self.publisher.preparer.registry.names)
+        removed = self.store.trim_indexes()
         if removed:
             logger.info("Dropped %d index entries of expired job records.", removed)
 
@@ -252,6 +266,7 @@ class PromoterMiddleware(Middleware):
         while not self.stopping.is_set():
             self.wake.clear()  # before the work: a nudge that comes during it makes the wait below return at once
             try:
+                self.promoter.migrate_layout_once()
                 self.promoter.unpark_if_due()
                 promoted = self.promoter.promote_due() + self.promoter.queue_webhooks()
                 self.promoter.trim_if_due()

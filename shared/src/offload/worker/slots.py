@@ -17,8 +17,8 @@ from offload.concurrency import Slots
 from offload.contracts import JobContract, Registry
 from offload.errors import DependencyError
 from offload.publish import Publisher
-from offload.publish.wire import offload_options
 from offload.status import StatusStore
+from offload.wire import offload_options
 from offload.worker.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)

@@ -1,16 +1,25 @@
 -- Shared helpers, prepended to every script. ARGV[1] is the key prefix, ARGV[2] the job id,
 -- ARGV[3] the current time in milliseconds. Each redis.call costs a few microseconds of the
 -- server's single thread, so a transition reads the job once (load) and writes it once.
+--
+-- The layout (status/README.md): a job is one hash, `P:job:<id>`, whose history entries are
+-- fields of its own (`h<seq>`), so that a short job's hash stays small enough for Redis's compact
+-- listpack encoding; its log lines are a list beside it (`P:job:<id>:logs`). Each job is in two
+-- indexes of its type and current state (`P:idx:<tenant>:t:<type>:s:<state>` and the same under
+-- `_all`), scored by the time it entered that state. A finished job's entries are therefore
+-- ordered by the time it ended, and its record expires a fixed retention after that: trimming an
+-- index is one ZREMRANGEBYSCORE (trim.lua).
 local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rec = P .. ':job:' .. id
-local hist = rec .. ':history'
 local logs = rec .. ':logs'
 
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, dead = true}
+-- History entries kept per job; the oldest go first.
+local MAX_HISTORY = 200
 
 -- Read the fields every transition needs, plus any named in `...`, into a table; nil if no job.
 local function load(...)
-  local names = {'state', 'tenant', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', ...}
+  local names = {'state', 'tenant', 'type', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', ...}
   local values = redis.call('HMGET', rec, unpack(names))
   if not values[1] then return nil end
   local job = {}
@@ -18,19 +27,53 @@ local function load(...)
   return job
 end
 
--- Move a job between the per-state indexes of its tenant and of all tenants.
-local function index_state(tenant, old, new, score)
-  local mine, all = P .. ':idx:' .. tenant .. ':s:', P .. ':idx:_all:s:'
-  if old and old ~= new then
-    redis.call('ZREM', mine .. old, id)
-    redis.call('ZREM', all .. old, id)
-  end
-  redis.call('ZADD', mine .. new, score, id)
-  redis.call('ZADD', all .. new, score, id)
+-- The two index keys a job of `tenant` and `jtype` is listed in while in `state`: its tenant's
+-- and all tenants', by type and state. A list of several states or types merges several keys
+-- (StatusStore.list_jobs): their number is bounded by the catalogue, not by the jobs.
+local function index_keys(tenant, jtype, state)
+  local by_type = ':t:' .. (jtype or '') .. ':s:' .. state
+  return {P .. ':idx:' .. tenant .. by_type, P .. ':idx:_all' .. by_type}
 end
 
--- Record a state change of `job` (from load): write the fields, move the indexes, append the
--- history entry and publish it. `fields` is a flat list of extra hash fields; `extra` is merged
+-- Move a job from the indexes of state `old` (none when nil) to those of `new`, scored now.
+local function index_state(job, old, new)
+  if old and old ~= new then
+    for _, key in ipairs(index_keys(job.tenant, job.type, old)) do redis.call('ZREM', key, id) end
+  end
+  for _, key in ipairs(index_keys(job.tenant, job.type, new)) do redis.call('ZADD', key, now, id) end
+end
+
+-- Take a job out of every index (its record is being deleted).
+local function unindex(job)
+  for _, key in ipairs(index_keys(job.tenant, job.type, job.state)) do redis.call('ZREM', key, id) end
+end
+
+-- One history entry as stored in its `h<seq>` field: "state|at|attempt|progress", then "|" and
+-- the JSON of what else the event carries (error, retry_at, ...) when there is anything.
+local function history_entry(event, extra)
+  local entry = event.state .. '|' .. event.at .. '|' .. event.attempt .. '|' .. event.progress
+  if extra and next(extra) ~= nil then entry = entry .. '|' .. cjson.encode(extra) end
+  return entry
+end
+
+-- Drop the oldest history fields past MAX_HISTORY. Only a job with more events than that (its
+-- seq counts progress and log events too) can have that many, so most jobs never look.
+local function trim_history(seq)
+  if seq <= MAX_HISTORY then return end
+  local kept = {}
+  for _, name in ipairs(redis.call('HKEYS', rec)) do
+    local n = string.match(name, '^h(%d+)$')
+    if n then kept[#kept + 1] = tonumber(n) end
+  end
+  if #kept <= MAX_HISTORY then return end
+  table.sort(kept)
+  local drop = {}
+  for i = 1, #kept - MAX_HISTORY do drop[#drop + 1] = 'h' .. kept[i] end
+  redis.call('HDEL', rec, unpack(drop))
+end
+
+-- Record a state change of `job` (from load): write the fields and the history entry, move the
+-- indexes and publish the event. `fields` is a flat list of extra hash fields; `extra` is merged
 -- into the event.
 local function transition(job, new, fields, extra)
   local seq = (tonumber(job.seq) or 0) + 1
@@ -44,12 +87,13 @@ local function transition(job, new, fields, extra)
     if name == 'attempts' then event.attempt = tonumber(value) end
     if name == 'progress' then event.progress = tonumber(value) end
   end
+  args[#args + 1] = 'h' .. seq
+  args[#args + 1] = history_entry(event, extra)
   redis.call('HSET', rec, unpack(args))
-  index_state(job.tenant, job.state, new, tonumber(job.created_at))
+  trim_history(seq)
+  index_state(job, job.state, new)
   if extra then for k, v in pairs(extra) do event[k] = v end end
-  local encoded = cjson.encode(event)
-  if redis.call('RPUSH', hist, encoded) > 200 then redis.call('LTRIM', hist, -200, -1) end
-  redis.call('PUBLISH', P .. ':events:' .. id, encoded)
+  redis.call('PUBLISH', P .. ':events:' .. id, cjson.encode(event))
   -- A job that ends with a callback URL gets its webhook: queued here, atomically with the ending.
   if TERMINAL[new] and job.callback_url and job.callback_url ~= '' then
     redis.call('ZADD', P .. ':outbox', now, id)
@@ -58,23 +102,28 @@ local function transition(job, new, fields, extra)
   return seq
 end
 
+-- What a job's message is rebuilt from (offload.wire.MESSAGE_FIELDS, in that order), for a job
+-- loaded with 'queue', 'priority', 'payload' and 'message' (a record of layout 1 kept the message).
+local function message_fields(job)
+  return {id, job.type or '', job.queue or '', job.tenant or '', job.priority or '', job.payload or '',
+          job.created_at or '', job.message or ''}
+end
+
 -- Write a new record from `fields` (a flat list of field/value pairs; tenant, type and created_at
--- among them) and list it in its tenant's, its type's and the all-tenants index. Returns the job
--- table for `transition`, which then indexes its first state.
+-- among them) and note its tenant and type for the index trimming. Returns the job table for
+-- `transition`, which then indexes its first state.
 local function create_record(fields)
   local job = {attempts = 0, progress = 0, seq = 0}
-  local flat = {'id', id, 'attempts', 0, 'unfinished', 0, 'progress', 0}
+  local flat = {}
   for i = 1, #fields, 2 do
     job[fields[i]] = fields[i + 1]
     flat[#flat + 1] = fields[i]
     flat[#flat + 1] = fields[i + 1]
   end
   redis.call('HSET', rec, unpack(flat))
-  local created = tonumber(job.created_at)
   redis.call('SADD', P .. ':tenants', job.tenant)
-  redis.call('ZADD', P .. ':idx:' .. job.tenant, created, id)
-  redis.call('ZADD', P .. ':idx:' .. job.tenant .. ':t:' .. job.type, created, id)
-  redis.call('ZADD', P .. ':idx:_all', created, id)
+  redis.call('SADD', P .. ':types:' .. job.tenant, job.type)
+  redis.call('SADD', P .. ':types:_all', job.type)
   return job
 end
 
@@ -91,11 +140,9 @@ local function retain(ttl)
   ttl = tonumber(ttl)
   if ttl and ttl > 0 then
     redis.call('PEXPIRE', rec, ttl)
-    redis.call('PEXPIRE', hist, ttl)
     redis.call('PEXPIRE', logs, ttl)
   else
     redis.call('PERSIST', rec)
-    redis.call('PERSIST', hist)
     redis.call('PERSIST', logs)
   end
 end

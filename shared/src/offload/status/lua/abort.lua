@@ -3,17 +3,12 @@
 -- ARGV: 4 tombstone ttl ms, 5 idempotency key ('' if none).
 -- Returns 1 if aborted, 0 if the job had already moved on (a worker took its message), -1 if
 -- there is no record.
-local job = load('type')
+local job = load()
 if not job then return -1 end
 if (job.state ~= 'queued' and job.state ~= 'scheduled') or tonumber(job.seq) > 1 then return 0 end
-local base = P .. ':idx:' .. job.tenant
-redis.call('ZREM', base, id)
-redis.call('ZREM', base .. ':t:' .. job.type, id)
-redis.call('ZREM', base .. ':s:' .. job.state, id)
-redis.call('ZREM', P .. ':idx:_all', id)
-redis.call('ZREM', P .. ':idx:_all:s:' .. job.state, id)
+unindex(job)
 redis.call('ZREM', P .. ':scheduled', id)
-redis.call('DEL', rec, hist)
+redis.call('DEL', rec, logs)
 if ARGV[5] ~= '' then
   local existing = redis.call('GET', ARGV[5])
   if existing and string.sub(existing, 1, #id) == id then redis.call('DEL', ARGV[5]) end

@@ -22,8 +22,11 @@ listed and trackable like any other, or records why it may not run.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from offload.contracts import Priority
 
 #: Version of the ``options.offload`` block.
 WIRE_VERSION = 1
@@ -78,3 +81,34 @@ def offload_options(options: dict[str, Any]) -> dict[str, Any]:
     """The ``options.offload`` block of a decoded message ({} when a foreign publisher left it out)."""
     block = options.get("offload")
     return block if isinstance(block, dict) else {}
+
+
+#: What a recorded job's message is rebuilt from, in this order (the status store's scripts return
+#: them so): the record keeps these fields, not the message, which is most of a short job's size.
+#: ``message`` is the message itself, kept by records written before (layout 1).
+MESSAGE_FIELDS = ("id", "type", "queue", "tenant", "priority", "payload", "created_at", "message")
+
+
+def stored_message(values: Sequence[str | None]) -> bytes:
+    """The message of a recorded job, from its :data:`MESSAGE_FIELDS` values (in that order).
+
+    Byte for byte what the publisher sent for a job it recorded (the payload is stored as the
+    message carried it); a job adopted from the wire gets its normalised form.
+
+    Raises:
+        ValueError: the values cannot make a message (a record without its type or payload).
+    """
+    job_id, job_type, queue, tenant, priority, payload, created_at, legacy = (v or "" for v in values)
+    if legacy:
+        return legacy.encode()
+    if not (job_id and job_type and queue and payload and created_at):
+        raise ValueError(f"Job {job_id or '?'} has no stored message.")
+    return encode_message(
+        job_id=job_id,
+        job_type=job_type,
+        queue=queue,
+        payload=json.loads(payload),
+        tenant=tenant or "default",
+        broker_priority=Priority(priority or "normal").broker_priority,
+        timestamp_ms=int(created_at),
+    )
