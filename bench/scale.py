@@ -85,20 +85,24 @@ class Filler:
     def _call(self, pipe: Any, name: str, job_id: str, *args: str | int) -> None:
         pipe.evalsha(self.scripts[name].sha, 0, REDIS_PREFIX, job_id, now_ms(), *args)
 
+    def _begin(self, pipe: Any, job_id: str, tenant: str, job_type: str, payload: str) -> None:
+        """Queue the creation and start of one job on ``pipe``."""
+        fields: list[str | int] = ["tenant", tenant, "type", job_type, "queue", "system", "priority", "normal"]
+        fields += ["max_retries", 0, "created_at", now_ms(), "payload", payload]
+        self._call(pipe, "create", job_id, "queued", "", "", "", 0, "", *fields)
+        self._call(pipe, "start", job_id, 3, self.store.retention.failed * 1000)
+
     def ended(self, count: int, *, state: JobState, tenant: str = "bench", job_type: str = "system.noop") -> list[str]:
         """``count`` jobs created, started and ended in ``state``, as a worker would leave them."""
         ids: list[str] = []
         ttl = self.store.retention.ttl_ms(state)
         error = ("error", "ValueError: it failed, as asked") if state is not JobState.SUCCEEDED else ("", "")
+        result = "{}" if state is JobState.SUCCEEDED else ""
         for offset in range(0, count, FILL_BATCH):
             batch = [str(uuid.uuid4()) for _ in range(min(FILL_BATCH, count - offset))]
             pipe = self.client.pipeline(transaction=False)
             for job_id in batch:
-                fields: list[str | int] = ["tenant", tenant, "type", job_type, "queue", "system"]
-                fields += ["priority", "normal", "max_retries", 0, "created_at", now_ms(), "payload", '{"echo":null}']
-                self._call(pipe, "create", job_id, "queued", "", "", "", 0, "", *fields)
-                self._call(pipe, "start", job_id, 3, self.store.retention.failed * 1000)
-                result = "{}" if state is JobState.SUCCEEDED else ""
+                self._begin(pipe, job_id, tenant, job_type, '{"echo":null}')
                 self._call(pipe, "finish", job_id, 1, state.value, ttl, result, *error, "", "1")
             pipe.execute()
             ids += batch
@@ -109,10 +113,7 @@ class Filler:
         ids = [str(uuid.uuid4()) for _ in range(count)]
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
-            fields: list[str | int] = ["tenant", tenant, "type", job_type, "queue", "system"]
-            fields += ["priority", "normal", "max_retries", 0, "created_at", now_ms(), "payload", '{"ms":1}']
-            self._call(pipe, "create", job_id, "queued", "", "", "", 0, "", *fields)
-            self._call(pipe, "start", job_id, 3, self.store.retention.failed * 1000)
+            self._begin(pipe, job_id, tenant, job_type, '{"ms":1}')
         pipe.execute()
         return ids
 
