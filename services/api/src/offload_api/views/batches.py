@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Blueprint, Response, jsonify
 
 from offload.errors import NotFound, ValidationFailed
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
-from offload_api.views.jobs import job_links
+from offload_api.views.jobs import job_links, public_base
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
@@ -43,7 +43,7 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
             errors=[{"field": "jobs", "problem": f"a list of 1-{limit} job submissions"}],
         )
     submitted = services().publisher.submit_batch(jobs, tenant=caller().tenant)
-    url = url_for("batches.get_batch", batch_id=submitted.batch_id, _external=True)
+    url = f"{public_base()}/v1/batches/{submitted.batch_id}"
     document = {
         "id": submitted.batch_id,
         "status_url": url,

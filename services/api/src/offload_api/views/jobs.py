@@ -41,10 +41,18 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
+def public_base() -> str:
+    """The base of every absolute URL the API answers with: ``OFFLOAD_PUBLIC_URL`` when it is set.
+
+    Only without it is the request's own ``Host`` used (development): a client choosing the host of
+    the links it is sent would otherwise point them anywhere (issue 29, item 6).
+    """
+    return services().settings.public_url.rstrip("/") or request.host_url.rstrip("/")
+
+
 def job_links(job_id: str) -> dict[str, str]:
     """The status and events URLs of a job (built by hand: ``url_for`` twice per request showed in profiles)."""
-    base = services().settings.public_url.rstrip("/") or request.host_url.rstrip("/")
-    status_url = f"{base}/v1/jobs/{job_id}"
+    status_url = f"{public_base()}/v1/jobs/{job_id}"
     return {"status_url": status_url, "events_url": f"{status_url}/events"}
 
 
