@@ -4,8 +4,9 @@ Under gunicorn every worker process counts into prometheus-client's multiprocess
 directory ``gunicorn_conf`` sets up before any worker starts), and ``/metrics`` sums them, so any
 worker answers for all. In a single process (tests, ``flask run``) the app's own registry serves.
 
-Labels are bounded: the route *pattern* (``/v1/jobs/<job_id>``, not the id), the method, the
-status, a registered job type or ``unknown``, an error code. Never a key, a tenant or an address.
+Labels are bounded: the route *pattern* (``/v1/jobs/<job_id>``, not the id), the method (one of
+:data:`METHODS`, any other ``other``), the status, a registered job type or ``unknown``, an error
+code. Never a key, a tenant or an address, nor anything else a client can choose freely.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ bp = Blueprint("metrics", __name__)
 
 #: Request latency buckets, seconds: the API answers in milliseconds; 0.5 s is the alert line.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: HTTP methods counted under their own name. A request may carry any token as its method, and
+#: each new label value costs a counter and a histogram of 14 series in every process, for as long
+#: as it runs: any other method, sent with no key at all, is counted as ``other`` (issue 29, item 7).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Error codes that mean the job was not handed to the broker.
 PUBLISH_FAILURES = frozenset({"broker_unavailable", "service_busy", "status_store_unavailable"})
 
@@ -117,15 +122,21 @@ def install(app: Flask, metrics: ApiMetrics) -> None:
     @app.after_request
     def _counted(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        method = method_label(request.method)
+        metrics.requests.labels(route, method, str(response.status_code)).inc()
         if response.mimetype != "text/event-stream":
-            metrics.latency.labels(route, request.method).observe(time.perf_counter() - g.get("metrics_started", 0.0))
+            metrics.latency.labels(route, method).observe(time.perf_counter() - g.get("metrics_started", 0.0))
         if route == "/v1/jobs" and request.method == "POST":
             _count_submission(metrics, response)
         return response
 
     app.register_blueprint(bp)
     app.extensions["offload_metrics"] = metrics
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request's method: the method itself if it is in :data:`METHODS`, else ``other``."""
+    return method if method in METHODS else "other"
 
 
 def _count_submission(metrics: ApiMetrics, response: Response) -> None:
