@@ -7,12 +7,21 @@ are also fuzzed against the real server process in ``tests/fuzz/test_properties.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
+from urllib.parse import quote
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from offload.publish import Publisher
+from offload.signing import LinkSigner
 from offload_api.app import create_app
-from tests.conftest import make_settings
+from tests.admin.test_pages import _token
+from tests.api.test_files import JPEG
+from tests.conftest import KEYS, make_settings
 from tests.security.conftest import CheckedApi
 
 # -- 6: absolute URLs come from OFFLOAD_PUBLIC_URL, never the Host header ----------------------------------
@@ -59,3 +68,80 @@ def test_7_any_http_method_sent_without_a_key_is_counted_under_other_not_as_a_la
         assert "other" in methods
     finally:
         publisher.close()
+
+
+# -- 5: bad input is a 4xx (or ignored, where the protocol says so), never a 500 or a 503 ------------------
+
+#: Texts that ``str.isdigit()`` accepts but are no number a client should send: superscript and
+#: circled digits (``int()`` refuses them), other scripts' and full-width digits (``int()`` reads
+#: them), and more digits than ``int()`` converts (Python refuses over 4,300).
+NOT_ASCII_NUMBERS = ["²", "①", "١٢", "１０", "9" * 5000]
+
+
+def _admin(app: Flask) -> FlaskClient:
+    """A test client signed in to the admin pages with the admin key."""
+    client = app.test_client()
+    token = _token(client.get("/admin/login").get_data(as_text=True))
+    assert client.post("/admin/login", data={"key": KEYS["admin"], "csrf_token": token}).status_code == 302
+    return client
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("raw", NOT_ASCII_NUMBERS, ids=["superscript", "circled", "arabic", "fullwidth", "5000"])
+def test_5_a_limit_that_is_not_ascii_digits_is_422(api: CheckedApi, raw: str) -> None:
+    response = api.get(f"/v1/jobs?limit={quote(raw)}")
+    assert (response.status_code, response.get_json()["errors"][0]["field"]) == (422, "limit")
+
+
+@pytest.mark.parametrize("raw", NOT_ASCII_NUMBERS, ids=["superscript", "circled", "arabic", "fullwidth", "5000"])
+def test_5_a_last_event_id_that_is_not_ascii_digits_is_ignored_as_a_malformed_one_always_was(
+    api: CheckedApi, raw: str
+) -> None:
+    job_id = api.post("/v1/jobs", json={"type": "system.noop", "options": {"delay": 600}}).get_json()["id"]
+    api.post(f"/v1/jobs/{job_id}/cancel")  # ended: its stream sends the history and closes at once
+    for request in ({"headers": {"Last-Event-ID": raw}}, {"query_string": {"last_event_id": raw}}):
+        response = api.get(f"/v1/jobs/{job_id}/events", **request)
+        text = response.get_data(as_text=True)
+        assert response.status_code == 200 and "event: state" in text and '"cancelled"' in text, text[:300]
+
+
+@pytest.mark.parametrize("expires", ["²", "١٢٣٤٥٦٧٨٩٠", "9" * 5000], ids=["superscript", "arabic", "5000"])
+def test_5_a_signed_link_whose_expires_is_not_ascii_digits_is_403_even_with_a_matching_signature(
+    api: CheckedApi, app: Flask, expires: str
+) -> None:
+    upload = api.post("/v1/uploads", data=JPEG, headers={"Content-Type": "application/octet-stream"})
+    key = f"acme/{upload.get_json()['id']}/source"
+    signer: LinkSigner = app.extensions["offload"].signer
+    sig = signer._signer().get_signature(f"{key}|{expires}").decode()  # as if signed by us
+    response = api.anonymous_get(f"/v1/files/{key}?expires={quote(expires)}&sig={sig}")
+    assert (response.status_code, response.get_json()["error"]) == (403, "invalid_signature")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "to=0001-01-01T00:00:00",
+        "from=0001-01-01T00:00:00&to=0001-01-02T00:00:00",
+        "from=0001-01-01T00:00:00%2B14:00&to=2030-01-01T00:00:00",
+        "to=9999-12-31T23:59:59-14:00",
+    ],
+    ids=["to-year-1", "range-in-year-1", "year-1-east-of-utc", "year-9999-west-of-utc"],
+)
+def test_5_stats_times_outside_what_the_arithmetic_holds_are_422(api: CheckedApi, query: str) -> None:
+    response = api.get(f"/v1/stats?{query}")
+    assert response.status_code == 422, response.get_json()
+
+
+@pytest.mark.parametrize("text", ["nan:x", "inf:x", "-inf:x", "1e999:x", "²:x", "12:"])
+def test_5_a_crafted_cursor_is_422_not_an_outage(api: CheckedApi, text: str) -> None:
+    response = api.get(f"/v1/jobs?cursor={_cursor(text)}")
+    assert (response.status_code, response.get_json()["errors"][0]["field"]) == (422, "cursor")
+
+
+@pytest.mark.parametrize("raw", NOT_ASCII_NUMBERS, ids=["superscript", "circled", "arabic", "fullwidth", "5000"])
+def test_5_an_admin_page_number_that_is_not_ascii_digits_is_the_first_page(app: Flask, raw: str) -> None:
+    page = _admin(app).get(f"/admin/dead-letters?queue=system&page={quote(raw)}")
+    assert page.status_code == 200 and "Dead letters" in page.get_data(as_text=True)

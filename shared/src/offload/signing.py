@@ -15,6 +15,7 @@ from urllib.parse import quote
 from itsdangerous import Signer
 
 from offload.errors import ClientError
+from offload.numbers import whole_number
 
 
 class LinkExpired(ClientError):
@@ -64,7 +65,8 @@ class LinkSigner:
             InvalidSignature: the signature does not match the key and expiry.
             LinkExpired: the signature matches but the link has expired.
         """
-        if not expires.isdigit() or not self._signer().verify_signature(f"{key}|{expires}", signature):
+        expiry = whole_number(expires)
+        if expiry is None or not self._signer().verify_signature(f"{key}|{expires}", signature):
             raise InvalidSignature("The download link is not valid.")
-        if int(expires) < (time.time() if now is None else now):
+        if expiry < (time.time() if now is None else now):
             raise LinkExpired("The download link has expired.")

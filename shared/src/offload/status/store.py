@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 import redis
 
+from offload.numbers import whole_number
 from offload.status.records import JobRecord, history_of
 from offload.status.scripts import ScriptRunner, now_ms, redis_errors
 from offload.status.states import JobState
@@ -815,14 +816,26 @@ def _encode_cursor(score: int, job_id: str) -> str:
 
 
 def _decode_cursor(cursor: str | None) -> tuple[float | str, str | None]:
+    """The score and job id a cursor of :func:`_encode_cursor` holds.
+
+    The score is read as ASCII digits, as it was written: ``float()`` would also take ``nan``,
+    ``inf`` or ``1e999``, which Redis refuses, and a crafted cursor then looked like an outage (503)
+    instead of the bad request it is (issue 29, item 5).
+
+    Raises:
+        ValueError: the cursor is not one this store made.
+    """
     if not cursor:
         return "+inf", None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        score, _, job_id = raw.partition(":")
-        return float(score), job_id or None
     except (ValueError, UnicodeDecodeError):
-        raise ValueError("The cursor is not valid; use the one a previous page returned.") from None
+        raw = ""
+    text, _, job_id = raw.partition(":")
+    score = whole_number(text)
+    if score is None or not job_id:
+        raise ValueError("The cursor is not valid; use the one a previous page returned.")
+    return score, job_id
 
 
 def _chunks(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:

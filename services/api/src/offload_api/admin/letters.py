@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from offload import dead_letters
 from offload.dead_letters import Letter
+from offload.numbers import whole_number
 from offload.status import DeadLetterReason, StatusStore
 
 #: Letters on one page.
@@ -85,7 +86,8 @@ class DeadLetterPage:
 
 def page_number(raw: str | None) -> int:
     """The page a ``page`` parameter asks for: a whole number from 1, else 1."""
-    return int(raw) if raw and raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
+    number = whole_number(raw, max_digits=6)
+    return number if number else 1
 
 
 def load(broker_url: str, store: StatusStore, queue: str, number: int) -> DeadLetterPage:

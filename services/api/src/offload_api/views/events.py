@@ -27,6 +27,7 @@ from typing import Any
 from flask import Blueprint, Response, request, stream_with_context
 
 from offload.errors import DependencyError, ServiceBusy
+from offload.numbers import whole_number
 from offload.status import JobState, StatusStore, iso
 from offload_api.auth import requires
 from offload_api.extension import Services, services
@@ -185,8 +186,8 @@ def _is_terminal(event: dict[str, Any]) -> bool:
 
 
 def _last_event_id() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
-    return int(raw) if raw.isdigit() else 0
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    return whole_number(raw) or 0  # not an id this stream sent: replay everything
 
 
 def _open_stream(found: Services) -> None:

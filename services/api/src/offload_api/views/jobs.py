@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from offload.errors import InvalidState, NotFound, ValidationFailed
+from offload.numbers import whole_number
 from offload.status import JobRecord, JobState
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
@@ -241,11 +242,12 @@ def _state_filter(raw: str | None) -> JobState | None:
 
 
 def _limit(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    limit = whole_number(raw)
+    if limit is None or not 1 <= limit <= 200:
         raise ValidationFailed(
             "limit must be an integer from 1 to 200.", errors=[{"field": "limit", "problem": "1-200"}]
         )
-    return int(raw)
+    return limit
 
 
 def _is_uuid(value: str) -> bool:

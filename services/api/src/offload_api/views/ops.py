@@ -18,6 +18,11 @@ bp = Blueprint("ops", __name__)
 
 #: The widest range one stats request may cover.
 MAX_RANGE = timedelta(days=31)
+#: The times a stats request may name: no job ran before 1970, and a range's arithmetic (its
+#: default start a day before its end, UTC offsets, epoch seconds) must stay inside the years
+#: ``datetime`` holds; a time outside overflowed into a 500 (issue 29, item 5).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @bp.get("/v1/schedules")
@@ -52,6 +57,11 @@ def schedules() -> Response:
 
 
 def _time(name: str, default: datetime) -> datetime:
+    """The query parameter ``name`` as a time (UTC when it names no offset), or ``default``.
+
+    Raises:
+        ValidationFailed: not an ISO 8601 time, or not between :data:`EARLIEST` and :data:`LATEST`.
+    """
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -61,7 +71,17 @@ def _time(name: str, default: datetime) -> datetime:
         raise ValidationFailed(
             f"'{name}' is not an ISO 8601 time.", errors=[{"field": name, "problem": "not an ISO 8601 time"}]
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        within = EARLIEST <= moment.astimezone(UTC) < LATEST
+    except OverflowError:  # its offset moves it out of the years datetime holds
+        within = False
+    if not within:
+        raise ValidationFailed(
+            f"'{name}' must be a time from {EARLIEST.year} to {LATEST.year - 1}.",
+            errors=[{"field": name, "problem": f"a time from {EARLIEST.year} to {LATEST.year - 1}"}],
+        )
+    return moment
 
 
 @bp.get("/v1/stats")
