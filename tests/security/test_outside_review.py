@@ -145,3 +145,16 @@ def test_5_a_crafted_cursor_is_422_not_an_outage(api: CheckedApi, text: str) -> 
 def test_5_an_admin_page_number_that_is_not_ascii_digits_is_the_first_page(app: Flask, raw: str) -> None:
     page = _admin(app).get(f"/admin/dead-letters?queue=system&page={quote(raw)}")
     assert page.status_code == 200 and "Dead letters" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/admin/%0D%0ASet-Cookie:%20x=1", "/admin/jobs%0A", "/admin/%E2%80%A8x", "/admin/%00", "/admin/\\\\evil.example"],
+    ids=["crlf-header", "lf", "line-separator", "nul", "backslashes"],
+)
+def test_5_a_sign_in_whose_next_is_no_plain_admin_path_goes_to_the_queues_page(app: Flask, target: str) -> None:
+    client = app.test_client()
+    token = _token(client.get("/admin/login").get_data(as_text=True))
+    signed = client.post(f"/admin/login?next={target}", data={"key": KEYS["admin"], "csrf_token": token})
+    assert (signed.status_code, signed.headers["Location"]) == (302, "/admin/")
+    assert "x=1" not in signed.headers.get("Set-Cookie", "")

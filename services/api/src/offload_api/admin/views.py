@@ -38,6 +38,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: A dead letter's body digest (:func:`offload.dead_letters.digest`), as the drop form posts it.
 DIGEST = re.compile(r"[0-9a-f]{64}")
 
+#: Where a sign-in may send the browser next: a path of the admin page in printable ASCII (a
+#: ``Location`` header cannot hold a line break; werkzeug refused one with a 500), with no ``//``
+#: or backslash a browser could read as another host (issue 29, item 5).
+NEXT = re.compile(r"(?!.*(//|\\))/admin/[!-~]*")
+
 #: No inline script or style; forms post only here; the page cannot be framed.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -89,7 +94,7 @@ def login() -> str | BaseResponse:
         auth.check_csrf(request.form.get("csrf_token"))
         if auth.sign_in(request.form.get("key", "")):
             target = request.args.get("next", "")
-            return redirect(target if target.startswith("/admin/") else url_for("admin.queues"))
+            return redirect(target if NEXT.fullmatch(target) else url_for("admin.queues"))
         error = "That is not an admin API key."
     return render_template("admin/login.html", error=error)
 
