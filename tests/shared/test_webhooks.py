@@ -79,3 +79,17 @@ def test_verify_compares_signatures_in_constant_time() -> None:
     import offload.webhooks
 
     assert "hmac.compare_digest" in inspect.getsource(offload.webhooks.verify)
+
+
+@pytest.mark.parametrize(
+    "stamp", ["²", "١٧٠٠٠٠٠٠٠٠", " 1700000000", "9" * 5000], ids=["superscript", "arabic", "space", "5000"]
+)
+def test_a_timestamp_that_is_not_ascii_digits_is_malformed_not_a_crash_or_another_spelling(stamp: str) -> None:
+    secret = new_secret()
+    headers = sign([secret], "msg_6", BODY)
+    if stamp.strip() == "1700000000" or stamp.startswith("١"):  # the signed value, spelt differently
+        headers = sign([secret], "msg_6", BODY, timestamp=1_700_000_000)
+    headers["webhook-timestamp"] = stamp
+    with pytest.raises(WebhookVerificationError) as caught:
+        verify(secret, headers, BODY, now=1_700_000_000)
+    assert caught.value.code == "invalid_signature"

@@ -141,3 +141,13 @@ def test_a_receiver_that_hangs_times_out_and_is_retried(
     with pytest.raises(TransientJobError) as caught:
         handlers.deliver(ctx, DeliverWebhookPayload(job_id=job.job_id, url=receiver.url, seq=1))
     assert caught.value.code == "webhook_timeout"
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), (" 30 ", 30.0), ("²", None), ("١٢", None), ("9" * 5000, None), ("soon", None), (None, None)],
+)
+def test_a_receivers_retry_after_is_ascii_seconds_or_nothing(header: str | None, seconds: float | None) -> None:
+    from offload_email.webhooks import retry_after_seconds
+
+    assert retry_after_seconds(header) == seconds

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from offload.errors import ConfigError
+from offload.numbers import whole_number
 
 #: The roles an API key can carry. ``reader`` reads its tenant's jobs; ``client`` also submits,
 #: cancels and retries them; ``admin`` does all that for every tenant and operates queues.
@@ -214,10 +215,11 @@ class Settings(BaseSettings):
         limits: dict[str, object] = {}
         for item in (part.strip() for part in value.split(",")):
             name, sep, number = item.rpartition("=")
-            if item and (not sep or not name or not number.isdigit() or int(number) < 1):
+            limit = whole_number(number)
+            if item and (not sep or not name or not limit):
                 raise ValueError(f"expected name=N (N at least 1), got {item!r}")
-            if item:
-                limits[name.strip()] = int(number)
+            if item and limit:
+                limits[name.strip()] = limit
         return limits
 
     @model_validator(mode="after")

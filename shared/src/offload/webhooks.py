@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from offload.errors import ClientError
+from offload.numbers import whole_number
 
 SECRET_PREFIX = "whsec_"
 #: Seconds a delivery's timestamp may be away from the receiver's clock.
@@ -81,15 +82,16 @@ def verify(
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     msg_id, stamp, given = (lowered.get(h, "") for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
-    if not msg_id or not stamp.isdigit() or not given:
+    sent_at = whole_number(stamp)
+    if not msg_id or sent_at is None or not given:
         raise WebhookVerificationError("The webhook headers are missing or malformed.")
-    if abs((time.time() if now is None else now) - int(stamp)) > TOLERANCE:
+    if abs((time.time() if now is None else now) - sent_at) > TOLERANCE:
         raise WebhookVerificationError(
             "The webhook timestamp is too old or too new.", code="timestamp_out_of_tolerance"
         )
     candidates = [s.partition(",")[2] for s in given.split() if s.startswith("v1,")]
     keys = [secrets_] if isinstance(secrets_, str) else list(secrets_)
-    expected = [signature(k, msg_id, int(stamp), body).partition(",")[2] for k in keys]
+    expected = [signature(k, msg_id, sent_at, body).partition(",")[2] for k in keys]
     if not any(hmac.compare_digest(c.encode(), e.encode()) for c in candidates for e in expected):
         raise WebhookVerificationError("The webhook signature does not match.")
     if replay_guard is not None and not replay_guard.set(f"offload:webhook-seen:{msg_id}", "1", nx=True, ex=TOLERANCE):

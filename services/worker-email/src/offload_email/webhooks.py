@@ -27,6 +27,7 @@ import requests
 from offload.breaker import CircuitBreaker
 from offload.contracts.webhook import DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
+from offload.numbers import whole_number
 from offload.outbound import pinned_request
 from offload.status import StatusStore, iso, now_ms
 from offload.urls import UrlPolicy
@@ -50,8 +51,9 @@ def retry_after_seconds(value: str | None) -> float | None:
     """``Retry-After`` as seconds: a number, or an HTTP date; None if absent or unreadable."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    seconds = whole_number(value.strip(), max_digits=9)
+    if seconds is not None:
+        return float(seconds)
     try:
         from email.utils import parsedate_to_datetime
 

@@ -26,6 +26,7 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from offload.contracts.reports import UrlRows
 from offload.errors import PermanentJobError, TransientJobError
+from offload.numbers import whole_number
 from offload.outbound import fetch_source
 from offload.urls import UrlPolicy
 
@@ -83,7 +84,7 @@ class UrlFetcher:
         response = fetch_source(source.url, policy=self.policy, read_timeout=self.read_timeout)
         length = response.headers.get("Content-Length")
         encoded = response.headers.get("Content-Encoding", "identity") != "identity"
-        rows = Rows(iter(()), total_bytes=int(length) if length and length.isdigit() and not encoded else None)
+        rows = Rows(iter(()), total_bytes=whole_number(length) if not encoded else None)
         text = self._text(response, rows)
         parse = {"ndjson": _ndjson, "csv": _csv, "json": _json_array}[source.format]
         rows.rows = parse(text)
