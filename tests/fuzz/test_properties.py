@@ -8,16 +8,29 @@
   forms, IPv4-mapped, -compatible and -translated IPv6, NAT64 and 6to4. Validate only: names are
   read by the C library in numeric-only mode (``AI_NUMERICHOST``), so no lookup ever leaves the
   process and nothing is connected to.
+* Every parameter of the running API (``offload-api`` under gunicorn: each query, path and header
+  parameter its OpenAPI document names, the ones it reads undocumented, and the admin pages'),
+  given Unicode digits that are no ASCII number, times at the ends of what ``datetime`` holds,
+  line breaks (CR, LF, U+2028, NEL) and NUL, or crafted cursors, is answered below 500: these
+  shapes answered 500, or 503 as if Redis were down, before issue 29.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
+import re
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
+import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +38,8 @@ from offload.contracts import REGISTRY
 from offload.errors import ClientError, ValidationFailed
 from offload.submission import Preparer
 from offload.urls import UrlPolicy
+from tests.conftest import KEYS
+from tests.system.stack import Api
 
 #: Examples per property: 300, or ten times ``OFFLOAD_FUZZ_EXAMPLES`` in ``make chaos``.
 EXAMPLES = 10 * int(os.environ["OFFLOAD_FUZZ_EXAMPLES"]) if os.environ.get("OFFLOAD_FUZZ_EXAMPLES") else 300
@@ -263,3 +278,137 @@ def test_any_text_is_a_url_the_guard_pins_to_a_global_address_or_a_refusal(url: 
     else:
         pinned = ipaddress.ip_address(target.address)
         assert pinned.is_global and not pinned.is_multicast, url
+
+
+# --- Hostile shapes in every parameter of the running API (issue 29, item 5) -----------------
+
+
+def _times() -> st.SearchStrategy[str]:
+    """ISO 8601 times at and near the ends of ``datetime``'s years, with and without extreme offsets."""
+    offsets = st.sampled_from([None, UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=14))])
+    ends = st.sampled_from([datetime(1, 1, 1), datetime(1, 1, 2, 3), datetime(9999, 12, 31, 23, 59, 59)])
+    moments = ends | st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31))
+    return st.builds(lambda moment, tz: moment.replace(tzinfo=tz).isoformat(), moments, offsets)
+
+
+#: Digits ``str.isdigit()`` accepts that are not ASCII (superscripts, circled, other scripts, full width).
+UNICODE_DIGITS = st.text(
+    st.characters(categories=["Nd", "No"], exclude_characters="0123456789"), min_size=1, max_size=6
+) | st.sampled_from(["²", "①", "١٢", "１０", "9" * 5000])
+#: Line breaks and NUL inside a value, as a header injection or a redirect would carry them.
+BREAKS = st.builds(
+    "{}{}{}".format,
+    st.sampled_from(["", "/admin/", "12", "system"]),
+    st.sampled_from(["\r\n", "\n", "\r", "\u2028", "\x85", "\x00", "%0D%0A"]),
+    st.sampled_from(["", "Set-Cookie: x=1", "evil"]),
+)
+#: Cursors as the store encodes them (base64 of ``score:id``) with scores it never writes.
+CURSORS = st.builds(
+    lambda score, rest: base64.urlsafe_b64encode(f"{score}:{rest}".encode()).decode().rstrip("="),
+    st.sampled_from(["nan", "inf", "-inf", "1e999", "-1", "²", "0x10", ""]) | UNICODE_DIGITS,
+    st.sampled_from(["x", ""]),
+)
+HOSTILE = UNICODE_DIGITS | _times() | BREAKS | CURSORS
+
+#: Parameters the API reads that its OpenAPI document does not name (schemathesis cannot find them).
+UNDOCUMENTED = [
+    ("GET", "/v1/stats", "query", "from"),
+    ("GET", "/v1/stats", "query", "to"),
+    ("GET", "/v1/stats", "query", "type"),
+    ("GET", "/v1/jobs/{job_id}/events", "query", "last_event_id"),
+]
+#: The admin pages' parameters (signed in with the admin key).
+ADMIN = [
+    *(("GET", "/admin/jobs", "query", name) for name in ("id", "state", "type", "tenant", "cursor")),
+    ("GET", "/admin/jobs/{job_id}", "path", "job_id"),
+    ("GET", "/admin/dead-letters", "query", "queue"),
+    ("GET", "/admin/dead-letters", "query", "page"),
+    ("GET", "/admin/batches", "query", "id"),
+    ("POST", "/admin/login", "query", "next"),
+]
+
+
+@dataclass
+class Target:
+    """The running API, with what its parameters need: an ended job of tenant acme and an admin session."""
+
+    api: Api
+    job_id: str
+    admin: requests.Session
+    parameters: list[tuple[str, str, str, str]]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.api.port}"
+
+    def sign_in(self, path: str = "/admin/login") -> requests.Response:
+        """Sign the admin session in again (through ``path``, which may carry a ``next``)."""
+        page = self.admin.get(f"{self.base}/admin/login", timeout=10).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None, page[:300]
+        form = {"key": KEYS["admin"], "csrf_token": token.group(1)}
+        return self.admin.post(f"{self.base}{path}", data=form, allow_redirects=False, timeout=10)
+
+    def send(self, method: str, path: str, place: str, name: str, value: str) -> requests.Response:
+        """One request with ``value`` as parameter ``name``, every other parameter valid."""
+        fill = {"job_id": self.job_id, "batch_id": "none", "name": "system", "key": "acme/x/source"}
+        if place == "path":
+            fill[name] = quote(value, safe="")
+        url = self.base + re.sub(r"\{(\w+)\}", lambda m: fill[m.group(1)], path)
+        query = {name: value} if place == "query" else {}
+        headers = {"Authorization": f"Bearer {KEYS['admin']}", "Accept": "text/event-stream, application/json"}
+        if place == "header":
+            headers[name] = value.encode()  # type: ignore[assignment] # sent as UTF-8 bytes
+        if path.startswith("/admin/"):
+            if path == "/admin/login":
+                return self.sign_in(f"{path}?next={quote(value, safe='')}")
+            return self.admin.request(method, url, params=query, allow_redirects=False, timeout=10)
+        return requests.request(method, url, params=query, headers=headers, timeout=10, allow_redirects=False)
+
+
+@pytest.fixture(scope="module")
+def target(live_api: Api) -> Iterator[Target]:
+    status, _, job = live_api.request("POST", "/v1/jobs", {"type": "system.noop", "options": {"delay": 600}})
+    assert status == 202, job
+    assert live_api.request("POST", f"/v1/jobs/{job['id']}/cancel")[0] == 200  # ended: its stream closes at once
+    document = requests.get(f"http://127.0.0.1:{live_api.port}/openapi.json", timeout=10).json()
+    documented = [
+        (method.upper(), path, parameter["in"], parameter["name"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+    ]
+    session = requests.Session()
+    found = Target(live_api, job["id"], session, [*documented, *UNDOCUMENTED, *ADMIN])
+    assert found.sign_in().status_code == 302
+    yield found
+    session.close()
+
+
+def _answered_below_500(target: Target, parameter: tuple[str, str, str, str], value: str) -> None:
+    method, path, place, name = parameter
+    if place == "header" and re.search(r"[\r\n\x00]", value):
+        return  # no client can send it (http.client and h11 refuse); gunicorn would answer 400
+    response = target.send(method, path, place, name, value)
+    assert response.status_code < 500, (method, path, place, name, value[:80], response.text[:300])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "value",
+    ["²", "①", "١٢", "１０", "9" * 5000, "0001-01-01T00:00:00", "9999-12-31T23:59:59-14:00", "/admin/\r\nX: y"]
+    + [base64.urlsafe_b64encode(b"nan:x").decode()],
+    ids=["superscript", "circled", "arabic", "fullwidth", "5000", "year-1", "year-9999-west", "crlf", "nan-cursor"],
+)
+def test_what_the_review_sent_is_answered_below_500_in_every_parameter(target: Target, value: str) -> None:
+    for parameter in target.parameters:
+        _answered_below_500(target, parameter, value)
+
+
+@pytest.mark.slow
+@PROPERTY
+@given(data=st.data(), value=HOSTILE)
+def test_unicode_digits_extreme_times_line_breaks_and_crafted_cursors_are_answered_below_500_anywhere(
+    target: Target, data: st.DataObject, value: str
+) -> None:
+    _answered_below_500(target, data.draw(st.sampled_from(target.parameters)), value)
