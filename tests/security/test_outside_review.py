@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -16,12 +17,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bench.config import API_KEY as BENCH_KEY
+from offload.errors import ConfigError
 from offload.publish import Publisher
+from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
 from offload_api.app import create_app
 from tests.admin.test_pages import _token
 from tests.api.test_files import JPEG
 from tests.conftest import KEYS, make_settings
+from tests.helpers import ROOT
 from tests.security.conftest import CheckedApi
 
 # -- 6: absolute URLs come from OFFLOAD_PUBLIC_URL, never the Host header ----------------------------------
@@ -158,3 +163,89 @@ def test_5_a_sign_in_whose_next_is_no_plain_admin_path_goes_to_the_queues_page(a
     signed = client.post(f"/admin/login?next={target}", data={"key": KEYS["admin"], "csrf_token": token})
     assert (signed.status_code, signed.headers["Location"]) == (302, "/admin/")
     assert "x=1" not in signed.headers.get("Set-Cookie", "")
+
+
+# -- 2: production refuses published and weak keys and secrets ----------------------------------------------
+
+#: Files the project publishes that hold (or could hold) example keys and secrets.
+PUBLISHED = [".env.example", "docker-compose.yml", "README.md", "Procfile.dev", "deploy", "docs", "scripts", "bench"]
+#: ``NAME=value`` or ``NAME: value`` where the name says it is a key, a password or a secret.
+ASSIGNED = re.compile(r"\b(\w*(?:KEY|KEYS|PASSWORD|PASS|SECRET)\w*)[ \t]*[=:][ \t]*[\"']?([^\s\"'$<{},?]+)")
+#: The password of a URL with credentials (``scheme://user:password@host``).
+URL_PASSWORD = re.compile(r"\w+://[^:/@\s]*:([^@\s<>${}]+)@")
+
+
+def published_secrets() -> set[str]:
+    """Every key, password and secret written in a file the project publishes (and the tests' keys)."""
+    found = set(KEYS.values()) | {BENCH_KEY}
+    for name in PUBLISHED:
+        paths = [ROOT / name] if (ROOT / name).is_file() else sorted((ROOT / name).rglob("*"))
+        for path in paths:
+            if not path.is_file() or path.suffix not in ("", ".example", ".yml", ".yaml", ".md", ".sh", ".py", ".dev"):
+                continue
+            text = path.read_text(errors="replace")
+            found |= set(URL_PASSWORD.findall(text))
+            for variable, value in ASSIGNED.findall(text):
+                if variable.endswith("API_KEYS"):
+                    found |= {entry.partition("=")[0] for entry in value.split(",")}
+                elif "://" not in value:
+                    found.add(value)
+    # What is left of a name's value that is no secret: a user name, a Redis key name, an ellipsis.
+    return {
+        secret for secret in found if len(secret) >= 4 and ":" not in secret and secret.strip(".") and secret != "admin"
+    }
+
+
+def production(**overrides: Any) -> Settings:
+    """The settings loader in production, with strong random credentials unless ``overrides`` says otherwise."""
+    values: dict[str, Any] = {
+        "env": "production",
+        "broker_url": f"amqp://offload:{secrets.token_urlsafe(24)}@127.0.0.1:5672/offload",
+        "redis_url": f"redis://:{secrets.token_urlsafe(24)}@127.0.0.1:6379/0",
+        "api_keys": f"{secrets.token_urlsafe(32)}=ops:admin",
+        "signing_key": secrets.token_urlsafe(32),
+        **overrides,
+    }
+    return load_settings(**values)
+
+
+def test_2_production_refuses_the_env_examples_placeholders_naming_the_setting_and_not_the_value() -> None:
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if re.match(r"\w+=", line)
+    )
+    for setting, value in [("api_keys", example["OFFLOAD_API_KEYS"]), ("signing_key", example["OFFLOAD_SIGNING_KEY"])]:
+        with pytest.raises(ConfigError, match=f"OFFLOAD_{setting.upper()}") as caught:
+            production(**{setting: value})
+        assert value.partition("=")[0] not in str(caught.value)
+    password = example["OFFLOAD_RABBITMQ_PASSWORD"]
+    with pytest.raises(ConfigError, match="OFFLOAD_BROKER_URL") as caught:
+        production(broker_url=f"amqp://offload:{password}@rabbitmq:5672/offload")
+    assert password not in str(caught.value)
+    production()  # strong random values pass
+
+
+def test_2_production_refuses_every_key_and_secret_the_project_publishes_wherever_it_is_used() -> None:
+    published = published_secrets()
+    assert {"change-me-admin-key-0123456789", "dev-signing-key-not-for-production-0123", "change-me-redis"} <= published
+    for secret in sorted(published):
+        with pytest.raises(ConfigError, match="OFFLOAD_SIGNING_KEY"):
+            production(signing_key=secret)
+        if len(secret) >= 16:  # shorter ones are no key anywhere
+            with pytest.raises(ConfigError, match="OFFLOAD_API_KEYS entry 2"):
+                production(api_keys=f"{secrets.token_urlsafe(32)}=ops:admin,{secret}=acme:client")
+        if re.fullmatch(r"[\w.~-]+", secret):
+            with pytest.raises(ConfigError, match="OFFLOAD_REDIS_URL"):
+                production(redis_url=f"redis://:{secret}@127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["x" * 64, "7" * 32, secrets.token_urlsafe(16)[:31], "offload-production-key-CHANGE-ME-" + "a" * 20],
+    ids=["one-character", "one-digit", "31-characters", "placeholder-word"],
+)
+def test_2_production_refuses_weak_keys_and_signing_keys(secret: str) -> None:
+    with pytest.raises(ConfigError, match="OFFLOAD_SIGNING_KEY"):
+        production(signing_key=secret)
+    with pytest.raises(ConfigError, match="OFFLOAD_API_KEYS entry 1"):
+        production(api_keys=f"{secret}=ops:admin")
+    make_settings(signing_key=secret)  # development and tests take any key of the right shape

@@ -11,6 +11,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar, overload
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +58,59 @@ def parse_api_keys(raw: str) -> dict[str, ApiKey]:
 
 #: The signing key used when none is set: fine on a laptop, refused in production.
 _DEV_SIGNING_KEY = "offload-development-signing-key-change-me"
+
+#: Keys, passwords and secrets written in files Offload publishes, which anyone can read:
+#: ``.env.example``, the Kubernetes dev overlay, the benchmarks and the tests' keys (and the
+#: development signing key above). Production refuses each of them wherever it is used (issue 29,
+#: item 2); ``tests/security/test_outside_review.py`` reads those files and the README, the docs,
+#: ``docker-compose.yml``, ``deploy/`` and ``scripts/``, and fails if any secret in them is accepted.
+PUBLISHED_SECRETS = frozenset(
+    {
+        _DEV_SIGNING_KEY,
+        # .env.example
+        "change-me-admin-key-0123456789",
+        "change-me-signing-key-0123456789abcdef",
+        "change-me-rabbitmq-admin",
+        "change-me-rabbitmq-app",
+        "change-me-redis",
+        "change-me-grafana",
+        # deploy/k8s/overlays/dev
+        "dev-admin-key-0123456789",
+        "dev-signing-key-not-for-production-0123",
+        "dev-rabbitmq-password-not-for-production",
+        "dev-redis-password-not-for-production",
+        # bench/config.py and tests/conftest.py
+        "bench-api-key-0123456789-abcdef",
+        "acme-client-key-0123456789",
+        "acme-reader-key-0123456789",
+        "globex-client-key-0123456789",
+        "ops-admin-key-0123456789ab",
+        # RabbitMQ's and the examples' account
+        "guest",
+    }
+)
+#: Words that mark a value as an example someone forgot to replace.
+_PLACEHOLDER = re.compile(r"change[-_ ]?me|not[-_ ]for[-_ ]production|placeholder", re.IGNORECASE)
+#: The shortest API key or signing key production accepts: 32 random characters are beyond guessing,
+#: online through the API's and the admin page's attempt limits or offline from a leaked signature.
+MIN_PRODUCTION_KEY = 32
+#: How to make one.
+_GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def weakness(secret: str, *, min_length: int = MIN_PRODUCTION_KEY) -> str | None:
+    """Why ``secret`` must not guard a production deployment, or None if nothing is known against it.
+
+    It is refused if it is published (:data:`PUBLISHED_SECRETS`, or it carries a placeholder's
+    words), one character repeated, or shorter than ``min_length``. The reason never quotes it.
+    """
+    if secret in PUBLISHED_SECRETS or _PLACEHOLDER.search(secret):
+        return "is an example published in Offload's own files"
+    if len(set(secret)) == 1:
+        return "is one character repeated"
+    if len(secret) < min_length:
+        return f"is shorter than {min_length} characters"
+    return None
 
 
 class Settings(BaseSettings):
@@ -273,8 +327,32 @@ class Settings(BaseSettings):
             raise ConfigError("OFFLOAD_API_KEYS is empty; no client could authenticate.")
         if self.retry_backoff_scale != 1.0:
             raise ConfigError("OFFLOAD_RETRY_BACKOFF_SCALE is a test setting; production retries on the full schedule.")
-        if self.signing_key.get_secret_value() == _DEV_SIGNING_KEY or len(self.signing_key.get_secret_value()) < 32:
-            raise ConfigError("OFFLOAD_SIGNING_KEY is the development default or shorter than 32 characters.")
+        self._check_secrets()
+
+    def _check_secrets(self) -> None:
+        """Refuse published and weak secrets: every key and secret setting, and the URLs' passwords.
+
+        Offload's own keys (API keys, the signing key) must also be :data:`MIN_PRODUCTION_KEY`
+        characters long; the passwords of RabbitMQ, Redis, SMTP and S3 follow their servers' rules,
+        so only published and one-character ones are refused.
+
+        Raises:
+            ConfigError: one of them is weak; the message names the setting, never the value.
+        """
+        hint = f"use {MIN_PRODUCTION_KEY}+ random characters ({_GENERATE})"
+        for position, key in enumerate(self.keys, start=1):
+            if why := weakness(key):
+                raise ConfigError(f"OFFLOAD_API_KEYS entry {position} {why}; {hint}.")
+        for name, value in self:
+            if not isinstance(value, SecretStr) or name == "api_keys":
+                continue
+            secret = value.get_secret_value()
+            if name.endswith("_url"):
+                secret = unquote(urlsplit(secret).password or "")
+            why = weakness(secret) if name == "signing_key" else weakness(secret, min_length=1) if secret else None
+            if why:
+                what = "password" if name.endswith("_url") else "value"
+                raise ConfigError(f"The {what} of OFFLOAD_{name.upper()} {why}; {hint}.")
 
 
 S = TypeVar("S", bound=Settings)
