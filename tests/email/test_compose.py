@@ -39,7 +39,11 @@ def _compose(payload: SendEmailPayload) -> EmailMessage:
 def test_every_shipped_template_has_three_parts_and_renders_with_its_required_vars(template: str) -> None:
     for part in ("subject.txt", "body.txt", "body.html"):
         environment().get_template(f"{template}/{part}")
-    payload = _payload(template=template, vars={name: f"<{name}>" for name in REQUIRED_VARS[template]})
+    variables = {
+        name: f"https://app.example/{name}" if name.endswith("_url") else f"<{name}>"
+        for name in REQUIRED_VARS[template]
+    }
+    payload = _payload(template=template, vars=variables)
     message = _compose(payload)
     assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
 
@@ -60,7 +64,10 @@ def test_variables_are_data_escaped_in_html_and_never_evaluated() -> None:
 
 
 def test_a_subject_that_renders_with_a_line_break_fails_permanently() -> None:
-    payload = _payload(template="report_ready", vars={"title": "Q3\r\nBcc: victim@example.com", "download_url": "x"})
+    payload = _payload(
+        template="report_ready",
+        vars={"title": "Q3\r\nBcc: victim@example.com", "download_url": "https://app.example/r"},
+    )
     with pytest.raises(PermanentJobError) as caught:
         _compose(payload)
     assert caught.value.code == "invalid_header_value"

@@ -18,7 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bench.config import API_KEY as BENCH_KEY
-from offload.errors import ConfigError
+from offload.contracts.email import Recipient
+from offload.errors import ConfigError, PermanentJobError
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
@@ -249,3 +250,98 @@ def test_2_production_refuses_weak_keys_and_signing_keys(secret: str) -> None:
     with pytest.raises(ConfigError, match="OFFLOAD_API_KEYS entry 1"):
         production(api_keys=f"{secret}=ops:admin")
     make_settings(signing_key=secret)  # development and tests take any key of the right shape
+
+
+# -- 9: links in emails are https (or http where the deployment allows it) ----------------------------------
+
+RESET: dict[str, Any] = {
+    "to": [{"email": "ann@example.com"}],
+    "template": "password_reset",
+    "vars": {"name": "Ann", "reset_url": "https://app.example/reset?t=1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("job_type", "payload", "field"),
+    [
+        ("email.send", {**RESET, "vars": {**RESET["vars"], "reset_url": url}}, "payload.vars.reset_url")
+        for url in (
+            "javascript:alert(document.domain)",
+            "JaVaScRiPt:alert(1)",
+            " javascript:alert(1)",
+            "java\tscript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "//evil.example/reset",
+            "/reset",
+            "https://",
+            "https://user@evil.example/",
+            "https://app.example/\r\nX: y",
+        )
+    ]
+    + [
+        ("email.send", {**RESET, "vars": {**RESET["vars"], "reset_url": 7}}, "payload.vars.reset_url"),
+        (
+            "email.send",
+            {**RESET, "template": "welcome", "vars": {"name": "A", "login_url": "javascript:x"}},
+            "payload.vars.login_url",
+        ),
+        (
+            "email.batch",
+            {
+                "template": "report_ready",
+                "recipients": [{"email": "a@example.com"}],
+                "vars": {"title": "T", "download_url": "javascript:x"},
+            },
+            "payload.vars.download_url",
+        ),
+        (
+            "email.batch",
+            {
+                "template": "order_confirmation",
+                "vars": {"name": "A", "order_id": "1"},
+                "recipients": [{"email": "a@example.com", "vars": {"order_url": "javascript:x"}}],
+            },
+            "payload.recipients[0].vars.order_url",
+        ),
+    ],
+)
+def test_9_a_link_variable_that_is_not_an_http_url_is_422_naming_it(
+    api: CheckedApi, job_type: str, payload: dict[str, Any], field: str
+) -> None:
+    response = api.submit(job_type, payload)
+    body = response.get_json()
+    assert response.status_code == 422 and [e["field"] for e in body["errors"]] == [field], body
+
+
+def test_9_plain_http_links_are_refused_in_production_unless_its_public_url_is_http(
+    servers: None, redis_client: Any, clean_broker: None
+) -> None:
+    http_link = {**RESET, "vars": {**RESET["vars"], "reset_url": "http://app.example/reset"}}
+    for public_url, status in (("https://offload.example", 422), ("http://127.0.0.1:8000", 202), ("", 422)):
+        settings = make_settings(env="production", public_url=public_url)
+        publisher = Publisher.from_settings(settings)
+        try:
+            response = CheckedApi(create_app(settings, publisher=publisher).test_client()).submit(
+                "email.send", http_link
+            )
+            assert response.status_code == status, (public_url, response.get_json())
+            if status == 422:
+                assert response.get_json()["error"] == "scheme_not_allowed"
+        finally:
+            publisher.close()
+
+
+def test_9_the_email_worker_refuses_to_render_a_link_that_is_not_http_whatever_reached_it() -> None:
+    from offload_email.compose import compose_message
+
+    with pytest.raises(PermanentJobError) as refused:
+        compose_message(
+            "password_reset",
+            {"name": "Ann", "reset_url": "javascript:alert(1)"},
+            to=[Recipient(email="ann@example.com")],
+            job_id="j1",
+            message_id="<j1@offload.local>",
+            sender="Offload <no-reply@offload.local>",
+        )
+    assert refused.value.code == "scheme_not_allowed"

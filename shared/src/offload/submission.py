@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from offload.contracts import JobContract, Payload, Priority, Registry, pydantic_errors
+from offload.contracts.email import LINK_SUFFIX
 from offload.errors import ValidationFailed
-from offload.urls import UrlPolicy
+from offload.urls import UrlPolicy, check_link
 
 #: The most follow-up jobs one job may name.
 MAX_FOLLOW_UPS = 10
@@ -110,6 +111,8 @@ class Preparer:
     max_delay: float
     #: Where emails may go (anywhere when empty).
     email_domains: DomainAllowList = field(default_factory=lambda: DomainAllowList(()))
+    #: Whether links shown to people (an email's ``*_url`` variables) may be plain ``http``.
+    http_links: bool = False
 
     def prepare(
         self,
@@ -132,6 +135,7 @@ class Preparer:
         contract = self.registry.get(request.type, internal=internal)
         payload = contract.parse(request.payload)
         self._check_fetched_urls(payload, "payload")
+        self._check_links(payload, "payload")
         self._check_recipients(payload, "payload")
         options = request.options
         max_retries = self._max_retries(contract, options.max_retries, "options.max_retries")
@@ -163,7 +167,9 @@ class Preparer:
     def _check_follow_up(self, follow_up: FollowUp, path: str) -> None:
         try:
             contract = self.registry.get(follow_up.type, internal=False)
-            self._check_fetched_urls(contract.parse(follow_up.payload), "payload")
+            payload = contract.parse(follow_up.payload)
+            self._check_fetched_urls(payload, "payload")
+            self._check_links(payload, "payload")
         except ValidationFailed as exc:
             raise ValidationFailed(
                 exc.message, errors=[{**e, "field": f"{path}.{e['field']}"} for e in exc.errors]
@@ -194,6 +200,15 @@ class Preparer:
         """
         for field_path, url in fetched_urls(payload, path):
             self.url_policy.check(url, field_name=field_path)
+
+    def _check_links(self, payload: Payload, path: str) -> None:
+        """Refuse a link in an email that is not an absolute ``https`` URL (or ``http``, if allowed).
+
+        Raises:
+            ValidationFailed: ``scheme_not_allowed`` or ``url_not_allowed``, naming the variable.
+        """
+        for field_path, url in link_values(payload, path):
+            check_link(url, allow_http=self.http_links, field_name=field_path)
 
     def _check_recipients(self, payload: Payload, path: str) -> None:
         """Refuse an email to a domain off the deployment's allow-list (reliability-security.md §7.1 row 23).
@@ -265,6 +280,27 @@ def fetched_urls(value: Any, path: str) -> Iterator[tuple[str, str]]:
         for index, item in enumerate(value):
             if isinstance(item, BaseModel):
                 yield from fetched_urls(item, f"{path}[{index}]")
+
+
+def link_values(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """``(field path, value)`` for each link a validated payload shows to people.
+
+    Models name their template-variable maps in a ``linked_vars`` class attribute; each variable in
+    them whose name ends in :data:`~offload.contracts.email.LINK_SUFFIX` is a link, whatever its
+    type. Nested models and lists of them are searched too.
+    """
+    if isinstance(value, BaseModel):
+        linked = getattr(type(value), "linked_vars", ())
+        for name in type(value).model_fields:
+            item = getattr(value, name)
+            if name in linked and isinstance(item, dict):
+                yield from ((f"{path}.{name}.{k}", v) for k, v in item.items() if k.endswith(LINK_SUFFIX))
+            elif isinstance(item, BaseModel | list):
+                yield from link_values(item, f"{path}.{name}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, BaseModel):
+                yield from link_values(item, f"{path}[{index}]")
 
 
 def fingerprint(document: Any) -> str:

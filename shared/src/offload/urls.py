@@ -4,6 +4,9 @@ A URL is allowed only if it is ``https`` (or ``http`` where settings allow), has
 an allowed port, names its host in ASCII, and every address its host resolves to is globally
 routable. Hosts listed in ``allow_hosts`` (development and tests, e.g. ``127.0.0.1``) skip the
 address check.
+
+Links Offload never fetches but shows to people (an email's ``href``) pass :func:`check_link`,
+which checks their scheme and shape only.
 """
 
 from __future__ import annotations
@@ -208,3 +211,36 @@ def _refuse(field_name: str, reason: str) -> ValidationFailed:
         code="url_not_allowed",
         errors=[{"field": field_name, "problem": reason}],
     )
+
+
+def check_link(url: object, *, allow_http: bool, field_name: str) -> None:
+    """Refuse a link shown to people (an ``href`` in an email) that is not a plain web address.
+
+    A link must be a string holding an absolute ``https`` URL (``http`` too with ``allow_http``)
+    with a host, no user info (``https://bank.example@evil.example/`` reads as the bank) and no
+    whitespace or control character (``urlsplit`` drops tabs and line breaks, so
+    ``java<TAB>script:`` would read as ``javascript:``). Any other scheme (``javascript:``,
+    ``data:``, ``vbscript:``) runs or loads in the reader's mail client, and a relative or
+    scheme-relative link points wherever the client resolves it (issue 29, item 9). Offload never
+    fetches a link, so the SSRF guard's address rules do not apply to it.
+
+    Raises:
+        ValidationFailed: ``scheme_not_allowed`` (another scheme, or none) or ``url_not_allowed``.
+    """
+    schemes = ("https", "http") if allow_http else ("https",)
+    if not isinstance(url, str) or not url or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise _refuse(field_name, "a link must be a URL with no spaces or control characters")
+    if len(url) > MAX_URL_LENGTH:
+        raise _refuse(field_name, f"it is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _refuse(field_name, "it is not a valid URL") from None
+    if parts.scheme not in schemes:
+        raise ValidationFailed(
+            f"The link in {field_name!r} is not allowed: it must be an absolute URL with a scheme in {list(schemes)}.",
+            code="scheme_not_allowed",
+            errors=[{"field": field_name, "problem": f"a link must be an absolute {' or '.join(schemes)} URL"}],
+        )
+    if not parts.hostname or "@" in parts.netloc:
+        raise _refuse(field_name, "a link must name a host, with no user info")

@@ -21,8 +21,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
-from offload.contracts.email import LINE_BREAKS, Recipient, SendEmailPayload
-from offload.errors import PermanentJobError
+from offload.contracts.email import LINE_BREAKS, LINK_SUFFIX, Recipient, SendEmailPayload
+from offload.errors import PermanentJobError, ValidationFailed
+from offload.urls import check_link
 
 
 @lru_cache(maxsize=1)
@@ -40,9 +41,20 @@ def environment() -> Environment:
 def render_parts(template: str, variables: dict[str, Any]) -> tuple[str, str, str]:
     """The rendered subject, text body and HTML body of ``template``.
 
+    Every ``*_url`` variable must be an ``http`` or ``https`` link: the API refuses anything else at
+    submission (and plain ``http`` where the deployment does not allow it), and this check keeps a
+    ``javascript:`` link out of an ``href`` whatever route a payload took to the worker.
+
     Raises:
-        PermanentJobError: the template needs a variable that was not given, or fails to render.
+        PermanentJobError: the template needs a variable that was not given, or fails to render, or
+            a link variable is not an http(s) URL (``scheme_not_allowed``, ``url_not_allowed``).
     """
+    for name, value in variables.items():
+        if name.endswith(LINK_SUFFIX):
+            try:
+                check_link(value, allow_http=True, field_name=name)
+            except ValidationFailed as exc:
+                raise PermanentJobError(exc.message, code=exc.code) from None
     env = environment()
     try:
         return tuple(  # type: ignore[return-value]

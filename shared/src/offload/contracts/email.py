@@ -25,6 +25,11 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
     "order_confirmation": ("name", "order_id"),
 }
 
+#: Template variables whose name ends in this are links (the templates put them in ``href``): each
+#: must be an absolute ``https`` URL, or ``http`` where the deployment allows it, checked at
+#: submission (``offload.submission``) and again when the email is rendered (issue 29, item 9).
+LINK_SUFFIX = "_url"
+
 #: CR, LF and every Unicode line break: any of them in a header value would let a caller add headers
 #: (reliability-security.md §7.3).
 LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -69,6 +74,8 @@ class SendEmailPayload(Payload):
 
     #: The fields whose addresses are sent to (checked against OFFLOAD_EMAIL_ALLOWED_DOMAINS).
     sent_to: ClassVar[tuple[str, ...]] = ("to", "cc")
+    #: The template variables, whose ``*_url`` entries are links (:data:`LINK_SUFFIX`).
+    linked_vars: ClassVar[tuple[str, ...]] = ("vars",)
 
     to: list[Recipient] = Field(min_length=1, max_length=10)
     cc: list[Recipient] = Field(default_factory=list, max_length=10)
@@ -100,6 +107,9 @@ MAX_BATCH_RECIPIENTS = 1000
 class BatchRecipient(Payload):
     """One recipient of a batch, with variables of its own (merged over the batch's)."""
 
+    #: The template variables, whose ``*_url`` entries are links (:data:`LINK_SUFFIX`).
+    linked_vars: ClassVar[tuple[str, ...]] = ("vars",)
+
     email: EmailAddress
     name: HeaderText | None = Field(default=None, max_length=100)
     vars: dict[VarName, VarValue] = Field(default_factory=dict, max_length=50)
@@ -111,6 +121,8 @@ class SendBatchPayload(Payload):
     template: Template
     #: The fields whose addresses are sent to (checked against OFFLOAD_EMAIL_ALLOWED_DOMAINS).
     sent_to: ClassVar[tuple[str, ...]] = ("recipients",)
+    #: The template variables, whose ``*_url`` entries are links (:data:`LINK_SUFFIX`).
+    linked_vars: ClassVar[tuple[str, ...]] = ("vars",)
 
     recipients: list[BatchRecipient] = Field(min_length=1, max_length=MAX_BATCH_RECIPIENTS)
     vars: dict[VarName, VarValue] = Field(default_factory=dict, max_length=50, description="Shared by all.")

@@ -107,6 +107,7 @@ class Publisher:
             url_policy=url_policy or settings_url_policy(settings),
             max_delay=settings.max_delay,
             email_domains=DomainAllowList.of(settings.email_allowed_domains),
+            http_links=http_links_allowed(settings),
         )
         quotas = Quotas(store.client, prefix=settings.redis_prefix, limits={"email": settings.email_quota_per_hour})
         return cls(
@@ -410,6 +411,15 @@ class Publisher:
         if outcome == "taken":
             logger.warning("Job %s was not confirmed by the broker, but a worker has it: accepted.", prepared.job_id)
         return outcome == "taken"
+
+
+def http_links_allowed(settings: Settings) -> bool:
+    """Whether emails may link to plain ``http``: outside production, or where Offload's own public URL is http.
+
+    A deployment that serves its own download links on http (``OFFLOAD_PUBLIC_URL=http://...``,
+    as the compose file's default does) must be able to send them.
+    """
+    return settings.env != "production" or settings.public_url.startswith("http://")
 
 
 def settings_url_policy(settings: Settings) -> UrlPolicy:
