@@ -8,11 +8,15 @@ are also fuzzed against the real server process in ``tests/fuzz/test_properties.
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import re
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import dramatiq
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -20,15 +24,18 @@ from flask.testing import FlaskClient
 from bench.config import API_KEY as BENCH_KEY
 from offload.contracts.email import Recipient
 from offload.errors import ConfigError, PermanentJobError
+from offload.logs import NoPayloads
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
 from offload_api.app import create_app
 from tests.admin.test_pages import _token
 from tests.api.test_files import JPEG
-from tests.conftest import KEYS, make_settings
-from tests.helpers import ROOT
+from tests.conftest import AMQP_URL, KEYS, REDIS_URL, make_settings
+from tests.email.conftest import Sink
+from tests.helpers import ROOT, free_port, wait_for
 from tests.security.conftest import CheckedApi
+from tests.system.stack import Worker, stack_env
 
 # -- 6: absolute URLs come from OFFLOAD_PUBLIC_URL, never the Host header ----------------------------------
 
@@ -345,3 +352,58 @@ def test_9_the_email_worker_refuses_to_render_a_link_that_is_not_http_whatever_r
             sender="Offload <no-reply@offload.local>",
         )
     assert refused.value.code == "scheme_not_allowed"
+
+
+# -- 8: no payloads in logs -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_8_a_failed_jobs_payload_is_not_in_the_workers_log_its_id_type_and_tenant_are(
+    api: CheckedApi, publisher: Publisher, tmp_path: Path
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    sink, port = Sink(reject={"victim@example.com": "550 5.1.1 No such user"}), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    env = stack_env(
+        AMQP_URL, REDIS_URL, OFFLOAD_SMTP_HOST="127.0.0.1", OFFLOAD_SMTP_PORT=str(port), OFFLOAD_LOG_FORMAT="json"
+    )
+    worker = Worker(env, tmp_path, domain="email")
+    try:
+        token = secrets.token_hex(16)
+        reset = {**RESET, "to": [{"email": "victim@example.com"}]}
+        reset["vars"] = {"name": "Ann Secret", "reset_url": f"https://app.example/reset?token={token}"}
+        job_id = api.submit("email.send", reset).get_json()["id"]
+        assert publisher.wait(job_id, timeout=30).state == "failed"  # 550: refused for good
+        wait_for(lambda: "Failed to process message" in worker.log.read_text(), timeout=10)
+    finally:
+        worker.stop()
+        controller.stop()
+    lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")]
+    failed = [line for line in lines if "Failed to process message" in line["msg"]]
+    assert failed and f"email.send(job {job_id}, tenant acme)" in failed[0]["msg"], failed
+    logged = worker.log.read_text()
+    assert token not in logged and "Ann Secret" not in logged and "reset_url" not in logged
+
+
+def test_8_at_debug_a_message_shows_its_payloads_shape_never_a_value() -> None:
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name="email",
+        actor_name="email.send",
+        args=(),
+        kwargs={"job_id": "j1", "payload": {"to": [{"email": "ann@example.com"}], "vars": {"reset_url": "https://x"}}},
+        options={"offload": {"tenant": "acme"}},
+        message_id="j1",
+    )
+    shown: dict[int, str] = {}
+    for level in (logging.DEBUG, logging.INFO):
+        record = logging.LogRecord(
+            "dramatiq.worker", level, __file__, 1, "Received message %s with id %r.", (message, "j1"), None
+        )
+        NoPayloads().filter(record)
+        shown[level] = record.getMessage()
+    assert shown[logging.INFO] == "Received message email.send(job j1, tenant acme) with id 'j1'."
+    assert shown[logging.DEBUG] == (
+        "Received message email.send(job j1, tenant acme) payload {to: list 1, vars: dict 1} with id 'j1'."
+    )

@@ -2,7 +2,8 @@
 
 ``configure_logging`` runs once per process at its composition root. The job fields come from a
 context variable that the worker runtime sets around each job, so plain ``logger.info(...)`` calls
-in handlers carry them without passing anything around.
+in handlers carry them without passing anything around. No line carries a job's payload
+(:class:`NoPayloads`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,52 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
+
 #: The job the current thread (or greenlet) is working on, if any.
 job_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("offload_job", default=None)
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class NoPayloads(logging.Filter):
+    """Show each Dramatiq message a log record carries as its job type, id and tenant, never its payload.
+
+    Dramatiq logs the message itself (``%s``: the actor name and every argument, so the whole
+    payload) when a job fails ("Failed to process message ... with expected exception", at INFO),
+    is skipped, or arrives (DEBUG); a payload holds what tenants send: addresses, reset links,
+    anything (issue 29, item 8). At DEBUG the payload's shape is added: its fields with the type
+    and size of each value, never a value.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the messages among ``record``'s arguments with their descriptions; keep the record."""
+        if isinstance(record.args, tuple) and any(isinstance(arg, Message | MessageProxy) for arg in record.args):
+            debug = record.levelno <= logging.DEBUG
+            record.args = tuple(
+                describe_message(arg, shape=debug) if isinstance(arg, Message | MessageProxy) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def describe_message(message: Message[Any] | MessageProxy, *, shape: bool = False) -> str:
+    """``type(job <id>, tenant <tenant>)``, and with ``shape`` the payload's fields as ``name: type size``."""
+    block = message.options.get("offload")
+    tenant = block.get("tenant") if isinstance(block, dict) else None
+    text = f"{message.actor_name}(job {message.message_id}, tenant {tenant if isinstance(tenant, str) else '?'})"
+    payload = message.kwargs.get("payload") if isinstance(message.kwargs, dict) else None
+    if shape and isinstance(payload, dict):
+        fields = ", ".join(f"{str(name)[:64]}: {_shape(value)}" for name, value in payload.items())
+        text += f" payload {{{fields}}}"
+    return text
+
+
+def _shape(value: object) -> str:
+    """A value's type and size, never its content: ``str 12``, ``list 3``, ``dict 2``, ``int``."""
+    size = f" {len(value)}" if isinstance(value, str | list | dict) else ""
+    return f"{type(value).__name__}{size}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,7 +104,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Format every root handler (adding one on stderr if there is none) and set the level.
 
     Keeps handlers a host process installed (Dramatiq's worker processes log through a pipe to
-    their parent), changing only how lines look.
+    their parent), changing only how lines look and that they carry no payload (:class:`NoPayloads`).
     """
     root = logging.getLogger()
     if not root.handlers:
@@ -69,6 +112,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     for handler in root.handlers:
         handler.setFormatter(formatter)
+        if not any(isinstance(f, NoPayloads) for f in handler.filters):
+            handler.addFilter(NoPayloads())
     root.setLevel(level)
     logging.getLogger("pika").setLevel(logging.WARNING)
 
