@@ -407,3 +407,45 @@ def test_8_at_debug_a_message_shows_its_payloads_shape_never_a_value() -> None:
     assert shown[logging.DEBUG] == (
         "Received message email.send(job j1, tenant acme) payload {to: list 1, vars: dict 1} with id 'j1'."
     )
+
+
+# -- 10: a tenant's share of the event-stream cap ---------------------------------------------------------
+
+
+def test_10_with_the_cap_at_2_one_tenants_idle_streams_leave_another_tenant_a_stream(
+    servers: None, redis_client: Any, clean_broker: None
+) -> None:
+    settings = make_settings(max_event_streams=2)
+    publisher = Publisher.from_settings(settings)
+    opened: list[Any] = []
+
+    def stream(who: str, job_id: str) -> int:
+        """Open the job's event stream as ``who``; a stream that opened is started and left open, idle."""
+        response = client.get(f"/v1/jobs/{job_id}/events", headers=acme.as_(who).headers(), buffered=False)
+        if response.status_code == 200:
+            assert next(iter(response.response)) == b"retry: 2000\n\n"
+            opened.append(response)
+        else:
+            assert response.get_json()["error"] == "service_busy"
+        return int(response.status_code)
+
+    try:
+        client = create_app(settings, publisher=publisher).test_client()
+        acme = CheckedApi(client)
+        waiting = {"type": "system.noop", "options": {"delay": 600}}  # a job that stays scheduled: its stream idles
+        job_a = acme.post("/v1/jobs", json=waiting).get_json()["id"]
+        job_b = acme.as_("globex").post("/v1/jobs", json=waiting).get_json()["id"]
+        assert [stream("acme", job_a), stream("acme", job_a)] == [200, 200]
+        assert stream("acme", job_a) == 503  # alone, acme may take the whole cap, and no more
+        for _ in range(6):  # the review's six tries: each gets its stream while acme's two idle on
+            assert stream("globex", job_b) == 200
+            opened.pop().close()
+        assert stream("globex", job_b) == 200
+        assert stream("globex", job_b) == 503  # globex holds its share (half the cap) of a full process
+        assert stream("acme", job_a) == 503  # and acme holds more than its share
+        opened.pop().close()  # globex's ends: back to acme's two, at the cap
+        assert stream("acme", job_a) == 503 and stream("globex", job_b) == 200
+    finally:
+        for response in reversed(opened):  # the test client's request contexts end last in, first out
+            response.close()
+        publisher.close()

@@ -174,7 +174,9 @@ class Settings(BaseSettings):
     #: only for tests and drills, so that a job's whole retry schedule runs in seconds; refused in
     #: production.
     retry_backoff_scale: float = Field(default=1.0, gt=0, le=1)
-    #: Most Server-Sent Event streams one API process keeps open at once.
+    #: Most Server-Sent Event streams one API process keeps open at once, shared between tenants: at
+    #: the cap, a tenant holding less than its share still gets one, up to twice this in all
+    #: (``offload_api.streams``).
     max_event_streams: int = Field(default=1000, ge=1)
     #: Seconds between SSE keep-alive comments.
     sse_keepalive: float = Field(default=15.0, gt=0)

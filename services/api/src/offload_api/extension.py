@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from offload.settings import ApiKey, Settings
 from offload.signing import LinkSigner
 from offload.status import BatchStore, StatusStore
 from offload.storage import Storage
+from offload_api.streams import StreamSlots
 
 if TYPE_CHECKING:
     from offload_api.metrics import ApiMetrics
@@ -31,8 +31,8 @@ class Services:
     signer: LinkSigner
     #: The API's Prometheus metrics (None when OFFLOAD_METRICS is off).
     metrics: ApiMetrics | None = None
-    open_streams: int = 0
-    streams_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The open event streams, per tenant (``offload_api.streams``).
+    streams: StreamSlots = field(default_factory=StreamSlots)
     openapi: dict[str, Any] | None = None
 
     @property

@@ -29,7 +29,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from offload.errors import DependencyError, ServiceBusy
 from offload.numbers import whole_number
 from offload.status import JobState, StatusStore, iso
-from offload_api.auth import requires
+from offload_api.auth import caller, requires
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Operation, documented
 from offload_api.schemas import JOB_EVENTS, Error
@@ -83,14 +83,15 @@ def job_events(job_id: str) -> Response:
     find_job(job_id)
     found = services()
     after = _last_event_id()
-    _open_stream(found)
+    tenant = caller().tenant
+    _open_stream(found, tenant)
     try:
         pubsub = found.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(found.store.events_channel(job_id))
     except Exception:
-        _close_stream(found)
+        _close_stream(found, tenant)
         raise
-    stream = _stream(found, job_id, after, pubsub)
+    stream = _stream(found, job_id, after, pubsub, tenant)
     return Response(
         stream_with_context(stream),
         mimetype="text/event-stream",
@@ -98,7 +99,7 @@ def job_events(job_id: str) -> Response:
     )
 
 
-def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[str]:
+def _stream(found: Services, job_id: str, after: int, pubsub: Any, tenant: str) -> Iterator[str]:
     store = found.store
     try:
         yield "retry: 2000\n\n"
@@ -140,7 +141,7 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[s
         try:
             pubsub.close()
         finally:
-            _close_stream(found)
+            _close_stream(found, tenant)
 
 
 def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str, Any]], bool]:
@@ -190,17 +191,19 @@ def _last_event_id() -> int:
     return whole_number(raw) or 0  # not an id this stream sent: replay everything
 
 
-def _open_stream(found: Services) -> None:
-    with found.streams_lock:
-        if found.open_streams >= found.settings.max_event_streams:
-            raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} or retry later.")
-        found.open_streams += 1
+def _open_stream(found: Services, tenant: str) -> None:
+    """Take a stream slot for ``tenant`` (``offload_api.streams``: its share of the process's cap).
+
+    Raises:
+        ServiceBusy: the process is at its cap and ``tenant`` holds its share of it.
+    """
+    if not found.streams.take(tenant, found.settings.max_event_streams):
+        raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} or retry later.")
     if found.metrics is not None:
         found.metrics.streams.inc()
 
 
-def _close_stream(found: Services) -> None:
-    with found.streams_lock:
-        found.open_streams -= 1
+def _close_stream(found: Services, tenant: str) -> None:
+    found.streams.give_back(tenant)
     if found.metrics is not None:
         found.metrics.streams.dec()
