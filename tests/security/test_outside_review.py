@@ -8,6 +8,7 @@ are also fuzzed against the real server process in ``tests/fuzz/test_properties.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -25,6 +26,7 @@ from bench.config import API_KEY as BENCH_KEY
 from offload.contracts.email import Recipient
 from offload.errors import ConfigError, PermanentJobError
 from offload.logs import NoPayloads
+from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
@@ -449,3 +451,82 @@ def test_10_with_the_cap_at_2_one_tenants_idle_streams_leave_another_tenant_a_st
         for response in reversed(opened):  # the test client's request contexts end last in, first out
             response.close()
         publisher.close()
+
+
+# -- 3 and 4: admin sessions live on the server; the cookie is an opaque id ----------------------------------
+
+
+def _admin_forms(app: Flask, job_id: str) -> list[tuple[str, dict[str, str]]]:
+    """Every admin form (``POST`` route), filled in as the page would fill it."""
+    filled = {"job_id": job_id, "queue": "system", "name": "system", "action": "pause"}
+    forms = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/admin/") and "POST" in (rule.methods or ()) and rule.endpoint != "admin.login":
+            path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: filled[m.group(1)], rule.rule)
+            forms.append((path, {"confirm": "system", "digest": "0" * 64}))
+    return forms
+
+
+def _admin_pages(app: Flask, job_id: str) -> list[str]:
+    """Every admin page (``GET`` route but the sign-in form and static files)."""
+    filled = {"job_id": job_id, "filename": "admin.css"}
+    return [
+        re.sub(r"<(?:\w+:)?(\w+)>", lambda m: filled[m.group(1)], rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/admin")
+        and "GET" in (rule.methods or ())
+        and rule.endpoint not in ("admin.login", "admin.static")
+    ]
+
+
+def test_3_a_signed_out_sessions_saved_cookie_is_refused_on_every_admin_page_and_form(
+    app: Flask, publisher: Publisher, redis_client: Any
+) -> None:
+    job_id = publisher.publish("system.noop", {}, tenant="acme").job_id
+    client = _admin(app)
+    saved = client.get_cookie("offload_admin", path="/admin")
+    assert saved is not None
+    token = _token(client.get("/admin/jobs").get_data(as_text=True))
+    pages, forms = _admin_pages(app, job_id), _admin_forms(app, job_id)
+    assert len(pages) >= 6 and len(forms) >= 6, (pages, forms)
+    assert all(client.get(page).status_code == 200 for page in pages)  # the session opens them all
+    signed_out = client.post("/admin/logout", data={"csrf_token": token})
+    assert signed_out.status_code == 302 and "offload_admin=;" in signed_out.headers["Set-Cookie"]
+
+    replay = app.test_client()  # whoever kept a copy of the cookie
+    replay.set_cookie("offload_admin", saved.value, path="/admin")
+    for page in pages:
+        answer = replay.get(page)
+        assert answer.status_code == 302 and answer.headers["Location"].startswith("/admin/login"), page
+    for path, form in forms:
+        assert replay.post(path, data={**form, "csrf_token": token}).status_code == 403, path
+    assert Pauses(publisher.store.client).paused() == {}  # the pause form paused nothing
+    assert redis_client.keys("offload:admin-session:*") == []
+
+
+def test_4_the_admin_cookie_is_a_random_id_replaced_at_sign_in_carrying_nothing_from_the_key(app: Flask) -> None:
+    client = app.test_client()
+    token = _token(client.get("/admin/login").get_data(as_text=True))
+    before = client.get_cookie("offload_admin", path="/admin")
+    signed = client.post("/admin/login", data={"key": KEYS["admin"], "csrf_token": token})
+    after = client.get_cookie("offload_admin", path="/admin")
+    assert signed.status_code == 302 and before is not None and after is not None
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", after.value) and after.value != before.value  # no fixation
+    digest = hashlib.sha256(KEYS["admin"].encode()).digest()
+    for form in (digest.hex(), base64.urlsafe_b64encode(digest).decode().rstrip("="), KEYS["admin"], "key"):
+        assert form not in after.value and form not in signed.headers["Set-Cookie"]
+    assert client.get("/admin/jobs").status_code == 200
+
+
+def test_3_removing_the_key_from_the_settings_ends_its_sessions(
+    app: Flask, publisher: Publisher, redis_client: Any
+) -> None:
+    client = _admin(app)
+    saved = client.get_cookie("offload_admin", path="/admin")
+    assert saved is not None and client.get("/admin/jobs").status_code == 200
+    without = make_settings(api_keys=f"{KEYS['acme']}=acme:client,{secrets.token_urlsafe(32)}=ops:admin")
+    restarted = create_app(without, publisher=publisher).test_client()  # the next deploy, on the same Redis
+    restarted.set_cookie("offload_admin", saved.value, path="/admin")
+    assert restarted.get("/admin/jobs").status_code == 302
+    assert redis_client.keys("offload:admin-session:*") == []  # ended, not merely refused
+    assert client.get("/admin/jobs").status_code == 302  # nor does the old configuration take it back

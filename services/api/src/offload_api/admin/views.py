@@ -102,10 +102,8 @@ def login() -> str | BaseResponse:
 @bp.post("/logout")
 @admin_only
 def logout() -> BaseResponse:
-    """End the session."""
-    from flask import session
-
-    session.clear()
+    """End the session: its cookie, wherever it was saved, opens nothing again."""
+    auth.sign_out()
     return redirect(url_for("admin.login"))
 
 
