@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import logging
+import math
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -530,3 +533,67 @@ def test_3_removing_the_key_from_the_settings_ends_its_sessions(
     assert restarted.get("/admin/jobs").status_code == 302
     assert redis_client.keys("offload:admin-session:*") == []  # ended, not merely refused
     assert client.get("/admin/jobs").status_code == 302  # nor does the old configuration take it back
+
+
+# -- 1: failed admin sign-ins are limited, delayed and logged ------------------------------------------------
+
+
+def _sign_in(client: FlaskClient, key: str, address: str = "127.0.0.1") -> Any:
+    token = _token(client.get("/admin/login").get_data(as_text=True))
+    return client.post("/admin/login", data={"key": key, "csrf_token": token}, environ_base={"REMOTE_ADDR": address})
+
+
+def test_1_sixty_wrong_admin_keys_in_a_row_meet_429_and_then_not_even_the_right_key_is_checked(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = app.test_client()
+    token = _token(client.get("/admin/login").get_data(as_text=True))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="offload_api.admin.attempts"):
+        answers = [
+            client.post("/admin/login", data={"key": f"guessed-admin-key-{n:04d}-0123456789", "csrf_token": token})
+            for n in range(60)
+        ]
+    elapsed = time.monotonic() - started
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:5] == [200, 200, 200, 200, 429], statuses  # the 4th failure makes the next try wait
+    assert "Too many failed sign-ins" in answers[4].get_data(as_text=True)
+    assert all(0 < int(a.headers["Retry-After"]) <= 300 for a in answers if a.status_code == 429)
+    # Past the 4th, a key is checked only once the last wait (1 s, then 2, 4...) is over.
+    assert statuses.count(200) - 4 <= math.log2(elapsed + 1), (statuses, elapsed)
+    failures = [r for r in caplog.records if r.getMessage().startswith("Failed admin sign-in from 127.0.0.1")]
+    assert len(failures) == statuses.count(200) and "guessed" not in caplog.text  # logged, never the key
+
+    # From another client: four wrong keys, then the right one at once is refused unchecked.
+    other = "198.51.100.7"
+    for n in range(4):
+        assert _sign_in(client, f"other-guess-{n:04d}-0123456789", other).status_code == 200
+    right = _sign_in(client, KEYS["admin"], other)
+    assert (right.status_code, right.headers["Retry-After"]) == (429, "1")  # it tells a guesser nothing
+    time.sleep(1.05)
+    assert _sign_in(client, KEYS["admin"], other).status_code == 302
+
+
+def test_1_a_key_prefix_guessed_from_many_addresses_waits_too_and_each_failure_doubles_the_wait(app: Flask) -> None:
+    client = app.test_client()
+    guesses = (f"change-me-admin-key-{n:010d}" for n in itertools.count())  # .env.example's, with other digits
+    addresses = (f"203.0.113.{n}" for n in itertools.count(1))  # a new address for every try
+    assert [_sign_in(client, next(guesses), next(addresses)).status_code for _ in range(4)] == [200] * 4
+    refused = _sign_in(client, next(guesses), next(addresses))
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "1")  # after the 4th failure
+    assert _sign_in(client, "another-prefix-key-0123456789", next(addresses)).status_code == 200
+    time.sleep(1.1)
+    assert _sign_in(client, next(guesses), next(addresses)).status_code == 200  # checked: the 5th failure
+    refused = _sign_in(client, next(guesses), next(addresses))
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "2")
+
+
+def test_1_failed_sign_ins_count_toward_the_apis_bad_key_limit(app: Flask) -> None:
+    if time.time() % 60 > 55:  # the API's count is per clock minute: do not straddle two
+        time.sleep(61 - time.time() % 60)
+    client = app.test_client()
+    for n in range(3):
+        assert _sign_in(client, f"guessed-admin-key-{n:04d}-0123456789").status_code == 200
+    bad = {"Authorization": "Bearer guessed-key-0000000000"}
+    statuses = [client.get("/v1/jobs", headers=bad).status_code for _ in range(48)]
+    assert statuses == [401] * 47 + [429]  # 3 sign-ins and 47 keys make the 50 a minute allows

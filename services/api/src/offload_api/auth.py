@@ -46,6 +46,7 @@ class TooManyBadKeys(ClientError):
 
 #: Invalid keys one client address may send per minute; beyond it the answer is 429, not 401
 #: (reliability-security.md §7.1 row 8). Counted only when a key fails, so valid requests cost nothing.
+#: Failed admin sign-ins count too (``offload_api.admin.attempts``).
 MAX_BAD_KEYS_PER_MINUTE = 50
 
 
@@ -106,20 +107,29 @@ def _count_bad_key() -> None:
     Raises:
         TooManyBadKeys: over :data:`MAX_BAD_KEYS_PER_MINUTE`.
     """
+    wait = count_bad_key(request.remote_addr or "unknown")
+    if wait:
+        raise TooManyBadKeys("Too many invalid API keys from this address; wait before trying again.", retry_after=wait)
+
+
+def count_bad_key(address: str, *, count: bool = True) -> int:
+    """Count a failed key check of ``address`` in the current minute (with ``count`` False, only look).
+
+    Returns:
+        The seconds ``address`` must wait before its keys are checked again: until the minute ends
+        once it sent over :data:`MAX_BAD_KEYS_PER_MINUTE`, else 0 (also when Redis is down: the
+        answer stays 401, never a 500).
+    """
     now = time.time()
     store = services().store
-    key = store.key("authfail", request.remote_addr or "unknown", str(int(now // 60)))
+    key = store.key("authfail", address, str(int(now // 60)))
     try:
-        failures = int(store.client.incr(key))
-        if failures == 1:
+        failures = int(store.client.incr(key) if count else store.client.get(key) or 0)
+        if count and failures == 1:
             store.client.expire(key, 120)
     except redis.RedisError:
-        return  # the store is down: the answer stays 401, never a 500
-    if failures > MAX_BAD_KEYS_PER_MINUTE:
-        raise TooManyBadKeys(
-            "Too many invalid API keys from this address; wait before trying again.",
-            retry_after=60 - int(now) % 60,
-        )
+        return 0
+    return 60 - int(now) % 60 if failures > MAX_BAD_KEYS_PER_MINUTE else 0
 
 
 def requires(role: str) -> Callable[[F], F]:

@@ -25,7 +25,7 @@ from offload.settings import Settings
 from offload.status import JobState, iso
 from offload.status.stats import state_counts
 from offload_api import actions
-from offload_api.admin import letters
+from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
@@ -87,14 +87,22 @@ def admin_only(view: F) -> F:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | BaseResponse:
-    """Sign in with an admin API key."""
+def login() -> str | BaseResponse | tuple[str, int, dict[str, str]]:
+    """Sign in with an admin API key, within the limits of ``offload_api.admin.attempts``."""
     error = None
     if request.method == "POST":
         auth.check_csrf(request.form.get("csrf_token"))
-        if auth.sign_in(request.form.get("key", "")):
+        attempt = attempts.Attempt(request.remote_addr or "unknown", request.form.get("key", ""))
+        wait = attempts.wait(attempt)
+        if wait:
+            attempts.refused(attempt, wait)
+            error = f"Too many failed sign-ins; try again in {wait} s."
+            return render_template("admin/login.html", error=error), 429, {"Retry-After": str(wait)}
+        if auth.sign_in(attempt.key):
+            attempts.succeeded(attempt)
             target = request.args.get("next", "")
             return redirect(target if NEXT.fullmatch(target) else url_for("admin.queues"))
+        attempts.failed(attempt)
         error = "That is not an admin API key."
     return render_template("admin/login.html", error=error)
 
