@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -307,3 +308,23 @@ def test_a_short_soak_gives_back_the_memory_of_expired_jobs_while_failed_ones_st
     assert _bytes(store.client, "t:*") - before <= 0.1 * grown
     page = store.list_jobs(tenant="acme", limit=100)
     assert sorted(r.id for r in page.records) == sorted(failed) and page.cursor is None
+
+
+def test_a_mass_expiry_is_trimmed_in_bounded_steps(store: StatusStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No trim call holds Redis for long: each removes at most TRIM_STEP entries, and the trim goes on."""
+    import offload.status.store as module
+
+    monkeypatch.setattr(module, "TRIM_STEP", 3)
+    calls: list[str] = []
+    run = store._run
+
+    def counted(name: str, *args: Any) -> Any:
+        calls.append(name)
+        return run(name, *args)
+
+    monkeypatch.setattr(store, "_run", counted)
+    for _ in range(5):
+        _ended(store, JobState.SUCCEEDED)
+    assert store.trim_indexes(now=now_ms() + 150_000) == 5 * 2
+    assert calls.count("trim") == 4  # _all: 3, then 2 and done; acme the same
+    assert store.list_jobs(tenant=None).records == []

@@ -1,16 +1,28 @@
 -- Trim one tenant's indexes (ARGV[2]: a tenant, or '_all') of finished jobs whose records have
 -- expired. A finished job's index entries are scored by the time it ended, and its record lives a
--- fixed retention after that, so each index loses its expired entries in one ZREMRANGEBYSCORE.
--- ARGV: 4.. pairs of (finished state, cutoff ms: entries scored before it are removed).
--- Returns how many entries were removed. Types with no entry left are forgotten.
+-- fixed retention after that, so the expired entries are the lowest-ranked of each index and go by
+-- rank. At most ARGV[4] entries go per call, so that no call holds Redis for long (a mass expiry
+-- of a million jobs is trimmed in steps of a few milliseconds, not in one two-second call).
+-- ARGV: 4 most entries to remove, 5.. pairs of (finished state, cutoff ms: entries scored before
+-- it are removed).
+-- Returns {removed, 1 if more are left to remove else 0}. Types with no entry left are forgotten.
 local base = P .. ':idx:' .. id
 local types_key = P .. ':types:' .. id
 local types = redis.call('SMEMBERS', types_key)
+local budget = tonumber(ARGV[4])
 local removed = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local state, cutoff = ARGV[i], '(' .. ARGV[i + 1]
   for _, jtype in ipairs(types) do
-    removed = removed + redis.call('ZREMRANGEBYSCORE', base .. ':t:' .. jtype .. ':s:' .. state, '-inf', cutoff)
+    local key = base .. ':t:' .. jtype .. ':s:' .. state
+    local expired = redis.call('ZCOUNT', key, '-inf', cutoff)
+    if expired > 0 then
+      local take = math.min(expired, budget)
+      redis.call('ZREMRANGEBYRANK', key, 0, take - 1)
+      removed = removed + take
+      budget = budget - take
+      if budget == 0 then return {removed, 1} end
+    end
   end
 end
 local STATES = {'queued', 'scheduled', 'running', 'retrying', 'succeeded', 'failed', 'cancelled', 'dead'}
@@ -24,4 +36,4 @@ for _, jtype in ipairs(types) do
   end
   if not listed then redis.call('SREM', types_key, jtype) end
 end
-return removed
+return {removed, 0}
