@@ -8,7 +8,7 @@
 -- indexes of its type and current state (`P:idx:<tenant>:t:<type>:s:<state>` and the same under
 -- `_all`), scored by the time it entered that state. A finished job's entries are therefore
 -- ordered by the time it ended, and its record expires a fixed retention after that: trimming an
--- index is one ZREMRANGEBYSCORE (trim.lua).
+-- index removes its lowest-ranked entries (trim.lua).
 local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rec = P .. ':job:' .. id
 local logs = rec .. ':logs'
