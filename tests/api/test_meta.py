@@ -40,6 +40,15 @@ def test_the_openapi_document_covers_every_route_and_every_job_type(app, api: Ap
     assert [v["properties"]["type"]["const"] for v in variants] == [c.name for c in REGISTRY.public]
 
 
+def test_internal_job_types_payload_schemas_are_not_published(api: Api) -> None:
+    """webhook.deliver, storage.cleanup and the other types Offload creates itself: no request carries them."""
+    schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
+    internal = [contract for contract in REGISTRY if contract.internal]
+    assert {"webhook.deliver", "storage.cleanup"} <= {contract.name for contract in internal}
+    assert [c.payload.__name__ for c in internal if c.payload.__name__ in schemas] == []
+    assert all(c.payload.__name__ in schemas for c in REGISTRY.public)
+
+
 def test_the_openapi_document_is_valid(api: Api) -> None:
     validate(api.get("/openapi.json").get_json())
 

@@ -57,8 +57,13 @@ def build_openapi(app: Flask, registry: Registry) -> dict[str, Any]:
 
 
 def _model_schemas(registry: Registry) -> dict[str, Any]:
+    """The response models, and the request models of the job types clients may submit.
+
+    An internal job type's payload (a webhook delivery, a cleanup) is Offload's own business: no
+    request of the API carries one, so it is left out rather than published unused.
+    """
     models = [(m, "serialization") for m in RESPONSE_MODELS] + [(JobOptions, "validation")]
-    models += [(c.payload, "validation") for c in registry]
+    models += [(c.payload, "validation") for c in registry.public]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     definitions: dict[str, Any] = top.get("$defs", {})
     return definitions
