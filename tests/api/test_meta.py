@@ -36,8 +36,21 @@ def test_the_openapi_document_covers_every_route_and_every_job_type(app, api: Ap
     }
     documented = {path.replace("{", "<").replace("}", ">") for path in document["paths"]}
     assert routes == documented
-    variants = document["components"]["schemas"]["JobRequest"]["oneOf"]
+    schemas = document["components"]["schemas"]
+    variants = [schemas[v["$ref"].rsplit("/", 1)[1]] for v in schemas["JobRequest"]["oneOf"]]
     assert [v["properties"]["type"]["const"] for v in variants] == [c.name for c in REGISTRY.public]
+
+
+def test_each_job_type_and_each_event_is_a_named_schema_its_discriminator_maps_to(api: Api) -> None:
+    """A discriminator selects only a named schema, and generators make a class of each: no inline variant."""
+    schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
+    for union, key in (("JobRequest", "type"), ("JobEvent", "event")):
+        mapping = schemas[union]["discriminator"]["mapping"]
+        assert schemas[union]["discriminator"]["propertyName"] == key
+        assert [v["$ref"] for v in schemas[union]["oneOf"]] == list(mapping.values())
+        for value, ref in mapping.items():
+            assert schemas[ref.rsplit("/", 1)[1]]["properties"][key] == {"type": "string", "const": value}
+    assert schemas["JobRequest"]["discriminator"]["mapping"]["system.sleep"].endswith("/JobRequestSystemSleep")
 
 
 def test_internal_job_types_payload_schemas_are_not_published(api: Api) -> None:

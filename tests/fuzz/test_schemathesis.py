@@ -185,10 +185,13 @@ def quick_jobs_only(document: dict[str, Any]) -> dict[str, Any]:
     """
     narrowed = copy.deepcopy(document)
     schemas = narrowed["components"]["schemas"]
-    variants = [v for v in schemas["JobRequest"]["oneOf"] if v["title"] in ("system.noop", "system.sleep")]
-    for variant in variants:
-        del variant["properties"]["options"]
-    schemas["JobRequest"]["oneOf"] = variants
+    union = schemas["JobRequest"]
+    union["discriminator"]["mapping"] = {
+        name: ref for name, ref in union["discriminator"]["mapping"].items() if name in ("system.noop", "system.sleep")
+    }
+    union["oneOf"] = [{"$ref": ref} for ref in union["discriminator"]["mapping"].values()]
+    for ref in union["discriminator"]["mapping"].values():
+        del schemas[ref.rsplit("/", 1)[1]]["properties"]["options"]
     schemas["SleepPayload"]["properties"]["ms"]["maximum"] = 500
     return narrowed
 

@@ -33,8 +33,8 @@ def render_docs(document: dict[str, Any]) -> str:
             )
     parts.append("<h2>Job types</h2>")
     schemas = document["components"]["schemas"]
-    for variant in schemas["JobRequest"]["oneOf"]:
-        name = variant["properties"]["type"]["const"]
+    for name, ref in schemas["JobRequest"]["discriminator"]["mapping"].items():
+        variant = schemas[ref.rsplit("/", 1)[-1]]
         payload_ref = variant["properties"]["payload"]["$ref"].rsplit("/", 1)[-1]
         schema = json.dumps(schemas.get(payload_ref, {}), indent=2)
         parts.append(

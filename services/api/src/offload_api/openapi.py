@@ -73,28 +73,40 @@ def _requires_fields(model: type[BaseModel]) -> bool:
     return any(field.is_required() for field in model.model_fields.values())
 
 
+def _camel(name: str) -> str:
+    """``system.sleep`` → ``SystemSleep``, ``cancel_requested`` → ``CancelRequested``: a schema name's part."""
+    return "".join(word.capitalize() for word in re.split(r"[._]", name))
+
+
 def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
-    variants = []
+    """``JobRequest``, one named schema per public job type under a ``oneOf`` on ``type``, and ``BatchRequest``.
+
+    Each variant is a schema of its own, referenced from the ``oneOf`` and named in the
+    discriminator's mapping: a discriminator only selects a named schema, and client generators
+    make one class per variant from it (an inline variant gives them nothing to name).
+    """
+    variants: dict[str, Any] = {}
+    mapping: dict[str, str] = {}
     for contract in registry.public:
-        variants.append(
-            {
-                "type": "object",
-                "title": contract.name,
-                "description": contract.description,
-                "properties": {
-                    "type": {"const": contract.name},
-                    "payload": {"$ref": REF.format(model=contract.payload.__name__)},
-                    "options": {"$ref": REF.format(model="JobOptions")},
-                },
-                # The API reads a missing payload as {}, which is only valid if no field is required.
-                "required": ["type", "payload"] if _requires_fields(contract.payload) else ["type"],
-                "additionalProperties": False,
-            }
-        )
+        name = f"JobRequest{_camel(contract.name)}"
+        mapping[contract.name] = REF.format(model=name)
+        variants[name] = {
+            "type": "object",
+            "description": contract.description,
+            "properties": {
+                "type": {"type": "string", "const": contract.name},
+                "payload": {"$ref": REF.format(model=contract.payload.__name__)},
+                "options": {"$ref": REF.format(model="JobOptions")},
+            },
+            # The API reads a missing payload as {}, which is only valid if no field is required.
+            "required": ["type", "payload"] if _requires_fields(contract.payload) else ["type"],
+            "additionalProperties": False,
+        }
     return {
+        **variants,
         "JobRequest": {
-            "oneOf": variants,
-            "discriminator": {"propertyName": "type"},
+            "oneOf": [{"$ref": ref} for ref in mapping.values()],
+            "discriminator": {"propertyName": "type", "mapping": mapping},
             "description": "A job to run: its type, its payload and options.",
         },
         "BatchRequest": {
@@ -124,7 +136,7 @@ def _event_schemas(stream: EventStream) -> dict[str, Any]:
     Each is an SSE event as a client parses it: its name, its id (unless the event has none: a
     client then keeps the last id it saw) and its ``data``, a JSON document of the event's schema.
     """
-    variants = {f"{stream.name}{event.name.title().replace('_', '')}": event for event in stream.events}
+    variants = {f"{stream.name}{_camel(event.name)}": event for event in stream.events}
     found: dict[str, Any] = {
         stream.name: {
             "oneOf": [{"$ref": REF.format(model=name)} for name in variants],
@@ -139,11 +151,11 @@ def _event_schemas(stream: EventStream) -> dict[str, Any]:
         }
     }
     for name, event in variants.items():
-        found[name] = {
+        found[name] = {  # no title: generators name a class by it, and "error" or "progress" is taken
             "type": "object",
-            "title": event.name,
+            "description": f"A {event.name} event.",
             "properties": {
-                "event": {"const": event.name},
+                "event": {"type": "string", "const": event.name},
                 "id": {"type": "string", "pattern": "^[0-9]+$", "description": stream.id_description},
                 "data": {
                     "type": "string",
