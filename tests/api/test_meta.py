@@ -62,6 +62,28 @@ def test_internal_job_types_payload_schemas_are_not_published(api: Api) -> None:
     assert all(c.payload.__name__ in schemas for c in REGISTRY.public)
 
 
+def test_every_operation_is_described_under_a_declared_tag_and_every_answer_has_a_body_schema(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    assert document["servers"] == [{"url": "/", "description": "This API."}]  # resolved against the document's URL
+    tags = [tag["name"] for tag in document["tags"]]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation["description"].strip() and set(operation["tags"]) <= set(tags), (method, path)
+            for status, response in operation["responses"].items():
+                assert [media["schema"] for media in response["content"].values()], (method, path, status)
+    assert document["paths"]["/v1/jobs"]["get"]["responses"]["414"]["content"] == {
+        "text/html": {"schema": {"type": "string"}}  # gunicorn's own page
+    }
+
+
+def test_the_documents_server_is_the_public_url_when_one_is_set(publisher) -> None:
+    from offload_api.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(public_url="https://jobs.example.com/"), publisher=publisher)
+    assert app.test_client().get("/openapi.json").get_json()["servers"][0]["url"] == "https://jobs.example.com"
+
+
 def test_the_openapi_document_is_valid(api: Api) -> None:
     validate(api.get("/openapi.json").get_json())
 
@@ -82,6 +104,8 @@ def test_real_responses_match_their_documented_schemas(api: Api) -> None:
     batch = api.post("/v1/batches", json={"jobs": [{"type": "system.noop"}]}).get_json()
     jsonschema.validate(batch, _schema(document, "BatchAccepted"))
     jsonschema.validate(api.get(f"/v1/batches/{batch['id']}").get_json(), _schema(document, "Batch"))
+    jsonschema.validate(api.get("/healthz").get_json(), _schema(document, "Health"))
+    jsonschema.validate(api.get("/readyz").get_json(), _schema(document, "Readiness"))
 
 
 def test_job_requests_are_described_by_the_document(api: Api) -> None:
@@ -256,7 +280,9 @@ def test_a_link_to_an_undocumented_view_is_refused() -> None:
     app = Flask(__name__)
 
     @app.get("/x")
-    @documented(Operation("X", responses={200: ("x", None)}, links={200: {"Y": Link("nowhere", {}, "y")}}))
+    @documented(
+        Operation("X", description="x", responses={200: ("x", None)}, links={200: {"Y": Link("nowhere", {}, "y")}})
+    )
     def x() -> str:
         return "x"
 

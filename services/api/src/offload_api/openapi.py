@@ -25,7 +25,7 @@ from pydantic.json_schema import models_json_schema
 from offload.contracts import Registry
 from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
-from offload_api.openapi_meta import EventStream, Link, Operation
+from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
 from offload_api.schemas import RESPONSE_MODELS
 
 REF = "#/components/schemas/{model}"
@@ -33,9 +33,24 @@ REF = "#/components/schemas/{model}"
 MAX_REQUEST_LINE = 4094
 _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
+#: The groups operations are listed in (each operation's ``tag``), in the order the docs show them.
+TAGS = {
+    "jobs": "Submit jobs and follow them (their record, event stream and log), cancel and retry them; statistics.",
+    "batches": "Many jobs in one request, validated all or none, and followed as one.",
+    "files": "Uploads that image jobs take as their source, and downloads of jobs' outputs by signed link.",
+    "webhooks": "The secret your tenant's webhook deliveries are signed with (the deliveries are under `webhooks`).",
+    "meta": "What this API serves: the job types with their payload schemas, the schedules, this document.",
+    "operations": "Pausing and resuming queues and job types (admin keys).",
+    "health": "Liveness and readiness probes.",
+}
 
-def build_openapi(app: Flask, registry: Registry) -> dict[str, Any]:
-    """The whole document for ``app`` serving ``registry``."""
+
+def build_openapi(app: Flask, registry: Registry, *, server_url: str = "/") -> dict[str, Any]:
+    """The whole document for ``app`` serving ``registry`` at ``server_url``.
+
+    ``server_url`` is the API's public base URL when one is configured; otherwise ``/``, which a
+    client resolves against the address it fetched this document from (the API itself).
+    """
     schemas = _model_schemas(registry)
     schemas.update(_request_schemas(registry, app.config.get("OFFLOAD_MAX_BATCH_JOBS", 500)))
     for stream in _streams(app):
@@ -47,6 +62,8 @@ def build_openapi(app: Flask, registry: Registry) -> dict[str, Any]:
             "version": "1",
             "description": "Submit background jobs and follow them by polling, Server-Sent Events or webhooks.",
         },
+        "servers": [{"url": server_url, "description": "This API."}],
+        "tags": [{"name": name, "description": description} for name, description in TAGS.items()],
         "paths": _paths(app),
         "components": {
             "schemas": schemas,
@@ -176,6 +193,8 @@ def _paths(app: Flask) -> dict[str, Any]:
         operation: Operation | None = getattr(view, "openapi", None)
         if operation is None:
             continue
+        if operation.tag not in TAGS:
+            raise ValueError(f"The view {rule.endpoint!r} has the undeclared tag {operation.tag!r}.")
         path = _PATH_PARAM.sub(r"{\1}", rule.rule)
         role: str | None = getattr(view, "required_role", None)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
@@ -207,7 +226,7 @@ def _check_links(app: Flask, paths: dict[str, Any]) -> None:
                     raise ValueError(f"The link {name!r} names {link.endpoint!r} or its path parameters wrongly.")
 
 
-def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | None]]:
+def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | Content | None]]:
     """The answers given before a view runs, which each view's own list leaves out.
 
     * gunicorn, on every path: 414 for a request line over its ``limit_request_line``.
@@ -218,11 +237,11 @@ def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tup
       one), 429 ``too_many_attempts`` (too many invalid keys from this address this minute) and,
       when the view needs more than ``reader``, 403.
     """
-    found: dict[int, tuple[str, str | None]] = {
+    found: dict[int, tuple[str, str | Content | None]] = {
         414: (
             f"The request line (method, path and query) is longer than {MAX_REQUEST_LINE} bytes: refused by the "
             "HTTP server (gunicorn) before the API, as an HTML page.",
-            None,
+            HTML_PAGE,
         )
     }
     if path not in EXEMPT:
@@ -240,7 +259,7 @@ def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tup
     return found
 
 
-def _responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | None]]:
+def _responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[str, str | Content | None]]:
     """The view's own responses and :func:`_gate_responses`, descriptions joined where both name a status."""
     merged = dict(op.responses)
     for status, (description, schema) in _gate_responses(path, op, role).items():
@@ -252,7 +271,7 @@ def _responses(path: str, op: Operation, role: str | None) -> dict[int, tuple[st
 
 
 def _operation(
-    endpoint: str, arguments: set[str], op: Operation, responses: dict[int, tuple[str, str | None]]
+    endpoint: str, arguments: set[str], op: Operation, responses: dict[int, tuple[str, str | Content | None]]
 ) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in sorted(arguments)
@@ -264,6 +283,7 @@ def _operation(
     document: dict[str, Any] = {
         "operationId": _operation_id(endpoint),
         "summary": op.summary,
+        "description": op.description,
         "tags": [op.tag],
         "parameters": parameters,
         "responses": {
@@ -287,13 +307,15 @@ def _operation(
 
 
 def _response(
-    description: str, schema: str | None, stream: EventStream | None, links: dict[str, Link]
+    description: str, body: str | Content | None, stream: EventStream | None, links: dict[str, Link]
 ) -> dict[str, Any]:
     found: dict[str, Any] = {"description": description}
     if stream is not None:
         found["content"] = {"text/event-stream": {"schema": {"$ref": REF.format(model=stream.name)}}}
-    elif schema is not None:
-        found["content"] = {"application/json": {"schema": {"$ref": REF.format(model=schema)}}}
+    elif isinstance(body, str):
+        found["content"] = {"application/json": {"schema": {"$ref": REF.format(model=body)}}}
+    elif body is not None:
+        found["content"] = {media: {"schema": schema} for media, schema in body.items()}
     if links:
         found["links"] = {
             name: {

@@ -8,6 +8,11 @@ from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: A body that is not one of our JSON schemas (an HTML page, a file): media type → its schema.
+Content = dict[str, dict[str, Any]]
+#: An HTML page, as the docs page and gunicorn's own error pages are.
+HTML_PAGE: Content = {"text/html": {"type": "string"}}
+
 
 @dataclass(frozen=True)
 class Event:
@@ -60,7 +65,9 @@ class Operation:
 
     Args:
         summary: one line.
-        responses: status → (description, schema name or None).
+        description: what the operation does and promises, for the API's clients (CommonMark).
+        responses: status → (description, body): the body is the name of its JSON schema, a
+            :data:`Content` for any other, or None for none.
         request: the request body's schema name, if any (a JSON body).
         request_content: a body that is not JSON: media type → schema (uploads).
         query: query parameters as ``(name, schema, description)``.
@@ -72,7 +79,7 @@ class Operation:
     """
 
     summary: str
-    responses: dict[int, tuple[str, str | None]]
+    responses: dict[int, tuple[str, str | Content | None]]
     request: str | None = None
     request_content: dict[str, dict[str, Any]] | None = None
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
@@ -82,6 +89,7 @@ class Operation:
     public: bool = False
     links: dict[int, dict[str, Link]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    description: str = field(kw_only=True)
 
 
 def documented(operation: Operation) -> Callable[[F], F]:

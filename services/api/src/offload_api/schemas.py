@@ -278,6 +278,22 @@ class QueueList(_Closed):
     queues: list[QueueState]
 
 
+class Health(_Closed):
+    """``GET /healthz``: the process answers."""
+
+    status: Literal["ok"]
+
+
+Check = Literal["ok", "unavailable"]
+
+
+class Readiness(_Closed):
+    """``GET /readyz``: whether each server the API needs answers."""
+
+    status: Check = Field(description="ok when every check is ok.")
+    checks: dict[Literal["redis", "broker"], Check]
+
+
 # The ``data`` of each event of a job's stream (``GET /v1/jobs/{id}/events``). The status store's
 # scripts publish the history entries, log lines and notices above; the stream sends each as it
 # is but with ``at`` as ISO 8601, and adds the job to a terminal ``state`` event. Closed, so a field
@@ -357,6 +373,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     JobLogs,
     QueueState,
     QueueList,
+    Health,
+    Readiness,
     StateEvent,
     ProgressEvent,
     LogEvent,

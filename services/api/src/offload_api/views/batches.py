@@ -19,6 +19,11 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 @documented(
     Operation(
         "Submit a batch of jobs",
+        description=(
+            "Validates every job first: if one is invalid none is submitted, and the 422 names the job's index in "
+            "each field (`jobs[2].payload.to`). Then records and publishes them together, and answers the batch's "
+            "id and each job's."
+        ),
         request="BatchRequest",
         tag="batches",
         responses={
@@ -57,6 +62,7 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
 @documented(
     Operation(
         "Get a batch's aggregate status",
+        description="Counts per state, overall progress (a finished job counts as 100) and each job's state.",
         tag="batches",
         responses={
             200: ("Counts per state, overall progress and each job's state.", "Batch"),

@@ -62,6 +62,12 @@ STREAM = EventStream(
 @documented(
     Operation(
         "Follow a job's changes (Server-Sent Events)",
+        description=(
+            "The job's history of state changes (or what follows `Last-Event-ID`), then each change as it happens: "
+            "`state`, `progress`, `log` and `cancel_requested` events, until the job ends. Each event's id is the "
+            "job's seq, so a client that reconnects with `Last-Event-ID` misses nothing and repeats nothing. A "
+            "stream that fails ends with an `error` event."
+        ),
         stream=STREAM,
         headers=(("Last-Event-ID", {"type": "string"}, "Resume after this event id (the job's seq)."),),
         responses={

@@ -76,6 +76,11 @@ def clean_filename(raw: str | None) -> str | None:
 @documented(
     Operation(
         "Upload a file (an image) to use in jobs",
+        description=(
+            "Stores an image, sent as the raw body or as the `file` part of a multipart form, and answers its "
+            "upload id, which image jobs take as their source. Its type is judged from its bytes (JPEG, PNG, GIF "
+            "or WebP), never from its name."
+        ),
         tag="files",
         request_content={
             "application/octet-stream": {"type": "string", "format": "binary"},
@@ -165,11 +170,20 @@ def _prefixed(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
 @documented(
     Operation(
         "Download a file by its signed link",
+        description=(
+            "Serves a stored file (an upload, a job's output) to whoever holds a valid, unexpired signed link, such "
+            "as those in a job's result: no API key is needed. If a key is sent, only its own tenant's files are "
+            "served. The answer is always an attachment."
+        ),
         tag="files",
         public=True,
         query=(("expires", {"type": "integer"}, "From the link."), ("sig", {"type": "string"}, "From the link.")),
         responses={
-            200: ("The file, as an attachment.", None),
+            200: (
+                "The file, as an attachment. Its content type comes from its name (image/png, text/csv, "
+                "application/pdf, ...), application/octet-stream when the name says none.",
+                {"*/*": {"type": "string", "format": "binary"}},
+            ),
             400: ("Not a file path.", "Error"),
             403: ("Tampered link.", "Error"),
             404: ("No such file (or another tenant's).", "Error"),

@@ -15,7 +15,15 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-@documented(Operation("Liveness: the process answers", tag="health", public=True, responses={200: ("Alive.", None)}))
+@documented(
+    Operation(
+        "Liveness: the process answers",
+        description="200 as long as the process answers (a liveness probe).",
+        tag="health",
+        public=True,
+        responses={200: ("Alive.", "Health")},
+    )
+)
 def healthz() -> Response:
     """Always 200 while the process can answer."""
     return jsonify({"status": "ok"})
@@ -25,9 +33,16 @@ def healthz() -> Response:
 @documented(
     Operation(
         "Readiness: Redis and RabbitMQ are reachable",
+        description=(
+            "200 when Redis answers a PING and RabbitMQ accepts a connection; 503 naming the one that does not (a "
+            "readiness probe)."
+        ),
         tag="health",
         public=True,
-        responses={200: ("Ready.", None), 503: ("A dependency is down.", None)},
+        responses={
+            200: ("Ready.", "Readiness"),
+            503: ("A dependency is down: its check says unavailable.", "Readiness"),
+        },
     )
 )
 def readyz() -> tuple[Response, int]:

@@ -74,6 +74,12 @@ def find_job(job_id: str) -> JobRecord:
 @documented(
     Operation(
         "Submit a job",
+        description=(
+            "Validates the job against its type's contract (the payload's schema, the options, and the URLs and "
+            "email addresses it names), records it and publishes it: the answer is 202 once RabbitMQ has confirmed "
+            "the message, so an accepted job is not lost. With an `Idempotency-Key`, the same key and body answer "
+            "the first submission's job (200) and another body is a 409. A 422 names each field in `errors`."
+        ),
         request="JobRequest",
         headers=(
             ("Idempotency-Key", IDEMPOTENCY_KEY, "Same key and body return the same job; another body is a 409."),
@@ -116,6 +122,10 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
 @documented(
     Operation(
         "List jobs, newest first",
+        description=(
+            "A page of the caller's jobs (an admin's: every tenant's, or one tenant's with `tenant`), optionally "
+            "only those in one state or of one type. Pass a page's `next_cursor` as `cursor` to read the next page."
+        ),
         query=(
             ("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),
             ("type", {"type": "string"}, "Only jobs of this type."),
@@ -147,7 +157,16 @@ def list_jobs() -> Response:
 
 @bp.get("/<job_id>")
 @requires("reader")
-@documented(Operation("Get a job", responses={200: ("The job.", "Job"), 404: ("No such job.", "Error"), **_ERRORS}))
+@documented(
+    Operation(
+        "Get a job",
+        description=(
+            "The job's record: its state, progress, result or error, attempts and times, with the history of its "
+            "state changes. Another tenant's job is a 404, as an unknown one is."
+        ),
+        responses={200: ("The job.", "Job"), 404: ("No such job.", "Error"), **_ERRORS},
+    )
+)
 def get_job(job_id: str) -> Response:
     """The job's state, progress, result or error, with its history."""
     record = find_job(job_id)
@@ -161,6 +180,10 @@ def get_job(job_id: str) -> Response:
 @documented(
     Operation(
         "Read a job's log",
+        description=(
+            "The lines the job's handler wrote to its log, oldest first (the newest 200 are kept). A running job's "
+            "new lines also arrive as `log` events on its event stream."
+        ),
         responses={200: ("The job's log lines.", "JobLogs"), 404: ("No such job.", "Error"), **_ERRORS},
     )
 )
@@ -175,6 +198,10 @@ def get_job_logs(job_id: str) -> Response:
 @documented(
     Operation(
         "Cancel a job",
+        description=(
+            "A job that has not started is cancelled at once. A running job is asked to stop (`cancel_requested`): "
+            "its handler stops at its next check and the job ends `cancelled`. A job that already ended is a 409."
+        ),
         responses={
             200: ("Cancelled, or cancel requested of a running job.", "Job"),
             404: ("No such job.", "Error"),
@@ -197,6 +224,7 @@ def cancel_job(job_id: str) -> Response:
 @documented(
     Operation(
         "Retry a failed, dead or cancelled job",
+        description="Queues the job again with its original payload and options; its attempts keep counting.",
         responses={
             202: ("Queued again.", "JobAccepted"),
             404: ("No such job.", "Error"),

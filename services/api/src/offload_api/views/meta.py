@@ -8,7 +8,7 @@ from offload_api.auth import requires
 from offload_api.docs_page import render_docs
 from offload_api.extension import services
 from offload_api.openapi import build_openapi
-from offload_api.openapi_meta import Operation, documented
+from offload_api.openapi_meta import HTML_PAGE, Operation, documented
 
 bp = Blueprint("meta", __name__)
 
@@ -18,6 +18,10 @@ bp = Blueprint("meta", __name__)
 @documented(
     Operation(
         "List job types with their payload schemas",
+        description=(
+            "Every job type clients may submit, with its queue, default priority, time limit, retry policy and "
+            "payload JSON Schema."
+        ),
         tag="meta",
         responses={200: ("Every job type.", "JobTypeList"), 401: ("Missing or invalid API key.", "Error")},
     )
@@ -45,7 +49,15 @@ def job_types() -> Response:
 
 
 @bp.get("/openapi.json")
-@documented(Operation("This document (OpenAPI 3.1)", tag="meta", public=True, responses={200: ("The document.", None)}))
+@documented(
+    Operation(
+        "This document (OpenAPI 3.1)",
+        description="This OpenAPI 3.1 document, generated from the API's routes and its job types' contracts.",
+        tag="meta",
+        public=True,
+        responses={200: ("The document.", {"application/json": {"type": "object"}})},
+    )
+)
 def openapi() -> Response:
     """The OpenAPI 3.1 document, generated from the routes and the contract registry."""
     return jsonify(document())
@@ -53,7 +65,13 @@ def openapi() -> Response:
 
 @bp.get("/docs")
 @documented(
-    Operation("Human-readable API reference", tag="meta", public=True, responses={200: ("An HTML page.", None)})
+    Operation(
+        "Human-readable API reference",
+        description="An HTML reference rendered from this document, self-contained (no external scripts).",
+        tag="meta",
+        public=True,
+        responses={200: ("An HTML page.", HTML_PAGE)},
+    )
 )
 def docs() -> Response:
     """An HTML reference rendered from the OpenAPI document (no external scripts)."""
@@ -64,5 +82,6 @@ def document() -> dict[str, object]:
     """The OpenAPI document, built once per process."""
     found = services()
     if found.openapi is None:
-        found.openapi = build_openapi(current_app, found.registry)
+        server_url = found.settings.public_url.rstrip("/") or "/"
+        found.openapi = build_openapi(current_app, found.registry, server_url=server_url)
     return found.openapi

@@ -30,6 +30,10 @@ LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 @documented(
     Operation(
         "List the schedules with their next run",
+        description=(
+            "The periodic jobs the scheduler runs: each one's cron expression, time zone, next run, the last tick "
+            "enqueued and how many ticks were missed."
+        ),
         tag="meta",
         responses={200: ("Every schedule.", "ScheduleList"), 401: ("Missing or invalid API key.", "Error")},
     )
@@ -89,6 +93,16 @@ def _time(name: str, default: datetime) -> datetime:
 @documented(
     Operation(
         "Hourly job statistics (counts, failure rate, run time and wait percentiles)",
+        description=(
+            "Jobs created in each hour by type, tenant and state, with run-time and wait percentiles, and totals "
+            "with the failure rate over the range: the last 24 hours unless `from` and `to` say otherwise (at most "
+            "31 days apart). A tenant sees its own jobs, an admin every tenant's."
+        ),
+        query=(
+            ("from", {"type": "string"}, "Start of the range, ISO 8601 (UTC if no offset); default `to` less 24 h."),
+            ("to", {"type": "string"}, "End of the range, ISO 8601 (UTC if no offset); default now."),
+            ("type", {"type": "string"}, "Only jobs of this type."),
+        ),
         tag="jobs",
         responses={
             200: ("The hours in the range, and totals per type and tenant.", "Stats"),

@@ -67,6 +67,10 @@ def _state(switches: Pauses, name: str, paused: dict[str, int]) -> dict[str, obj
 @documented(
     Operation(
         "List the queues, and every paused queue or job type",
+        description=(
+            "Every queue, and every paused job type: whether it is paused, since when, and how many of its jobs "
+            "wait parked."
+        ),
         tag="operations",
         responses={200: ("Each queue (and each paused job type) and whether it is paused.", "QueueList"), **_ERRORS},
     )
@@ -84,6 +88,10 @@ def list_queues() -> Response:
 @documented(
     Operation(
         "Pause a queue or a job type",
+        description=(
+            "Workers stop starting the jobs of `name` (a queue or a job type) within about a second. Submissions "
+            "are still accepted (their answer says `queue_paused`) and their jobs wait parked: nothing is lost."
+        ),
         tag="operations",
         responses={200: ("Paused.", "QueueState"), 404: ("No such queue or job type.", "Error"), **_ERRORS},
     )
@@ -100,6 +108,7 @@ def pause(name: str) -> Response:
 @documented(
     Operation(
         "Resume a paused queue or job type",
+        description="Workers start the jobs of `name` again; the parked ones are published again, oldest first.",
         tag="operations",
         responses={
             200: ("Resumed; parked jobs start again.", "QueueState"),

@@ -29,6 +29,10 @@ def _secrets() -> SecretStore:
 @documented(
     Operation(
         "Get the webhook signing secret of your tenant",
+        description=(
+            "The secret your tenant's webhook deliveries are signed with (Standard Webhooks: see this document's "
+            "`webhooks`), created on first use. Verify each delivery with it."
+        ),
         tag="webhooks",
         responses={200: ("The current secret (whsec_...), created on first use.", "WebhookSecret"), **_ERRORS},
     )
@@ -44,6 +48,10 @@ def get_secret() -> Response:
 @documented(
     Operation(
         "Rotate the webhook signing secret",
+        description=(
+            "Makes a new secret. The old one keeps signing deliveries beside it for `rotation_overlap_seconds`, so "
+            "a receiver can switch to the new one without refusing a delivery."
+        ),
         tag="webhooks",
         responses={200: ("The new secret; the old one keeps signing beside it for a day.", "WebhookSecret"), **_ERRORS},
     )
