@@ -192,3 +192,48 @@ def test_follow_ups_are_validated_at_submission(api: Api) -> None:
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "options.then[0].payload.ms"
     response = api.submit("system.noop", then=[{"type": "nope.nope"}])
     assert response.status_code == 422
+
+
+def _problems(response) -> list[tuple[str, str | None, str]]:
+    assert response.status_code == 422, response.get_json()
+    return [(e["field"], e["pointer"], e["rule"]) for e in response.get_json()["errors"]]
+
+
+def test_each_problem_names_its_field_as_a_path_and_a_json_pointer_and_the_rule_it_broke(api: Api) -> None:
+    """Where a 422's items come from: pydantic, the URL guard, a follow-up, a batch, a query parameter, a header."""
+    import jsonschema
+
+    document = api.get("/openapi.json").get_json()
+    schema = {"$ref": "#/components/schemas/Error", "components": document["components"]}
+    cases = [
+        (api.submit("system.sleep", {"ms": "5"}), [("payload.ms", "/payload/ms", "int_type")]),
+        (api.submit("system.sleep", {"ms": 1, "x": 1}), [("payload.x", "/payload/x", "extra_forbidden")]),
+        (api.post("/v1/jobs", json={"payload": {}}), [("type", "/type", "missing")]),
+        (
+            api.submit("system.noop", max_retries=99),
+            [("options.max_retries", "/options/max_retries", "less_than_equal")],
+        ),
+        (
+            api.submit("system.noop", callback_url="ftp://example.com/hook"),
+            [("options.callback_url", "/options/callback_url", "scheme_not_allowed")],
+        ),
+        (
+            api.submit("system.noop", then=[{"type": "system.sleep", "payload": {"ms": -1}}]),
+            [("options.then[0].payload.ms", "/options/then/0/payload/ms", "greater_than_equal")],
+        ),
+        (
+            api.post("/v1/batches", json={"jobs": [{"type": "system.noop"}, {"type": "system.sleep", "payload": {}}]}),
+            [("jobs[1].payload.ms", "/jobs/1/payload/ms", "missing")],
+        ),
+        (api.post("/v1/batches", json={"jobs": []}), [("jobs", "/jobs", "too_short")]),
+        (api.post("/v1/batches", json={"jobs": [], "x": 1}), [("x", "/x", "extra_forbidden")]),
+        (api.get("/v1/jobs?limit=0"), [("limit", None, "greater_than_equal")]),
+        (api.get("/v1/jobs?state=nope"), [("state", None, "enum")]),
+        (
+            api.post("/v1/jobs", json={"type": "system.noop"}, headers={"Idempotency-Key": "x" * 256}),
+            [("Idempotency-Key", None, "string_too_long")],
+        ),
+    ]
+    for response, expected in cases:
+        assert _problems(response) == expected
+        jsonschema.validate(response.get_json(), schema)

@@ -221,7 +221,12 @@ def test_wire_emails_outside_the_allow_list_or_past_the_quota_are_refused_as_htt
             record.state is JobState.DEAD and record.error_code == http.get_json()["error"] == "recipient_not_allowed"
         )
         assert record.public()["error"]["errors"] == http.get_json()["errors"]
-        assert record.public()["error"]["errors"][0]["field"] == "payload.to[0].email"
+        assert record.public()["error"]["errors"][0] == {
+            "field": "payload.to[0].email",
+            "pointer": "/payload/to/0/email",
+            "rule": "domain_not_allowed",
+            "problem": "the domain 'elsewhere.org' may not be sent to",
+        }
 
         inside = {"to": [{"email": "ann@example.com"}], "template": "welcome", "vars": {"name": "A", "product": "P"}}
         first = wire_message("email.send", "email", inside)
@@ -246,8 +251,28 @@ def test_a_wire_payload_that_breaks_its_schema_is_dead_naming_the_field(
     publish_wire("system", message)
     record = _ended(publisher, message["message_id"])
     assert record.state is JobState.DEAD and record.error_code == "validation_failed"
-    assert [e["field"] for e in record.public()["error"]["errors"]] == ["payload.ms"]
+    assert [(e["field"], e["pointer"], e["rule"]) for e in record.public()["error"]["errors"]] == [
+        ("payload.ms", "/payload/ms", "int_type")
+    ]
     assert record.attempts == 0 and record.started_at is None
+
+
+def test_a_wire_priority_out_of_range_is_dead_naming_the_option_and_its_rule(
+    publisher: Publisher, worker: RunningWorker
+) -> None:
+    message = wire_message("system.noop", "system", {})
+    message["options"]["broker_priority"] = 7
+    publish_wire("system", message)
+    record = _ended(publisher, message["message_id"])
+    assert record.state is JobState.DEAD and record.error_code == "validation_failed"
+    assert record.public()["error"]["errors"] == [
+        {
+            "field": "options.broker_priority",
+            "pointer": "/options/broker_priority",
+            "rule": "literal_error",
+            "problem": "must be one of [1, 2, 3]",
+        }
+    ]
 
 
 def test_unknown_types_and_wrong_queues_are_dead_with_their_reason_not_404(

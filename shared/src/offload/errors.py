@@ -59,7 +59,11 @@ class ClientError(OffloadError):
 
 
 class ValidationFailed(ClientError):
-    """A payload or option does not match its contract. ``errors`` lists each field path and problem."""
+    """A payload or option does not match its contract.
+
+    ``errors`` lists each field's problem: its path, JSON Pointer, rule and what is wrong, as
+    :mod:`offload.problems` builds them.
+    """
 
     code = "validation_failed"
     status = 422

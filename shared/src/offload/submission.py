@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from offload import problems
 from offload.contracts import JobContract, Payload, Priority, Registry, pydantic_errors
 from offload.contracts.email import LINK_SUFFIX
 from offload.errors import ValidationFailed
@@ -140,7 +141,7 @@ class Preparer:
         options = request.options
         max_retries = self._max_retries(contract, options.max_retries, "options.max_retries")
         if options.delay is not None and options.delay > self.max_delay:
-            raise _invalid("options.delay", f"must be at most {self.max_delay:g} seconds")
+            raise _invalid("options.delay", "less_than_equal", f"must be at most {self.max_delay:g} seconds")
         callback = self._callback(options.callback_url, "options.callback_url")
         for index, follow_up in enumerate(options.then):
             self._check_follow_up(follow_up, f"options.then[{index}]")
@@ -171,9 +172,7 @@ class Preparer:
             self._check_fetched_urls(payload, "payload")
             self._check_links(payload, "payload")
         except ValidationFailed as exc:
-            raise ValidationFailed(
-                exc.message, errors=[{**e, "field": f"{path}.{e['field']}"} for e in exc.errors]
-            ) from None
+            raise ValidationFailed(exc.message, errors=problems.nested(exc.errors, path)) from None
         self._max_retries(contract, follow_up.options.max_retries, f"{path}.options.max_retries")
         self._callback(follow_up.options.callback_url, f"{path}.options.callback_url")
 
@@ -182,7 +181,9 @@ class Preparer:
         if asked is None:
             return contract.retry.max_retries
         if asked > contract.retry.max_retries_limit:
-            raise _invalid(path, f"must be at most {contract.retry.max_retries_limit} for {contract.name!r}")
+            raise _invalid(
+                path, "less_than_equal", f"must be at most {contract.retry.max_retries_limit} for {contract.name!r}"
+            )
         return asked
 
     def _callback(self, url: str | None, path: str) -> str | None:
@@ -219,7 +220,9 @@ class Preparer:
         if not self.email_domains.domains:
             return
         refused = [
-            {"field": field_path, "problem": f"the domain {address.rpartition('@')[2]!r} may not be sent to"}
+            problems.in_body(
+                field_path, "domain_not_allowed", f"the domain {address.rpartition('@')[2]!r} may not be sent to"
+            )
             for field_path, address in recipient_addresses(payload, path)
             if not self.email_domains.allows(address)
         ]
@@ -311,14 +314,14 @@ def fingerprint(document: Any) -> str:
 
 def _parse(model: type[_Strict], body: Any) -> Any:
     if not isinstance(body, dict):
-        raise _invalid("body", "must be a JSON object")
+        raise _invalid("body", "dict_type", "must be a JSON object")
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
         raise ValidationFailed(
-            "The request does not match the job submission schema.", errors=pydantic_errors(exc)
+            "The request does not match the job submission schema.", errors=pydantic_errors(exc, body)
         ) from None
 
 
-def _invalid(path: str, problem: str) -> ValidationFailed:
-    return ValidationFailed(f"Invalid {path!r}: {problem}.", errors=[{"field": path, "problem": problem}])
+def _invalid(path: str, rule: str, problem: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid {path!r}: {problem}.", errors=[problems.in_body(path, rule, problem)])

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from offload import problems
 from offload.errors import ValidationFailed
 
 #: The longest URL accepted, in characters.
@@ -116,7 +117,7 @@ class UrlPolicy:
             raise ValidationFailed(
                 f"The URL in {field_name!r} is not allowed: the scheme must be one of {list(schemes)}.",
                 code="scheme_not_allowed",
-                errors=[{"field": field_name, "problem": "scheme not allowed"}],
+                errors=[problems.in_body(field_name, "scheme_not_allowed", "scheme not allowed")],
             )
         if not parts.hostname:
             raise _refuse(field_name, "it has no host")
@@ -209,7 +210,7 @@ def _refuse(field_name: str, reason: str) -> ValidationFailed:
     return ValidationFailed(
         f"The URL in {field_name!r} is not allowed: {reason}.",
         code="url_not_allowed",
-        errors=[{"field": field_name, "problem": reason}],
+        errors=[problems.in_body(field_name, "url_not_allowed", reason)],
     )
 
 

@@ -21,10 +21,24 @@ class _Closed(BaseModel):
 
 
 class FieldProblem(_Closed):
-    """One field that broke its schema or a rule, and how."""
+    """One field that broke its schema or a rule: where it is, which rule, and what is wrong (``offload.problems``)."""
 
-    field: str = Field(description="The field's path in the request, e.g. 'payload.to[0].email'.")
-    problem: str = Field(description="What is wrong with it.")
+    field: str = Field(
+        description="The field's path in the request, e.g. 'payload.to[0].email'; for a query parameter, a header "
+        "or a form field, its name."
+    )
+    pointer: str | None = Field(
+        description="The same field as a JSON Pointer (RFC 6901) into the JSON body, e.g. '/payload/to/0/email' "
+        "('' is the whole body); null for a query parameter, a header or a form field."
+    )
+    rule: str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="The rule it broke, stable and machine-readable: pydantic's error type for a schema rule "
+        "(missing, extra_forbidden, int_type, int_parsing, string_too_long, greater_than_equal, ...) or "
+        "Offload's own (url_not_allowed, scheme_not_allowed, domain_not_allowed, ...).",
+        examples=["missing", "greater_than_equal", "url_not_allowed"],
+    )
+    problem: str = Field(description="What is wrong with it, for people (never the value sent).")
 
 
 class Error(_Closed):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from offload.errors import ValidationFailed
+from offload.problems import Location, located, value_location
 
 #: Dramatiq's rule for queue names (``dramatiq/actor.py``); job type names follow ``domain.verb``.
 QUEUE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
@@ -142,7 +143,7 @@ class JobContract:
             special = [e["type"] for e in exc.errors() if e["type"] in SPECIFIC_CODES]
             raise ValidationFailed(
                 f"The payload does not match the contract of {self.name!r}.",
-                errors=pydantic_errors(exc, prefix=("payload",)),
+                errors=pydantic_errors(exc, data, prefix=("payload",)),
                 code=special[0] if special else ValidationFailed.code,
             ) from None
 
@@ -155,12 +156,15 @@ class JobContract:
         return schema
 
 
-def pydantic_errors(exc: PydanticValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
-    """Flatten pydantic errors into ``{"field": "a.b[0]", "problem": "..."}`` items, never echoing input."""
-    items = []
-    for err in exc.errors(include_url=False, include_input=False):
-        path = ""
-        for part in (*prefix, *err["loc"]):
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        items.append({"field": path or "body", "problem": err["msg"]})
-    return items
+def pydantic_errors(exc: PydanticValidationError, document: Any, prefix: Location = ()) -> list[dict[str, Any]]:
+    """Pydantic's errors about ``document`` as :mod:`offload.problems` items, never echoing the input.
+
+    Each names the place in ``document`` (which sits at ``prefix`` of the submission) and, as its
+    rule, pydantic's error type.
+    """
+    return [
+        located(
+            (*prefix, *value_location(err["loc"], document, missing=err["type"] == "missing")), err["type"], err["msg"]
+        )
+        for err in exc.errors(include_url=False, include_input=False)
+    ]

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from offload import problems
 from offload.contracts import REGISTRY, Registry
 from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable, ValidationFailed
 from offload.publish.amqp import ConfirmingPublisher
@@ -177,7 +178,7 @@ class Publisher:
             try:
                 prepared.append(self.preparer.prepare(body, tenant=tenant, batch_id=batch_id))
             except ValidationFailed as exc:
-                fields = [{**e, "field": f"jobs[{index}].{e['field']}"} for e in exc.errors]
+                fields = problems.nested(exc.errors, f"jobs[{index}]")
                 raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
         with redis_errors():
             self.take_quota(prepared)

@@ -41,6 +41,7 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.middleware import Middleware
 
+from offload import problems
 from offload.contracts import JobContract, Priority, Registry
 from offload.errors import ClientError, ValidationFailed
 from offload.publish import Publisher
@@ -176,7 +177,7 @@ class Adopter:
                 raise Refused(
                     "validation_failed",
                     "Invalid 'options.broker_priority'.",
-                    [{"field": "options.broker_priority", "problem": f"must be one of {sorted(levels)}"}],
+                    [problems.in_body("options.broker_priority", "literal_error", f"must be one of {sorted(levels)}")],
                 )
             options["priority"] = levels[asked]
         body = {"type": contract.name, "payload": payload, "options": options}

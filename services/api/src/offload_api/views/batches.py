@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from offload import problems
 from offload.errors import NotFound, ValidationFailed
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
@@ -41,13 +42,10 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
     """Validate every job first (all or none), then record and publish them together."""
     body = json_body()
     limit = services().settings.max_batch_jobs
-    jobs = body.get("jobs") if isinstance(body, dict) else None
-    if not isinstance(jobs, list) or not jobs or len(jobs) > limit or set(body) - {"jobs"}:
-        raise ValidationFailed(
-            f'The body must be {{"jobs": [...]}} with 1 to {limit} jobs.',
-            errors=[{"field": "jobs", "problem": f"a list of 1-{limit} job submissions"}],
-        )
-    submitted = services().publisher.submit_batch(jobs, tenant=caller().tenant)
+    problem = _shape_problem(body, limit)
+    if problem is not None:
+        raise ValidationFailed(f'The body must be {{"jobs": [...]}} with 1 to {limit} jobs.', errors=[problem])
+    submitted = services().publisher.submit_batch(body["jobs"], tenant=caller().tenant)
     url = f"{public_base()}/v1/batches/{submitted.batch_id}"
     document = {
         "id": submitted.batch_id,
@@ -55,6 +53,26 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
         "jobs": [{"id": job.job_id, "state": job.state, **job_links(job.job_id)} for job in submitted.jobs],
     }
     return jsonify(document), 202, {"Location": url}
+
+
+def _shape_problem(body: object, limit: int) -> dict[str, object] | None:
+    """What is wrong with the batch's envelope (``{"jobs": [...]}``, 1 to ``limit`` jobs), or None."""
+    expected = f"a list of 1-{limit} job submissions"
+    if not isinstance(body, dict):
+        return problems.in_body("body", "dict_type", 'must be {"jobs": [...]}')
+    extra = sorted(set(body) - {"jobs"})
+    if extra:
+        return problems.located((extra[0],), "extra_forbidden", "not a member of a batch")
+    if "jobs" not in body:
+        return problems.in_body("jobs", "missing", expected)
+    jobs = body["jobs"]
+    if not isinstance(jobs, list):
+        return problems.in_body("jobs", "list_type", expected)
+    if not jobs:
+        return problems.in_body("jobs", "too_short", expected)
+    if len(jobs) > limit:
+        return problems.in_body("jobs", "too_long", expected)
+    return None
 
 
 @bp.get("/<batch_id>")

@@ -20,6 +20,7 @@ from typing import BinaryIO, cast
 from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from offload import problems
 from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
 from offload.status import iso, redis_errors
 from offload.storage import FileTooLarge, make_key, read_chunks
@@ -154,7 +155,8 @@ def _incoming() -> tuple[BinaryIO, str | None]:
         part = request.files.get("file")
         if part is None:
             raise ValidationFailed(
-                "Send the file in a form field named 'file'.", errors=[{"field": "file", "problem": "missing"}]
+                "Send the file in a form field named 'file'.",
+                errors=[problems.parameter("file", "missing", "missing")],
             )
         return cast(BinaryIO, part.stream), clean_filename(part.filename)
     name = request.args.get("filename") or request.headers.get("X-Filename")

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from offload import problems
 from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.numbers import whole_number
 from offload.status import JobRecord, JobState
@@ -151,7 +152,9 @@ def list_jobs() -> Response:
             cursor=request.args.get("cursor"),
         )
     except ValueError as exc:
-        raise ValidationFailed(str(exc), errors=[{"field": "cursor", "problem": "not a valid cursor"}]) from None
+        raise ValidationFailed(
+            str(exc), errors=[problems.parameter("cursor", "invalid_cursor", "not a valid cursor")]
+        ) from None
     return jsonify({"jobs": [r.public() for r in page.records], "next_cursor": page.cursor})
 
 
@@ -249,12 +252,18 @@ def idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
-        raise ValidationFailed(
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
-            errors=[{"field": "Idempotency-Key", "problem": "invalid header value"}],
-        )
-    return key
+    if not key:
+        rule = "string_too_short"
+    elif len(key) > MAX_IDEMPOTENCY_KEY:
+        rule = "string_too_long"
+    elif not key.isascii() or not key.isprintable():
+        rule = "string_pattern_mismatch"
+    else:
+        return key
+    raise ValidationFailed(
+        f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
+        errors=[problems.parameter("Idempotency-Key", rule, "invalid header value")],
+    )
 
 
 def _state_filter(raw: str | None) -> JobState | None:
@@ -265,17 +274,23 @@ def _state_filter(raw: str | None) -> JobState | None:
     except ValueError:
         raise ValidationFailed(
             f"Unknown state {raw[:32]!r}.",
-            errors=[{"field": "state", "problem": f"one of {[s.value for s in JobState]}"}],
+            errors=[problems.parameter("state", "enum", f"one of {[s.value for s in JobState]}")],
         ) from None
 
 
 def _limit(raw: str) -> int:
     limit = whole_number(raw)
-    if limit is None or not 1 <= limit <= 200:
-        raise ValidationFailed(
-            "limit must be an integer from 1 to 200.", errors=[{"field": "limit", "problem": "1-200"}]
-        )
-    return limit
+    if limit is None:
+        rule = "int_parsing"
+    elif limit < 1:
+        rule = "greater_than_equal"
+    elif limit > 200:
+        rule = "less_than_equal"
+    else:
+        return limit
+    raise ValidationFailed(
+        "limit must be an integer from 1 to 200.", errors=[problems.parameter("limit", rule, "1-200")]
+    )
 
 
 def _is_uuid(value: str) -> bool:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
+from offload import problems
 from offload.errors import ValidationFailed
 from offload.scheduler import schedule_status
 from offload.status import redis_errors
@@ -73,7 +74,8 @@ def _time(name: str, default: datetime) -> datetime:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise ValidationFailed(
-            f"'{name}' is not an ISO 8601 time.", errors=[{"field": name, "problem": "not an ISO 8601 time"}]
+            f"'{name}' is not an ISO 8601 time.",
+            errors=[problems.parameter(name, "datetime_parsing", "not an ISO 8601 time")],
         ) from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     try:
@@ -119,12 +121,14 @@ def stats() -> Response:
     if not start < end or end - start > MAX_RANGE:
         raise ValidationFailed(
             "'from' must be before 'to', at most 31 days apart.",
-            errors=[{"field": "from", "problem": "must be before 'to', at most 31 days apart"}],
+            errors=[problems.parameter("from", "invalid_range", "must be before 'to', at most 31 days apart")],
         )
     who = caller()
     job_type = request.args.get("type")
     if job_type is not None and job_type not in services().registry:
-        raise ValidationFailed("Unknown job type.", errors=[{"field": "type", "problem": "not a job type"}])
+        raise ValidationFailed(
+            "Unknown job type.", errors=[problems.parameter("type", "unknown_job_type", "not a job type")]
+        )
     with redis_errors():
         body = read(services().store, start, end, tenant=None if who.is_admin else who.tenant, job_type=job_type)
     return jsonify(body)
