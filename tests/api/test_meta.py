@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections import Counter
+from unittest.mock import ANY
 
 import jsonschema
 import pytest
@@ -82,6 +83,22 @@ def test_the_documents_server_is_the_public_url_when_one_is_set(publisher) -> No
 
     app = create_app(make_settings(public_url="https://jobs.example.com/"), publisher=publisher)
     assert app.test_client().get("/openapi.json").get_json()["servers"][0]["url"] == "https://jobs.example.com"
+
+
+def test_the_webhook_offload_sends_is_in_the_webhooks_section_with_its_headers_and_envelope(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+    (name,) = document["webhooks"]
+    operation = document["webhooks"][name]["post"]
+    headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header" and p["required"]}
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature", "User-Agent"} == set(headers)
+    content = operation["requestBody"]["content"]
+    assert content == {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookEvent"}}}
+    envelope = document["components"]["schemas"]["WebhookEvent"]
+    assert set(envelope["required"]) == {"type", "timestamp", "data"}
+    assert envelope["properties"]["data"] == {"$ref": "#/components/schemas/Job", "description": ANY}
+    assert "job.succeeded" in envelope["properties"]["type"]["enum"]
+    assert operation["security"] == [] and {"2XX", "410", "4XX", "5XX"} <= set(operation["responses"])
+    assert "jobEnded" in api.get("/docs").get_data(as_text=True)
 
 
 def test_the_openapi_document_is_valid(api: Api) -> None:

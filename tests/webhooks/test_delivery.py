@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import dramatiq
+import jsonschema
 import pytest
 from standardwebhooks import Webhook
 
@@ -49,6 +50,31 @@ def test_a_finished_job_calls_its_receiver_back_once_signed_as_standard_webhooks
     # The job points at its delivery, whose attempts the client can follow like any job's.
     assert api.get(f"/v1/jobs/{job_id}").get_json()["webhook_id"] == delivery.id
     assert api.get(f"/v1/jobs/{delivery.id}").get_json()["type"] == "webhook.deliver"
+
+
+def test_a_delivery_is_what_the_documents_webhooks_section_says(
+    api: Api, publisher: Publisher, worker: RunningWorker, email_worker: dramatiq.Worker, receiver: Receiver
+) -> None:
+    """Its headers match their schemas, its content type is the request body's, its body is a WebhookEvent."""
+    from offload_email.webhooks import GONE_TTL, USER_AGENT
+
+    document = api.get("/openapi.json").get_json()
+    operation = document["webhooks"]["jobEnded"]["post"]
+    api.submit("system.noop", {"echo": "x"}, callback_url=receiver.url)
+    api.submit("system.fail", {"permanent": True}, callback_url=receiver.url)
+    wait_for(lambda: len(receiver.received) == 2, timeout=20)
+    (media,) = operation["requestBody"]["content"]
+    body_schema = {**operation["requestBody"]["content"][media]["schema"], "components": document["components"]}
+    for headers, body in receiver.received:
+        for parameter in operation["parameters"]:
+            assert parameter["in"] == "header" and parameter["required"]
+            jsonschema.validate(headers[parameter["name"].lower()], parameter["schema"])
+        assert headers["content-type"] == media == "application/json"
+        jsonschema.validate(json.loads(body), body_schema)
+    types = sorted(json.loads(body)["type"] for _, body in receiver.received)
+    assert types == ["job.failed", "job.succeeded"]
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= {p["name"] for p in operation["parameters"]}
+    assert USER_AGENT in json.dumps(operation["parameters"]) and GONE_TTL == 7 * 86_400  # "for the next 7 days"
 
 
 def test_a_receiver_failing_twice_gets_three_attempts_with_the_same_webhook_id(

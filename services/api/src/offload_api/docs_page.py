@@ -16,7 +16,7 @@ details{margin:.25rem 0}summary{cursor:pointer}
 
 
 def render_docs(document: dict[str, Any]) -> str:
-    """The API reference page: every operation, then every job type with its payload schema."""
+    """The API reference page: every operation, the webhooks Offload sends, every job type with its payload schema."""
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Offload API</title>",
         f"<style>{_STYLE}</style></head><body>",
@@ -30,6 +30,15 @@ def render_docs(document: dict[str, Any]) -> str:
             parts.append(
                 f"<div class=op><span class='m {method}'>{method.upper()}</span> <code>{escape(path)}</code> "
                 f"— {escape(op['summary'])} <small>({escape(statuses)})</small></div>"
+            )
+    parts.append("<h2>Webhooks</h2>")
+    for name, methods in document.get("webhooks", {}).items():
+        for method, op in methods.items():
+            headers = ", ".join(p["name"] for p in op["parameters"])
+            parts.append(
+                f"<div class=op><span class='m {method}'>{method.upper()}</span> <code>{escape(name)}</code> "
+                f"— {escape(op['summary'])} <small>(headers {escape(headers)}; body WebhookEvent)</small>"
+                f"<p>{escape(op['description'])}</p></div>"
             )
     parts.append("<h2>Job types</h2>")
     schemas = document["components"]["schemas"]

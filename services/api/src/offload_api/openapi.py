@@ -26,6 +26,7 @@ from offload.contracts import Registry
 from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
+from offload_api.openapi_webhooks import webhooks
 from offload_api.schemas import RESPONSE_MODELS
 
 REF = "#/components/schemas/{model}"
@@ -65,6 +66,7 @@ def build_openapi(app: Flask, registry: Registry, *, server_url: str = "/") -> d
         "servers": [{"url": server_url, "description": "This API."}],
         "tags": [{"name": name, "description": description} for name, description in TAGS.items()],
         "paths": _paths(app),
+        "webhooks": webhooks(registry),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An Offload API key."}},

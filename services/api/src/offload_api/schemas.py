@@ -128,6 +128,29 @@ class Job(_Closed):
     history: list[HistoryEntry] | None = None
 
 
+class WebhookEvent(_Closed):
+    """The body of a webhook delivery (``offload_email.webhooks``): an envelope around the job's record."""
+
+    type: Literal[
+        "job.queued",
+        "job.scheduled",
+        "job.running",
+        "job.retrying",
+        "job.succeeded",
+        "job.failed",
+        "job.cancelled",
+        "job.dead",
+    ] = Field(
+        description="'job.' and the job's state when the delivery was made: the state it ended in (job.succeeded, "
+        "job.failed, job.cancelled or job.dead), unless the job was retried by hand before its delivery went out."
+    )
+    timestamp: str = Field(description="When this attempt's body was made, ISO 8601 UTC (each attempt makes its own).")
+    data: Job = Field(description="The job's record as GET /v1/jobs/{job_id} answers it, without its history.")
+
+
+assert set(get_args(WebhookEvent.model_fields["type"].annotation)) == {f"job.{state.value}" for state in JobState}
+
+
 class JobPage(_Closed):
     """A page of jobs."""
 
@@ -389,6 +412,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     QueueList,
     Health,
     Readiness,
+    WebhookEvent,
     StateEvent,
     ProgressEvent,
     LogEvent,

@@ -1,7 +1,9 @@
 """Calling clients back: the ``webhook.deliver`` handler (the notifications side of this worker).
 
-A delivery POSTs the finished job's record, signed per Standard Webhooks with the tenant's
-secret(s). ``webhook-id`` is the delivery job's id, the same on every retry, so receivers can drop
+A delivery POSTs an envelope around the finished job's record, ``{"type": "job.<state>",
+"timestamp": <ISO 8601>, "data": <the record>}`` as JSON, signed per Standard Webhooks with the
+tenant's secret(s); the API's document describes it (``offload_api.openapi_webhooks``).
+``webhook-id`` is the delivery job's id, the same on every retry, so receivers can drop
 duplicates. Redirects are never followed. 2xx ends it; 408, 429 (honouring ``Retry-After``), 5xx,
 timeouts and refused connections retry with backoff; any other answer fails it at once, and a 410
 Gone also disables the endpoint (Standard Webhooks): later deliveries to that URL fail at once
