@@ -184,7 +184,12 @@ def _prefixed(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
             200: (
                 "The file, as an attachment. Its content type comes from its name (image/png, text/csv, "
                 "application/pdf, ...), application/octet-stream when the name says none.",
-                {"*/*": {"type": "string", "format": "binary"}},
+                # Any type; application/octet-stream named first for generators that know no range
+                # (openapi-python-client makes the answer bytes by it, whatever the type).
+                {
+                    "application/octet-stream": {"type": "string", "format": "binary"},
+                    "*/*": {"type": "string", "format": "binary"},
+                },
             ),
             400: ("Not a file path.", "Error"),
             403: ("Tampered link.", "Error"),
