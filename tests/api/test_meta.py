@@ -45,7 +45,7 @@ def test_the_openapi_document_covers_every_route_and_every_job_type(app, api: Ap
 def test_each_job_type_and_each_event_is_a_named_schema_its_discriminator_maps_to(api: Api) -> None:
     """A discriminator selects only a named schema, and generators make a class of each: no inline variant."""
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
-    for union, key in (("JobRequest", "type"), ("JobEvent", "event")):
+    for union, key in (("JobRequest", "type"), ("FollowUp", "type"), ("JobEvent", "event")):
         mapping = schemas[union]["discriminator"]["mapping"]
         assert schemas[union]["discriminator"]["propertyName"] == key
         assert [v["$ref"] for v in schemas[union]["oneOf"]] == list(mapping.values())
@@ -192,6 +192,18 @@ def test_a_job_type_whose_payload_has_required_fields_requires_a_payload(api: Ap
     assert api.post("/v1/jobs", json={"type": "system.sleep"}).status_code == 422
     jsonschema.validate({"type": "system.noop"}, schema)
     assert api.post("/v1/jobs", json={"type": "system.noop"}).status_code == 202
+    # So does a follow-up of such a type, and a batch's job.
+    follow_up = {"type": "system.noop", "options": {"then": [{"type": "system.sleep"}]}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(follow_up, schema)
+    assert api.post("/v1/jobs", json=follow_up).status_code == 422
+    jsonschema.validate(
+        {"type": "system.noop", "options": {"then": [{"type": "system.sleep", "payload": {"ms": 1}}]}}, schema
+    )
+    batch = {"jobs": [{"type": "system.noop"}, {"type": "system.sleep"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(batch, _schema(document, "BatchRequest"))
+    assert api.post("/v1/batches", json=batch).status_code == 422
 
 
 def test_the_documented_idempotency_key_is_the_one_accepted(api: Api) -> None:

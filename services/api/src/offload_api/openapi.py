@@ -98,36 +98,22 @@ def _camel(name: str) -> str:
 
 
 def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
-    """``JobRequest``, one named schema per public job type under a ``oneOf`` on ``type``, and ``BatchRequest``.
+    """``JobRequest`` and ``FollowUp``, unions of one named schema per public job type, and ``BatchRequest``.
 
-    Each variant is a schema of its own, referenced from the ``oneOf`` and named in the
-    discriminator's mapping: a discriminator only selects a named schema, and client generators
-    make one class per variant from it (an inline variant gives them nothing to name).
+    A follow-up (``options.then``) names a job type and its payload just as a submission does, so
+    it is described the same way, with the options a follow-up takes: its payload is required
+    where its type requires one. ``FollowUp`` replaces the loose ``{type, payload}`` pydantic
+    derives from :class:`offload.submission.FollowUp`, which the API checks against the contract.
     """
-    variants: dict[str, Any] = {}
-    mapping: dict[str, str] = {}
-    for contract in registry.public:
-        name = f"JobRequest{_camel(contract.name)}"
-        mapping[contract.name] = REF.format(model=name)
-        variants[name] = {
-            "type": "object",
-            "description": contract.description,
-            "properties": {
-                "type": {"type": "string", "const": contract.name},
-                "payload": {"$ref": REF.format(model=contract.payload.__name__)},
-                "options": {"$ref": REF.format(model="JobOptions")},
-            },
-            # The API reads a missing payload as {}, which is only valid if no field is required.
-            "required": ["type", "payload"] if _requires_fields(contract.payload) else ["type"],
-            "additionalProperties": False,
-        }
     return {
-        **variants,
-        "JobRequest": {
-            "oneOf": [{"$ref": ref} for ref in mapping.values()],
-            "discriminator": {"propertyName": "type", "mapping": mapping},
-            "description": "A job to run: its type, its payload and options.",
-        },
+        **_job_union(registry, "JobRequest", "JobOptions", "A job to run: its type, its payload and options."),
+        **_job_union(
+            registry,
+            "FollowUp",
+            "FollowUpOptions",
+            "A job to run when its parent succeeds (its handler can read the parent's result): its type, its "
+            "payload and options.",
+        ),
         "BatchRequest": {
             "type": "object",
             "properties": {
@@ -140,6 +126,38 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
             },
             "required": ["jobs"],
             "additionalProperties": False,
+        },
+    }
+
+
+def _job_union(registry: Registry, union: str, options: str, description: str) -> dict[str, Any]:
+    """``union``, a ``oneOf`` on ``type`` of one schema per public job type (``<union><Type>``), and those schemas.
+
+    Each variant is a schema of its own, referenced from the ``oneOf`` and named in the
+    discriminator's mapping: a discriminator only selects a named schema, and client generators
+    make one class per variant from it (an inline variant gives them nothing to name).
+    """
+    variants: dict[str, Any] = {}
+    for contract in registry.public:
+        variants[f"{union}{_camel(contract.name)}"] = {
+            "type": "object",
+            "description": contract.description,
+            "properties": {
+                "type": {"type": "string", "const": contract.name},
+                "payload": {"$ref": REF.format(model=contract.payload.__name__)},
+                "options": {"$ref": REF.format(model=options)},
+            },
+            # The API reads a missing payload as {}, which is only valid if no field is required.
+            "required": ["type", "payload"] if _requires_fields(contract.payload) else ["type"],
+            "additionalProperties": False,
+        }
+    mapping = {contract.name: REF.format(model=f"{union}{_camel(contract.name)}") for contract in registry.public}
+    return {
+        **variants,
+        union: {
+            "oneOf": [{"$ref": ref} for ref in mapping.values()],
+            "discriminator": {"propertyName": "type", "mapping": mapping},
+            "description": description,
         },
     }
 
