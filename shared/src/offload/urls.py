@@ -241,7 +241,11 @@ def check_link(url: object, *, allow_http: bool, field_name: str) -> None:
         raise ValidationFailed(
             f"The link in {field_name!r} is not allowed: it must be an absolute URL with a scheme in {list(schemes)}.",
             code="scheme_not_allowed",
-            errors=[{"field": field_name, "problem": f"a link must be an absolute {' or '.join(schemes)} URL"}],
+            errors=[
+                problems.in_body(
+                    field_name, "scheme_not_allowed", f"a link must be an absolute {' or '.join(schemes)} URL"
+                )
+            ],
         )
     if not parts.hostname or "@" in parts.netloc:
         raise _refuse(field_name, "a link must name a host, with no user info")

@@ -150,7 +150,7 @@ def switch_queue(name: str, action: str) -> BaseResponse:
 @bp.get("/jobs")
 @admin_only
 def jobs() -> str | BaseResponse:
-    """Find jobs: by id (straight to its page), or by state, type and tenant, newest first."""
+    """Find jobs: by id (straight to its page), or by state, type and tenant, most recently changed first."""
     job_id = request.args.get("id", "").strip()
     if job_id:
         return redirect(url_for("admin.job", job_id=job_id))

@@ -122,10 +122,12 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
 @requires("reader")
 @documented(
     Operation(
-        "List jobs, newest first",
+        "List jobs, most recently changed first",
         description=(
             "A page of the caller's jobs (an admin's: every tenant's, or one tenant's with `tenant`), optionally "
-            "only those in one state or of one type. Pass a page's `next_cursor` as `cursor` to read the next page."
+            "only those in one state or of one type, ordered by the moment each entered its state (a finished "
+            "job: when it ended), newest first. Pass a page's `next_cursor` as `cursor` to read the next page; "
+            "a page may hold fewer than `limit` jobs while `next_cursor` is given."
         ),
         query=(
             ("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),

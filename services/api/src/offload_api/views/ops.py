@@ -85,7 +85,7 @@ def _time(name: str, default: datetime) -> datetime:
     if not within:
         raise ValidationFailed(
             f"'{name}' must be a time from {EARLIEST.year} to {LATEST.year - 1}.",
-            errors=[{"field": name, "problem": f"a time from {EARLIEST.year} to {LATEST.year - 1}"}],
+            errors=[problems.parameter(name, "datetime_range", f"a time from {EARLIEST.year} to {LATEST.year - 1}")],
         )
     return moment
 
