@@ -118,7 +118,7 @@ class DuePromoter:
         if self.layout_checked:
             return
         migrated = self.store.migrate_layout()
-        if migrated is not None:
+        if migrated:
             logger.warning("Migrated %d job records to the current Redis layout.", migrated)
         self.layout_checked = True
 
