@@ -55,7 +55,7 @@ test-fast: install ## Only the tests that need no servers
 lint: install ## ruff, ruff format --check, mypy --strict, import-linter
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy shared/src services/api/src services/worker-email/src services/worker-media/src services/worker-reports/src tests bench
+	@$(RUN) mypy shared/src services/api/src services/worker-email/src services/worker-media/src services/worker-reports/src tests bench examples
 	@$(RUN) lint-imports
 
 format: install ## Apply ruff's fixes and formatting

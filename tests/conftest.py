@@ -20,7 +20,8 @@ import pika.exceptions
 import pytest
 import redis
 
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
+from offload.jobs import WorkerSpec
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobRecord, JobState
@@ -153,7 +154,7 @@ def delete_queues(url: str = AMQP_URL) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        for queue in {*REGISTRY.queues, "email", "media", "reports"}:
+        for queue in {*BUILT_IN.queues, "email", "media", "reports"}:
             for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
                 channel.queue_delete(name)
     finally:
@@ -178,9 +179,7 @@ class RunningWorker:
     """An in-process Dramatiq worker serving the system queue (domain workers have their own fixtures)."""
 
     def __init__(self, settings: Settings, publisher: Publisher, threads: int = 4, *, probe: bool = True) -> None:
-        from offload.worker import build_worker
-
-        self.broker = build_worker(settings, queues=(), handlers={}, publisher=publisher)
+        self.broker = WorkerSpec(name="system", jobs=()).build(settings, publisher=publisher)
         self.broker.emit_after("process_boot")
         self.worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=100)
         self.worker.start()
@@ -233,11 +232,11 @@ def wait_state(publisher: Publisher) -> Callable[..., JobRecord]:
 
 @contextlib.contextmanager
 def domain_worker(
-    settings: Settings, build: Callable[..., Any], *, threads: int, stop_timeout_ms: int
+    settings: Settings, spec: WorkerSpec[Any], *, threads: int, stop_timeout_ms: int
 ) -> Iterator[dramatiq.Worker]:
-    """A domain service's real actors (``offload_<domain>.worker.build``) in a Dramatiq worker in this process."""
+    """A domain service's real actors (``offload_<domain>.worker.SPEC``) in a Dramatiq worker in this process."""
     worker_publisher = Publisher.from_settings(settings, pin_connections=True)
-    broker = build(settings, publisher=worker_publisher)
+    broker = spec.build(settings, publisher=worker_publisher)
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()

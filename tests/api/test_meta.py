@@ -13,14 +13,14 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
 from offload_api.admission import EXEMPT
 from tests.api.conftest import Api
 
 
 def test_job_types_list_every_contract_with_its_schema(api: Api) -> None:
     types = api.get("/v1/job-types").get_json()["job_types"]
-    assert [t["type"] for t in types] == [c.name for c in REGISTRY.public]
+    assert [t["type"] for t in types] == [c.name for c in BUILT_IN.public]
     assert "webhook.deliver" not in [t["type"] for t in types]  # internal: Offload creates it, clients cannot
     sleep = next(t for t in types if t["type"] == "system.sleep")
     assert sleep["payload_schema"]["properties"]["ms"]["maximum"] == 600_000
@@ -39,7 +39,7 @@ def test_the_openapi_document_covers_every_route_and_every_job_type(app, api: Ap
     assert routes == documented
     schemas = document["components"]["schemas"]
     variants = [schemas[v["$ref"].rsplit("/", 1)[1]] for v in schemas["JobRequest"]["oneOf"]]
-    assert [v["properties"]["type"]["const"] for v in variants] == [c.name for c in REGISTRY.public]
+    assert [v["properties"]["type"]["const"] for v in variants] == [c.name for c in BUILT_IN.public]
 
 
 def test_each_job_type_and_each_event_is_a_named_schema_its_discriminator_maps_to(api: Api) -> None:
@@ -57,10 +57,10 @@ def test_each_job_type_and_each_event_is_a_named_schema_its_discriminator_maps_t
 def test_internal_job_types_payload_schemas_are_not_published(api: Api) -> None:
     """webhook.deliver, storage.cleanup and the other types Offload creates itself: no request carries them."""
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
-    internal = [contract for contract in REGISTRY if contract.internal]
+    internal = [contract for contract in BUILT_IN if contract.internal]
     assert {"webhook.deliver", "storage.cleanup"} <= {contract.name for contract in internal}
     assert [c.payload.__name__ for c in internal if c.payload.__name__ in schemas] == []
-    assert all(c.payload.__name__ in schemas for c in REGISTRY.public)
+    assert all(c.payload.__name__ in schemas for c in BUILT_IN.public)
 
 
 def test_every_operation_is_described_under_a_declared_tag_and_every_answer_has_a_body_schema(api: Api) -> None:
@@ -316,4 +316,4 @@ def test_a_link_to_an_undocumented_view_is_refused() -> None:
         return "x"
 
     with pytest.raises(ValueError, match="'Y'"):
-        build_openapi(app, REGISTRY)
+        build_openapi(app, BUILT_IN)

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import time
 
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
 from offload.contracts import JobContract, Registry, RetryPolicy, system
-from offload.publish import Publisher
-from offload.settings import Settings, load_settings
-from offload.worker import JobContext, build_worker
+from offload.jobs import WorkerSpec, job
+from offload.worker import JobContext
 
 
 class Stuck(system.NoopPayload):
@@ -40,25 +37,19 @@ BLOCKED = JobContract(
 REGISTRY = Registry([*system.CONTRACTS, BUSY, BLOCKED])
 
 
+@job(BUSY)
 def spin(ctx: JobContext, payload: Stuck) -> None:
     """Never return, in Python bytecode (interruptible)."""
     while True:
         pass
 
 
+@job(BLOCKED)
 def block(ctx: JobContext, payload: Stuck) -> None:
     """Return after a minute spent in one C call (not interruptible)."""
     time.sleep(60)
 
 
-def setup() -> RabbitmqBroker:
-    """Dramatiq calls this in each worker process."""
-    settings = load_settings(Settings)
-    publisher = Publisher.from_settings(settings, registry=REGISTRY, pin_connections=True)
-    return build_worker(
-        settings,
-        queues=["system"],
-        handlers={"system.busy": spin, "system.blocked": block},
-        registry=REGISTRY,
-        publisher=publisher,
-    )
+#: The worker: the system job types and these two.
+SPEC = WorkerSpec(name="stuck", jobs=(spin, block))
+setup = SPEC.setup

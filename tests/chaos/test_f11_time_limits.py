@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from offload.contracts import JobContract, Registry, RetryPolicy, system
+from offload.contracts import JobContract, RetryPolicy
 from offload.errors import ConfigError
+from offload.jobs import JobType, WorkerSpec
 from offload.publish import Publisher
-from offload.worker import build_worker
 from tests.chaos.harness import SCALE, TENANT, assert_common, drain
 from tests.chaos.ledger import Ledger, report
 from tests.chaos.stuck_worker import BLOCKED, BUSY, REGISTRY, Stuck
@@ -115,9 +115,4 @@ def test_f11c_a_contract_whose_limit_reaches_consumer_timeout_is_refused_at_star
         retry=RetryPolicy(max_retries=0),
     )
     with pytest.raises(ConfigError, match="OFFLOAD_CONSUMER_TIMEOUT"):
-        build_worker(
-            settings,
-            queues=["system"],
-            handlers={"system.too_long": lambda ctx, payload: None},
-            registry=Registry([*system.CONTRACTS, too_long]),
-        )
+        WorkerSpec(name="too-long", jobs=(JobType(too_long, lambda ctx, payload: None),)).build(settings)

@@ -1,4 +1,4 @@
-"""Every contract, checked: names, queues, limits against consumer_timeout, handlers, shipped schemas."""
+"""Every contract, checked: names, queues, limits against consumer_timeout, who serves it, shipped schemas."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Payload, Registry
+from offload.contracts import BUILT_IN, SYSTEM_QUEUE, JobContract, Payload, Registry
 from offload.errors import ConfigError, UnknownJobType
+from offload.jobs import installed_specs
 from offload.settings import Settings
 from offload.worker.app import check_contract
-from offload.worker.system import SYSTEM_HANDLERS
-from offload_email import worker as email_worker
-from offload_media import worker as media_worker
-from offload_reports import worker as reports_worker
+from offload.worker.system import SYSTEM_JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKERS = {"email": email_worker, "media": media_worker, "reports": reports_worker}
+REGISTRY = BUILT_IN
+#: The worker packages of this repository (the services), as their entry points name them.
+WORKERS = {name: spec for name, spec in installed_specs().items() if name in ("email", "media", "reports")}
+
+
+def test_the_services_name_their_specs_as_entry_points() -> None:
+    assert sorted(WORKERS) == ["email", "media", "reports"]
 
 
 @pytest.mark.parametrize("contract", list(REGISTRY), ids=lambda c: c.name)
@@ -28,12 +32,9 @@ def test_each_contract_fits_under_the_default_consumer_timeout(contract: JobCont
 
 @pytest.mark.parametrize("contract", list(REGISTRY), ids=lambda c: c.name)
 def test_each_contract_is_served_by_exactly_the_workers_that_consume_its_queue(contract: JobContract) -> None:
-    serving = [
-        name
-        for name, module in WORKERS.items()
-        if contract.queue in (*module.QUEUES, SYSTEM_QUEUE) and contract.name in {*SYSTEM_HANDLERS, *module.JOB_TYPES}
-    ]
-    consuming = [name for name, module in WORKERS.items() if contract.queue in module.QUEUES]
+    system = {job_type.name for job_type in SYSTEM_JOBS}
+    serving = [name for name, spec in WORKERS.items() if contract.name in {*system, *(c.name for c in spec.contracts)}]
+    consuming = [name for name, spec in WORKERS.items() if contract.queue in spec.queues]
     expected = list(WORKERS) if contract.queue == SYSTEM_QUEUE else consuming
     assert serving == expected and (contract.queue == SYSTEM_QUEUE or len(serving) == 1)
 
@@ -74,3 +75,8 @@ def test_payload_models_are_strict_and_closed() -> None:
         config = contract.payload.model_config
         assert config.get("strict") and config.get("extra") == "forbid", contract.name
         assert contract.result is None or issubclass(contract.result, BaseModel)
+
+
+def test_every_built_in_contract_is_served_and_every_served_contract_is_built_in() -> None:
+    served = {job_type.name for job_type in SYSTEM_JOBS} | {c.name for spec in WORKERS.values() for c in spec.contracts}
+    assert served == set(BUILT_IN.names)

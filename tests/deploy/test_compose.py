@@ -123,10 +123,10 @@ def problems(compose: dict[str, Any], processes: dict[str, tuple[dict[str, str],
             if not callable(getattr(module, argv[1].split(":")[1], None)):
                 found.append(f"{name}: {argv[1]} is not a function")
             queues = argv[argv.index("--queues") + 1 : argv.index("--processes")]
-            if "system" not in queues or not set(queues) <= {*module.QUEUES, "system"}:
-                found.append(f"{name}: consumes {queues}, the code serves {module.QUEUES} + system")
+            if "system" not in queues or not set(queues) <= {*module.SPEC.queues, "system"}:
+                found.append(f"{name}: consumes {queues}, the code serves {module.SPEC.queues} + system")
             consumed.setdefault(module.__name__, set()).update(queues)
-            served[module.__name__] = {*module.QUEUES, "system"}
+            served[module.__name__] = {*module.SPEC.queues, "system"}
             port = environment.get("dramatiq_prom_port")
             if port not in exposed:
                 found.append(f"{name}: metrics port {port} is not the image's EXPOSE {exposed}")

@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 
 from offload.publish import Publisher
 from offload_email.settings import EmailSettings
-from offload_email.worker import build
+from offload_email.worker import SPEC
 from tests.conftest import domain_worker, make_settings
 from tests.helpers import free_port
 
@@ -70,5 +70,5 @@ def email_settings(servers, smtp_sink) -> EmailSettings:
 
 @pytest.fixture
 def email_worker(email_settings: EmailSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    with domain_worker(email_settings, build, threads=4, stop_timeout_ms=10_000) as worker:
+    with domain_worker(email_settings, SPEC, threads=4, stop_timeout_ms=10_000) as worker:
         yield worker

@@ -34,7 +34,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
 from offload.errors import ClientError, ValidationFailed
 from offload.submission import Preparer
 from offload.urls import UrlPolicy
@@ -56,7 +56,7 @@ def numeric_only(host: str, port: int) -> list[str]:
 
 #: Production's policy (https only, no host exempt), with numeric-only resolution.
 GUARD = UrlPolicy(resolver=numeric_only)
-PREPARER = Preparer(REGISTRY, UrlPolicy(allow_http=True, resolver=numeric_only), max_delay=86_400 * 30)
+PREPARER = Preparer(BUILT_IN, UrlPolicy(allow_http=True, resolver=numeric_only), max_delay=86_400 * 30)
 
 # What ``json.loads`` can return for a request body (``1e999`` decodes to infinity; NaN is refused).
 JSON_SCALARS = (
@@ -75,7 +75,7 @@ JSON = st.recursive(
 
 def _payload(job_type: str) -> st.SearchStrategy[dict[str, Any]]:
     """A payload of ``job_type``'s field names (and a stray one) with arbitrary JSON values."""
-    fields = list(REGISTRY.get(job_type).payload.model_fields)
+    fields = list(BUILT_IN.get(job_type).payload.model_fields)
     keys = st.sampled_from(fields) | st.text(max_size=8) if fields else st.text(max_size=8)
     return st.dictionaries(keys, JSON, max_size=len(fields) + 1)
 
@@ -89,7 +89,7 @@ OPTIONS = st.fixed_dictionaries(
         "max_retries": st.integers(-5, 100) | JSON,
         "callback_url": URLISH,
         "then": st.lists(
-            st.sampled_from(REGISTRY.names).flatmap(
+            st.sampled_from(BUILT_IN.names).flatmap(
                 lambda name: st.fixed_dictionaries({"type": st.just(name), "payload": _payload(name)})
             )
             | JSON,
@@ -98,7 +98,7 @@ OPTIONS = st.fixed_dictionaries(
         | JSON,
     },
 )
-SUBMISSIONS = st.sampled_from(REGISTRY.names).flatmap(
+SUBMISSIONS = st.sampled_from(BUILT_IN.names).flatmap(
     lambda name: st.fixed_dictionaries(
         {"type": st.just(name)}, optional={"payload": _payload(name) | JSON, "options": OPTIONS | JSON}
     )
@@ -132,7 +132,7 @@ def test_any_json_body_is_prepared_or_refused_with_a_documented_422(body: Any) -
 @PROPERTY
 @given(name=JSON)
 def test_registry_membership_of_any_json_value_is_a_plain_answer(name: Any) -> None:
-    assert (name in REGISTRY) == (isinstance(name, str) and name in REGISTRY.names)
+    assert (name in BUILT_IN) == (isinstance(name, str) and name in BUILT_IN.names)
 
 
 # --- The SSRF guard --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from offload.settings import Settings
 from offload.status import JobRecord
 from offload_api.app import create_app
 from offload_media.settings import MediaSettings
-from offload_media.worker import build
+from offload_media.worker import SPEC
 from tests.api.conftest import Api
 from tests.conftest import domain_worker, make_settings
 from tests.http_source import source  # noqa: F401 - fixture
@@ -67,7 +67,7 @@ def media_settings(servers) -> MediaSettings:
 
 @pytest.fixture
 def media_worker(media_settings: MediaSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    with domain_worker(media_settings, build, threads=2, stop_timeout_ms=20_000) as worker:
+    with domain_worker(media_settings, SPEC, threads=2, stop_timeout_ms=20_000) as worker:
         yield worker
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from offload.publish import Publisher
 from offload_reports.settings import ReportSettings
-from offload_reports.worker import build
+from offload_reports.worker import SPEC
 from tests.conftest import domain_worker, make_settings
 from tests.email.conftest import email_settings, email_worker, smtp_sink  # noqa: F401 - fixtures
 from tests.http_source import Source, source  # noqa: F401 - fixture
@@ -29,5 +29,5 @@ def reports_settings(servers) -> ReportSettings:
 
 @pytest.fixture
 def reports_worker(reports_settings: ReportSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    with domain_worker(reports_settings, build, threads=2, stop_timeout_ms=20_000) as worker:
+    with domain_worker(reports_settings, SPEC, threads=2, stop_timeout_ms=20_000) as worker:
         yield worker

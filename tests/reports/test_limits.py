@@ -22,13 +22,13 @@ from tests.reports.conftest import report_settings
 from tests.reports.test_build import COLUMNS, _rows
 from tests.s3_server import TEST_BACKEND, stored
 
-from offload_reports.worker import build  # isort: skip
+from offload_reports.worker import SPEC  # isort: skip
 
 
 @contextmanager
 def limited_worker(**overrides: Any) -> Iterator[None]:
     """A reports worker whose limits are ``overrides``."""
-    with domain_worker(report_settings(**overrides), build, threads=1, stop_timeout_ms=10_000):
+    with domain_worker(report_settings(**overrides), SPEC, threads=1, stop_timeout_ms=10_000):
         yield
 
 

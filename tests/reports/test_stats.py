@@ -16,7 +16,7 @@ from tests.email.conftest import Sink
 from tests.helpers import wait_for
 from tests.reports.conftest import report_settings
 
-from offload_reports.worker import build  # isort: skip
+from offload_reports.worker import SPEC  # isort: skip
 
 
 def test_stats_show_the_counts_failure_rates_and_percentiles_of_a_known_mix(
@@ -77,7 +77,7 @@ def test_the_daily_ops_report_is_an_xlsx_of_the_days_statistics_mailed_to_the_ad
     jobs = [publisher.publish("system.noop", {}, tenant="acme").job_id for _ in range(4)]
     jobs += [publisher.publish("system.fail", {"permanent": True}, tenant="acme").job_id]
     wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=30)
-    with domain_worker(report_settings(admin_email="ops@example.com"), build, threads=2, stop_timeout_ms=10_000):
+    with domain_worker(report_settings(admin_email="ops@example.com"), SPEC, threads=2, stop_timeout_ms=10_000):
         until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         for job_type, payload in (
             ("stats.aggregate", {"until": until}),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from offload import cron
-from offload.contracts import REGISTRY, SCHEDULES, Schedule
+from offload.contracts import BUILT_IN, SCHEDULES, Schedule
 from offload.errors import BrokerUnavailable
 from offload.publish import Publisher
 from offload.scheduler import Scheduler, ran_key, run_id
@@ -19,7 +19,7 @@ HOURLY = Schedule(name="test.hourly", cron="0 * * * *", job_type="system.noop", 
 def test_every_shipped_schedule_parses_and_names_a_registered_job_type() -> None:
     for schedule in SCHEDULES:
         cron.parse(schedule.cron)
-        assert schedule.job_type in REGISTRY and REGISTRY.get(schedule.job_type).internal
+        assert schedule.job_type in BUILT_IN and BUILT_IN.get(schedule.job_type).internal
     with pytest.raises(ValueError, match="not a cron expression"):
         cron.parse("every hour")
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from offload.cli import main
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
 from offload.storage import LocalStorage, make_key
 
 
 def test_schemas_writes_one_valid_document_per_job_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schemas", "--out", str(tmp_path)]) == 0
     written = sorted(p.stem for p in tmp_path.glob("*.json"))
-    assert written == sorted(REGISTRY.names)
+    assert written == sorted(BUILT_IN.names)
     assert json.loads((tmp_path / "image.batch.json").read_text())["$id"].endswith("/image.batch.json")
 
 

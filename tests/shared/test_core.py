@@ -10,7 +10,7 @@ import dramatiq
 import pytest
 from pydantic import ValidationError
 
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
 from offload.contracts.system import SLEEP
 from offload.errors import ConfigError, ValidationFailed
 from offload.logs import JsonFormatter, job_logging
@@ -142,7 +142,7 @@ def test_log_lines_are_json_with_the_job_id_and_tenant() -> None:
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    contract = REGISTRY.get("system.fail")
+    contract = BUILT_IN.get("system.fail")
     delays = [backoff(contract, attempt) for attempt in range(1, 12)]
     assert all(0 < d <= contract.retry.max_backoff for d in delays)
     assert max(delays[-3:]) > max(delays[:1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offload import problems
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
 from offload.errors import ValidationFailed
 from offload.urls import UrlPolicy
 
@@ -56,7 +56,7 @@ def test_a_parameter_has_no_pointer_and_nesting_moves_only_what_is_in_the_body()
 
 def _errors(job_type: str, payload: dict) -> list[dict]:
     with pytest.raises(ValidationFailed) as caught:
-        REGISTRY.get(job_type).parse(payload)
+        BUILT_IN.get(job_type).parse(payload)
     return caught.value.errors
 
 

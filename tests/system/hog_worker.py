@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from pydantic import Field
 
 from offload.contracts import JobContract, Registry, RetryPolicy, system
-from offload.publish import Publisher
-from offload.settings import Settings, load_settings
-from offload.worker import JobContext, build_worker
+from offload.jobs import WorkerSpec, job
+from offload.worker import JobContext
 
 #: What the hog jobs of this process allocated and never gave back.
 LEAKED: list[bytearray] = []
@@ -34,16 +32,13 @@ HOG = JobContract(
 REGISTRY = Registry([*system.CONTRACTS, HOG])
 
 
+@job(HOG)
 def hog(ctx: JobContext, payload: Hog) -> dict[str, int]:
     """Allocate ``mb`` MiB, touch every page, and keep it."""
     LEAKED.append(bytearray(b"x" * (payload.mb * 1024 * 1024)))
     return {"kept_mb": sum(len(block) for block in LEAKED) // (1024 * 1024)}
 
 
-def setup() -> RabbitmqBroker:
-    """Dramatiq calls this in each worker process."""
-    settings = load_settings(Settings)
-    publisher = Publisher.from_settings(settings, registry=REGISTRY, pin_connections=True)
-    return build_worker(
-        settings, queues=["system"], handlers={"system.hog": hog}, registry=REGISTRY, publisher=publisher
-    )
+#: The worker: the system job types and ``system.hog``.
+SPEC = WorkerSpec(name="hog", jobs=(hog,))
+setup = SPEC.setup

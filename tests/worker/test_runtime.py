@@ -219,11 +219,9 @@ def test_an_attempt_over_its_time_limit_is_interrupted_and_retried_then_fails_as
 
     registry = Registry([*system.CONTRACTS, stuck])
     publisher = Publisher.from_settings(settings, registry=registry)
-    from offload.worker import build_worker
+    from offload.jobs import JobType, WorkerSpec
 
-    broker = build_worker(
-        settings, queues=["system"], handlers={"system.stuck": never_returns}, registry=registry, publisher=publisher
-    )
+    broker = WorkerSpec(name="stuck", jobs=(JobType(stuck, never_returns),)).build(settings, publisher=publisher)
     broker.emit_after("process_boot")  # starts TimeLimit's watchdog, as the dramatiq CLI does
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from offload.contracts import REGISTRY
+from offload.contracts import BUILT_IN
 
 DEMO_JOBS: list[dict[str, Any]] = [
     {"type": "system.noop", "payload": {"echo": "hello from Offload"}},
@@ -85,10 +85,10 @@ def submit(job_type: str, payload: str, tenant: str) -> int:
 def export_schemas(out: Path) -> int:
     """Write one JSON Schema file per job type into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    for contract in REGISTRY:
+    for contract in BUILT_IN:
         path = out / f"{contract.name}.json"
         path.write_text(json.dumps(contract.json_schema(), indent=2, sort_keys=True) + "\n")
-    print(f"Wrote {len(REGISTRY)} schemas to {out}/")
+    print(f"Wrote {len(BUILT_IN)} schemas to {out}/")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from offload.contracts import REGISTRY, Registry
+from offload.contracts import Registry
 from offload.logs import configure_logging
 from offload.pauses import Pauses
 from offload.publish import Publisher
@@ -21,9 +21,12 @@ from offload_api.views import batches, events, files, health, jobs, meta, ops, q
 
 
 def create_app(
-    settings: Settings | None = None, *, publisher: Publisher | None = None, registry: Registry = REGISTRY
+    settings: Settings | None = None, *, publisher: Publisher | None = None, registry: Registry | None = None
 ) -> Flask:
     """Build the HTTP API. Production passes nothing; tests pass settings (and may pass a publisher).
+
+    The API serves the job types of the publisher's registry: by default the live catalogue, so a
+    type a worker registers is accepted, listed and documented within seconds, with no restart.
 
     Raises:
         ConfigError: the settings are invalid.
@@ -40,6 +43,7 @@ def create_app(
         app.config["SERVER_NAME"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     publisher = publisher or Publisher.from_settings(settings, registry=registry)
+    registry = publisher.preparer.registry
     services = Services(
         settings=settings,
         publisher=publisher,
@@ -49,9 +53,9 @@ def create_app(
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
         metrics=api_metrics.ApiMetrics(
             [
-                QueueCollector(settings.broker_url.get_secret_value(), registry.queues),
+                QueueCollector(settings.broker_url.get_secret_value(), registry),
                 JobStateCollector(publisher.store),
-                PauseCollector(Pauses(publisher.store.client, prefix=settings.redis_prefix), registry.queues),
+                PauseCollector(Pauses(publisher.store.client, prefix=settings.redis_prefix), registry),
                 ScheduleCollector(publisher.store, settings.timezone),
             ]
         )

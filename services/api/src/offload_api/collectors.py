@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from offload.broker import blocking_connection
+from offload.contracts import Registry
 from offload.pauses import Pauses
 from offload.scheduler import schedule_status
 from offload.status import StatusStore
@@ -61,10 +62,10 @@ class _Cached(Collector):
 class QueueCollector(_Cached):
     """``offload_queue_messages{queue, kind}`` (ready, delayed, dead) and ``offload_queue_consumers{queue}``."""
 
-    def __init__(self, broker_url: str, queues: list[str]) -> None:
+    def __init__(self, broker_url: str, registry: Registry) -> None:
         super().__init__()
         self.broker_url = broker_url
-        self.queues = queues
+        self.registry = registry
 
     def _read(self) -> list[Metric]:
         messages = GaugeMetricFamily(
@@ -74,7 +75,7 @@ class QueueCollector(_Cached):
         )
         consumers = GaugeMetricFamily("offload_queue_consumers", "Consumers of a queue.", labels=["queue"])
         up = GaugeMetricFamily("offload_broker_up", "1 when the last reading of the broker worked.")
-        depths = read_queues(self.broker_url, self.queues)
+        depths = read_queues(self.broker_url, self.registry.queues)
         up.add_metric([], 0 if depths is None else 1)
         for depth in depths or []:
             for kind in ("ready", "delayed", "dead"):
@@ -153,10 +154,10 @@ class PauseCollector(_Cached):
     the jobs received meanwhile, waiting for the resume.
     """
 
-    def __init__(self, pauses: Pauses, queues: list[str]) -> None:
+    def __init__(self, pauses: Pauses, registry: Registry) -> None:
         super().__init__()
         self.pauses = pauses
-        self.queues = queues
+        self.registry = registry
 
     def _read(self) -> list[Metric]:
         paused = GaugeMetricFamily(
@@ -166,7 +167,7 @@ class PauseCollector(_Cached):
             "offload_parked_jobs", "Jobs parked while their queue or job type was paused.", labels=["target"]
         )
         now = self.pauses.paused()
-        for target in sorted({*self.queues, *now}):
+        for target in sorted({*self.registry.queues, *now}):
             paused.add_metric([target], 1 if target in now else 0)
             parked.add_metric([target], self.pauses.parked_count(target))
         return [paused, parked]

@@ -34,6 +34,8 @@ class Services:
     #: The open event streams, per tenant (``offload_api.streams``).
     streams: StreamSlots = field(default_factory=StreamSlots)
     openapi: dict[str, Any] | None = None
+    #: The catalogue version :attr:`openapi` was built from.
+    openapi_version: int = -1
 
     @property
     def store(self) -> StatusStore:

@@ -15,6 +15,7 @@ each name its own.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -22,7 +23,8 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from offload.contracts import Registry
+from offload.contracts import JobContract, Registry
+from offload.contracts.registered import RegisteredContract
 from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
@@ -82,10 +84,51 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     request of the API carries one, so it is left out rather than published unused.
     """
     models = [(m, "serialization") for m in RESPONSE_MODELS] + [(JobOptions, "validation")]
-    models += [(c.payload, "validation") for c in registry.public]
+    models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     definitions: dict[str, Any] = top.get("$defs", {})
+    for contract in registry.public:
+        if isinstance(contract, RegisteredContract):
+            definitions.update(_registered_schemas(contract))
     return definitions
+
+
+def _payload_name(contract: JobContract) -> str:
+    """The name of a job type's payload schema: its model's, or ``<Type>Payload`` for a registered type."""
+    if isinstance(contract, RegisteredContract):
+        return f"{_camel(contract.name)}Payload"
+    return contract.payload.__name__
+
+
+def _registered_schemas(contract: RegisteredContract) -> dict[str, Any]:
+    """A registered type's payload schema and its definitions, named apart from every other type's.
+
+    A worker's schema keeps its definitions under ``$defs``; here each becomes a component named
+    after the type (``TextWordcountOptions``), and every local reference follows it.
+    """
+    prefix = _camel(contract.name)
+    schema = copy.deepcopy(contract.json_schema())
+    definitions = schema.pop("$defs", {}) if isinstance(schema.get("$defs"), dict) else {}
+
+    def relink(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                node = {**node, "$ref": REF.format(model=prefix + ref.removeprefix("#/$defs/"))}
+            return {key: relink(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [relink(item) for item in node]
+        return node
+
+    found = {f"{prefix}{name}": relink(definition) for name, definition in definitions.items()}
+    found[_payload_name(contract)] = relink(schema)
+    return found
+
+
+def _payload_required(contract: JobContract) -> bool:
+    if isinstance(contract, RegisteredContract):
+        return bool(contract.json_schema().get("required"))
+    return _requires_fields(contract.payload)
 
 
 def _requires_fields(model: type[BaseModel]) -> bool:
@@ -144,11 +187,11 @@ def _job_union(registry: Registry, union: str, options: str, description: str) -
             "description": contract.description,
             "properties": {
                 "type": {"type": "string", "const": contract.name},
-                "payload": {"$ref": REF.format(model=contract.payload.__name__)},
+                "payload": {"$ref": REF.format(model=_payload_name(contract))},
                 "options": {"$ref": REF.format(model=options)},
             },
             # The API reads a missing payload as {}, which is only valid if no field is required.
-            "required": ["type", "payload"] if _requires_fields(contract.payload) else ["type"],
+            "required": ["type", "payload"] if _payload_required(contract) else ["type"],
             "additionalProperties": False,
         }
     mapping = {contract.name: REF.format(model=f"{union}{_camel(contract.name)}") for contract in registry.public}

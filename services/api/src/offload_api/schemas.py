@@ -196,6 +196,18 @@ class JobType(_Closed):
     time_limit_seconds: float
     retry: dict[str, float]
     payload_schema: dict[str, Any]
+    service: str | None = Field(
+        description="The worker service that registered it (``system``: every worker); null if none has yet."
+    )
+    schema_hash: str | None = Field(description="The hash of its queue and payload and result schemas, as registered.")
+    live_workers: int | None = Field(
+        description="Worker processes that sent a heartbeat for it in the last 30 s; 0 means jobs wait queued "
+        "(no live worker); null when the catalogue could not be read."
+    )
+    validated_by: Literal["model", "json_schema"] = Field(
+        description="How the API checks its payloads: the full model (a type the API imports) or the registered "
+        "JSON Schema (the worker then checks its full model too)."
+    )
 
 
 class JobTypeList(_Closed):

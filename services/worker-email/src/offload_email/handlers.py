@@ -9,6 +9,8 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from offload.contracts.email import (
+    BATCH,
+    SEND,
     BatchOutcome,
     BatchRecipient,
     Recipient,
@@ -18,8 +20,9 @@ from offload.contracts.email import (
     SendEmailResult,
 )
 from offload.errors import JobError, PermanentJobError, TransientJobError
+from offload.jobs import job
 from offload.status import StatusStore
-from offload.worker import Handler, JobContext
+from offload.worker import JobContext
 from offload_email.compose import compose, compose_message
 from offload_email.mailer import Mailer, Session
 from offload_email.settings import EmailSettings
@@ -151,10 +154,6 @@ class EmailHandlers:
             return BatchOutcome(email=recipient.email, status="rejected", reply=reply, message_id=message_id)
         return BatchOutcome(email=recipient.email, status="sent", message_id=message_id)
 
-    def handlers(self) -> dict[str, Handler]:
-        """The handlers by job type."""
-        return {"email.send": self.send, "email.batch": self.batch}
-
 
 class _Journal:
     """A batch's per-recipient outcomes in Redis, written with as few round trips as is safe.
@@ -187,3 +186,15 @@ class _Journal:
         if self.pending:
             self.client.hset(self.key, mapping=self.pending)
             self.pending = {}
+
+
+@job(SEND)
+def send(ctx: JobContext, payload: SendEmailPayload) -> SendEmailResult:
+    """Send one templated email (see :meth:`EmailHandlers.send`)."""
+    return ctx.resource(EmailHandlers).send(ctx, payload)
+
+
+@job(BATCH)
+def batch(ctx: JobContext, payload: SendBatchPayload) -> SendBatchResult:
+    """Send one message per recipient (see :meth:`EmailHandlers.batch`)."""
+    return ctx.resource(EmailHandlers).batch(ctx, payload)

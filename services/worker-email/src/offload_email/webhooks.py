@@ -27,14 +27,15 @@ from urllib.parse import urlsplit
 import requests
 
 from offload.breaker import CircuitBreaker
-from offload.contracts.webhook import DeliverWebhookPayload, DeliverWebhookResult
+from offload.contracts.webhook import DELIVER, DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
+from offload.jobs import job
 from offload.numbers import whole_number
 from offload.outbound import pinned_request
 from offload.status import StatusStore, iso, now_ms
 from offload.urls import UrlPolicy
 from offload.webhooks import SecretStore, sign
-from offload.worker import Handler, JobContext
+from offload.worker import JobContext
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class WebhookHandlers:
             raise PermanentJobError(reason, code="webhook_redirect")
         raise PermanentJobError(f"The receiver refused the webhook with {status}.", code="webhook_rejected")
 
-    def handlers(self) -> dict[str, Handler]:
-        """The handlers by job type."""
-        return {"webhook.deliver": self.deliver}
+
+@job(DELIVER)
+def deliver(ctx: JobContext, payload: DeliverWebhookPayload) -> DeliverWebhookResult:
+    """POST a job's final record to its callback URL, signed (see :meth:`WebhookHandlers.deliver`)."""
+    return ctx.resource(WebhookHandlers).deliver(ctx, payload)

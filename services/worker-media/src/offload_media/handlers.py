@@ -13,6 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from offload.contracts.media import (
+    AVATAR,
+    BATCH,
+    CLEANUP,
+    OPTIMIZE,
+    RESIZE,
+    THUMBNAIL,
     AvatarOptions,
     AvatarPayload,
     BatchItemResult,
@@ -36,9 +42,10 @@ from offload.contracts.media import (
     ThumbnailPayload,
 )
 from offload.errors import JobCancelled, JobError, TransientJobError
+from offload.jobs import job
 from offload.signing import LinkSigner
 from offload.storage import Storage, make_key
-from offload.worker import Handler, JobContext
+from offload.worker import JobContext
 from offload_media import crop, images, metadata
 from offload_media.settings import MediaSettings
 from offload_media.sources import Sources
@@ -133,17 +140,6 @@ class MediaHandlers:
         swept = self.storage.remove_older_than(time.time() - older_than, dry_run=payload.dry_run)
         logger.info("Storage cleanup: %d folders, %d files, %d bytes.", swept.folders, swept.files, swept.bytes)
         return CleanupResult(folders=swept.folders, files=swept.files, bytes=swept.bytes, dry_run=payload.dry_run)
-
-    def handlers(self) -> dict[str, Handler]:
-        """The handlers by job type."""
-        return {
-            "image.resize": self.resize,
-            "image.thumbnail": self.thumbnail,
-            "image.avatar": self.avatar,
-            "image.optimize": self.optimize,
-            "image.batch": self.batch,
-            "storage.cleanup": self.cleanup,
-        }
 
     # -- one source --------------------------------------------------------------------------
 
@@ -282,3 +278,39 @@ def _as_resize(options: ThumbnailOptions) -> ResizeOptions:
         quality=options.quality,
         colour=options.colour,
     )
+
+
+@job(RESIZE)
+def resize(ctx: JobContext, payload: ResizePayload) -> ImageResult:
+    """Every size in every format from one decode."""
+    return ctx.resource(MediaHandlers).resize(ctx, payload)
+
+
+@job(THUMBNAIL)
+def thumbnail(ctx: JobContext, payload: ThumbnailPayload) -> ImageResult:
+    """One small image."""
+    return ctx.resource(MediaHandlers).thumbnail(ctx, payload)
+
+
+@job(AVATAR)
+def avatar(ctx: JobContext, payload: AvatarPayload) -> ImageResult:
+    """Square images of exactly each size."""
+    return ctx.resource(MediaHandlers).avatar(ctx, payload)
+
+
+@job(OPTIMIZE)
+def optimize(ctx: JobContext, payload: OptimizePayload) -> OptimizeResult:
+    """The image re-encoded at full size, or the original if smaller."""
+    return ctx.resource(MediaHandlers).optimize(ctx, payload)
+
+
+@job(BATCH)
+def batch(ctx: JobContext, payload: BatchPayload) -> BatchResult:
+    """One operation applied to every source."""
+    return ctx.resource(MediaHandlers).batch(ctx, payload)
+
+
+@job(CLEANUP)
+def cleanup(ctx: JobContext, payload: CleanupPayload) -> CleanupResult:
+    """Remove uploads and outputs past retention."""
+    return ctx.resource(MediaHandlers).cleanup(ctx, payload)

@@ -12,12 +12,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
-from offload.contracts.reports import Column, ReportPayload, ReportResult
+from offload.contracts.reports import BUILD, Column, ReportPayload, ReportResult
 from offload.errors import PermanentJobError, TransientJobError
+from offload.jobs import job
 from offload.publish import Publisher
 from offload.signing import LinkSigner
 from offload.storage import FileTooLarge, Storage, make_key
-from offload.worker import Handler, JobContext
+from offload.worker import JobContext
 from offload_reports import cells, sources
 from offload_reports.settings import ReportSettings
 from offload_reports.writers import CsvWriter, PdfWriter, ReportWriter, XlsxWriter
@@ -77,10 +78,6 @@ class ReportHandlers:
         if payload.notify is not None:
             result.notify_job_id = self._notify(ctx, payload, result.url)
         return result
-
-    def handlers(self) -> dict[str, Handler]:
-        """The handlers by job type."""
-        return {"report.build": self.build}
 
     def _writer(self, payload: ReportPayload, handle: BinaryIO) -> ReportWriter:
         if payload.output == "csv":
@@ -169,3 +166,9 @@ def _slug(title: str) -> str:
     """A file name from the report's title: letters, digits and dashes, never empty."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:60]
     return slug or "report"
+
+
+@job(BUILD)
+def build(ctx: JobContext, payload: ReportPayload) -> ReportResult:
+    """Stream the rows into a CSV, XLSX or PDF file in storage."""
+    return ctx.resource(ReportHandlers).build(ctx, payload)

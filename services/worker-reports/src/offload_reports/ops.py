@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo
 from offload import dead_letters
 from offload.contracts import Registry
 from offload.contracts.ops import (
+    AGGREGATE,
+    DAILY_OPS,
+    MAINTENANCE,
     AggregatePayload,
     AggregateResult,
     DailyOpsPayload,
@@ -19,11 +22,12 @@ from offload.contracts.ops import (
 )
 from offload.contracts.reports import Column, Notify, ReportPayload, ReportResult
 from offload.errors import PermanentJobError
+from offload.jobs import job
 from offload.signing import LinkSigner
 from offload.status import StatusStore
 from offload.status.stats import HOUR, aggregate, hour_of, read
 from offload.storage import Storage, make_key
-from offload.worker import Handler, JobContext
+from offload.worker import JobContext
 from offload_reports.handlers import ReportHandlers
 
 logger = logging.getLogger(__name__)
@@ -129,10 +133,20 @@ class OpsHandlers:
         )
         return self.reports.build(ctx, report)
 
-    def handlers(self) -> dict[str, Handler]:
-        """The handlers by job type."""
-        return {
-            "stats.aggregate": self.aggregate,
-            "maintenance.cleanup": self.maintenance,
-            "report.daily_ops": self.daily_ops,
-        }
+
+@job(AGGREGATE)
+def stats_aggregate(ctx: JobContext, payload: AggregatePayload) -> AggregateResult:
+    """Compute the hourly statistics."""
+    return ctx.resource(OpsHandlers).aggregate(ctx, payload)
+
+
+@job(MAINTENANCE)
+def maintenance_cleanup(ctx: JobContext, payload: MaintenancePayload) -> MaintenanceResult:
+    """Export and remove old dead letters; trim the indexes."""
+    return ctx.resource(OpsHandlers).maintenance(ctx, payload)
+
+
+@job(DAILY_OPS)
+def report_daily_ops(ctx: JobContext, payload: DailyOpsPayload) -> ReportResult:
+    """The day's job counts and failure rates per type and tenant, as XLSX."""
+    return ctx.resource(OpsHandlers).daily_ops(ctx, payload)

@@ -1,34 +1,27 @@
-"""Worker entry point: ``dramatiq offload_reports.worker:setup --queues reports system``."""
+"""The reports worker: ``dramatiq offload_reports.worker:setup`` serves reports, statistics and maintenance."""
 
 from __future__ import annotations
 
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from collections.abc import Iterator
 
-from offload.contracts import REGISTRY
+from offload.jobs import WorkerSpec
 from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
-from offload.settings import load_settings
 from offload.signing import LinkSigner
 from offload.storage import build_storage
-from offload.worker import build_worker
-from offload.worker.priority import yield_cpu
+from offload.worker import Resources
+from offload_reports import handlers, ops
 from offload_reports.handlers import ReportHandlers
 from offload_reports.ops import OpsHandlers
 from offload_reports.settings import ReportSettings
 from offload_reports.sources import UrlFetcher
 
-#: The domain queues this worker consumes (besides ``system``).
-QUEUES = ("reports",)
-#: The job types this worker serves (besides the system ones).
-JOB_TYPES = ("report.build", "stats.aggregate", "maintenance.cleanup", "report.daily_ops")
 
-
-def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> RabbitmqBroker:
-    """This worker's broker and actors, from explicit settings (tests pass their own)."""
-    publisher = publisher or Publisher.from_settings(settings, pin_connections=True)
+def resources(settings: ReportSettings, publisher: Publisher, _given: Resources) -> Iterator[object]:
+    """The storage client, signer and row fetcher the report and operations handlers share."""
     storage = build_storage(settings)
     signer = LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl)
-    handlers = ReportHandlers(
+    reports = ReportHandlers(
         storage=storage,
         signer=signer,
         settings=settings,
@@ -40,21 +33,23 @@ def build(settings: ReportSettings, *, publisher: Publisher | None = None) -> Ra
         ),
         publisher=publisher,
     )
-    ops = OpsHandlers(
+    yield reports
+    yield OpsHandlers(
         store=publisher.store,
         storage=storage,
         signer=signer,
-        registry=REGISTRY,
+        registry=publisher.preparer.registry,
         broker_url=settings.broker_url.get_secret_value(),
-        reports=handlers,
-    )
-    return build_worker(
-        settings, queues=QUEUES, handlers={**handlers.handlers(), **ops.handlers()}, publisher=publisher
+        reports=reports,
     )
 
 
-def setup() -> RabbitmqBroker:
-    """Build this worker's broker and actors; the Dramatiq CLI calls it in each worker process."""
-    settings = load_settings(ReportSettings)
-    yield_cpu(settings.worker_nice)
-    return build(settings)
+#: What this worker serves: the ``reports`` queue.
+SPEC = WorkerSpec(
+    name="reports",
+    jobs=(handlers.build, ops.stats_aggregate, ops.maintenance_cleanup, ops.report_daily_ops),
+    settings=ReportSettings,
+    resources=resources,
+)
+#: What ``dramatiq offload_reports.worker:setup`` calls in each worker process.
+setup = SPEC.setup

@@ -1,13 +1,18 @@
-"""Job contracts: every job type Offload knows, as pure data (no I/O imports; see README.md).
+"""Job contracts as data: the built-in job types, and the types every contract is made of.
 
-Add a domain by writing ``contracts/<domain>.py`` with a ``CONTRACTS`` tuple and listing it in
-:data:`REGISTRY` below. The API, the workers, ``GET /v1/job-types``, the OpenAPI document and the
-JSON Schemas all pick it up from here, with no edit anywhere else.
+Each module here (``system.py``, ``email.py``, ...) declares one domain's contracts and exports
+them in a ``CONTRACTS`` tuple; :data:`BUILT_IN` gathers every such module it finds, so a new
+module needs no edit anywhere else. A worker binds a contract to its handler with
+:func:`offload.jobs.job` and registers it at boot; a team's own job types are declared the same
+way in their own package and reach the API through the catalogue (:mod:`offload.catalogue`).
+The API imports these built-in contracts to validate their payloads with the full models.
 """
 
 from __future__ import annotations
 
-from offload.contracts import email, media, ops, reports, system, webhook
+import importlib
+import pkgutil
+
 from offload.contracts._base import (
     MAX_BROKER_PRIORITY,
     Concurrency,
@@ -21,14 +26,22 @@ from offload.contracts.ops import SCHEDULES, Schedule
 from offload.contracts.registry import Registry
 from offload.contracts.system import SYSTEM_QUEUE
 
-#: Every contract Offload serves.
-REGISTRY = Registry(
-    [*system.CONTRACTS, *email.CONTRACTS, *media.CONTRACTS, *reports.CONTRACTS, *ops.CONTRACTS, *webhook.CONTRACTS]
-)
+
+def _built_in() -> Registry:
+    """Every ``CONTRACTS`` tuple of this package's modules, the system ones first."""
+    found = []
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "system", m.name)):
+        contracts = getattr(importlib.import_module(f"{__name__}.{module.name}"), "CONTRACTS", ())
+        found += list(contracts)
+    return Registry(found)
+
+
+#: The built-in contracts (system, email, webhooks, media, reports, maintenance), found, not listed.
+BUILT_IN = _built_in()
 
 __all__ = [
+    "BUILT_IN",
     "MAX_BROKER_PRIORITY",
-    "REGISTRY",
     "SCHEDULES",
     "SYSTEM_QUEUE",
     "Concurrency",

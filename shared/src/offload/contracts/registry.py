@@ -1,4 +1,4 @@
-"""The registry of every job contract: the one list the API, workers and documents derive from."""
+"""A set of job contracts looked up by name: what a worker serves, or what a process may submit."""
 
 from __future__ import annotations
 
@@ -22,13 +22,17 @@ class Registry:
                 raise ValueError(f"Job type {contract.name!r} is registered twice.")
             self._contracts[contract.name] = contract
 
+    def _table(self) -> dict[str, JobContract]:
+        """The contracts by name, as of now (a live view overrides this)."""
+        return self._contracts
+
     def get(self, name: object, *, internal: bool = True) -> JobContract:
         """The contract named ``name``; with ``internal=False`` (client submissions) internal ones are unknown.
 
         Raises:
             UnknownJobType: no contract has that name (or it is internal and not allowed).
         """
-        contract = self._contracts.get(name) if isinstance(name, str) else None
+        contract = self._table().get(name) if isinstance(name, str) else None
         if contract is not None and contract.internal and not internal:
             contract = None
         if contract is None:
@@ -38,18 +42,18 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         """True if a contract is named ``name``; False for anything that is not a string (a JSON object, say)."""
-        return isinstance(name, str) and name in self._contracts
+        return isinstance(name, str) and name in self._table()
 
     def __iter__(self) -> Iterator[JobContract]:
-        return iter(self._contracts.values())
+        return iter(list(self._table().values()))
 
     def __len__(self) -> int:
-        return len(self._contracts)
+        return len(self._table())
 
     @property
     def names(self) -> list[str]:
         """Every type name, in registration order."""
-        return list(self._contracts)
+        return list(self._table())
 
     @property
     def public(self) -> list[JobContract]:

@@ -13,19 +13,20 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from offload import problems
-from offload.contracts import REGISTRY, Registry
+from offload.contracts import BUILT_IN, JobContract, Registry
 from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable, ValidationFailed
 from offload.publish.amqp import ConfirmingPublisher
 from offload.quotas import QuotaExceeded, Quotas
 from offload.settings import Settings
 from offload.status import BatchStore, JobRecord, Retention, StatusStore, now_ms, redis_errors
+from offload.status.catalogue import ContractStore
 from offload.submission import DomainAllowList, PreparedJob, Preparer
 from offload.urls import UrlPolicy
 from offload.wire import WireMessage, encode_message
@@ -84,15 +85,20 @@ class Publisher:
         cls,
         settings: Settings,
         *,
-        registry: Registry = REGISTRY,
+        registry: Registry | None = None,
+        local: Iterable[JobContract] = BUILT_IN,
         url_policy: UrlPolicy | None = None,
         pin_connections: bool = False,
     ) -> Publisher:
         """Build the publisher a process needs from its settings (one per process).
 
-        ``pin_connections`` gives each thread its own Redis connection for state changes (workers).
+        It submits the job types of the live catalogue (:class:`~offload.catalogue.Catalogue`):
+        the ``local`` contracts this process imports, and every type a worker registered; a given
+        ``registry`` replaces the catalogue. ``pin_connections`` gives each thread its own Redis
+        connection for state changes (workers).
         """
         from offload.broker import queue_arguments  # the broker module imports dramatiq; keep it lazy
+        from offload.catalogue import Catalogue
 
         store = StatusStore.from_url(
             settings.redis_url.get_secret_value(),
@@ -103,6 +109,9 @@ class Publisher:
         amqp = ConfirmingPublisher(
             settings.broker_url.get_secret_value(), queue_arguments=queue_arguments, timeout=settings.publish_timeout
         )
+        if registry is None:
+            known = {contract.name: contract for contract in local}
+            registry = Catalogue(ContractStore(store.client, settings.redis_prefix), known.values())
         preparer = Preparer(
             registry=registry,
             url_policy=url_policy or settings_url_policy(settings),

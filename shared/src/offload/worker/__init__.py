@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from offload.worker.app import build_worker, declare_actor
-from offload.worker.context import JobContext
+from offload.worker.context import JobContext, Resources
 from offload.worker.runtime import Handler, JobFailed, Runtime
 
-__all__ = ["Handler", "JobContext", "JobFailed", "Runtime", "build_worker", "declare_actor"]
+__all__ = ["Handler", "JobContext", "Resources", "JobFailed", "Runtime", "build_worker", "declare_actor"]

@@ -1,15 +1,17 @@
-"""The composition root every worker service calls from its ``setup()``.
+"""The composition root of every worker: a :class:`~offload.jobs.WorkerSpec` made into a broker.
 
-``dramatiq offload_email.worker:setup --queues email system`` imports the service, whose
-``setup()`` calls :func:`build_worker` with its queues and handlers. Nothing connects at import.
+``dramatiq offload_email.worker:setup`` imports the service, whose ``setup`` (its spec's) calls
+:func:`build_worker`: one actor per job type of the spec and per system job type, the
+middleware every worker runs, and the registration of its contracts in the catalogue. Nothing
+connects at import.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -17,21 +19,27 @@ from dramatiq.middleware import CurrentMessage, Middleware, Retries, ShutdownNot
 
 from offload.broker import build_broker
 from offload.concurrency import Slots
-from offload.contracts import REGISTRY, SYSTEM_QUEUE, JobContract, Registry
+from offload.contracts import BUILT_IN, JobContract, Registry
 from offload.errors import ConfigError, DependencyError
 from offload.logs import configure_logging
 from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings
+from offload.status.catalogue import ContractStore
 from offload.worker.adoption import Adopter, UnservedMessages
+from offload.worker.context import Resources
 from offload.worker.hard_limit import HardTimeLimit
 from offload.worker.log_context import JobLogContext
 from offload.worker.memory_guard import MemoryGuard
 from offload.worker.metrics import JobMetrics
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
-from offload.worker.runtime import Handler, JobFailed, Runtime
+from offload.worker.registration import Heartbeat, cards_for, register
+from offload.worker.runtime import JobFailed, Runtime
 from offload.worker.slots import SlotKeeper
-from offload.worker.system import SYSTEM_HANDLERS
+from offload.worker.system import SYSTEM_JOBS
+
+if TYPE_CHECKING:
+    from offload.jobs import WorkerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -61,23 +69,39 @@ def check_contract(contract: JobContract, settings: Settings) -> None:
 
 
 def build_worker(
+    spec: WorkerSpec[Any],
     settings: Settings,
     *,
-    queues: Iterable[str],
-    handlers: Mapping[str, Handler],
-    registry: Registry = REGISTRY,
     publisher: Publisher | None = None,
+    resources: Iterable[object] = (),
 ) -> RabbitmqBroker:
-    """Build the Dramatiq broker of one worker service, with an actor for every contract it serves.
+    """Build the Dramatiq broker of one worker: an actor for each job type of ``spec`` and each system one.
 
-    The service serves every contract routed to ``queues`` plus the system queue; each must have a
-    handler in ``handlers`` (system handlers are added here).
+    Its contracts are registered in the catalogue (so the API accepts them within a second or
+    two), and a heartbeat tells the catalogue this process serves them. ``resources`` are objects
+    a test hands in (a mailer): the spec's builder uses them instead of making its own.
 
     Raises:
-        ConfigError: a contract has no handler, or breaks the ``consumer_timeout`` rule.
+        ConfigError: a contract breaks the ``consumer_timeout`` rule, or a live worker registered
+            one of its names with another schema.
     """
+    jobs = {job_type.name: job_type for job_type in SYSTEM_JOBS}
+    jobs.update({job_type.name: job_type for job_type in spec.jobs})
+    registry = Registry(job_type.contract for job_type in jobs.values())
+    for contract in registry:
+        check_contract(contract, settings)
     configure_logging(settings.log_level, settings.log_format)
-    publisher = publisher or Publisher.from_settings(settings, registry=registry, pin_connections=True)
+    publisher = publisher or Publisher.from_settings(
+        settings, local=[*BUILT_IN, *(c for c in registry if c.name not in BUILT_IN)], pin_connections=True
+    )
+    given = Resources(resources)
+    shared = given + spec.resources(settings, publisher, given)
+    catalogue = ContractStore(publisher.store.client, settings.redis_prefix)
+    system = {job_type.name for job_type in SYSTEM_JOBS}
+    cards = cards_for([c for c in registry if c.name in system], service="system") + cards_for(
+        [c for c in registry if c.name not in system], service=spec.name
+    )
+    heartbeat = Heartbeat(catalogue, cards, registered=register(catalogue, cards))
     pauses = Pauses(publisher.store.client, prefix=settings.redis_prefix)
     metrics = JobMetrics()
     slots = SlotKeeper(
@@ -109,6 +133,7 @@ def build_worker(
         pauses=pauses,
         adopter=adopter,
         backoff_scale=settings.retry_backoff_scale,
+        resources=shared,
     )
     broker = build_broker(
         settings.broker_url.get_secret_value(),
@@ -122,18 +147,14 @@ def build_worker(
                 max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when
             ),
             CurrentMessage(),
-            UnservedMessages(adopter, registry),
+            UnservedMessages(adopter, publisher.preparer.registry),  # the catalogue: knows the right queue
             promoter,
+            heartbeat,
             *([metrics, _dramatiq_prometheus(settings)] if settings.metrics else []),  # "after" hooks run last first
         ],
     )
-    all_handlers = {**SYSTEM_HANDLERS, **handlers}
-    for contract in registry.for_queues({*queues, SYSTEM_QUEUE}):
-        check_contract(contract, settings)
-        handler = all_handlers.get(contract.name)
-        if handler is None:
-            raise ConfigError(f"No handler for job type {contract.name!r} on queues {sorted({*queues, SYSTEM_QUEUE})}.")
-        declare_actor(broker, contract, runtime.actor_fn(contract, handler))
+    for job_type in jobs.values():
+        declare_actor(broker, job_type.contract, runtime.actor_fn(job_type.contract, job_type.handler))
     dramatiq.set_broker(broker)
     return broker
 

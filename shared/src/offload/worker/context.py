@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from offload.errors import JobCancelled, StatusStoreUnavailable
 from offload.status import StatusStore
@@ -16,10 +17,41 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Seconds between two progress writes of one job (the last report always waits for the next one).
 PROGRESS_INTERVAL = 0.1
 #: Seconds between two reads of the cancel flag when a handler polls ``cancelled``.
 CANCEL_POLL_INTERVAL = 0.25
+
+
+class Resources:
+    """What a worker's handlers share (a mail session, a storage client), found by class.
+
+    A worker spec builds them once per process; a handler reaches one with ``ctx.resource(Type)``,
+    as arq's handlers find theirs in ``ctx``, but typed.
+    """
+
+    def __init__(self, objects: Iterable[object] = ()) -> None:
+        self._objects = list(objects)
+
+    def find(self, kind: type[T]) -> T | None:
+        """The first object that is a ``kind``, or ``None``."""
+        return next((obj for obj in self._objects if isinstance(obj, kind)), None)
+
+    def get(self, kind: type[T]) -> T:
+        """The first object that is a ``kind``.
+
+        Raises:
+            LookupError: the worker built none (its spec's ``resources`` builder does not make one).
+        """
+        found = self.find(kind)
+        if found is None:
+            raise LookupError(f"This worker has no {kind.__name__}: its spec's resources builder must make one.")
+        return found
+
+    def __add__(self, others: Iterable[object]) -> Resources:
+        return Resources([*self._objects, *others])
 
 
 @dataclass
@@ -42,10 +74,20 @@ class JobContext:
     parent_id: str | None = None
     #: The queue the job came from.
     queue: str = ""
+    #: What the worker's handlers share; see :meth:`resource`.
+    resources: Resources = field(default_factory=Resources)
     _metrics: JobMetrics | None = None
     _cancel_requested: bool = False
     _last_write: float = field(default=0.0)
     _last_poll: float = field(default=0.0)
+
+    def resource(self, kind: type[T]) -> T:
+        """The worker's shared object of class ``kind`` (built by its spec's ``resources`` builder).
+
+        Raises:
+            LookupError: the worker has none.
+        """
+        return self.resources.get(kind)
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report progress (0-100, plus an optional short message), at most every 100 ms.

@@ -19,7 +19,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
@@ -33,7 +33,7 @@ from offload.publish import Publisher
 from offload.status import JobState, Started, StatusStore, now_ms
 from offload.submission import FollowUp
 from offload.worker.adoption import Adopter, Refused
-from offload.worker.context import JobContext
+from offload.worker.context import JobContext, Resources
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
 
@@ -68,6 +68,7 @@ class Runtime:
         slots: concurrency limits per key (a job of a limited contract runs only with a slot).
         pauses: paused queues and job types (their jobs are parked, not started).
         adopter: records jobs published on the wire without a record, after HTTP's checks.
+        resources: what the worker's handlers share, reached with ``ctx.resource(Type)``.
     """
 
     store: StatusStore
@@ -79,6 +80,7 @@ class Runtime:
     pauses: Pauses | None = None
     adopter: Adopter | None = None
     backoff_scale: float = 1.0
+    resources: Resources = field(default_factory=Resources)
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
@@ -168,6 +170,7 @@ class Runtime:
                 parent_id=started.parent_id,
                 _cancel_requested=started.cancel_requested,
                 _last_poll=time.monotonic(),  # start() just read the cancel flag
+                resources=self.resources,
             )
             try:
                 self._attempt(contract, handler, ctx, payload, started)
@@ -224,8 +227,16 @@ class Runtime:
         self, contract: JobContract, handler: Handler, ctx: JobContext, payload: dict[str, Any], started: Started
     ) -> None:
         try:
+            parsed = contract.parse(payload)
+        except ValidationFailed as exc:
+            # Accepted by a process that checked only the registered JSON Schema (or an older model):
+            # the worker's own model is the last word, and the job fails naming the fields.
+            named = "; ".join(f"{item['field']}: {item['problem']}" for item in exc.errors[:5]) or exc.message
+            self._fail(ctx, "invalid_payload", f"The payload does not match the model of {contract.name!r}: {named}")
+            return
+        try:
             ctx.raise_if_cancelled()
-            result = _jsonable(handler(ctx, contract.parse(payload)))
+            result = _jsonable(handler(ctx, parsed))
             if started.has_follow_ups:
                 self._publish_follow_ups(ctx)
         except JobCancelled:

@@ -1,20 +1,23 @@
-"""Handlers of the system jobs every worker serves (``system.noop``, ``system.sleep``, ``system.fail``)."""
+"""The system job types every worker serves (``system.noop``, ``system.sleep``, ``system.fail``)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from offload.contracts.system import FAIL, NOOP, SLEEP, FailPayload, NoopPayload, NoopResult, SleepPayload, SleepResult
 from offload.errors import PermanentJobError, TransientJobError
+from offload.jobs import JobType, job
 from offload.worker.context import JobContext
-from offload.worker.runtime import Handler
 
 
+@job(NOOP)
 def noop(_ctx: JobContext, payload: NoopPayload) -> NoopResult:
     """Return at once, echoing the payload's string if any."""
     return NoopResult(echo=payload.echo)
 
 
+@job(SLEEP)
 def sleep(ctx: JobContext, payload: SleepPayload) -> SleepResult:
     """Sleep in ``steps`` slices, reporting progress after each and stopping if cancelled."""
     step = payload.ms / 1000 / payload.steps
@@ -29,6 +32,7 @@ def sleep(ctx: JobContext, payload: SleepPayload) -> SleepResult:
     return SleepResult(slept_ms=payload.ms)
 
 
+@job(FAIL)
 def fail(ctx: JobContext, payload: FailPayload) -> None:
     """Fail as asked: permanently, or transiently until ``succeed_on_attempt``.
 
@@ -43,5 +47,5 @@ def fail(ctx: JobContext, payload: FailPayload) -> None:
     raise TransientJobError(payload.message)
 
 
-#: The system handlers, by job type; every worker registers these.
-SYSTEM_HANDLERS: dict[str, Handler] = {NOOP.name: noop, SLEEP.name: sleep, FAIL.name: fail}
+#: The system job types; every worker serves these besides its own.
+SYSTEM_JOBS: tuple[JobType[Any, Any], ...] = (noop, sleep, fail)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, jsonify
 
+from offload.catalogue import Catalogue
+from offload.contracts import Registry
+from offload.contracts.registered import RegisteredContract
+from offload.errors import StatusStoreUnavailable
 from offload_api.auth import requires
 from offload_api.docs_page import render_docs
 from offload_api.extension import services
@@ -27,7 +33,10 @@ bp = Blueprint("meta", __name__)
     )
 )
 def job_types() -> Response:
-    """Every registered job type: queue, limits, retry policy and payload JSON Schema."""
+    """Every job type clients may submit: queue, limits, retry policy, payload JSON Schema, and who serves it."""
+    registry = services().registry
+    public = registry.public
+    cards, live = _catalogue_facts(registry, [contract.name for contract in public])
     items = [
         {
             "type": contract.name,
@@ -42,8 +51,12 @@ def job_types() -> Response:
                 "max_backoff_seconds": contract.retry.max_backoff,
             },
             "payload_schema": contract.json_schema(),
+            "service": cards.get(contract.name, {}).get("service"),
+            "schema_hash": cards.get(contract.name, {}).get("schema_hash"),
+            "live_workers": live.get(contract.name) if live is not None else None,
+            "validated_by": "json_schema" if isinstance(contract, RegisteredContract) else "model",
         }
-        for contract in services().registry.public
+        for contract in public
     ]
     return jsonify({"job_types": items})
 
@@ -78,10 +91,23 @@ def docs() -> Response:
     return Response(render_docs(document()), mimetype="text/html")
 
 
+def _catalogue_facts(registry: Registry, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int] | None]:
+    """The registered cards of ``names`` and their live worker counts (None if Redis cannot say)."""
+    if not isinstance(registry, Catalogue):
+        return {}, None
+    cards = {name: found for name in names if (found := registry.card(name)) is not None}
+    try:
+        return cards, registry.store.live_workers(names)
+    except StatusStoreUnavailable:
+        return cards, None
+
+
 def document() -> dict[str, object]:
-    """The OpenAPI document, built once per process."""
+    """The OpenAPI document, built again only when the catalogue's version changes."""
     found = services()
-    if found.openapi is None:
+    version = found.registry.version if isinstance(found.registry, Catalogue) else 0
+    if found.openapi is None or found.openapi_version != version:
         server_url = found.settings.public_url.rstrip("/") or "/"
         found.openapi = build_openapi(current_app, found.registry, server_url=server_url)
+        found.openapi_version = version
     return found.openapi

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from offload.contracts import REGISTRY
 from offload.errors import DependencyError, NotFound
 from offload.pauses import Pauses
 from offload.status import iso
@@ -46,7 +45,7 @@ def paused_target(found: Services, queue: str, job_type: str) -> str | None:
 
 
 def _target(name: str) -> str:
-    if name not in REGISTRY.queues and name not in REGISTRY.names:
+    if name not in services().registry.queues and name not in services().registry.names:
         raise NotFound(f"There is no queue or job type {name!r}.")
     return name
 
@@ -55,7 +54,7 @@ def _state(switches: Pauses, name: str, paused: dict[str, int]) -> dict[str, obj
     since = paused.get(name)
     return {
         "name": name,
-        "kind": "queue" if name in REGISTRY.queues else "job_type",
+        "kind": "queue" if name in services().registry.queues else "job_type",
         "paused": since is not None,
         "paused_since": iso(since) if since is not None else None,
         "parked": switches.parked_count(name),
@@ -79,7 +78,7 @@ def list_queues() -> Response:
     """Every queue, plus each paused job type: paused since when, how many jobs wait parked."""
     switches = pauses()
     paused = switches.paused()
-    names = sorted({*REGISTRY.queues, *paused})
+    names = sorted({*services().registry.queues, *paused})
     return jsonify({"queues": [_state(switches, name, paused) for name in names]})
 
 

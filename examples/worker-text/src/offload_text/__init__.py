@@ -1,0 +1,1 @@
+"""An example Offload worker package: ``text.wordcount``."""

@@ -1,0 +1,105 @@
+"""The live catalogue: the job types a process may submit, as workers registered them.
+
+A :class:`Catalogue` is a :class:`~offload.contracts.Registry` that follows what workers
+registered in Redis (:mod:`offload.status.catalogue`). It holds the contracts the process can
+import (the built-in ones: validated with their full pydantic models) and, beside them, every
+registered type it cannot import, rebuilt from its card and validated with its JSON Schema
+(:class:`~offload.contracts.registered.RegisteredContract`).
+
+It reads Redis at most once a second, and then one ``GET`` of the catalogue's version; only a
+changed version reads the cards again. A request never waits on Redis for the catalogue, and
+while Redis is unreachable the last view stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from offload.contracts import BUILT_IN, JobContract, Registry
+from offload.contracts.registered import RegisteredContract
+from offload.errors import StatusStoreUnavailable
+from offload.status.catalogue import ContractStore
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two looks at the catalogue's version.
+REFRESH_S = 1.0
+
+
+class Catalogue(Registry):
+    """The contracts this process knows, plus those workers registered, refreshed at most every second.
+
+    Args:
+        store: the catalogue's keys in Redis.
+        local: the contracts this process imports (they win over a card of the same name).
+        refresh_s: the least time between two looks at Redis.
+    """
+
+    def __init__(
+        self, store: ContractStore, local: Iterable[JobContract] = BUILT_IN, *, refresh_s: float = REFRESH_S
+    ) -> None:
+        super().__init__(local)
+        self.store = store
+        self._local = dict(self._contracts)
+        self._refresh_s = refresh_s
+        self._checked = float("-inf")
+        self._version = -1
+        self._cards: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def _table(self) -> dict[str, JobContract]:
+        if time.monotonic() - self._checked >= self._refresh_s:
+            self.refresh()
+        return self._contracts
+
+    @property
+    def version(self) -> int:
+        """The catalogue version this view reflects (``-1`` before Redis was first read)."""
+        self._table()
+        return self._version
+
+    def card(self, name: str) -> dict[str, Any] | None:
+        """The card registered for ``name``, or ``None`` (a local type no worker registered yet)."""
+        self._table()
+        return self._cards.get(name)
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Look at the catalogue's version now and reload the cards if it changed.
+
+        Only one thread looks at a time; the others keep the view they have.
+        """
+        if not self._lock.acquire(blocking=force):
+            return
+        try:
+            self._checked = time.monotonic()
+            try:
+                if not force and self.store.version() == self._version:
+                    return
+                version, cards = self.store.cards()
+            except StatusStoreUnavailable:
+                if not self._warned:
+                    logger.warning("Redis is unreachable: the job-type catalogue keeps its last view.")
+                    self._warned = True
+                return
+            self._warned = False
+            self._install(version, cards)
+        finally:
+            self._lock.release()
+
+    def _install(self, version: int, cards: dict[str, dict[str, Any]]) -> None:
+        table = dict(self._local)
+        for name, found in sorted(cards.items()):
+            if name in table:
+                continue
+            try:
+                table[name] = RegisteredContract.from_card(found)
+            except ValueError as exc:
+                logger.error("Job type %r left out of the catalogue: %s", name[:100], exc)
+        self._cards = cards
+        self._contracts = table
+        self._version = version

@@ -1,0 +1,164 @@
+"""A pytest plugin for testing job types as Offload tests its own: real RabbitMQ, real Redis.
+
+Installed with the ``offload`` library and loaded by pytest on its own (entry point ``pytest11``),
+it gives a worker package's tests these fixtures:
+
+- ``offload_settings``: settings for a test vhost and Redis database (``OFFLOAD_TEST_BROKER_URL``,
+  ``OFFLOAD_TEST_REDIS_URL``; by default ``offload_test`` on 127.0.0.1 and Redis db 15), loopback
+  URLs allowed. The Redis database is flushed after each test, and never touched if it holds
+  data that is not a test's.
+- ``offload_worker``: ``with offload_worker(SPEC) as publisher:`` runs the spec's actors in a
+  Dramatiq worker in this process and gives a publisher that knows its job types.
+- ``offload_wait``: ``offload_wait(publisher, job_id, "succeeded")`` waits for one of the states
+  and returns the record.
+
+Example::
+
+    def test_wordcount(offload_worker, offload_wait):
+        with offload_worker(SPEC) as publisher:
+            job = publisher.publish("text.wordcount", {"text": "a b a"})
+            record = offload_wait(publisher, job.job_id, "succeeded")
+        assert record.result["words"] == 3
+
+Nothing here mocks a broker: a test that passes here passes against a deployment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from offload.jobs import WorkerSpec
+    from offload.publish import Publisher
+    from offload.settings import Settings
+    from offload.status import JobRecord
+
+#: Marks a Redis database as the tests' own: one holding other keys is never flushed.
+OWNER_KEY = "offloadtest:owner"
+
+
+def broker_url_for_tests() -> str:
+    """The tests' RabbitMQ vhost: ``OFFLOAD_TEST_BROKER_URL``, or ``offload_test`` on loopback."""
+    return os.environ.get("OFFLOAD_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/offload_test")
+
+
+def redis_url_for_tests() -> str:
+    """The tests' Redis database: ``OFFLOAD_TEST_REDIS_URL``, or db 15 on loopback."""
+    return os.environ.get("OFFLOAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = 10.0, message: Callable[[], str] | str = "") -> None:
+    """Poll ``predicate`` every 20 ms until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    pytest.fail(message() if callable(message) else (message or f"condition not met within {timeout} s"))
+
+
+def wait_state(publisher: Publisher, job_id: str, *states: str, timeout: float = 10.0) -> JobRecord:
+    """The record of ``job_id`` once it is in one of ``states``; fails the test after ``timeout``."""
+    seen: list[JobRecord] = []
+
+    def reached() -> bool:
+        record = publisher.get(job_id)
+        if record is not None:
+            seen[:] = [record]
+        return record is not None and record.state.value in states
+
+    wait_for(reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {seen}")
+    return seen[0]
+
+
+@contextlib.contextmanager
+def running_worker(
+    spec: WorkerSpec[Any],
+    settings: Settings,
+    *,
+    threads: int = 2,
+    resources: tuple[object, ...] = (),
+    stop_timeout_ms: int = 10_000,
+) -> Iterator[Publisher]:
+    """Run ``spec`` in a Dramatiq worker in this process; yields a publisher knowing its job types."""
+    import dramatiq
+
+    from offload.contracts import BUILT_IN
+    from offload.publish import Publisher
+
+    settings = spec.settings(**settings.model_dump())  # the worker's own settings class, its defaults
+    local = [*BUILT_IN, *(c for c in spec.contracts if c.name not in BUILT_IN)]
+    worker_publisher = Publisher.from_settings(settings, local=local, pin_connections=True)
+    client = Publisher.from_settings(settings, local=local)
+    broker = spec.build(settings, publisher=worker_publisher, resources=resources)
+    broker.emit_after("process_boot")  # starts the time-limit watchdog, as the dramatiq CLI does
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    try:
+        yield client
+    finally:
+        worker.stop(timeout=stop_timeout_ms)
+        broker.close()
+        client.close()
+        worker_publisher.close()
+
+
+@pytest.fixture
+def offload_settings() -> Iterator[Settings]:
+    """Settings for the test vhost and Redis database; the database is flushed after the test."""
+    import pika
+    import redis
+
+    from offload.settings import Settings
+
+    client = redis.Redis.from_url(redis_url_for_tests(), socket_timeout=2)
+    try:
+        pika.BlockingConnection(pika.URLParameters(broker_url_for_tests() + "?socket_timeout=2")).close()
+        if client.dbsize() and not client.exists(OWNER_KEY):
+            pytest.exit("The test Redis database holds data that is not a test's; refusing to flush it.", 3)
+        client.set(OWNER_KEY, "1")
+    except (redis.ConnectionError, pika.exceptions.AMQPError) as exc:
+        message = f"RabbitMQ or Redis is unreachable for the tests ({type(exc).__name__})."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    settings = Settings(
+        env="test",
+        broker_url=broker_url_for_tests(),
+        redis_url=redis_url_for_tests(),
+        log_format="text",
+        url_allow_hosts=["127.0.0.1"],
+        metrics=False,
+    )
+    yield settings
+    client.flushdb()
+    client.set(OWNER_KEY, "1")
+    client.close()
+
+
+@pytest.fixture
+def offload_worker(offload_settings: Settings) -> Callable[..., contextlib.AbstractContextManager[Publisher]]:
+    """A worker spec served in this process while a ``with`` block runs; yields a publisher.
+
+    Use: ``with offload_worker(SPEC, threads=2) as publisher:``.
+    """
+
+    def start(spec: WorkerSpec[Any], **options: Any) -> contextlib.AbstractContextManager[Publisher]:
+        return running_worker(spec, offload_settings, **options)
+
+    return start
+
+
+@pytest.fixture
+def offload_wait() -> Callable[..., JobRecord]:
+    """Wait for a job to reach one of some states, and return its record.
+
+    Use: ``offload_wait(publisher, job_id, "succeeded", timeout=10)``.
+    """
+    return wait_state
