@@ -103,3 +103,24 @@ class Catalogue(Registry):
         self._cards = cards
         self._contracts = table
         self._version = version
+
+
+def retire(store: ContractStore, name: str, *, force: bool = False) -> str:
+    """Remove a registered type from the catalogue: new jobs of it are refused within a second or two.
+
+    Jobs already queued stay where they are (a worker of the type may still serve them). A type
+    that live workers serve is kept unless ``force``: they would register it again on their next
+    start, so retiring means stopping them first.
+
+    Returns:
+        ``"retired"``, ``"unknown"`` (nothing registered by that name), ``"built_in"`` (a type of
+        the library itself, which every process imports), or ``"live"`` (workers serve it).
+
+    Raises:
+        StatusStoreUnavailable: Redis is unreachable.
+    """
+    if name in BUILT_IN:
+        return "built_in"
+    if not force and store.live_workers([name]).get(name, 0) > 0:
+        return "live"
+    return "retired" if store.retire(name) else "unknown"

@@ -1,4 +1,4 @@
-"""The ``offload`` command: demo, SDK submissions, schema export, storage cleanup, layout migration."""
+"""The ``offload`` command: demo, SDK submissions, schema export, storage cleanup, layout migration, job types."""
 
 from __future__ import annotations
 
@@ -116,6 +116,44 @@ def migrate() -> int:
     return 0
 
 
+def job_types(action: str, name: str | None, *, force: bool) -> int:
+    """List the catalogue (every type workers registered, who serves it), or retire one type."""
+    from offload.catalogue import retire
+    from offload.settings import load_settings
+    from offload.status import StatusStore
+    from offload.status.catalogue import ContractStore
+
+    settings = load_settings()
+    status = StatusStore.from_url(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
+    store = ContractStore(status.client, settings.redis_prefix)
+    if action == "list":
+        _, cards = store.cards()
+        live = store.live_workers(sorted(cards))
+        for type_name, found in sorted(cards.items()):
+            print(
+                json.dumps(
+                    {
+                        "type": type_name,
+                        "service": found.get("service"),
+                        "queue": found.get("queue"),
+                        "schema_hash": found.get("schema_hash"),
+                        "live_workers": live[type_name],
+                    }
+                )
+            )
+        return 0
+    assert name is not None
+    outcome = retire(store, name, force=force)
+    messages = {
+        "retired": f"Retired {name!r}: new jobs of it are refused; queued ones stay.",
+        "unknown": f"No job type {name!r} is registered.",
+        "built_in": f"{name!r} is built into Offload; it cannot be retired.",
+        "live": f"Workers still serve {name!r}: stop them first, or pass --force.",
+    }
+    print(messages[outcome], file=sys.stdout if outcome == "retired" else sys.stderr)
+    return 0 if outcome == "retired" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offload`` command."""
     parser = argparse.ArgumentParser(prog="offload", description=__doc__)
@@ -133,7 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     cleanup_cmd.add_argument("--older-than", type=int, default=None, metavar="SECONDS")
     cleanup_cmd.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     commands.add_parser("migrate", help="bring job records written by an older Offload to this Redis layout")
+    types_cmd = commands.add_parser("job-types", help="list the job types workers registered, or retire one")
+    types_actions = types_cmd.add_subparsers(dest="action", required=True)
+    types_actions.add_parser("list", help="every registered type, its service and its live workers (JSON lines)")
+    retire_cmd = types_actions.add_parser("retire", help="remove a type from the catalogue (its workers stopped)")
+    retire_cmd.add_argument("name")
+    retire_cmd.add_argument("--force", action="store_true", help="retire it even while workers serve it")
     args = parser.parse_args(argv)
+    if args.command == "job-types":
+        return job_types(args.action, getattr(args, "name", None), force=getattr(args, "force", False))
     if args.command == "migrate":
         return migrate()
     if args.command == "demo":

@@ -87,6 +87,7 @@ class Heartbeat(Middleware):
         self.registered = registered
         self.worker = worker_id()
         self._stop = threading.Event()
+        self._beating = threading.Lock()  # a beat in flight ends before the leave, never after it
 
     def after_worker_boot(self, _broker: dramatiq.Broker, _worker: dramatiq.Worker) -> None:
         """Start beating, from this worker process."""
@@ -98,12 +99,18 @@ class Heartbeat(Middleware):
         """Stop beating and leave the catalogue's list of live workers."""
         self._stop.set()
         try:
-            self.store.leave(self.worker, self.names)
+            with self._beating:
+                self.store.leave(self.worker, self.names)
         except StatusStoreUnavailable:
             logger.info("Redis is unreachable: this worker's heartbeats will simply age out.")
 
     def beat(self) -> None:
-        """Register if not done yet, then record a heartbeat for every type served."""
+        """Register if not done yet, then record a heartbeat for every type served (unless stopping)."""
+        with self._beating:
+            if not self._stop.is_set():
+                self._beat()
+
+    def _beat(self) -> None:
         try:
             if not self.registered:
                 self.registered = register(self.store, self.cards)

@@ -19,6 +19,8 @@ from flask import Blueprint, Flask, Response, abort, flash, jsonify, redirect, r
 from werkzeug.wrappers import Response as BaseResponse
 
 from offload import dead_letters
+from offload.catalogue import Catalogue, retire
+from offload.contracts.registered import RegisteredContract
 from offload.errors import ClientError, DependencyError, NotFound
 from offload.scheduler import schedule_status
 from offload.settings import Settings
@@ -334,3 +336,53 @@ def schedules() -> str:
     tz = services().settings.timezone
     rows = schedule_status(services().store, tz=tz)
     return render_template("admin/schedules.html", rows=rows, tz=tz)
+
+
+@bp.get("/job-types")
+@admin_only
+def job_types() -> str:
+    """Every job type clients may submit: its queue, the service that registered it and its live workers."""
+    registry = services().registry
+    public = registry.public
+    live: dict[str, int] | None = None
+    if isinstance(registry, Catalogue):
+        try:
+            live = registry.store.live_workers([contract.name for contract in public])
+        except DependencyError:
+            live = None
+    rows = []
+    for contract in public:
+        card = registry.card(contract.name) if isinstance(registry, Catalogue) else None
+        rows.append(
+            {
+                "name": contract.name,
+                "queue": contract.queue,
+                "description": contract.description,
+                "service": (card or {}).get("service"),
+                "schema_hash": (card or {}).get("schema_hash"),
+                "live": live.get(contract.name) if live is not None else None,
+                "checked_by": "JSON Schema" if isinstance(contract, RegisteredContract) else "model",
+                "retirable": isinstance(contract, RegisteredContract),
+            }
+        )
+    return render_template("admin/job_types.html", rows=rows)
+
+
+@bp.post("/job-types/<name>/retire")
+@admin_only
+def retire_type(name: str) -> BaseResponse:
+    """Retire a registered type whose workers have stopped: new jobs of it are refused; queued ones stay."""
+    registry = services().registry
+    if not isinstance(registry, Catalogue):
+        abort(404)
+    outcome = retire(registry.store, name)
+    registry.refresh(force=True)
+    flash(
+        {
+            "retired": f"Retired {name}: new jobs of it are refused; queued ones stay.",
+            "unknown": f"No job type {name} is registered.",
+            "built_in": f"{name} is built into Offload; it cannot be retired.",
+            "live": f"Workers still serve {name}: stop them first.",
+        }[outcome]
+    )
+    return redirect(url_for("admin.job_types"))
