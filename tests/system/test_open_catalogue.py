@@ -8,6 +8,7 @@ the API accepts, lists, documents and counts ``text.wordcount`` without a restar
 from __future__ import annotations
 
 import http.client
+import logging
 import re
 import signal
 import subprocess
@@ -73,7 +74,7 @@ def test_a_worker_from_outside_services_is_accepted_listed_documented_and_run_wi
             return status == 202
 
         wait_for(accepts, timeout=5, interval=0.1, message="the API did not accept text.wordcount within 5 s")
-        print(f"text.wordcount accepted {time.monotonic() - ready:.2f} s after its worker was ready")
+        logging.getLogger(__name__).info("accepted %.2f s after its worker was ready", time.monotonic() - ready)
 
         wait_for(lambda: api.request("GET", f"/v1/jobs/{accepted['id']}")[2]["state"] == "succeeded", timeout=15)
         record = api.request("GET", f"/v1/jobs/{accepted['id']}")[2]
