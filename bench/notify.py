@@ -57,12 +57,13 @@ from bench.procs import (
     wait_quiet,
 )
 from bench.stats import percentile, steady_rate
+from offload_email.worker import SPEC
 
 POLL = 0.02
 #: Recipients of each ``email.batch`` job.
 BATCH_SIZE = 100
 #: The queues the email worker serves in every run (the ``make up`` command line).
-QUEUES = ("email", "webhooks", "system")
+QUEUES = (*SPEC.queues, "system")
 #: States a job of these runs should never be left in.
 BAD_STATES = ("failed", "dead", "retrying", "running", "queued")
 

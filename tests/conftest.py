@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from offload.contracts import BUILT_IN
-from offload.jobs import WorkerSpec
+from offload.jobs import WorkerSpec, installed_specs
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobRecord, JobState
@@ -154,7 +154,7 @@ def delete_queues(url: str = AMQP_URL) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        for queue in {*BUILT_IN.queues, "email", "media", "reports"}:
+        for queue in {*BUILT_IN.queues, *(q for spec in installed_specs().values() for q in spec.queues)}:
             for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
                 channel.queue_delete(name)
     finally:

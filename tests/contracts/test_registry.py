@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -17,12 +18,17 @@ from offload.worker.system import SYSTEM_JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = BUILT_IN
-#: The worker packages of this repository (the services), as their entry points name them.
-WORKERS = {name: spec for name, spec in installed_specs().items() if name in ("email", "media", "reports")}
+#: The worker packages of this repository's services (not the examples), as their entry points name them.
+WORKERS = {
+    name: spec
+    for name, spec in installed_specs().items()
+    if (ROOT / "services") in Path(inspect.getfile(spec.jobs[0].handler)).resolve().parents
+}
 
 
-def test_the_services_name_their_specs_as_entry_points() -> None:
-    assert sorted(WORKERS) == ["email", "media", "reports"]
+def test_every_service_with_a_worker_names_its_spec_as_an_entry_point() -> None:
+    packages = {path.parent.name for path in (ROOT / "services").glob("*/src/*/worker.py")}
+    assert {f"offload_{name}" for name in WORKERS} == packages
 
 
 @pytest.mark.parametrize("contract", list(REGISTRY), ids=lambda c: c.name)

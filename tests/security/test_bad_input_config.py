@@ -35,6 +35,7 @@ from offload.errors import ConfigError
 from offload.publish import Publisher
 from offload.worker.app import _dramatiq_prometheus
 from offload_api.app import create_app
+from offload_email.worker import SPEC as EMAIL_SPEC
 from tests.admin.test_pages import _token
 from tests.conftest import KEYS, make_settings
 from tests.deploy.test_compose import APP_SERVICES, WORKERS
@@ -107,7 +108,7 @@ def test_row54_guest_is_loopback_only_and_the_app_user_is_confined_to_its_vhost_
     connection = pika.BlockingConnection(pika.URLParameters(app_url))
     try:
         channel = connection.channel()
-        for queue in ("email", "email.DQ", "email.XQ", "webhooks", "system"):  # Offload's queues: allowed
+        for queue in (*EMAIL_SPEC.queues, "email.DQ", "email.XQ", "system"):  # Offload's queues: allowed
             channel.queue_declare(queue, durable=True)
         channel.basic_publish("", "email", b"{}")
         assert channel.basic_get("email", auto_ack=True)[2] == b"{}"
