@@ -1,4 +1,8 @@
-"""The ``offload`` command: demo, SDK submissions, schema export, storage cleanup, layout migration, job types."""
+"""The ``offload`` command.
+
+Demo, SDK submissions, schema export, storage cleanup, layout migration, the job-type catalogue,
+and new worker packages.
+"""
 
 from __future__ import annotations
 
@@ -154,6 +158,19 @@ def job_types(action: str, name: str | None, *, force: bool) -> int:
     return 0 if outcome == "retired" else 1
 
 
+def new_worker(name: str, into: Path) -> int:
+    """Write a new worker package that passes its own test (see :mod:`offload.scaffold`)."""
+    from offload.scaffold import new_worker as scaffold
+
+    try:
+        root = scaffold(name, into)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"Wrote {root}/: run `pytest` there (RabbitMQ and Redis on loopback), then edit worker.py.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offload`` command."""
     parser = argparse.ArgumentParser(prog="offload", description=__doc__)
@@ -177,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     retire_cmd = types_actions.add_parser("retire", help="remove a type from the catalogue (its workers stopped)")
     retire_cmd.add_argument("name")
     retire_cmd.add_argument("--force", action="store_true", help="retire it even while workers serve it")
+    new_cmd = commands.add_parser("new-worker", help="write a new worker package (job type, test, Dockerfile, k8s)")
+    new_cmd.add_argument("name", help="the worker's domain: its job types are named <name>.<verb>")
+    new_cmd.add_argument("--into", type=Path, default=Path(), help="the folder to write it in (default: here)")
     args = parser.parse_args(argv)
+    if args.command == "new-worker":
+        return new_worker(args.name, args.into)
     if args.command == "job-types":
         return job_types(args.action, getattr(args, "name", None), force=getattr(args, "force", False))
     if args.command == "migrate":
