@@ -134,22 +134,22 @@ def p99_ms(call: Callable[[], object], probes: int) -> float:
 
 
 def _get_each(store: StatusStore, ids: Iterator[str]) -> object:
-    return store.get(next(ids))
+    return store.queries.get(next(ids))
 
 
 def list_combinations(store: StatusStore) -> Iterator[tuple[str, Callable[[], object]]]:
     """Every list the API and the admin page offer, and one that matches nothing."""
     for owner, who in (("bench", "tenant"), (None, "admin")):
-        yield f"list {who}", functools.partial(store.list_jobs, tenant=owner)
-        yield f"list {who} state", functools.partial(store.list_jobs, tenant=owner, state=JobState.SUCCEEDED)
-        yield f"list {who} type", functools.partial(store.list_jobs, tenant=owner, job_type=TYPES[0])
+        yield f"list {who}", functools.partial(store.queries.list_jobs, tenant=owner)
+        yield f"list {who} state", functools.partial(store.queries.list_jobs, tenant=owner, state=JobState.SUCCEEDED)
+        yield f"list {who} type", functools.partial(store.queries.list_jobs, tenant=owner, job_type=TYPES[0])
         yield (
             f"list {who} state+type",
-            functools.partial(store.list_jobs, tenant=owner, state=JobState.FAILED, job_type=TYPES[0]),
+            functools.partial(store.queries.list_jobs, tenant=owner, state=JobState.FAILED, job_type=TYPES[0]),
         )
     yield (
         "list nothing matches",
-        functools.partial(store.list_jobs, tenant="bench", state=JobState.RUNNING, job_type=TYPES[0]),
+        functools.partial(store.queries.list_jobs, tenant="bench", state=JobState.RUNNING, job_type=TYPES[0]),
     )
 
 
@@ -212,16 +212,16 @@ def measure_reads(result: ScaleResult, sizes: tuple[int, ...], probes: int) -> N
     # Every succeeded record expires at once (as a day passing would do), before the trim runs.
     for offset in range(0, len(ids), 10_000):
         client.delete(*(infra.job_key(job_id) for job_id in ids[offset : offset + 10_000]))
-    result.expiry["first page before trim p99 ms"] = p99_ms(lambda: store.list_jobs(tenant="bench"), 20)
+    result.expiry["first page before trim p99 ms"] = p99_ms(lambda: store.queries.list_jobs(tenant="bench"), 20)
     started = time.perf_counter()
     later = now_ms() + 86_400_000 + 60_000  # the trim sees a day and a minute pass
-    removed = store.trim_indexes(now=later, lock_ms=1)
+    removed = store.janitor.trim_indexes(now=later, lock_ms=1)
     result.expiry["trim s"] = time.perf_counter() - started
     result.expiry["trim removed"] = float(removed or 0)
-    result.expiry["first page after trim p99 ms"] = p99_ms(lambda: store.list_jobs(tenant="bench"), probes)
+    result.expiry["first page after trim p99 ms"] = p99_ms(lambda: store.queries.list_jobs(tenant="bench"), probes)
     time.sleep(0.01)
     started = time.perf_counter()
-    store.trim_indexes(now=later, lock_ms=1)
+    store.janitor.trim_indexes(now=later, lock_ms=1)
     result.expiry["trim idle s"] = time.perf_counter() - started
     print(
         f"   expiry of {largest:,}: trim {result.expiry['trim s']:.2f} s, "
@@ -253,7 +253,7 @@ def measure_soak(result: ScaleResult, jobs: int, retention: int) -> None:
     back = float("nan")
     while time.monotonic() - filled_at < limit:
         if time.monotonic() >= next_trim:
-            store.trim_indexes(lock_ms=1)
+            store.janitor.trim_indexes(lock_ms=1)
             next_trim += TRIM_INTERVAL
         freed = base + grown - used_memory(client)
         if freed >= 0.9 * grown:

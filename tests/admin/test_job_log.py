@@ -8,19 +8,19 @@ import re
 from flask import Flask
 
 from offload.publish import Publisher
-from offload.status.store import MAX_LOG_LINE, MAX_LOG_LINES
+from offload.status.shapes import MAX_LOG_LINE, MAX_LOG_LINES
 from tests.conftest import KEYS
 
 
 def test_the_log_is_bounded_one_line_each_and_only_the_running_attempt_writes(app: Flask, publisher: Publisher) -> None:
     store = publisher.store
     job_id = publisher.publish("system.noop", {}, tenant="acme").job_id
-    assert not store.log(job_id, 1, "before it runs")  # queued: nobody may write yet
-    assert store.start(job_id, max_unfinished=3).outcome == "run"
-    assert not store.log(job_id, 2, "a stale attempt")
+    assert not store.lifecycle.log(job_id, 1, "before it runs")  # queued: nobody may write yet
+    assert store.lifecycle.start(job_id, max_unfinished=3).outcome == "run"
+    assert not store.lifecycle.log(job_id, 2, "a stale attempt")
     for n in range(MAX_LOG_LINES + 5):
-        assert store.log(job_id, 1, f"line {n}\nBcc: injected" + "x" * MAX_LOG_LINE)
-    kept = store.logs(job_id)
+        assert store.lifecycle.log(job_id, 1, f"line {n}\nBcc: injected" + "x" * MAX_LOG_LINE)
+    kept = store.queries.logs(job_id)
     assert len(kept) == MAX_LOG_LINES and kept[0]["line"].startswith("line 5 Bcc")
     assert all(len(e["line"]) == MAX_LOG_LINE and "\n" not in e["line"] for e in kept)
     client = app.test_client()

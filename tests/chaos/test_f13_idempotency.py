@@ -81,7 +81,7 @@ def test_f13_replayed_submissions_and_republished_messages_send_each_email_once(
         try:
             channel = connection.channel()
             for job_id in ledger.accepted:
-                message = publisher_store.stored_message(job_id)
+                message = publisher_store.queries.stored_message(job_id)
                 assert message is not None
                 channel.basic_publish("", "email", message, pika.BasicProperties(delivery_mode=2))
         finally:

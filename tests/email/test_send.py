@@ -60,7 +60,7 @@ def test_a_redelivered_email_job_is_not_sent_twice(
     # The worker died after sending and before recording success: the job is redelivered as running.
     store = publisher.store
     store.client.hset(store.key("job", job.job_id), mapping={"state": "running"})
-    message = store.stored_message(job.job_id)
+    message = store.queries.stored_message(job.job_id)
     assert message is not None
     publisher.republish(message)
     wait_for(

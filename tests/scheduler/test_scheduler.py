@@ -67,7 +67,10 @@ def test_over_a_simulated_day_each_hourly_tick_is_enqueued_once_even_when_the_ac
     assert all(r is not None and r.type == "system.noop" and r.tenant == "acme" for r in records)
     # Two schedulers that both think they lead still make one job per tick.
     again = standby._enqueue(HOURLY, ticks[3])
-    assert again == run_id(HOURLY, ticks[3]) and len(publisher.store.list_jobs(tenant="acme", limit=100).records) == 24
+    assert (
+        again == run_id(HOURLY, ticks[3])
+        and len(publisher.store.queries.list_jobs(tenant="acme", limit=100).records) == 24
+    )
 
 
 def test_a_tick_the_broker_refused_is_enqueued_when_it_is_back_and_a_new_install_backfills_nothing(

@@ -199,7 +199,7 @@ def test_row_1_and_2_look_the_same(client: Any) -> None:
 
 def test_rows_5_and_6_another_tenants_job_is_404_and_left_alone(api: Api, client: Any, publisher: Publisher) -> None:
     theirs = publisher.publish("system.sleep", {"ms": 10}, tenant="globex").job_id
-    before = publisher.store.history(theirs)
+    before = publisher.store.queries.history(theirs)
     random_id = "00000000-0000-4000-8000-000000000000"
     for path, method in (
         (f"/v1/jobs/{theirs}", "GET"),
@@ -210,7 +210,7 @@ def test_rows_5_and_6_another_tenants_job_is_404_and_left_alone(api: Api, client
         unknown = _raw(client, method, path.replace(theirs, random_id))
         assert answer.status_code == unknown.status_code == 404
         assert answer.get_json()["error"] == unknown.get_json()["error"] == "not_found"
-    assert publisher.store.history(theirs) == before
+    assert publisher.store.queries.history(theirs) == before
 
 
 def test_row_12_a_chunked_body_over_the_limit_is_413(client: Any) -> None:

@@ -93,7 +93,7 @@ def test_rows_21_22_injected_headers_and_bad_addresses_are_422(
     body = response.get_json()
     assert (response.status_code, body["error"]) == (422, code), body
     assert field in [error["field"] for error in body["errors"]], body["errors"]
-    assert publisher.store.list_jobs(tenant="acme").records == []  # nothing was recorded or queued
+    assert publisher.store.queries.list_jobs(tenant="acme").records == []  # nothing was recorded or queued
 
 
 def test_row21_defence_in_depth_a_rendered_header_with_a_line_break_fails_the_job_and_sends_nothing(
@@ -127,7 +127,7 @@ def test_row23_one_thousand_emails_a_minute_meet_the_quota_429(api: CheckedApi, 
     assert 0 < int(refused.headers["Retry-After"]) <= 3600
     assert api.submit("email.send", WELCOME).status_code == 429  # one more single email is refused too
     assert api.as_("globex").submit("email.send", WELCOME).status_code == 202
-    assert len(publisher.store.list_jobs(tenant="acme", limit=100).records) == 10  # the refused were not queued
+    assert len(publisher.store.queries.list_jobs(tenant="acme", limit=100).records) == 10  # the refused were not queued
 
 
 def test_row23_a_recipient_domain_off_the_allow_list_is_422_and_nothing_is_queued(
@@ -163,7 +163,7 @@ def test_row23_a_recipient_domain_off_the_allow_list_is_422_and_nothing_is_queue
             body = response.get_json()
             assert (response.status_code, body["error"]) == (422, "recipient_not_allowed"), (name, body)
             assert [e["field"] for e in body["errors"]] == fields, (name, body)
-        assert publisher.store.list_jobs(tenant="acme", limit=10).records == []  # nothing was queued
+        assert publisher.store.queries.list_jobs(tenant="acme", limit=10).records == []  # nothing was queued
         allowed = [
             {**WELCOME, "to": [{"email": "ann@Example.COM"}], "cc": [{"email": "bob@mail.example.org"}]},
             {**WELCOME, "reply_to": {"email": "help@elsewhere.example"}},  # a reply-to address is not sent to

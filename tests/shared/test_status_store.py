@@ -30,141 +30,141 @@ def _create(store: StatusStore, *, tenant: str = "acme", job_type: str = "system
         "max_retries": 1,
         "payload": "{}",
     }
-    assert store.create(job_id, fields, **kw).outcome == "created"
+    assert store.lifecycle.create(job_id, fields, **kw).outcome == "created"
     return job_id
 
 
 def test_create_writes_a_queued_record_with_one_history_entry(store: StatusStore) -> None:
     job_id = _create(store)
-    record = store.get(job_id)
+    record = store.queries.get(job_id)
     assert record is not None and record.state is JobState.QUEUED and record.seq == 1
-    assert [e["state"] for e in store.history(job_id)] == ["queued"]
+    assert [e["state"] for e in store.queries.history(job_id)] == ["queued"]
 
 
 def test_a_job_runs_through_running_to_succeeded_and_gets_its_retention(store: StatusStore, redis_client) -> None:
     job_id = _create(store)
-    started = store.start(job_id, max_unfinished=3)
+    started = store.lifecycle.start(job_id, max_unfinished=3)
     assert started.outcome == "run" and started.attempt == 1 and started.tenant == "acme"
     assert redis_client.ttl(f"t:job:{job_id}") == -1  # active jobs never expire
-    assert store.finish(job_id, 1, JobState.SUCCEEDED, result={"n": 1})
-    record = store.get(job_id)
+    assert store.lifecycle.finish(job_id, 1, JobState.SUCCEEDED, result={"n": 1})
+    record = store.queries.get(job_id)
     assert record.state is JobState.SUCCEEDED and record.result == {"n": 1} and record.progress == 100
     assert 0 < redis_client.ttl(f"t:job:{job_id}") <= 100
-    assert [e["state"] for e in store.history(job_id)] == ["queued", "running", "succeeded"]
+    assert [e["state"] for e in store.queries.history(job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_finished_jobs_never_move_backwards(store: StatusStore) -> None:
     job_id = _create(store)
-    store.start(job_id, max_unfinished=3)
-    store.finish(job_id, 1, JobState.SUCCEEDED)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.finish(job_id, 1, JobState.SUCCEEDED)
     # Given a duplicate delivery of a succeeded job, when a worker starts it, then it is skipped.
-    assert store.start(job_id, max_unfinished=3).outcome == "skip"
-    assert not store.finish(job_id, 1, JobState.FAILED, error=("x", "y"))
-    assert store.get(job_id).state is JobState.SUCCEEDED
+    assert store.lifecycle.start(job_id, max_unfinished=3).outcome == "skip"
+    assert not store.lifecycle.finish(job_id, 1, JobState.FAILED, error=("x", "y"))
+    assert store.queries.get(job_id).state is JobState.SUCCEEDED
 
 
 def test_a_stale_attempt_cannot_finish_the_job(store: StatusStore) -> None:
     job_id = _create(store)
-    store.start(job_id, max_unfinished=3)
-    store.start(job_id, max_unfinished=3)  # redelivered while attempt 1 still "ran"
-    assert not store.finish(job_id, 1, JobState.SUCCEEDED)
-    assert store.finish(job_id, 2, JobState.SUCCEEDED)
-    history = store.history(job_id)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.start(job_id, max_unfinished=3)  # redelivered while attempt 1 still "ran"
+    assert not store.lifecycle.finish(job_id, 1, JobState.SUCCEEDED)
+    assert store.lifecycle.finish(job_id, 2, JobState.SUCCEEDED)
+    history = store.queries.history(job_id)
     assert history[2]["redelivered"] is True and history[2]["attempt"] == 2
 
 
 def test_too_many_unfinished_deliveries_make_a_job_dead(store: StatusStore) -> None:
     job_id = _create(store)
     for _ in range(3):
-        assert store.start(job_id, max_unfinished=3).outcome == "run"
-    dead = store.start(job_id, max_unfinished=3)
+        assert store.lifecycle.start(job_id, max_unfinished=3).outcome == "run"
+    dead = store.lifecycle.start(job_id, max_unfinished=3)
     assert dead.outcome == "dead"
-    record = store.get(job_id)
+    record = store.queries.get(job_id)
     assert record.state is JobState.DEAD and record.error_code == "too_many_deliveries"
 
 
 def test_finished_attempts_reset_the_unfinished_count(store: StatusStore) -> None:
     job_id = _create(store)
     for attempt in range(1, 6):
-        assert store.start(job_id, max_unfinished=2).outcome == "run"
-        store.finish(job_id, attempt, JobState.RETRYING, error=("e", "m"), retry_at=now_ms())
-    assert store.get(job_id).state is JobState.RETRYING
+        assert store.lifecycle.start(job_id, max_unfinished=2).outcome == "run"
+        store.lifecycle.finish(job_id, attempt, JobState.RETRYING, error=("e", "m"), retry_at=now_ms())
+    assert store.queries.get(job_id).state is JobState.RETRYING
 
 
 def test_retrying_schedules_the_job_and_claiming_leases_it(store: StatusStore) -> None:
     job_id = _create(store)
-    store.start(job_id, max_unfinished=3)
-    store.finish(job_id, 1, JobState.RETRYING, error=("boom", "Boom."), retry_at=now_ms() - 1)
-    claim = store.claim_due(limit=10, lease_ms=60_000)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.finish(job_id, 1, JobState.RETRYING, error=("boom", "Boom."), retry_at=now_ms() - 1)
+    claim = store.timers.claim_due(limit=10, lease_ms=60_000)
     assert [c[0] for c in claim.jobs] == [job_id]
-    assert store.claim_due(limit=10, lease_ms=60_000).jobs == []  # leased, not claimed twice
-    assert store.get(job_id).state is JobState.RETRYING  # retrying stays retrying until it runs
-    assert store.promoted(job_id, claim.lease)
-    assert store.next_due() is None
+    assert store.timers.claim_due(limit=10, lease_ms=60_000).jobs == []  # leased, not claimed twice
+    assert store.queries.get(job_id).state is JobState.RETRYING  # retrying stays retrying until it runs
+    assert store.timers.promoted(job_id, claim.lease)
+    assert store.timers.next_due() is None
 
 
 def test_releasing_a_lease_never_removes_a_newer_retry(store: StatusStore) -> None:
     # Given a claimed retry whose message ran, failed again and was scheduled anew before the
     # promoter released its claim,
     job_id = _create(store)
-    store.start(job_id, max_unfinished=3)
-    store.finish(job_id, 1, JobState.RETRYING, error=("e", "m"), retry_at=now_ms() - 1)
-    claim = store.claim_due(limit=10)
-    store.start(job_id, max_unfinished=3)
-    store.finish(job_id, 2, JobState.RETRYING, error=("e", "m"), retry_at=now_ms() + 5_000)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.finish(job_id, 1, JobState.RETRYING, error=("e", "m"), retry_at=now_ms() - 1)
+    claim = store.timers.claim_due(limit=10)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.finish(job_id, 2, JobState.RETRYING, error=("e", "m"), retry_at=now_ms() + 5_000)
     # when the promoter releases the old claim, then the new retry is still scheduled.
-    assert not store.promoted(job_id, claim.lease)
-    assert store.next_due() is not None
+    assert not store.timers.promoted(job_id, claim.lease)
+    assert store.timers.next_due() is not None
 
 
 def test_a_delayed_job_is_scheduled_then_promoted_to_queued(store: StatusStore) -> None:
     job_id = _create(store, scheduled_for=now_ms() + 3_600_000)
-    assert store.get(job_id).state is JobState.SCHEDULED
-    assert store.claim_due(limit=10).jobs == []
+    assert store.queries.get(job_id).state is JobState.SCHEDULED
+    assert store.timers.claim_due(limit=10).jobs == []
     store.client.zadd("t:scheduled", {job_id: now_ms() - 1})  # time passes
-    claim = store.claim_due(limit=10)
+    claim = store.timers.claim_due(limit=10)
     assert [c[0] for c in claim.jobs] == [job_id]
-    assert [e["state"] for e in store.history(job_id)] == ["scheduled", "queued"]
-    assert store.promoted(job_id, claim.lease)
-    assert store.next_due() is None
+    assert [e["state"] for e in store.queries.history(job_id)] == ["scheduled", "queued"]
+    assert store.timers.promoted(job_id, claim.lease)
+    assert store.timers.next_due() is None
 
 
 def test_cancel_of_a_waiting_job_is_immediate_and_of_a_running_one_is_a_request(store: StatusStore) -> None:
     waiting = _create(store, scheduled_for=now_ms() + 60_000)
-    assert store.cancel(waiting, tenant="acme") == ("cancelled", None)
-    assert store.next_due() is None
+    assert store.lifecycle.cancel(waiting, tenant="acme") == ("cancelled", None)
+    assert store.timers.next_due() is None
     running = _create(store)
-    store.start(running, max_unfinished=3)
-    assert store.cancel(running, tenant="acme") == ("requested", None)
-    assert store.progress(running, 1, 50) == ("running", True)
-    assert store.cancel(running, tenant="globex") == ("missing", None)
+    store.lifecycle.start(running, max_unfinished=3)
+    assert store.lifecycle.cancel(running, tenant="acme") == ("requested", None)
+    assert store.lifecycle.progress(running, 1, 50) == ("running", True)
+    assert store.lifecycle.cancel(running, tenant="globex") == ("missing", None)
 
 
 def test_reopen_moves_a_failed_job_back_to_queued_and_keeps_it(store: StatusStore, redis_client) -> None:
     job_id = _create(store)
-    store.start(job_id, max_unfinished=3)
-    store.finish(job_id, 1, JobState.FAILED, error=("e", "m"))
-    outcome, message = store.reopen(job_id, tenant="acme")
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.finish(job_id, 1, JobState.FAILED, error=("e", "m"))
+    outcome, message = store.lifecycle.reopen(job_id, tenant="acme")
     assert outcome == "queued" and json.loads(message)["queue_name"] == "system"
     assert redis_client.ttl(f"t:job:{job_id}") == -1
-    assert store.reopen(job_id, tenant="acme") == ("state", "queued")
+    assert store.lifecycle.reopen(job_id, tenant="acme") == ("state", "queued")
 
 
 def test_abort_leaves_a_job_a_worker_took_and_says_so(store: StatusStore) -> None:
     job_id = _create(store)
-    assert store.start(job_id, max_unfinished=3).outcome == "run"
-    assert store.abort(job_id, tenant="acme") == "taken"
-    record = store.get(job_id)
+    assert store.lifecycle.start(job_id, max_unfinished=3).outcome == "run"
+    assert store.lifecycle.abort(job_id, tenant="acme") == "taken"
+    record = store.queries.get(job_id)
     assert record is not None and record.state == "running"
-    assert store.abort("no-such-job", tenant="acme") == "missing"
+    assert store.lifecycle.abort("no-such-job", tenant="acme") == "missing"
 
 
 def test_abort_removes_an_untouched_record_and_leaves_a_tombstone(store: StatusStore) -> None:
     job_id = _create(store, idempotency_key="k1", fingerprint="f")
-    assert store.abort(job_id, tenant="acme", idempotency_key="k1") == "withdrawn"
-    assert store.get(job_id) is None
-    assert store.start(job_id, max_unfinished=3).outcome == "aborted"
-    assert store.list_jobs(tenant="acme").records == []
+    assert store.lifecycle.abort(job_id, tenant="acme", idempotency_key="k1") == "withdrawn"
+    assert store.queries.get(job_id) is None
+    assert store.lifecycle.start(job_id, max_unfinished=3).outcome == "aborted"
+    assert store.queries.list_jobs(tenant="acme").records == []
     # The idempotency key is free again: the client may retry with it.
     again = _create(store, idempotency_key="k1", fingerprint="f")
     assert again != job_id
@@ -173,8 +173,8 @@ def test_abort_removes_an_untouched_record_and_leaves_a_tombstone(store: StatusS
 def test_idempotency_key_returns_the_same_job_or_a_conflict(store: StatusStore) -> None:
     first = _create(store, idempotency_key="k", fingerprint="same")
     fields: dict[str, str | int] = {"tenant": "acme", "type": "system.noop", "queue": "system", "created_at": now_ms()}
-    assert store.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="same").job_id == first
-    conflict = store.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="other")
+    assert store.lifecycle.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="same").job_id == first
+    conflict = store.lifecycle.create(str(uuid.uuid4()), fields, idempotency_key="k", fingerprint="other")
     assert conflict.outcome == "conflict" and conflict.job_id == first
 
 
@@ -182,35 +182,35 @@ def test_listing_filters_by_tenant_state_and_type_and_pages_with_a_cursor(store:
     ids = [_create(store) for _ in range(7)]
     other = _create(store, job_type="system.sleep")
     _create(store, tenant="globex")
-    store.start(ids[0], max_unfinished=3)
-    assert {r.id for r in store.list_jobs(tenant="acme", state=JobState.RUNNING).records} == {ids[0]}
-    assert [r.id for r in store.list_jobs(tenant="acme", job_type="system.sleep").records] == [other]
+    store.lifecycle.start(ids[0], max_unfinished=3)
+    assert {r.id for r in store.queries.list_jobs(tenant="acme", state=JobState.RUNNING).records} == {ids[0]}
+    assert [r.id for r in store.queries.list_jobs(tenant="acme", job_type="system.sleep").records] == [other]
     seen, cursor = [], None
     while True:
-        page = store.list_jobs(tenant="acme", limit=3, cursor=cursor)
+        page = store.queries.list_jobs(tenant="acme", limit=3, cursor=cursor)
         seen += [r.id for r in page.records]
         if page.cursor is None:
             break
         cursor = page.cursor
     assert sorted(seen) == sorted([*ids, other]) and len(seen) == len(set(seen))
-    assert len(store.list_jobs(tenant=None, limit=100).records) == 9
+    assert len(store.queries.list_jobs(tenant=None, limit=100).records) == 9
 
 
 def test_listing_drops_index_entries_of_expired_records(store: StatusStore) -> None:
     job_id = _create(store)
     store.client.delete(f"t:job:{job_id}")
-    assert store.list_jobs(tenant="acme").records == []
+    assert store.queries.list_jobs(tenant="acme").records == []
     assert store.client.zscore("t:idx:acme:t:system.noop:s:queued", job_id) is None
 
 
 def test_every_change_is_published_on_the_job_channel(store: StatusStore) -> None:
     job_id = _create(store)
     pubsub = store.client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(store.events_channel(job_id))
+    pubsub.subscribe(store.queries.events_channel(job_id))
     pubsub.get_message(timeout=1)
-    store.start(job_id, max_unfinished=3)
-    store.progress(job_id, 1, 40, "almost")
-    store.finish(job_id, 1, JobState.SUCCEEDED)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.progress(job_id, 1, 40, "almost")
+    store.lifecycle.finish(job_id, 1, JobState.SUCCEEDED)
     events = []
     while (message := pubsub.get_message(timeout=1)) is not None:
         events.append(json.loads(message["data"]))
@@ -225,13 +225,13 @@ def test_every_change_is_published_on_the_job_channel(store: StatusStore) -> Non
 def test_an_unreachable_redis_raises_status_store_unavailable(servers) -> None:
     store = StatusStore.from_url("redis://127.0.0.1:1/0")
     with pytest.raises(StatusStoreUnavailable):
-        store.get("x")
+        store.queries.get("x")
 
 
 def _ended(store: StatusStore, state: JobState) -> str:
     job_id = _create(store)
-    store.start(job_id, max_unfinished=3)
-    store.finish(job_id, 1, state, error=("e", "m") if state is not JobState.SUCCEEDED else None)
+    store.lifecycle.start(job_id, max_unfinished=3)
+    store.lifecycle.finish(job_id, 1, state, error=("e", "m") if state is not JobState.SUCCEEDED else None)
     return job_id
 
 
@@ -241,35 +241,35 @@ def test_trimming_drops_each_finished_state_at_its_retention_and_never_a_live_jo
     failed = [_ended(store, JobState.FAILED) for _ in range(2)]
     live = _create(store, scheduled_for=now_ms() + 86_400_000)
     # when trimming runs 150 s on, the succeeded jobs leave both of their indexes
-    assert store.trim_indexes(now=now_ms() + 150_000) == 3 * 2  # its tenant's and all tenants' index
+    assert store.janitor.trim_indexes(now=now_ms() + 150_000) == 3 * 2  # its tenant's and all tenants' index
     assert store.client.zrange("t:idx:acme:t:system.noop:s:succeeded", 0, -1) == []
-    assert all(store.get(job_id) is not None for job_id in succeeded)  # the records' own TTL is Redis's
+    assert all(store.queries.get(job_id) is not None for job_id in succeeded)  # the records' own TTL is Redis's
     assert store.client.zrange("t:idx:_all:t:system.noop:s:succeeded", 0, -1) == []
     assert sorted(store.client.zrange("t:idx:acme:t:system.noop:s:failed", 0, -1)) == sorted(failed)
-    assert store.trim_indexes(now=now_ms() + 150_000) is None  # another trim within the lock is skipped
+    assert store.janitor.trim_indexes(now=now_ms() + 150_000) is None  # another trim within the lock is skipped
     # and 250 s on, the failed ones too; the waiting job stays listed throughout.
     store.client.delete("t:trim-lock")
-    assert store.trim_indexes(now=now_ms() + 250_000) == 2 * 2
-    assert [r.id for r in store.list_jobs(tenant="acme").records] == [live]
+    assert store.janitor.trim_indexes(now=now_ms() + 250_000) == 2 * 2
+    assert [r.id for r in store.queries.list_jobs(tenant="acme").records] == [live]
     assert store.client.smembers("t:types:acme") == {"system.noop"}  # a type still listed is remembered
 
 
 def test_dead_letter_reasons_come_from_records_then_notes_in_one_round_trip(store: StatusStore) -> None:
     # Given a failed job, a refused one with field problems, a retried one, a noted id and nothing.
     failed = _create(store)
-    store.start(failed, max_unfinished=3)
-    store.finish(failed, 1, JobState.FAILED, error=("error", "Boom on the last attempt"))
+    store.lifecycle.start(failed, max_unfinished=3)
+    store.lifecycle.finish(failed, 1, JobState.FAILED, error=("error", "Boom on the last attempt"))
     fields: dict[str, str | int] = {"tenant": "acme", "type": "system.sleep", "queue": "system", "created_at": now_ms()}
     refused = str(uuid.uuid4())
     problems = [{"field": "payload.ms", "problem": "Input should be a valid integer"}]
-    store.refuse(refused, fields, ("validation_failed", "Invalid payload."), errors=problems)
+    store.lifecycle.refuse(refused, fields, ("validation_failed", "Invalid payload."), errors=problems)
     retried = _create(store)
-    store.note_dead_letter("order-42", "invalid_job_id", "kwargs.job_id must be a UUID.")
+    store.janitor.note_dead_letter("order-42", "invalid_job_id", "kwargs.job_id must be a UUID.")
     long_id = "x" * 5000
-    store.note_dead_letter(long_id, "invalid_job_id", "Too long.")
+    store.janitor.note_dead_letter(long_id, "invalid_job_id", "Too long.")
 
     # When the reasons of all of them are read
-    reasons = store.dead_letter_reasons([failed, refused, retried, "order-42", long_id, str(uuid.uuid4())])
+    reasons = store.janitor.dead_letter_reasons([failed, refused, retried, "order-42", long_id, str(uuid.uuid4())])
 
     # Then each says what Offload recorded, and the record wins over nothing
     assert [r.code if r else None for r in reasons] == [
@@ -286,7 +286,7 @@ def test_dead_letter_reasons_come_from_records_then_notes_in_one_round_trip(stor
     assert reasons[2] is not None and reasons[2].recorded and reasons[2].state == "queued"
     assert reasons[3] is not None and not reasons[3].recorded and reasons[3].message == "kwargs.job_id must be a UUID."
     assert reasons[5] is None
-    assert store.dead_letter_reasons([]) == []
+    assert store.janitor.dead_letter_reasons([]) == []
 
 
 def _bytes(client: redis.Redis, pattern: str) -> int:
@@ -304,27 +304,27 @@ def test_a_short_soak_gives_back_the_memory_of_expired_jobs_while_failed_ones_st
     grown = _bytes(store.client, "t:*") - before
     assert grown / len(succeeded) <= 1_000  # a retained succeeded no-op, record and index entries
     time.sleep(2.5)  # their records expire (Redis's own TTL)
-    assert store.trim_indexes() == 2 * len(succeeded)
+    assert store.janitor.trim_indexes() == 2 * len(succeeded)
     assert _bytes(store.client, "t:*") - before <= 0.1 * grown
-    page = store.list_jobs(tenant="acme", limit=100)
+    page = store.queries.list_jobs(tenant="acme", limit=100)
     assert sorted(r.id for r in page.records) == sorted(failed) and page.cursor is None
 
 
 def test_a_mass_expiry_is_trimmed_in_bounded_steps(store: StatusStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """No trim call holds Redis for long: each removes at most TRIM_STEP entries, and the trim goes on."""
-    import offload.status.store as module
+    import offload.status.janitor as module
 
     monkeypatch.setattr(module, "TRIM_STEP", 3)
     calls: list[str] = []
-    run = store._run
+    run = store.janitor._run
 
     def counted(name: str, *args: Any) -> Any:
         calls.append(name)
         return run(name, *args)
 
-    monkeypatch.setattr(store, "_run", counted)
+    monkeypatch.setattr(store.janitor, "_run", counted)
     for _ in range(5):
         _ended(store, JobState.SUCCEEDED)
-    assert store.trim_indexes(now=now_ms() + 150_000) == 5 * 2
+    assert store.janitor.trim_indexes(now=now_ms() + 150_000) == 5 * 2
     assert calls.count("trim") == 4  # _all: 3, then 2 and done; acme the same
-    assert store.list_jobs(tenant=None).records == []
+    assert store.queries.list_jobs(tenant=None).records == []

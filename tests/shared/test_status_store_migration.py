@@ -86,29 +86,29 @@ def test_a_layout_1_deployment_upgraded_in_place_keeps_every_job_listable(redis_
     client.delete(f"t:job:{expired}", f"t:job:{expired}:history")
 
     # when the store migrates (as every worker's promoter does on its first loop),
-    assert store.migrate_layout() == 3
-    assert store.migrate_layout() is None  # done once: the layout is marked
+    assert store.janitor.migrate_layout() == 3
+    assert store.janitor.migrate_layout() is None  # done once: the layout is marked
 
     # then every job is listed for its tenant and for admins, by state and type, newest first,
-    assert [r.id for r in store.list_jobs(tenant="acme").records] == [done, queued]
-    assert [r.id for r in store.list_jobs(tenant=None, state=JobState.FAILED).records] == [failed]
-    assert [r.id for r in store.list_jobs(tenant="globex", job_type="system.noop").records] == [failed]
+    assert [r.id for r in store.queries.list_jobs(tenant="acme").records] == [done, queued]
+    assert [r.id for r in store.queries.list_jobs(tenant=None, state=JobState.FAILED).records] == [failed]
+    assert [r.id for r in store.queries.list_jobs(tenant="globex", job_type="system.noop").records] == [failed]
     # its history reads as before (a "|" inside an error message included), its TTL is kept,
-    history = store.history(failed)
+    history = store.queries.history(failed)
     assert [e["state"] for e in history] == ["queued", "running", "failed"]
     assert history[-1]["error"] == {"code": "boom", "message": "It broke | badly."}
     assert 100 < client.pttl(f"t:job:{failed}") <= 190_000 and client.exists(f"t:job:{failed}:history") == 0
     # its message can still be published again, byte for byte,
-    assert store.stored_message(queued) == str(client.hget(f"t:job:{queued}", "message")).encode()
+    assert store.queries.stored_message(queued) == str(client.hget(f"t:job:{queued}", "message")).encode()
     # and nothing is left of layout 1's indexes or of the expired record's entries.
     leftovers = sorted(k for k in client.scan_iter("t:idx:*") if ":t:" not in k)
     assert leftovers == []
     assert not any(client.zscore(k, expired) for k in client.scan_iter("t:idx:*"))
     # A job that runs on is written in layout 2 and finishes where lists and trimming expect it.
-    assert store.start(queued, max_unfinished=3).outcome == "run"
-    assert store.finish(queued, 1, JobState.SUCCEEDED, result={})
-    assert [e["state"] for e in store.history(queued)] == ["queued", "running", "succeeded"]
-    assert [r.id for r in store.list_jobs(tenant="acme", state=JobState.SUCCEEDED).records] == [queued, done]
+    assert store.lifecycle.start(queued, max_unfinished=3).outcome == "run"
+    assert store.lifecycle.finish(queued, 1, JobState.SUCCEEDED, result={})
+    assert [e["state"] for e in store.queries.history(queued)] == ["queued", "running", "succeeded"]
+    assert [r.id for r in store.queries.list_jobs(tenant="acme", state=JobState.SUCCEEDED).records] == [queued, done]
 
 
 def test_offload_migrate_does_it_by_hand(redis_client: redis.Redis) -> None:
@@ -120,6 +120,6 @@ def test_offload_migrate_does_it_by_hand(redis_client: redis.Redis) -> None:
     )
     assert json.loads(done.stdout)["migrated"] == 1
     store = StatusStore.from_url(REDIS_URL, prefix="t")
-    assert [r.id for r in store.list_jobs(tenant="acme").records] == [job_id]
+    assert [r.id for r in store.queries.list_jobs(tenant="acme").records] == [job_id]
     again = subprocess.run([str(VENV_BIN / "offload"), "migrate"], env=env, capture_output=True, text=True, timeout=60)
     assert json.loads(again.stdout)["migrated"] is None

@@ -45,7 +45,7 @@ def test_a_receiver_that_keeps_failing_is_paused_after_the_threshold(
     jobs = [publisher.publish("system.noop", {}, tenant="acme", callback_url=receiver.url).job_id for _ in range(8)]
     # The email worker's breaker opens after 5 failures to the host (its default threshold).
     wait_for(lambda: redis_client.exists(f"offload:breaker:127.0.0.1:{receiver.port}:open") == 1, timeout=20)
-    deliveries = [r for r in publisher.store.list_jobs(tenant="acme", job_type="webhook.deliver").records]
+    deliveries = [r for r in publisher.store.queries.list_jobs(tenant="acme", job_type="webhook.deliver").records]
 
     def paused() -> int:
         return sum(publisher.get(d.id).error_code == "circuit_open" for d in deliveries)

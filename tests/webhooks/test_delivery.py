@@ -26,7 +26,7 @@ def api(settings: Settings, publisher: Publisher) -> Api:
 def _delivery_job(publisher: Publisher, job_id: str):
     records = [
         r
-        for r in publisher.store.list_jobs(tenant="acme", job_type="webhook.deliver").records
+        for r in publisher.store.queries.list_jobs(tenant="acme", job_type="webhook.deliver").records
         if r.payload and r.payload["job_id"] == job_id
     ]
     return records[0] if records else None
@@ -90,7 +90,7 @@ def test_a_receiver_failing_twice_gets_three_attempts_with_the_same_webhook_id(
     wait_for(lambda: publisher.get(delivery.id).state == "succeeded", timeout=10)
     record = publisher.get(delivery.id)
     assert record.attempts == 3
-    assert [h["state"] for h in publisher.store.history(delivery.id)].count("retrying") == 2
+    assert [h["state"] for h in publisher.store.queries.history(delivery.id)].count("retrying") == 2
 
 
 @pytest.mark.parametrize(

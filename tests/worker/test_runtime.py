@@ -29,7 +29,7 @@ def test_a_job_runs_to_succeeded_with_its_result(publisher: Publisher, worker: R
     record = wait_state(job.job_id, "succeeded")
     assert record.result == {"echo": "hi"} and record.attempts == 1 and record.progress == 100
     assert record.started_at and record.finished_at and record.finished_at >= record.started_at
-    assert [h["state"] for h in publisher.store.history(job.job_id)] == ["queued", "running", "succeeded"]
+    assert [h["state"] for h in publisher.store.queries.history(job.job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_the_sdk_can_wait_for_a_job_to_end(publisher: Publisher, worker: RunningWorker) -> None:
@@ -56,9 +56,9 @@ def test_a_transient_failure_is_retried_with_backoff_then_succeeds(
     record = wait_state(job.job_id, "succeeded", timeout=15)
     # The record shows the last attempt's outcome, not an old error.
     assert record.attempts == 3 and record.error_code is None and record.error_message is None
-    states = [h["state"] for h in publisher.store.history(job.job_id)]
+    states = [h["state"] for h in publisher.store.queries.history(job.job_id)]
     assert states == ["queued", "running", "retrying", "running", "retrying", "running", "succeeded"]
-    retry = publisher.store.history(job.job_id)[2]
+    retry = publisher.store.queries.history(job.job_id)[2]
     assert retry["error"]["code"] == "transient_error" and retry["retry_at"] >= retry["at"]
 
 
@@ -81,7 +81,7 @@ def test_a_permanent_failure_is_not_retried(publisher: Publisher, worker: Runnin
 def test_cancelling_a_running_job_stops_it(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
     job = publisher.publish("system.sleep", {"ms": 20_000, "steps": 100}, tenant="acme")
     wait_state(job.job_id, "running")
-    assert publisher.store.cancel(job.job_id, tenant="acme") == ("requested", None)
+    assert publisher.store.lifecycle.cancel(job.job_id, tenant="acme") == ("requested", None)
     started = time.monotonic()
     record = wait_state(job.job_id, "cancelled", timeout=5)
     assert time.monotonic() - started < 2 and record.progress < 100
@@ -101,7 +101,7 @@ def test_follow_ups_run_after_their_parent_succeeds_and_can_read_its_result(
         "system.noop", {"echo": "parent"}, tenant="acme", then=[{"type": "system.noop", "payload": {"echo": "child"}}]
     )
     wait_state(parent.job_id, "succeeded")
-    children = [r for r in publisher.store.list_jobs(tenant="acme").records if r.parent_id == parent.job_id]
+    children = [r for r in publisher.store.queries.list_jobs(tenant="acme").records if r.parent_id == parent.job_id]
     assert len(children) == 1
     child = wait_state(children[0].id, "succeeded")
     assert child.result == {"echo": "child"} and child.tenant == "acme"
@@ -112,7 +112,7 @@ def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(
 ) -> None:
     job = publisher.publish("system.noop", {}, tenant="acme")
     wait_state(job.job_id, "succeeded")
-    record_message = publisher.store.stored_message(job.job_id)
+    record_message = publisher.store.queries.stored_message(job.job_id)
     assert record_message is not None
     publisher.republish(record_message)
     time.sleep(0.5)
@@ -138,14 +138,14 @@ def test_a_message_published_without_a_record_is_adopted(
     connection.close()
     record = wait_state(job_id, "succeeded")
     assert record.tenant == "globex" and record.result == {"slept_ms": 10}
-    assert [r.id for r in publisher.store.list_jobs(tenant="globex").records] == [job_id]
+    assert [r.id for r in publisher.store.queries.list_jobs(tenant="globex").records] == [job_id]
 
 
 def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publisher, worker: RunningWorker) -> None:
     prepared = publisher.preparer.prepare({"type": "system.noop"}, tenant="acme")
     message = publisher._record(prepared, None)
     assert isinstance(message, bytes)
-    publisher.store.abort(prepared.job_id, tenant="acme")
+    publisher.store.lifecycle.abort(prepared.job_id, tenant="acme")
     publisher.republish(message)
     time.sleep(0.5)
     assert publisher.get(prepared.job_id) is None

@@ -34,7 +34,7 @@ def test_a_job_whose_ending_was_lost_is_delivered_again_once_and_ends(
     assert promoter.recover_stalled_if_due(force=True) == 0  # claimed once, across processes
     record = wait_state(stalled.job_id, "succeeded")
     assert record.attempts == 2 and record.result == {"echo": "again"}
-    history = publisher.store.history(stalled.job_id)
+    history = publisher.store.queries.history(stalled.job_id)
     assert history[-2]["state"] == "running" and history[-2].get("redelivered") is True
     left = publisher.get(recent.job_id)
     assert left is not None and left.state is JobState.RUNNING

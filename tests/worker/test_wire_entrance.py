@@ -291,7 +291,7 @@ def test_a_job_id_that_is_not_a_uuid_is_dead_with_its_reason_kept_beside_the_dea
 ) -> None:
     message = wire_message("system.noop", "system", {}, job_id="order-42")
     publish_wire("system", message)
-    wait_for(lambda: publisher.store.dead_letter_notes(["order-42"]) != [None], timeout=10)
-    [note] = publisher.store.dead_letter_notes(["order-42"])
+    wait_for(lambda: publisher.store.janitor.dead_letter_notes(["order-42"]) != [None], timeout=10)
+    [note] = publisher.store.janitor.dead_letter_notes(["order-42"])
     assert note is not None and note["code"] == "invalid_job_id"
     assert publisher.get("order-42") is None

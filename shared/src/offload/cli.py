@@ -115,7 +115,7 @@ def migrate() -> int:
 
     settings = load_settings()
     store = StatusStore.from_url(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
-    migrated = store.migrate_layout()
+    migrated = store.janitor.migrate_layout()
     print(json.dumps({"migrated": migrated, "note": None if migrated is not None else "nothing to do, or running"}))
     return 0
 

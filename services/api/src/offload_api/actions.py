@@ -14,11 +14,13 @@ def retry(found: Services, job_id: str, *, scope: str | None) -> None:
         BrokerUnavailable: RabbitMQ did not take the message; the job is left failed with
             ``retry_not_enqueued``, so it can be retried again.
     """
-    outcome, detail = found.store.reopen(job_id, tenant=scope)
+    outcome, detail = found.store.lifecycle.reopen(job_id, tenant=scope)
     if outcome != "queued":
         raise InvalidState(f"Job {job_id!r} is {detail}; only failed, dead or cancelled jobs can be retried.")
     try:
         found.publisher.republish(detail.encode())
     except BrokerUnavailable:
-        found.store.fail_unstarted(job_id, ("retry_not_enqueued", "The retry could not be enqueued; try again."))
+        found.store.lifecycle.fail_unstarted(
+            job_id, ("retry_not_enqueued", "The retry could not be enqueued; try again.")
+        )
         raise

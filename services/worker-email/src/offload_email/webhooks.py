@@ -83,7 +83,7 @@ class WebhookHandlers:
             PermanentJobError: the job is gone, the URL is not allowed, or the receiver refused it.
             TransientJobError: the receiver failed, throttled or could not be reached (retried).
         """
-        record = self.store.get(payload.job_id)
+        record = self.store.queries.get(payload.job_id)
         if record is None:
             raise PermanentJobError("The job expired before its webhook was delivered.", code="job_gone")
         event = {"type": f"job.{record.state.value}", "timestamp": iso(now_ms()), "data": record.public()}

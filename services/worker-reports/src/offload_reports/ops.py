@@ -81,7 +81,7 @@ class OpsHandlers:
         for item in exported:
             logger.warning("Exported %d dead letters of %s before they expire.", item.count, item.queue)
         ctx.progress(80, "dead letters exported")
-        trimmed = self.store.trim_indexes()
+        trimmed = self.store.janitor.trim_indexes()
         return MaintenanceResult(
             index_entries_removed=trimmed,
             dead_letters=[

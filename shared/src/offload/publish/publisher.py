@@ -297,7 +297,7 @@ class Publisher:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        return self.store.get(job_id, tenant=tenant)
+        return self.store.queries.get(job_id, tenant=tenant)
 
     def wait(self, job_id: str, *, timeout: float = 30.0) -> JobRecord | None:
         """Block until the job ends (or ``timeout`` seconds pass) and return its record.
@@ -313,11 +313,11 @@ class Publisher:
         with redis_errors():
             pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
-                pubsub.subscribe(self.store.events_channel(job_id))
-                record = self.store.get(job_id)
+                pubsub.subscribe(self.store.queries.events_channel(job_id))
+                record = self.store.queries.get(job_id)
                 while record is not None and not record.state.terminal and time.monotonic() < deadline:
                     pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-                    record = self.store.get(job_id)
+                    record = self.store.queries.get(job_id)
                 return record
             finally:
                 pubsub.close()
@@ -362,7 +362,7 @@ class Publisher:
         if prepared.follow_ups:
             fields["then"] = json.dumps([f.model_dump(mode="json") for f in prepared.follow_ups])
         scheduled_for = created_at + int(prepared.delay * 1000) if prepared.delay is not None else None
-        created = self.store.create(
+        created = self.store.lifecycle.create(
             prepared.job_id,
             fields,
             scheduled_for=scheduled_for,
@@ -377,7 +377,7 @@ class Publisher:
                 job_id=created.job_id,
             )
         if created.outcome == "exists":
-            record = self.store.get(created.job_id)
+            record = self.store.queries.get(created.job_id)
             return Submitted(created.job_id, record.state.value if record else "queued", replayed=True)
         return body
 
@@ -414,7 +414,9 @@ class Publisher:
         the client "not done" about a job that runs (an *unexpected* job, §6.0).
         """
         try:
-            outcome = self.store.abort(prepared.job_id, tenant=prepared.tenant, idempotency_key=idempotency_key)
+            outcome = self.store.lifecycle.abort(
+                prepared.job_id, tenant=prepared.tenant, idempotency_key=idempotency_key
+            )
         except StatusStoreUnavailable:
             logger.error("Could not withdraw job %s after a failed publish; Redis is unavailable.", prepared.job_id)
             return False

@@ -42,6 +42,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def named(reply: list[Any]) -> dict[str, Any]:
+    """A script's reply, a flat list of alternating names and values, as a dict.
+
+    Every script that answers more than one value answers so: callers read the reply by name,
+    and a script may add a value without moving the others.
+    """
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 def _load_scripts() -> dict[str, str]:
     folder = resources.files("offload.status") / "lua"
     prelude = (folder / "_prelude.lua").read_text()

@@ -32,7 +32,7 @@ _BATCH = 500
 
 def state_counts(store: StatusStore) -> dict[str, int]:
     """Jobs in each state now (finished ones until their retention ends), from the all-tenant indexes."""
-    keys = {state: store.state_index_keys(state) for state in JobState}
+    keys = {state: store.queries.state_index_keys(state) for state in JobState}
     pipe = store.client.pipeline(transaction=False)
     for state in JobState:
         for key in keys[state]:
@@ -75,7 +75,7 @@ def aggregate(store: StatusStore, hour: datetime) -> tuple[int, int]:
     for state in JobState:
         ids = [
             member
-            for index in store.state_index_keys(state)
+            for index in store.queries.state_index_keys(state)
             for member in cast(list[str], client.zrangebyscore(index, start_ms, f"({end_ms}"))
         ]
         for offset in range(0, len(ids), _BATCH):

@@ -111,7 +111,7 @@ class Adopter:
             "payload": json.dumps(prepared.payload.model_dump(mode="json"), separators=(",", ":")),
         }
         try:
-            created = self.publisher.store.create(job_id, fields)
+            created = self.publisher.store.lifecycle.create(job_id, fields)
         except BaseException:
             self.publisher.give_back_quota([prepared])
             raise
@@ -146,9 +146,9 @@ class Adopter:
                 "created_at": message.message_timestamp,
                 "payload": _shown_payload(message),
             }
-            store.refuse(job_id, fields, (refusal.code, refusal.message), errors=refusal.errors)
+            store.lifecycle.refuse(job_id, fields, (refusal.code, refusal.message), errors=refusal.errors)
         elif message is not None:
-            store.note_dead_letter(str(message.message_id), refusal.code, refusal.message)
+            store.janitor.note_dead_letter(str(message.message_id), refusal.code, refusal.message)
         if self.metrics is not None:
             self.metrics.refused(queue, refusal.code)
         logger.error("Refused job %r published on the wire (%s): %s", job_id, refusal.code, refusal.message)

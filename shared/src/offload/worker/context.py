@@ -98,7 +98,7 @@ class JobContext:
         now = time.monotonic()
         if now - self._last_write >= PROGRESS_INTERVAL or percent >= 100:
             self._last_write = self._last_poll = now
-            state, cancel = self.store.progress(self.job_id, self.attempt, int(percent), message[:200])
+            state, cancel = self.store.lifecycle.progress(self.job_id, self.attempt, int(percent), message[:200])
             self._cancel_requested = cancel or state == "cancelled"
         self.raise_if_cancelled()
 
@@ -111,7 +111,7 @@ class JobContext:
         line that cannot be written is only logged: the job goes on.
         """
         try:
-            self.store.log(self.job_id, self.attempt, line)
+            self.store.lifecycle.log(self.job_id, self.attempt, line)
         except StatusStoreUnavailable:
             logger.warning("Could not write to the log of job %s: %s", self.job_id, line[:200])
 

@@ -82,7 +82,7 @@ class DuePromoter:
         Raises:
             DependencyError: Redis or RabbitMQ is unavailable (the claims are retaken later).
         """
-        lease, endings = self.store.claim_outbox(limit=self.batch, lease_ms=LEASE_MS)
+        lease, endings = self.store.timers.claim_outbox(limit=self.batch, lease_ms=LEASE_MS)
         ready: list[tuple[Ending, PreparedJob]] = []
         for ending in endings:
             body = {
@@ -96,14 +96,14 @@ class DuePromoter:
                 )
             except OffloadError as exc:
                 logger.error("Cannot queue the webhook of job %s: %s", ending.job_id, exc)
-                self.store.outbox_done(ending.job_id, lease)
+                self.store.timers.outbox_done(ending.job_id, lease)
                 continue
             ready.append((ending, prepared))
         # One round of confirms for the whole claim; an unconfirmed one keeps its claim (retaken later).
         errors = self.publisher.enqueue_many([prepared for _, prepared in ready])
         for (ending, _), error in zip(ready, errors, strict=True):
             if error is None:
-                self.store.outbox_done(ending.job_id, lease)
+                self.store.timers.outbox_done(ending.job_id, lease)
         failed = [error for error in errors if error is not None]
         if failed:
             raise failed[0]
@@ -117,7 +117,7 @@ class DuePromoter:
         """
         if self.layout_checked:
             return
-        migrated = self.store.migrate_layout()
+        migrated = self.store.janitor.migrate_layout()
         if migrated:
             logger.warning("Migrated %d job records to the current Redis layout.", migrated)
         self.layout_checked = True
@@ -131,7 +131,7 @@ class DuePromoter:
         if time.monotonic() < self.next_trim:
             return
         self.next_trim = time.monotonic() + TRIM_INTERVAL
-        removed = self.store.trim_indexes()
+        removed = self.store.janitor.trim_indexes()
         if removed:
             logger.info("Dropped %d index entries of expired job records.", removed)
 
@@ -158,14 +158,14 @@ class DuePromoter:
             limit = contracts.get(job_type).time_limit if job_type in contracts.names else 3600.0
             return int((limit + self.hard_limit_grace + STALL_MARGIN) * 1000)
 
-        stalled = self.store.claim_stalled(overdue_ms)
+        stalled = self.store.janitor.claim_stalled(overdue_ms)
         for index, (job_id, message, _) in enumerate(stalled):
             logger.warning("Job %s is running past any possible end; delivering it again.", job_id)
             try:
                 self.publisher.republish(message.encode())
             except DependencyError:
                 for _, _, claim in stalled[index:]:
-                    self.store.release_stalled(claim)
+                    self.store.janitor.release_stalled(claim)
                 raise
         if stalled:
             logger.info("Delivered %d stalled job(s) again.", len(stalled))
@@ -204,7 +204,7 @@ class DuePromoter:
         """
         total = 0
         while True:
-            claim = self.store.claim_due(limit=self.batch, lease_ms=LEASE_MS)
+            claim = self.store.timers.claim_due(limit=self.batch, lease_ms=LEASE_MS)
             for job_id in claim.lost:
                 logger.error("Job %s was due but has no record or stored message: it cannot run.", job_id)
                 if self.metrics is not None:
@@ -216,9 +216,9 @@ class DuePromoter:
                     self.publisher.republish(message)
                 except DependencyError:
                     for unpublished, _ in claim.jobs[index:]:
-                        self.store.release(unpublished, claim.lease)
+                        self.store.timers.release(unpublished, claim.lease)
                     raise
-                self.store.promoted(job_id, claim.lease)
+                self.store.timers.promoted(job_id, claim.lease)
                 total += 1
             if len(claim.jobs) < self.batch:
                 return total
@@ -229,7 +229,7 @@ class DuePromoter:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        first = self.store.next_due()
+        first = self.store.timers.next_due()
         if first is None:
             return POLL_INTERVAL
         return max(0.0, min(POLL_INTERVAL, (first - now_ms()) / 1000))

@@ -136,7 +136,7 @@ class Runtime:
         Raises:
             JobFailed: adoption refused the job.
         """
-        presence = self.store.presence(job_id)
+        presence = self.store.queries.presence(job_id)
         if presence == "withdrawn":
             logger.info("Dropping job %s: its publisher withdrew it (the broker had not confirmed it).", job_id)
             return False
@@ -181,10 +181,10 @@ class Runtime:
     # -- opening an attempt ------------------------------------------------------------------
 
     def _open(self, contract: JobContract, job_id: str, payload: Any) -> Started | None:
-        started = self.store.start(job_id, max_unfinished=self.max_unfinished)
+        started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "missing":
             self._adopt(contract, job_id, payload)
-            started = self.store.start(job_id, max_unfinished=self.max_unfinished)
+            started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "run":
             return started
         if started.outcome == "dead":
@@ -280,7 +280,7 @@ class Runtime:
         retry_after: float | None = None,
         counted: bool = True,
     ) -> None:
-        if not counted and self.store.deferrals(ctx.job_id) < MAX_DEFERRALS:
+        if not counted and self.store.lifecycle.deferrals(ctx.job_id) < MAX_DEFERRALS:
             # Held back before trying (an open circuit): wait, and run again as the same attempt.
             delay = max(retry_after or 0.0, backoff(contract, 1) * self.backoff_scale)
             self._end(
@@ -299,7 +299,7 @@ class Runtime:
 
     def _end(self, ctx: JobContext, state: JobState, **outcome: Any) -> None:
         """End the attempt in ``state`` (``outcome``: result, error, retry_at) and count it."""
-        self.store.finish(ctx.job_id, ctx.attempt, state, **outcome)
+        self.store.lifecycle.finish(ctx.job_id, ctx.attempt, state, **outcome)
         if self.metrics is not None:
             self.metrics.ended(ctx.queue, ctx.job_type, state.value)
 
@@ -309,7 +309,7 @@ class Runtime:
         raise JobFailed(message)
 
     def _publish_follow_ups(self, ctx: JobContext) -> None:
-        for index, spec in enumerate(self.store.follow_ups(ctx.job_id)):
+        for index, spec in enumerate(self.store.queries.follow_ups(ctx.job_id)):
             prepared = self.publisher.preparer.prepare_follow_up(
                 FollowUp.model_validate(spec), parent_id=ctx.job_id, index=index, tenant=ctx.tenant
             )

@@ -111,7 +111,7 @@ class SlotKeeper:
 
     def _wake(self, key: str, job_ids: list[str]) -> None:
         for index, job_id in enumerate(job_ids):
-            message = self.store.stored_message(job_id)
+            message = self.store.queries.stored_message(job_id)
             if message is None:
                 self._not_woken(job_id)
                 continue
@@ -124,7 +124,7 @@ class SlotKeeper:
 
     def _not_woken(self, job_id: str) -> None:
         """A waiter without a stored message: withdrawn by its publisher (fine), or lost (an error)."""
-        if self.store.presence(job_id) == "withdrawn":
+        if self.store.queries.presence(job_id) == "withdrawn":
             logger.info("Not waking job %s: its publisher withdrew it.", job_id)
             return
         logger.error("Job %s waited for a slot but has no record or stored message: it cannot run.", job_id)

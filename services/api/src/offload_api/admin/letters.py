@@ -126,7 +126,7 @@ def explain(store: StatusStore, letters: list[Letter]) -> list[tuple[Reason, str
         StatusStoreUnavailable: Redis is unavailable.
     """
     ids = [letter.message.message_id for letter in letters if letter.message is not None]
-    recorded = iter(store.dead_letter_reasons(ids))
+    recorded = iter(store.janitor.dead_letter_reasons(ids))
     explained: list[tuple[Reason, str | None]] = []
     for letter in letters:
         if letter.message is None:

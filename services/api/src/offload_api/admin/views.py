@@ -160,7 +160,7 @@ def jobs() -> str | BaseResponse:
     job_type = request.args.get("type") or None
     tenant = request.args.get("tenant") or None
     try:
-        page = services().store.list_jobs(
+        page = services().store.queries.list_jobs(
             tenant=tenant,
             state=JobState(state) if state else None,
             job_type=job_type,
@@ -180,7 +180,7 @@ def jobs() -> str | BaseResponse:
 
 
 def _record(job_id: str) -> Any:
-    record = services().store.get(job_id)
+    record = services().store.queries.get(job_id)
     if record is None:
         raise NotFound(f"Job {job_id[:64]!r} does not exist (or its record has expired).")
     return record
@@ -191,12 +191,12 @@ def _record(job_id: str) -> Any:
 def job(job_id: str) -> str:
     """A job: state, progress, attempts, error, result, payload, history and log (refreshed while it runs)."""
     record = _record(job_id)
-    history = services().store.history(job_id)
+    history = services().store.queries.history(job_id)
     return render_template(
         "admin/job.html",
         job=record.public(),
         history=history,
-        logs=services().store.logs(job_id),
+        logs=services().store.queries.logs(job_id),
         pretty=lambda value: json.dumps(value, indent=2, ensure_ascii=False),
     )
 
@@ -227,7 +227,7 @@ def retry(job_id: str) -> BaseResponse:
 def cancel(job_id: str) -> BaseResponse:
     """Cancel a waiting job, or ask a running one to stop."""
     _record(job_id)
-    outcome, final = services().store.cancel(job_id, tenant=None)
+    outcome, final = services().store.lifecycle.cancel(job_id, tenant=None)
     flash(f"The job already ended ({final})." if outcome == "final" else "Cancel requested.")
     return redirect(url_for("admin.job", job_id=job_id))
 
@@ -280,7 +280,7 @@ def _requeue_letter(body: bytes) -> None:
     """Retry the job a dead letter names; publish the letter as it is if it names none, or one not failed."""
     found = services()
     message = dead_letters.decode(body)
-    if message is not None and found.store.get(message.message_id) is not None:
+    if message is not None and found.store.queries.get(message.message_id) is not None:
         try:
             actions.retry(found, message.message_id, scope=None)
             return

@@ -93,7 +93,7 @@ def job_events(job_id: str) -> Response:
     _open_stream(found, tenant)
     try:
         pubsub = found.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(found.store.events_channel(job_id))
+        pubsub.subscribe(found.store.queries.events_channel(job_id))
     except Exception:
         _close_stream(found, tenant)
         raise
@@ -156,10 +156,10 @@ def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str,
     The events are the history entries and log lines after ``after``, plus the current progress if
     it is newer than the history.
     """
-    events = [e for e in store.history(job_id) if e["seq"] > after]
-    events += [e for e in store.logs(job_id) if e["seq"] > after]
+    events = [e for e in store.queries.history(job_id) if e["seq"] > after]
+    events += [e for e in store.queries.logs(job_id) if e["seq"] > after]
     events.sort(key=lambda e: int(e["seq"]))
-    record = store.get(job_id)
+    record = store.queries.get(job_id)
     last = events[-1]["seq"] if events else after
     if record is not None and record.seq > last and record.state is JobState.RUNNING:
         events.append(
@@ -182,7 +182,7 @@ def _format(store: StatusStore, job_id: str, event: dict[str, Any]) -> str:
     data = dict(event)
     data["at"] = iso(event.get("at"))
     if _is_terminal(event):
-        record = store.get(job_id)
+        record = store.queries.get(job_id)
         if record is not None:
             data["job"] = record.public()
     return f"id: {event['seq']}\nevent: {event.get('kind', 'state')}\ndata: {json.dumps(data)}\n\n"

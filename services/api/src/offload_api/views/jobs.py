@@ -64,7 +64,7 @@ def find_job(job_id: str) -> JobRecord:
     Raises:
         NotFound: no such job for this caller.
     """
-    record = services().store.get(job_id, tenant=caller().scope) if _is_uuid(job_id) else None
+    record = services().store.queries.get(job_id, tenant=caller().scope) if _is_uuid(job_id) else None
     if record is None:
         raise NotFound(f"Job {job_id[:64]!r} does not exist.")
     return record
@@ -146,7 +146,7 @@ def list_jobs() -> Response:
     limit = _limit(request.args.get("limit", "50"))
     tenant = request.args.get("tenant") if who.is_admin and request.args.get("tenant") else who.scope
     try:
-        page = services().store.list_jobs(
+        page = services().store.queries.list_jobs(
             tenant=tenant,
             state=state,
             job_type=request.args.get("type") or None,
@@ -176,7 +176,7 @@ def get_job(job_id: str) -> Response:
     """The job's state, progress, result or error, with its history."""
     record = find_job(job_id)
     document = record.public()
-    document["history"] = services().store.history(job_id)
+    document["history"] = services().store.queries.history(job_id)
     return jsonify(document)
 
 
@@ -195,7 +195,7 @@ def get_job(job_id: str) -> Response:
 def get_job_logs(job_id: str) -> Response:
     """The lines the job's handler wrote to its log, oldest first (also sent as ``log`` events)."""
     find_job(job_id)
-    return jsonify({"logs": services().store.logs(job_id)})
+    return jsonify({"logs": services().store.queries.logs(job_id)})
 
 
 @bp.post("/<job_id>/cancel")
@@ -218,7 +218,7 @@ def get_job_logs(job_id: str) -> Response:
 def cancel_job(job_id: str) -> Response:
     """Cancel a waiting job at once; ask a running one to stop (its handler checks between steps)."""
     find_job(job_id)
-    outcome, final = services().store.cancel(job_id, tenant=caller().scope)
+    outcome, final = services().store.lifecycle.cancel(job_id, tenant=caller().scope)
     if outcome == "final":
         raise InvalidState(f"Job {job_id!r} already ended ({final}); it cannot be cancelled.")
     return jsonify(find_job(job_id).public())

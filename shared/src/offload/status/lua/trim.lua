@@ -21,7 +21,7 @@ for i = 5, #ARGV, 2 do
       redis.call('ZREMRANGEBYRANK', key, 0, take - 1)
       removed = removed + take
       budget = budget - take
-      if budget == 0 then return {removed, 1} end
+      if budget == 0 then return {'removed', removed, 'more', 1} end
     end
   end
 end
@@ -36,4 +36,4 @@ for _, jtype in ipairs(types) do
   end
   if not listed then redis.call('SREM', types_key, jtype) end
 end
-return {removed, 0}
+return {'removed', removed, 'more', 0}
