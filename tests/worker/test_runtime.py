@@ -143,7 +143,7 @@ def test_a_message_published_without_a_record_is_adopted(
 
 def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publisher, worker: RunningWorker) -> None:
     prepared = publisher.preparer.prepare({"type": "system.noop"}, tenant="acme")
-    message = publisher._record(prepared, None)
+    message = publisher.sequence._record(prepared, None)
     assert isinstance(message, bytes)
     publisher.store.lifecycle.abort(prepared.job_id, tenant="acme")
     publisher.republish(message)
@@ -154,7 +154,7 @@ def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publis
 def test_a_job_whose_confirm_went_astray_after_a_worker_took_it_is_accepted(
     publisher: Publisher, worker: RunningWorker, wait_state
 ) -> None:
-    real = publisher.amqp
+    real = publisher.sequence.transport
 
     class LostConfirm:
         """The broker takes the message, the worker starts it, and the confirm never arrives."""
@@ -176,11 +176,11 @@ def test_a_job_whose_confirm_went_astray_after_a_worker_took_it_is_accepted(
         def refuse_if_full(self, queue: str) -> None:
             real.refuse_if_full(queue)
 
-    publisher.amqp = LostConfirm()  # type: ignore[assignment]
+    publisher.sequence.transport = LostConfirm()  # type: ignore[assignment]
     try:
         submitted = publisher.publish("system.noop", {"echo": "ran"}, tenant="acme")
     finally:
-        publisher.amqp = real
+        publisher.sequence.transport = real
     assert wait_state(submitted.job_id, "succeeded").result == {"echo": "ran"}
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from offload.publish.amqp import ConfirmingPublisher
-from offload.publish.publisher import BatchSubmitted, Publisher, Submitted
+from offload.publish.publisher import Publisher
+from offload.publish.results import BatchSubmitted, Submitted
+from offload.publish.transport import MemoryTransport, Transport
 from offload.wire import WIRE_VERSION, WireMessage, encode_message
 
 __all__ = [
     "WIRE_VERSION",
     "BatchSubmitted",
     "ConfirmingPublisher",
+    "MemoryTransport",
     "Publisher",
     "Submitted",
+    "Transport",
     "WireMessage",
     "encode_message",
 ]

@@ -81,7 +81,6 @@ class StatusStore:
         """A key under this store's prefix."""
         return ":".join((self.prefix, *parts))
 
-
     def close(self) -> None:
         """Disconnect every connection this store opened."""
         self.scripts.close()

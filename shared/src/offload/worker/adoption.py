@@ -17,7 +17,7 @@ carries can do more than the same body sent to ``POST /v1/jobs``:
 - the payload and options pass :meth:`offload.submission.Preparer.prepare` (schema, retry bound,
   the SSRF guard on every URL a worker would fetch, the email domain allow-list), with the same
   error code and field paths;
-- the tenant's quotas (:meth:`offload.publish.Publisher.take_quota`: ``quota_exceeded``).
+- the tenant's quotas (held as :mod:`offload.publish.sequence` holds them: ``quota_exceeded``).
 
 A refused job is recorded ``dead`` with the refusal's code, message and field problems (when its
 id can name a record), counted in ``offload_wire_refused_total{queue, reason}``, logged as an
@@ -46,7 +46,6 @@ from offload.contracts import JobContract, Priority, Registry
 from offload.errors import ClientError, ValidationFailed
 from offload.publish import Publisher
 from offload.quotas import QuotaExceeded
-from offload.status.scripts import redis_errors
 from offload.submission import PreparedJob
 from offload.wire import offload_options
 from offload.worker.metrics import JobMetrics
@@ -111,13 +110,16 @@ class Adopter:
             "payload": json.dumps(prepared.payload.model_dump(mode="json"), separators=(",", ":")),
         }
         try:
-            created = self.publisher.store.lifecycle.create(job_id, fields)
-        except BaseException:
-            self.publisher.give_back_quota([prepared])
-            raise
+            with self.publisher.sequence.held([prepared]) as hold:  # as HTTP's submissions hold theirs
+                created = self.publisher.store.lifecycle.create(job_id, fields)
+                if created.outcome == "created":
+                    hold.keep()
+        except QuotaExceeded as exc:
+            over = Refused(exc.code, exc.message)
+            self.refuse(contract.queue, job_id, message, over, tenant=tenant, job_type=contract.name)
+            raise over from None
         if created.outcome != "created":
-            self.publisher.give_back_quota([prepared])
-            return
+            return  # another delivery adopted it (its quota units went back)
         logger.info("Adopted job %s published without a record (tenant %r).", job_id, prepared.tenant)
 
     def refuse(
@@ -182,14 +184,11 @@ class Adopter:
             options["priority"] = levels[asked]
         body = {"type": contract.name, "payload": payload, "options": options}
         try:
-            prepared = self.publisher.preparer.prepare(body, tenant=tenant, job_id=job_id)
-            with redis_errors():
-                self.publisher.take_quota([prepared])
+            return self.publisher.preparer.prepare(body, tenant=tenant, job_id=job_id)
         except ValidationFailed as exc:
             raise Refused(exc.code, exc.message, exc.errors) from None
-        except (QuotaExceeded, ClientError) as exc:
+        except ClientError as exc:
             raise Refused(exc.code, exc.message) from None
-        return prepared
 
     @staticmethod
     def tenant_of(message: Message[Any]) -> str | None:

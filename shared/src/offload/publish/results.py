@@ -1,0 +1,22 @@
+"""What a submission answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submission: the job's id and state; ``replayed`` when an idempotency key matched."""
+
+    job_id: str
+    state: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class BatchSubmitted:
+    """The answer to a batch submission."""
+
+    batch_id: str
+    jobs: list[Submitted]
