@@ -18,8 +18,9 @@ import pytest
 import redis
 from standardwebhooks import Webhook
 
+from offload.errors import WebhookVerificationError
 from offload.publish import Publisher
-from offload.webhooks import SecretStore, WebhookVerificationError, new_secret, sign, verify
+from offload.webhooks import SecretStore, new_secret, sign, verify
 from tests.conftest import RunningWorker
 from tests.helpers import wait_for
 from tests.security.conftest import CheckedApi

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from offload.errors import PermanentJobError, StorageUnavailable
+from offload.errors import FileTooLarge, InvalidSignature, LinkExpired, PermanentJobError, StorageUnavailable
 from offload.settings import Settings
-from offload.signing import InvalidSignature, LinkExpired, LinkSigner
-from offload.storage import FileTooLarge, LocalStorage, Storage, build_storage, make_key
+from offload.signing import LinkSigner
+from offload.storage import LocalStorage, Storage, build_storage, make_key
 from offload.storage.s3 import S3Storage
 from tests.helpers import free_port
 from tests.s3_server import s3_server, s3_settings

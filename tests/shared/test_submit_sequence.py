@@ -10,10 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from offload.errors import BrokerUnavailable
+from offload.errors import BrokerUnavailable, QuotaExceeded
 from offload.publish import MemoryTransport, Publisher
 from offload.publish.wiring import build_publisher
-from offload.quotas import QuotaExceeded
 from offload.status import JobState
 from tests.conftest import make_settings
 

@@ -10,7 +10,8 @@ import pytest
 import redis
 from standardwebhooks import Webhook
 
-from offload.webhooks import WebhookVerificationError, new_secret, sign, verify
+from offload.errors import WebhookVerificationError
+from offload.webhooks import new_secret, sign, verify
 
 BODY = json.dumps({"id": "job-1", "state": "succeeded"}, separators=(",", ":")).encode()
 

@@ -8,6 +8,13 @@
   | + NotFound              no such job or batch for this caller (404, same for other tenants)
   | + Conflict              e.g. an ``Idempotency-Key`` reused with another body (409)
   | + InvalidState          the job is not in a state that allows the action (409)
+  | + QuotaExceeded         the tenant used its quota for this window (429)
+  | + FileTooLarge, PayloadTooLarge   an upload or a body over its limit (413)
+  | + LinkExpired, InvalidSignature   a signed download link out of time, or not ours (410, 403)
+  | + WebhookVerificationError        a webhook delivery that must not be trusted (400)
+  | + Unauthorized, Forbidden, TooManyBadKeys, CsrfFailed   the API's access rules (401, 403, 429)
+  | + UnsupportedMediaType, InvalidJson, UnsupportedFormat, BadPath   what a request carried (415, 400, 422)
+  | + Refused               a job published on the wire that may not run (its code is HTTP's)
   x DependencyError         a server we need is down, hung or refusing (HTTP 503 + Retry-After)
   | + BrokerUnavailable     RabbitMQ refused, timed out or did not confirm the message
   | + StatusStoreUnavailable Redis is unreachable
@@ -17,6 +24,7 @@
     + PermanentJobError     retrying cannot help; the job fails at once
     + TransientJobError     worth retrying with backoff
     + JobCancelled          the job saw a cancel request and stopped
+  x JobFailed               the runtime's signal to Dramatiq that a message is to be dead-lettered
 
 Every error carries a stable ``code`` (snake_case, part of the API) and a one-sentence message
 that is safe to show a client: no URL with credentials, no secret, no stack trace.
@@ -101,6 +109,125 @@ class InvalidState(ClientError):
     status = 409
 
 
+class QuotaExceeded(ClientError):
+    """The tenant has used its quota for this window; ``retry_after`` says when it renews."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
+
+class FileTooLarge(ClientError):
+    """The file is over the size limit."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class LinkExpired(ClientError):
+    """The link's time is up (HTTP 410)."""
+
+    code = "link_expired"
+    status = 410
+
+
+class InvalidSignature(ClientError):
+    """The link was changed or not made by us (HTTP 403)."""
+
+    code = "invalid_signature"
+    status = 403
+
+
+class WebhookVerificationError(ClientError):
+    """A delivery that must not be trusted. ``code`` says why."""
+
+    code = "invalid_signature"
+    status = 400
+
+
+class CsrfFailed(ClientError):
+    """A state-changing form came without this session's token."""
+
+    code = "csrf_failed"
+    status = 403
+
+
+class Unauthorized(ClientError):
+    """No key, or a key that is not valid (the response never says which)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class TooManyBadKeys(ClientError):
+    """This client address sent too many invalid keys in the current minute."""
+
+    code = "too_many_attempts"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(ClientError):
+    """The key is valid but its role may not do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class UnsupportedFormat(ClientError):
+    """The upload is not one of the accepted formats (judged from its bytes)."""
+
+    code = "unsupported_format"
+    status = 422
+
+
+class BadPath(ClientError):
+    """A download path that is not a storage key."""
+
+    code = "bad_path"
+    status = 400
+
+
+class UnsupportedMediaType(ClientError):
+    """The body is not ``application/json``."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class InvalidJson(ClientError):
+    """The body is not valid JSON (or uses NaN/Infinity, or nests too deeply)."""
+
+    code = "invalid_json"
+    status = 400
+
+
+class PayloadTooLarge(ClientError):
+    """The body is over ``OFFLOAD_MAX_BODY_BYTES``."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class Refused(ClientError):
+    """A job published on the wire that may not run: the code, message and field problems HTTP would answer."""
+
+    code = "refused"
+
+    def __init__(self, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, code=code)
+        self.errors = errors or []
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
 class DependencyError(OffloadError):
     """A server Offload needs is unavailable. Clients should retry after ``retry_after`` seconds."""
 
@@ -174,3 +301,12 @@ class JobCancelled(JobError):
     """The handler saw a cancel request and stopped; the job ends ``cancelled``."""
 
     code = "cancelled"
+
+
+class JobFailed(OffloadError):
+    """Raised to Dramatiq when a job has ended for good, so that its message is dead-lettered.
+
+    Not a handler's error: the runtime raises it after recording why the job ended.
+    """
+
+    code = "job_failed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from offload.errors import ClientError
+from offload.errors import QuotaExceeded
 
 _TAKE = """
 local used = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -21,17 +21,6 @@ if used > tonumber(ARGV[2]) then
 end
 return 1
 """
-
-
-class QuotaExceeded(ClientError):
-    """The tenant has used its quota for this window; ``retry_after`` says when it renews."""
-
-    code = "quota_exceeded"
-    status = 429
-
-    def __init__(self, message: str, *, retry_after: int, **context: Any) -> None:
-        super().__init__(message, **context)
-        self.retry_after = retry_after
 
 
 class Quotas:

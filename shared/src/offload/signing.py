@@ -14,22 +14,8 @@ from urllib.parse import quote
 
 from itsdangerous import Signer
 
-from offload.errors import ClientError
+from offload.errors import InvalidSignature, LinkExpired
 from offload.numbers import whole_number
-
-
-class LinkExpired(ClientError):
-    """The link's time is up (HTTP 410)."""
-
-    code = "link_expired"
-    status = 410
-
-
-class InvalidSignature(ClientError):
-    """The link was changed or not made by us (HTTP 403)."""
-
-    code = "invalid_signature"
-    status = 403
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from offload.errors import ClientError
+from offload.errors import WebhookVerificationError
 from offload.numbers import whole_number
 
 SECRET_PREFIX = "whsec_"
 #: Seconds a delivery's timestamp may be away from the receiver's clock.
 TOLERANCE = 5 * 60
-
-
-class WebhookVerificationError(ClientError):
-    """A delivery that must not be trusted. ``code`` says why."""
-
-    code = "invalid_signature"
-    status = 400
 
 
 def new_secret() -> str:

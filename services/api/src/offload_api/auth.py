@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import redis
 from flask import g, request
 
-from offload.errors import ClientError
+from offload.errors import Forbidden, TooManyBadKeys, Unauthorized
 from offload.settings import ApiKey
 from offload_api.extension import services
 
@@ -26,35 +26,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RANK = {"reader": 0, "client": 1, "admin": 2}
 
 
-class Unauthorized(ClientError):
-    """No key, or a key that is not valid (the response never says which)."""
-
-    code = "unauthorized"
-    status = 401
-
-
-class TooManyBadKeys(ClientError):
-    """This client address sent too many invalid keys in the current minute."""
-
-    code = "too_many_attempts"
-    status = 429
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 #: Invalid keys one client address may send per minute; beyond it the answer is 429, not 401
 #: (reliability-security.md §7.1 row 8). Counted only when a key fails, so valid requests cost nothing.
 #: Failed admin sign-ins count too (``offload_api.admin.attempts``).
 MAX_BAD_KEYS_PER_MINUTE = 50
-
-
-class Forbidden(ClientError):
-    """The key is valid but its role may not do this."""
-
-    code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True)

@@ -8,28 +8,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from offload.errors import ClientError
-
-
-class UnsupportedMediaType(ClientError):
-    """The body is not ``application/json``."""
-
-    code = "unsupported_media_type"
-    status = 415
-
-
-class InvalidJson(ClientError):
-    """The body is not valid JSON (or uses NaN/Infinity, or nests too deeply)."""
-
-    code = "invalid_json"
-    status = 400
-
-
-class PayloadTooLarge(ClientError):
-    """The body is over ``OFFLOAD_MAX_BODY_BYTES``."""
-
-    code = "payload_too_large"
-    status = 413
+from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 
 
 def _no_constants(name: str) -> Any:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from offload.contracts.reports import BUILD, Column, ReportPayload, ReportResult
-from offload.errors import PermanentJobError, TransientJobError
+from offload.errors import FileTooLarge, PermanentJobError, TransientJobError
 from offload.jobs import job
 from offload.publish import Publisher
 from offload.signing import LinkSigner
-from offload.storage import FileTooLarge, Storage, make_key
+from offload.storage import Storage, make_key
 from offload.worker import JobContext
 from offload_reports import cells, sources
 from offload_reports.settings import ReportSettings

@@ -8,11 +8,11 @@ workers and the CLI call nothing else.
 
 from __future__ import annotations
 
+from offload.errors import FileTooLarge
 from offload.storage.base import (
     CHUNK,
     KEY_PART,
     Cleanup,
-    FileTooLarge,
     SizedWriter,
     Storage,
     StoredFile,

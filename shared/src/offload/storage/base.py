@@ -14,18 +14,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from offload.errors import ClientError, PermanentJobError
+from offload.errors import FileTooLarge, PermanentJobError
 
 #: One part of a key: letters, digits, dot, dash, underscore; not starting with a dot.
 KEY_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 CHUNK = 64 * 1024
-
-
-class FileTooLarge(ClientError):
-    """The file is over the size limit."""
-
-    code = "payload_too_large"
-    status = 413
 
 
 @dataclass(frozen=True)

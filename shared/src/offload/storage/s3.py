@@ -27,8 +27,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from offload.errors import StorageUnavailable
-from offload.storage.base import CHUNK, KEY_PART, Cleanup, FileTooLarge, SizedWriter, StoredFile, make_key
+from offload.errors import FileTooLarge, StorageUnavailable
+from offload.storage.base import CHUNK, KEY_PART, Cleanup, SizedWriter, StoredFile, make_key
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -43,9 +43,8 @@ from dramatiq.middleware import Middleware
 
 from offload import problems
 from offload.contracts import JobContract, Priority, Registry
-from offload.errors import ClientError, ValidationFailed
+from offload.errors import ClientError, QuotaExceeded, Refused, ValidationFailed
 from offload.publish import Publisher
-from offload.quotas import QuotaExceeded
 from offload.submission import PreparedJob
 from offload.wire import offload_options
 from offload.worker.metrics import JobMetrics
@@ -56,18 +55,6 @@ logger = logging.getLogger(__name__)
 MAX_SHOWN_PAYLOAD = 16_384
 #: What a tenant name may be, as in ``OFFLOAD_API_KEYS``.
 TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@dataclass
-class Refused(Exception):
-    """A wire job that may not run: the code and message a client would get over HTTP."""
-
-    code: str
-    message: str
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dramatiq.middleware import CurrentMessage, Middleware, Retries, ShutdownNot
 from offload.broker import build_broker
 from offload.concurrency import Slots
 from offload.contracts import BUILT_IN, JobContract, Registry
-from offload.errors import ConfigError, DependencyError
+from offload.errors import ConfigError, DependencyError, JobFailed
 from offload.logs import configure_logging
 from offload.pauses import Pauses
 from offload.publish import Publisher
@@ -34,7 +34,7 @@ from offload.worker.memory_guard import MemoryGuard
 from offload.worker.metrics import JobMetrics
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.registration import Heartbeat, cards_for, register
-from offload.worker.runtime import JobFailed, Runtime
+from offload.worker.runtime import Runtime
 from offload.worker.slots import SlotKeeper
 from offload.worker.system import SYSTEM_JOBS
 

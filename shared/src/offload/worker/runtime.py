@@ -26,13 +26,21 @@ from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from pydantic import BaseModel
 
 from offload.contracts import JobContract
-from offload.errors import DependencyError, JobCancelled, PermanentJobError, TransientJobError, ValidationFailed
+from offload.errors import (
+    DependencyError,
+    JobCancelled,
+    JobFailed,
+    PermanentJobError,
+    Refused,
+    TransientJobError,
+    ValidationFailed,
+)
 from offload.logs import job_logging
 from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.status import JobState, Started, StatusStore, now_ms
 from offload.submission import FollowUp
-from offload.worker.adoption import Adopter, Refused
+from offload.worker.adoption import Adopter
 from offload.worker.context import JobContext, Resources
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
@@ -47,10 +55,6 @@ Handler = Callable[[JobContext, Any], Any]
 MAX_DEFERRALS = 100
 
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-class JobFailed(Exception):
-    """Raised to Dramatiq when a job has ended for good, so that its message is dead-lettered."""
 
 
 @dataclass(frozen=True)

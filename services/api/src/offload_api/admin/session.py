@@ -31,7 +31,7 @@ from flask.sessions import SessionInterface, SessionMixin, session_json_serializ
 from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response
 
-from offload.errors import ClientError, StatusStoreUnavailable
+from offload.errors import CsrfFailed, StatusStoreUnavailable
 from offload.settings import Settings
 from offload.status import StatusStore
 from offload_api.extension import services, services_of
@@ -47,13 +47,6 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 #: Where sessions live: the admin page's routes and its cookie's ``Path``.
 ADMIN_PATH = "/admin"
-
-
-class CsrfFailed(ClientError):
-    """A state-changing form came without this session's token."""
-
-    code = "csrf_failed"
-    status = 403
 
 
 class AdminSession(CallbackDict[str, Any], SessionMixin):

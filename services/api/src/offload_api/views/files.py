@@ -21,10 +21,19 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from offload import problems
-from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
+from offload.errors import (
+    BadPath,
+    ClientError,
+    DependencyError,
+    FileTooLarge,
+    NotFound,
+    Unauthorized,
+    UnsupportedFormat,
+    ValidationFailed,
+)
 from offload.status import iso, redis_errors
-from offload.storage import FileTooLarge, make_key, read_chunks
-from offload_api.auth import Unauthorized, authenticate, caller, requires
+from offload.storage import make_key, read_chunks
+from offload_api.auth import authenticate, caller, requires
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
 
@@ -39,20 +48,6 @@ SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"WEBP", 8, "image/webp"),
 )
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\\u202a-\u202e\u2066-\u2069]")
-
-
-class UnsupportedFormat(ClientError):
-    """The upload is not one of the accepted formats (judged from its bytes)."""
-
-    code = "unsupported_format"
-    status = 422
-
-
-class BadPath(ClientError):
-    """A download path that is not a storage key."""
-
-    code = "bad_path"
-    status = 400
 
 
 def sniff(head: bytes) -> str | None:
