@@ -79,12 +79,14 @@ def test_a_batch_missing_a_required_variable_is_422_naming_the_recipient(publish
 def test_the_providers_send_rate_is_respected_across_a_batch(servers, redis_client, clean_broker, smtp_sink) -> None:
 
     from offload.contracts.email import Recipient
+    from offload.status import StatusStore
+    from offload.status.rates import SendRate
     from offload_email.compose import compose_message
-    from offload_email.mailer import SendRate, SmtpMailer
+    from offload_email.mailer import SmtpMailer
     from offload_email.settings import EmailSettings
 
     sink, port = smtp_sink
-    rate = SendRate(redis_client, key="offloadtest:smtp-rate", per_second=5)
+    rate = SendRate(StatusStore(redis_client, prefix="offloadtest"), "smtp", per_second=5)
     granted: list[str] = []
     backend = rate.limiter.backend
     incr_and_sum = backend.incr_and_sum

@@ -20,7 +20,9 @@ from standardwebhooks import Webhook
 
 from offload.errors import WebhookVerificationError
 from offload.publish import Publisher
-from offload.webhooks import SecretStore, new_secret, sign, verify
+from offload.status import StatusStore
+from offload.status.secrets import SecretStore
+from offload.webhooks import new_secret, sign, verify
 from tests.conftest import RunningWorker
 from tests.helpers import wait_for
 from tests.security.conftest import CheckedApi
@@ -126,7 +128,7 @@ def test_row48_a_signature_header_whose_second_entry_is_valid_is_accepted(redis_
     genuine["webhook-signature"] = f"{_headers(old)['webhook-signature']} {genuine['webhook-signature']}"
     assert verify(new, genuine, BODY)  # key rotation: only the second entry is signed with this secret
     # The same, as our sender signs during a rotation (current and previous secret, both sent).
-    store = SecretStore(redis_client)
+    store = SecretStore(StatusStore(redis_client))
     before = store.current("acme")
     after = store.rotate("acme")
     headers = sign(store.active("acme"), "msg_rotation", BODY)

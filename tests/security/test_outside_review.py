@@ -30,10 +30,10 @@ from bench.config import API_KEY as BENCH_KEY
 from offload.contracts.email import Recipient
 from offload.errors import ConfigError, PermanentJobError
 from offload.logs import NoPayloads
-from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
+from offload.status.pauses import Pauses
 from offload_api.app import create_app
 from tests.admin.test_pages import _token
 from tests.api.test_files import JPEG
@@ -511,7 +511,7 @@ def test_3_a_signed_out_sessions_saved_cookie_is_refused_on_every_admin_page_and
         assert answer.status_code == 302 and answer.headers["Location"].startswith("/admin/login"), page
     for path, form in forms:
         assert replay.post(path, data={**form, "csrf_token": token}).status_code == 403, path
-    assert Pauses(publisher.store.client).paused() == {}  # the pause form paused nothing
+    assert Pauses(publisher.store).paused() == {}  # the pause form paused nothing
     assert redis_client.keys("offload:admin-session:*") == []
 
 

@@ -43,3 +43,49 @@ def test_no_class_of_status_or_publish_has_more_than_15_public_methods() -> None
             if len(public) > 15:
                 found.append(f"{path.relative_to(ROOT)}: {node.name} has {len(public)}")
     assert not found, "\n".join(found)
+
+
+def _store_expression(node: ast.expr) -> bool:
+    """Whether ``node`` names a status store (``store``, ``self.store``, ``publisher.store``, ...)."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return "store" in name.lower()
+
+
+def redis_outside_status(source: str) -> list[str]:
+    """What in ``source`` touches Redis itself: an import of redis, a store's raw client, a key built."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "redis" for a in node.names):
+            found.append(f"{node.lineno}: imports redis")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "redis":
+            found.append(f"{node.lineno}: imports from redis")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dramatiq.rate_limits.backends"):
+            found.append(f"{node.lineno}: a Redis backend of its own")
+        elif isinstance(node, ast.Attribute) and node.attr == "client" and _store_expression(node.value):
+            found.append(f"{node.lineno}: a store's raw client")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "key"
+            and _store_expression(node.func.value)
+        ):
+            found.append(f"{node.lineno}: builds a key")
+    return found
+
+
+def test_the_scan_finds_raw_redis_use() -> None:
+    source = "import redis\nx = self.store.client.get(store.key('job', '1'))\n"
+    assert sorted(redis_outside_status(source)) == ["1: imports redis", "2: a store's raw client", "2: builds a key"]
+    assert redis_outside_status("record = store.queries.get(job_id)\n") == []
+
+
+def test_only_the_status_package_touches_redis_or_builds_keys() -> None:
+    status = ROOT / "shared" / "src" / "offload" / "status"
+    product = [*(ROOT / "shared" / "src").rglob("*.py"), *(ROOT / "services").glob("*/src/**/*.py")]
+    found = [
+        f"{path.relative_to(ROOT)}:{problem}"
+        for path in sorted(product)
+        if status not in path.parents
+        for problem in redis_outside_status(path.read_text())
+    ]
+    assert not found, "Only offload.status owns the Redis layout:\n" + "\n".join(found)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from offload.concurrency import Slots
 from offload.settings import Settings
+from offload.status import StatusStore
+from offload.status.slots import Slots
 from tests.conftest import REDIS_URL, make_settings
 from tests.http_source import Source
 from tests.system.stack import Api, Worker
@@ -59,7 +60,7 @@ def test_twenty_reports_of_one_tenant_with_limit_1_never_overlap_and_a_dead_hold
         for worker in workers:
             worker.kill()
         lease_end = max(float(score) for score in client.zmscore(slots_key, [holder]) if score is not None)
-        assert lease_end <= killed_at + Slots(client).lease_ms + 100  # not renewed past one lease
+        assert lease_end <= killed_at + Slots(StatusStore(client)).lease_ms + 100  # not renewed past one lease
         for worker in workers:
             worker.start()  # the held job is redelivered and keeps its own slot; the rest wait their turn
 

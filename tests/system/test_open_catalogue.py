@@ -21,6 +21,7 @@ from flask import Flask
 from offload.contracts import JobContract, Payload
 from offload.errors import ConfigError
 from offload.jobs import JobType, WorkerSpec
+from offload.status import StatusStore
 from offload.status.catalogue import ContractStore
 from offload_api.app import create_app
 from tests.conftest import KEYS, make_settings
@@ -140,6 +141,6 @@ def test_a_worker_from_outside_services_is_accepted_listed_documented_and_run_wi
 def test_built_in_types_cannot_be_retired_and_live_ones_only_by_force(redis_client) -> None:
     from offload.catalogue import retire
 
-    store = ContractStore(redis_client, "offload")
+    store = ContractStore(StatusStore(redis_client))
     assert retire(store, "email.send") == "built_in"
     assert retire(store, "text.nonesuch") == "unknown"

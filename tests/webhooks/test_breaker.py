@@ -6,9 +6,10 @@ import dramatiq
 import pytest
 import redis
 
-from offload.breaker import CircuitBreaker
 from offload.errors import TransientJobError
 from offload.publish import Publisher
+from offload.status import StatusStore
+from offload.status.breaker import CircuitBreaker
 from tests.conftest import RunningWorker
 from tests.helpers import wait_for
 from tests.webhooks.conftest import Receiver
@@ -17,7 +18,7 @@ from tests.webhooks.conftest import Receiver
 def test_repeated_failures_open_the_circuit_and_one_failure_after_the_cooldown_reopens_it(
     redis_client: redis.Redis,
 ) -> None:
-    breaker = CircuitBreaker(redis_client, prefix="offloadtest", threshold=3, cooldown=1)
+    breaker = CircuitBreaker(StatusStore(redis_client, prefix="offloadtest"), threshold=3, cooldown=1)
     assert breaker.check("hooks.example.com") is False  # no history: a success need not be reported
     for _ in range(2):
         assert not breaker.failure("hooks.example.com")

@@ -150,7 +150,7 @@ def test_a_receiver_that_hangs_times_out_and_is_retried(
     from offload.contracts.webhook import DeliverWebhookPayload
     from offload.errors import TransientJobError
     from offload.publish.publisher import settings_url_policy
-    from offload.webhooks import SecretStore
+    from offload.status.secrets import SecretStore
     from offload.worker import JobContext
     from offload_email.webhooks import WebhookHandlers
 
@@ -158,7 +158,7 @@ def test_a_receiver_that_hangs_times_out_and_is_retried(
     job = publisher.publish("system.noop", {}, tenant="acme")
     handlers = WebhookHandlers(
         store=publisher.store,
-        secrets=SecretStore(publisher.store.client),
+        secrets=SecretStore(publisher.store),
         url_policy=settings_url_policy(email_settings),
         session=requests.Session(),
         read_timeout=1.0,

@@ -16,11 +16,11 @@ import pika
 import pytest
 from flask import Flask
 
-from offload.concurrency import Slots
-from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobRecord, JobState
+from offload.status.pauses import Pauses
+from offload.status.slots import Slots
 from offload_api.app import create_app
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC as EMAIL_SPEC
@@ -98,7 +98,7 @@ def _recorded(publisher: Publisher, job_id: str) -> bool:
 def test_wire_jobs_into_a_paused_queue_and_a_paused_type_are_recorded_and_run_after_resume(
     publisher: Publisher, worker: RunningWorker
 ) -> None:
-    pauses = Pauses(publisher.store.client)
+    pauses = Pauses(publisher.store)
     for target, job_type, payload in (
         ("system", "system.noop", {"echo": "q"}),
         ("system.sleep", "system.sleep", {"ms": 10}),
@@ -123,7 +123,7 @@ def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_fr
     settings = ReportSettings(**make_settings(concurrency_limits={"report.build:tenant": 1}).model_dump())
     key = "report.build:tenant|acme"
     # A holder that died: its lease runs out in a second, and the worker's sweep wakes the waiter.
-    assert Slots(publisher.store.client, lease_s=1).take(key, "a-holder-that-died", 1)
+    assert Slots(publisher.store, lease_s=1).take(key, "a-holder-that-died", 1)
     with domain_worker(settings, REPORTS_SPEC, threads=2, stop_timeout_ms=10_000):
         payload = {"title": "T", "columns": [{"name": "a"}], "rows": [{"a": "x"}], "output": "csv"}
         message = wire_message("report.build", "reports", payload)

@@ -129,7 +129,7 @@ def job_types(action: str, name: str | None, *, force: bool) -> int:
 
     settings = load_settings()
     status = StatusStore.from_url(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
-    store = ContractStore(status.client, settings.redis_prefix)
+    store = ContractStore(status)
     if action == "list":
         _, cards = store.cards()
         live = store.live_workers(sorted(cards))

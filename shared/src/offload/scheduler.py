@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import cast
 
 from offload import cron
 from offload.contracts import SCHEDULES, Schedule
@@ -40,29 +39,12 @@ from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.status import StatusStore
+from offload.status.schedules import ScheduleState
 
 logger = logging.getLogger(__name__)
 
 #: Namespace of the job ids of scheduled runs.
 RUN_NAMESPACE = uuid.UUID("7d0c5b9e-4f0e-4a53-9a57-0ff10ad5c4ed")
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def missed_key(store: StatusStore) -> str:
-    """The Redis hash of how many ticks of each schedule were skipped (a catch-up enqueues only the latest)."""
-    return store.key("scheduler", "missed")
-
-
-def ran_key(store: StatusStore) -> str:
-    """The Redis hash of the last tick each schedule really enqueued (for listings)."""
-    return store.key("scheduler", "ran")
 
 
 @dataclass(frozen=True)
@@ -86,14 +68,10 @@ def schedule_status(store: StatusStore, *, tz: str, schedules: Sequence[Schedule
         redis.RedisError: Redis is unavailable.
     """
     now = datetime.now(UTC)
-    names = [s.name for s in schedules]
-    pipe = store.client.pipeline(transaction=False)
-    pipe.hmget(ran_key(store), names)
-    pipe.hmget(missed_key(store), names)
-    lasts, missed = cast(tuple[list[str | None], list[str | None]], tuple(pipe.execute()))
+    found = ScheduleState(store).listing([s.name for s in schedules])
     return [
-        ScheduleStatus(schedule, cron.next_run(schedule.cron, now, tz), last, int(skipped or 0))
-        for schedule, last, skipped in zip(schedules, lasts, missed, strict=True)
+        ScheduleStatus(schedule, cron.next_run(schedule.cron, now, tz), last, skipped)
+        for schedule, (last, skipped) in zip(schedules, found, strict=True)
     ]
 
 
@@ -134,20 +112,12 @@ class Scheduler:
         self.tenant = tenant
         self.clock = clock
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.lock_key = self.store.key("scheduler", "leader")
+        self.state = ScheduleState(self.store)
         self.leading = False
-        self._renew = self.store.client.register_script(_RENEW)
-        self._release = self.store.client.register_script(_RELEASE)
-
-    def _last_key(self, schedule: Schedule) -> str:
-        return self.store.key("scheduler", "last", schedule.name)
 
     def lead(self) -> bool:
         """Hold the leader lock (take it if free, renew it if ours); True while this one leads."""
-        client = self.store.client
-        if self.leading and self._renew(keys=[self.lock_key], args=[self.identity, self.lock_ttl_ms]):
-            return True
-        taken = bool(client.set(self.lock_key, self.identity, nx=True, px=self.lock_ttl_ms))
+        taken = self.state.take_or_renew(self.identity, self.lock_ttl_ms, holding=self.leading)
         if taken != self.leading:
             logger.info("Scheduler %s %s.", self.identity, "is now active" if taken else "lost the lock; standing by")
         self.leading = taken
@@ -156,7 +126,7 @@ class Scheduler:
     def release(self) -> None:
         """Give the lock up (a clean stop lets a standby take over at once)."""
         if self.leading:
-            self._release(keys=[self.lock_key], args=[self.identity])
+            self.state.release(self.identity)
             self.leading = False
 
     def step(self) -> list[str]:
@@ -169,12 +139,10 @@ class Scheduler:
         now = self.clock()
         enqueued = []
         for schedule in self.schedules:
-            key = self._last_key(schedule)
-            raw = self.store.client.get(key)
-            if raw is None:
-                self.store.client.set(key, now.isoformat())
+            last = self.state.last_tick(schedule.name)
+            if last is None:
+                self.state.start(schedule.name, now)
                 continue
-            last = datetime.fromisoformat(str(raw))
             tick = cron.latest_due(schedule.cron, last, now, self.tz)
             if tick is None:
                 continue
@@ -183,11 +151,9 @@ class Scheduler:
             except DependencyError as exc:  # the tick stays due: enqueued on a later step
                 logger.warning("Could not enqueue %s at %s: %s", schedule.name, tick.isoformat(), exc)
                 continue
-            self.store.client.set(key, tick.isoformat())
-            self.store.client.hset(ran_key(self.store), schedule.name, tick.isoformat())
             skipped = cron.ticks_between(schedule.cron, last, tick, self.tz)
+            self.state.enqueued(schedule.name, tick, skipped=skipped)
             if skipped:  # never silent: logged and counted (GET /v1/schedules readers, alerts)
-                self.store.client.hincrby(missed_key(self.store), schedule.name, skipped)
                 logger.warning(
                     "Skipped %d tick(s) of %s between %s and %s (none ran: no scheduler, or the broker was down); "
                     "enqueued only the latest.",

@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     #: whose callers wait, goes first), media and reports to 15 (``offload.worker.priority``).
     worker_nice: int = Field(default=0, ge=0, le=19)
     #: Concurrency limits by name, overriding the contracts' defaults: ``report.build:tenant=1,...``
-    #: (how many jobs with the same key may run at once; see ``offload.concurrency``).
+    #: (how many jobs with the same key may run at once; see ``offload.status.slots``).
     concurrency_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     #: Factor on every retry backoff (a receiver's ``Retry-After`` is still honoured in full). Below 1
     #: only for tests and drills, so that a job's whole retry schedule runs in seconds; refused in

@@ -39,9 +39,6 @@ if TYPE_CHECKING:
     from offload.settings import Settings
     from offload.status import JobRecord
 
-#: Marks a Redis database as the tests' own: one holding other keys is never flushed.
-OWNER_KEY = "offloadtest:owner"
-
 
 def broker_url_for_tests() -> str:
     """The tests' RabbitMQ vhost: ``OFFLOAD_TEST_BROKER_URL``, or ``offload_test`` on loopback."""
@@ -113,17 +110,17 @@ def running_worker(
 def offload_settings() -> Iterator[Settings]:
     """Settings for the test vhost and Redis database; the database is flushed after the test."""
     import pika
-    import redis
 
+    from offload.errors import StatusStoreUnavailable
     from offload.settings import Settings
+    from offload.status.testdb import TestDatabase
 
-    client = redis.Redis.from_url(redis_url_for_tests(), socket_timeout=2)
+    database = TestDatabase(redis_url_for_tests())
     try:
         pika.BlockingConnection(pika.URLParameters(broker_url_for_tests() + "?socket_timeout=2")).close()
-        if client.dbsize() and not client.exists(OWNER_KEY):
+        if not database.claim():
             pytest.exit("The test Redis database holds data that is not a test's; refusing to flush it.", 3)
-        client.set(OWNER_KEY, "1")
-    except (redis.ConnectionError, pika.exceptions.AMQPError) as exc:
+    except (StatusStoreUnavailable, pika.exceptions.AMQPError) as exc:
         message = f"RabbitMQ or Redis is unreachable for the tests ({type(exc).__name__})."
         if os.environ.get("CI"):
             pytest.fail(message)
@@ -137,9 +134,8 @@ def offload_settings() -> Iterator[Settings]:
         metrics=False,
     )
     yield settings
-    client.flushdb()
-    client.set(OWNER_KEY, "1")
-    client.close()
+    database.flush()
+    database.close()
 
 
 @pytest.fixture

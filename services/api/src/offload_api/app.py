@@ -6,10 +6,10 @@ from flask import Flask
 
 from offload.contracts import Registry
 from offload.logs import configure_logging
-from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner
+from offload.status.pauses import Pauses
 from offload.storage import build_storage
 from offload_api import admin, errors
 from offload_api import metrics as api_metrics
@@ -55,7 +55,7 @@ def create_app(
             [
                 QueueCollector(settings.broker_url.get_secret_value(), registry),
                 JobStateCollector(publisher.store),
-                PauseCollector(Pauses(publisher.store.client, prefix=settings.redis_prefix), registry),
+                PauseCollector(Pauses(publisher.store), registry),
                 ScheduleCollector(publisher.store, settings.timezone),
             ]
         )

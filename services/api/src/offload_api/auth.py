@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-import redis
 from flask import g, request
 
-from offload.errors import Forbidden, TooManyBadKeys, Unauthorized
+from offload.errors import Forbidden, StatusStoreUnavailable, TooManyBadKeys, Unauthorized
 from offload.settings import ApiKey
+from offload.status.guards import BadKeys
 from offload_api.extension import services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,13 +96,9 @@ def count_bad_key(address: str, *, count: bool = True) -> int:
         answer stays 401, never a 500).
     """
     now = time.time()
-    store = services().store
-    key = store.key("authfail", address, str(int(now // 60)))
     try:
-        failures = int(store.client.incr(key) if count else store.client.get(key) or 0)
-        if count and failures == 1:
-            store.client.expire(key, 120)
-    except redis.RedisError:
+        failures = BadKeys(services().store).count(address, int(now // 60), add=count)
+    except StatusStoreUnavailable:
         return 0
     return 60 - int(now) % 60 if failures > MAX_BAD_KEYS_PER_MINUTE else 0
 

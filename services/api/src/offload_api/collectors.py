@@ -17,16 +17,16 @@ from typing import Any
 
 import pika
 import pika.exceptions
-import redis
 from dramatiq.common import dq_name, xq_name
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from offload.broker import blocking_connection
 from offload.contracts import Registry
-from offload.pauses import Pauses
+from offload.errors import DependencyError
 from offload.scheduler import schedule_status
-from offload.status import StatusStore
+from offload.status import StatusStore, redis_errors
+from offload.status.pauses import Pauses
 from offload.status.stats import state_counts
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,9 @@ class _Cached(Collector):
             taken, families = self.cached
             if time.monotonic() - taken > CACHE_SECONDS:
                 try:
-                    families = self._read()
-                except redis.RedisError as exc:  # the scrape still answers, without these series
+                    with redis_errors():
+                        families = self._read()
+                except DependencyError as exc:  # the scrape still answers, without these series
                     logger.warning("%s: Redis unavailable (%s).", type(self).__name__, type(exc).__name__)
                     families = []
                 self.cached = (time.monotonic(), families)

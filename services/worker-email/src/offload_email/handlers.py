@@ -5,9 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import redis
-from redis.typing import EncodableT, FieldT
-
 from offload.contracts.email import (
     BATCH,
     SEND,
@@ -22,6 +19,7 @@ from offload.contracts.email import (
 from offload.errors import JobError, PermanentJobError, TransientJobError
 from offload.jobs import job
 from offload.status import StatusStore
+from offload.status.effects import Effects
 from offload.worker import JobContext
 from offload_email.compose import compose, compose_message
 from offload_email.mailer import Mailer, Session
@@ -51,10 +49,10 @@ class EmailHandlers:
             sender=self.settings.smtp_from,
             message_id_domain=self.settings.smtp_message_id_domain,
         )
-        marker = self.store.key("effect", "email", ctx.job_id)
+        effects = Effects(self.store)
         recipients = [r.email for r in [*payload.to, *payload.cc]]
         ttl = self.settings.retention_failed
-        state = self.store.client.get(marker)
+        state = effects.marker("email", ctx.job_id)
         if state:
             # "sent": a redelivery after success. "sending": the worker stopped after handing the
             # message over and before hearing back; the server most likely has it, so it is not
@@ -64,14 +62,14 @@ class EmailHandlers:
             return SendEmailResult(message_id=message.message_id, recipients=recipients, duplicate=True)
 
         def handing_over() -> None:
-            self.store.client.set(marker, "sending", ex=ttl)
+            effects.mark("email", ctx.job_id, "sending", ttl_s=ttl)
 
         try:
             delivery = self.mailer.send(message, before_data=handing_over)
         except JobError:
-            self.store.client.delete(marker)  # the server answered (or the line dropped): not taken
+            effects.unmark("email", ctx.job_id)  # the server answered (or the line dropped): not taken
             raise
-        self.store.client.set(marker, "sent", ex=ttl)
+        effects.mark("email", ctx.job_id, "sent", ttl_s=ttl)
         if delivery.refused:
             logger.warning("Some recipients were refused: %s", delivery.refused)
         if not delivery.accepted:
@@ -88,11 +86,13 @@ class EmailHandlers:
         Raises:
             TransientJobError: the SMTP server could not be reached or dropped the connection.
         """
-        done_key = self.store.key("effect", "email-batch", ctx.job_id)
-        done = {int(i): BatchOutcome.model_validate_json(v) for i, v in self.store.client.hgetall(done_key).items()}
+        effects = Effects(self.store)
+        done = {
+            int(i): BatchOutcome.model_validate_json(v) for i, v in effects.journal("email-batch", ctx.job_id).items()
+        }
         outcomes: list[BatchOutcome] = []
         total = len(payload.recipients)
-        journal = _Journal(self.store.client, done_key)
+        journal = _Journal(effects, ctx.job_id)
         try:
             with self.mailer.session() as session:
                 for index, recipient in enumerate(payload.recipients):
@@ -103,7 +103,7 @@ class EmailHandlers:
                     ctx.progress(100 * (index + 1) / total, f"{index + 1}/{total} recipients")
         finally:
             journal.flush()
-        self.store.client.expire(done_key, self.settings.retention_failed)
+        effects.write("email-batch", ctx.job_id, {}, ttl_s=self.settings.retention_failed)
         count = {status: sum(o.status == status for o in outcomes) for status in ("sent", "rejected", "failed")}
         return SendBatchResult(**count, recipients=outcomes)
 
@@ -166,10 +166,10 @@ class _Journal:
     refusal, which a resumed batch simply asks the server about again (nothing is sent twice).
     """
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
-        self.client = client
-        self.key = key
-        self.pending: dict[FieldT, EncodableT] = {}
+    def __init__(self, effects: Effects, job_id: str) -> None:
+        self.effects = effects
+        self.job_id = job_id
+        self.pending: dict[str, str] = {}
 
     def record(self, index: int, outcome: BatchOutcome) -> None:
         """Remember ``outcome`` for the next write."""
@@ -179,12 +179,12 @@ class _Journal:
         """Drop what is known of recipient ``index`` (its message must be sent again)."""
         self.pending.pop(str(index), None)
         self.flush()
-        self.client.hdel(self.key, str(index))
+        self.effects.erase("email-batch", self.job_id, str(index))
 
     def flush(self) -> None:
         """Write everything remembered, in one command."""
         if self.pending:
-            self.client.hset(self.key, mapping=self.pending)
+            self.effects.write("email-batch", self.job_id, self.pending)
             self.pending = {}
 
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from dramatiq.rate_limits import WindowRateLimiter
-from dramatiq.rate_limits.backends import RedisBackend
+from typing import Protocol
 
 from offload.errors import PermanentJobError, TransientJobError
+from offload.status.rates import SendRate
 from offload_email.compose import OutgoingMessage
 from offload_email.settings import EmailSettings
 
@@ -56,34 +53,6 @@ class Mailer(Protocol):
 def _reply(code: int, text: bytes | str) -> str:
     body = text.decode(errors="replace") if isinstance(text, bytes) else text
     return f"{code} {body}".strip()
-
-
-class SendRate:
-    """The provider's messages-per-second limit, shared by every worker process through Redis.
-
-    Built on Dramatiq's ``WindowRateLimiter``: a send waits (in short sleeps) for a slot; after
-    ``max_wait`` seconds without one the attempt is deferred (``smtp_throttled``) and retried later.
-    """
-
-    def __init__(self, client: Any, *, key: str, per_second: int, max_wait: float = 10.0) -> None:
-        backend = RedisBackend(client=client)
-        self.limiter = WindowRateLimiter(backend, key, limit=per_second, window=1)  # type: ignore[no-untyped-call]
-        self.max_wait = max_wait
-
-    def wait(self) -> None:
-        """Block until the provider may take one more message.
-
-        Raises:
-            TransientJobError: no slot came within ``max_wait`` seconds.
-        """
-        deadline = time.monotonic() + self.max_wait
-        while True:
-            with self.limiter.acquire(raise_on_failure=False) as acquired:
-                if acquired:
-                    return
-            if time.monotonic() > deadline:
-                raise TransientJobError("The SMTP send rate is saturated; deferring.", code="smtp_throttled")
-            time.sleep(0.02)
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,17 @@ from urllib.parse import urlsplit
 
 import requests
 
-from offload.breaker import CircuitBreaker
 from offload.contracts.webhook import DELIVER, DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
 from offload.jobs import job
 from offload.numbers import whole_number
 from offload.outbound import pinned_request
 from offload.status import StatusStore, iso, now_ms
+from offload.status.breaker import CircuitBreaker
+from offload.status.effects import Effects
+from offload.status.secrets import SecretStore
 from offload.urls import UrlPolicy
-from offload.webhooks import SecretStore, sign
+from offload.webhooks import sign
 from offload.worker import JobContext
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ class WebhookHandlers:
             "User-Agent": USER_AGENT,
         }
         gone = self._gone_key(record.tenant, payload.url)
-        if self.store.client.exists(gone):
+        if Effects(self.store).flagged(*gone):
             raise PermanentJobError(
                 "The receiver answered 410 Gone before; this endpoint is disabled.", code="endpoint_disabled"
             )
@@ -126,12 +128,12 @@ class WebhookHandlers:
         elif troubled and self.breaker is not None:
             self.breaker.success(host)
         if response.status_code == 410:
-            self.store.client.set(gone, "1", ex=GONE_TTL)
+            Effects(self.store).flag(*gone, ttl_s=GONE_TTL)
             logger.warning("The receiver of job %s answered 410 Gone; its endpoint is disabled.", payload.job_id)
         return self._outcome(response, ctx.job_id)
 
-    def _gone_key(self, tenant: str, url: str) -> str:
-        return self.store.key("webhook-gone", tenant, hashlib.sha256(url.encode()).hexdigest()[:32])
+    def _gone_key(self, tenant: str, url: str) -> tuple[str, str, str]:
+        return ("webhook-gone", tenant, hashlib.sha256(url.encode()).hexdigest()[:32])
 
     def _failed(self, host: str) -> None:
         if self.breaker is not None and self.breaker.failure(host):

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from offload.breaker import CircuitBreaker
 from offload.jobs import WorkerSpec
 from offload.outbound import new_session
 from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
-from offload.webhooks import SecretStore
+from offload.status.breaker import CircuitBreaker
+from offload.status.rates import SendRate
+from offload.status.secrets import SecretStore
 from offload.worker import Resources
 from offload_email import handlers, webhooks
 from offload_email.handlers import EmailHandlers
-from offload_email.mailer import Mailer, SendRate, SmtpMailer
+from offload_email.mailer import Mailer, SmtpMailer
 from offload_email.settings import EmailSettings
 from offload_email.webhooks import WebhookHandlers
 
@@ -24,19 +25,18 @@ def resources(settings: EmailSettings, publisher: Publisher, given: Resources) -
     if mailer is None:
         rate = None
         if settings.smtp_rate_per_second:
-            key = f"{settings.redis_prefix}:smtp-rate:{settings.smtp_host}:{settings.smtp_port}"
-            rate = SendRate(publisher.store.client, key=key, per_second=settings.smtp_rate_per_second)
+            name = f"smtp:{settings.smtp_host}:{settings.smtp_port}"
+            rate = SendRate(publisher.store, name, per_second=settings.smtp_rate_per_second)
         mailer = SmtpMailer(settings, rate)
     yield EmailHandlers(mailer=mailer, store=publisher.store, settings=settings)
     yield WebhookHandlers(
         store=publisher.store,
-        secrets=SecretStore(publisher.store.client, prefix=settings.redis_prefix),
+        secrets=SecretStore(publisher.store),
         url_policy=settings_url_policy(settings),
         session=new_session(),
         read_timeout=settings.webhook_timeout,
         breaker=CircuitBreaker(
-            publisher.store.client,
-            prefix=settings.redis_prefix,
+            publisher.store,
             threshold=settings.webhook_breaker_threshold,
             cooldown=settings.webhook_breaker_cooldown,
         ),

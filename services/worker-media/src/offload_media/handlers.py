@@ -44,6 +44,7 @@ from offload.contracts.media import (
 from offload.errors import JobCancelled, JobError, TransientJobError
 from offload.jobs import job
 from offload.signing import LinkSigner
+from offload.status.effects import Effects
 from offload.storage import Storage, make_key
 from offload.worker import JobContext
 from offload_media import crop, images, metadata
@@ -112,9 +113,9 @@ class MediaHandlers:
         Outputs are named ``<index>-<name>``.
         """
         self._fresh_start(ctx)
-        client = self.sources.store.client
-        journal = self.sources.store.key("effect", "image-batch", ctx.job_id)
-        done = {int(i): BatchItemResult.model_validate_json(raw) for i, raw in client.hgetall(journal).items()}
+        effects = Effects(self.sources.store)
+        journal = effects.journal("image-batch", ctx.job_id)
+        done = {int(i): BatchItemResult.model_validate_json(raw) for i, raw in journal.items()}
         total = len(payload.sources)
         items: list[BatchItemResult] = []
         for index, source in enumerate(payload.sources):
@@ -127,8 +128,8 @@ class MediaHandlers:
                 item = self._batch_item(ctx, index, source, payload.operation, progress)
                 outcome = item.status if item.error is None else f"{item.status}: {item.error.code}"
                 ctx.log(f"item {index + 1}/{total}: {outcome}")
-                client.hset(journal, str(index), item.model_dump_json())
-                client.expire(journal, self.settings.retention_failed)
+                entry = {str(index): item.model_dump_json()}
+                effects.write("image-batch", ctx.job_id, entry, ttl_s=self.settings.retention_failed)
             items.append(item)
             ctx.progress(100 * (index + 1) / total, f"{index + 1}/{total} images")
         succeeded = sum(item.status == "succeeded" for item in items)

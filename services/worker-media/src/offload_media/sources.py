@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from offload.contracts.media import ImageSource
 from offload.errors import PermanentJobError
 from offload.outbound import fetch_source
 from offload.status import StatusStore
+from offload.status.uploads import Uploads
 from offload.storage import Storage
 from offload.urls import UrlPolicy
 
@@ -38,7 +39,7 @@ class Sources:
         return self._fetch(source.url)
 
     def _upload(self, upload_id: str, tenant: str) -> BinaryIO:
-        record = cast(dict[str, str], self.store.client.hgetall(self.store.key("upload", upload_id)))
+        record = Uploads(self.store).get(upload_id)
         if not record or record.get("tenant") != tenant:
             raise PermanentJobError(f"Upload {upload_id!r} does not exist (or has expired).", code="upload_not_found")
         try:

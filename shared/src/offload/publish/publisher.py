@@ -190,9 +190,8 @@ class Publisher:
         """
         deadline = time.monotonic() + timeout
         with redis_errors():
-            pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self.store.queries.subscribe(job_id)
             try:
-                pubsub.subscribe(self.store.queries.events_channel(job_id))
                 record = self.store.queries.get(job_id)
                 while record is not None and not record.state.terminal and time.monotonic() < deadline:
                     pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))

@@ -16,13 +16,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import redis
-
 from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable
 from offload.publish.results import Submitted
 from offload.publish.transport import Transport
-from offload.quotas import Quotas
 from offload.status import StatusStore, now_ms, redis_errors
+from offload.status.quotas import Quotas
 from offload.submission import PreparedJob
 from offload.wire import encode_message
 
@@ -44,9 +42,10 @@ class QuotaHold:
     def _give_back(self) -> None:
         back = [job for job in self.jobs if job.job_id not in self.kept and job.contract.quota]
         try:
-            for job in back:
-                self.quotas.give_back(job.tenant, str(job.contract.quota), job.contract.units(job.payload))
-        except (redis.ConnectionError, redis.TimeoutError):
+            with redis_errors():
+                for job in back:
+                    self.quotas.give_back(job.tenant, str(job.contract.quota), job.contract.units(job.payload))
+        except StatusStoreUnavailable:
             logger.warning("Could not give back the quota of %d job(s); Redis is unavailable.", len(back))
 
 
@@ -72,6 +71,37 @@ def quota_held(quotas: Quotas, jobs: Sequence[PreparedJob]) -> Iterator[QuotaHol
         yield hold
     finally:
         hold._give_back()
+
+
+def record_fields(
+    prepared: PreparedJob, *, created_at: int, idempotency_key: str | None = None
+) -> dict[str, str | int]:
+    """The fields of a new job record: the one builder for every entrance (HTTP, the SDK, the wire).
+
+    The record keeps what the job's message is made of, not the message itself
+    (:func:`offload.wire.stored_message` rebuilds it).
+    """
+    payload = prepared.payload.model_dump(mode="json")
+    fields: dict[str, str | int] = {
+        "tenant": prepared.tenant,
+        "type": prepared.contract.name,
+        "queue": prepared.contract.queue,
+        "priority": prepared.priority.value,
+        "max_retries": prepared.max_retries,
+        "created_at": created_at,
+        "payload": json.dumps(payload, separators=(",", ":")),
+    }
+    for name, value in (
+        ("callback_url", prepared.callback_url),
+        ("batch_id", prepared.batch_id),
+        ("parent_id", prepared.parent_id),
+        ("idempotency_key", idempotency_key),
+    ):
+        if value:
+            fields[name] = value
+    if prepared.follow_ups:
+        fields["then"] = json.dumps([f.model_dump(mode="json") for f in prepared.follow_ups])
+    return fields
 
 
 class SubmitSequence:
@@ -205,26 +235,7 @@ class SubmitSequence:
             broker_priority=prepared.priority.broker_priority,
             timestamp_ms=created_at,
         )
-        # The record keeps what the message is made of, not the message (offload.wire.stored_message).
-        fields: dict[str, str | int] = {
-            "tenant": prepared.tenant,
-            "type": prepared.contract.name,
-            "queue": prepared.contract.queue,
-            "priority": prepared.priority.value,
-            "max_retries": prepared.max_retries,
-            "created_at": created_at,
-            "payload": json.dumps(payload, separators=(",", ":")),
-        }
-        for name, value in (
-            ("callback_url", prepared.callback_url),
-            ("batch_id", prepared.batch_id),
-            ("parent_id", prepared.parent_id),
-            ("idempotency_key", idempotency_key),
-        ):
-            if value:
-                fields[name] = value
-        if prepared.follow_ups:
-            fields["then"] = json.dumps([f.model_dump(mode="json") for f in prepared.follow_ups])
+        fields = record_fields(prepared, created_at=created_at, idempotency_key=idempotency_key)
         scheduled_for = created_at + int(prepared.delay * 1000) if prepared.delay is not None else None
         created = self.store.lifecycle.create(
             prepared.job_id,

@@ -9,10 +9,10 @@ from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.publisher import Publisher, http_links_allowed, settings_url_policy
 from offload.publish.sequence import SubmitSequence
 from offload.publish.transport import Transport
-from offload.quotas import Quotas
 from offload.settings import Settings
 from offload.status import Retention, StatusStore
 from offload.status.catalogue import ContractStore
+from offload.status.quotas import Quotas
 from offload.submission import DomainAllowList, Preparer
 from offload.urls import UrlPolicy
 
@@ -49,7 +49,7 @@ def build_publisher(
         )
     if registry is None:
         known = {contract.name: contract for contract in local}
-        registry = Catalogue(ContractStore(store.client, settings.redis_prefix), known.values())
+        registry = Catalogue(ContractStore(store), known.values())
     preparer = Preparer(
         registry=registry,
         url_policy=url_policy or settings_url_policy(settings),
@@ -57,7 +57,7 @@ def build_publisher(
         email_domains=DomainAllowList.of(settings.email_allowed_domains),
         http_links=http_links_allowed(settings),
     )
-    quotas = Quotas(store.client, prefix=settings.redis_prefix, limits={"email": settings.email_quota_per_hour})
+    quotas = Quotas(store, limits={"email": settings.email_quota_per_hour})
     sequence = SubmitSequence(
         store,
         transport,

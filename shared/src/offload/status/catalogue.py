@@ -17,11 +17,12 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import redis
+from typing import TYPE_CHECKING, Any
 
 from offload.status.scripts import redis_errors
+
+if TYPE_CHECKING:
+    from offload.status.store import StatusStore
 
 #: A worker is live while its last heartbeat is younger than this (three missed beats).
 LIVE_FOR_S = 30.0
@@ -88,11 +89,11 @@ class ContractStore:
         prefix: the deployment's key prefix (``OFFLOAD_REDIS_PREFIX``).
     """
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self._client = client
-        self._hash = f"{prefix}:catalogue"
-        self._version = f"{prefix}:catalogue:version"
-        self._register = client.register_script(_REGISTER)
+    def __init__(self, store: StatusStore) -> None:
+        self._client = store.client
+        self._hash = f"{store.prefix}:catalogue"
+        self._version = f"{store.prefix}:catalogue:version"
+        self._register = self._client.register_script(_REGISTER)
 
     def _workers(self, name: str) -> str:
         return f"{self._hash}:workers:{name}"

@@ -144,6 +144,33 @@ class Queries(Facet):
         """The pub/sub channel a job's changes are published on."""
         return self.key("events", job_id)
 
+    def subscribe(self, job_id: str) -> Any:
+        """A pub/sub subscription to the job's changes, as its events channel carries them; close it after.
+
+        Raises:
+            redis.RedisError: Redis is unavailable.
+        """
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.events_channel(job_id))
+        return pubsub
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether a cancel of the job was requested (its worker polls this while it runs).
+
+        Raises:
+            redis.RedisError: Redis is unavailable.
+        """
+        return self.client.hget(self.key("job", job_id), "cancel_requested") == "1"
+
+    def result(self, job_id: str) -> Any:
+        """The job's result as stored (JSON), or None if it has none (yet) or is unknown.
+
+        Raises:
+            redis.RedisError: Redis is unavailable.
+        """
+        raw = self.client.hget(self.key("job", job_id), "result")
+        return json.loads(raw) if raw else None
+
     def _newest(
         self, indexes: list[str], max_score: float | str, after_id: str | None, count: int
     ) -> list[tuple[float, str, str]]:

@@ -45,6 +45,7 @@ from offload import problems
 from offload.contracts import JobContract, Priority, Registry
 from offload.errors import ClientError, QuotaExceeded, Refused, ValidationFailed
 from offload.publish import Publisher
+from offload.publish.sequence import record_fields
 from offload.submission import PreparedJob
 from offload.wire import offload_options
 from offload.worker.metrics import JobMetrics
@@ -87,15 +88,7 @@ class Adopter:
         except Refused as refusal:
             self.refuse(contract.queue, job_id, message, refusal, tenant=tenant, job_type=contract.name)
             raise
-        fields: dict[str, str | int] = {
-            "tenant": prepared.tenant,
-            "type": contract.name,
-            "queue": contract.queue,
-            "priority": prepared.priority.value,
-            "max_retries": prepared.max_retries,
-            "created_at": message.message_timestamp,
-            "payload": json.dumps(prepared.payload.model_dump(mode="json"), separators=(",", ":")),
-        }
+        fields = record_fields(prepared, created_at=message.message_timestamp)
         try:
             with self.publisher.sequence.held([prepared]) as hold:  # as HTTP's submissions hold theirs
                 created = self.publisher.store.lifecycle.create(job_id, fields)

@@ -18,14 +18,14 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, ShutdownNotifications, TimeLimit
 
 from offload.broker import build_broker
-from offload.concurrency import Slots
 from offload.contracts import BUILT_IN, JobContract, Registry
 from offload.errors import ConfigError, DependencyError, JobFailed
 from offload.logs import configure_logging
-from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status.catalogue import ContractStore
+from offload.status.pauses import Pauses
+from offload.status.slots import Slots
 from offload.worker.adoption import Adopter, UnservedMessages
 from offload.worker.context import Resources
 from offload.worker.hard_limit import HardTimeLimit
@@ -96,16 +96,16 @@ def build_worker(
     )
     given = Resources(resources)
     shared = given + spec.resources(settings, publisher, given)
-    catalogue = ContractStore(publisher.store.client, settings.redis_prefix)
+    catalogue = ContractStore(publisher.store)
     system = {job_type.name for job_type in SYSTEM_JOBS}
     cards = cards_for([c for c in registry if c.name in system], service="system") + cards_for(
         [c for c in registry if c.name not in system], service=spec.name
     )
     heartbeat = Heartbeat(catalogue, cards, registered=register(catalogue, cards))
-    pauses = Pauses(publisher.store.client, prefix=settings.redis_prefix)
+    pauses = Pauses(publisher.store)
     metrics = JobMetrics()
     slots = SlotKeeper(
-        Slots(publisher.store.client, prefix=settings.redis_prefix),
+        Slots(publisher.store),
         publisher.store,
         publisher,
         registry,

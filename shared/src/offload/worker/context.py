@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -121,8 +120,7 @@ class JobContext:
         now = time.monotonic()
         if not self._cancel_requested and now - self._last_poll >= CANCEL_POLL_INTERVAL:
             self._last_poll = now
-            raw = self.store.client.hget(self.store.key("job", self.job_id), "cancel_requested")
-            self._cancel_requested = raw == "1"
+            self._cancel_requested = self.store.queries.cancel_requested(self.job_id)
         return self._cancel_requested
 
     def raise_if_cancelled(self) -> None:
@@ -146,5 +144,4 @@ class JobContext:
         """The result of the job this one follows up (``None`` when there is no parent)."""
         if not self.parent_id:
             return None
-        raw = self.store.client.hget(self.store.key("job", self.parent_id), "result")
-        return json.loads(raw) if raw else None
+        return self.store.queries.result(self.parent_id)

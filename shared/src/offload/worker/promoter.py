@@ -21,9 +21,9 @@ from typing import Any
 from dramatiq.middleware import Middleware
 
 from offload.errors import DependencyError, OffloadError
-from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.status import Ending, StatusStore, now_ms
+from offload.status.pauses import Pauses
 from offload.submission import PreparedJob
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
@@ -36,7 +36,7 @@ POLL_INTERVAL = 0.5
 LEASE_MS = 30_000
 #: Seconds between two trims of the job indexes (one process trims; see ``StatusStore.trim_indexes``).
 TRIM_INTERVAL = 60.0
-#: Seconds between two looks for parked jobs of resumed queues (see :mod:`offload.pauses`).
+#: Seconds between two looks for parked jobs of resumed queues (see :mod:`offload.status.pauses`).
 UNPARK_INTERVAL = 1.0
 #: Seconds between two sweeps for waiting jobs whose slots freed by expiry (a worker that died).
 SLOT_SWEEP_INTERVAL = 5.0

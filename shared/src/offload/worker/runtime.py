@@ -36,9 +36,9 @@ from offload.errors import (
     ValidationFailed,
 )
 from offload.logs import job_logging
-from offload.pauses import Pauses
 from offload.publish import Publisher
 from offload.status import JobState, Started, StatusStore, now_ms
+from offload.status.pauses import Pauses
 from offload.submission import FollowUp
 from offload.worker.adoption import Adopter
 from offload.worker.context import JobContext, Resources
@@ -149,7 +149,7 @@ class Runtime:
         return True
 
     def _park(self, target: str, job_id: str) -> None:
-        """Park the job instead of starting it: its queue or type is paused (see ``offload.pauses``)."""
+        """Park the job instead of starting it: its queue or type is paused (see ``offload.status.pauses``)."""
         assert self.pauses is not None
         message = CurrentMessage.get_current_message()
         self.pauses.park(target, job_id, message.message_timestamp if message is not None else now_ms())

@@ -1,4 +1,4 @@
-"""The worker's side of concurrency limits (see :mod:`offload.concurrency`).
+"""The worker's side of concurrency limits (see :mod:`offload.status.slots`).
 
 Take a slot before a job runs, give it back after, renew it while the job runs, and wake the
 jobs that waited.
@@ -13,11 +13,11 @@ from typing import Any
 
 from dramatiq.middleware import CurrentMessage
 
-from offload.concurrency import Slots
 from offload.contracts import JobContract, Registry
 from offload.errors import DependencyError
 from offload.publish import Publisher
 from offload.status import StatusStore
+from offload.status.slots import Slots
 from offload.wire import offload_options
 from offload.worker.metrics import JobMetrics
 

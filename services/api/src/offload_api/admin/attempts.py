@@ -24,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from offload.status import StatusStore, redis_errors
+from offload.status.guards import SignInRuns
 from offload_api.auth import count_bad_key
 from offload_api.extension import services
 
@@ -66,12 +66,7 @@ def wait(attempt: Attempt) -> int:
     Raises:
         StatusStoreUnavailable: Redis is unavailable.
     """
-    store = services().store
-    with redis_errors():
-        pipe = store.client.pipeline(transaction=False)
-        for kind, subject in attempt.subjects():
-            pipe.pttl(_key(store, "wait", kind, subject))
-        waits_ms = [int(ms) for ms in pipe.execute()]
+    waits_ms = SignInRuns(services().store).waits_ms(attempt.subjects())
     longest = max([math.ceil(ms / 1000) for ms in waits_ms if ms > 0] or [0])
     return max(longest, count_bad_key(attempt.address, count=False))
 
@@ -85,19 +80,14 @@ def failed(attempt: Attempt) -> int:
     Raises:
         StatusStoreUnavailable: Redis is unavailable.
     """
-    store = services().store
+    kept = SignInRuns(services().store)
     counted = count_bad_key(attempt.address)
     runs = {}
-    with redis_errors():
-        for kind, subject in attempt.subjects():
-            run = _key(store, "failures", kind, subject)
-            pipe = store.client.pipeline(transaction=True)
-            pipe.incr(run)
-            pipe.expire(run, RUN_SECONDS)
-            runs[kind] = int(pipe.execute()[0])
-            delay = delay_after(runs[kind])
-            if delay:
-                store.client.set(_key(store, "wait", kind, subject), "1", ex=delay)
+    for kind, subject in attempt.subjects():
+        runs[kind] = kept.fail(kind, subject, remember_s=RUN_SECONDS)
+        delay = delay_after(runs[kind])
+        if delay:
+            kept.make_wait(kind, subject, delay)
     delay = max(delay_after(runs["address"]), delay_after(runs["prefix"]), counted)
     logger.warning(
         "Failed admin sign-in from %s: %d in a row from this address, %d with this key's prefix; "
@@ -121,10 +111,4 @@ def succeeded(attempt: Attempt) -> None:
     Raises:
         StatusStoreUnavailable: Redis is unavailable.
     """
-    store = services().store
-    with redis_errors():
-        store.client.delete(_key(store, "failures", "address", attempt.address))
-
-
-def _key(store: StatusStore, what: str, kind: str, subject: str) -> str:
-    return store.key("signin", what, kind, subject)
+    SignInRuns(services().store).clear("address", attempt.address)

@@ -25,7 +25,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
 from flask import Flask, Request, current_app, session
 from flask.sessions import SessionInterface, SessionMixin, session_json_serializer
 from werkzeug.datastructures import CallbackDict
@@ -34,6 +33,7 @@ from werkzeug.wrappers import Response
 from offload.errors import CsrfFailed, StatusStoreUnavailable
 from offload.settings import Settings
 from offload.status import StatusStore
+from offload.status.guards import AdminSessions
 from offload_api.extension import services, services_of
 
 logger = logging.getLogger(__name__)
@@ -109,13 +109,9 @@ class RedisSessions(SessionInterface):
         sid = request.cookies.get(self.get_cookie_name(app), "")
         if not SESSION_ID.fullmatch(sid):
             return AdminSession()
-        store = _store(app)
         try:
-            pipe = store.client.pipeline(transaction=False)
-            pipe.get(record_key(store, sid))
-            pipe.pttl(record_key(store, sid))
-            raw, ttl_ms = pipe.execute()
-        except redis.RedisError:
+            raw, ttl_ms = AdminSessions(_store(app)).read(sid)
+        except StatusStoreUnavailable:
             found = AdminSession()
             found.unavailable = True
             return found
@@ -127,13 +123,13 @@ class RedisSessions(SessionInterface):
         """Write a changed session to Redis and its id to the cookie; delete ended ones, and their cookie."""
         if not isinstance(session, AdminSession) or session.unavailable:
             return
-        store = _store(app)
+        sessions = AdminSessions(_store(app))
         try:
             if session.retired:
-                store.client.delete(*(record_key(store, sid) for sid in session.retired))
+                sessions.delete(*session.retired)
             if session and session.modified:
-                self._write(store, session)
-        except redis.RedisError:
+                self._write(sessions, session)
+        except StatusStoreUnavailable:
             # The page is already rendered: it goes out without a session, whose forms are then refused.
             logger.error("Could not save an admin session: Redis is unavailable.")
             return
@@ -158,21 +154,16 @@ class RedisSessions(SessionInterface):
             )
             response.vary.add("Cookie")
 
-    def _write(self, store: StatusStore, session: AdminSession) -> None:
+    def _write(self, sessions: AdminSessions, session: AdminSession) -> None:
         """Save ``session``: a new one under a new id for its lifetime, a known one within its own."""
         data = self.serializer.dumps(dict(session))
         if session.sid is not None:  # one that expired meanwhile stays gone
-            store.client.set(record_key(store, session.sid), data, keepttl=True, xx=True)
+            sessions.update(session.sid, data)
             return
         lifetime = SESSION_LIFETIME if "key" in session else FORM_LIFETIME
         session.sid = secrets.token_urlsafe(32)
         session.expires_at = time.time() + lifetime.total_seconds()
-        store.client.set(record_key(store, session.sid), data, ex=lifetime, nx=True)
-
-
-def record_key(store: StatusStore, sid: str) -> str:
-    """The Redis key of session ``sid``."""
-    return store.key("admin-session", sid)
+        sessions.create(session.sid, data, lifetime)
 
 
 def _store(app: Flask) -> StatusStore:

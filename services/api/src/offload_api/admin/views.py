@@ -133,7 +133,7 @@ def queues() -> str:
 @bp.post("/queues/<name>/<action>")
 @admin_only
 def switch_queue(name: str, action: str) -> BaseResponse:
-    """Pause or resume a queue (see ``offload.pauses``).
+    """Pause or resume a queue (see ``offload.status.pauses``).
 
     Paused, workers stop starting its jobs and submissions go on; resumed, its parked jobs start
     again, oldest first.

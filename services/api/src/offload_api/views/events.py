@@ -92,8 +92,7 @@ def job_events(job_id: str) -> Response:
     tenant = caller().tenant
     _open_stream(found, tenant)
     try:
-        pubsub = found.store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(found.store.queries.events_channel(job_id))
+        pubsub = found.store.queries.subscribe(job_id)
     except Exception:
         _close_stream(found, tenant)
         raise

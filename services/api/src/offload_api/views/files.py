@@ -31,7 +31,8 @@ from offload.errors import (
     UnsupportedFormat,
     ValidationFailed,
 )
-from offload.status import iso, redis_errors
+from offload.status import iso
+from offload.status.uploads import Uploads
 from offload.storage import make_key, read_chunks
 from offload_api.auth import authenticate, caller, requires
 from offload_api.extension import services
@@ -120,20 +121,19 @@ def upload() -> tuple[Response, int]:
     except RequestEntityTooLarge:
         raise FileTooLarge("The upload is larger than the limit.") from None
     created_at = int(time.time() * 1000)
-    with redis_errors():
-        found.store.client.hset(
-            found.store.key("upload", upload_id),
-            mapping={
-                "id": upload_id,
-                "tenant": tenant,
-                "key": key,
-                "content_type": content_type,
-                "size": stored.size,
-                "filename": filename or "",
-                "created_at": created_at,
-            },
-        )
-        found.store.client.expire(found.store.key("upload", upload_id), found.settings.retention_failed)
+    Uploads(found.store).record(
+        upload_id,
+        {
+            "id": upload_id,
+            "tenant": tenant,
+            "key": key,
+            "content_type": content_type,
+            "size": stored.size,
+            "filename": filename or "",
+            "created_at": created_at,
+        },
+        ttl_s=found.settings.retention_failed,
+    )
     return jsonify(
         {
             "id": upload_id,

@@ -2,7 +2,7 @@
 
 Pausing stops workers from starting the target's jobs within about a second; submissions are
 still accepted (their 202 says ``queue_paused``). Resuming starts the parked jobs again, oldest
-first. See :mod:`offload.pauses` for how nothing is lost meanwhile.
+first. See :mod:`offload.status.pauses` for how nothing is lost meanwhile.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from offload.errors import DependencyError, NotFound
-from offload.pauses import Pauses
 from offload.status import iso
+from offload.status.pauses import Pauses
 from offload_api.auth import requires
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Operation, documented
@@ -29,7 +29,7 @@ def pauses(found: Services | None = None) -> Pauses:
     found = found or services()
     switches = _cached.get(id(found))
     if switches is None:
-        switches = _cached[id(found)] = Pauses(found.store.client, prefix=found.settings.redis_prefix)
+        switches = _cached[id(found)] = Pauses(found.store)
     return switches
 
 

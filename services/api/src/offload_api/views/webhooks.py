@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from offload.status import redis_errors
-from offload.webhooks import ROTATION_OVERLAP, SecretStore
+from offload.status.secrets import ROTATION_OVERLAP, SecretStore
 from offload_api.auth import caller, requires
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
@@ -21,7 +21,7 @@ _ERRORS = {
 
 def _secrets() -> SecretStore:
     found = services()
-    return SecretStore(found.store.client, prefix=found.settings.redis_prefix)
+    return SecretStore(found.store)
 
 
 @bp.get("/secret")

@@ -8,9 +8,12 @@ costs and refuses (HTTP 429 with ``Retry-After``) when the window is full, givin
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from offload.errors import QuotaExceeded
+
+if TYPE_CHECKING:
+    from offload.status.store import StatusStore
 
 _TAKE = """
 local used = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -33,12 +36,12 @@ class Quotas:
         window: the window length in seconds.
     """
 
-    def __init__(self, client: Any, *, prefix: str, limits: dict[str, int], window: int = 3600) -> None:
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, store: StatusStore, *, limits: dict[str, int], window: int = 3600) -> None:
+        self.client = store.client
+        self.prefix = store.prefix
         self.limits = limits
         self.window = window
-        self._take = client.register_script(_TAKE)
+        self._take = self.client.register_script(_TAKE)
 
     def _key(self, tenant: str, name: str, now: float) -> tuple[str, int]:
         start = int(now // self.window) * self.window

@@ -16,12 +16,13 @@ and Offload's retries wait in Redis, not in Dramatiq's delay queue.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
-
-import redis
+from typing import TYPE_CHECKING, Any, cast
 
 from offload.contracts import JobContract
 from offload.status.scripts import now_ms, redis_errors
+
+if TYPE_CHECKING:
+    from offload.status.store import StatusStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,12 @@ class Slots:
         lease_s: seconds a slot is held unless renewed.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "offload", lease_s: float = LEASE_S) -> None:
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, store: StatusStore, *, lease_s: float = LEASE_S) -> None:
+        self.client = store.client
+        self.prefix = store.prefix
         self.lease_ms = int(lease_s * 1000)
-        self._take = client.register_script(_TAKE)
-        self._give = client.register_script(_GIVE)
+        self._take = self.client.register_script(_TAKE)
+        self._give = self.client.register_script(_GIVE)
 
     @staticmethod
     def key(contract: JobContract, tenant: str, payload: Any) -> str | None:

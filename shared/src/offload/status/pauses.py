@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, cast
-
-import redis
+from typing import TYPE_CHECKING, Any, cast
 
 from offload.status.scripts import now_ms, redis_errors
+
+if TYPE_CHECKING:
+    from offload.status.store import StatusStore
 
 #: Seconds a worker trusts its copy of the paused set.
 CACHE_SECONDS = 1.0
@@ -55,10 +56,10 @@ class Pauses:
         prefix: the key prefix.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "offload") -> None:
-        self.client = client
-        self.prefix = prefix
-        self._unpark = client.register_script(_UNPARK)
+    def __init__(self, store: StatusStore) -> None:
+        self.client = store.client
+        self.prefix = store.prefix
+        self._unpark = self.client.register_script(_UNPARK)
         self._cached: dict[str, int] = {}
         self._cached_at = float("-inf")
         self._lock = threading.Lock()

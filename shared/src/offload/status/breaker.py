@@ -9,9 +9,12 @@ succeeds the host is trusted again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from offload.errors import TransientJobError
+
+if TYPE_CHECKING:
+    from offload.status.store import StatusStore
 
 _FAIL = """
 local failures = redis.call('INCR', KEYS[1])
@@ -37,13 +40,13 @@ class CircuitBreaker:
         cooldown: seconds an open circuit stays open.
     """
 
-    def __init__(self, client: Any, *, prefix: str, threshold: int = 5, window: int = 60, cooldown: int = 30) -> None:
-        self.client = client
-        self.prefix = prefix
+    def __init__(self, store: StatusStore, *, threshold: int = 5, window: int = 60, cooldown: int = 30) -> None:
+        self.client = store.client
+        self.prefix = store.prefix
         self.threshold = threshold
         self.window = window
         self.cooldown = cooldown
-        self._fail = client.register_script(_FAIL)
+        self._fail = self.client.register_script(_FAIL)
 
     def _keys(self, host: str) -> list[str]:
         base = f"{self.prefix}:breaker:{host}"
