@@ -113,13 +113,14 @@ def weakness(secret: str, *, min_length: int = MIN_PRODUCTION_KEY) -> str | None
     return None
 
 
-class Settings(BaseSettings):
-    """Settings shared by every Offload process.
-
-    Each field reads ``OFFLOAD_<FIELD>``; durations are in seconds unless the name says otherwise.
-    """
+class _Base(BaseSettings):
+    """Reads each field from ``OFFLOAD_<FIELD>``; frozen; unknown variables are ignored."""
 
     model_config = SettingsConfigDict(env_prefix="OFFLOAD_", frozen=True, extra="ignore")
+
+
+class ConnectionSettings(_Base):
+    """Where Offload's servers are and how every process logs and exports metrics."""
 
     #: Which environment this is; ``production`` refuses known-insecure defaults.
     env: Literal["development", "test", "production"] = "development"
@@ -129,8 +130,16 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     #: Prefix of every Redis key Offload writes, so that several installations can share one Redis.
     redis_prefix: str = "offload"
-    #: API keys, ``key=tenant:role,...``. Empty means no key is accepted.
-    api_keys: SecretStr = SecretStr("")
+    #: Log level and format (``json`` lines, or ``text`` for a terminal).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    #: Export Prometheus metrics (workers: Dramatiq's exposition server at ``dramatiq_prom_host``
+    #: and ``dramatiq_prom_port``; the API: ``/metrics``).
+    metrics: bool = True
+
+
+class RecordSettings(_Base):
+    """How long job records and idempotency keys are kept (every process that writes them)."""
 
     #: Seconds a succeeded job's record is kept.
     retention_succeeded: int = Field(default=86_400, ge=60)
@@ -139,8 +148,10 @@ class Settings(BaseSettings):
     #: Seconds an ``Idempotency-Key`` is remembered.
     idempotency_ttl: int = Field(default=86_400, ge=60)
 
-    #: Largest HTTP request body in bytes (checked before parsing).
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+class SubmissionSettings(_Base):
+    """What a submission may ask, checked wherever jobs are submitted (the API, the SDK, workers' follow-ups)."""
+
     #: Most jobs in one batch request.
     max_batch_jobs: int = Field(default=500, ge=1, le=10_000)
     #: Longest delay a client may ask for, in seconds (30 days).
@@ -148,32 +159,31 @@ class Settings(BaseSettings):
     #: Seconds the broker connection may owe a confirm before it counts as hung and is replaced;
     #: the longest any publish waits (the API's submissions wait at most ``submit_deadline``).
     publish_timeout: float = Field(default=2.0, gt=0, le=30)
+    #: Emails (messages, batch recipients count one each) a tenant may submit per hour; 0: no limit.
+    email_quota_per_hour: int = Field(default=10_000, ge=0)
+    #: Recipient domains emails may go to, comma-separated (``example.com``; ``*.example.com`` for
+    #: its subdomains); empty: any. Others are refused at submission, 422 ``recipient_not_allowed``.
+    email_allowed_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Hosts exempt from the SSRF guard's public-address rule (comma-separated; development and tests).
+    url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+
+class ApiSettings(_Base):
+    """The HTTP API's keys, limits and admission control."""
+
+    #: API keys, ``key=tenant:role,...``. Empty means no key is accepted.
+    api_keys: SecretStr = SecretStr("")
+    #: Public base URL of the API, used in status and events links (empty: taken from the request).
+    public_url: str = ""
+    #: Largest HTTP request body in bytes (checked before parsing).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Largest upload in bytes.
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     #: Seconds from a submission's admission by which the API answers it: a broker confirm still
     #: missing then is given up (the job is withdrawn; 503 ``broker_unavailable`` with Retry-After)
     #: rather than answered late. Keeps every answer within a second under overload (issue 9, F14);
     #: the connection itself is replaced only after ``publish_timeout``.
     submit_deadline: float = Field(default=0.75, gt=0, le=30)
-    #: RabbitMQ's ``consumer_timeout`` in seconds; time limits and backoffs must stay below it.
-    consumer_timeout: int = Field(default=1800, ge=60)
-    #: Deliveries of one job that may end without the job finishing (worker crash) before it is dead.
-    max_unfinished_attempts: int = Field(default=3, ge=1, le=100)
-    #: Seconds a job may run past its time limit (stuck in C code, where the time limit cannot
-    #: interrupt it) before its worker process ends itself so the job is redelivered or quarantined.
-    hard_limit_grace: float = Field(default=30.0, ge=1, le=600)
-    #: Resident memory (MiB) past which a worker process is recycled gracefully after a job (it
-    #: finishes its running jobs, exits and is replaced; Celery's max_memory_per_child). 0: never.
-    worker_max_memory_mb: int = Field(default=0, ge=0)
-    #: Niceness (0-19) each worker process of this service takes at start: the higher, the more it
-    #: yields the CPU to other processes on the host. Email and webhooks default to 5 (the API,
-    #: whose callers wait, goes first), media and reports to 15 (``offload.worker.priority``).
-    worker_nice: int = Field(default=0, ge=0, le=19)
-    #: Concurrency limits by name, overriding the contracts' defaults: ``report.build:tenant=1,...``
-    #: (how many jobs with the same key may run at once; see ``offload.status.slots``).
-    concurrency_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
-    #: Factor on every retry backoff (a receiver's ``Retry-After`` is still honoured in full). Below 1
-    #: only for tests and drills, so that a job's whole retry schedule runs in seconds; refused in
-    #: production.
-    retry_backoff_scale: float = Field(default=1.0, gt=0, le=1)
     #: Most Server-Sent Event streams one API process keeps open at once, shared between tenants: at
     #: the cap, a tenant holding less than its share still gets one, up to twice this in all
     #: (``offload_api.streams``).
@@ -200,11 +210,10 @@ class Settings(BaseSettings):
     #: Requests a tenant may make at once above its rate (the bucket's size); 0: one second's worth.
     tenant_rate_burst: int = Field(default=0, ge=0)
 
-    #: Emails (messages, batch recipients count one each) a tenant may submit per hour; 0: no limit.
-    email_quota_per_hour: int = Field(default=10_000, ge=0)
-    #: Recipient domains emails may go to, comma-separated (``example.com``; ``*.example.com`` for
-    #: its subdomains); empty: any. Others are refused at submission, 422 ``recipient_not_allowed``.
-    email_allowed_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+class StorageSettings(_Base):
+    """Where uploads and job outputs live, and the signed links to them (the API and the workers)."""
+
     #: Where uploads and job outputs live: ``local`` (``storage_dir``, one host or a shared volume)
     #: or ``s3`` (a bucket of an S3-compatible server, for processes on different hosts).
     storage_backend: Literal["local", "s3"] = "local"
@@ -228,18 +237,37 @@ class Settings(BaseSettings):
     #: Seconds uploads and job outputs are kept after their last write (``storage.cleanup`` removes
     #: older ones); at least ``link_ttl``, so a link never outlives its file.
     storage_retention: int = Field(default=7 * 86_400, ge=3600)
-    #: Largest upload in bytes.
-    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
-    #: Log level and format (``json`` lines, or ``text`` for a terminal).
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
-    #: Hosts exempt from the SSRF guard's public-address rule (comma-separated; development and tests).
-    url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    #: Public base URL of the API, used in status and events links (empty: taken from the request).
-    public_url: str = ""
-    #: Export Prometheus metrics (workers: Dramatiq's exposition server at ``dramatiq_prom_host``
-    #: and ``dramatiq_prom_port``; the API: ``/metrics``).
-    metrics: bool = True
+
+
+class WorkerSettings(_Base):
+    """How worker processes run jobs: limits against the broker, recycling, niceness, concurrency."""
+
+    #: RabbitMQ's ``consumer_timeout`` in seconds; time limits and backoffs must stay below it.
+    consumer_timeout: int = Field(default=1800, ge=60)
+    #: Deliveries of one job that may end without the job finishing (worker crash) before it is dead.
+    max_unfinished_attempts: int = Field(default=3, ge=1, le=100)
+    #: Seconds a job may run past its time limit (stuck in C code, where the time limit cannot
+    #: interrupt it) before its worker process ends itself so the job is redelivered or quarantined.
+    hard_limit_grace: float = Field(default=30.0, ge=1, le=600)
+    #: Resident memory (MiB) past which a worker process is recycled gracefully after a job (it
+    #: finishes its running jobs, exits and is replaced; Celery's max_memory_per_child). 0: never.
+    worker_max_memory_mb: int = Field(default=0, ge=0)
+    #: Niceness (0-19) each worker process of this service takes at start: the higher, the more it
+    #: yields the CPU to other processes on the host. Email and webhooks default to 5 (the API,
+    #: whose callers wait, goes first), media and reports to 15 (``offload.worker.priority``).
+    worker_nice: int = Field(default=0, ge=0, le=19)
+    #: Concurrency limits by name, overriding the contracts' defaults: ``report.build:tenant=1,...``
+    #: (how many jobs with the same key may run at once; see ``offload.status.slots``).
+    concurrency_limits: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    #: Factor on every retry backoff (a receiver's ``Retry-After`` is still honoured in full). Below 1
+    #: only for tests and drills, so that a job's whole retry schedule runs in seconds; refused in
+    #: production.
+    retry_backoff_scale: float = Field(default=1.0, gt=0, le=1)
+
+
+class SchedulerSettings(_Base):
+    """The scheduler's time zone, lock and tenant."""
+
     #: The time zone of the schedules' cron expressions (an IANA name such as ``Europe/Berlin``).
     timezone: str = "UTC"
     #: Seconds the active scheduler's lock lives without renewal: a standby takes over this long
@@ -247,6 +275,25 @@ class Settings(BaseSettings):
     scheduler_lock_ttl: float = Field(default=30.0, ge=1, le=600)
     #: The tenant scheduled jobs run as.
     scheduler_tenant: str = Field(default="system", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Settings(
+    ConnectionSettings,
+    RecordSettings,
+    SubmissionSettings,
+    ApiSettings,
+    StorageSettings,
+    WorkerSettings,
+    SchedulerSettings,
+):
+    """Settings of every Offload process, grouped by the process that reads them.
+
+    Each field reads ``OFFLOAD_<FIELD>``; durations are in seconds unless the name says otherwise.
+    A worker package adds its own fields in a subclass (``EmailSettings``); the groups above say
+    which process reads what.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_", frozen=True, extra="ignore")
 
     @field_validator("timezone")
     @classmethod
