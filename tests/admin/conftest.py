@@ -9,15 +9,6 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from offload.publish import Publisher
-from offload.settings import Settings
-from offload_api.app import create_app
-
-
-@pytest.fixture
-def app(settings: Settings, publisher: Publisher) -> Flask:
-    return create_app(settings, publisher=publisher)
-
 
 @pytest.fixture
 def served(app: Flask) -> Iterator[str]:

@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from offload.publish import Publisher
 from offload.settings import Settings
 from tests.admin.test_dead_letters_page import publish_raw_dead_letter
-from tests.conftest import KEYS, RunningWorker, queue_depth
 from tests.helpers import wait_for
+from tests.support import KEYS, RunningWorker, queue_depth
 from tests.worker.test_wire_entrance import publish_wire, wire_message
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from offload.dead_letters import digest
 from offload.publish import Publisher
 from offload.settings import Settings
-from tests.conftest import AMQP_URL, KEYS, RunningWorker, queue_depth
 from tests.helpers import wait_for
+from tests.support import AMQP_URL, KEYS, RunningWorker, queue_depth
 from tests.worker.test_wire_entrance import publish_wire, wire_message
 
 #: What a stray service might publish to a dead-letter queue: not UTF-8, not JSON, markup, long.

@@ -9,7 +9,7 @@ from flask import Flask
 
 from offload.publish import Publisher
 from offload.status.shapes import MAX_LOG_LINE, MAX_LOG_LINES
-from tests.conftest import KEYS
+from tests.support import KEYS
 
 
 def test_the_log_is_bounded_one_line_each_and_only_the_running_attempt_writes(app: Flask, publisher: Publisher) -> None:

@@ -7,7 +7,7 @@ import re
 from flask import Flask
 
 from offload.publish import Publisher
-from tests.conftest import KEYS
+from tests.support import KEYS
 
 
 def _token(html: str) -> str:

@@ -15,7 +15,7 @@ from offload.settings import ApiKey, load_settings
 from offload_api.admission import Admission, TokenBuckets
 from offload_api.app import create_app
 from offload_api.auth import hash_keys
-from tests.conftest import KEYS, make_settings
+from tests.support import KEYS, make_settings
 
 KEYMAP = hash_keys({KEYS["acme"]: ApiKey("acme", "client"), KEYS["globex"]: ApiKey("globex", "client")})
 

@@ -6,8 +6,7 @@ import uuid
 
 import pytest
 
-from tests.api.conftest import Api
-from tests.conftest import KEYS
+from tests.support import KEYS, Api
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,8 @@ import redis
 
 from offload.publish import Publisher
 from offload_api.app import create_app
-from tests.api.conftest import Api
-from tests.conftest import AMQP_URL, REDIS_URL, make_settings
 from tests.helpers import free_port
+from tests.support import AMQP_URL, REDIS_URL, Api, make_settings
 
 
 @pytest.fixture

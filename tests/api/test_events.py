@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.support import Api
 
 
 def _event_names(body: str) -> list[str]:

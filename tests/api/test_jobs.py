@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.support import Api
 
 
 def test_list_filters_by_state_and_type_and_pages(api: Api) -> None:

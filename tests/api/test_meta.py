@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from offload.contracts import BUILT_IN
 from offload_api.admission import EXEMPT
-from tests.api.conftest import Api
+from tests.support import Api
 
 
 def test_job_types_list_every_contract_with_its_schema(api: Api) -> None:
@@ -79,7 +79,7 @@ def test_every_operation_is_described_under_a_declared_tag_and_every_answer_has_
 
 def test_the_documents_server_is_the_public_url_when_one_is_set(publisher) -> None:
     from offload_api.app import create_app
-    from tests.conftest import make_settings
+    from tests.support import make_settings
 
     app = create_app(make_settings(public_url="https://jobs.example.com/"), publisher=publisher)
     assert app.test_client().get("/openapi.json").get_json()["servers"][0]["url"] == "https://jobs.example.com"

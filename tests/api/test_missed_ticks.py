@@ -7,8 +7,7 @@ import re
 
 from offload.publish import Publisher
 from offload_api.app import create_app
-from tests.api.conftest import Api
-from tests.conftest import make_settings
+from tests.support import Api, make_settings
 
 HOURLY = "stats.aggregate.hourly"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import Api
 from tests.helpers import ROOT
+from tests.support import Api
 
 TOOLS = ROOT / "tools" / "openapi-lint"
 #: Written into node_modules after a successful ``npm ci``: the lock it installed.

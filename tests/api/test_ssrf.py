@@ -8,8 +8,7 @@ import pytest
 
 from offload.publish import Publisher
 from offload_api.app import create_app
-from tests.api.conftest import Api
-from tests.conftest import make_settings
+from tests.support import Api, make_settings
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from offload.signing import LinkSigner
 from offload_api.app import create_app
-from tests.api.conftest import Api
 from tests.api.test_files import JPEG
 from tests.helpers import free_port
 from tests.s3_server import ACCESS_KEY, SECRET_KEY
+from tests.support import Api
 
 
 def test_uploads_and_downloads_answer_503_while_the_bucket_is_unreachable(

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.support import Api
 
 
 def test_a_valid_job_is_accepted_with_links_and_recorded_as_queued(api: Api) -> None:

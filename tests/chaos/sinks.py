@@ -21,8 +21,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.email.conftest import Sink
 from tests.helpers import free_port, serve_http
+from tests.support.email import Sink
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import redis
 
 from tests.chaos.harness import FAST, SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, job_history, report, succeeded_twice
-from tests.conftest import AMQP_URL, REDIS_URL
 from tests.helpers import children, wait_for
+from tests.support import AMQP_URL, REDIS_URL
 from tests.system.stack import Api, Worker
 
 

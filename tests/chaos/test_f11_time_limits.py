@@ -26,8 +26,8 @@ from offload.publish import Publisher
 from tests.chaos.harness import SCALE, TENANT, assert_common, drain
 from tests.chaos.ledger import Ledger, report
 from tests.chaos.stuck_worker import BLOCKED, BUSY, REGISTRY, Stuck
-from tests.conftest import AMQP_URL, REDIS_URL, make_settings
 from tests.helpers import VENV_BIN, spawn, stop, wait_for
+from tests.support import AMQP_URL, REDIS_URL, make_settings
 from tests.system.stack import stack_env
 
 GRACE = 2

@@ -17,7 +17,7 @@ import redis
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, report
-from tests.conftest import REDIS_URL
+from tests.support import REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 DELAY_S = 150 if SCALE >= 10 else 3

@@ -24,9 +24,9 @@ from aiosmtpd.controller import Controller
 from offload.status import StatusStore
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, report
-from tests.conftest import AMQP_URL, REDIS_URL
-from tests.email.conftest import Sink
 from tests.helpers import free_port, wait_for
+from tests.support import AMQP_URL, REDIS_URL
+from tests.support.email import Sink
 from tests.system.stack import Api, Worker
 
 

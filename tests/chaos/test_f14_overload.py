@@ -37,8 +37,8 @@ import redis
 from tests.chaos import loadgen
 from tests.chaos.harness import SCALE, TENANT, assert_common, drain
 from tests.chaos.ledger import RESULTS, Ledger, report
-from tests.conftest import KEYS, REDIS_URL
 from tests.helpers import wait_for
+from tests.support import KEYS, REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 #: Seconds of overload per phase (the issue's 60 s at full volume).

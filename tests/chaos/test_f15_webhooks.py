@@ -54,9 +54,9 @@ from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, job_history, report, seconds_until_progress, wait_all_finished
 from tests.chaos.sinks import Answer, CountingListener, HookReceiver, PeakRss, children, memory_kb
 from tests.chaos.smtp_server import SmtpServerProcess
-from tests.conftest import REDIS_URL
 from tests.deploy.test_compose import procfile
 from tests.helpers import free_port, wait_for
+from tests.support import REDIS_URL
 from tests.system.stack import Api, Worker
 
 PER_CASE = 3 * SCALE

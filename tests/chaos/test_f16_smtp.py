@@ -36,8 +36,8 @@ import redis
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, finished, job_history, report, seconds_until_progress
 from tests.chaos.sinks import SmtpSink
-from tests.conftest import REDIS_URL
-from tests.email.conftest import Sink
+from tests.support import REDIS_URL
+from tests.support.email import Sink
 from tests.system.stack import Api, Worker
 
 EMAILS = 60 * SCALE  # per phase

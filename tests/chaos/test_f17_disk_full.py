@@ -40,9 +40,9 @@ import redis
 
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, finished, job_history, report, seconds_until_progress
-from tests.conftest import KEYS, REDIS_URL
 from tests.helpers import wait_for
 from tests.http_source import Source
+from tests.support import KEYS, REDIS_URL
 from tests.system.stack import Api, Worker
 
 REPORTS = 20 * SCALE

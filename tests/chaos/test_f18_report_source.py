@@ -35,7 +35,7 @@ import redis
 from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, finished, job_history, report, seconds_until_progress
 from tests.chaos.sinks import HostileSource, PeakRss, children, memory_kb
-from tests.conftest import REDIS_URL
+from tests.support import REDIS_URL
 from tests.system.stack import Api, Worker
 
 GOOD = 20 * SCALE

@@ -37,8 +37,8 @@ from tests.chaos.fast_scheduler import TICK
 from tests.chaos.harness import SCALE, assert_common, drain
 from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress, succeeded_twice
 from tests.chaos.proxy import FaultProxy
-from tests.conftest import AMQP_URL, REDIS_URL
 from tests.helpers import VENV_BIN, kill_tree, spawn, stop, wait_for
+from tests.support import AMQP_URL, REDIS_URL
 from tests.system.stack import Worker
 
 SPEED = 30.0  # simulated seconds per real second: a tick every 2 s

@@ -17,8 +17,8 @@ from pathlib import Path
 import redis
 
 from tests.chaos.ledger import Ledger, check, finished, report, seconds_until_progress, succeeded_twice
-from tests.conftest import REDIS_URL
 from tests.helpers import children, wait_for
+from tests.support import REDIS_URL
 from tests.system.stack import Api, Worker
 
 SCALE = int(os.environ.get("OFFLOAD_CHAOS_SCALE", "1"))

@@ -43,8 +43,8 @@ from tests.chaos.harness import SCALE, Submitter, assert_common, drain
 from tests.chaos.ledger import TERMINAL, Ledger, finished, report, seconds_until_progress, wait_all_finished
 from tests.chaos.sinks import children, memory_kb
 from tests.chaos.smtp_server import SmtpServerProcess
-from tests.conftest import REDIS_URL
-from tests.media.conftest import photo
+from tests.support import REDIS_URL
+from tests.support.media import photo
 from tests.system.stack import Api, Worker
 
 OVERSIZED = 2 * SCALE

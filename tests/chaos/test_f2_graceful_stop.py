@@ -15,8 +15,8 @@ import redis
 
 from tests.chaos.harness import FAST, SCALE, SLOW, Submitter, assert_common, drain
 from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress, succeeded_twice
-from tests.conftest import REDIS_URL
 from tests.helpers import wait_for
+from tests.support import REDIS_URL
 from tests.system.stack import Api, Worker
 
 SHUTDOWN_LIMIT_S = 30

@@ -19,8 +19,8 @@ import redis
 
 from tests.chaos.harness import FAST, SCALE, SLOW, Submitter, assert_common, drain, first_accepted_after, within
 from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress, succeeded_twice
-from tests.conftest import REDIS_URL
 from tests.helpers import port_open
+from tests.support import REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 THREADS = 4

@@ -28,7 +28,7 @@ from offload.settings import Settings
 from tests.chaos.harness import FAST, SCALE, SLOW, Submitter, assert_common, drain, first_accepted_after, within
 from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress, succeeded_twice
 from tests.chaos.proxy import FaultProxy
-from tests.conftest import REDIS_URL
+from tests.support import REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 #: Short heartbeats so that a partition is noticed in seconds (§6.0 test-mode timeouts).

@@ -16,7 +16,7 @@ import redis
 
 from tests.chaos.harness import FAST, SCALE, SLOW, Submitter, assert_common, drain, first_accepted_after, within
 from tests.chaos.ledger import Ledger, finished, report, succeeded_twice
-from tests.conftest import REDIS_URL
+from tests.support import REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 

@@ -22,7 +22,7 @@ import redis
 
 from tests.chaos.harness import FAST, SCALE, SLOW, Submitter, assert_common, drain, first_accepted_after, within
 from tests.chaos.ledger import Ledger, finished, report, seconds_until_progress, succeeded_twice
-from tests.conftest import AMQP_URL
+from tests.support import AMQP_URL
 from tests.system.stack import Api, PrivateRedis, Worker, stack_env
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import dramatiq
 
 from offload.publish import Publisher
-from tests.email.conftest import Sink
+from tests.support.email import Sink
 
 
 def _batch(n: int) -> dict:

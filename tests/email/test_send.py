@@ -8,9 +8,9 @@ import pytest
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload_api.app import create_app
-from tests.api.conftest import Api
-from tests.email.conftest import Sink
 from tests.helpers import wait_for
+from tests.support import Api
+from tests.support.email import Sink
 
 WELCOME = {
     "to": [{"email": "ann@example.com", "name": "Ann"}],
@@ -149,7 +149,7 @@ def test_an_unreachable_smtp_server_is_retried(api: Api, publisher: Publisher, s
 def test_a_tenant_over_its_email_quota_gets_429_with_retry_after_and_other_tenants_do_not(
     servers, redis_client, clean_broker
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.support import make_settings
 
     settings = make_settings(email_quota_per_hour=3)
     publisher = Publisher.from_settings(settings)

@@ -17,7 +17,7 @@ import pytest
 import redis
 from pika.exceptions import ChannelClosedByBroker
 
-from tests.conftest import AMQP_URL, OWNER_KEY, REDIS_URL, delete_queues
+from tests.support import AMQP_URL, OWNER_KEY, REDIS_URL, delete_queues
 from tests.system.stack import Api, Worker, stack_env
 
 

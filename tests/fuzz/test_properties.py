@@ -38,7 +38,7 @@ from offload.contracts import BUILT_IN
 from offload.errors import ClientError, ValidationFailed
 from offload.submission import Preparer
 from offload.urls import UrlPolicy
-from tests.conftest import KEYS
+from tests.support import KEYS
 from tests.system.stack import Api
 
 #: Examples per property: 300, or ten times ``OFFLOAD_FUZZ_EXAMPLES`` in ``make chaos``.

@@ -53,8 +53,8 @@ from schemathesis.specs.openapi.checks import (
 
 from offload.status import JobState
 from tests.chaos.ledger import report
-from tests.conftest import KEYS
 from tests.helpers import VENV_BIN
+from tests.support import KEYS
 from tests.system.stack import Api, Worker
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from flask import Flask
 from PIL import Image
 
 from offload.publish import Publisher
-from tests.api.conftest import Api
-from tests.media.conftest import many_frames_gif, photo, png_bomb, run_job, upload
+from tests.support import Api
+from tests.support.media import many_frames_gif, photo, png_bomb, run_job, upload
 
 
 def _status_kb(field: str) -> int:

@@ -16,10 +16,10 @@ from PIL import Image, ImageOps, ImageStat
 import offload_media.handlers
 from offload.publish import Publisher
 from offload_media.settings import MediaSettings
-from tests.api.conftest import Api
 from tests.http_source import Source
-from tests.media.conftest import download, many_frames_gif, photo, run_job, upload
 from tests.s3_server import TEST_BACKEND, stored
+from tests.support import Api
+from tests.support.media import download, many_frames_gif, photo, run_job, upload
 
 
 def _noisy_subject_on_the_right(width: int = 1200, height: int = 400) -> bytes:

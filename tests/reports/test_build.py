@@ -15,9 +15,9 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from offload.publish import Publisher
-from tests.api.conftest import Api
 from tests.http_source import Source
-from tests.media.conftest import run_job
+from tests.support import Api
+from tests.support.media import run_job
 
 #: reliability-security.md §7.6 rows 34-35: text a spreadsheet would run, or split into a formula.
 INJECTIONS = [

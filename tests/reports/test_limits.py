@@ -15,12 +15,11 @@ import pytest
 
 from offload.publish import Publisher
 from offload.status import JobRecord
-from tests.api.conftest import Api
-from tests.conftest import domain_worker
 from tests.http_source import Source
-from tests.reports.conftest import report_settings
 from tests.reports.test_build import COLUMNS, _rows
 from tests.s3_server import TEST_BACKEND, stored
+from tests.support import Api, domain_worker
+from tests.support.reports import report_settings
 
 from offload_reports.worker import SPEC  # isort: skip
 

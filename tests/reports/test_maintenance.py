@@ -7,9 +7,8 @@ import json
 import dramatiq
 
 from offload.publish import Publisher
-from tests.api.conftest import Api
-from tests.conftest import RunningWorker, queue_depth
 from tests.helpers import wait_for
+from tests.support import Api, RunningWorker, queue_depth
 
 
 def _maintain(publisher: Publisher, older_than: int) -> dict:

@@ -10,11 +10,11 @@ import dramatiq
 from openpyxl import load_workbook
 
 from offload.publish import Publisher
-from tests.api.conftest import Api
-from tests.email.conftest import Sink
 from tests.helpers import wait_for
-from tests.media.conftest import run_job
 from tests.reports.test_build import COLUMNS, _rows
+from tests.support import Api
+from tests.support.email import Sink
+from tests.support.media import run_job
 
 
 def test_notify_sends_report_ready_with_a_working_signed_link_once(

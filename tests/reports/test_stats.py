@@ -10,11 +10,10 @@ import jsonschema
 from openpyxl import load_workbook
 
 from offload.publish import Publisher
-from tests.api.conftest import Api
-from tests.conftest import RunningWorker, domain_worker
-from tests.email.conftest import Sink
 from tests.helpers import wait_for
-from tests.reports.conftest import report_settings
+from tests.support import Api, RunningWorker, domain_worker
+from tests.support.email import Sink
+from tests.support.reports import report_settings
 
 from offload_reports.worker import SPEC  # isort: skip
 

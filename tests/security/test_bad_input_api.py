@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from offload.publish import Publisher
-from tests.api.conftest import Api
-from tests.conftest import KEYS
-from tests.security.conftest import clean
+from tests.support import KEYS, Api
+from tests.support.security import clean
 
 JSON = {"Content-Type": "application/json"}
 

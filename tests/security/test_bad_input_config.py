@@ -37,12 +37,12 @@ from offload.worker.app import _dramatiq_prometheus
 from offload_api.app import create_app
 from offload_email.worker import SPEC as EMAIL_SPEC
 from tests.admin.test_pages import _token
-from tests.conftest import KEYS, make_settings
 from tests.deploy.test_compose import APP_SERVICES, WORKERS
 from tests.deploy.test_compose import compose_config as _compose_config
 from tests.deploy.test_kubernetes import render
 from tests.helpers import ROOT, VENV_BIN, free_port, kill_tree, port_open, spawn, stop, wait_for
-from tests.security.conftest import CheckedApi
+from tests.support import KEYS, make_settings
+from tests.support.security import CheckedApi
 from tests.system.stack import PrivateRabbitMQ, stack_env
 
 
@@ -332,7 +332,7 @@ def test_row59_a_worker_with_the_pickle_encoder_refuses_to_start(
         "dramatiq.set_encoder(dramatiq.PickleEncoder())\n"
         "from offload_email.worker import setup  # noqa: E402,F401\n"
     )
-    from tests.conftest import AMQP_URL, REDIS_URL
+    from tests.support import AMQP_URL, REDIS_URL
 
     env = {**stack_env(AMQP_URL, REDIS_URL), "PYTHONPATH": str(tmp_path)}
     log = tmp_path / "worker.log"

@@ -21,8 +21,8 @@ from offload.publish import Publisher
 from offload.signing import LinkSigner
 from offload_api.app import create_app
 from tests.api.test_files import JPEG
-from tests.conftest import AMQP_URL, KEYS, REDIS_URL, TEST_STORAGE, make_settings
-from tests.security.conftest import LEAKS, CheckedApi
+from tests.support import AMQP_URL, KEYS, REDIS_URL, TEST_STORAGE, make_settings
+from tests.support.security import LEAKS, CheckedApi
 from tests.system.stack import Api as ApiServer
 from tests.system.stack import stack_env
 

@@ -15,9 +15,9 @@ import pytest
 
 from offload.publish import Publisher
 from offload_api.app import create_app
-from tests.conftest import make_settings
-from tests.email.conftest import Sink
-from tests.security.conftest import CheckedApi
+from tests.support import make_settings
+from tests.support.email import Sink
+from tests.support.security import CheckedApi
 
 WELCOME: dict[str, Any] = {
     "to": [{"email": "ann@example.com", "name": "Ann"}],

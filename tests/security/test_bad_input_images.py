@@ -19,9 +19,9 @@ from PIL import EpsImagePlugin, Image, ImageFile
 
 from offload.publish import Publisher
 from tests.http_source import Source
-from tests.media.conftest import many_frames_gif, photo, png_bomb, run_job, upload
 from tests.media.test_images import _peak_memory, _reset_peak_memory
-from tests.security.conftest import CheckedApi
+from tests.support.media import many_frames_gif, photo, png_bomb, run_job, upload
+from tests.support.security import CheckedApi
 
 #: One small output size: the hostile inputs must fail before any resizing.
 SIZES = {"sizes": [{"width": 100}]}

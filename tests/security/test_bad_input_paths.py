@@ -19,9 +19,9 @@ from offload.publish import Publisher
 from offload.storage import LocalStorage, make_key
 from offload_media.settings import MediaSettings
 from offload_media.worker import SPEC
-from tests.conftest import domain_worker
-from tests.media.conftest import photo, upload
-from tests.security.conftest import CheckedApi
+from tests.support import domain_worker
+from tests.support.media import photo, upload
+from tests.support.security import CheckedApi
 
 #: Row 32: names a client may send with an upload.
 NAMES = {

@@ -17,9 +17,9 @@ from pypdf import PdfReader
 
 from offload.publish import Publisher
 from tests.http_source import Source
-from tests.media.conftest import run_job
 from tests.reports.test_build import _download
-from tests.security.conftest import CheckedApi, Egress
+from tests.support.media import run_job
+from tests.support.security import CheckedApi, Egress
 
 #: First characters that make a spreadsheet run a cell (OWASP CSV injection), LF included.
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")

@@ -23,10 +23,10 @@ from offload.publish import Publisher
 from offload.status import StatusStore
 from offload.status.secrets import SecretStore
 from offload.webhooks import new_secret, sign, verify
-from tests.conftest import RunningWorker
 from tests.helpers import wait_for
-from tests.security.conftest import CheckedApi
-from tests.webhooks.conftest import Receiver
+from tests.support import RunningWorker
+from tests.support.security import CheckedApi
+from tests.support.webhooks import Receiver
 
 BODY = json.dumps({"type": "job.succeeded", "data": {"id": "j-1", "result": {"n": 1}}}, separators=(",", ":")).encode()
 

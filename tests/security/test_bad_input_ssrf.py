@@ -26,11 +26,11 @@ from offload.publish import Publisher
 from offload.publish.publisher import settings_url_policy
 from offload.urls import UrlPolicy
 from offload_api.app import create_app
-from tests.conftest import RunningWorker, make_settings
 from tests.helpers import wait_for
 from tests.http_source import Source
-from tests.security.conftest import CheckedApi, Egress
-from tests.webhooks.conftest import Receiver
+from tests.support import RunningWorker, make_settings
+from tests.support.security import CheckedApi, Egress
+from tests.support.webhooks import Receiver
 from tests.webhooks.test_delivery import _delivery_job
 
 PUBLIC = "93.184.215.14"  # an address the test resolver hands out; nothing ever connects to it

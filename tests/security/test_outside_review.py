@@ -37,10 +37,10 @@ from offload.status.pauses import Pauses
 from offload_api.app import create_app
 from tests.admin.test_pages import _token
 from tests.api.test_files import JPEG
-from tests.conftest import AMQP_URL, KEYS, REDIS_URL, make_settings
-from tests.email.conftest import Sink
 from tests.helpers import ROOT, free_port, wait_for
-from tests.security.conftest import CheckedApi
+from tests.support import AMQP_URL, KEYS, REDIS_URL, make_settings
+from tests.support.email import Sink
+from tests.support.security import CheckedApi
 from tests.system.stack import Worker, stack_env
 
 # -- 6: absolute URLs come from OFFLOAD_PUBLIC_URL, never the Host header ----------------------------------

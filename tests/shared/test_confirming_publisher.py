@@ -13,7 +13,7 @@ import pytest
 from offload.errors import BrokerUnavailable
 from offload.publish.amqp import RECONNECT_PAUSE, ConfirmingPublisher
 from tests.chaos.proxy import FaultProxy
-from tests.conftest import AMQP_URL, queue_depth
+from tests.support import AMQP_URL, queue_depth
 
 #: Seconds a nacked queue is taken as full here: long enough that a slow purge stays inside it.
 PAUSE = 1.0

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from offload.cli import main
-from tests.conftest import AMQP_URL, REDIS_URL
 from tests.helpers import VENV_BIN
+from tests.support import AMQP_URL, REDIS_URL
 
 
 def test_a_new_worker_passes_its_own_test_as_generated(tmp_path: Path, redis_client, clean_broker) -> None:

@@ -12,7 +12,7 @@ import redis
 
 from offload.errors import StatusStoreUnavailable
 from offload.status import JobState, Retention, StatusStore, now_ms
-from tests.conftest import REDIS_URL
+from tests.support import REDIS_URL
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from offload.status import JobState, Retention, StatusStore, now_ms
-from tests.conftest import REDIS_URL
 from tests.helpers import VENV_BIN
+from tests.support import REDIS_URL
 
 
 def _layout1_job(client: redis.Redis, *, tenant: str, state: str, created_at: int, ttl_ms: int = 0) -> str:

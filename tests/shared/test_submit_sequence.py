@@ -14,7 +14,7 @@ from offload.errors import BrokerUnavailable, QuotaExceeded
 from offload.publish import MemoryTransport, Publisher
 from offload.publish.wiring import build_publisher
 from offload.status import JobState
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 EMAIL = {"to": [{"email": "ada@example.com"}], "template": "welcome", "vars": {"name": "Ada"}}
 

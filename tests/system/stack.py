@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import API_KEYS, KEYS, queue_depth
 from tests.helpers import VENV_BIN, free_port, kill_tree, port_open, spawn, stop, wait_for
 from tests.s3_server import storage_env
+from tests.support import API_KEYS, KEYS, queue_depth
 
 
 class Api:

@@ -9,8 +9,8 @@ import redis
 
 from offload.contracts import BUILT_IN
 from offload.status import now_ms
-from tests.conftest import REDIS_URL
 from tests.helpers import wait_for
+from tests.support import REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 SUBMIT = {"type": "system.noop", "payload": {}}

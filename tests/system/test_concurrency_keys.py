@@ -12,8 +12,8 @@ import redis
 from offload.settings import Settings
 from offload.status import StatusStore
 from offload.status.slots import Slots
-from tests.conftest import REDIS_URL, make_settings
 from tests.http_source import Source
+from tests.support import REDIS_URL, make_settings
 from tests.system.stack import Api, Worker
 
 REPORTS = 20

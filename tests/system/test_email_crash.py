@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from offload.publish import Publisher
-from tests.email.conftest import Sink
 from tests.helpers import wait_for
+from tests.support.email import Sink
 from tests.system.stack import Worker
 
 WELCOME = {"to": [{"email": "ann@example.com"}], "template": "welcome", "vars": {"name": "Ann"}}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import KEYS, REDIS_URL
 from tests.helpers import ROOT, VENV_BIN, wait_for
+from tests.support import KEYS, REDIS_URL
 from tests.system.stack import Api, Worker
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import KEYS
 from tests.helpers import VENV_BIN
+from tests.support import KEYS
 from tests.system.stack import Api, Worker
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from offload.publish import Publisher
-from tests.conftest import KEYS
 from tests.helpers import free_port, spawn, stop, wait_for
+from tests.support import KEYS
 from tests.system.stack import Api, Worker
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"

@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image
 
 from tests.helpers import wait_for
-from tests.media.conftest import photo
 from tests.s3_server import read_stored, stored
+from tests.support.media import photo
 from tests.system.stack import Api, Worker
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from offload.publish import Publisher
 from offload.worker.memory_guard import MemoryGuard
-from tests.conftest import AMQP_URL, REDIS_URL, make_settings
 from tests.helpers import VENV_BIN, children, spawn, stop, wait_for
+from tests.support import AMQP_URL, REDIS_URL, make_settings
 from tests.system.hog_worker import REGISTRY
 from tests.system.stack import stack_env
 

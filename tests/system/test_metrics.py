@@ -9,8 +9,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from offload.publish import Publisher
-from tests.conftest import KEYS
 from tests.helpers import free_port, wait_for
+from tests.support import KEYS
 from tests.system.stack import Api, Worker
 
 

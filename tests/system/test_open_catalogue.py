@@ -24,8 +24,8 @@ from offload.jobs import JobType, WorkerSpec
 from offload.status import StatusStore
 from offload.status.catalogue import ContractStore
 from offload_api.app import create_app
-from tests.conftest import KEYS, make_settings
 from tests.helpers import VENV_BIN, wait_for
+from tests.support import KEYS, make_settings
 from tests.system.stack import Api, Worker
 
 TEXT = {"type": "text.wordcount", "payload": {"text": "to be or not to be", "top": 1}}

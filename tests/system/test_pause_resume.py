@@ -11,8 +11,8 @@ from pathlib import Path
 import redis
 from PIL import Image
 
-from tests.conftest import REDIS_URL
 from tests.helpers import wait_for
+from tests.support import REDIS_URL
 from tests.system.stack import Api, Worker
 
 JOBS = 500

@@ -10,9 +10,8 @@ import pytest
 
 from offload.publish import Publisher
 from offload_api.app import create_app
-from tests.api.conftest import Api
-from tests.conftest import RunningWorker, make_settings
 from tests.helpers import wait_for
+from tests.support import Api, RunningWorker, make_settings
 from tests.system.stack import PrivateRedis
 
 

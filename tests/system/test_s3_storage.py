@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.media.conftest import photo
 from tests.s3_server import s3_server, s3_settings
+from tests.support.media import photo
 from tests.system.stack import Api, Worker
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import REDIS_URL
 from tests.helpers import VENV_BIN, kill_tree, spawn, stop, wait_for
+from tests.support import REDIS_URL
 
 LOCK = "offload:scheduler:leader"
 

@@ -12,8 +12,8 @@ import pytest
 
 from offload.process_groups import processes
 from offload.supervisor import read_procfile
-from tests.conftest import queue_consumers
 from tests.helpers import ROOT, VENV_BIN, children, free_port, port_open, spawn, wait_for
+from tests.support import queue_consumers
 from tests.system.stack import Api
 
 

@@ -10,9 +10,9 @@ from offload.errors import TransientJobError
 from offload.publish import Publisher
 from offload.status import StatusStore
 from offload.status.breaker import CircuitBreaker
-from tests.conftest import RunningWorker
 from tests.helpers import wait_for
-from tests.webhooks.conftest import Receiver
+from tests.support import RunningWorker
+from tests.support.webhooks import Receiver
 
 
 def test_repeated_failures_open_the_circuit_and_one_failure_after_the_cooldown_reopens_it(

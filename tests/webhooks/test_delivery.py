@@ -12,10 +12,9 @@ from standardwebhooks import Webhook
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload_api.app import create_app
-from tests.api.conftest import Api
-from tests.conftest import RunningWorker
 from tests.helpers import wait_for
-from tests.webhooks.conftest import Receiver
+from tests.support import Api, RunningWorker
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from offload.errors import ValidationFailed
 from offload.outbound import new_session, pinned_request
 from offload.urls import UrlPolicy
-from tests.webhooks.conftest import Receiver
+from tests.support.webhooks import Receiver
 
 
 def test_a_target_is_pinned_to_the_vetted_address_with_the_original_host() -> None:

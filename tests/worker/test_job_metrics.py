@@ -10,7 +10,7 @@ from offload.errors import ConfigError
 from offload.worker.app import _dramatiq_prometheus
 from offload.worker.context import JobContext
 from offload.worker.metrics import JobMetrics
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 
 def test_outcomes_waits_and_handler_events_are_counted() -> None:

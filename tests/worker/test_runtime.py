@@ -12,8 +12,8 @@ import pika
 from offload.errors import BrokerUnavailable
 from offload.publish import Publisher
 from offload.status import JobState
-from tests.conftest import AMQP_URL, RunningWorker
 from tests.helpers import wait_for
+from tests.support import AMQP_URL, RunningWorker
 
 
 def _xq_depth(queue: str = "system") -> int:

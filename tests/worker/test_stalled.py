@@ -5,7 +5,7 @@ from __future__ import annotations
 from offload.publish import Publisher
 from offload.status import JobState, now_ms
 from offload.worker.promoter import DuePromoter
-from tests.conftest import RunningWorker
+from tests.support import RunningWorker
 
 
 def _lose_the_ending(publisher: Publisher, job_id: str, *, minutes_ago: int) -> None:

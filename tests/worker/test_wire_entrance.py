@@ -28,10 +28,9 @@ from offload_media.settings import MediaSettings
 from offload_media.worker import SPEC as MEDIA_SPEC
 from offload_reports.settings import ReportSettings
 from offload_reports.worker import SPEC as REPORTS_SPEC
-from tests.api.conftest import Api
-from tests.conftest import AMQP_URL, RunningWorker, domain_worker, make_settings
-from tests.email.conftest import Sink
 from tests.helpers import serve_http, wait_for
+from tests.support import AMQP_URL, Api, RunningWorker, domain_worker, make_settings
+from tests.support.email import Sink
 
 
 def wire_message(

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AMQP_URL, REDIS_URL
-from tests.http_source import source  # noqa: F401 - fixture
+from tests.support import AMQP_URL, REDIS_URL
 from tests.system.stack import PrivateRabbitMQ, stack_env
 
 

@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from offload.publish import Publisher
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC
-from tests.conftest import domain_worker, make_settings
 from tests.helpers import free_port
+from tests.support import domain_worker, make_settings
 
 
 @dataclass

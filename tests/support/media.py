@@ -9,18 +9,13 @@ from typing import Any
 
 import dramatiq
 import pytest
-from flask import Flask
 from PIL import Image
 
 from offload.publish import Publisher
-from offload.settings import Settings
 from offload.status import JobRecord
-from offload_api.app import create_app
 from offload_media.settings import MediaSettings
 from offload_media.worker import SPEC
-from tests.api.conftest import Api
-from tests.conftest import domain_worker, make_settings
-from tests.http_source import source  # noqa: F401 - fixture
+from tests.support import Api, domain_worker, make_settings
 
 
 def photo(width: int = 4000, height: int = 3000, *, orientation: int = 6, gps: bool = True) -> bytes:
@@ -69,16 +64,6 @@ def media_settings(servers) -> MediaSettings:
 def media_worker(media_settings: MediaSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
     with domain_worker(media_settings, SPEC, threads=2, stop_timeout_ms=20_000) as worker:
         yield worker
-
-
-@pytest.fixture
-def app(settings: Settings, publisher: Publisher) -> Flask:
-    return create_app(settings, publisher=publisher)
-
-
-@pytest.fixture
-def api(app: Flask) -> Api:
-    return Api(app.test_client())
 
 
 def upload(api: Api, data: bytes) -> str:

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from tests.email.conftest import email_settings, email_worker, smtp_sink  # noqa: F401 - fixtures
 from tests.helpers import serve_http
 
 

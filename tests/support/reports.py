@@ -11,10 +11,7 @@ import pytest
 from offload.publish import Publisher
 from offload_reports.settings import ReportSettings
 from offload_reports.worker import SPEC
-from tests.conftest import domain_worker, make_settings
-from tests.email.conftest import email_settings, email_worker, smtp_sink  # noqa: F401 - fixtures
-from tests.http_source import Source, source  # noqa: F401 - fixture
-from tests.media.conftest import api, app  # noqa: F401 - fixtures
+from tests.support import domain_worker, make_settings
 
 
 def report_settings(**overrides: Any) -> ReportSettings:
