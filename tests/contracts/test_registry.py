@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 
 from offload.contracts import BUILT_IN, SYSTEM_QUEUE, JobContract, Payload, Registry
 from offload.errors import ConfigError, UnknownJobType
-from offload.jobs import installed_specs
+from offload.jobs import ENTRY_POINT_GROUP, installed_specs
 from offload.settings import Settings
 from offload.worker.app import check_contract
 from offload.worker.system import SYSTEM_JOBS
@@ -19,11 +20,12 @@ from offload.worker.system import SYSTEM_JOBS
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = BUILT_IN
 #: The worker packages of this repository's services (not the examples), as their entry points name them.
-WORKERS = {
-    name: spec
-    for name, spec in installed_specs().items()
-    if (ROOT / "services") in Path(inspect.getfile(spec.jobs[0].handler)).resolve().parents
+SERVICE_MODULES = {
+    point.name: importlib.import_module(point.module)
+    for point in entry_points(group=ENTRY_POINT_GROUP)
+    if (ROOT / "services") in Path(str(importlib.import_module(point.module).__file__)).resolve().parents
 }
+WORKERS = {name: spec for name, spec in installed_specs().items() if name in SERVICE_MODULES}
 
 
 def test_every_service_with_a_worker_names_its_spec_as_an_entry_point() -> None:

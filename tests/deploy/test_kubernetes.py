@@ -107,11 +107,15 @@ def test_workers_run_the_procfile_commands_scale_on_their_own_queues_and_outlive
     assert deployments["offload-scheduler"]["spec"]["replicas"] == 2  # one active, one standby
 
 
-def test_prod_keeps_files_in_a_bucket_with_no_shared_volume_and_only_storage_pods_get_its_keys() -> None:
+def test_prod_keeps_files_in_a_bucket_with_no_shared_volume_and_only_storage_pods_get_its_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from offload.settings import Settings
     from offload.storage import build_storage
     from offload.storage.s3 import S3Storage
 
+    # With no keys, boto3 would look for an instance role at the metadata address: never from a test.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     docs = render("prod")
     assert [d for d in docs if d["kind"] == "PersistentVolumeClaim"] == []
     [config] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "offload-config"]

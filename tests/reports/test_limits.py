@@ -15,10 +15,11 @@ import pytest
 
 from offload.publish import Publisher
 from offload.status import JobRecord
+from offload.testing import serving
 from tests.http_source import Source
 from tests.reports.test_build import COLUMNS, _rows
 from tests.s3_server import TEST_BACKEND, stored
-from tests.support import Api, domain_worker
+from tests.support import Api
 from tests.support.reports import report_settings
 
 from offload_reports.worker import SPEC  # isort: skip
@@ -27,7 +28,7 @@ from offload_reports.worker import SPEC  # isort: skip
 @contextmanager
 def limited_worker(**overrides: Any) -> Iterator[None]:
     """A reports worker whose limits are ``overrides``."""
-    with domain_worker(report_settings(**overrides), SPEC, threads=1, stop_timeout_ms=10_000):
+    with serving(SPEC, report_settings(**overrides), threads=1, stop_timeout_ms=10_000):
         yield
 
 

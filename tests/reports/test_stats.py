@@ -10,8 +10,9 @@ import jsonschema
 from openpyxl import load_workbook
 
 from offload.publish import Publisher
+from offload.testing import serving
 from tests.helpers import wait_for
-from tests.support import Api, RunningWorker, domain_worker
+from tests.support import Api, RunningWorker
 from tests.support.email import Sink
 from tests.support.reports import report_settings
 
@@ -76,7 +77,7 @@ def test_the_daily_ops_report_is_an_xlsx_of_the_days_statistics_mailed_to_the_ad
     jobs = [publisher.publish("system.noop", {}, tenant="acme").job_id for _ in range(4)]
     jobs += [publisher.publish("system.fail", {"permanent": True}, tenant="acme").job_id]
     wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=30)
-    with domain_worker(report_settings(admin_email="ops@example.com"), SPEC, threads=2, stop_timeout_ms=10_000):
+    with serving(SPEC, report_settings(admin_email="ops@example.com"), threads=2, stop_timeout_ms=10_000):
         until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         for job_type, payload in (
             ("stats.aggregate", {"until": until}),

@@ -17,9 +17,9 @@ import pytest
 from offload.errors import PermanentJobError
 from offload.publish import Publisher
 from offload.storage import LocalStorage, make_key
+from offload.testing import serving
 from offload_media.settings import MediaSettings
 from offload_media.worker import SPEC
-from tests.support import domain_worker
 from tests.support.media import photo, upload
 from tests.support.security import CheckedApi
 
@@ -115,7 +115,7 @@ def test_row33_a_link_planted_in_the_output_folder_fails_the_job_and_nothing_is_
     link.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(outside if plant == "folder" else outside / "400x300.jpg", link)
     try:
-        with domain_worker(media_settings, SPEC, threads=1, stop_timeout_ms=10_000):
+        with serving(SPEC, media_settings, threads=1, stop_timeout_ms=10_000):
             record = publisher.wait(job_id, timeout=30)
         assert record is not None and (record.state, record.error_code, record.attempts) == ("failed", "invalid_key", 1)
         assert [p.name for p in outside.iterdir()] == ["400x300.jpg"]  # nothing new outside,

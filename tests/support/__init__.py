@@ -6,11 +6,9 @@ Fixtures live in ``tests/conftest.py`` and the plugin modules beside this one (l
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,24 +140,6 @@ class RunningWorker:
     def stop(self) -> None:
         self.worker.stop(timeout=10_000)
         self.broker.close()
-
-
-@contextlib.contextmanager
-def domain_worker(
-    settings: Settings, spec: WorkerSpec[Any], *, threads: int, stop_timeout_ms: int
-) -> Iterator[dramatiq.Worker]:
-    """A domain service's real actors (``offload_<domain>.worker.SPEC``) in a Dramatiq worker in this process."""
-    worker_publisher = Publisher.from_settings(settings, pin_connections=True)
-    broker = spec.build(settings, publisher=worker_publisher)
-    broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop(timeout=stop_timeout_ms)
-        broker.close()
-        worker_publisher.close()
 
 
 #: What no response may contain (reliability-security.md §7). "password" is checked as a word that is

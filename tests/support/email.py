@@ -15,10 +15,11 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from offload.publish import Publisher
+from offload.testing import serving
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC
 from tests.helpers import free_port
-from tests.support import domain_worker, make_settings
+from tests.support import make_settings
 
 
 @dataclass
@@ -70,5 +71,5 @@ def email_settings(servers, smtp_sink) -> EmailSettings:
 
 @pytest.fixture
 def email_worker(email_settings: EmailSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    with domain_worker(email_settings, SPEC, threads=4, stop_timeout_ms=10_000) as worker:
+    with serving(SPEC, email_settings, threads=4, stop_timeout_ms=10_000) as worker:
         yield worker

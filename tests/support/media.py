@@ -13,9 +13,10 @@ from PIL import Image
 
 from offload.publish import Publisher
 from offload.status import JobRecord
+from offload.testing import serving
 from offload_media.settings import MediaSettings
 from offload_media.worker import SPEC
-from tests.support import Api, domain_worker, make_settings
+from tests.support import Api, make_settings
 
 
 def photo(width: int = 4000, height: int = 3000, *, orientation: int = 6, gps: bool = True) -> bytes:
@@ -62,7 +63,7 @@ def media_settings(servers) -> MediaSettings:
 
 @pytest.fixture
 def media_worker(media_settings: MediaSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    with domain_worker(media_settings, SPEC, threads=2, stop_timeout_ms=20_000) as worker:
+    with serving(SPEC, media_settings, threads=2, stop_timeout_ms=20_000) as worker:
         yield worker
 
 

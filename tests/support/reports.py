@@ -9,9 +9,10 @@ import dramatiq
 import pytest
 
 from offload.publish import Publisher
+from offload.testing import serving
 from offload_reports.settings import ReportSettings
 from offload_reports.worker import SPEC
-from tests.support import domain_worker, make_settings
+from tests.support import make_settings
 
 
 def report_settings(**overrides: Any) -> ReportSettings:
@@ -26,5 +27,5 @@ def reports_settings(servers) -> ReportSettings:
 
 @pytest.fixture
 def reports_worker(reports_settings: ReportSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
-    with domain_worker(reports_settings, SPEC, threads=2, stop_timeout_ms=20_000) as worker:
+    with serving(SPEC, reports_settings, threads=2, stop_timeout_ms=20_000) as worker:
         yield worker

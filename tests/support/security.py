@@ -74,7 +74,10 @@ def _loopback(host: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def egress(monkeypatch: pytest.MonkeyPatch) -> Iterator[Egress]:
-    """Refuse (``ENETUNREACH``) and record any connection off loopback; fail the test if one was tried."""
+    """Refuse (``ENETUNREACH``) and record any connection off loopback; fail the test if one was tried.
+
+    Every test runs under it (a plugin of ``tests/conftest.py``): no test sends traffic off the machine.
+    """
     record = Egress()
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
 
@@ -84,7 +87,7 @@ def egress(monkeypatch: pytest.MonkeyPatch) -> Iterator[Egress]:
             record.attempts.append((host, port))
             if not _loopback(host):
                 record.refused.append((host, port))
-                raise OSError(errno.ENETUNREACH, "the security tests send nothing off loopback")
+                raise OSError(errno.ENETUNREACH, "the tests send nothing off loopback")
 
     def connect(self: socket.socket, address: Any) -> None:
         vet(self, address)

@@ -21,6 +21,7 @@ from offload.settings import Settings
 from offload.status import JobRecord, JobState
 from offload.status.pauses import Pauses
 from offload.status.slots import Slots
+from offload.testing import serving
 from offload_api.app import create_app
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC as EMAIL_SPEC
@@ -29,7 +30,7 @@ from offload_media.worker import SPEC as MEDIA_SPEC
 from offload_reports.settings import ReportSettings
 from offload_reports.worker import SPEC as REPORTS_SPEC
 from tests.helpers import serve_http, wait_for
-from tests.support import AMQP_URL, Api, RunningWorker, domain_worker, make_settings
+from tests.support import AMQP_URL, Api, RunningWorker, make_settings
 from tests.support.email import Sink
 
 
@@ -123,7 +124,7 @@ def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_fr
     key = "report.build:tenant|acme"
     # A holder that died: its lease runs out in a second, and the worker's sweep wakes the waiter.
     assert Slots(publisher.store, lease_s=1).take(key, "a-holder-that-died", 1)
-    with domain_worker(settings, REPORTS_SPEC, threads=2, stop_timeout_ms=10_000):
+    with serving(REPORTS_SPEC, settings, threads=2, stop_timeout_ms=10_000):
         payload = {"title": "T", "columns": [{"name": "a"}], "rows": [{"a": "x"}], "output": "csv"}
         message = wire_message("report.build", "reports", payload)
         job_id = message["message_id"]
@@ -159,7 +160,7 @@ def email_worker_of(servers: None, smtp_sink: tuple[Sink, int]) -> Iterator[Any]
         settings = EmailSettings(
             **{**make_settings(**overrides).model_dump(), "smtp_port": port, "smtp_host": "127.0.0.1"}
         )
-        context = domain_worker(settings, EMAIL_SPEC, threads=4, stop_timeout_ms=10_000)
+        context = serving(EMAIL_SPEC, settings, threads=4, stop_timeout_ms=10_000)
         workers.append(context)
         context.__enter__()
         return settings
@@ -190,7 +191,7 @@ def test_a_wire_webhook_deliver_for_another_tenants_job_delivers_nothing_and_end
 
 def test_a_wire_storage_cleanup_never_runs_and_ends_dead_internal_type(servers: None, publisher: Publisher) -> None:
     settings = MediaSettings(**make_settings().model_dump())
-    with domain_worker(settings, MEDIA_SPEC, threads=2, stop_timeout_ms=10_000):
+    with serving(MEDIA_SPEC, settings, threads=2, stop_timeout_ms=10_000):
         message = wire_message("storage.cleanup", "media", {})
         publish_wire("media", message)
         record = _ended(publisher, message["message_id"])

@@ -8,7 +8,7 @@
   | + NotFound              no such job or batch for this caller (404, same for other tenants)
   | + Conflict              e.g. an ``Idempotency-Key`` reused with another body (409)
   | + InvalidState          the job is not in a state that allows the action (409)
-  | + QuotaExceeded         the tenant used its quota for this window (429)
+  | + RetryLater            a refusal that ends by itself (429 + Retry-After): QuotaExceeded, TooManyBadKeys
   | + FileTooLarge, PayloadTooLarge   an upload or a body over its limit (413)
   | + LinkExpired, InvalidSignature   a signed download link out of time, or not ours (410, 403)
   | + WebhookVerificationError        a webhook delivery that must not be trusted (400)
@@ -109,15 +109,20 @@ class InvalidState(ClientError):
     status = 409
 
 
-class QuotaExceeded(ClientError):
-    """The tenant has used its quota for this window; ``retry_after`` says when it renews."""
+class RetryLater(ClientError):
+    """A refusal that ends by itself: ``retry_after`` says in how many seconds (HTTP 429 + Retry-After)."""
 
-    code = "quota_exceeded"
     status = 429
 
     def __init__(self, message: str, *, retry_after: int, **context: Any) -> None:
         super().__init__(message, **context)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(RetryLater):
+    """The tenant has used its quota for this window; ``retry_after`` says when it renews."""
+
+    code = "quota_exceeded"
 
 
 class FileTooLarge(ClientError):
@@ -162,15 +167,10 @@ class Unauthorized(ClientError):
     status = 401
 
 
-class TooManyBadKeys(ClientError):
+class TooManyBadKeys(RetryLater):
     """This client address sent too many invalid keys in the current minute."""
 
     code = "too_many_attempts"
-    status = 429
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class Forbidden(ClientError):

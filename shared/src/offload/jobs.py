@@ -149,6 +149,24 @@ def job(
     return declare
 
 
+H = TypeVar("H")
+
+
+def served_by(owner: type[H], method: Callable[[H, JobContext, P], R], contract: JobContract) -> JobType[P, R]:
+    """A job type whose handler is a method of an object the worker shares (``ctx.resource(owner)``).
+
+    For handlers that hold clients (a mail session, a storage client) in one object, as the
+    built-in workers do: ``send = served_by(EmailHandlers, EmailHandlers.send, SEND)``.
+    """
+
+    def handler(ctx: JobContext, payload: P) -> R:
+        return method(ctx.resource(owner), ctx, payload)
+
+    handler.__name__ = handler.__qualname__ = f"{owner.__name__}.{getattr(method, '__name__', 'handler')}"
+    handler.__doc__ = method.__doc__
+    return JobType(contract, handler)
+
+
 def _models(fn: Callable[..., Any]) -> tuple[type[Payload] | None, type[BaseModel] | None]:
     """The payload and result models of a handler, read from its annotations (``None`` where absent)."""
     hints = typing.get_type_hints(fn)

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    import dramatiq
+
     from offload.jobs import WorkerSpec
     from offload.publish import Publisher
     from offload.settings import Settings
@@ -75,6 +77,35 @@ def wait_state(publisher: Publisher, job_id: str, *states: str, timeout: float =
 
 
 @contextlib.contextmanager
+def serving(
+    spec: WorkerSpec[Any],
+    settings: Settings,
+    *,
+    threads: int = 2,
+    resources: tuple[object, ...] = (),
+    stop_timeout_ms: int = 10_000,
+) -> Iterator[dramatiq.Worker]:
+    """Run ``spec``'s actors (and the system ones) in a Dramatiq worker in this process, with ``settings``."""
+    import dramatiq
+
+    from offload.contracts import BUILT_IN
+    from offload.publish import Publisher
+
+    local = [*BUILT_IN, *(c for c in spec.contracts if c.name not in BUILT_IN)]
+    worker_publisher = Publisher.from_settings(settings, local=local, pin_connections=True)
+    broker = spec.build(settings, publisher=worker_publisher, resources=resources)
+    broker.emit_after("process_boot")  # starts the time-limit watchdog, as the dramatiq CLI does
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=stop_timeout_ms)
+        broker.close()
+        worker_publisher.close()
+
+
+@contextlib.contextmanager
 def running_worker(
     spec: WorkerSpec[Any],
     settings: Settings,
@@ -83,27 +114,18 @@ def running_worker(
     resources: tuple[object, ...] = (),
     stop_timeout_ms: int = 10_000,
 ) -> Iterator[Publisher]:
-    """Run ``spec`` in a Dramatiq worker in this process; yields a publisher knowing its job types."""
-    import dramatiq
-
+    """Run ``spec`` in this process (see :func:`serving`); yields a publisher knowing its job types."""
     from offload.contracts import BUILT_IN
     from offload.publish import Publisher
 
     settings = spec.settings(**settings.model_dump())  # the worker's own settings class, its defaults
     local = [*BUILT_IN, *(c for c in spec.contracts if c.name not in BUILT_IN)]
-    worker_publisher = Publisher.from_settings(settings, local=local, pin_connections=True)
     client = Publisher.from_settings(settings, local=local)
-    broker = spec.build(settings, publisher=worker_publisher, resources=resources)
-    broker.emit_after("process_boot")  # starts the time-limit watchdog, as the dramatiq CLI does
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
-    worker.start()
     try:
-        yield client
+        with serving(spec, settings, threads=threads, resources=resources, stop_timeout_ms=stop_timeout_ms):
+            yield client
     finally:
-        worker.stop(timeout=stop_timeout_ms)
-        broker.close()
         client.close()
-        worker_publisher.close()
 
 
 @pytest.fixture

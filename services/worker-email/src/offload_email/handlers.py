@@ -17,7 +17,7 @@ from offload.contracts.email import (
     SendEmailResult,
 )
 from offload.errors import JobError, PermanentJobError, TransientJobError
-from offload.jobs import job
+from offload.jobs import served_by
 from offload.status import StatusStore
 from offload.status.effects import Effects
 from offload.worker import JobContext
@@ -188,13 +188,6 @@ class _Journal:
             self.pending = {}
 
 
-@job(SEND)
-def send(ctx: JobContext, payload: SendEmailPayload) -> SendEmailResult:
-    """Send one templated email (see :meth:`EmailHandlers.send`)."""
-    return ctx.resource(EmailHandlers).send(ctx, payload)
-
-
-@job(BATCH)
-def batch(ctx: JobContext, payload: SendBatchPayload) -> SendBatchResult:
-    """Send one message per recipient (see :meth:`EmailHandlers.batch`)."""
-    return ctx.resource(EmailHandlers).batch(ctx, payload)
+#: The job types these handlers serve, each bound to its contract.
+send = served_by(EmailHandlers, EmailHandlers.send, SEND)
+batch = served_by(EmailHandlers, EmailHandlers.batch, BATCH)

@@ -28,7 +28,7 @@ import requests
 
 from offload.contracts.webhook import DELIVER, DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
-from offload.jobs import job
+from offload.jobs import served_by
 from offload.numbers import whole_number
 from offload.outbound import pinned_request
 from offload.status import StatusStore, iso, now_ms
@@ -168,7 +168,5 @@ class WebhookHandlers:
         raise PermanentJobError(f"The receiver refused the webhook with {status}.", code="webhook_rejected")
 
 
-@job(DELIVER)
-def deliver(ctx: JobContext, payload: DeliverWebhookPayload) -> DeliverWebhookResult:
-    """POST a job's final record to its callback URL, signed (see :meth:`WebhookHandlers.deliver`)."""
-    return ctx.resource(WebhookHandlers).deliver(ctx, payload)
+#: The job types these handlers serve, each bound to its contract.
+deliver = served_by(WebhookHandlers, WebhookHandlers.deliver, DELIVER)

@@ -42,7 +42,7 @@ from offload.contracts.media import (
     ThumbnailPayload,
 )
 from offload.errors import JobCancelled, JobError, TransientJobError
-from offload.jobs import job
+from offload.jobs import served_by
 from offload.signing import LinkSigner
 from offload.status.effects import Effects
 from offload.storage import Storage, make_key
@@ -281,37 +281,10 @@ def _as_resize(options: ThumbnailOptions) -> ResizeOptions:
     )
 
 
-@job(RESIZE)
-def resize(ctx: JobContext, payload: ResizePayload) -> ImageResult:
-    """Every size in every format from one decode."""
-    return ctx.resource(MediaHandlers).resize(ctx, payload)
-
-
-@job(THUMBNAIL)
-def thumbnail(ctx: JobContext, payload: ThumbnailPayload) -> ImageResult:
-    """One small image."""
-    return ctx.resource(MediaHandlers).thumbnail(ctx, payload)
-
-
-@job(AVATAR)
-def avatar(ctx: JobContext, payload: AvatarPayload) -> ImageResult:
-    """Square images of exactly each size."""
-    return ctx.resource(MediaHandlers).avatar(ctx, payload)
-
-
-@job(OPTIMIZE)
-def optimize(ctx: JobContext, payload: OptimizePayload) -> OptimizeResult:
-    """The image re-encoded at full size, or the original if smaller."""
-    return ctx.resource(MediaHandlers).optimize(ctx, payload)
-
-
-@job(BATCH)
-def batch(ctx: JobContext, payload: BatchPayload) -> BatchResult:
-    """One operation applied to every source."""
-    return ctx.resource(MediaHandlers).batch(ctx, payload)
-
-
-@job(CLEANUP)
-def cleanup(ctx: JobContext, payload: CleanupPayload) -> CleanupResult:
-    """Remove uploads and outputs past retention."""
-    return ctx.resource(MediaHandlers).cleanup(ctx, payload)
+#: The job types these handlers serve, each bound to its contract.
+resize = served_by(MediaHandlers, MediaHandlers.resize, RESIZE)
+thumbnail = served_by(MediaHandlers, MediaHandlers.thumbnail, THUMBNAIL)
+avatar = served_by(MediaHandlers, MediaHandlers.avatar, AVATAR)
+optimize = served_by(MediaHandlers, MediaHandlers.optimize, OPTIMIZE)
+batch = served_by(MediaHandlers, MediaHandlers.batch, BATCH)
+cleanup = served_by(MediaHandlers, MediaHandlers.cleanup, CLEANUP)

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, cast
 
 from offload.contracts.reports import BUILD, Column, ReportPayload, ReportResult
 from offload.errors import FileTooLarge, PermanentJobError, TransientJobError
-from offload.jobs import job
+from offload.jobs import served_by
 from offload.publish import Publisher
 from offload.signing import LinkSigner
 from offload.storage import Storage, make_key
@@ -168,7 +168,5 @@ def _slug(title: str) -> str:
     return slug or "report"
 
 
-@job(BUILD)
-def build(ctx: JobContext, payload: ReportPayload) -> ReportResult:
-    """Stream the rows into a CSV, XLSX or PDF file in storage."""
-    return ctx.resource(ReportHandlers).build(ctx, payload)
+#: The job types these handlers serve, each bound to its contract.
+build = served_by(ReportHandlers, ReportHandlers.build, BUILD)

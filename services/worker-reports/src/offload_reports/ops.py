@@ -22,7 +22,7 @@ from offload.contracts.ops import (
 )
 from offload.contracts.reports import Column, Notify, ReportPayload, ReportResult
 from offload.errors import PermanentJobError
-from offload.jobs import job
+from offload.jobs import served_by
 from offload.signing import LinkSigner
 from offload.status import StatusStore
 from offload.status.stats import HOUR, aggregate, hour_of, read
@@ -134,19 +134,7 @@ class OpsHandlers:
         return self.reports.build(ctx, report)
 
 
-@job(AGGREGATE)
-def stats_aggregate(ctx: JobContext, payload: AggregatePayload) -> AggregateResult:
-    """Compute the hourly statistics."""
-    return ctx.resource(OpsHandlers).aggregate(ctx, payload)
-
-
-@job(MAINTENANCE)
-def maintenance_cleanup(ctx: JobContext, payload: MaintenancePayload) -> MaintenanceResult:
-    """Export and remove old dead letters; trim the indexes."""
-    return ctx.resource(OpsHandlers).maintenance(ctx, payload)
-
-
-@job(DAILY_OPS)
-def report_daily_ops(ctx: JobContext, payload: DailyOpsPayload) -> ReportResult:
-    """The day's job counts and failure rates per type and tenant, as XLSX."""
-    return ctx.resource(OpsHandlers).daily_ops(ctx, payload)
+#: The job types these handlers serve, each bound to its contract.
+stats_aggregate = served_by(OpsHandlers, OpsHandlers.aggregate, AGGREGATE)
+maintenance_cleanup = served_by(OpsHandlers, OpsHandlers.maintenance, MAINTENANCE)
+report_daily_ops = served_by(OpsHandlers, OpsHandlers.daily_ops, DAILY_OPS)
