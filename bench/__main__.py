@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
 
-SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, reports, scale.
+SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, reports, scale, validate.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify, reports, scale
+from bench import api, drain, infra, latency, media, notify, reports, scale, validate
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -50,7 +50,7 @@ SCALE_MAX_BYTES = 1_000
 SCALE_SIZES = "10000,100000,1000000"
 SCALE_MAX_LIST_MS = 100
 #: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
-MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "reports", "scale")
+MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "reports", "scale", "validate")
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -327,6 +327,29 @@ def report_rows(result: reports.ReportsResult) -> list[Row]:
     return rows
 
 
+def validate_rows(result: validate.ValidateResult) -> list[Row]:
+    """Per case: jsonschema-rs (what the catalogue uses) beside the model, jsonschema and fastjsonschema."""
+    rows = []
+    for case, validity in sorted({(case, validity) for case, validity, _ in result.us}):
+        us = {name: value for (c, v, name), value in result.us.items() if (c, v) == (case, validity)}
+        ours, model = us["jsonschema-rs"], us["pydantic model"]
+        others = ", ".join(
+            f"{name} {num(value, 1)} µs" for name, value in sorted(us.items()) if name != "jsonschema-rs"
+        )
+        rows.append(
+            Row(
+                f"validate {case} ({validity}) by its JSON Schema",
+                f"{num(ours, 1)} µs",
+                others,
+                f"{num(ours / model, 2)}× model",
+                "≤1.0× model",
+                met(ours <= model),
+                {"us": us},
+            )
+        )
+    return rows
+
+
 def scale_rows(result: scale.ScaleResult, cfg: BenchConfig) -> list[Row]:
     """Bytes per retained job beside BullMQ's, read p99s at each size, the expiry and the soak."""
     rows = []
@@ -420,7 +443,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(cfg: BenchConfig) -> int:
+def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's result type
     """Run the selected measurements, print the table, write the JSON."""
     rows: list[Row] = []
     notes: list[str] = []
@@ -437,6 +460,7 @@ def run(cfg: BenchConfig) -> int:
         ("media", "media (Pillow vs pyvips)", lambda: media.measure(cfg)),
         ("reports", "reports (writers vs bare csv, openpyxl, fpdf2)", lambda: reports.measure(cfg)),
         ("scale", "scale (the status store at 10k-1M jobs, beside BullMQ)", lambda: scale.measure(cfg)),
+        ("validate", "validate (a registered type's JSON Schema vs its model)", validate.measure),
     ]
     #: The ``system.noop`` drain rate of this run: the email and webhook rows' reference.
     noop_rate: float | None = None
@@ -495,6 +519,10 @@ def run(cfg: BenchConfig) -> int:
             rows += scale_rows(result, cfg)
             notes += scale.notes(result)
             raw["scale"] = result.as_dict()
+        elif isinstance(result, validate.ValidateResult):
+            rows += validate_rows(result)
+            notes += validate.notes(result)
+            raw["validate"] = {"|".join(key): us for key, us in result.us.items()}
         elif isinstance(result, notify.NotifyResult):
             rows += notify_rows(result, cfg, noop_rate)
             disturbed += [(run.name, run.cpu.other) for run in result.runs if run.cpu]
