@@ -89,8 +89,14 @@ class Heartbeat(Middleware):
         self._stop = threading.Event()
         self._beating = threading.Lock()  # a beat in flight ends before the leave, never after it
 
-    def after_worker_boot(self, _broker: dramatiq.Broker, _worker: dramatiq.Worker) -> None:
-        """Start beating, from this worker process."""
+    def after_worker_boot(self, _broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        """Start beating, from this worker process, for the types of the queues it consumes.
+
+        A process started with ``--queues email system`` serves ``email.*`` and the system types,
+        not ``webhook.deliver`` although its spec declares it: only what it consumes counts as live.
+        """
+        consumed = getattr(worker, "consumer_whitelist", None)
+        self.names = [found["name"] for found in self.cards if not consumed or found["queue"] in consumed]
         self.worker = worker_id()
         self._stop.clear()
         threading.Thread(target=self._run, name="offload-heartbeat", daemon=True).start()
