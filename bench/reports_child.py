@@ -63,7 +63,8 @@ def ours(fmt: str, count: int, folder: Path) -> int:
     from offload.contracts.reports import Column
     from offload.storage import LocalStorage
     from offload_reports import cells
-    from offload_reports.writers import CsvWriter, PdfWriter, XlsxWriter
+    from offload_reports.pdf import PdfWriter
+    from offload_reports.writers import CsvWriter, XlsxWriter
 
     columns = [Column(**c) for c in COLUMNS]
     convert = cells.row_converter(columns, spreadsheet=fmt != "pdf", iso_dates=fmt == "csv")

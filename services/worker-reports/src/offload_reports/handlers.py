@@ -21,7 +21,7 @@ from offload.storage import Storage, make_key
 from offload.worker import JobContext
 from offload_reports import cells, sources
 from offload_reports.settings import ReportSettings
-from offload_reports.writers import CsvWriter, PdfWriter, ReportWriter, XlsxWriter
+from offload_reports.writers import CsvWriter, ReportWriter, XlsxWriter
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class ReportHandlers:
             return CsvWriter(handle, payload.columns, bom=payload.csv_bom)
         if payload.output == "xlsx":
             return XlsxWriter(handle, payload.columns, title=payload.title)
+        from offload_reports.pdf import PdfWriter  # fpdf2 is slow to import: only when a PDF is asked for
+
         return PdfWriter(handle, payload.columns, title=payload.title, font=self.settings.report_font)
 
     def _write(self, ctx: JobContext, payload: ReportPayload, rows: sources.Rows, writer: ReportWriter) -> int:
