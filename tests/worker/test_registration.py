@@ -33,3 +33,20 @@ def test_a_registration_beyond_the_catalogue_limit_is_refused(redis_client) -> N
     refused = store.register(cards, limit=1)
     assert refused is not None and getattr(refused, "limit", None) == 1
     assert store.register(cards[:1], limit=1) is None  # re-registering a known type is not growth
+
+
+def test_a_contract_too_large_for_the_catalogue_is_refused_at_boot_with_its_reason() -> None:
+    import pytest
+    from pydantic import Field
+
+    from offload.contracts import JobContract, Payload
+    from offload.errors import ConfigError
+
+    class Huge(Payload):
+        """A payload whose schema is over 64 KiB."""
+
+        text: str = Field(description="x" * 70_000)
+
+    contract = JobContract(name="text.huge", queue="text", payload=Huge, description="Too large to register.")
+    with pytest.raises(ConfigError, match="text.huge.*65536"):
+        cards_for([contract], service="text")

@@ -20,7 +20,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from offload.contracts import JobContract
-from offload.contracts.registered import card, differences
+from offload.contracts.registered import RegisteredContract, card, differences
 from offload.errors import ConfigError, StatusStoreUnavailable
 from offload.status.catalogue import HEARTBEAT_S, Conflict, ContractStore, Full
 
@@ -36,15 +36,19 @@ def worker_id() -> str:
 
 
 def cards_for(contracts: Sequence[JobContract], *, service: str) -> list[dict[str, Any]]:
-    """The cards of ``contracts``, as ``service`` registers them.
+    """The cards of ``contracts``, as ``service`` registers them, each checked as the API will read it.
 
     Raises:
-        ConfigError: a contract's card is larger than the catalogue takes.
+        ConfigError: a card is larger than the catalogue takes, or could not be read back (its
+            schema does not compile, a limit is out of range); the message says which and why.
     """
     try:
-        return [card(contract, service=service) for contract in contracts]
+        found = [card(contract, service=service) for contract in contracts]
+        for each in found:
+            RegisteredContract.from_card(each)  # what the API will rebuild from it must build
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"A job type of service {service!r} cannot be registered: {exc}") from None
+    return found
 
 
 def register(store: ContractStore, cards: list[dict[str, Any]]) -> bool:
