@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two looks at the catalogue's version.
 REFRESH_S = 1.0
+#: Seconds before looking again after Redis could not be read.
+FAILED_REFRESH_S = 5.0
 
 
 class Catalogue(Registry):
@@ -82,6 +84,8 @@ class Catalogue(Registry):
                     return
                 version, cards = self.store.cards()
             except StatusStoreUnavailable:
+                # A Redis that is down costs at most one failed look every FAILED_REFRESH_S per process.
+                self._checked = time.monotonic() + FAILED_REFRESH_S - self._refresh_s
                 if not self._warned:
                     logger.warning("Redis is unreachable: the job-type catalogue keeps its last view.")
                     self._warned = True
