@@ -7,6 +7,7 @@ suite left it (RQ's ``find_empty_redis_database`` habit); it is flushed after ev
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 
@@ -17,15 +18,16 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from offload import testing as offload_testing
+from offload.errors import StatusStoreUnavailable
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobRecord
+from offload.status.testdb import TestDatabase
 from offload_api.app import create_app
-from tests.helpers import wait_for
 from tests.s3_server import stop_s3_server
 from tests.support import (
     AMQP_URL,
-    OWNER_KEY,
     REDIS_URL,
     TEST_REDIS_DB,
     TEST_VHOST,
@@ -68,13 +70,15 @@ def servers() -> None:
         pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?socket_timeout=2&stack_timeout=2")).close()
     except Exception as exc:
         problems.append(f"RabbitMQ vhost {TEST_VHOST!r} unreachable ({type(exc).__name__}); run `make test`.")
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    database = TestDatabase(REDIS_URL)
     try:
-        if client.dbsize() and not client.exists(OWNER_KEY):
+        if not database.claim():
             pytest.exit(f"Redis db {TEST_REDIS_DB} is not empty and not ours; refusing to flush it.", returncode=3)
-        client.flushdb()
-    except redis.ConnectionError:
+        database.flush()
+    except StatusStoreUnavailable:
         problems.append("Redis unreachable on 127.0.0.1:6379; run `make test`.")
+    finally:
+        database.close()
     if problems:
         if os.environ.get("CI"):
             pytest.fail(" ".join(problems))
@@ -88,11 +92,12 @@ def settings(servers: None) -> Settings:
 
 @pytest.fixture
 def redis_client(servers: None) -> Iterator[redis.Redis]:
+    database = TestDatabase(REDIS_URL)
+    database.claim()  # the session's check (``servers``) made sure it is ours
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    client.set(OWNER_KEY, "1")
     yield client
-    client.flushdb()
-    client.set(OWNER_KEY, "1")
+    database.flush()
+    database.close()
     client.close()
 
 
@@ -120,22 +125,7 @@ def worker(settings: Settings, publisher: Publisher) -> Iterator[RunningWorker]:
 @pytest.fixture
 def wait_state(publisher: Publisher) -> Callable[..., JobRecord]:
     """``wait_state(job_id, "succeeded", timeout=10)``: wait until the job is in one of the states."""
-
-    def wait(job_id: str, *states: str, timeout: float = 10.0) -> JobRecord:
-        found: dict[str, JobRecord] = {}
-
-        def reached() -> bool:
-            record = publisher.get(job_id)
-            if record is not None:
-                found["record"] = record
-            return record is not None and record.state.value in states
-
-        wait_for(
-            reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {found.get('record')}"
-        )
-        return found["record"]
-
-    return wait
+    return functools.partial(offload_testing.wait_state, publisher)
 
 
 @pytest.fixture

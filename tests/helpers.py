@@ -8,30 +8,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from offload.testing import wait_for as wait_for  # the one poller, shared with the plugin
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    *,
-    timeout: float = 10.0,
-    interval: float = 0.02,
-    message: Callable[[], str] | str = "condition not met",
-) -> None:
-    """Poll ``predicate`` until it is true, failing the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(message() if callable(message) else message)
 
 
 def free_port() -> int:

@@ -14,21 +14,20 @@ from pathlib import Path
 
 import pika
 import pytest
-import redis
 from pika.exceptions import ChannelClosedByBroker
 
-from tests.support import AMQP_URL, OWNER_KEY, REDIS_URL, delete_queues
+from offload.status.testdb import TestDatabase
+from tests.support import AMQP_URL, REDIS_URL, delete_queues
 from tests.system.stack import Api, Worker, stack_env
 
 
 def _empty_redis() -> None:
     """Empty the test Redis db, keeping the mark that says the tests own it."""
-    client = redis.Redis.from_url(REDIS_URL)
+    database = TestDatabase(REDIS_URL)
     try:
-        client.flushdb()
-        client.set(OWNER_KEY, "1")
+        database.flush()
     finally:
-        client.close()
+        database.close()
 
 
 def _purge_queues(*names: str) -> None:

@@ -22,6 +22,7 @@ from offload.jobs import WorkerSpec, installed_specs
 from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobState
+from offload.status.testdb import OWNER_KEY as OWNER_KEY  # the mark of the tests' Redis database
 from tests.helpers import wait_for
 from tests.s3_server import storage_overrides
 
@@ -33,7 +34,6 @@ AMQP_URL = os.environ.get("OFFLOAD_TEST_BROKER_URL", f"amqp://guest:guest@127.0.
 
 REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
 
-OWNER_KEY = "offloadtest:owner"
 
 #: Where the tests' uploads and outputs go (never inside the repository).
 TEST_STORAGE = Path(tempfile.gettempdir()) / "offload-test-storage"

@@ -52,28 +52,38 @@ def redis_url_for_tests() -> str:
     return os.environ.get("OFFLOAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-def wait_for(predicate: Callable[[], bool], *, timeout: float = 10.0, message: Callable[[], str] | str = "") -> None:
-    """Poll ``predicate`` every 20 ms until it is true; fail the test after ``timeout`` seconds."""
+def wait_for(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: Callable[[], str] | str = "condition not met",
+) -> None:
+    """Poll ``predicate`` every ``interval`` seconds until it is true.
+
+    Raises:
+        AssertionError: it was still false after ``timeout`` seconds (the test fails with ``message``).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.02)
-    pytest.fail(message() if callable(message) else (message or f"condition not met within {timeout} s"))
+        time.sleep(interval)
+    raise AssertionError(message() if callable(message) else message)
 
 
 def wait_state(publisher: Publisher, job_id: str, *states: str, timeout: float = 10.0) -> JobRecord:
     """The record of ``job_id`` once it is in one of ``states``; fails the test after ``timeout``."""
-    seen: list[JobRecord] = []
+    seen: dict[str, JobRecord] = {}
 
     def reached() -> bool:
         record = publisher.get(job_id)
         if record is not None:
-            seen[:] = [record]
+            seen["record"] = record
         return record is not None and record.state.value in states
 
-    wait_for(reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {seen}")
-    return seen[0]
+    wait_for(reached, timeout=timeout, message=lambda: f"job {job_id} never reached {states}: {seen.get('record')}")
+    return seen["record"]
 
 
 @contextlib.contextmanager
@@ -91,8 +101,7 @@ def serving(
     from offload.contracts import BUILT_IN
     from offload.publish import Publisher
 
-    local = [*BUILT_IN, *(c for c in spec.contracts if c.name not in BUILT_IN)]
-    worker_publisher = Publisher.from_settings(settings, local=local, pin_connections=True)
+    worker_publisher = Publisher.from_settings(settings, local=[*BUILT_IN, *spec.contracts], pin_connections=True)
     broker = spec.build(settings, publisher=worker_publisher, resources=resources)
     broker.emit_after("process_boot")  # starts the time-limit watchdog, as the dramatiq CLI does
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
@@ -119,8 +128,7 @@ def running_worker(
     from offload.publish import Publisher
 
     settings = spec.settings(**settings.model_dump())  # the worker's own settings class, its defaults
-    local = [*BUILT_IN, *(c for c in spec.contracts if c.name not in BUILT_IN)]
-    client = Publisher.from_settings(settings, local=local)
+    client = Publisher.from_settings(settings, local=[*BUILT_IN, *spec.contracts])
     try:
         with serving(spec, settings, threads=threads, resources=resources, stop_timeout_ms=stop_timeout_ms):
             yield client

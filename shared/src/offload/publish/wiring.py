@@ -29,7 +29,8 @@ def build_publisher(
     """The publisher a process needs (one per process).
 
     It submits the job types of the live catalogue (:class:`~offload.catalogue.Catalogue`): the
-    ``local`` contracts this process imports, and every type a worker registered; a given
+    ``local`` contracts this process imports (a name given twice counts once), and every type a
+    worker registered; a given
     ``registry`` replaces the catalogue. ``pin_connections`` gives each thread its own Redis
     connection for state changes (workers). ``transport`` replaces RabbitMQ (a test's
     :class:`~offload.publish.transport.MemoryTransport`).

@@ -91,9 +91,7 @@ def build_worker(
     for contract in registry:
         check_contract(contract, settings)
     configure_logging(settings.log_level, settings.log_format)
-    publisher = publisher or Publisher.from_settings(
-        settings, local=[*BUILT_IN, *(c for c in registry if c.name not in BUILT_IN)], pin_connections=True
-    )
+    publisher = publisher or Publisher.from_settings(settings, local=[*BUILT_IN, *registry], pin_connections=True)
     given = Resources(resources)
     shared = given + spec.resources(settings, publisher, given)
     catalogue = ContractStore(publisher.store)
