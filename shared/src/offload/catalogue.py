@@ -48,14 +48,14 @@ class Catalogue(Registry):
         self.store = store
         self._local = dict(self._contracts)
         self._refresh_s = refresh_s
-        self._checked = float("-inf")
+        self._next_look = float("-inf")
         self._version = -1
         self._cards: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._warned = False
 
     def _table(self) -> dict[str, JobContract]:
-        if time.monotonic() - self._checked >= self._refresh_s:
+        if time.monotonic() >= self._next_look:
             self.refresh()
         return self._contracts
 
@@ -78,14 +78,14 @@ class Catalogue(Registry):
         if not self._lock.acquire(blocking=force):
             return
         try:
-            self._checked = time.monotonic()
+            self._next_look = time.monotonic() + self._refresh_s
             try:
                 if not force and self.store.version() == self._version:
                     return
                 version, cards = self.store.cards()
             except StatusStoreUnavailable:
                 # A Redis that is down costs at most one failed look every FAILED_REFRESH_S per process.
-                self._checked = time.monotonic() + FAILED_REFRESH_S - self._refresh_s
+                self._next_look = time.monotonic() + FAILED_REFRESH_S
                 if not self._warned:
                     logger.warning("Redis is unreachable: the job-type catalogue keeps its last view.")
                     self._warned = True
@@ -109,6 +109,15 @@ class Catalogue(Registry):
         self._version = version
 
 
+#: What each outcome of :func:`retire` tells the person who asked (``{name}``: the type).
+RETIRE_OUTCOMES = {
+    "retired": "Retired {name!r}: new jobs of it are refused; queued ones stay.",
+    "unknown": "No job type {name!r} is registered.",
+    "built_in": "{name!r} is built into Offload; it cannot be retired.",
+    "live": "Workers still serve {name!r}: stop them first.",
+}
+
+
 def retire(store: ContractStore, name: str, *, force: bool = False) -> str:
     """Remove a registered type from the catalogue: new jobs of it are refused within a second or two.
 
@@ -118,7 +127,8 @@ def retire(store: ContractStore, name: str, *, force: bool = False) -> str:
 
     Returns:
         ``"retired"``, ``"unknown"`` (nothing registered by that name), ``"built_in"`` (a type of
-        the library itself, which every process imports), or ``"live"`` (workers serve it).
+        the library itself, which every process imports), or ``"live"`` (workers serve it); each
+        explained in :data:`RETIRE_OUTCOMES`.
 
     Raises:
         StatusStoreUnavailable: Redis is unreachable.

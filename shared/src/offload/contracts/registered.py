@@ -29,18 +29,14 @@ class Document(Payload):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
 
-def schema_hash(contract: JobContract) -> str:
+def schema_hash(queue: str, payload: dict[str, Any], result: dict[str, Any] | None) -> str:
     """What identifies a contract's shape: its queue and the JSON Schemas of its payload and result.
 
     Two workers may register one name only with the same hash.
     """
-    shape = {"queue": contract.queue, "payload": contract.json_schema(), "result": _result_schema(contract)}
+    shape = {"queue": queue, "payload": payload, "result": result}
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return f"sha256:{digest[:16]}"
-
-
-def _result_schema(contract: JobContract) -> dict[str, Any] | None:
-    return contract.result.model_json_schema() if contract.result is not None else None
 
 
 def card(contract: JobContract, *, service: str) -> dict[str, Any]:
@@ -52,13 +48,15 @@ def card(contract: JobContract, *, service: str) -> dict[str, Any]:
     Raises:
         ValueError: the card is larger than :data:`MAX_CARD_BYTES`.
     """
+    payload = contract.json_schema()
+    result = contract.result.model_json_schema() if contract.result is not None else None
     found = {
         "name": contract.name,
         "queue": contract.queue,
         "service": service,
         "description": contract.description,
-        "payload_schema": contract.json_schema(),
-        "result_schema": _result_schema(contract),
+        "payload_schema": payload,
+        "result_schema": result,
         "retry": {
             "max_retries": contract.retry.max_retries,
             "max_retries_limit": contract.retry.max_retries_limit,
@@ -73,7 +71,7 @@ def card(contract: JobContract, *, service: str) -> dict[str, Any]:
         "concurrency": (
             {"name": contract.concurrency.name, "limit": contract.concurrency.limit} if contract.concurrency else None
         ),
-        "schema_hash": schema_hash(contract),
+        "schema_hash": schema_hash(contract.queue, payload, result),
     }
     size = len(json.dumps(found, separators=(",", ":")))
     if size > MAX_CARD_BYTES:
