@@ -122,7 +122,7 @@ def migrate() -> int:
 
 def job_types(action: str, name: str | None, *, force: bool) -> int:
     """List the catalogue (every type workers registered, who serves it), or retire one type."""
-    from offload.catalogue import retire
+    from offload.catalogue import RETIRE_OUTCOMES, retire
     from offload.settings import load_settings
     from offload.status import StatusStore
     from offload.status.catalogue import ContractStore
@@ -148,13 +148,10 @@ def job_types(action: str, name: str | None, *, force: bool) -> int:
         return 0
     assert name is not None
     outcome = retire(store, name, force=force)
-    messages = {
-        "retired": f"Retired {name!r}: new jobs of it are refused; queued ones stay.",
-        "unknown": f"No job type {name!r} is registered.",
-        "built_in": f"{name!r} is built into Offload; it cannot be retired.",
-        "live": f"Workers still serve {name!r}: stop them first, or pass --force.",
-    }
-    print(messages[outcome], file=sys.stdout if outcome == "retired" else sys.stderr)
+    told = RETIRE_OUTCOMES[outcome].format(name=name)
+    if outcome == "live":
+        told = told.removesuffix(".") + ", or pass --force."
+    print(told, file=sys.stdout if outcome == "retired" else sys.stderr)
     return 0 if outcome == "retired" else 1
 
 

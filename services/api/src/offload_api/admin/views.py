@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, abort, flash, jsonify, redirect, r
 from werkzeug.wrappers import Response as BaseResponse
 
 from offload import dead_letters
-from offload.catalogue import Catalogue, retire
+from offload.catalogue import RETIRE_OUTCOMES, Catalogue, retire
 from offload.contracts.registered import RegisteredContract
 from offload.errors import ClientError, DependencyError, NotFound
 from offload.scheduler import schedule_status
@@ -31,6 +31,7 @@ from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
+from offload_api.views.meta import catalogue_facts
 from offload_api.views.queues import pauses
 
 bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")
@@ -344,15 +345,10 @@ def job_types() -> str:
     """Every job type clients may submit: its queue, the service that registered it and its live workers."""
     registry = services().registry
     public = registry.public
-    live: dict[str, int] | None = None
-    if isinstance(registry, Catalogue):
-        try:
-            live = registry.store.live_workers([contract.name for contract in public])
-        except DependencyError:
-            live = None
+    cards, live = catalogue_facts(registry, [contract.name for contract in public])
     rows = []
     for contract in public:
-        card = registry.card(contract.name) if isinstance(registry, Catalogue) else None
+        card = cards.get(contract.name)
         rows.append(
             {
                 "name": contract.name,
@@ -377,12 +373,5 @@ def retire_type(name: str) -> BaseResponse:
         abort(404)
     outcome = retire(registry.store, name)
     registry.refresh(force=True)
-    flash(
-        {
-            "retired": f"Retired {name}: new jobs of it are refused; queued ones stay.",
-            "unknown": f"No job type {name} is registered.",
-            "built_in": f"{name} is built into Offload; it cannot be retired.",
-            "live": f"Workers still serve {name}: stop them first.",
-        }[outcome]
-    )
+    flash(RETIRE_OUTCOMES[outcome].format(name=name))
     return redirect(url_for("admin.job_types"))

@@ -36,7 +36,7 @@ def job_types() -> Response:
     """Every job type clients may submit: queue, limits, retry policy, payload JSON Schema, and who serves it."""
     registry = services().registry
     public = registry.public
-    cards, live = _catalogue_facts(registry, [contract.name for contract in public])
+    cards, live = catalogue_facts(registry, [contract.name for contract in public])
     items = [
         {
             "type": contract.name,
@@ -91,8 +91,11 @@ def docs() -> Response:
     return Response(render_docs(document()), mimetype="text/html")
 
 
-def _catalogue_facts(registry: Registry, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int] | None]:
-    """The registered cards of ``names`` and their live worker counts (None if Redis cannot say)."""
+def catalogue_facts(registry: Registry, names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int] | None]:
+    """The registered cards of ``names`` and their live worker counts (None if Redis cannot say).
+
+    The job-types list and the admin page's Job types tab both show these.
+    """
     if not isinstance(registry, Catalogue):
         return {}, None
     cards = {name: found for name in names if (found := registry.card(name)) is not None}
