@@ -42,7 +42,7 @@ from typing import Any
 import redis
 
 from bench import infra
-from bench.config import BenchConfig, child_env
+from bench.config import BenchConfig, child_env, settings
 from bench.drain import cpu_window, submit_all, worker_argv
 from bench.procs import (
     Child,
@@ -171,8 +171,24 @@ def worker_env(smtp_port: int = 1) -> dict[str, str]:
 
 
 def submit(bodies: list[dict[str, Any]]) -> float:
-    """Submit ``bodies`` with the SDK (no email quota, loopback callbacks allowed); returns the seconds."""
-    return submit_all(bodies, email_quota_per_hour=0, url_allow_hosts=["127.0.0.1"])
+    """Submit ``bodies`` with the SDK (no email quota, loopback callbacks allowed); returns the seconds.
+
+    The email types are registered first as the worker registers them at boot (its
+    ``OFFLOAD_EMAIL_QUOTA_PER_HOUR=0``), since the jobs are all queued before it starts.
+    """
+    from offload.publish import Publisher
+    from offload.status.catalogue import ContractStore
+    from offload.worker.app import served_contracts, spec_cards
+    from offload.worker.registration import register
+    from offload_email.settings import EmailSettings
+
+    worker = EmailSettings(**{**settings().model_dump(), "email_quota_per_hour": 0})
+    publisher = Publisher.from_settings(worker)
+    try:
+        register(ContractStore(publisher.store), spec_cards(SPEC, served_contracts(SPEC, worker)))
+    finally:
+        publisher.close()
+    return submit_all(bodies, url_allow_hosts=["127.0.0.1"])
 
 
 def start_server(cfg: BenchConfig, module: str, label: str) -> tuple[Child, int, Path]:

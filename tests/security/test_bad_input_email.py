@@ -16,7 +16,7 @@ import pytest
 from offload.publish import Publisher
 from offload_api.app import create_app
 from tests.support import make_settings
-from tests.support.email import Sink
+from tests.support.email import Sink, register_email_worker
 from tests.support.security import CheckedApi
 
 WELCOME: dict[str, Any] = {
@@ -133,9 +133,10 @@ def test_row23_one_thousand_emails_a_minute_meet_the_quota_429(api: CheckedApi, 
 def test_row23_a_recipient_domain_off_the_allow_list_is_422_and_nothing_is_queued(
     publisher: Publisher, smtp_sink: tuple[Sink, int], email_worker: dramatiq.Worker
 ) -> None:
-    settings = make_settings(email_allowed_domains="example.com, *.example.org")
+    settings = make_settings()
     limited = Publisher.from_settings(settings)
     try:
+        register_email_worker(limited, email_allowed_domains="example.com, *.example.org")
         api = CheckedApi(create_app(settings, publisher=limited).test_client())
         refused = {
             "send-to": ("email.send", {**WELCOME, "to": [{"email": "eve@evil.example"}]}, ["payload.to[0].email"]),

@@ -7,9 +7,11 @@ through: a refused publish, a replayed idempotency key or a refused batch member
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
+from offload.contracts import BUILT_IN, SubmissionPolicy, email
 from offload.errors import BrokerUnavailable, QuotaExceeded
 from offload.publish import MemoryTransport, Publisher
 from offload.publish.wiring import build_publisher
@@ -22,7 +24,8 @@ EMAIL = {"to": [{"email": "ada@example.com"}], "template": "welcome", "vars": {"
 @pytest.fixture
 def memory(redis_client) -> Iterator[tuple[Publisher, MemoryTransport]]:
     transport = MemoryTransport()
-    publisher = build_publisher(make_settings(email_quota_per_hour=3), transport=transport)
+    quota = replace(email.SEND, policy=SubmissionPolicy(quota_per_hour=3))
+    publisher = build_publisher(make_settings(), local=[*BUILT_IN, quota], transport=transport)
     yield publisher, transport
     publisher.close()
 

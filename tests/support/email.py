@@ -14,8 +14,12 @@ import dramatiq
 import pytest
 from aiosmtpd.controller import Controller
 
+from offload.catalogue import Catalogue
 from offload.publish import Publisher
+from offload.status.catalogue import ContractStore
 from offload.testing import serving
+from offload.worker.app import served_contracts, spec_cards
+from offload.worker.registration import register
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC
 from tests.helpers import free_port
@@ -73,3 +77,17 @@ def email_settings(servers, smtp_sink) -> EmailSettings:
 def email_worker(email_settings: EmailSettings, publisher: Publisher) -> Iterator[dramatiq.Worker]:
     with serving(SPEC, email_settings, threads=4, stop_timeout_ms=10_000) as worker:
         yield worker
+
+
+def register_email_worker(publisher: Publisher, **settings: Any) -> None:
+    """Register the email types as an email worker of these ``EmailSettings`` does at boot.
+
+    Its cards carry the submission policy its settings give (``email_quota_per_hour``,
+    ``email_allowed_domains``); ``publisher``'s catalogue reads them at once. The whole boot
+    path, a worker process included, is tested in ``tests/worker/test_wire_entrance.py``.
+    """
+    worker_settings = EmailSettings(**{**make_settings().model_dump(), **settings})
+    assert register(ContractStore(publisher.store), spec_cards(SPEC, served_contracts(SPEC, worker_settings)))
+    catalogue = publisher.preparer.registry
+    assert isinstance(catalogue, Catalogue)
+    catalogue.refresh(force=True)

@@ -158,7 +158,7 @@ def email_worker_of(servers: None, smtp_sink: tuple[Sink, int]) -> Iterator[Any]
     def start(**overrides: Any) -> EmailSettings:
         _, port = smtp_sink
         settings = EmailSettings(
-            **{**make_settings(**overrides).model_dump(), "smtp_port": port, "smtp_host": "127.0.0.1"}
+            **{**make_settings().model_dump(), "smtp_port": port, "smtp_host": "127.0.0.1", **overrides}
         )
         context = serving(EMAIL_SPEC, settings, threads=4, stop_timeout_ms=10_000)
         workers.append(context)
@@ -207,7 +207,10 @@ def test_wire_emails_outside_the_allow_list_or_past_the_quota_are_refused_as_htt
     publisher: Publisher, email_worker_of: Any, smtp_sink: tuple[Sink, int]
 ) -> None:
     sink, _ = smtp_sink
-    settings = email_worker_of(email_allowed_domains=["example.com"], email_quota_per_hour=1)
+    # The limits are the email worker's settings: it registers them with its job types, and the
+    # API (a publisher of plain settings) applies them as the worker does.
+    email_worker_of(email_allowed_domains=["example.com"], email_quota_per_hour=1)
+    settings = make_settings()
     api_publisher = Publisher.from_settings(settings)
     try:
         api = _http(settings, api_publisher)

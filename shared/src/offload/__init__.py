@@ -30,7 +30,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from offload.contracts import Concurrency, JobContract, Payload, Priority, RetryPolicy
+    from offload.contracts import Concurrency, JobContract, Payload, Priority, RetryPolicy, SubmissionPolicy
     from offload.errors import JobError, OffloadError, PermanentJobError, TransientJobError
     from offload.jobs import JobType, WorkerSpec, job
     from offload.publish import Publisher
@@ -43,6 +43,7 @@ _WHERE = {
     "Payload": "offload.contracts",
     "Priority": "offload.contracts",
     "RetryPolicy": "offload.contracts",
+    "SubmissionPolicy": "offload.contracts",
     "JobError": "offload.errors",
     "OffloadError": "offload.errors",
     "PermanentJobError": "offload.errors",
@@ -68,6 +69,7 @@ __all__ = [
     "Publisher",
     "RetryPolicy",
     "Settings",
+    "SubmissionPolicy",
     "TransientJobError",
     "WorkerSpec",
     "job",

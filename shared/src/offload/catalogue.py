@@ -17,10 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from offload.contracts import BUILT_IN, JobContract, Registry
-from offload.contracts.registered import RegisteredContract
+from offload.contracts.registered import RegisteredContract, policy_of
 from offload.errors import StatusStoreUnavailable
 from offload.status.catalogue import ContractStore
 
@@ -98,10 +99,14 @@ class Catalogue(Registry):
     def _install(self, version: int, cards: dict[str, dict[str, Any]]) -> None:
         table = dict(self._local)
         for name, found in sorted(cards.items()):
-            if name in table:
-                continue
             try:
-                table[name] = RegisteredContract.from_card(found)
+                if name in table:
+                    if "policy" not in found:
+                        continue
+                    # The serving worker's settings decide the policy of a type this process imports too.
+                    table[name] = replace(table[name], policy=policy_of(found))
+                else:
+                    table[name] = RegisteredContract.from_card(found)
             except ValueError as exc:
                 logger.error("Job type %r left out of the catalogue: %s", name[:100], exc)
         self._cards = cards

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from pydantic import BaseModel
 from typing_extensions import TypeVar as TypeVarDefault
 
-from offload.contracts import Concurrency, JobContract, Payload, Priority, RetryPolicy
+from offload.contracts import Concurrency, JobContract, Payload, Priority, RetryPolicy, SubmissionPolicy
 from offload.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def job(
     quota: str | None = ...,
     units: Callable[[Any], int] | None = ...,
     concurrency: Concurrency | None = ...,
+    policy: SubmissionPolicy | None = ...,
 ) -> Callable[[Callable[[JobContext, Any], R]], JobType[Any, R]]: ...
 
 
@@ -99,6 +100,7 @@ def job(
     quota: str | None = None,
     units: Callable[[Any], int] | None = None,
     concurrency: Concurrency | None = None,
+    policy: SubmissionPolicy | None = None,
 ) -> Callable[[Callable[[JobContext, Any], R]], JobType[Any, R]]:
     """Declare the decorated function as the handler of a job type.
 
@@ -142,6 +144,7 @@ def job(
             exhausted_state=exhausted_state,
             quota=quota,
             concurrency=concurrency,
+            policy=policy or SubmissionPolicy(),
             **({"units": units} if units is not None else {}),
         )
         return JobType(contract, fn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, overload
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from offload.errors import ConfigError
 from offload.numbers import whole_number
+
+if TYPE_CHECKING:
+    from offload.contracts import JobContract, SubmissionPolicy
 
 #: The roles an API key can carry. ``reader`` reads its tenant's jobs; ``client`` also submits,
 #: cancels and retries them; ``admin`` does all that for every tenant and operates queues.
@@ -159,11 +162,6 @@ class SubmissionSettings(_Base):
     #: Seconds the broker connection may owe a confirm before it counts as hung and is replaced;
     #: the longest any publish waits (the API's submissions wait at most ``submit_deadline``).
     publish_timeout: float = Field(default=2.0, gt=0, le=30)
-    #: Emails (messages, batch recipients count one each) a tenant may submit per hour; 0: no limit.
-    email_quota_per_hour: int = Field(default=10_000, ge=0)
-    #: Recipient domains emails may go to, comma-separated (``example.com``; ``*.example.com`` for
-    #: its subdomains); empty: any. Others are refused at submission, 422 ``recipient_not_allowed``.
-    email_allowed_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Hosts exempt from the SSRF guard's public-address rule (comma-separated; development and tests).
     url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -264,6 +262,14 @@ class WorkerSettings(_Base):
     #: production.
     retry_backoff_scale: float = Field(default=1.0, gt=0, le=1)
 
+    def submission_policy(self, contract: JobContract) -> SubmissionPolicy:
+        """The submission policy this worker registers for ``contract``: by default, the contract's own.
+
+        A worker package whose settings size a policy overrides it (``EmailSettings``: the email
+        quota and recipient domains); the catalogue carries it to the API and every other process.
+        """
+        return contract.policy
+
 
 class SchedulerSettings(_Base):
     """The scheduler's time zone, lock and tenant."""
@@ -304,7 +310,7 @@ class Settings(
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
         return value
 
-    @field_validator("url_allow_hosts", "email_allowed_domains", mode="before")
+    @field_validator("url_allow_hosts", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
         """Host and domain names, comma-separated in the environment (case does not matter in them)."""

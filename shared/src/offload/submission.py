@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,8 +110,6 @@ class Preparer:
     registry: Registry
     url_policy: UrlPolicy
     max_delay: float
-    #: Where emails may go (anywhere when empty).
-    email_domains: DomainAllowList = field(default_factory=lambda: DomainAllowList(()))
     #: Whether links shown to people (an email's ``*_url`` variables) may be plain ``http``.
     http_links: bool = False
 
@@ -137,7 +135,7 @@ class Preparer:
         payload = contract.parse(request.payload)
         self._check_fetched_urls(payload, "payload")
         self._check_links(payload, "payload")
-        self._check_recipients(payload, "payload")
+        self._check_recipients(contract, payload, "payload")
         options = request.options
         max_retries = self._max_retries(contract, options.max_retries, "options.max_retries")
         if options.delay is not None and options.delay > self.max_delay:
@@ -211,20 +209,24 @@ class Preparer:
         for field_path, url in link_values(payload, path):
             check_link(url, allow_http=self.http_links, field_name=field_path)
 
-    def _check_recipients(self, payload: Payload, path: str) -> None:
-        """Refuse an email to a domain off the deployment's allow-list (reliability-security.md §7.1 row 23).
+    def _check_recipients(self, contract: JobContract, payload: Payload, path: str) -> None:
+        """Refuse a recipient at a domain off the type's policy (reliability-security.md §7.1 row 23).
+
+        The policy is the one the serving worker registered (``OFFLOAD_EMAIL_ALLOWED_DOMAINS`` of the
+        email worker), so the API refuses what the worker would.
 
         Raises:
             ValidationFailed: ``recipient_not_allowed``, naming every refused field.
         """
-        if not self.email_domains.domains:
+        policy = contract.policy
+        if not policy.recipient_domains:
             return
         refused = [
             problems.in_body(
                 field_path, "domain_not_allowed", f"the domain {address.rpartition('@')[2]!r} may not be sent to"
             )
             for field_path, address in recipient_addresses(payload, path)
-            if not self.email_domains.allows(address)
+            if not policy.allows_recipient(address)
         ]
         if refused:
             raise ValidationFailed(
@@ -232,25 +234,6 @@ class Preparer:
                 code="recipient_not_allowed",
                 errors=refused,
             )
-
-
-@dataclass(frozen=True)
-class DomainAllowList:
-    """Email domains a deployment may send to: ``example.com`` exactly, ``*.example.com`` any subdomain."""
-
-    domains: tuple[str, ...]
-
-    @classmethod
-    def of(cls, domains: Iterable[str]) -> DomainAllowList:
-        """The allow-list of ``domains`` as written in settings (case and a trailing dot ignored)."""
-        return cls(tuple(d.strip().lower().rstrip(".") for d in domains if d.strip()))
-
-    def allows(self, address: str) -> bool:
-        """Whether ``address`` (already validated and normalised) is at an allowed domain."""
-        domain = address.rpartition("@")[2].lower().rstrip(".")
-        return any(
-            domain.endswith(allowed[1:]) if allowed.startswith("*.") else domain == allowed for allowed in self.domains
-        )
 
 
 def recipient_addresses(payload: Any, path: str) -> Iterator[tuple[str, str]]:

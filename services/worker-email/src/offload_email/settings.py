@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
+from offload.contracts import JobContract, SubmissionPolicy
 from offload.settings import Settings
 
 
@@ -35,3 +37,26 @@ class EmailSettings(Settings):
     worker_nice: int = Field(default=5, ge=0, le=19)
     #: The domain part of Message-IDs (``<job_id@domain>``).
     smtp_message_id_domain: str = "offload.local"
+    #: Emails (messages; batch recipients count one each) a tenant may submit per hour; 0: no limit.
+    email_quota_per_hour: int = Field(default=10_000, ge=0)
+    #: Recipient domains emails may go to, comma-separated (``example.com``; ``*.example.com`` for
+    #: its subdomains); empty: any. Others are refused at submission, 422 ``recipient_not_allowed``.
+    email_allowed_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("email_allowed_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        """Domain names, comma-separated in the environment."""
+        return [n.strip().lower() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+
+    def submission_policy(self, contract: JobContract) -> SubmissionPolicy:
+        """The email types' quota and recipient domains, from ``OFFLOAD_EMAIL_*``.
+
+        This worker registers them with its cards, so the API (which never reads these settings)
+        refuses what this worker would: 429 past the quota, 422 ``recipient_not_allowed``.
+        """
+        if contract.quota != "email":
+            return contract.policy
+        return SubmissionPolicy.of(
+            quota_per_hour=self.email_quota_per_hour, recipient_domains=self.email_allowed_domains
+        )

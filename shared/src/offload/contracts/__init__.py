@@ -20,6 +20,7 @@ from offload.contracts._base import (
     Payload,
     Priority,
     RetryPolicy,
+    SubmissionPolicy,
     pydantic_errors,
 )
 from offload.contracts.ops import SCHEDULES, Schedule
@@ -51,5 +52,6 @@ __all__ = [
     "Registry",
     "RetryPolicy",
     "Schedule",
+    "SubmissionPolicy",
     "pydantic_errors",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -90,6 +90,40 @@ class Concurrency:
 
 
 @dataclass(frozen=True)
+class SubmissionPolicy:
+    """What a deployment lets a tenant submit of one job type, beyond the shape of its payload.
+
+    A contract declares a default; the worker that serves the type registers the policy its own
+    settings give (``EmailSettings`` reads ``OFFLOAD_EMAIL_QUOTA_PER_HOUR`` and
+    ``OFFLOAD_EMAIL_ALLOWED_DOMAINS``) with the type's card, and every entrance (the API, the SDK,
+    workers' follow-ups, wire-published messages) applies the registered one. So a domain's knobs
+    live with its worker, and no other process needs to be told them.
+    """
+
+    #: Units of the contract's ``quota`` a tenant may submit per hour (0: no limit).
+    quota_per_hour: int = 0
+    #: Domains the payload's recipients (the fields its model names in ``sent_to``) may be at:
+    #: ``example.com`` exactly, ``*.example.com`` any subdomain; empty: any.
+    recipient_domains: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *, quota_per_hour: int = 0, recipient_domains: Iterable[str] = ()) -> SubmissionPolicy:
+        """A policy from settings: domain names lower-cased, a trailing dot and blanks dropped."""
+        domains = tuple(d.strip().lower().rstrip(".") for d in recipient_domains if d.strip())
+        return cls(quota_per_hour=max(0, int(quota_per_hour)), recipient_domains=domains)
+
+    def allows_recipient(self, address: str) -> bool:
+        """Whether ``address`` (already validated and normalised) is at an allowed domain."""
+        if not self.recipient_domains:
+            return True
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        return any(
+            domain.endswith(allowed[1:]) if allowed.startswith("*.") else domain == allowed
+            for allowed in self.recipient_domains
+        )
+
+
+@dataclass(frozen=True)
 class JobContract:
     """One job type, as data. The API, the publisher, the workers and the documents derive from it.
 
@@ -105,6 +139,8 @@ class JobContract:
         internal: created by Offload itself (e.g. webhook deliveries); clients cannot submit it.
         exhausted_state: the state a job ends in when its retries run out (``failed`` or ``dead``).
         quota: the tenant quota this job type counts against (``email``), if any.
+        policy: the default submission policy (the quota's size, recipient domains); the serving
+            worker registers the one its settings give.
         units: how many units of the quota a payload costs (default 1).
         concurrency: at most this many jobs with the same key run at once (see :class:`Concurrency`).
     """
@@ -122,6 +158,7 @@ class JobContract:
     quota: str | None = None
     units: Callable[[Any], int] = field(default=lambda _payload: 1, compare=False)
     concurrency: Concurrency | None = None
+    policy: SubmissionPolicy = SubmissionPolicy()
 
     def __post_init__(self) -> None:
         if not JOB_TYPE_NAME.match(self.name):

@@ -9,7 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from offload.contracts._base import JobContract, Payload, RetryPolicy
+from offload.contracts._base import JobContract, Payload, RetryPolicy, SubmissionPolicy
 
 EMAIL_QUEUE = "email"
 
@@ -165,6 +165,7 @@ SEND = JobContract(
     retry=RetryPolicy(max_retries=5, max_retries_limit=10, min_backoff=5, max_backoff=600),
     time_limit=60,
     quota="email",
+    policy=SubmissionPolicy(quota_per_hour=10_000),
 )
 
 BATCH = JobContract(
@@ -176,6 +177,7 @@ BATCH = JobContract(
     retry=RetryPolicy(max_retries=5, max_retries_limit=10, min_backoff=5, max_backoff=600),
     time_limit=900,
     quota="email",
+    policy=SubmissionPolicy(quota_per_hour=10_000),
     units=lambda payload: len(payload.recipients),
 )
 

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema_rs
 from pydantic import ConfigDict
 
-from offload.contracts._base import Concurrency, JobContract, Payload, Priority, RetryPolicy
+from offload.contracts._base import Concurrency, JobContract, Payload, Priority, RetryPolicy, SubmissionPolicy
 from offload.errors import ValidationFailed
 from offload.problems import located
 
@@ -68,6 +68,10 @@ def card(contract: JobContract, *, service: str) -> dict[str, Any]:
         "internal": contract.internal,
         "exhausted_state": contract.exhausted_state,
         "quota": contract.quota,
+        "policy": {
+            "quota_per_hour": contract.policy.quota_per_hour,
+            "recipient_domains": list(contract.policy.recipient_domains),
+        },
         "concurrency": (
             {"name": contract.concurrency.name, "limit": contract.concurrency.limit} if contract.concurrency else None
         ),
@@ -81,12 +85,25 @@ def card(contract: JobContract, *, service: str) -> dict[str, Any]:
     return found
 
 
+def policy_of(found: dict[str, Any]) -> SubmissionPolicy:
+    """The submission policy a card carries (none: no limits, as cards registered before policies).
+
+    Raises:
+        ValueError: the policy is malformed.
+    """
+    policy = found.get("policy") or {}
+    domains = policy.get("recipient_domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and len(d) <= 253 for d in domains[:1000]):
+        raise ValueError("the policy's recipient_domains is not a list of domain names")
+    return SubmissionPolicy.of(quota_per_hour=int(policy.get("quota_per_hour", 0)), recipient_domains=domains[:1000])
+
+
 def differences(old: Any, new: Any, path: str = "") -> list[str]:
     """The places (``payload_schema.properties.text``) where two cards differ, outermost first."""
     if isinstance(old, dict) and isinstance(new, dict):
         found: list[str] = []
         for key in sorted(set(old) | set(new)):
-            if key not in ("service", "schema_hash"):
+            if key not in ("service", "schema_hash", "policy"):
                 found += differences(old.get(key), new.get(key), f"{path}.{key}" if path else key)
         return found
     return [] if old == new else [path or "(whole card)"]
@@ -138,6 +155,7 @@ class RegisteredContract(JobContract):
                 exhausted_state="dead" if found["exhausted_state"] == "dead" else "failed",
                 quota=found.get("quota"),
                 concurrency=Concurrency(str(limit["name"]), int(limit["limit"]), _tenant_key) if limit else None,
+                policy=policy_of(found),
                 schema=schema,
                 schema_hash=str(found["schema_hash"]),
                 service=str(found.get("service", "")),

@@ -44,7 +44,12 @@ class QuotaHold:
         try:
             with redis_errors():
                 for job in back:
-                    self.quotas.give_back(job.tenant, str(job.contract.quota), job.contract.units(job.payload))
+                    self.quotas.give_back(
+                        job.tenant,
+                        str(job.contract.quota),
+                        job.contract.units(job.payload),
+                        limit=job.contract.policy.quota_per_hour,
+                    )
         except StatusStoreUnavailable:
             logger.warning("Could not give back the quota of %d job(s); Redis is unavailable.", len(back))
 
@@ -62,7 +67,12 @@ def quota_held(quotas: Quotas, jobs: Sequence[PreparedJob]) -> Iterator[QuotaHol
         with redis_errors():
             for job in jobs:
                 if job.contract.quota:
-                    quotas.take(job.tenant, job.contract.quota, job.contract.units(job.payload))
+                    quotas.take(
+                        job.tenant,
+                        job.contract.quota,
+                        job.contract.units(job.payload),
+                        limit=job.contract.policy.quota_per_hour,
+                    )
                 hold.jobs.append(job)
     except BaseException:
         hold._give_back()

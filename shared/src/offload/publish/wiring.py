@@ -13,7 +13,7 @@ from offload.settings import Settings
 from offload.status import Retention, StatusStore
 from offload.status.catalogue import ContractStore
 from offload.status.quotas import Quotas
-from offload.submission import DomainAllowList, Preparer
+from offload.submission import Preparer
 from offload.urls import UrlPolicy
 
 
@@ -55,10 +55,9 @@ def build_publisher(
         registry=registry,
         url_policy=url_policy or settings_url_policy(settings),
         max_delay=settings.max_delay,
-        email_domains=DomainAllowList.of(settings.email_allowed_domains),
         http_links=http_links_allowed(settings),
     )
-    quotas = Quotas(store, limits={"email": settings.email_quota_per_hour})
+    quotas = Quotas(store)
     sequence = SubmitSequence(
         store,
         transport,

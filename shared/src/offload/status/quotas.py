@@ -2,7 +2,9 @@
 
 A quota is a fixed hourly window per tenant and quota name: ``take`` adds the units a submission
 costs and refuses (HTTP 429 with ``Retry-After``) when the window is full, giving the units back;
-``give_back`` returns them when the submission does not go through after all.
+``give_back`` returns them when the submission does not go through after all. The size of a
+quota comes with each call: it is the job type's registered policy
+(:class:`~offload.contracts.SubmissionPolicy`), which its serving worker's settings decide.
 """
 
 from __future__ import annotations
@@ -30,16 +32,13 @@ class Quotas:
     """Fixed-window quotas per tenant.
 
     Args:
-        client: a Redis client.
-        prefix: the key prefix.
-        limits: units allowed per window for each quota name (0: unlimited).
+        store: the status store whose Redis holds the counters.
         window: the window length in seconds.
     """
 
-    def __init__(self, store: StatusStore, *, limits: dict[str, int], window: int = 3600) -> None:
+    def __init__(self, store: StatusStore, *, window: int = 3600) -> None:
         self.client = store.client
         self.prefix = store.prefix
-        self.limits = limits
         self.window = window
         self._take = self.client.register_script(_TAKE)
 
@@ -47,13 +46,12 @@ class Quotas:
         start = int(now // self.window) * self.window
         return f"{self.prefix}:quota:{name}:{tenant}:{start}", start + self.window - int(now)
 
-    def take(self, tenant: str, name: str, units: int, *, now: float | None = None) -> None:
-        """Count ``units`` against the tenant's quota ``name``.
+    def take(self, tenant: str, name: str, units: int, *, limit: int, now: float | None = None) -> None:
+        """Count ``units`` against the tenant's quota ``name`` of ``limit`` units a window (0: unlimited).
 
         Raises:
             QuotaExceeded: the window has not enough left (nothing is counted then).
         """
-        limit = self.limits.get(name, 0)
         if limit <= 0 or units <= 0:
             return
         key, left = self._key(tenant, name, time.time() if now is None else now)
@@ -63,8 +61,8 @@ class Quotas:
                 retry_after=max(1, left),
             )
 
-    def give_back(self, tenant: str, name: str, units: int, *, now: float | None = None) -> None:
-        """Return ``units`` taken for a submission that did not go through."""
-        if self.limits.get(name, 0) > 0 and units > 0:
+    def give_back(self, tenant: str, name: str, units: int, *, limit: int, now: float | None = None) -> None:
+        """Return ``units`` taken for a submission that did not go through (``limit`` as taken)."""
+        if limit > 0 and units > 0:
             key, _ = self._key(tenant, name, time.time() if now is None else now)
             self.client.decrby(key, units)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -39,7 +40,7 @@ from offload.worker.slots import SlotKeeper
 from offload.worker.system import SYSTEM_JOBS
 
 if TYPE_CHECKING:
-    from offload.jobs import WorkerSpec
+    from offload.jobs import JobType, WorkerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,35 @@ def check_contract(contract: JobContract, settings: Settings) -> None:
         )
 
 
+def _served_jobs(spec: WorkerSpec[Any]) -> dict[str, JobType[Any, Any]]:
+    jobs = {job_type.name: job_type for job_type in SYSTEM_JOBS}
+    jobs.update({job_type.name: job_type for job_type in spec.jobs})
+    return jobs
+
+
+def served_contracts(spec: WorkerSpec[Any], settings: Settings) -> Registry:
+    """The contracts a worker of ``spec`` serves: the system ones and its own.
+
+    Each carries the submission policy the worker's settings give
+    (:meth:`~offload.settings.WorkerSettings.submission_policy`), which its cards register.
+    """
+    return Registry(
+        replace(job.contract, policy=settings.submission_policy(job.contract)) for job in _served_jobs(spec).values()
+    )
+
+
+def spec_cards(spec: WorkerSpec[Any], contracts: Registry) -> list[dict[str, Any]]:
+    """The catalogue cards a worker of ``spec`` registers for ``contracts`` (system ones as ``system``).
+
+    Raises:
+        ConfigError: a card could not be registered (see :func:`~offload.worker.registration.cards_for`).
+    """
+    system = {job_type.name for job_type in SYSTEM_JOBS}
+    return cards_for([c for c in contracts if c.name in system], service="system") + cards_for(
+        [c for c in contracts if c.name not in system], service=spec.name
+    )
+
+
 def build_worker(
     spec: WorkerSpec[Any],
     settings: Settings,
@@ -85,9 +115,8 @@ def build_worker(
         ConfigError: a contract breaks the ``consumer_timeout`` rule, or a live worker registered
             one of its names with another schema.
     """
-    jobs = {job_type.name: job_type for job_type in SYSTEM_JOBS}
-    jobs.update({job_type.name: job_type for job_type in spec.jobs})
-    registry = Registry(job_type.contract for job_type in jobs.values())
+    jobs = _served_jobs(spec)
+    registry = served_contracts(spec, settings)
     for contract in registry:
         check_contract(contract, settings)
     configure_logging(settings.log_level, settings.log_format)
@@ -95,10 +124,7 @@ def build_worker(
     given = Resources(resources)
     shared = given + spec.resources(settings, publisher, given)
     catalogue = ContractStore(publisher.store)
-    system = {job_type.name for job_type in SYSTEM_JOBS}
-    cards = cards_for([c for c in registry if c.name in system], service="system") + cards_for(
-        [c for c in registry if c.name not in system], service=spec.name
-    )
+    cards = spec_cards(spec, registry)
     heartbeat = Heartbeat(catalogue, cards, registered=register(catalogue, cards))
     pauses = Pauses(publisher.store)
     metrics = JobMetrics()
