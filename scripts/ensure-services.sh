@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ and Redis answer on loopback: start them if installed but stopped, install them
-# (Debian packages) if missing and we may, otherwise say what to do. Also creates the vhost given
-# as $1 (if any) with full permissions for guest, for the test suite, and the font PDF reports use.
+# (Debian packages) if missing and we may, otherwise say what to do. Also creates the vhosts given
+# as arguments (if any) with full permissions for guest, for the test suite, and the font PDF
+# reports use.
 set -euo pipefail
 
 AMQP_PORT=${OFFLOAD_AMQP_PORT:-5672}
 REDIS_PORT=${OFFLOAD_REDIS_PORT:-6379}
-VHOST=${1:-}
+VHOSTS=("$@")
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -45,13 +46,15 @@ ensure_rabbitmq() {
   wait_port "$AMQP_PORT" 90 || { echo "RabbitMQ did not start; see /var/log/rabbitmq/" >&2; exit 1; }
 }
 
-ensure_vhost() {
-  [ -n "$VHOST" ] || return 0
-  command -v rabbitmqctl >/dev/null || { echo "rabbitmqctl not found; create vhost '$VHOST' for guest by hand" >&2; exit 1; }
-  if ! rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$VHOST"; then
-    rabbitmqctl -q add_vhost "$VHOST" >/dev/null
-  fi
-  rabbitmqctl -q set_permissions -p "$VHOST" guest ".*" ".*" ".*" >/dev/null
+ensure_vhosts() {
+  [ "${#VHOSTS[@]}" -gt 0 ] || return 0
+  command -v rabbitmqctl >/dev/null || { echo "rabbitmqctl not found; create vhosts ${VHOSTS[*]} for guest by hand" >&2; exit 1; }
+  local existing
+  existing=$(rabbitmqctl -q list_vhosts 2>/dev/null || true)
+  for vhost in "${VHOSTS[@]}"; do
+    grep -qx "$vhost" <<<"$existing" || rabbitmqctl -q add_vhost "$vhost" >/dev/null
+    rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
+  done
 }
 
 ensure_fonts() { # PDF reports draw UTF-8 text with DejaVu Sans (OFFLOAD_REPORT_FONT)
@@ -60,7 +63,7 @@ ensure_fonts() { # PDF reports draw UTF-8 text with DejaVu Sans (OFFLOAD_REPORT_
 }
 
 ensure_test_tools() { # promtool and prometheus for the monitoring tests, Chromium for the admin page's
-  [ -n "$VHOST" ] || return 0
+  [ "${#VHOSTS[@]}" -gt 0 ] || return 0
   command -v promtool >/dev/null || apt_install prometheus ||
     echo "prometheus is missing (apt-get install prometheus); the monitoring tests cannot run" >&2
   command -v chromium >/dev/null || apt_install chromium ||
@@ -69,6 +72,6 @@ ensure_test_tools() { # promtool and prometheus for the monitoring tests, Chromi
 
 ensure_redis
 ensure_rabbitmq
-ensure_vhost
+ensure_vhosts
 ensure_fonts
 ensure_test_tools

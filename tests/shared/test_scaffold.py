@@ -32,7 +32,12 @@ def test_a_new_worker_passes_its_own_test_as_generated(tmp_path: Path, redis_cli
     run = subprocess.run(
         [str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=root,
-        env={**os.environ, "OFFLOAD_TEST_BROKER_URL": AMQP_URL, "OFFLOAD_TEST_REDIS_URL": REDIS_URL},
+        # This process's own vhost and database, as they are (not offset again for an xdist worker).
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"},
+            "OFFLOAD_TEST_BROKER_URL": AMQP_URL,
+            "OFFLOAD_TEST_REDIS_URL": REDIS_URL,
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,7 +6,6 @@ Fixtures live in ``tests/conftest.py`` and the plugin modules beside this one (l
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -23,20 +22,25 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobState
 from offload.status.testdb import OWNER_KEY as OWNER_KEY  # the mark of the tests' Redis database
+from offload.testing import broker_url_for_tests, redis_url_for_tests, xdist_worker
 from tests.helpers import wait_for
 from tests.s3_server import storage_overrides
 
-TEST_VHOST = "offload_test"
+#: Under pytest-xdist each worker process has a vhost, a Redis database and a storage directory of
+#: its own (``offload.testing``), so that tests running side by side never meet.
+WORKER = xdist_worker()
 
-TEST_REDIS_DB = 15
+AMQP_URL = broker_url_for_tests()
 
-AMQP_URL = os.environ.get("OFFLOAD_TEST_BROKER_URL", f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}")
+REDIS_URL = redis_url_for_tests()
 
-REDIS_URL = os.environ.get("OFFLOAD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
+TEST_VHOST = AMQP_URL.rpartition("/")[2]
+
+TEST_REDIS_DB = int(REDIS_URL.rpartition("/")[2])
 
 
 #: Where the tests' uploads and outputs go (never inside the repository).
-TEST_STORAGE = Path(tempfile.gettempdir()) / "offload-test-storage"
+TEST_STORAGE = Path(tempfile.gettempdir()) / ("offload-test-storage" + (f"-{WORKER}" if WORKER else ""))
 
 #: API keys the tests use: tenant acme (client, reader), tenant globex (client), and an admin.
 KEYS = {

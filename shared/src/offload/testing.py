@@ -42,14 +42,33 @@ if TYPE_CHECKING:
     from offload.status import JobRecord
 
 
+def xdist_worker() -> int:
+    """Which of pytest-xdist's worker processes this is: ``gw<n>`` is ``n``; 0 without xdist."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
 def broker_url_for_tests() -> str:
-    """The tests' RabbitMQ vhost: ``OFFLOAD_TEST_BROKER_URL``, or ``offload_test`` on loopback."""
-    return os.environ.get("OFFLOAD_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/offload_test")
+    """The tests' RabbitMQ vhost: ``OFFLOAD_TEST_BROKER_URL``, or ``offload_test`` on loopback.
+
+    Under pytest-xdist, worker ``n`` (above 0) uses the vhost ``<vhost>_<n>`` instead, so that tests
+    running side by side never share a queue; each of those vhosts must exist.
+    """
+    url = os.environ.get("OFFLOAD_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/offload_test")
+    worker = xdist_worker()
+    return f"{url}_{worker}" if worker else url
 
 
 def redis_url_for_tests() -> str:
-    """The tests' Redis database: ``OFFLOAD_TEST_REDIS_URL``, or db 15 on loopback."""
-    return os.environ.get("OFFLOAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    """The tests' Redis database: ``OFFLOAD_TEST_REDIS_URL``, or db 15 on loopback.
+
+    Under pytest-xdist, worker ``n`` (above 0) uses database ``<db> - n`` instead.
+    """
+    url = os.environ.get("OFFLOAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = xdist_worker()
+    if not worker:
+        return url
+    base, _, database = url.rpartition("/")
+    return f"{base}/{int(database) - worker}"
 
 
 def wait_for(
