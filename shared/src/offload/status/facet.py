@@ -1,4 +1,4 @@
-"""What every facet of the status store shares: the Redis client, the key prefix, the scripts."""
+"""What every facet of the status store shares: the Redis client, the key names, the scripts."""
 
 from __future__ import annotations
 
@@ -19,18 +19,14 @@ class Facet:
     def __init__(self, store: StatusStore) -> None:
         self.store = store
         self.client = store.client
-        self.prefix = store.prefix
+        self.keys = store.keys
         self.retention = store.retention
-
-    def key(self, *parts: str) -> str:
-        """A key under the store's prefix."""
-        return ":".join((self.prefix, *parts))
 
     def _indexes(self, owner: str, job_type: str | None, state: JobState | None) -> list[str]:
         """The index keys a listing of ``owner`` (a tenant or ``_all``) merges."""
-        types = [job_type] if job_type else sorted(cast(set[str], self.client.smembers(self.key("types", owner))))
+        types = [job_type] if job_type else sorted(cast(set[str], self.client.smembers(self.keys.types(owner))))
         states = [state] if state else list(JobState)
-        return [self.key("idx", owner, "t", name, "s", s.value) for name in types for s in states]
+        return [self.keys.index(owner, name, s) for name in types for s in states]
 
     def _run(self, name: str, job_id: str, *args: str | int | float) -> Any:
         return self.store.scripts.run(name, job_id, *args)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import cast
 
@@ -58,7 +56,7 @@ class Janitor(Facet):
                 return []
             pipe = self.client.pipeline(transaction=False)
             for job_id in ids:
-                pipe.hmget(self.key("job", job_id), "state", "started_at", "attempts", *MESSAGE_FIELDS[1:])
+                pipe.hmget(self.keys.job(job_id), "state", "started_at", "attempts", *MESSAGE_FIELDS[1:])
             stalled = []
             for job_id, values in zip(ids, pipe.execute(), strict=True):
                 state, started_at, attempts, job_type = values[0], values[1], values[2], values[3]
@@ -71,7 +69,7 @@ class Janitor(Facet):
                 except ValueError:  # every record can make its message; this one cannot be redelivered
                     logger.error("Job %s is stalled and has no stored message: it cannot be delivered again.", job_id)
                     continue
-                claim = self.key("stalled", job_id, attempts or "0")
+                claim = self.keys.stalled(job_id, attempts or "0")
                 if self.client.set(claim, "1", nx=True, px=24 * 3600 * 1000):
                     stalled.append((job_id, message, claim))
         return stalled
@@ -100,9 +98,9 @@ class Janitor(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            if not self.client.set(self.key("trim-lock"), "1", nx=True, px=lock_ms):
+            if not self.client.set(self.keys.trim_lock, "1", nx=True, px=lock_ms):
                 return None
-            tenants = sorted(cast(set[str], self.client.smembers(self.key("tenants"))))
+            tenants = sorted(cast(set[str], self.client.smembers(self.keys.tenants)))
         moment = now if now is not None else now_ms()
         cutoffs: list[str | int] = []
         for state in JobState:
@@ -133,14 +131,14 @@ class Janitor(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            if self.client.get(self.key("layout")) == LAYOUT:
+            if self.client.get(self.keys.layout) == LAYOUT:
                 return None
-            if not self.client.set(self.key("migrate-lock"), "1", nx=True, px=lock_ms):
+            if not self.client.set(self.keys.migrate_lock, "1", nx=True, px=lock_ms):
                 return None
             migrated = 0
             ids: list[str] = []
-            for key in self.client.scan_iter(match=self.key("job", "*"), count=batch):
-                job_id = key[len(self.key("job", "")) :]
+            for key in self.client.scan_iter(match=self.keys.job("*"), count=batch):
+                job_id = key[len(self.keys.job("")) :]
                 if ":" in job_id:
                     continue  # a record's history or logs list
                 ids.append(job_id)
@@ -149,8 +147,8 @@ class Janitor(Facet):
                     ids = []
             migrated += self._migrate(ids)
             self._drop_layout1_indexes()
-            self.client.set(self.key("layout"), LAYOUT)
-            self.client.delete(self.key("migrate-lock"))
+            self.client.set(self.keys.layout, LAYOUT)
+            self.client.delete(self.keys.migrate_lock)
         logger.info("Status store migrated to layout %s: %d records.", LAYOUT, migrated)
         return migrated
 
@@ -162,7 +160,7 @@ class Janitor(Facet):
         """
         with redis_errors():
             self.client.set(
-                self._dead_letter_key(message_id),
+                self.keys.dead_letter(message_id),
                 json.dumps({"code": code, "message": message}),
                 px=DEAD_LETTER_TTL_MS,
             )
@@ -176,7 +174,7 @@ class Janitor(Facet):
         if not message_ids:
             return []
         with redis_errors():
-            found = self.client.mget([self._dead_letter_key(m) for m in message_ids])
+            found = self.client.mget([self.keys.dead_letter(m) for m in message_ids])
         return [json.loads(value) if value else None for value in found]
 
     def dead_letter_reasons(self, message_ids: list[str]) -> list[DeadLetterReason | None]:
@@ -193,34 +191,28 @@ class Janitor(Facet):
         # A job id is a UUID: a longer message id (any publisher picks them) names no record.
         named = [m for m in message_ids if len(m) <= _MAX_NAMED_ID]
         pipe = self.client.pipeline(transaction=False)
-        pipe.mget([self._dead_letter_key(m) for m in message_ids])
+        pipe.mget([self.keys.dead_letter(m) for m in message_ids])
         for message_id in named:
-            pipe.hmget(self.key("job", message_id), ["state", "attempts", *_ERROR_FIELDS])
+            pipe.hmget(self.keys.job(message_id), ["state", "attempts", *_ERROR_FIELDS])
         with redis_errors():
             notes, *records = pipe.execute()
         by_id = dict(zip(named, records, strict=True))
         return [_reason(by_id.get(m), note) for m, note in zip(message_ids, notes, strict=True)]
-
-    def _dead_letter_key(self, message_id: str) -> str:
-        # Any publisher picks message ids: a long one is stored under its hash.
-        name = message_id if len(message_id) <= _MAX_NAMED_ID else hashlib.sha256(message_id.encode()).hexdigest()
-        return self.key("dead-letter", name)
 
     def _migrate(self, ids: list[str]) -> int:
         return sum(max(0, int(self._run("migrate", job_id))) for job_id in ids)
 
     def _drop_layout1_indexes(self) -> None:
         """Delete the indexes only layout 1 had, and drop entries without a record from the rest."""
-        states = "|".join(state.value for state in JobState)
-        layout2 = re.compile(rf"^{re.escape(self.key('idx'))}:[^:]+:t:.+:s:({states})$")
-        for key in self.client.scan_iter(match=self.key("idx", "*"), count=500):
+        layout2 = self.keys.layout2_index
+        for key in self.client.scan_iter(match=self.keys.any_index, count=500):
             if not layout2.match(key):
                 self.client.delete(key)  # idx:<tenant>[:t:<type>|:s:<state>], idx:_all[:s:<state>]
                 continue
             for members in _chunks(member for member, _ in self.client.zscan_iter(key, count=500)):
                 pipe = self.client.pipeline(transaction=False)
                 for member in members:
-                    pipe.exists(self.key("job", member))
+                    pipe.exists(self.keys.job(member))
                 gone = [member for member, exists in zip(members, pipe.execute(), strict=True) if not exists]
                 if gone:
                     self.client.zrem(key, *gone)

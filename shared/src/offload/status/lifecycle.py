@@ -47,7 +47,7 @@ class Lifecycle(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         state = "scheduled" if scheduled_for is not None else "queued"
-        idem = self.key("idem", str(fields["tenant"]), idempotency_key) if idempotency_key else ""
+        idem = self.keys.idem(str(fields["tenant"]), idempotency_key) if idempotency_key else ""
         flat = [item for pair in fields.items() for item in pair]
         reply = named(
             self._run(
@@ -68,7 +68,7 @@ class Lifecycle(Facet):
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        idem = self.key("idem", tenant, idempotency_key) if idempotency_key else ""
+        idem = self.keys.idem(tenant, idempotency_key) if idempotency_key else ""
         outcome = int(self._run("abort", job_id, self.retention.failed * 1000, idem))
         return "withdrawn" if outcome == 1 else "taken" if outcome == 0 else "missing"
 
@@ -182,7 +182,7 @@ class Lifecycle(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            return int(self.client.hget(self.key("job", job_id), "deferrals") or 0)
+            return int(self.client.hget(self.keys.job(job_id), "deferrals") or 0)
 
     def fail_unstarted(self, job_id: str, error: tuple[str, str]) -> bool:
         """Fail a ``queued`` job whose message could not be published; False if it had moved on.

@@ -33,7 +33,7 @@ class Queries(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            raw = self.client.hgetall(self.key("job", job_id))
+            raw = self.client.hgetall(self.keys.job(job_id))
         if not raw or (tenant is not None and raw.get("tenant") != tenant):
             return None
         return JobRecord.from_hash({"id": job_id, **cast(dict[str, str], raw)})
@@ -46,8 +46,8 @@ class Queries(Facet):
         """
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            pipe.exists(self.key("job", job_id))
-            pipe.exists(self.key("aborted", job_id))
+            pipe.exists(self.keys.job(job_id))
+            pipe.exists(self.keys.aborted(job_id))
             recorded, withdrawn = pipe.execute()
         return "recorded" if recorded else "withdrawn" if withdrawn else "missing"
 
@@ -58,7 +58,7 @@ class Queries(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            values = cast(list[str | None], self.client.hmget(self.key("job", job_id), MESSAGE_FIELDS[1:]))
+            values = cast(list[str | None], self.client.hmget(self.keys.job(job_id), MESSAGE_FIELDS[1:]))
         try:
             return stored_message([job_id, *values])
         except ValueError:
@@ -71,7 +71,7 @@ class Queries(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            entries = self.client.lrange(self.key("job", job_id, "logs"), 0, -1)
+            entries = self.client.lrange(self.keys.logs(job_id), 0, -1)
         return [json.loads(entry) for entry in entries]
 
     def follow_ups(self, job_id: str) -> list[dict[str, Any]]:
@@ -81,7 +81,7 @@ class Queries(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            raw = self.client.hget(self.key("job", job_id), "then")
+            raw = self.client.hget(self.keys.job(job_id), "then")
         return json.loads(raw) if raw else []
 
     def history(self, job_id: str) -> list[dict[str, Any]]:
@@ -91,10 +91,10 @@ class Queries(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            raw = cast(dict[str, str], self.client.hgetall(self.key("job", job_id)))
+            raw = cast(dict[str, str], self.client.hgetall(self.keys.job(job_id)))
             events = history_of(raw)
             if raw and not events:  # a record of layout 1, not migrated yet: its history is a list
-                entries = cast(list[str], self.client.lrange(self.key("job", job_id, "history"), 0, -1))
+                entries = cast(list[str], self.client.lrange(self.keys.history(job_id), 0, -1))
                 return [json.loads(entry) for entry in entries]
         return events
 
@@ -142,7 +142,7 @@ class Queries(Facet):
 
     def events_channel(self, job_id: str) -> str:
         """The pub/sub channel a job's changes are published on."""
-        return self.key("events", job_id)
+        return self.keys.events(job_id)
 
     def subscribe(self, job_id: str) -> Any:
         """A pub/sub subscription to the job's changes, as its events channel carries them; close it after.
@@ -160,7 +160,7 @@ class Queries(Facet):
         Raises:
             redis.RedisError: Redis is unavailable.
         """
-        return self.client.hget(self.key("job", job_id), "cancel_requested") == "1"
+        return self.client.hget(self.keys.job(job_id), "cancel_requested") == "1"
 
     def result(self, job_id: str) -> Any:
         """The job's result as stored (JSON), or None if it has none (yet) or is unknown.
@@ -168,7 +168,7 @@ class Queries(Facet):
         Raises:
             redis.RedisError: Redis is unavailable.
         """
-        raw = self.client.hget(self.key("job", job_id), "result")
+        raw = self.client.hget(self.keys.job(job_id), "result")
         return json.loads(raw) if raw else None
 
     def _newest(
@@ -206,7 +206,7 @@ class Queries(Facet):
         """The records of ``entries``; entries whose record expired are dropped from their index."""
         pipe = self.client.pipeline(transaction=False)
         for _, member, _ in entries:
-            pipe.hgetall(self.key("job", member))
+            pipe.hgetall(self.keys.job(member))
         records: list[JobRecord] = []
         gone = self.client.pipeline(transaction=False)
         for (_, member, index), raw in zip(entries, pipe.execute(), strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import redis
 
 from offload.status.janitor import Janitor
+from offload.status.keys import Keys
 from offload.status.lifecycle import Lifecycle
 from offload.status.queries import Queries
 from offload.status.scripts import ScriptRunner, redis_errors
@@ -54,6 +55,8 @@ class StatusStore:
     ) -> None:
         self.client = client
         self.prefix = prefix
+        #: The names of this store's keys (``keys.py``).
+        self.keys = Keys(prefix)
         self.retention = retention or Retention()
         #: Worker threads pin one connection each for the scripts (see :class:`ScriptRunner`).
         self.scripts = ScriptRunner(client, prefix=prefix, pin_connections=pin_connections)

@@ -40,7 +40,7 @@ class Timers(Facet):
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        return bool(self._run("promoted", job_id, lease, "scheduled"))
+        return bool(self._run("promoted", job_id, lease, self.keys.suffix(self.keys.scheduled)))
 
     def claim_outbox(self, *, limit: int = 100, lease_ms: int = 30_000) -> tuple[int, list[Ending]]:
         """Claim finished jobs whose webhook is still to be queued; returns the lease and the jobs.
@@ -58,7 +58,7 @@ class Timers(Facet):
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        return bool(self._run("promoted", job_id, lease, "outbox"))
+        return bool(self._run("promoted", job_id, lease, self.keys.suffix(self.keys.outbox)))
 
     def release(self, job_id: str, lease: int, *, retry_in_ms: int = 1000) -> None:
         """Give back a claim whose publish failed, to be claimed again in ``retry_in_ms`` (not after the lease).
@@ -67,8 +67,8 @@ class Timers(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            if self.client.zscore(self.key("scheduled"), job_id) == lease:
-                self.client.zadd(self.key("scheduled"), {job_id: now_ms() + retry_in_ms}, xx=True)
+            if self.client.zscore(self.keys.scheduled, job_id) == lease:
+                self.client.zadd(self.keys.scheduled, {job_id: now_ms() + retry_in_ms}, xx=True)
 
     def next_due(self) -> float | None:
         """Milliseconds timestamp of the earliest scheduled job, or None.
@@ -77,5 +77,5 @@ class Timers(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            first = self.client.zrange(self.key("scheduled"), 0, 0, withscores=True)
+            first = self.client.zrange(self.keys.scheduled, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
