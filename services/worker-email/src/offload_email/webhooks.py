@@ -17,7 +17,6 @@ deliveries wait instead of hammering it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -95,8 +94,7 @@ class WebhookHandlers:
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
         }
-        gone = self._gone_key(record.tenant, payload.url)
-        if Effects(self.store).flagged(*gone):
+        if Effects(self.store).endpoint_gone(record.tenant, payload.url):
             raise PermanentJobError(
                 "The receiver answered 410 Gone before; this endpoint is disabled.", code="endpoint_disabled"
             )
@@ -128,12 +126,9 @@ class WebhookHandlers:
         elif troubled and self.breaker is not None:
             self.breaker.success(host)
         if response.status_code == 410:
-            Effects(self.store).flag(*gone, ttl_s=GONE_TTL)
+            Effects(self.store).flag_endpoint_gone(record.tenant, payload.url, ttl_s=GONE_TTL)
             logger.warning("The receiver of job %s answered 410 Gone; its endpoint is disabled.", payload.job_id)
         return self._outcome(response, ctx.job_id)
-
-    def _gone_key(self, tenant: str, url: str) -> tuple[str, str, str]:
-        return ("webhook-gone", tenant, hashlib.sha256(url.encode()).hexdigest()[:32])
 
     def _failed(self, host: str) -> None:
         if self.breaker is not None and self.breaker.failure(host):

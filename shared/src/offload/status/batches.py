@@ -28,14 +28,14 @@ class BatchStore:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        key = self.store.key("batch", batch_id)
+        key = self.store.keys.batch(batch_id)
         with redis_errors():
             pipe = self.store.client.pipeline(transaction=True)
             pipe.hset(
                 key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)}
             )
             pipe.expire(key, self.ttl)
-            recent = self.store.key("batches")  # newest first, for the admin page; trimmed to the TTL
+            recent = self.store.keys.batches  # newest first, for the admin page; trimmed to the TTL
             pipe.zadd(recent, {batch_id: now_ms()})
             pipe.zremrangebyscore(recent, "-inf", now_ms() - self.ttl * 1000)
             pipe.execute()
@@ -47,7 +47,7 @@ class BatchStore:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            return cast(list[str], self.store.client.zrevrange(self.store.key("batches"), 0, limit - 1))
+            return cast(list[str], self.store.client.zrevrange(self.store.keys.batches, 0, limit - 1))
 
     def get(self, batch_id: str, *, tenant: str | None) -> dict[str, Any] | None:
         """The batch with counts per state, overall progress and each job's state, or None.
@@ -56,13 +56,13 @@ class BatchStore:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            raw = cast(dict[str, str], self.store.client.hgetall(self.store.key("batch", batch_id)))
+            raw = cast(dict[str, str], self.store.client.hgetall(self.store.keys.batch(batch_id)))
             if not raw or (tenant is not None and raw.get("tenant") != tenant):
                 return None
             job_ids: list[str] = json.loads(raw["jobs"])
             pipe = self.store.client.pipeline(transaction=False)
             for job_id in job_ids:
-                pipe.hmget(self.store.key("job", job_id), "state", "progress")
+                pipe.hmget(self.store.keys.job(job_id), "state", "progress")
             rows = pipe.execute()
         return _aggregate(raw, job_ids, rows)
 

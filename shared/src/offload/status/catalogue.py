@@ -1,6 +1,6 @@
 """The job-type catalogue in Redis: the contracts workers registered, and which workers serve each.
 
-Layout (under the deployment's prefix; ``status/README.md`` lists every key):
+Layout (under the deployment's prefix; named in ``keys.py``, ``status/README.md`` lists every key):
 
 - ``catalogue`` (hash): type name -> its card, the JSON a worker registered (see
   :func:`offload.contracts.registered.card`).
@@ -85,18 +85,13 @@ class ContractStore:
     """Reads and writes the catalogue's keys; the one owner of their layout.
 
     Args:
-        client: a Redis client decoding responses to ``str``.
-        prefix: the deployment's key prefix (``OFFLOAD_REDIS_PREFIX``).
+        store: the status store whose Redis client and key names it uses.
     """
 
     def __init__(self, store: StatusStore) -> None:
         self._client = store.client
-        self._hash = f"{store.prefix}:catalogue"
-        self._version = f"{store.prefix}:catalogue:version"
+        self._keys = store.keys
         self._register = self._client.register_script(_REGISTER)
-
-    def _workers(self, name: str) -> str:
-        return f"{self._hash}:workers:{name}"
 
     def register(self, cards: Iterable[Mapping[str, Any]], *, limit: int) -> Conflict | Full | None:
         """Register ``cards`` all at once, or none of them; ``None`` when registered.
@@ -109,7 +104,10 @@ class ContractStore:
             args += [card["name"], card["schema_hash"], json.dumps(card, sort_keys=True, separators=(",", ":"))]
         now = time.time() * 1000
         with redis_errors():
-            reply = self._register(keys=[self._hash, self._version], args=[now, now - LIVE_FOR_S * 1000, limit, *args])
+            reply = self._register(
+                keys=[self._keys.catalogue, self._keys.catalogue_version],
+                args=[now, now - LIVE_FOR_S * 1000, limit, *args],
+            )
         if reply[0] == "conflict":
             return Conflict(reply[1], json.loads(reply[2]))
         if reply[0] == "full":
@@ -125,9 +123,10 @@ class ContractStore:
         now = time.time() * 1000
         with redis_errors(), self._client.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.zadd(self._workers(name), {worker: now})
-                pipe.zremrangebyscore(self._workers(name), "-inf", now - FORGET_AFTER_S * 1000)
-                pipe.expire(self._workers(name), int(FORGET_AFTER_S))
+                workers = self._keys.catalogue_workers(name)
+                pipe.zadd(workers, {worker: now})
+                pipe.zremrangebyscore(workers, "-inf", now - FORGET_AFTER_S * 1000)
+                pipe.expire(workers, int(FORGET_AFTER_S))
             pipe.execute()
 
     def leave(self, worker: str, names: Iterable[str]) -> None:
@@ -138,7 +137,7 @@ class ContractStore:
         """
         with redis_errors(), self._client.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.zrem(self._workers(name), worker)
+                pipe.zrem(self._keys.catalogue_workers(name), worker)
             pipe.execute()
 
     def version(self) -> int:
@@ -148,7 +147,7 @@ class ContractStore:
             StatusStoreUnavailable: Redis is unreachable.
         """
         with redis_errors():
-            raw = self._client.get(self._version)
+            raw = self._client.get(self._keys.catalogue_version)
         return int(raw or 0)
 
     def cards(self) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -158,8 +157,8 @@ class ContractStore:
             StatusStoreUnavailable: Redis is unreachable.
         """
         with redis_errors(), self._client.pipeline(transaction=True) as pipe:
-            pipe.get(self._version)
-            pipe.hgetall(self._hash)
+            pipe.get(self._keys.catalogue_version)
+            pipe.hgetall(self._keys.catalogue)
             raw_version, raw_cards = pipe.execute()
         return int(raw_version or 0), {name: json.loads(raw) for name, raw in raw_cards.items()}
 
@@ -173,7 +172,7 @@ class ContractStore:
         after = time.time() * 1000 - LIVE_FOR_S * 1000
         with redis_errors(), self._client.pipeline(transaction=False) as pipe:
             for name in wanted:
-                pipe.zcount(self._workers(name), after, "+inf")
+                pipe.zcount(self._keys.catalogue_workers(name), after, "+inf")
             counts = pipe.execute()
         return dict(zip(wanted, (int(count) for count in counts), strict=True))
 
@@ -184,9 +183,9 @@ class ContractStore:
             StatusStoreUnavailable: Redis is unreachable.
         """
         with redis_errors(), self._client.pipeline(transaction=True) as pipe:
-            pipe.hdel(self._hash, name)
-            pipe.delete(self._workers(name))
+            pipe.hdel(self._keys.catalogue, name)
+            pipe.delete(self._keys.catalogue_workers(name))
             removed, _ = pipe.execute()
             if removed:
-                self._client.incr(self._version)
+                self._client.incr(self._keys.catalogue_version)
         return bool(removed)

@@ -5,7 +5,8 @@
   again.
 - A **journal** per job and kind (``effect:<kind>:<job_id>``, a hash): each item's outcome of a
   batch, so a retried batch resumes where it stopped.
-- A **flag** with a lifetime (``<name>:<parts>``): a webhook endpoint that answered 410 Gone.
+- A **flag** with a lifetime per tenant and webhook endpoint (``webhook-gone:<tenant>:<url hash>``): the
+  endpoint answered 410 Gone.
 """
 
 from __future__ import annotations
@@ -24,28 +25,28 @@ class Effects:
 
     def __init__(self, store: StatusStore) -> None:
         self.client = store.client
-        self.key = store.key
+        self.keys = store.keys
 
     def marker(self, kind: str, job_id: str) -> str | None:
         """The job's marker for ``kind`` (None if it has none)."""
-        found = self.client.get(self.key("effect", kind, job_id))
+        found = self.client.get(self.keys.effect(kind, job_id))
         return str(found) if found is not None else None
 
     def mark(self, kind: str, job_id: str, value: str, *, ttl_s: int) -> None:
         """Set the job's marker for ``kind`` for ``ttl_s`` seconds."""
-        self.client.set(self.key("effect", kind, job_id), value, ex=ttl_s)
+        self.client.set(self.keys.effect(kind, job_id), value, ex=ttl_s)
 
     def unmark(self, kind: str, job_id: str) -> None:
         """Remove the job's marker for ``kind`` (the effect did not happen)."""
-        self.client.delete(self.key("effect", kind, job_id))
+        self.client.delete(self.keys.effect(kind, job_id))
 
     def journal(self, kind: str, job_id: str) -> dict[str, str]:
         """Every entry of the job's journal for ``kind``, by item."""
-        return cast(dict[str, str], self.client.hgetall(self.key("effect", kind, job_id)))
+        return cast(dict[str, str], self.client.hgetall(self.keys.effect(kind, job_id)))
 
     def write(self, kind: str, job_id: str, entries: Mapping[str, str], *, ttl_s: int | None = None) -> None:
         """Add ``entries`` to the job's journal in one command (and keep it ``ttl_s`` seconds, if given)."""
-        key = self.key("effect", kind, job_id)
+        key = self.keys.effect(kind, job_id)
         if entries:
             self.client.hset(key, mapping=cast(dict[FieldT, EncodableT], dict(entries)))
         if ttl_s is not None:
@@ -53,12 +54,12 @@ class Effects:
 
     def erase(self, kind: str, job_id: str, item: str) -> None:
         """Drop one item from the job's journal (its effect must happen again)."""
-        self.client.hdel(self.key("effect", kind, job_id), item)
+        self.client.hdel(self.keys.effect(kind, job_id), item)
 
-    def flagged(self, name: str, *parts: str) -> bool:
-        """Whether the flag ``name`` of ``parts`` is up."""
-        return bool(self.client.exists(self.key(name, *parts)))
+    def endpoint_gone(self, tenant: str, url: str) -> bool:
+        """Whether the tenant's webhook endpoint ``url`` answered 410 Gone within its flag's lifetime."""
+        return bool(self.client.exists(self.keys.webhook_gone(tenant, url)))
 
-    def flag(self, name: str, *parts: str, ttl_s: int) -> None:
-        """Raise the flag ``name`` of ``parts`` for ``ttl_s`` seconds."""
-        self.client.set(self.key(name, *parts), "1", ex=ttl_s)
+    def flag_endpoint_gone(self, tenant: str, url: str, *, ttl_s: int) -> None:
+        """Remember for ``ttl_s`` seconds that the tenant's webhook endpoint ``url`` answered 410 Gone."""
+        self.client.set(self.keys.webhook_gone(tenant, url), "1", ex=ttl_s)

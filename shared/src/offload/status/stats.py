@@ -81,7 +81,7 @@ def aggregate(store: StatusStore, hour: datetime) -> tuple[int, int]:
         for offset in range(0, len(ids), _BATCH):
             pipe = client.pipeline(transaction=False)
             for job_id in ids[offset : offset + _BATCH]:
-                pipe.hmget(store.key("job", job_id), *_FIELDS)
+                pipe.hmget(store.keys.job(job_id), *_FIELDS)
             for values in pipe.execute():
                 job_type, tenant, created, scheduled, started, finished = values
                 if not job_type:
@@ -94,7 +94,7 @@ def aggregate(store: StatusStore, hour: datetime) -> tuple[int, int]:
                     group.waits.append(max(0, waited))
                     if finished:
                         group.durations.append(max(0, int(finished) - int(started)))
-    key = store.key("stats", hour.astimezone(UTC).isoformat())
+    key = store.keys.stats(hour.astimezone(UTC).isoformat())
     mapping: dict[FieldT, EncodableT] = {
         "\t".join(name): json.dumps(
             {"count": g.count, "duration_ms": percentiles(g.durations), "wait_ms": percentiles(g.waits)}
@@ -106,8 +106,8 @@ def aggregate(store: StatusStore, hour: datetime) -> tuple[int, int]:
     if mapping:
         pipe.hset(key, mapping=mapping)
         pipe.expire(key, RETENTION)
-    pipe.zadd(store.key("stats", "hours"), {hour.astimezone(UTC).isoformat(): hour.timestamp()})
-    pipe.zremrangebyscore(store.key("stats", "hours"), "-inf", (hour - RETENTION).timestamp())
+    pipe.zadd(store.keys.stats_hours, {hour.astimezone(UTC).isoformat(): hour.timestamp()})
+    pipe.zremrangebyscore(store.keys.stats_hours, "-inf", (hour - RETENTION).timestamp())
     pipe.execute()
     return jobs, len(groups)
 
@@ -120,11 +120,11 @@ def read(
     ``tenant`` None means every tenant (admins).
     """
     hours = cast(
-        list[str], store.client.zrangebyscore(store.key("stats", "hours"), start.timestamp(), f"({end.timestamp()}")
+        list[str], store.client.zrangebyscore(store.keys.stats_hours, start.timestamp(), f"({end.timestamp()}")
     )
     pipe = store.client.pipeline(transaction=False)
     for hour in hours:
-        pipe.hgetall(store.key("stats", hour))
+        pipe.hgetall(store.keys.stats(hour))
     rows: list[dict[str, Any]] = []
     totals: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for hour, fields in zip(hours, pipe.execute(), strict=True):

@@ -17,7 +17,7 @@ class Uploads:
 
     def __init__(self, store: StatusStore) -> None:
         self.client = store.client
-        self.key = store.key
+        self.keys = store.keys
 
     def record(self, upload_id: str, fields: dict[str, str | int], *, ttl_s: int) -> None:
         """Write the record of an upload, kept ``ttl_s`` seconds.
@@ -25,7 +25,7 @@ class Uploads:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        key = self.key("upload", upload_id)
+        key = self.keys.upload(upload_id)
         with redis_errors(), self.client.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=cast(dict[FieldT, EncodableT], fields))
             pipe.expire(key, ttl_s)
@@ -38,4 +38,4 @@ class Uploads:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            return cast(dict[str, str], self.client.hgetall(self.key("upload", upload_id)))
+            return cast(dict[str, str], self.client.hgetall(self.keys.upload(upload_id)))
