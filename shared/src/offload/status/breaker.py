@@ -33,8 +33,7 @@ class CircuitBreaker:
     """Per-host failure counting and short-circuiting.
 
     Args:
-        client: a Redis client.
-        prefix: the key prefix.
+        store: the status store whose Redis client and key names it uses.
         threshold: failures within ``window`` seconds that open the circuit.
         window: seconds over which failures are counted.
         cooldown: seconds an open circuit stays open.
@@ -42,15 +41,11 @@ class CircuitBreaker:
 
     def __init__(self, store: StatusStore, *, threshold: int = 5, window: int = 60, cooldown: int = 30) -> None:
         self.client = store.client
-        self.prefix = store.prefix
+        self.keys = store.keys
         self.threshold = threshold
         self.window = window
         self.cooldown = cooldown
         self._fail = self.client.register_script(_FAIL)
-
-    def _keys(self, host: str) -> list[str]:
-        base = f"{self.prefix}:breaker:{host}"
-        return [f"{base}:failures", f"{base}:open", f"{base}:tripped"]
 
     def check(self, host: str) -> bool:
         """Allow a call to ``host`` unless its circuit is open; True if the host has failed lately.
@@ -61,7 +56,7 @@ class CircuitBreaker:
         Raises:
             TransientJobError: the circuit is open (code ``circuit_open``, ``retry_after`` = its TTL).
         """
-        failures, opened, tripped = self._keys(host)
+        failures, opened, tripped = self.keys.breaker(host)
         pipe = self.client.pipeline(transaction=False)
         pipe.ttl(opened)
         pipe.exists(failures, tripped)
@@ -77,8 +72,8 @@ class CircuitBreaker:
 
     def failure(self, host: str) -> bool:
         """Count a failed call; returns True if this failure opened the circuit."""
-        return bool(self._fail(keys=self._keys(host), args=[self.threshold, self.window, self.cooldown]))
+        return bool(self._fail(keys=list(self.keys.breaker(host)), args=[self.threshold, self.window, self.cooldown]))
 
     def success(self, host: str) -> None:
         """A call got through: forget the host's failures and close its circuit for good."""
-        self.client.delete(*self._keys(host))
+        self.client.delete(*self.keys.breaker(host))

@@ -52,20 +52,16 @@ class Pauses:
     """The paused queues and job types, and the jobs parked while they were paused.
 
     Args:
-        client: the Redis client (the status store's).
-        prefix: the key prefix.
+        store: the status store whose Redis client and key names it uses.
     """
 
     def __init__(self, store: StatusStore) -> None:
         self.client = store.client
-        self.prefix = store.prefix
+        self.keys = store.keys
         self._unpark = self.client.register_script(_UNPARK)
         self._cached: dict[str, int] = {}
         self._cached_at = float("-inf")
         self._lock = threading.Lock()
-
-    def _key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
 
     def pause(self, target: str) -> int:
         """Pause ``target`` (a queue or a job type); returns since when (ms), the first pause's time.
@@ -74,8 +70,8 @@ class Pauses:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            self.client.hsetnx(self._key("paused"), target, now_ms())
-            since = self.client.hget(self._key("paused"), target)
+            self.client.hsetnx(self.keys.paused, target, now_ms())
+            since = self.client.hget(self.keys.paused, target)
         return int(cast(Any, since) or 0)
 
     def resume(self, target: str) -> bool:
@@ -85,7 +81,7 @@ class Pauses:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            return bool(self.client.hdel(self._key("paused"), target))
+            return bool(self.client.hdel(self.keys.paused, target))
 
     def paused(self) -> dict[str, int]:
         """Every paused target and since when (ms), read from Redis now.
@@ -94,7 +90,7 @@ class Pauses:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            raw = cast(dict[Any, Any], self.client.hgetall(self._key("paused")))
+            raw = cast(dict[Any, Any], self.client.hgetall(self.keys.paused))
         return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
 
     def parked_count(self, target: str) -> int:
@@ -104,7 +100,7 @@ class Pauses:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            return int(self.client.zcard(self._key("parked", target)))
+            return int(self.client.zcard(self.keys.parked(target)))
 
     def paused_target(self, queue: str, job_type: str) -> str | None:
         """The paused target a job of ``job_type`` on ``queue`` falls under, or None.
@@ -131,8 +127,8 @@ class Pauses:
         """
         with redis_errors():
             pipe = self.client.pipeline(transaction=True)
-            pipe.zadd(self._key("parked", target), {job_id: created_at}, nx=True)
-            pipe.sadd(self._key("parked-targets"), target)
+            pipe.zadd(self.keys.parked(target), {job_id: created_at}, nx=True)
+            pipe.sadd(self.keys.parked_targets, target)
             pipe.execute()
 
     def unpark_resumed(self) -> int:
@@ -142,4 +138,4 @@ class Pauses:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
-            return int(cast(Any, self._unpark(args=[self.prefix, now_ms()])))
+            return int(cast(Any, self._unpark(args=[self.keys.prefix, now_ms()])))

@@ -38,13 +38,13 @@ class Quotas:
 
     def __init__(self, store: StatusStore, *, window: int = 3600) -> None:
         self.client = store.client
-        self.prefix = store.prefix
+        self.keys = store.keys
         self.window = window
         self._take = self.client.register_script(_TAKE)
 
     def _key(self, tenant: str, name: str, now: float) -> tuple[str, int]:
         start = int(now // self.window) * self.window
-        return f"{self.prefix}:quota:{name}:{tenant}:{start}", start + self.window - int(now)
+        return self.keys.quota(name, tenant, start), start + self.window - int(now)
 
     def take(self, tenant: str, name: str, units: int, *, limit: int, now: float | None = None) -> None:
         """Count ``units`` against the tenant's quota ``name`` of ``limit`` units a window (0: unlimited).

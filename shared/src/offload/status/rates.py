@@ -23,7 +23,7 @@ class SendRate:
 
     def __init__(self, store: StatusStore, name: str, *, per_second: int, max_wait: float = 10.0) -> None:
         backend = RedisBackend(client=store.client)
-        key = store.key("send-rate", name)
+        key = store.keys.send_rate(name)
         self.limiter = WindowRateLimiter(backend, key, limit=per_second, window=1)  # type: ignore[no-untyped-call]
         self.max_wait = max_wait
 

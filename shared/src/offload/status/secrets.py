@@ -18,20 +18,16 @@ class SecretStore:
     """Each tenant's webhook secret in Redis: created on first use, rotated with an overlap.
 
     Args:
-        client: a Redis client (``decode_responses=True``).
-        prefix: the key prefix.
+        store: the status store whose Redis client and key names it uses.
     """
 
     def __init__(self, store: StatusStore) -> None:
         self.client = store.client
-        self.prefix = store.prefix
-
-    def _key(self, tenant: str) -> str:
-        return f"{self.prefix}:webhook-secret:{tenant}"
+        self.keys = store.keys
 
     def current(self, tenant: str) -> str:
         """The tenant's current secret (created now if it has none)."""
-        key = self._key(tenant)
+        key = self.keys.webhook_secret(tenant)
         self.client.hsetnx(key, "current", new_secret())
         return str(self.client.hget(key, "current"))
 
@@ -40,7 +36,9 @@ class SecretStore:
 
         One round trip in the usual case (the tenant has a secret): this runs for every delivery.
         """
-        current, previous, rotated_at = self.client.hmget(self._key(tenant), "current", "previous", "rotated_at")
+        current, previous, rotated_at = self.client.hmget(
+            self.keys.webhook_secret(tenant), "current", "previous", "rotated_at"
+        )
         if not current:
             return [self.current(tenant)]
         current = str(current)
@@ -51,7 +49,7 @@ class SecretStore:
 
     def rotate(self, tenant: str) -> str:
         """Make a new current secret; the old one keeps signing for :data:`ROTATION_OVERLAP` seconds."""
-        key = self._key(tenant)
+        key = self.keys.webhook_secret(tenant)
         fresh = new_secret()
         old = self.current(tenant)
         self.client.hset(key, mapping={"current": fresh, "previous": old, "rotated_at": time.time()})

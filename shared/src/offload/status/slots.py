@@ -68,14 +68,13 @@ class Slots:
     """The slots and waiting sets of every concurrency key, in Redis.
 
     Args:
-        client: the Redis client (the status store's).
-        prefix: the key prefix.
+        store: the status store whose Redis client and key names it uses.
         lease_s: seconds a slot is held unless renewed.
     """
 
     def __init__(self, store: StatusStore, *, lease_s: float = LEASE_S) -> None:
         self.client = store.client
-        self.prefix = store.prefix
+        self.keys = store.keys
         self.lease_ms = int(lease_s * 1000)
         self._take = self.client.register_script(_TAKE)
         self._give = self.client.register_script(_GIVE)
@@ -88,8 +87,7 @@ class Slots:
         return f"{contract.concurrency.name}|{contract.concurrency.key(tenant, payload)}"
 
     def _keys(self, key: str) -> tuple[str, str, str]:
-        base = f"{self.prefix}:slots:{key}"
-        return base, f"{base}:waiting", f"{self.prefix}:slots-waiting"
+        return self.keys.slots(key), self.keys.slots_waiting(key), self.keys.slots_with_waiters
 
     def take(self, key: str, job_id: str, limit: int) -> bool:
         """Take a slot of ``key`` for ``job_id``; False means it now waits its turn.
@@ -142,7 +140,6 @@ class Slots:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        _, _, waiting_keys = self._keys("")
         with redis_errors():
-            members = self.client.smembers(waiting_keys)
+            members = self.client.smembers(self.keys.slots_with_waiters)
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in cast(set[Any], members))

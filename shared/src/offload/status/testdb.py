@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import redis
 
+from offload.status.keys import TEST_DB_OWNER
 from offload.status.scripts import redis_errors
 
-#: Marks a Redis database as the tests' own.
-OWNER_KEY = "offloadtest:owner"
+#: Marks a Redis database as the tests' own (named in ``keys.py``).
+OWNER_KEY = TEST_DB_OWNER
 
 
 class TestDatabase:
