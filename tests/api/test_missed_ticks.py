@@ -21,11 +21,9 @@ def _missed_metric(publisher: Publisher) -> dict[str, float]:
 
 def test_ticks_missed_while_no_scheduler_ran_are_listed_and_exported(api: Api, publisher: Publisher) -> None:
     store = publisher.store
-    store.client.delete(store.key("scheduler", "missed"))
+    store.client.delete(store.keys.scheduler_missed)
     try:
-        store.client.hincrby(
-            store.key("scheduler", "missed"), HOURLY, 3
-        )  # what a scheduler restarted 3 ticks late records
+        store.client.hincrby(store.keys.scheduler_missed, HOURLY, 3)  # what a scheduler restarted 3 ticks late records
         listed = {s["name"]: s for s in api.get("/v1/schedules").get_json()["schedules"]}
         assert listed[HOURLY]["missed_runs"] == 3
         assert {s["missed_runs"] for name, s in listed.items() if name != HOURLY} == {0}
@@ -33,4 +31,4 @@ def test_ticks_missed_while_no_scheduler_ran_are_listed_and_exported(api: Api, p
         assert exported.keys() == listed.keys()
         assert exported[HOURLY] == 3 and {v for k, v in exported.items() if k != HOURLY} == {0}
     finally:
-        store.client.delete(store.key("scheduler", "missed"))
+        store.client.delete(store.keys.scheduler_missed)

@@ -47,7 +47,7 @@ def test_a_redelivered_batch_resumes_without_sending_twice(
     sink, _ = smtp_sink
     prepared = publisher.preparer.prepare({"type": "email.batch", "payload": _batch(20)}, tenant="acme")
     # Given a first attempt that sent to the first 8 recipients before its worker died,
-    done_key = publisher.store.key("effect", "email-batch", prepared.job_id)
+    done_key = publisher.store.keys.effect("email-batch", prepared.job_id)
     for i in range(8):
         outcome = {
             "email": f"user{i}@example.com",

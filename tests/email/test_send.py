@@ -59,7 +59,7 @@ def test_a_redelivered_email_job_is_not_sent_twice(
     _wait_ended(publisher, job.job_id)
     # The worker died after sending and before recording success: the job is redelivered as running.
     store = publisher.store
-    store.client.hset(store.key("job", job.job_id), mapping={"state": "running"})
+    store.client.hset(store.keys.job(job.job_id), mapping={"state": "running"})
     message = store.queries.stored_message(job.job_id)
     assert message is not None
     publisher.republish(message)

@@ -93,5 +93,5 @@ def test_a_tick_the_broker_refused_is_enqueued_when_it_is_back_and_a_new_install
     assert scheduler.step() == []
     clock.now = datetime(2026, 11, 23, 13, 10, tzinfo=UTC)  # stopped for four ticks: the latest runs once
     assert scheduler.step() == [run_id(HOURLY, datetime(2026, 11, 23, 13, tzinfo=UTC))]
-    ran = publisher.store.client.hget(publisher.store.key("scheduler", "ran"), HOURLY.name)
+    ran = publisher.store.client.hget(publisher.store.keys.scheduler_ran, HOURLY.name)
     assert ran == "2026-11-23T13:00:00+00:00"

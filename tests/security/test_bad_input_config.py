@@ -310,7 +310,7 @@ def test_row58_a_corrupt_answer_from_redis_is_a_generic_500_with_a_request_id_lo
 ) -> None:
     job_id = api.submit("system.noop").get_json()["id"]
     store = publisher.store
-    store.client.hset(store.key("job", job_id), "result", "{not json")  # a dependency answering garbage
+    store.client.hset(store.keys.job(job_id), "result", "{not json")  # a dependency answering garbage
     with caplog.at_level(logging.ERROR):
         response = api.get(f"/v1/jobs/{job_id}")
     body = response.get_json()

@@ -58,9 +58,11 @@ def _store_expression(node: ast.expr) -> bool:
 
 
 def redis_outside_status(source: str) -> list[str]:
-    """What in ``source`` touches Redis itself: an import of redis, a store's raw client, a key built."""
+    """What in ``source`` touches Redis itself: an import of redis, a store's raw client, a key named."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}  # a dict's .keys() is no key
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "redis" for a in node.names):
             found.append(f"{node.lineno}: imports redis")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "redis":
@@ -69,20 +71,27 @@ def redis_outside_status(source: str) -> list[str]:
             found.append(f"{node.lineno}: a Redis backend of its own")
         elif isinstance(node, ast.Attribute) and node.attr == "client" and _store_expression(node.value):
             found.append(f"{node.lineno}: a store's raw client")
+        elif isinstance(node, ast.ImportFrom) and node.module == "offload.status.keys":
+            found.append(f"{node.lineno}: imports the key names")
         elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "key"
-            and _store_expression(node.func.value)
+            isinstance(node, ast.Attribute)
+            and node.attr == "keys"
+            and id(node) not in called
+            and _store_expression(node.value)
         ):
-            found.append(f"{node.lineno}: builds a key")
+            found.append(f"{node.lineno}: names a key")
     return found
 
 
 def test_the_scan_finds_raw_redis_use() -> None:
-    source = "import redis\nx = self.store.client.get(store.key('job', '1'))\n"
-    assert sorted(redis_outside_status(source)) == ["1: imports redis", "2: a store's raw client", "2: builds a key"]
-    assert redis_outside_status("record = store.queries.get(job_id)\n") == []
+    source = "import redis\nx = self.store.client.get(store.keys.job('1'))\nfrom offload.status.keys import Keys\n"
+    assert sorted(redis_outside_status(source)) == [
+        "1: imports redis",
+        "2: a store's raw client",
+        "2: names a key",
+        "3: imports the key names",
+    ]
+    assert redis_outside_status("record = store.queries.get(job_id)\nnames = stores.keys()\n") == []
 
 
 def test_only_the_status_package_touches_redis_or_builds_keys() -> None:

@@ -10,14 +10,14 @@ from tests.support import RunningWorker
 
 def _lose_the_ending(publisher: Publisher, job_id: str, *, minutes_ago: int) -> None:
     """Put the record back to what it was before its ending was written (as a Redis crash would)."""
-    client = publisher.store.client
-    key = publisher.store.key("job", job_id)
+    client, keys = publisher.store.client, publisher.store.keys
+    key = keys.job(job_id)
     record = client.hgetall(key)
     client.hset(key, mapping={"state": "running", "started_at": now_ms() - minutes_ago * 60_000})
     client.hdel(key, "finished_at", "result")
     for tenant in ("_all", str(record["tenant"])):
-        client.zrem(publisher.store.key("idx", tenant, "t", str(record["type"]), "s", "succeeded"), job_id)
-        client.zadd(publisher.store.key("idx", tenant, "t", str(record["type"]), "s", "running"), {job_id: now_ms()})
+        client.zrem(keys.index(tenant, str(record["type"]), JobState.SUCCEEDED), job_id)
+        client.zadd(keys.index(tenant, str(record["type"]), JobState.RUNNING), {job_id: now_ms()})
 
 
 def test_a_job_whose_ending_was_lost_is_delivered_again_once_and_ends(

@@ -80,10 +80,6 @@ class StatusStore:
         )
         return cls(client, prefix=prefix, retention=retention, pin_connections=pin_connections)
 
-    def key(self, *parts: str) -> str:
-        """A key under this store's prefix."""
-        return ":".join((self.prefix, *parts))
-
     def close(self) -> None:
         """Disconnect every connection this store opened."""
         self.scripts.close()
