@@ -2,7 +2,8 @@
 
 Each job is one hash (``<prefix>:job:<id>``); every change bumps the job's ``seq`` and is
 published on ``<prefix>:events:<id>`` for live events. Sorted sets index jobs by type and
-state, so listing never scans the keyspace. ``README.md`` beside this file lists every key.
+state, so listing never scans the keyspace. ``keys.py`` names every key (:attr:`StatusStore.keys`);
+``README.md`` beside this file says what each holds and how long.
 """
 
 from __future__ import annotations
