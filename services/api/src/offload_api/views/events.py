@@ -155,10 +155,14 @@ def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str,
     The events are the history entries and log lines after ``after``, plus the current progress if
     it is newer than the history.
     """
+    # The record first, then the history: a state change between the two reads is then in the
+    # history (and no older progress is sent after it). Read the other way round, a job that
+    # started and reported progress in between had its `running` event skipped: the progress
+    # event's newer seq made the stream drop the state event arriving on the channel.
+    record = store.queries.get(job_id)
     events = [e for e in store.queries.history(job_id) if e["seq"] > after]
     events += [e for e in store.queries.logs(job_id) if e["seq"] > after]
     events.sort(key=lambda e: int(e["seq"]))
-    record = store.queries.get(job_id)
     last = events[-1]["seq"] if events else after
     if record is not None and record.seq > last and record.state is JobState.RUNNING:
         events.append(
