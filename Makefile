@@ -5,6 +5,8 @@ SHELL := /bin/bash
 UV := python3 -m uv
 RUN := $(UV) run --frozen --all-packages
 TEST_VHOST := offload_test
+# The vhosts of the test processes side by side (scripts/test.sh): offload_test, offload_test_1, ...
+TEST_VHOSTS := $(TEST_VHOST) $(foreach n,1 2 3,$(TEST_VHOST)_$(n))
 DEV_DIR := .offload
 
 .PHONY: help uv install services up down demo test test-s3 test-fast lint format bench chaos schemas clean
@@ -33,10 +35,10 @@ down: ## Stop a `make up` running in another terminal, gracefully (as Ctrl-C doe
 demo: install ## Send a few jobs to the running suite and watch them finish
 	@$(RUN) offload demo --key "$${OFFLOAD_DEMO_KEY:-$$(cat $(DEV_DIR)/dev-key 2>/dev/null)}"
 
-test: install ## Lint, then the default test suite against local RabbitMQ (own vhost) and Redis (own db)
-	@bash scripts/ensure-services.sh $(TEST_VHOST)
+test: install ## Lint, then the default test suite against local RabbitMQ (own vhosts) and Redis (own dbs), OFFLOAD_TEST_PROCESSES (2) side by side
+	@bash scripts/ensure-services.sh $(TEST_VHOSTS)
 	@$(MAKE) --no-print-directory lint
-	@$(RUN) pytest $(PYTEST_ARGS)
+	@bash scripts/test.sh $(PYTEST_ARGS)
 
 test-s3: install ## The media and reports suites and their system tests with storage in S3 (moto's server on loopback)
 	@bash scripts/ensure-services.sh $(TEST_VHOST)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.chaos import loadgen
@@ -236,6 +237,7 @@ def _alarms(node: PrivateRabbitMQ) -> list[str]:
     return listed + logged
 
 
+@pytest.mark.serial  # it measures throughput or latency: it runs alone (scripts/test.sh)
 def test_f14_overload_is_shed_within_a_second_with_bounded_memory_and_recovers(
     private_rabbitmq: PrivateRabbitMQ, redis_client: redis.Redis, logs: Path
 ) -> None:

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from standardwebhooks import Webhook
 
@@ -103,6 +104,7 @@ def _starts(client: redis.Redis, job_id: str) -> list[float]:
     return [e["at"] / 1000 for e in events if e.get("kind") == "state" and e.get("state") == "running"]
 
 
+@pytest.mark.serial  # it measures throughput or latency: it runs alone (scripts/test.sh)
 def test_f15_hostile_webhook_receivers_cost_no_job_its_outcome_and_follow_no_redirect(
     env: dict[str, str], logs: Path
 ) -> None:

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from PIL import Image
 
@@ -122,6 +123,7 @@ def _emails_rate(api: Api, ledger: Ledger, client: redis.Redis) -> float:
     return rate
 
 
+@pytest.mark.serial  # it measures throughput or latency: it runs alone (scripts/test.sh)
 def test_f20_images_past_the_memory_limit_fail_resource_limit_while_normal_ones_and_email_carry_on(
     env: dict[str, str], logs: Path, tmp_path: Path
 ) -> None:

@@ -56,6 +56,7 @@ def _via(proxy: FaultProxy, node: PrivateRabbitMQ) -> str:
     return node.url.replace(f":{node.port}/", f":{proxy.port}/") + f"?heartbeat={HEARTBEAT}"
 
 
+@pytest.mark.serial  # it measures throughput or latency: it runs alone (scripts/test.sh)
 def test_f5_a_partitioned_or_frozen_broker_gets_every_submission_a_503_within_2_s(
     private_rabbitmq: PrivateRabbitMQ, broker_proxy: FaultProxy, redis_client, logs: Path
 ) -> None:
