@@ -49,10 +49,23 @@ pytest_plugins = [
 ]
 
 
+#: Folders whose files take longest (fault scenarios, whole stacks of processes, fuzzers): run
+#: first, so that processes side by side (scripts/test.sh) end together instead of one of them
+#: finishing a long file alone at the end.
+LONGEST_FIRST = ("chaos", "system", "fuzz")
+
+
+def _rank(item: pytest.Item) -> int:
+    parts = item.path.relative_to(item.config.rootpath).parts
+    folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+    return LONGEST_FIRST.index(folder) if folder in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "servers" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=_rank)  # stable: each file's tests stay together and in order
 
 
 @pytest.fixture(scope="session", autouse=True)
