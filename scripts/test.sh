@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-PROCESSES=${OFFLOAD_TEST_PROCESSES:-3}
+PROCESSES=${OFFLOAD_TEST_PROCESSES:-2}
 PYTEST=(python3 -m uv run --frozen --all-packages pytest)
 
 phase() { # rc 5 is "no test collected": a selection may leave a phase empty
