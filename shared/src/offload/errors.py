@@ -253,6 +253,13 @@ class StorageUnavailable(DependencyError):
     code = "storage_unavailable"
 
 
+class PushNotConfigured(DependencyError):
+    """No push worker has registered a VAPID public key: web push is not set up (yet) here."""
+
+    code = "push_not_configured"
+    retry_after = 30
+
+
 class ServiceBusy(DependencyError):
     """This process is at one of its configured limits, such as open event streams."""
 
