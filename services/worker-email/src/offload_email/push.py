@@ -119,19 +119,18 @@ class PushHandlers:
         }
         message = payload.message()
         outcomes: list[PushOutcome] = []
-        retry: list[_Retry] = []
+        retry: list[_Later] = []
         targets = {sub.id: sub for user in payload.users() for sub in subscriptions.of_user(ctx.tenant, user)}
         for sub in targets.values():
             if sub.id in done:  # an earlier attempt (or delivery) of this job got this far
                 outcomes.append(done[sub.id])
                 continue
-            try:
-                outcome = self._send_one(ctx, sub, message, payload, effects)
-            except _Retry as again:
+            outcome = self._send_one(ctx, sub, message, payload, effects)
+            if isinstance(outcome, _Later):
                 effects.erase(JOURNAL, ctx.job_id, sub.id)  # not taken: send it again on the next attempt
-                if again.code == "push_rate_limited" and not ctx.last_attempt:  # nothing sent: wait for a slot
-                    raise TransientJobError(again.outcome.detail or "", code=again.code) from None
-                retry.append(again)
+                if outcome.code == "push_rate_limited" and not ctx.last_attempt:  # nothing sent: wait for a slot
+                    raise TransientJobError(outcome.outcome.detail or "", code=outcome.code)
+                retry.append(outcome)
                 continue
             effects.write(JOURNAL, ctx.job_id, {sub.id: outcome.model_dump_json()}, ttl_s=self.retention_s)
             if outcome.status == "gone":
@@ -152,8 +151,8 @@ class PushHandlers:
 
     def _send_one(
         self, ctx: JobContext, sub: Subscription, message: bytes, payload: SendPushPayload, effects: Effects
-    ) -> PushOutcome:
-        """POST the message to one subscription: its outcome, or :class:`_Retry` to try it again later."""
+    ) -> PushOutcome | _Later:
+        """POST the message to one subscription: its outcome, or :class:`_Later` to try it again later."""
         assert self._tokens is not None
         parts = urlsplit(sub.endpoint)
         origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
@@ -163,7 +162,7 @@ class PushHandlers:
             try:
                 rate.wait()
             except TransientJobError as exc:
-                raise _Retry(failed.model_copy(update={"detail": exc.message}), exc.code) from None
+                return _Later(failed.model_copy(update={"detail": exc.message}), exc.code)
         body = WebPusher(subscription_info(sub.endpoint, {"p256dh": sub.p256dh, "auth": sub.auth})).encode(message)[
             "body"
         ]
@@ -200,10 +199,10 @@ class PushHandlers:
             return failed.model_copy(update={"detail": exc.message})
         except requests.Timeout:
             detail = "The push service did not answer in time."
-            raise _Retry(failed.model_copy(update={"detail": detail}), "push_timeout") from None
+            return _Later(failed.model_copy(update={"detail": detail}), "push_timeout")
         except requests.RequestException as exc:
             detail = f"Could not reach the push service: {type(exc).__name__}."
-            raise _Retry(failed.model_copy(update={"detail": detail}), "push_unreachable") from None
+            return _Later(failed.model_copy(update={"detail": detail}), "push_unreachable")
         status = response.status_code
         response.close()
         if 200 <= status < 300:
@@ -218,7 +217,7 @@ class PushHandlers:
                 detail="The browser unsubscribed; the subscription was removed.",
             )
         if status == 429 or status >= 500:
-            raise _Retry(
+            return _Later(
                 failed.model_copy(update={"http_status": status, "detail": f"The push service answered {status}."}),
                 "push_throttled" if status == 429 else "push_service_failed",
                 retry_after_seconds(response.headers.get("Retry-After")),
@@ -247,14 +246,13 @@ class PushHandlers:
         return found
 
 
-class _Retry(Exception):
-    """One subscription is worth trying again later: its outcome if it never succeeds, and why."""
+@dataclass(frozen=True)
+class _Later:
+    """A subscription worth trying again on the next attempt: its outcome if it never succeeds, and why."""
 
-    def __init__(self, outcome: PushOutcome, code: str, retry_after: float | None = None) -> None:
-        super().__init__(outcome.detail)
-        self.outcome = outcome
-        self.code = code
-        self.retry_after = retry_after
+    outcome: PushOutcome
+    code: str
+    retry_after: float | None = None
 
 
 #: The job types these handlers serve, each bound to its contract.
