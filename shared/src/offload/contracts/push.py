@@ -16,7 +16,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from offload.contracts._base import JobContract, Payload, RetryPolicy
@@ -150,13 +150,19 @@ class SubscriptionKeys(BaseModel):
     p256dh: str = Field(max_length=100, description="The browser's P-256 public key: 65 bytes uncompressed, base64url.")
     auth: str = Field(max_length=32, description="The authentication secret: 16 bytes, base64url.")
 
-    @model_validator(mode="after")
-    def _sizes(self) -> SubscriptionKeys:
-        if not on_p256(_b64url(self.p256dh, "p256dh")):
-            raise PydanticCustomError("invalid_key", "p256dh is not an uncompressed P-256 point (65 bytes, base64url)")
-        if len(_b64url(self.auth, "auth")) != 16:
-            raise PydanticCustomError("invalid_key", "auth is not 16 bytes (base64url)")
-        return self
+    @field_validator("p256dh")
+    @classmethod
+    def _a_p256_point(cls, value: str) -> str:
+        if not on_p256(_b64url(value, "p256dh")):
+            raise PydanticCustomError("invalid_key", "not an uncompressed P-256 point (65 bytes, base64url)")
+        return value
+
+    @field_validator("auth")
+    @classmethod
+    def _sixteen_bytes(cls, value: str) -> str:
+        if len(_b64url(value, "auth")) != 16:
+            raise PydanticCustomError("invalid_key", "not 16 bytes (base64url)")
+        return value
 
 
 class NewPushSubscription(BaseModel):
