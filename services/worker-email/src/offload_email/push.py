@@ -194,6 +194,7 @@ class PushHandlers:
                 data=body,
                 headers=headers,
                 timeout=(CONNECT_TIMEOUT, self.read_timeout),
+                stream=True,  # the answer's body is never read: a push service cannot make us hold one
             )
         except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since
             return failed.model_copy(update={"detail": exc.message})
