@@ -15,7 +15,7 @@ from tests.support import Api
 from tests.support.push import Browser, b64url
 
 
-def _subscription(endpoint: str = "https://push.example.com/send/abc", user: str = "ada") -> dict[str, Any]:
+def _subscription(endpoint: str = "https://127.0.0.1:8443/send/abc", user: str = "ada") -> dict[str, Any]:
     return {"endpoint": endpoint, "keys": Browser().keys(), "expirationTime": None, "user_id": user}
 
 
@@ -23,7 +23,7 @@ def test_a_subscription_is_saved_listed_replaced_and_removed_per_tenant(api: Api
     created = api.post("/v1/push/subscriptions", json=_subscription())
     assert created.status_code == 201
     sub = created.get_json()
-    assert sub["user_id"] == "ada" and sub["endpoint"] == "https://push.example.com/send/abc"
+    assert sub["user_id"] == "ada" and sub["endpoint"] == "https://127.0.0.1:8443/send/abc"
     assert "keys" not in sub and "auth" not in str(sub)  # the browser's secret is never shown
     # The same browser subscribing again (new keys) replaces its subscription.
     again = api.post("/v1/push/subscriptions", json=_subscription())
@@ -54,7 +54,7 @@ def test_a_browser_another_user_signs_in_on_moves_to_that_user(api: Api) -> None
 def test_a_user_keeps_at_most_the_newest_subscriptions(api: Api) -> None:
     ids = []
     for index in range(MAX_SUBSCRIPTIONS_PER_USER + 2):
-        response = api.post("/v1/push/subscriptions", json=_subscription(f"https://push.example.com/send/{index}"))
+        response = api.post("/v1/push/subscriptions", json=_subscription(f"https://127.0.0.1:8443/send/{index}"))
         assert response.status_code == 201
         ids.append(response.get_json()["id"])
     listed = [s["id"] for s in api.get("/v1/push/subscriptions?user_id=ada").get_json()["subscriptions"]]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 _ADD = """
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 if previous and KEYS[3] ~= KEYS[2] then redis.call('HDEL', KEYS[3], ARGV[1]) end
-if not redis.call('HEXISTS', KEYS[2], ARGV[1]) then
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   local held = redis.call('HGETALL', KEYS[2])
   local count = #held / 2
   while count >= tonumber(ARGV[4]) do
