@@ -38,7 +38,8 @@ def test_a_subscription_is_saved_listed_replaced_and_removed_per_tenant(api: Api
     reader = api.as_("acme_reader")
     assert len(reader.get("/v1/push/subscriptions?user_id=ada").get_json()["subscriptions"]) == 1
     assert reader.post("/v1/push/subscriptions", json=_subscription()).status_code == 403
-    assert api.call("DELETE", f"/v1/push/subscriptions/{sub['id']}").status_code == 204
+    removed = api.call("DELETE", f"/v1/push/subscriptions/{sub['id']}")
+    assert removed.status_code == 200 and removed.get_json() == {**sub, "created_at": removed.get_json()["created_at"]}
     assert api.call("DELETE", f"/v1/push/subscriptions/{sub['id']}").status_code == 404
     assert api.get("/v1/push/subscriptions?user_id=ada").get_json() == {"subscriptions": []}
 

@@ -110,17 +110,19 @@ class PushSubscriptions:
         found = [Subscription(**json.loads(document)) for document in held.values()]
         return sorted(found, key=lambda s: (s.created_at, s.id))
 
-    def remove(self, tenant: str, sub_id: str, *, user_id: str | None = None) -> bool:
-        """Remove one of the tenant's subscriptions (of ``user_id``, if given); False if it had none by that id."""
+    def remove(self, tenant: str, sub_id: str) -> Subscription | None:
+        """Remove one of the tenant's subscriptions; the one removed, or None if it had none by that id."""
         owners = self.keys.push_owners(tenant)
         owner = self.client.hget(owners, sub_id)
-        if owner is None or (user_id is not None and owner != user_id):
-            return False
+        if owner is None:
+            return None
+        key = self.keys.push_subscriptions(tenant, str(owner))
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.push_subscriptions(tenant, str(owner)), sub_id)
+        pipe.hget(key, sub_id)
+        pipe.hdel(key, sub_id)
         pipe.hdel(owners, sub_id)
-        pipe.execute()
-        return True
+        document, _, _ = pipe.execute()
+        return Subscription(**json.loads(document)) if document else None
 
     def register_public_key(self, public_key: str) -> str | None:
         """Record the VAPID public key the push workers sign with; returns the one it replaced, if different."""

@@ -29,11 +29,8 @@ from offload_api.openapi_meta import Operation, documented
 
 bp = Blueprint("push", __name__, url_prefix="/v1/push")
 
-_ERRORS = {
-    401: ("Missing or invalid API key.", "Error"),
-    403: ("The key may not do this.", "Error"),
-    503: ("Redis unavailable.", "Error"),
-}
+#: The views' own errors; the key's (401, 403, 429) are added where a key is checked (``offload_api.openapi``).
+_ERRORS = {503: ("Redis unavailable.", "Error")}
 _USER_ID = (
     "user_id",
     {"type": "string", "minLength": 1, "maxLength": 128, "pattern": USER_ID_PATTERN},
@@ -140,16 +137,20 @@ def list_subscriptions() -> Response:
         "Remove a push subscription",
         description="The browser stops getting this tenant's notifications (e.g. on sign-out).",
         tag="push",
-        responses={204: ("Removed.", None), 404: ("Your tenant has no subscription by this id.", "Error"), **_ERRORS},
+        responses={
+            200: ("Removed: the subscription it was.", "PushSubscription"),
+            404: ("Your tenant has no subscription by this id.", "Error"),
+            **_ERRORS,
+        },
     )
 )
-def remove_subscription(sub_id: str) -> tuple[str, int]:
+def remove_subscription(sub_id: str) -> Response:
     """Remove one of the caller's tenant's subscriptions."""
     with redis_errors():
-        removed = len(sub_id) <= 64 and _subscriptions().remove(caller().tenant, sub_id)
-    if not removed:
+        removed = _subscriptions().remove(caller().tenant, sub_id) if len(sub_id) <= 64 else None
+    if removed is None:
         raise NotFound("Your tenant has no push subscription by this id.")
-    return "", 204
+    return jsonify(removed.public())
 
 
 def _user_id(value: Any) -> str:
