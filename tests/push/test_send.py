@@ -198,7 +198,7 @@ def test_without_a_vapid_key_push_send_fails_push_not_configured(
     assert record.state == "failed" and record.error_code == "push_not_configured"
     assert push_service.deliveries() == []
     response = api.anonymous_get("/v1/push/vapid-public-key")
-    assert response.status_code == 503 and response.get_json()["error"] == "push_not_configured"
+    assert response.status_code == 404 and response.get_json()["error"] == "push_not_configured"
 
 
 def test_sends_to_one_push_service_share_its_rate(

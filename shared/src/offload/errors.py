@@ -95,6 +95,12 @@ class NotFound(ClientError):
     status = 404
 
 
+class PushNotConfigured(NotFound):
+    """No push worker has registered a VAPID public key: web push is not set up (yet) on this deployment."""
+
+    code = "push_not_configured"
+
+
 class Conflict(ClientError):
     """The request conflicts with earlier state, such as an idempotency key reused with another body."""
 
@@ -251,13 +257,6 @@ class StorageUnavailable(DependencyError):
     """The object store holding uploads and outputs (S3) is unreachable, timed out or refused us."""
 
     code = "storage_unavailable"
-
-
-class PushNotConfigured(DependencyError):
-    """No push worker has registered a VAPID public key: web push is not set up (yet) here."""
-
-    code = "push_not_configured"
-    retry_after = 30
 
 
 class ServiceBusy(DependencyError):

@@ -21,7 +21,7 @@ async function subscribe(event) {
   document.getElementById("steps").replaceChildren();
   let registration;
   try {
-    registration = await navigator.serviceWorker.register("/push-demo/sw.js", { scope: "/push-demo/" });
+    registration = await navigator.serviceWorker.register("/push-demo/sw.js", { scope: "/push-demo" });
     await navigator.serviceWorker.ready;
     step("service-worker", "Service worker registered for " + registration.scope);
   } catch (error) {

@@ -48,14 +48,15 @@ def _subscriptions() -> PushSubscriptions:
         "Get the VAPID public key browsers subscribe with",
         description=(
             "The `applicationServerKey` to pass to `pushManager.subscribe()`: the public half of the key the push "
-            "workers sign with (P-256, uncompressed, base64url). 503 `push_not_configured` until a push worker "
+            "workers sign with (P-256, uncompressed, base64url). 404 `push_not_configured` until a push worker "
             "with a key (`OFFLOAD_VAPID_PRIVATE_KEY`) has started."
         ),
         tag="push",
         public=True,
         responses={
             200: ("The public key.", "VapidPublicKey"),
-            503: ("No push worker has registered a key yet, or Redis is unavailable.", "Error"),
+            404: ("No push worker has registered a key yet (push_not_configured).", "Error"),
+            503: ("Redis unavailable.", "Error"),
         },
     )
 )
@@ -84,6 +85,9 @@ def vapid_public_key() -> Response:
         responses={
             201: ("Saved.", "PushSubscription"),
             200: ("This browser's subscription was replaced.", "PushSubscription"),
+            400: ("Malformed JSON.", "Error"),
+            413: ("Body too large.", "Error"),
+            415: ("Not JSON.", "Error"),
             422: ("A field is invalid; `errors` names it.", "Error"),
             **_ERRORS,
         },

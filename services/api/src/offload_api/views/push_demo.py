@@ -1,4 +1,4 @@
-"""``/push-demo/``: a page that subscribes a browser to web push, served in development only.
+"""``/push-demo``: a page that subscribes a browser to web push, served in development only.
 
 It registers a service worker (``sw.js``, which shows each push message as a notification),
 fetches the VAPID public key, calls ``pushManager.subscribe()`` and posts the subscription to
@@ -41,7 +41,7 @@ def _file(name: str) -> Response:
 _PAGE = "Development only (not served in production). "
 
 
-@bp.get("/")
+@bp.get("")
 @documented(
     Operation(
         "Web push demo page (development only)",
@@ -82,8 +82,10 @@ def script() -> Response:
     )
 )
 def service_worker() -> Response:
-    """The demo's service worker."""
-    return _file("sw.js")
+    """The demo's service worker, allowed to control the page above its folder (``/push-demo``)."""
+    response = _file("sw.js")
+    response.headers["Service-Worker-Allowed"] = "/push-demo"
+    return response
 
 
 @bp.get("/demo.css")
