@@ -221,3 +221,14 @@ def test_sends_to_one_push_service_share_its_rate(
     # 3 per one-second window: 9 messages need three windows, so the first and the last are over 1 s apart.
     assert arrivals[-1] - arrivals[0] > 1.0, arrivals
     assert time.monotonic() - started < 25
+
+
+def test_a_404_is_gone_too_and_a_later_job_no_longer_sends_to_it(
+    api: Api, publisher: Publisher, push_service: PushService, push_worker: dramatiq.Worker
+) -> None:
+    sub_id = _subscribe(api, push_service, "expired", "ada", (404, {}))
+    first = publisher.wait(api.submit("push.send", {"user_id": "ada", "title": "1"}).get_json()["id"], timeout=20)
+    assert first.result["gone"] == 1 and first.result["subscriptions"][0]["subscription_id"] == sub_id
+    second = publisher.wait(api.submit("push.send", {"user_id": "ada", "title": "2"}).get_json()["id"], timeout=20)
+    assert second.state == "succeeded" and second.result["subscriptions"] == []
+    assert len(push_service.deliveries("expired")) == 1
