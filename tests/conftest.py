@@ -45,6 +45,7 @@ pytest_plugins = [
     "tests.support.reports",
     "tests.support.system",
     "tests.support.webhooks",
+    "tests.support.push",
     "tests.support.security",
 ]
 

@@ -13,7 +13,7 @@ put "vhosts/$vhost" '{"description": "Offload"}'
 put "users/offload" "{\"password\": \"${OFFLOAD_RABBITMQ_PASSWORD}\", \"tags\": \"\"}"
 # Configure, write and read only Offload's queues (Q, Q.DQ, Q.XQ) and the default exchange.
 put "permissions/$vhost/offload" \
-  '{"configure": "^(email|media|reports|webhooks|system)(\\.DQ|\\.XQ)?$", "write": "^(amq\\.default|(email|media|reports|webhooks|system)(\\.DQ|\\.XQ)?)$", "read": "^(email|media|reports|webhooks|system)(\\.DQ|\\.XQ)?$"}'
+  '{"configure": "^(email|media|reports|webhooks|push|system)(\\.DQ|\\.XQ)?$", "write": "^(amq\\.default|(email|media|reports|webhooks|push|system)(\\.DQ|\\.XQ)?)$", "read": "^(email|media|reports|webhooks|push|system)(\\.DQ|\\.XQ)?$"}'
 put "policies/$vhost/backpressure" \
-  "{\"pattern\": \"^(email|media|reports|webhooks|system)$\", \"apply-to\": \"queues\", \"definition\": {\"max-length\": ${OFFLOAD_QUEUE_MAX_LENGTH:-1000000}, \"overflow\": \"reject-publish\"}}"
+  "{\"pattern\": \"^(email|media|reports|webhooks|push|system)$\", \"apply-to\": \"queues\", \"definition\": {\"max-length\": ${OFFLOAD_QUEUE_MAX_LENGTH:-1000000}, \"overflow\": \"reject-publish\"}}"
 echo "RabbitMQ: vhost $vhost, user offload, backpressure policy set."

@@ -19,13 +19,14 @@ from offload.settings import Settings
 from tests.helpers import VENV_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKERS = ("worker-email", "worker-webhooks", "worker-media", "worker-reports")
+WORKERS = ("worker-email", "worker-webhooks", "worker-push", "worker-media", "worker-reports")
 APP_SERVICES = ("api", *WORKERS, "scheduler")
 #: The image (Dockerfile folder) each app service runs.
 IMAGES = {
     "api": "api",
     "worker-email": "worker-email",
     "worker-webhooks": "worker-email",
+    "worker-push": "worker-email",
     "worker-media": "worker-media",
     "worker-reports": "worker-reports",
     "scheduler": "api",

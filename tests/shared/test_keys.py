@@ -45,6 +45,9 @@ KEYS = Keys("offload")
             "offload:webhook-gone:acme:" + hashlib.sha256(b"https://example.com/hook").hexdigest()[:32],
         ),
         (KEYS.webhook_secret("acme"), "offload:webhook-secret:acme"),
+        (KEYS.push_subscriptions("acme", "u1"), "offload:push:subs:acme:u1"),
+        (KEYS.push_owners("acme"), "offload:push:owners:acme"),
+        (KEYS.push_public_key, "offload:push:vapid-public-key"),
         (
             KEYS.breaker("example.com:443"),
             (

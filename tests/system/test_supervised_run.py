@@ -96,7 +96,7 @@ def test_a_sigkilled_worker_main_process_is_replaced_not_joined_and_nothing_of_i
     """Issue 25: the OOM killer's SIGKILL to a ``dramatiq`` main process left its worker processes
     consuming beside the restarted service, and alive after ``make up`` stopped."""
     workers = _worker_queues()
-    assert set(workers) == {"worker-email", "worker-webhooks", "worker-media", "worker-reports"}
+    assert set(workers) == {"worker-email", "worker-webhooks", "worker-push", "worker-media", "worker-reports"}
     queues = sorted({queue for served in workers.values() for queue in served})
     log = logs / "supervisor.log"
     supervisor = spawn(

@@ -1,7 +1,7 @@
 """The ``offload`` command.
 
 Demo, SDK submissions, schema export, storage cleanup, layout migration, the job-type catalogue,
-and new worker packages.
+new worker packages and VAPID keys for web push.
 """
 
 from __future__ import annotations
@@ -168,6 +168,27 @@ def new_worker(name: str, into: Path) -> int:
     return 0
 
 
+def push_keys(env_file: Path | None) -> int:
+    """Make a VAPID key pair: print the private key as settings take it, or append it to ``env_file``."""
+    from offload.vapid import new_private_key, public_key_of
+
+    private = new_private_key()
+    line = f"OFFLOAD_VAPID_PRIVATE_KEY={private}\n"
+    note = f"# its public key (GET /v1/push/vapid-public-key serves it): {public_key_of(private)}\n"
+    if env_file is None:
+        sys.stdout.write(note + line)
+        return 0
+    existing = env_file.read_text() if env_file.exists() else ""
+    if any(row.startswith("OFFLOAD_VAPID_PRIVATE_KEY=") for row in existing.splitlines()):
+        print(f"{env_file} already sets OFFLOAD_VAPID_PRIVATE_KEY; not replacing it.", file=sys.stderr)
+        return 1
+    with env_file.open("a") as out:
+        out.write(("" if not existing or existing.endswith("\n") else "\n") + note + line)
+    env_file.chmod(0o600)
+    print(f"Wrote OFFLOAD_VAPID_PRIVATE_KEY to {env_file}.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``offload`` command."""
     parser = argparse.ArgumentParser(prog="offload", description=__doc__)
@@ -194,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     new_cmd = commands.add_parser("new-worker", help="write a new worker package (job type, test, Dockerfile, k8s)")
     new_cmd.add_argument("name", help="the worker's domain: its job types are named <name>.<verb>")
     new_cmd.add_argument("--into", type=Path, default=Path(), help="the folder to write it in (default: here)")
+    push_cmd = commands.add_parser("push", help="web push: make the VAPID key pair the push workers sign with")
+    push_actions = push_cmd.add_subparsers(dest="action", required=True)
+    keys_cmd = push_actions.add_parser("keys", help="print a new OFFLOAD_VAPID_PRIVATE_KEY (or append it to a file)")
+    keys_cmd.add_argument("--env-file", type=Path, default=None, help="append it to this file (mode 600)")
     args = parser.parse_args(argv)
+    if args.command == "push":
+        return push_keys(args.env_file)
     if args.command == "new-worker":
         return new_worker(args.name, args.into)
     if args.command == "job-types":

@@ -95,6 +95,12 @@ class NotFound(ClientError):
     status = 404
 
 
+class PushNotConfigured(NotFound):
+    """No push worker has registered a VAPID public key: web push is not set up (yet) on this deployment."""
+
+    code = "push_not_configured"
+
+
 class Conflict(ClientError):
     """The request conflicts with earlier state, such as an idempotency key reused with another body."""
 

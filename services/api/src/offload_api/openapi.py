@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from offload.contracts import JobContract, Registry
+from offload.contracts.push import NewPushSubscription
 from offload.contracts.registered import RegisteredContract
 from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
@@ -42,6 +43,8 @@ TAGS = {
     "batches": "Many jobs in one request, validated all or none, and followed as one.",
     "files": "Uploads that image jobs take as their source, and downloads of jobs' outputs by signed link.",
     "webhooks": "The secret your tenant's webhook deliveries are signed with (the deliveries are under `webhooks`).",
+    "push": "Web push: browsers' subscriptions per user, and the VAPID public key they subscribe with "
+    "(`push.send` jobs notify them).",
     "meta": "What this API serves: the job types with their payload schemas, the schedules, this document.",
     "operations": "Pausing and resuming queues and job types (admin keys).",
     "health": "Liveness and readiness probes.",
@@ -84,6 +87,7 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     request of the API carries one, so it is left out rather than published unused.
     """
     models = [(m, "serialization") for m in RESPONSE_MODELS] + [(JobOptions, "validation")]
+    models += [(NewPushSubscription, "validation")]
     models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     definitions: dict[str, Any] = top.get("$defs", {})

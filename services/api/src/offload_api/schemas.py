@@ -223,6 +223,27 @@ class WebhookSecret(_Closed):
     rotation_overlap_seconds: int
 
 
+class VapidPublicKey(_Closed):
+    """The key browsers subscribe with (``pushManager.subscribe({applicationServerKey})``)."""
+
+    public_key: str = Field(description="The VAPID public key: a P-256 point, uncompressed (65 bytes), base64url.")
+
+
+class PushSubscription(_Closed):
+    """A browser's push subscription, as this API keeps it (its keys are never shown)."""
+
+    id: str = Field(description="The same for the same browser endpoint: subscribing again replaces it.")
+    user_id: str
+    endpoint: str
+    created_at: str
+
+
+class PushSubscriptionList(_Closed):
+    """A user's push subscriptions, oldest first."""
+
+    subscriptions: list[PushSubscription]
+
+
 class Upload(_Closed):
     """A stored upload."""
 
@@ -417,6 +438,9 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Batch,
     JobTypeList,
     WebhookSecret,
+    VapidPublicKey,
+    PushSubscription,
+    PushSubscriptionList,
     ScheduleList,
     Stats,
     JobLogs,

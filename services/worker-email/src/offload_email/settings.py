@@ -1,17 +1,58 @@
-"""Settings of the email worker: the common ``OFFLOAD_*`` ones plus ``OFFLOAD_SMTP_*``."""
+"""Settings of the email worker: the common ``OFFLOAD_*`` ones plus ``OFFLOAD_SMTP_*`` and web push's."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from offload.contracts import JobContract, SubmissionPolicy
+from offload.errors import ConfigError
 from offload.settings import Settings
 
 
-class EmailSettings(Settings):
+class PushSettings(Settings):
+    """How the push process signs and sends web push messages (``OFFLOAD_VAPID_*``, ``OFFLOAD_PUSH_*``).
+
+    Only the push workers read the private key; they register its public half in Redis at boot,
+    where the API finds it for ``GET /v1/push/vapid-public-key``.
+    """
+
+    #: The VAPID private key: a P-256 scalar, 32 bytes base64url (``offload push keys`` makes one).
+    #: Required in production; elsewhere push.send fails ``push_not_configured`` without it.
+    vapid_private_key: SecretStr = SecretStr("")
+    #: Who push services may contact about these messages: ``mailto:`` or ``https:`` (RFC 8292 §2.1).
+    vapid_subject: str = Field(default="mailto:push@offload.local", pattern=r"^(mailto:[^\s@]+@[^\s@]+|https://\S+)$")
+    #: Seconds a push service has to answer (connecting has 3 s).
+    push_timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Messages per second to one push service host, shared by every worker process (0: no limit).
+    push_rate_per_second: int = Field(default=100, ge=0)
+
+    @field_validator("vapid_private_key")
+    @classmethod
+    def _a_p256_scalar(cls, value: SecretStr) -> SecretStr:
+        """A 32-byte scalar in base64url (what ``offload push keys`` prints), or empty."""
+        raw = value.get_secret_value().strip()
+        if raw and not re.fullmatch(r"[A-Za-z0-9_-]{43}=?", raw):
+            raise ValueError("not a P-256 private key: 32 bytes in base64url (make one with `offload push keys`)")
+        return SecretStr(raw)
+
+    def check_production(self) -> None:
+        """Refuse production without a VAPID key, as weak secrets are refused.
+
+        Raises:
+            ConfigError: the key is missing or not a P-256 scalar in base64url.
+        """
+        super().check_production()
+        if self.env != "production":
+            return
+        if not self.vapid_private_key.get_secret_value():
+            raise ConfigError("OFFLOAD_VAPID_PRIVATE_KEY is empty; make one with `offload push keys`.")
+
+
+class EmailSettings(PushSettings):
     """How to reach the SMTP server and who the mail is from."""
 
     #: SMTP host and port (587 for STARTTLS, 465 for implicit TLS, 1025 for a local Mailpit).

@@ -21,7 +21,7 @@ JOB_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 #: Validation error types that become the response's ``error`` code instead of ``validation_failed``
 #: (reliability-security.md §7.3 names them).
-SPECIFIC_CODES = frozenset({"invalid_header_value", "invalid_address"})
+SPECIFIC_CODES = frozenset({"invalid_header_value", "invalid_address", "push_message_too_large"})
 
 
 class Payload(BaseModel):

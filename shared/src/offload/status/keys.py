@@ -149,6 +149,21 @@ class Keys:
         """The hash of a tenant's webhook signing secrets (current, previous, rotated_at)."""
         return f"{self.prefix}:webhook-secret:{tenant}"
 
+    # Web push.
+
+    def push_subscriptions(self, tenant: str, user_id: str) -> str:
+        """The hash of a user's push subscriptions: subscription id → its JSON."""
+        return f"{self.prefix}:push:subs:{tenant}:{user_id}"
+
+    def push_owners(self, tenant: str) -> str:
+        """The hash of a tenant's push subscriptions: subscription id → the user it is filed under."""
+        return f"{self.prefix}:push:owners:{tenant}"
+
+    @property
+    def push_public_key(self) -> str:
+        """The VAPID public key the push workers sign with, as they registered it."""
+        return f"{self.prefix}:push:vapid-public-key"
+
     # Limits shared by every process.
 
     def breaker(self, host: str) -> tuple[str, str, str]:

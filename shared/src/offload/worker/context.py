@@ -63,6 +63,8 @@ class JobContext:
         tenant: the tenant the job belongs to.
         attempt: 1 for the first attempt, 2 after a retry or redelivery, and so on.
         parent_id: the job this one follows up, if any.
+        last_attempt: no retry follows this attempt if it fails (a handler may report what is
+            still failing in its result instead of raising).
     """
 
     job_id: str
@@ -71,6 +73,7 @@ class JobContext:
     attempt: int
     store: StatusStore
     parent_id: str | None = None
+    last_attempt: bool = False
     #: The queue the job came from.
     queue: str = ""
     #: What the worker's handlers share; see :meth:`resource`.

@@ -172,6 +172,7 @@ class Runtime:
                 attempt=started.attempt,
                 store=self.store,
                 parent_id=started.parent_id,
+                last_attempt=started.attempt > started.max_retries,
                 _cancel_requested=started.cancel_requested,
                 _last_poll=time.monotonic(),  # start() just read the cancel flag
                 resources=self.resources,
