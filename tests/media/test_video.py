@@ -9,7 +9,13 @@ MP4 header claiming two hours at 8K.
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +23,18 @@ import dramatiq
 import pytest
 from PIL import Image, ImageStat
 
+from offload.errors import PermanentJobError
 from offload.publish import Publisher
 from offload.status import JobRecord
+from offload_media.settings import MediaSettings
+from offload_media.video import child
+from offload_media.video.jobs import VideoTools
+from offload_media.video.probe import probe, probe_command
+from tests.helpers import serve_http
+from tests.http_source import Source
 from tests.support import Api
 from tests.support.media import upload
-from tests.support.video import make_clip
+from tests.support.video import concat_playlist, hls_playlist, huge_header, make_clip
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +132,6 @@ def test_a_360p_request_on_a_240p_source_gives_240p_and_says_so(
 
 
 def _probe(path: Path) -> dict[str, Any]:
-    import json
-    import subprocess
-
     raw = subprocess.run(
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
         capture_output=True,
@@ -137,3 +147,131 @@ def _probe(path: Path) -> dict[str, Any]:
         "height": kinds["video"]["height"],
         "duration": float(document["format"]["duration"]),
     }
+
+
+class Target:
+    """What a playlist points at: an HTTP server that counts requests, and a FIFO that sees any open."""
+
+    def __init__(self, port: int, fifo: Path) -> None:
+        self.port = port
+        self.fifo = fifo
+        self.requests = 0
+        self.opened = 0
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        # Opening a FIFO for writing without blocking succeeds only while a reader has it open.
+        while not self._stop.wait(0.002):
+            try:
+                descriptor = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            self.opened += 1
+            os.close(descriptor)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._watcher.join(timeout=5)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Target]:
+    fifo = tmp_path / "segment.ts"
+    os.mkfifo(fifo)
+    found: dict[str, Target] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found["target"].requests += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "188")
+            self.end_headers()
+            self.wfile.write(b"\x47" + b"\x00" * 187)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with serve_http(Handler) as port:
+        found["target"] = Target(port, fifo)
+        yield found["target"]
+        found["target"].stop()
+
+
+PLAYLISTS = {
+    "hls-to-http": lambda t: hls_playlist(f"http://127.0.0.1:{t.port}/segment.ts"),
+    "hls-to-etc-passwd": lambda t: hls_playlist("/etc/passwd"),
+    "hls-to-a-local-file": lambda t: hls_playlist(str(t.fifo)),
+    "concat-to-http": lambda t: concat_playlist(f"http://127.0.0.1:{t.port}/segment.ts"),
+    "concat-to-etc-passwd": lambda t: concat_playlist("/etc/passwd"),
+    "concat-to-a-local-file": lambda t: concat_playlist(str(t.fifo)),
+}
+
+
+@pytest.mark.parametrize("name", list(PLAYLISTS))
+def test_a_playlist_fails_unsupported_input_with_no_request_made_and_no_file_read(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, source: Source, target: Target, name: str
+) -> None:
+    source.body = PLAYLISTS[name](target)
+    payload = {"source": {"url": source.url(f"/{name}.m3u8")}}
+    record, _ = follow(publisher, submit(api, "video.transcode", payload))
+    assert record.state == "failed" and record.error_code == "unsupported_input", record
+    assert "laylist" in (record.error_message or "")
+    assert source.requests == 1  # the playlist itself, fetched by the worker's guarded fetcher
+    time.sleep(0.2)  # anything ffmpeg started would have reached the target by now
+    assert (target.requests, target.opened) == (0, 0)
+    logs = api.get(f"/v1/jobs/{record.id}/logs").get_data(as_text=True)
+    assert "root:" not in logs and "root:" not in str(record.result) + str(record.error_message)
+
+
+@pytest.mark.parametrize("name", list(PLAYLISTS))
+def test_ffprobe_itself_refuses_a_playlist_the_sniff_let_through(
+    target: Target, tmp_path: Path, name: str, media_settings: MediaSettings
+) -> None:
+    """Defence in depth: ffprobe, as the jobs run it, never follows a playlist even unsniffed."""
+    playlist = tmp_path / "list"
+    playlist.write_bytes(PLAYLISTS[name](target))
+    tools = VideoTools(sources=None, storage=None, signer=None, settings=media_settings)  # type: ignore[arg-type]
+    finished = child.run(
+        probe_command("ffprobe", playlist, tools.rules), limits=tools.limits, messages=tmp_path / "log"
+    )
+    assert finished.returncode != 0 and "not on whitelist" in finished.messages
+    time.sleep(0.2)
+    assert (target.requests, target.opened) == (0, 0)
+    with pytest.raises(PermanentJobError) as refused:
+        probe("ffprobe", playlist, tools.rules, limits=tools.limits, messages=tmp_path / "log")
+    assert refused.value.code == "unsupported_input"
+
+
+@pytest.mark.parametrize("name", ["hls-to-http", "hls-to-a-local-file"])
+def test_the_target_sees_ffprobe_when_it_is_let_follow_a_playlist(target: Target, tmp_path: Path, name: str) -> None:
+    """The control of the two tests above: without the whitelists, ffprobe reaches the target and both see it."""
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_bytes(PLAYLISTS[name](target))
+    loose = ["ffprobe", "-v", "quiet", "-protocol_whitelist", "file,http,tcp", "-rw_timeout", "3000000", str(playlist)]
+    subprocess.run(loose, timeout=30, check=False)
+    assert target.requests + target.opened >= 1
+
+
+def test_a_two_hour_8k_header_is_refused_before_decoding(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker
+) -> None:
+    crafted = huge_header(7680, 4320, seconds=7200)
+    assert len(crafted) < 1000
+    source = {"upload_id": upload(api, crafted)}
+    record, progress = follow(publisher, submit(api, "video.transcode", {"source": source}))
+    assert record.state == "failed" and record.error_code == "input_too_large", record
+    assert "7200" in (record.error_message or "") and record.attempts == 1
+    assert max(progress) <= 5  # fetched and probed; ffmpeg never started decoding
+    logs = api.get(f"/v1/jobs/{record.id}/logs").get_json()
+    assert logs["logs"] and not [line for line in logs["logs"] if "ffmpeg" in line["line"]]
+
+    record, _ = follow(publisher, submit(api, "video.poster", {"source": source}))
+    assert record.state == "failed" and record.error_code == "input_too_large", record
+
+    record, _ = follow(publisher, submit(api, "video.probe", {"source": source}))
+    assert record.state == "succeeded", record
+    described = record.result
+    assert (described["width"], described["height"], described["duration"]) == (7680, 4320, 7200)
+    assert described["within_limits"] is False and "7200" in described["limit_problem"]
