@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,20 @@ import dramatiq
 import pytest
 from PIL import Image, ImageStat
 
+from offload.contracts import BUILT_IN
 from offload.errors import PermanentJobError
+from offload.jobs import JobType, WorkerSpec
 from offload.publish import Publisher
 from offload.status import JobRecord
+from offload.testing import serving
 from offload_media.settings import MediaSettings
 from offload_media.video import child
-from offload_media.video.jobs import VideoTools
+from offload_media.video.jobs import VideoTools, transcode
 from offload_media.video.probe import probe, probe_command
+from offload_media.worker import resources
 from tests.helpers import serve_http
 from tests.http_source import Source
-from tests.support import Api
+from tests.support import TEST_STORAGE, Api
 from tests.support.media import upload
 from tests.support.video import concat_playlist, hls_playlist, huge_header, make_clip
 
@@ -275,3 +280,84 @@ def test_a_two_hour_8k_header_is_refused_before_decoding(
     described = record.result
     assert (described["width"], described["height"], described["duration"]) == (7680, 4320, 7200)
     assert described["within_limits"] is False and "7200" in described["limit_problem"]
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A minute at 320×240: cheap to make, some seconds to transcode to VP9."""
+    path = tmp_path_factory.mktemp("video") / "long.mp4"
+    return make_clip(path, seconds=60, size="320x240", audio=False).read_bytes()
+
+
+SLOW = [{"format": "webm", "height": 240, "video_kbps": 2000}, {"format": "mp4", "height": 240}]
+
+
+def _ffmpeg_of(job_id: str) -> list[int]:
+    """The processes whose command line names the job's working folder (its ffmpeg)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"offload-video-{job_id}".encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _wait_for_ffmpeg(publisher: Publisher, job_id: str) -> None:
+    """Until the job's ffmpeg runs and has reported progress."""
+    deadline = time.monotonic() + 30
+    while True:
+        record = publisher.get(job_id)
+        if _ffmpeg_of(job_id) and record is not None and record.progress > 5:
+            return
+        assert time.monotonic() < deadline, record
+        time.sleep(0.02)
+
+
+def test_a_cancel_kills_ffmpeg_and_leaves_no_output(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, long_clip: bytes
+) -> None:
+    job_id = submit(api, "video.transcode", {"source": {"upload_id": upload(api, long_clip)}, "outputs": SLOW})
+    _wait_for_ffmpeg(publisher, job_id)
+    assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    record, _ = follow(publisher, job_id, timeout=20)
+    assert record.state == "cancelled", record
+    assert _ffmpeg_of(job_id) == [] and not list(TEST_STORAGE.glob(f"*/{job_id}/*"))
+
+
+def test_the_time_limit_kills_ffmpeg(
+    api: Api, media_settings: MediaSettings, publisher: Publisher, long_clip: bytes
+) -> None:
+    """The transcode handler under a 2-second limit: Dramatiq's limit, raised in its thread, ends ffmpeg."""
+    contract = replace(transcode.contract, name="videotest.transcode", queue="videotest", time_limit=2)
+    spec = WorkerSpec(
+        name="videotest", jobs=(JobType(contract, transcode.handler),), settings=MediaSettings, resources=resources
+    )
+    payload = {"source": {"upload_id": upload(api, long_clip)}, "outputs": SLOW}
+    local = Publisher.from_settings(media_settings, local=[*BUILT_IN, contract])
+    try:
+        with serving(spec, media_settings, threads=1):
+            job_id = local.publish("videotest.transcode", payload, tenant="acme").job_id
+            _wait_for_ffmpeg(publisher, job_id)
+            record, _ = follow(publisher, job_id, timeout=30)
+            assert record.error_code == "timed_out", record
+            assert _ffmpeg_of(job_id) == []
+    finally:
+        local.close()
+
+
+def test_truncated_files_fail_with_a_clear_code(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, clip: bytes, tmp_path: Path
+) -> None:
+    webm = make_clip(tmp_path / "clip.webm", seconds=4, size="320x240", container="webm").read_bytes()
+    cases = {
+        "corrupt_input": webm[: len(webm) // 2],  # headers whole (4 s claimed), half the frames
+        "unsupported_input": clip[: len(clip) // 2],  # an MP4 whose index (at its end) is cut off
+    }
+    for code, data in cases.items():
+        payload = {"source": {"upload_id": upload(api, data)}, "outputs": [{"format": "mp4", "height": 144}]}
+        record, _ = follow(publisher, submit(api, "video.transcode", payload))
+        assert record.state == "failed" and record.error_code == code and record.attempts == 1, record
+        assert not list(TEST_STORAGE.glob(f"*/{record.id}/*"))

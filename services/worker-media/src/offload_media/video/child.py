@@ -27,6 +27,10 @@ from offload.errors import PermanentJobError, TransientJobError
 POLL_S = 0.25
 #: The last bytes of a child's messages kept for an error.
 TAIL_BYTES = 4000
+#: What ffmpeg and its libraries say when RLIMIT_AS refuses them memory.
+OUT_OF_MEMORY = ("Cannot allocate memory", "malloc of size", "failed to map segment", "Out of memory")
+#: The exit status of a program the dynamic loader could not map (RLIMIT_AS below its libraries).
+EXIT_LOADER_FAILED = 127
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,9 @@ class Limits:
 
     def apply(self) -> None:
         """Set the limits on the calling process (run in the child, between fork and exec)."""
-        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
+        # Soft and hard limits equal: the kernel then sends SIGKILL, which ffmpeg cannot catch (it
+        # treats SIGXCPU as a request to finish, and would leave a short file that looks whole).
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -142,11 +148,11 @@ def failure(finished: Finished, *, doing: str) -> PermanentJobError:
     The message says what happened in a sentence; ffmpeg's own words (which name files and
     codecs) go to the job's log, not into the error.
     """
-    if finished.returncode == -signal.SIGXCPU or finished.returncode == -signal.SIGKILL:
+    if finished.returncode in (-signal.SIGKILL, -signal.SIGXCPU):  # RLIMIT_CPU (or the kernel's OOM killer)
         return PermanentJobError(
             f"{doing.capitalize()} needed more CPU time than a video job may use.", code="resource_limit"
         )
-    if "Cannot allocate memory" in finished.messages or finished.returncode == -signal.SIGSEGV:
+    if finished.returncode == EXIT_LOADER_FAILED or any(sign in finished.messages for sign in OUT_OF_MEMORY):
         return PermanentJobError(
             f"{doing.capitalize()} needed more memory than a video job may use.", code="resource_limit"
         )

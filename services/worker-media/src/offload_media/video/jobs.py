@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 QUEUE = "media"
 _OUT_TIME = re.compile(r"^out_time_us=(\d+)$")
+#: A transcode that ends before this share of the probed duration had a truncated or damaged source.
+TRUNCATED = 0.9
 _PTS_TIME = re.compile(r"\bpts_time:\s*([0-9.]+)")
 
 
@@ -95,22 +97,28 @@ class VideoTools:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def run(self, ctx: JobContext, argv: list[str], *, doing: str, duration: float, span: tuple[float, float]) -> str:
+    def run(
+        self, ctx: JobContext, argv: list[str], *, doing: str, duration: float, span: tuple[float, float]
+    ) -> tuple[str, float]:
         """Run ffmpeg, mapping its ``out_time_us`` over ``duration`` into ``span`` of the job's progress.
 
-        Returns its messages (stderr's tail). A cancel kills its process group and ends the job
-        ``cancelled``; so does the job's time limit (as ``timed_out``).
+        Returns its messages (stderr's tail) and the last time it reported writing, in seconds. A
+        cancel kills its process group and ends the job ``cancelled``; so does the job's time limit
+        (as ``timed_out``).
 
         Raises:
             PermanentJobError: ffmpeg failed (``corrupt_input``) or hit a limit (``resource_limit``).
             JobCancelled: the job was cancelled.
         """
         start, end = span
+        reached = [0.0]
 
         def on_line(line: str) -> None:
             found = _OUT_TIME.match(line)
+            if found:
+                reached[0] = max(reached[0], int(found.group(1)) / 1e6)
             if found and duration > 0:
-                done = min(1.0, int(found.group(1)) / 1e6 / duration)
+                done = min(1.0, reached[0] / duration)
                 ctx.progress(start + (end - start) * done, f"{doing}: {done:.0%}")
 
         messages = Path(argv[-1].removeprefix("file:")).parent / "ffmpeg.log"
@@ -124,7 +132,7 @@ class VideoTools:
             if finished.messages.strip():
                 ctx.log(f"ffmpeg: {finished.messages.strip().splitlines()[-1][:400]}")
             raise child.failure(finished, doing=doing)
-        return finished.messages
+        return finished.messages, reached[0]
 
     def store(self, ctx: JobContext, name: str, path: Path) -> tuple[int, str]:
         """Copy a finished output into storage under the job's id; its size and signed link."""
@@ -173,7 +181,13 @@ def transcode(ctx: JobContext, payload: TranscodePayload) -> TranscodeResult:
         for item in planned:
             if item.note:
                 ctx.log(item.note)
-        tools.run(ctx, argv, doing="transcoding", duration=info.duration, span=(5, 95))
+        _, reached = tools.run(ctx, argv, doing="transcoding", duration=info.duration, span=(5, 95))
+        if reached < info.duration * TRUNCATED:
+            raise PermanentJobError(
+                f"The video ends after {reached:.1f} s of the {info.duration:.1f} s its headers claim: it is "
+                "truncated or damaged.",
+                code="corrupt_input",
+            )
         stored = {name: tools.store(ctx, name, paths[name]) for name in unique}
         outputs = []
         for item in planned:
@@ -219,10 +233,10 @@ def poster(ctx: JobContext, payload: PosterPayload) -> PosterResult:
         name = f"poster.{'jpg' if payload.format == 'jpeg' else 'webp'}"
         out = source.parent / name
         note = None
-        messages = _frame(tools, ctx, source, probed, out, payload, at=payload.at, height=height)
+        messages, _ = _frame(tools, ctx, source, probed, out, payload, at=payload.at, height=height)
         if payload.at is None and not out.exists():
             note = f"Every frame of the first {commands.BLACK_SEARCH_S} s is black; the first frame is used."
-            messages = _frame(tools, ctx, source, probed, out, payload, at=0.0, height=height)
+            messages, _ = _frame(tools, ctx, source, probed, out, payload, at=0.0, height=height)
         if not out.exists():
             raise PermanentJobError("No frame could be decoded from the video.", code="corrupt_input")
         shown = _PTS_TIME.findall(messages)
@@ -252,7 +266,7 @@ def _frame(
     *,
     at: float | None,
     height: int,
-) -> str:
+) -> tuple[str, float]:
     argv = commands.poster_command(
         tools.settings.ffmpeg,
         source,
