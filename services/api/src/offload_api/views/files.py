@@ -131,7 +131,10 @@ def upload() -> tuple[Response, int]:
         key = make_key(tenant, upload_id, "source")
         stored = found.storage.put(key, _prefixed(head, stream), max_bytes=limit)
     except RequestEntityTooLarge:
-        raise FileTooLarge("The upload is larger than the limit.") from None
+        raise FileTooLarge(
+            f"The upload is larger than the limit ({limits['image']:,} bytes for images, "
+            f"{limits['video']:,} for videos)."
+        ) from None
     created_at = int(time.time() * 1000)
     Uploads(found.store).record(
         upload_id,
