@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from offload.errors import PermanentJobError, TransientJobError
+from offload.errors import JobCancelled, PermanentJobError, TransientJobError
 from offload.process_groups import group_alive
 from offload_media.video import child
 
@@ -20,7 +20,7 @@ FAMILY = ["sh", "-c", "echo $$; sleep 60 & echo started; sleep 60"]
 
 def test_a_stop_kills_the_whole_group_grandchildren_too(tmp_path: Path) -> None:
     seen: list[str] = []
-    with pytest.raises(child.Stopped):
+    with pytest.raises(JobCancelled):
         child.run(
             FAMILY, limits=ROOMY, messages=tmp_path / "log", on_line=seen.append, should_stop=lambda: len(seen) >= 2
         )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from offload.errors import PermanentJobError, TransientJobError
+from offload.errors import JobCancelled, PermanentJobError, TransientJobError
 
 #: Seconds between two looks at the cancel flag while a child runs quietly.
 POLL_S = 0.25
@@ -75,7 +75,7 @@ def run(
 
     Raises:
         TransientJobError: the program is not installed (``ffmpeg_unavailable``).
-        Stopped: ``should_stop`` said so (the group is dead by then).
+        JobCancelled: ``should_stop`` said so (the group is dead by then).
     """
     lines: list[str] = []
     with open(messages, "wb") as errors:
@@ -101,7 +101,7 @@ def run(
                 pending = b""
                 while True:
                     if should_stop():
-                        raise Stopped
+                        raise JobCancelled("The job was cancelled while ffmpeg ran; ffmpeg was stopped.")
                     if not selector.select(POLL_S):
                         continue
                     chunk = process.stdout.read(65536)
@@ -121,10 +121,6 @@ def run(
         errors.seek(max(0, os.path.getsize(messages) - TAIL_BYTES))
         tail = errors.read().decode("utf-8", "replace")
     return Finished(returncode, "\n".join(lines), tail)
-
-
-class Stopped(Exception):
-    """The caller asked the child to stop (a cancel); its process group was killed."""
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:

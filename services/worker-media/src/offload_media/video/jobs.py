@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from offload.errors import JobCancelled, PermanentJobError
+from offload.errors import PermanentJobError
 from offload.jobs import job
 from offload.signing import LinkSigner
 from offload.storage import Storage, make_key, read_chunks
@@ -122,12 +122,9 @@ class VideoTools:
                 ctx.progress(start + (end - start) * done, f"{doing}: {done:.0%}")
 
         messages = Path(argv[-1].removeprefix("file:")).parent / "ffmpeg.log"
-        try:
-            finished = child.run(
-                argv, limits=self.limits, messages=messages, on_line=on_line, should_stop=lambda: ctx.cancelled
-            )
-        except child.Stopped:
-            raise JobCancelled("The job was cancelled while ffmpeg ran; ffmpeg was stopped.") from None
+        finished = child.run(
+            argv, limits=self.limits, messages=messages, on_line=on_line, should_stop=lambda: ctx.cancelled
+        )
         if finished.returncode != 0:
             if finished.messages.strip():
                 ctx.log(f"ffmpeg: {finished.messages.strip().splitlines()[-1][:400]}")
