@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from offload.errors import JobCancelled, PermanentJobError, TransientJobError
 from offload.process_groups import group_alive
 from offload_media.video import child
+from tests.helpers import wait_for
 
 ROOMY = child.Limits(cpu_seconds=60, memory_bytes=3 * 2**30)
 #: A shell that leads a group, prints its pid, and leaves a grandchild in the group.
@@ -84,3 +87,26 @@ def test_a_damaged_input_is_corrupt_input_and_a_missing_program_is_transient(tmp
         child.run([str(tmp_path / "no-ffmpeg")], limits=ROOMY, messages=tmp_path / "log")
     assert missing.value.code == "ffmpeg_unavailable"
     assert os.listdir(tmp_path) == ["log"]
+
+
+def test_the_child_dies_with_the_worker_process(tmp_path: Path) -> None:
+    """A worker killed -9 cannot kill the child's group (it leads its own); the kernel does, by PDEATHSIG."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from offload_media.video import child\n"
+        "limits = child.Limits(cpu_seconds=60, memory_bytes=3 * 2**30)\n"
+        f"child.run(['sh', '-c', 'echo $$; exec sleep 60'], limits=limits, messages=Path({str(tmp_path / 'log')!r}),"
+        " on_line=lambda line: print(line, flush=True))\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as worker:
+        try:
+            assert worker.stdout is not None
+            grandchild = int(worker.stdout.readline())
+            assert group_alive(grandchild)
+            worker.kill()
+            worker.wait(timeout=10)
+            wait_for(lambda: not group_alive(grandchild), timeout=5, message="the encoder outlived its worker")
+        finally:
+            if worker.poll() is None:
+                worker.kill()

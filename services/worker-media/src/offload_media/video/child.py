@@ -11,11 +11,13 @@ the call returns, so no encoder outlives its job.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,17 @@ OUT_OF_MEMORY = ("Cannot allocate memory", "malloc of size", "failed to map segm
 EXIT_LOADER_FAILED = 127
 
 
+#: ``prctl`` option: the signal the kernel sends this process when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this child if its parent dies (a worker killed -9 must not leave an encoder)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one child may use."""
@@ -41,7 +54,12 @@ class Limits:
     memory_bytes: int
 
     def apply(self) -> None:
-        """Set the limits on the calling process (run in the child, between fork and exec)."""
+        """Set the limits on the calling process (run in the child, between fork and exec).
+
+        The child also dies with the worker: it leads a session of its own (so that it can be
+        killed as a group), which puts it out of reach of whatever kills the worker's group.
+        """
+        _die_with_parent()
         # Soft and hard limits equal: the kernel then sends SIGKILL, which ffmpeg cannot catch (it
         # treats SIGXCPU as a request to finish, and would leave a short file that looks whole).
         resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
