@@ -45,6 +45,8 @@ def test_a_multipart_upload_works_too(api: Api) -> None:
         b"SIMPLE  =                    T",
         b"8BPS\x00\x01",
         b"II*\x00",
+        b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic",  # HEIF and AVIF stills are ISO media too
+        b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1",
     ],
 )
 def test_other_formats_renamed_as_images_are_refused(api: Api, body: bytes) -> None:

@@ -54,11 +54,17 @@ SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\\u202a-\u202e\u2066-\u2069]")
 
 
+#: ISO base media brands of still images (HEIF, AVIF): an ``ftyp`` box with one of these is not a video.
+IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
+
+
 def sniff(head: bytes) -> str | None:
     """The content type the first bytes of a file announce, or None if not accepted."""
     for magic, offset, content_type in SIGNATURES:
         riff = content_type in ("image/webp", "video/x-msvideo")
         if head[offset : offset + len(magic)] == magic and (not riff or head[:4] == b"RIFF"):
+            if content_type == "video/mp4" and head[8:12] in IMAGE_BRANDS:
+                return None
             return content_type
     return None
 
