@@ -95,9 +95,9 @@ def bare_command(source: Path, out: Path) -> list[str]:
     tools = VideoTools(sources=None, storage=None, signer=None, settings=media)  # type: ignore[arg-type]
     probed = probe(media.ffprobe, source, tools.rules, limits=tools.limits, messages=out / "probe.log")
     planned = plan([Rendition(**o) for o in OUTPUTS], probed.info.width or 0, probed.info.height or 0)  # type: ignore[arg-type]
-    return transcode_command(
-        media.ffmpeg, source, probed.demuxer, [(p, out / p.name) for p in planned], threads=media.video_threads
-    )
+    outputs = [(p, out / p.name) for p in planned]
+    threads, duration = media.video_threads, probed.info.duration
+    return transcode_command(media.ffmpeg, source, probed.demuxer, outputs, threads=threads, duration=duration)
 
 
 def run_bare(argv: list[str]) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import threading
 import time
@@ -386,3 +387,21 @@ def test_truncated_files_fail_with_a_clear_code(
         record, _ = follow(publisher, submit(api, "video.transcode", payload))
         assert record.state == "failed" and record.error_code == code and record.attempts == 1, record
         assert not list(TEST_STORAGE.glob(f"*/{record.id}/*"))
+
+
+def test_a_header_claiming_less_than_the_file_holds_gets_only_that_much_decoded(
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, tmp_path: Path
+) -> None:
+    """The probed duration bounds the decoding: 10 s of frames under a 2 s header give about 3 s."""
+    data = bytearray(
+        make_clip(tmp_path / "c.webm", seconds=10, size="160x120", audio=False, container="webm").read_bytes()
+    )
+    duration = data.find(b"\x44\x89\x88")  # Matroska's Duration element, an 8-byte float in milliseconds
+    assert struct.unpack(">d", data[duration + 3 : duration + 11]) == (10_000.0,)
+    data[duration + 3 : duration + 11] = struct.pack(">d", 2_000.0)
+    payload = {"source": {"upload_id": upload(api, bytes(data))}, "outputs": [{"format": "mp4", "height": 144}]}
+    record, _ = follow(publisher, submit(api, "video.transcode", payload))
+    assert record.state == "succeeded" and record.result["source"]["duration"] == 2.0, record
+    path = tmp_path / "out.mp4"
+    path.write_bytes(download(api, record.result["outputs"][0]["url"]))
+    assert 1.9 <= _probe(path)["duration"] <= 3.2

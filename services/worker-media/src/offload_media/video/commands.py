@@ -80,10 +80,21 @@ def _head(ffmpeg: str, threads: int, *, level: str = "error") -> list[str]:
 
 
 def transcode_command(
-    ffmpeg: str, source: Path, demuxer: str, outputs: Sequence[tuple[Planned, Path]], *, threads: int
+    ffmpeg: str,
+    source: Path,
+    demuxer: str,
+    outputs: Sequence[tuple[Planned, Path]],
+    *,
+    threads: int,
+    duration: float | None = None,
 ) -> list[str]:
-    """One ffmpeg run that decodes ``source`` once and writes every planned output."""
-    args = [*_head(ffmpeg, threads), *input_args(source, demuxer)]
+    """One ffmpeg run that decodes ``source`` once and writes every planned output.
+
+    With ``duration`` (the probed one), reading stops a second past it: a header that claims a
+    short video over hours of frames does not get hours of decoding.
+    """
+    cap = None if duration is None else duration + 1
+    args = [*_head(ffmpeg, threads), *input_args(source, demuxer, duration=cap)]
     args += ["-progress", "pipe:1", "-nostats", "-stats_period", "0.25"]
     for planned, path in outputs:
         fmt = planned.rendition.format

@@ -176,6 +176,7 @@ def transcode(ctx: JobContext, payload: TranscodePayload) -> TranscodeResult:
             probed.demuxer,
             [(item, paths[name]) for name, item in unique.items()],
             threads=tools.settings.video_threads,
+            duration=info.duration,
         )
         for item in planned:
             if item.note:
