@@ -348,9 +348,13 @@ def test_a_cancel_kills_ffmpeg_and_leaves_no_output(
 
 
 def test_the_time_limit_kills_ffmpeg(
-    api: Api, media_settings: MediaSettings, publisher: Publisher, long_clip: bytes
+    api: Api, media_settings: MediaSettings, publisher: Publisher, long_clip: bytes, tmp_path: Path
 ) -> None:
-    """The transcode handler under a 2-second limit: Dramatiq's limit, raised in its thread, ends ffmpeg."""
+    """The transcode handler under a 2-second limit: Dramatiq's limit, raised in its thread, ends ffmpeg.
+
+    Its working folder (in ``OFFLOAD_VIDEO_WORK_DIR``) goes with it.
+    """
+    media_settings = media_settings.model_copy(update={"video_work_dir": str(tmp_path)})
     contract = replace(
         transcode.contract,
         name="videotest.transcode",
@@ -367,9 +371,10 @@ def test_the_time_limit_kills_ffmpeg(
         with serving(spec, media_settings, threads=1):
             job_id = local.publish("videotest.transcode", payload, tenant="acme").job_id
             _wait_for_ffmpeg(publisher, job_id)
+            assert [p.name.startswith(f"offload-video-{job_id}-") for p in tmp_path.iterdir()] == [True]
             record, _ = follow(publisher, job_id, timeout=30)
             assert record.error_code == "timed_out" and record.attempts == 1, record
-            assert _ffmpeg_of(job_id) == []
+            assert _ffmpeg_of(job_id) == [] and not list(tmp_path.iterdir())
     finally:
         local.close()
 

@@ -56,6 +56,9 @@ class MediaSettings(Settings):
     video_memory_mb: int = Field(default=3072, ge=256)
     #: Threads one ffmpeg child encodes with (``-threads``).
     video_threads: int = Field(default=2, ge=1, le=64)
+    #: Folder a video job keeps its source and outputs in while it runs (empty: the system's
+    #: temporary folder). Give a disk with room for a few sources and their outputs, not a tmpfs.
+    video_work_dir: str = ""
     #: The ffmpeg and ffprobe programs (a name found on PATH, or a path).
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"

@@ -83,9 +83,10 @@ class VideoTools:
         """
         if self.storage.discard_partials(ctx.tenant, ctx.job_id):
             logger.info("Discarded the half-written outputs of an interrupted attempt.")
-        for stale in Path(tempfile.gettempdir()).glob(f"offload-video-{ctx.job_id}-*"):
+        work = Path(self.settings.video_work_dir or tempfile.gettempdir())
+        for stale in work.glob(f"offload-video-{ctx.job_id}-*"):
             shutil.rmtree(stale, ignore_errors=True)  # the folder of an attempt whose worker was killed
-        folder = Path(tempfile.mkdtemp(prefix=f"offload-video-{ctx.job_id}-"))
+        folder = Path(tempfile.mkdtemp(prefix=f"offload-video-{ctx.job_id}-", dir=work))
         try:
             path = folder / "source"
             size = self.sources.save(
