@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
 
-SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, reports, scale, validate.
+SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, video, reports, scale, validate.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify, reports, scale, validate
+from bench import api, drain, infra, latency, media, notify, reports, scale, validate, video
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -43,6 +43,7 @@ WEBHOOK_MIN_RATE = 500
 THUMB_MIN_RATIO = 1.0
 SIZES_MAX_RATIO = 1.3
 MEDIA_MAX_RSS_MB = 150
+VIDEO_MIN_RATIO = 0.95
 CSV_MAX_RATIO = 1.2
 XLSX_MAX_RATIO = 1.1
 REPORT_RSS_GROWTH_MB = 20
@@ -50,7 +51,7 @@ SCALE_MAX_BYTES = 1_000
 SCALE_SIZES = "10000,100000,1000000"
 SCALE_MAX_LIST_MS = 100
 #: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
-MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "reports", "scale", "validate")
+MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "video", "reports", "scale", "validate")
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -327,6 +328,24 @@ def report_rows(result: reports.ReportsResult) -> list[Row]:
     return rows
 
 
+def video_rows(result: video.VideoResult) -> list[Row]:
+    """The transcode job's time beside the bare ffmpeg command's, as a ratio (bare ÷ job)."""
+    job_s = median(result.job_s) if result.job_s else float("nan")
+    bare_s = median(result.bare_s) if result.bare_s else float("nan")
+    ratio = result.ratio
+    return [
+        Row(
+            f"video.transcode {video.SECONDS} s {video.SIZE} → MP4 720p + WebM 360p",
+            f"{num(job_s, 1)} s",
+            f"{num(bare_s, 1)} s bare ffmpeg",
+            f"{num(ratio, 3)} (bare ÷ job)",
+            f"≥{VIDEO_MIN_RATIO}",
+            met(ratio >= VIDEO_MIN_RATIO if ratio == ratio else None),
+            result.as_dict(),
+        )
+    ]
+
+
 def validate_rows(result: validate.ValidateResult) -> list[Row]:
     """Per case: jsonschema-rs (what the catalogue uses) beside the model, jsonschema and fastjsonschema."""
     rows = []
@@ -458,6 +477,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
         ("email", "email (email.send, email.batch)", lambda: notify.measure_email(cfg)),
         ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
         ("media", "media (Pillow vs pyvips)", lambda: media.measure(cfg)),
+        ("video", "video (video.transcode vs bare ffmpeg)", lambda: video.measure(cfg)),
         ("reports", "reports (writers vs bare csv, openpyxl, fpdf2)", lambda: reports.measure(cfg)),
         ("scale", "scale (the status store at 10k-1M jobs, beside BullMQ)", lambda: scale.measure(cfg)),
         ("validate", "validate (a registered type's JSON Schema vs its model)", validate.measure),
@@ -511,6 +531,10 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
                 "runs": [run.as_dict() for run in result.runs.values()],
                 "rss": [run.as_dict() for run in result.rss.values()],
             }
+        elif isinstance(result, video.VideoResult):
+            rows += video_rows(result)
+            notes += video.notes(result)
+            raw["video"] = result.as_dict()
         elif isinstance(result, reports.ReportsResult):
             rows += report_rows(result)
             notes += reports.notes(result)

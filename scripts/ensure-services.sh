@@ -62,6 +62,11 @@ ensure_fonts() { # PDF reports draw UTF-8 text with DejaVu Sans (OFFLOAD_REPORT_
   apt_install fonts-dejavu-core || echo "DejaVu Sans is missing (apt-get install fonts-dejavu-core); PDF text falls back to Latin-1" >&2
 }
 
+ensure_ffmpeg() { # the media worker's video jobs run ffmpeg and ffprobe (docs/video.md)
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && return 0
+  apt_install ffmpeg || echo "ffmpeg is missing (apt-get install ffmpeg); video jobs and their tests cannot run" >&2
+}
+
 ensure_test_tools() { # promtool and prometheus for the monitoring tests, Chromium for the admin page's
   [ "${#VHOSTS[@]}" -gt 0 ] || return 0
   command -v promtool >/dev/null || apt_install prometheus ||
@@ -74,4 +79,5 @@ ensure_redis
 ensure_rabbitmq
 ensure_vhosts
 ensure_fonts
+ensure_ffmpeg
 ensure_test_tools

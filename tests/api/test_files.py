@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.support import Api
+from offload.publish import Publisher
+from offload_api.app import create_app
+from tests.support import Api, make_settings
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 2000 + b"\xff\xd9"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
@@ -43,6 +45,8 @@ def test_a_multipart_upload_works_too(api: Api) -> None:
         b"SIMPLE  =                    T",
         b"8BPS\x00\x01",
         b"II*\x00",
+        b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heic",  # HEIF and AVIF stills are ISO media too
+        b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1",
     ],
 )
 def test_other_formats_renamed_as_images_are_refused(api: Api, body: bytes) -> None:
@@ -83,3 +87,27 @@ def test_expired_tampered_foreign_and_odd_links_are_refused(api: Api, app: Flask
     assert api.anonymous_get(f"/v1/files/{missing_key}?expires={e2}&sig={s2}").status_code == 404
     for odd in (f"acme/../{upload_id}/source", f"acme/{upload_id}%2Fsource", "acme/source"):
         assert api.anonymous_get(f"/v1/files/{odd}?expires={expires}&sig={sig}").status_code in (400, 404)
+
+
+MP4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 100
+WEBM = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01" + b"\x00" * 100
+AVI = b"RIFF\x00\x10\x00\x00AVI LIST" + b"\x00" * 100
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), [(MP4, "video/mp4"), (WEBM, "video/x-matroska"), (AVI, "video/x-msvideo")]
+)
+def test_videos_are_sniffed_too(api: Api, body: bytes, content_type: str) -> None:
+    response = _upload(api, body, query_string={"filename": "clip.bin"})
+    assert response.status_code == 201 and response.get_json()["content_type"] == content_type
+
+
+def test_videos_have_their_own_larger_limit(publisher: Publisher) -> None:
+    settings = make_settings(max_upload_bytes=10_000, max_video_upload_bytes=50_000)
+    api = Api(create_app(settings, publisher=publisher).test_client())
+    image, video = JPEG[:100] + b"\x00" * 20_000, MP4 + b"\x00" * 20_000
+    assert _upload(api, image).status_code == 413
+    assert _upload(api, video).status_code == 201
+    too_big = _upload(api, MP4 + b"\x00" * 60_000)
+    assert too_big.status_code == 413 and too_big.get_json()["error"] == "payload_too_large"
+    assert "50,000" in too_big.get_json()["detail"]

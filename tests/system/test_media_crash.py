@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -10,6 +12,7 @@ from PIL import Image
 from tests.helpers import wait_for
 from tests.s3_server import read_stored, stored
 from tests.support.media import photo
+from tests.support.video import make_clip
 from tests.system.stack import Api, Worker
 
 
@@ -82,3 +85,60 @@ def test_a_batch_killed_mid_way_resumes_without_redoing_the_items_it_finished(en
     finally:
         api.stop()
         worker.stop()
+
+
+def test_a_transcode_killed_mid_job_leaves_no_encoder_and_ends_with_complete_outputs(
+    env, logs: Path, tmp_path: Path
+) -> None:
+    """Worker killed -9 mid-ffmpeg: its encoder dies with it (PDEATHSIG), the redelivery writes whole files."""
+    env = {**env, "OFFLOAD_STORAGE_DIR": str(tmp_path / "storage")}
+    api, worker = Api(env, logs), Worker(env, logs, domain="media", threads=1)
+    try:
+        upload_id = api.upload(make_clip(tmp_path / "clip.mp4", seconds=40, size="320x240", audio=False).read_bytes())
+        outputs = [{"format": "webm", "height": 240, "video_kbps": 2000}, {"format": "mp4", "height": 240}]
+        body = {"type": "video.transcode", "payload": {"source": {"upload_id": upload_id}, "outputs": outputs}}
+        accepted: dict[str, str] = {}
+
+        def accepts() -> bool:  # the API learns the video types from the worker's registration
+            status, _, answer = api.request("POST", "/v1/jobs", body)
+            accepted.update(answer if status == 202 else {})
+            return status == 202
+
+        wait_for(accepts, timeout=10, interval=0.1)
+        job_id = accepted["id"]
+        wait_for(lambda: 10 <= _job(api, job_id)["progress"]["percent"] <= 60, timeout=60, interval=0.02)
+        assert _encoders(job_id)
+        worker.kill()
+        wait_for(lambda: not _encoders(job_id), timeout=5, message="ffmpeg outlived its worker")
+        assert not stored(env, "acme", job_id)  # nothing half-written reached storage
+        worker.start()
+        wait_for(lambda: _job(api, job_id)["state"] in ("succeeded", "failed", "dead"), timeout=120)
+        job = _job(api, job_id)
+        assert job["state"] == "succeeded" and job["attempts"] == 2, job
+        made = job["result"]["outputs"]
+        assert set(stored(env, "acme", job_id)) == {o["name"] for o in made} and len(made) == 2
+        for output in made:
+            path = tmp_path / output["name"]
+            path.write_bytes(read_stored(env, f"acme/{job_id}/{output['name']}"))
+            assert path.stat().st_size == output["bytes"] and _seconds(path) > 39.5  # whole
+        assert not list(Path(tempfile.gettempdir()).glob(f"offload-video-{job_id}-*"))
+    finally:
+        api.stop()
+        worker.stop()
+
+
+def _encoders(job_id: str) -> list[int]:
+    """Live processes whose command line names the job's working folder (its ffmpeg)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"offload-video-{job_id}".encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _seconds(path: Path) -> float:
+    probe = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
+    return float(subprocess.run(probe, capture_output=True, text=True, check=True, timeout=30).stdout)

@@ -177,6 +177,8 @@ class ApiSettings(_Base):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     #: Largest upload in bytes.
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    #: Largest video upload in bytes (MP4, QuickTime, WebM, Matroska, AVI; streamed to storage).
+    max_video_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     #: Seconds from a submission's admission by which the API answers it: a broker confirm still
     #: missing then is given up (the job is withdrawn; 503 ``broker_unavailable`` with Retry-After)
     #: rather than answered late. Keeps every answer within a second under overload (issue 9, F14);

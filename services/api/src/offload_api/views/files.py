@@ -47,14 +47,24 @@ SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"GIF87a", 0, "image/gif"),
     (b"GIF89a", 0, "image/gif"),
     (b"WEBP", 8, "image/webp"),
+    (b"ftyp", 4, "video/mp4"),  # ISO base media: MP4, QuickTime (qt brand), 3GP
+    (b"\x1a\x45\xdf\xa3", 0, "video/x-matroska"),  # EBML: Matroska and WebM
+    (b"AVI ", 8, "video/x-msvideo"),
 )
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\\u202a-\u202e\u2066-\u2069]")
+
+
+#: ISO base media brands of still images (HEIF, AVIF): an ``ftyp`` box with one of these is not a video.
+IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 
 
 def sniff(head: bytes) -> str | None:
     """The content type the first bytes of a file announce, or None if not accepted."""
     for magic, offset, content_type in SIGNATURES:
-        if head[offset : offset + len(magic)] == magic and (content_type != "image/webp" or head[:4] == b"RIFF"):
+        riff = content_type in ("image/webp", "video/x-msvideo")
+        if head[offset : offset + len(magic)] == magic and (not riff or head[:4] == b"RIFF"):
+            if content_type == "video/mp4" and head[8:12] in IMAGE_BRANDS:
+                return None
             return content_type
     return None
 
@@ -72,11 +82,12 @@ def clean_filename(raw: str | None) -> str | None:
 @requires("client")
 @documented(
     Operation(
-        "Upload a file (an image) to use in jobs",
+        "Upload a file (an image or a video) to use in jobs",
         description=(
-            "Stores an image, sent as the raw body or as the `file` part of a multipart form, and answers its "
-            "upload id, which image jobs take as their source. Its type is judged from its bytes (JPEG, PNG, GIF "
-            "or WebP), never from its name."
+            "Stores an image or a video, sent as the raw body or as the `file` part of a multipart form, and "
+            "answers its upload id, which image and video jobs take as their source. Its type is judged from its "
+            "bytes (JPEG, PNG, GIF or WebP; MP4, QuickTime, WebM, Matroska or AVI), never from its name. Videos "
+            "have their own size limit (`OFFLOAD_MAX_VIDEO_UPLOAD_BYTES`)."
         ),
         tag="files",
         request_content={
@@ -107,7 +118,8 @@ def clean_filename(raw: str | None) -> str | None:
 def upload() -> tuple[Response, int]:
     """Store the body (raw, or the ``file`` part of a multipart form) and return its upload id."""
     found = services()
-    request.max_content_length = found.settings.max_upload_bytes
+    limits = {"image": found.settings.max_upload_bytes, "video": found.settings.max_video_upload_bytes}
+    request.max_content_length = max(limits.values())  # the sniffed type's own limit applies below
     upload_id = str(uuid.uuid4())
     tenant = caller().tenant
     try:
@@ -115,11 +127,20 @@ def upload() -> tuple[Response, int]:
         head = stream.read(32)
         content_type = sniff(head)
         if content_type is None:
-            raise UnsupportedFormat("The file is not a JPEG, PNG, GIF or WebP image (judged from its content).")
+            raise UnsupportedFormat(
+                "The file is not a JPEG, PNG, GIF or WebP image, nor an MP4, QuickTime, WebM, Matroska or AVI "
+                "video (judged from its content)."
+            )
+        limit = limits[content_type.split("/")[0]]
+        if request.content_length is not None and request.content_length > limit:
+            raise FileTooLarge(f"The upload is larger than the limit for its type ({limit:,} bytes).")
         key = make_key(tenant, upload_id, "source")
-        stored = found.storage.put(key, _prefixed(head, stream), max_bytes=found.settings.max_upload_bytes)
+        stored = found.storage.put(key, _prefixed(head, stream), max_bytes=limit)
     except RequestEntityTooLarge:
-        raise FileTooLarge("The upload is larger than the limit.") from None
+        raise FileTooLarge(
+            f"The upload is larger than the limit ({limits['image']:,} bytes for images, "
+            f"{limits['video']:,} for videos)."
+        ) from None
     created_at = int(time.time() * 1000)
     Uploads(found.store).record(
         upload_id,
