@@ -6,10 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from offload_orders.fake_gateway import FakeGateway
+from offload_orders.models import CreateOrder, Order
+from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
 from offload_orders.tracking import track
+from offload_orders.worker import Shop, charge_payment, create_order, reserve_stock
 
-from offload import Publisher
+from offload import JobContext, Publisher, Resources
 from offload.testing import wait_for
 
 TENANT = "shop"
@@ -48,4 +51,85 @@ def test_a_paid_order_is_charged_once_its_stock_sold_and_its_customer_emailed(
     assert view.amount_cents == 2 * 1250 + 2599
     assert [charge.amount_cents for charge in gateway.ledger.charges_of(order_id)] == [5099]
     assert (store.stock("mug"), store.stock("tee"), store.reservation(order_id)) == (98, 99, "sold")
+    assert mailbox[0].subjects() == [f"Order {order_id} confirmed"]
+
+
+def test_a_declined_card_releases_the_stock_and_tells_the_customer(
+    pipeline: Callable[..., Any], store: ShopStore, gateway: FakeGateway, mailbox: tuple[Any, int]
+) -> None:
+    with pipeline() as publisher:
+        order_id = place(publisher, ("poster", 2), token="tok_declined")
+        view = settled(publisher, order_id)
+        wait_for(lambda: len(mailbox[0].messages) == 1, timeout=10, message="no payment-failed email")
+    assert view.status == "payment_failed"
+    assert view.steps[-1].error_code == "payment_declined"
+    assert gateway.ledger.charges_of(order_id) == [] and gateway.ledger.declined == 1
+    assert (store.stock("poster"), store.reservation(order_id)) == (5, "released")
+    assert mailbox[0].subjects() == [f"Order {order_id}: the payment did not go through"]
+    assert "your card was declined" in mailbox[0].messages[0].get_body(("plain",)).get_content()
+
+
+def test_an_order_for_more_than_is_left_fails_without_taking_or_charging_anything(
+    pipeline: Callable[..., Any], store: ShopStore, gateway: FakeGateway, mailbox: tuple[Any, int]
+) -> None:
+    with pipeline() as publisher:
+        order_id = place(publisher, ("mug", 1), ("poster", 6))
+        view = settled(publisher, order_id)
+    assert (view.status, view.steps[-1].error_code) == ("out_of_stock", "out_of_stock")
+    assert "poster" in (view.steps[-1].error_message or "")
+    assert (store.stock("mug"), store.stock("poster"), store.reservation(order_id)) == (100, 5, None)
+    assert gateway.ledger.requests == 0 and mailbox[0].messages == []
+
+
+def test_an_unknown_product_rejects_the_order_naming_it(pipeline: Callable[..., Any], gateway: FakeGateway) -> None:
+    with pipeline() as publisher:
+        order_id = place(publisher, ("mug", 1), ("unicorn", 1))
+        view = settled(publisher, order_id)
+    assert (view.status, view.steps[-1].error_code) == ("rejected", "unknown_sku")
+    assert "unicorn" in (view.steps[-1].error_message or "")
+
+
+def test_a_gateway_that_times_out_after_charging_is_not_charged_again_on_the_retry(
+    pipeline: Callable[..., Any], store: ShopStore, gateway: FakeGateway, mailbox: tuple[Any, int]
+) -> None:
+    gateway.delay = 1.5  # past the shop's 1 s timeout: the gateway charges, the shop never hears of it
+    with pipeline() as publisher:
+        order_id = place(publisher, ("tee", 1))
+        wait_for(lambda: gateway.ledger.requests >= 1, timeout=10, message="no charge was tried")
+        gateway.delay = 0.0
+        view = settled(publisher, order_id, timeout=30)
+    assert view.status == "confirmed"
+    assert view.steps[2].attempts >= 2  # the first attempt timed out
+    assert len(gateway.ledger.charges_of(order_id)) == 1 and gateway.ledger.charged_twice() == []
+    assert mailbox[0].subjects() == [f"Order {order_id} confirmed"]
+
+
+def test_every_step_delivered_again_makes_no_second_job_charge_or_email(
+    pipeline: Callable[..., Any],
+    shop_settings: ShopSettings,
+    store: ShopStore,
+    gateway: FakeGateway,
+    mailbox: tuple[Any, int],
+) -> None:
+    """A worker that dies after a step's effects but before its ack gets the step redelivered: replay each."""
+    with pipeline() as publisher:
+        order_id = place(publisher, ("mug", 3))
+        view = settled(publisher, order_id)
+        shop = Shop.from_settings(shop_settings, publisher)
+        again = []
+        for step, handler, model in zip(
+            view.steps, (create_order, reserve_stock, charge_payment), (CreateOrder, Order, Order), strict=False
+        ):
+            record = publisher.get(step.job_id)
+            ctx = JobContext(
+                step.job_id, step.type, TENANT, attempt=2, store=publisher.store, resources=Resources([shop])
+            )
+            again.append(handler(ctx, model.model_validate(record.payload)).next_job)
+        shop.close()
+        wait_for(lambda: len(mailbox[0].messages) >= 1, timeout=10, message="no confirmation")
+        later = track(publisher, order_id, tenant=TENANT)
+    assert again == [step.job_id for step in view.steps[1:]]  # each replay found the job its first delivery made
+    assert later == view
+    assert len(gateway.ledger.charges_of(order_id)) == 1 and gateway.ledger.requests == 2  # one charge, asked twice
+    assert (store.stock("mug"), store.reservation(order_id)) == (97, "sold")
     assert mailbox[0].subjects() == [f"Order {order_id} confirmed"]
