@@ -116,15 +116,21 @@ def test_every_step_delivered_again_makes_no_second_job_charge_or_email(
         order_id = place(publisher, ("mug", 3))
         view = settled(publisher, order_id)
         shop = Shop.from_settings(shop_settings, publisher)
-        again = []
-        for step, handler, model in zip(
-            view.steps, (create_order, reserve_stock, charge_payment), (CreateOrder, Order, Order), strict=False
-        ):
-            record = publisher.get(step.job_id)
-            ctx = JobContext(
+
+        def redeliver(index: int) -> JobContext:
+            step = view.steps[index]
+            return JobContext(
                 step.job_id, step.type, TENANT, attempt=2, store=publisher.store, resources=Resources([shop])
             )
-            again.append(handler(ctx, model.model_validate(record.payload)).next_job)
+
+        def payload(index: int) -> Any:
+            return publisher.get(view.steps[index].job_id).payload
+
+        again = [
+            create_order(redeliver(0), CreateOrder.model_validate(payload(0))).next_job,
+            reserve_stock(redeliver(1), Order.model_validate(payload(1))).next_job,
+            charge_payment(redeliver(2), Order.model_validate(payload(2))).next_job,
+        ]
         shop.close()
         wait_for(lambda: len(mailbox[0].messages) >= 1, timeout=10, message="no confirmation")
         later = track(publisher, order_id, tenant=TENANT)
