@@ -29,6 +29,8 @@ from offload.testing import serving
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC as EMAIL_SPEC
 
+#: The prefix of the shop's keys in the test's Redis database.
+ORDERS_PREFIX = "orders-test:"
 #: The products every test's shop sells: sku -> (price in cents, stock).
 CATALOGUE = {"mug": (1250, 100), "tee": (2599, 100), "poster": (900, 5)}
 
@@ -81,7 +83,7 @@ def shop_settings(offload_settings: Settings, gateway: FakeGateway) -> ShopSetti
         **{
             **offload_settings.model_dump(),
             "orders_redis_url": offload_settings.redis_url,
-            "orders_prefix": "orders-test:",
+            "orders_prefix": ORDERS_PREFIX,
             "orders_gateway_url": gateway.url,
             "orders_gateway_timeout": 1.0,
             "orders_breaker_threshold": 3,

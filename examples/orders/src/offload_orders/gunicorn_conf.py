@@ -26,6 +26,16 @@ errorlog = "-"
 loglevel = "warning"
 
 
+def on_starting(_server: Any) -> None:
+    """Import the app's modules once, in the arbiter, before the workers fork.
+
+    Each worker then only builds the app: two workers importing Flask, pydantic and Offload side by
+    side on two cores took twice as long to answer their first request.
+    """
+    import offload_orders.app
+    import offload_orders.worker  # noqa: F401
+
+
 def post_worker_init(worker: Any) -> None:
     """A worker process is ready: connect to the broker now, not inside the first checkout's deadline.
 
