@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from aiosmtpd.controller import Controller
 from offload_orders.fake_gateway import FakeGateway
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
+from offload_orders.testing import free_port
 from offload_orders.worker import SPEC
 
 from offload import Publisher, Settings
@@ -29,8 +29,6 @@ from offload.testing import serving
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC as EMAIL_SPEC
 
-#: The prefix of the shop's keys in the test's Redis database.
-ORDERS_PREFIX = "orders-test:"
 #: The products every test's shop sells: sku -> (price in cents, stock).
 CATALOGUE = {"mug": (1250, 100), "tee": (2599, 100), "poster": (900, 5)}
 
@@ -51,13 +49,6 @@ class Mailbox:
     def subjects(self) -> list[str]:
         with self.lock:
             return [str(message["Subject"]) for message in self.messages]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -83,7 +74,7 @@ def shop_settings(offload_settings: Settings, gateway: FakeGateway) -> ShopSetti
         **{
             **offload_settings.model_dump(),
             "orders_redis_url": offload_settings.redis_url,
-            "orders_prefix": ORDERS_PREFIX,
+            "orders_prefix": "orders-test:",
             "orders_gateway_url": gateway.url,
             "orders_gateway_timeout": 1.0,
             "orders_breaker_threshold": 3,

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ORDERS_PREFIX, free_port
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
-from shop_server import shop_server
+from offload_orders.testing import free_port, shop_server
 
 from offload.testing import broker_url_for_tests, redis_url_for_tests
 
@@ -31,7 +30,7 @@ def shop_process() -> Iterator[str]:
         broker_url=broker_url_for_tests(),
         redis_url=redis_url_for_tests(),
         orders_redis_url=redis_url_for_tests(),
-        orders_prefix=ORDERS_PREFIX,
+        orders_prefix="orders-test:",
     )
     with shop_server(settings, free_port()) as base:
         yield base

@@ -1,17 +1,31 @@
-"""The shop's web app as users run it, gunicorn with threads, in a process of its own on loopback."""
+"""Running the shop for tests and benchmarks: its web app as users run it, in a process of its own.
+
+:func:`shop_server` starts gunicorn with the shop's own configuration (threaded workers) on a
+loopback port, with the ``OFFLOAD_*`` variables of some :class:`ShopSettings`, and stops it after.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import requests
+
 from offload_orders.settings import ShopSettings
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def environment(settings: ShopSettings) -> dict[str, str]:
