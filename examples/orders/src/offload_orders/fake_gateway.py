@@ -11,8 +11,10 @@ Never put it in front of real payments: it charges nothing and checks nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,6 +69,8 @@ class FakeGateway:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
+        #: The open client connections, closed by :meth:`down` (a gateway that goes down drops them all).
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
     @property
@@ -85,11 +89,16 @@ class FakeGateway:
         return self
 
     def down(self) -> None:
-        """Stop serving: connections are refused until :meth:`up`."""
+        """Stop serving: open connections are dropped, new ones refused until :meth:`up`."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeGateway:
         return self.up()
@@ -121,6 +130,16 @@ class FakeGateway:
 def _handler(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with gateway._lock:
+                gateway._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with gateway._lock:
+                gateway._connections.discard(self.connection)
+            super().finish()
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
