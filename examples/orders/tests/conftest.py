@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
+import pika
+import pika.exceptions
 import pytest
 from aiosmtpd.controller import Controller
 from offload_orders.fake_gateway import FakeGateway
@@ -49,6 +51,33 @@ class Mailbox:
     def subjects(self) -> list[str]:
         with self.lock:
             return [str(message["Subject"]) for message in self.messages]
+
+
+#: The queues the shop's jobs travel on, in the test's vhost.
+QUEUES = ("orders", "payments", "email")
+
+
+def purge_queues(broker_url: str) -> None:
+    """Empty the shop's queues: a job left there (a checkout a test made with no worker running) would
+    otherwise reach the next test's worker, find its record flushed and be adopted as a new job."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        for queue in QUEUES:
+            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+                channel.queue_purge(queue)
+            if channel.is_closed:
+                channel = connection.channel()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(autouse=True)
+def empty_queues(offload_settings: Settings) -> Iterator[None]:
+    """Every test starts and ends with the shop's queues empty."""
+    purge_queues(offload_settings.broker_url.get_secret_value())
+    yield
+    purge_queues(offload_settings.broker_url.get_secret_value())
 
 
 @pytest.fixture

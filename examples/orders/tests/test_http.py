@@ -67,6 +67,7 @@ def test_a_checkout_is_accepted_at_once_and_its_order_followed_live_to_the_end(
             assert stream.headers["Content-Type"].startswith("text/event-stream")
             seen = list(events(stream))
         page = requests.get(f"{shop}{order['status_url']}", timeout=5).json()
+        html = requests.get(f"{shop}{order['status_url']}", headers={"Accept": "text/html"}, timeout=5)
     statuses = [data["status"] for kind, data in seen if kind == "order"]
     assert statuses[-1] == "confirmed" and seen[-1][0] == "end"
     canonical = ["received", "reserving_stock", "awaiting_payment", "paid", "confirmed"]
@@ -80,6 +81,8 @@ def test_a_checkout_is_accepted_at_once_and_its_order_followed_live_to_the_end(
         "email.send",
     ]
     assert mailbox[0].subjects() == [f"Order {order['order_id']} confirmed"]
+    assert html.headers["Content-Type"].startswith("text/html")
+    assert f'new EventSource("{order["events_url"]}")' in html.text and "confirmed" in html.text
 
 
 def test_the_same_idempotency_key_gives_the_same_order_and_another_cart_under_it_is_refused(shop: str) -> None:

@@ -22,11 +22,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request, stream_with_context, url_for
+from flask import Flask, Response, current_app, jsonify, render_template_string, request, stream_with_context, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from offload import OffloadError, Publisher
-from offload_orders.models import CreateOrder, Name, PaymentToken, Sku
+from offload_orders.models import Name, PaymentToken, Sku
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
 from offload_orders.tracking import follow, track
@@ -35,6 +35,30 @@ from offload_orders.tracking import follow, track
 #: for an order the broker may not have).
 CHECKOUT_DEADLINE = 1.0
 EXTENSION = "offload_orders"
+
+#: The order page a browser gets: the status now, then each change from the event stream.
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Order {{ order_id }}</title></head>
+<body style="font-family:sans-serif">
+<h1>Order {{ order_id }}</h1>
+<p>Status: <strong id="status">{{ view.status }}</strong></p>
+<ol id="steps">{% for step in view.steps %}<li>{{ step.type }}: {{ step.state }}</li>{% endfor %}</ol>
+<script>
+const stream = new EventSource({{ events_url | tojson }});
+stream.addEventListener("order", (event) => {
+  const order = JSON.parse(event.data);
+  document.getElementById("status").textContent = order.status;
+  const steps = document.getElementById("steps");
+  steps.replaceChildren(...order.steps.map((step) => {
+    const item = document.createElement("li");
+    item.textContent = `${step.type}: ${step.state}` + (step.error_message ? ` (${step.error_message})` : "");
+    return item;
+  }));
+});
+stream.addEventListener("end", () => stream.close());
+</script>
+</body></html>
+"""
 
 
 class CheckoutItem(BaseModel):
@@ -138,15 +162,13 @@ def checkout() -> Response:
         return problem(422, "unknown_sku", "Some products are not for sale.", unknown)
     if any(quantity > 100 for quantity in quantities.values()):
         return problem(422, "invalid_request", "At most 100 of one product per order.")
-    order = CreateOrder.model_validate(
-        {
-            "customer": {"email": cart.email, "name": cart.name},
-            "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in quantities.items()],
-            "payment_token": cart.payment_token,
-        }
-    )
+    order = {  # a CreateOrder, which the SDK validates against order.create's contract on submission
+        "customer": {"email": cart.email, "name": cart.name},
+        "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in quantities.items()],
+        "payment_token": cart.payment_token,
+    }
     submitted = shop.publisher.submit(
-        {"type": "order.create", "payload": order.model_dump(mode="json")},
+        {"type": "order.create", "payload": order},
         tenant=shop.settings.orders_tenant,
         idempotency_key=key,
         deadline=time.monotonic() + CHECKOUT_DEADLINE,
@@ -165,11 +187,16 @@ def checkout() -> Response:
 
 
 def status(order_id: str) -> Response:
-    """The order's progress and outcome."""
+    """The order's progress and outcome: JSON, or for a browser a page that follows the event stream."""
     shop = services()
     view = track(shop.publisher, order_id, tenant=shop.settings.orders_tenant) if _is_uuid(order_id) else None
     if view is None:
         return problem(404, "order_not_found", "No such order.")
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        page = render_template_string(
+            PAGE, order_id=order_id, view=view, events_url=url_for("events", order_id=order_id)
+        )
+        return Response(page, mimetype="text/html")
     return jsonify(view.as_json())
 
 
