@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import default as email_policy
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -45,7 +46,6 @@ STOCK = 150
 DECLINED_EVERY = 20
 P99_TARGET_MS = 50.0
 PREFIX = "orders-bench:"
-QUEUES = ("orders", "orders.DQ", "orders.XQ", "payments", "payments.DQ", "payments.XQ")
 
 
 @dataclass
@@ -91,12 +91,15 @@ def measure(cfg: BenchConfig) -> OrdersResult:
     from offload_orders.fake_gateway import FakeGateway
     from offload_orders.store import ShopStore
     from offload_orders.tracking import OrderView, track
+    from offload_orders.worker import SPEC as ORDERS_SPEC
 
     from offload import Publisher
+    from offload_email.worker import SPEC as EMAIL_SPEC
 
     infra.reset()
+    queues = [f"{queue}{suffix}" for queue in ORDERS_SPEC.queues for suffix in ("", ".DQ", ".XQ")]
     with infra.rabbit() as rabbit:
-        rabbit.delete(QUEUES)
+        rabbit.delete(queues)
     result = OrdersResult()
     store = ShopStore.from_url(REDIS_URL, PREFIX)
     store.stock_item("mug", price_cents=1250, stock=1_000_000)
@@ -121,16 +124,14 @@ def measure(cfg: BenchConfig) -> OrdersResult:
     base = f"http://127.0.0.1:{port}"
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:offload_orders.gunicorn_conf"]
     children = [
-        Child(
-            "orders-shop", [*gunicorn, "--bind", f"127.0.0.1:{port}", "offload_orders.wsgi:app"], env=env, logs=cfg.logs
-        )
+        Child("orders-shop", [*gunicorn, "--bind", base[7:], "offload_orders.wsgi:app"], env=env, logs=cfg.logs)
     ]
-    dramatiq = str(__import__("pathlib").Path(sys.executable).parent / "dramatiq")
-    for name, target, queues in (
-        ("orders-worker", "offload_orders.worker:setup", ("orders", "payments", "system")),
-        ("orders-email", "offload_email.worker:setup", ("email", "system")),
+    dramatiq = str(Path(sys.executable).parent / "dramatiq")
+    for name, target, served in (
+        ("orders-worker", "offload_orders.worker:setup", (*ORDERS_SPEC.queues, "system")),
+        ("orders-email", "offload_email.worker:setup", (*EMAIL_SPEC.queues, "system")),
     ):
-        argv = [dramatiq, target, "--queues", *queues, "--processes", "1", "--threads", "8"]
+        argv = [dramatiq, target, "--queues", *served, "--processes", "1", "--threads", "8"]
         children.append(Child(name, argv, env=env, logs=cfg.logs))
     publisher = Publisher.from_settings(settings())
     breaker = CircuitBreaker(store.client, PREFIX, "gateway")
@@ -195,7 +196,7 @@ def measure(cfg: BenchConfig) -> OrdersResult:
         store.close()
         infra.reset()
         with infra.rabbit() as rabbit:
-            rabbit.delete(QUEUES)
+            rabbit.delete(queues)
     return result
 
 

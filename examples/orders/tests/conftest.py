@@ -54,7 +54,7 @@ class Mailbox:
 
 
 #: The queues the shop's jobs travel on, in the test's vhost.
-QUEUES = ("orders", "payments", "email")
+QUEUES = (*SPEC.queues, *EMAIL_SPEC.queues)
 
 
 def purge_queues(broker_url: str) -> None:

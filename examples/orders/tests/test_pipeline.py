@@ -10,7 +10,7 @@ from offload_orders.models import CreateOrder, Order
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
 from offload_orders.tracking import track
-from offload_orders.worker import Shop, charge_payment, create_order, reserve_stock
+from offload_orders.worker import SPEC, Shop, charge_payment, create_order, reserve_stock
 
 from offload import JobContext, Publisher, Resources
 from offload.testing import wait_for
@@ -47,7 +47,7 @@ def test_a_paid_order_is_charged_once_its_stock_sold_and_its_customer_emailed(
         order_id = place(publisher, ("mug", 2), ("tee", 1))
         view = settled(publisher, order_id)
     assert view.status == "confirmed"
-    assert [step.type for step in view.steps] == ["order.create", "inventory.reserve", "payment.charge", "email.send"]
+    assert [step.type for step in view.steps] == [*(job.name for job in SPEC.jobs), "email.send"]
     assert view.amount_cents == 2 * 1250 + 2599
     assert [charge.amount_cents for charge in gateway.ledger.charges_of(order_id)] == [5099]
     assert (store.stock("mug"), store.stock("tee"), store.reservation(order_id)) == (98, 99, "sold")
