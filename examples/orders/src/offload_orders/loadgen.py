@@ -1,7 +1,10 @@
 """A bounded load generator for the shop's checkout: ``python -m offload_orders.loadgen URL``.
 
 It sends ``--orders`` checkouts from ``--concurrency`` clients, each with a keep-alive connection
-of its own, all released at once (a burst, as when a sale opens), and prints one JSON document:
+of its own, all released at once (a burst, as when a sale opens), or with ``--rate`` at that many
+per second (open loop: checkout ``n`` is due ``n / rate`` seconds after the start, and its latency
+counts from then, so a slow server cannot hide its queue by slowing the clients down), and prints
+one JSON document:
 every answer's status, latency (ms, from sending the request to reading the whole answer) and
 order id, and p50/p99/max of the 202s. It runs in a process of its own so that what it measures
 is the server, over HTTP, not a client sharing an interpreter with the workers.
@@ -40,7 +43,7 @@ def cart(number: int, sku: str, declined_every: int) -> dict[str, Any]:
     }
 
 
-def run(url: str, *, orders: int, concurrency: int, sku: str, declined_every: int) -> dict[str, Any]:
+def run(url: str, *, orders: int, concurrency: int, sku: str, declined_every: int, rate: float = 0.0) -> dict[str, Any]:
     """Send the checkouts; the answers and their latencies."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -48,9 +51,12 @@ def run(url: str, *, orders: int, concurrency: int, sku: str, declined_every: in
     next_order = iter(range(orders))
     lock = threading.Lock()
     start = threading.Barrier(concurrency)
+    origin: list[float] = []
 
     def client() -> None:
         connection = http.client.HTTPConnection(host, port, timeout=30)
+        if start.wait() == 0:
+            origin.append(time.perf_counter())
         start.wait()
         while True:
             with lock:
@@ -59,6 +65,9 @@ def run(url: str, *, orders: int, concurrency: int, sku: str, declined_every: in
                 break
             body = json.dumps(cart(number, sku, declined_every))
             began = time.perf_counter()
+            if rate:
+                began = origin[0] + number / rate
+                time.sleep(max(0.0, began - time.perf_counter()))
             try:
                 connection.request("POST", "/checkout", body, {"Content-Type": "application/json"})
                 response = connection.getresponse()
@@ -84,6 +93,7 @@ def run(url: str, *, orders: int, concurrency: int, sku: str, declined_every: in
     return {
         "orders": orders,
         "concurrency": concurrency,
+        "rate": rate,
         "seconds": round(elapsed, 3),
         "accepted": len(accepted),
         "p50_ms": round(percentile(accepted, 0.50), 2),
@@ -101,6 +111,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--sku", default="mug")
     parser.add_argument("--declined-every", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0, help="checkouts per second (open loop); 0: all at once")
     args = parser.parse_args()
     if urlsplit(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the load generator only sends to loopback")
@@ -110,6 +121,7 @@ def main() -> None:
         concurrency=min(args.concurrency, args.orders),
         sku=args.sku,
         declined_every=args.declined_every,
+        rate=args.rate,
     )
     print(json.dumps(result))  # noqa: T201
 
