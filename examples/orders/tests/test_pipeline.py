@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from offload_orders.breaker import CircuitBreaker
 from offload_orders.fake_gateway import FakeGateway
 from offload_orders.models import CreateOrder, Order
 from offload_orders.settings import ShopSettings
@@ -138,4 +139,31 @@ def test_every_step_delivered_again_makes_no_second_job_charge_or_email(
     assert later == view
     assert len(gateway.ledger.charges_of(order_id)) == 1 and gateway.ledger.requests == 2  # one charge, asked twice
     assert (store.stock("mug"), store.reservation(order_id)) == (97, "sold")
+    assert mailbox[0].subjects() == [f"Order {order_id} confirmed"]
+
+
+def test_a_failing_gateway_opens_the_breaker_and_the_order_waits_then_completes(
+    pipeline: Callable[..., Any],
+    shop_settings: ShopSettings,
+    store: ShopStore,
+    gateway: FakeGateway,
+    mailbox: tuple[Any, int],
+) -> None:
+    gateway.failing = True  # up, but answering 503
+    breaker = CircuitBreaker(store.client, shop_settings.orders_prefix, "gateway")
+    with pipeline() as publisher:
+        order_id = place(publisher, ("tee", 2))
+
+        def delayed() -> bool:
+            view = track(publisher, order_id, tenant=TENANT)
+            return breaker.is_open and view is not None and view.status == "payment_delayed"
+
+        wait_for(delayed, timeout=15, message="the breaker never opened, or the order did not wait")
+        gateway.failing = False
+        view = settled(publisher, order_id, timeout=30)
+    assert view.status == "confirmed"
+    assert gateway.ledger.failed >= shop_settings.orders_breaker_threshold
+    # Each failed call used an attempt; the waits while the circuit was open did not, nor made a call.
+    assert view.steps[2].attempts == gateway.ledger.failed + 1
+    assert len(gateway.ledger.charges_of(order_id)) == 1 and store.stock("tee") == 98
     assert mailbox[0].subjects() == [f"Order {order_id} confirmed"]

@@ -39,6 +39,8 @@ class Ledger:
     by_key: dict[str, LedgerCharge] = field(default_factory=dict)
     requests: int = 0
     declined: int = 0
+    #: Requests answered 503 while :attr:`FakeGateway.failing`.
+    failed: int = 0
 
     def charges_of(self, reference: str) -> list[LedgerCharge]:
         """The charges made for one order."""
@@ -113,6 +115,7 @@ class FakeGateway:
         with self._lock:
             self.ledger.requests += 1
             if self.failing:
+                self.ledger.failed += 1
                 return 503, {"code": "unavailable"}
             if not key or not isinstance(body.get("amount_cents"), int) or not isinstance(body.get("reference"), str):
                 return 400, {"code": "invalid_request"}
