@@ -15,6 +15,13 @@ from offload_orders.worker import SPEC
 
 from offload.testing import broker_url_for_tests, redis_url_for_tests
 
+#: 101 of one product, in two lines.
+TOO_MANY = {
+    "email": "ada@example.com",
+    "name": "Ada",
+    "items": [{"sku": "mug", "quantity": 60}, {"sku": "mug", "quantity": 41}],
+    "payment_token": "tok_visa",
+}
 CART = {
     "email": "ada@example.com",
     "name": "Ada",
@@ -109,6 +116,12 @@ def test_the_same_idempotency_key_gives_the_same_order_and_another_cart_under_it
         ({**CART, "name": "Ada\r\nBcc: x@example.com"}, 422, "invalid_request", "name"),
         ({**CART, "payment_token": "4242424242424242"}, 422, "invalid_request", "payment_token"),
         ({**CART, "coupon": "FREE"}, 422, "invalid_request", "coupon"),
+        (
+            {**CART, "items": [{"sku": "mug", "quantity": 60}, {"sku": "mug", "quantity": 41}]},
+            422,
+            "invalid_request",
+            "items[1].quantity",
+        ),
     ],
 )
 def test_a_bad_checkout_is_refused_naming_the_problem(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from offload_orders.breaker import CircuitBreaker
 from offload_orders.fake_gateway import FakeGateway
 from offload_orders.models import CreateOrder, Order
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
 from offload_orders.tracking import track
-from offload_orders.worker import SPEC, Shop, charge_payment, create_order, reserve_stock
+from offload_orders.worker import PAYMENT_RETRY, SPEC, Shop, charge_payment, create_order, reserve_stock
 
-from offload import JobContext, Publisher, Resources
+from offload import JobContext, PermanentJobError, Publisher, Resources
 from offload.testing import wait_for
 
 TENANT = "shop"
@@ -167,3 +169,42 @@ def test_a_failing_gateway_opens_the_breaker_and_the_order_waits_then_completes(
     assert view.steps[2].attempts == gateway.ledger.failed + 1
     assert len(gateway.ledger.charges_of(order_id)) == 1 and store.stock("tee") == 98
     assert mailbox[0].subjects() == [f"Order {order_id} confirmed"]
+
+
+@pytest.mark.parametrize("circuit", ["closed", "open"])
+def test_the_last_try_of_a_charge_gives_the_order_up_releasing_its_stock_and_telling_the_customer(
+    pipeline: Callable[..., Any],
+    shop_settings: ShopSettings,
+    store: ShopStore,
+    gateway: FakeGateway,
+    mailbox: tuple[Any, int],
+    circuit: str,
+) -> None:
+    """The gateway never came back: the charge's last attempt (its retries spent) compensates."""
+    gateway.down()
+    known = {"order_id": "order-1", "customer": {"email": "ada@example.com", "name": "Ada"}}
+    order = Order.model_validate(
+        {**known, "lines": [{"sku": "mug", "quantity": 2}], "amount_cents": 2500, "payment_token": "tok_x"}
+    )
+    assert store.reserve("order-1", {"mug": 2}).ok
+    with pipeline() as publisher:
+        shop = Shop.from_settings(shop_settings, publisher)
+        if circuit == "open":
+            for _ in range(shop_settings.orders_breaker_threshold):
+                shop.breaker.failure()
+        last = JobContext(
+            str(uuid.uuid4()),
+            "payment.charge",
+            TENANT,
+            attempt=PAYMENT_RETRY.max_retries + 1,
+            store=publisher.store,
+            resources=Resources([shop]),
+        )
+        with pytest.raises(PermanentJobError) as given_up:
+            charge_payment(last, order)
+        wait_for(lambda: len(mailbox[0].messages) == 1, timeout=10, message="the customer was not told")
+        shop.close()
+    assert given_up.value.code == "gateway_unavailable"
+    assert (store.stock("mug"), store.reservation("order-1")) == (100, "released")
+    assert mailbox[0].subjects() == ["Order order-1: the payment did not go through"]
+    assert "unavailable for too long" in mailbox[0].messages[0].get_body(("plain",)).get_content()

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from flask import Flask, Response, current_app, jsonify, render_template_string, request, stream_with_context, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
@@ -108,6 +109,8 @@ def create_app(
     app.register_error_handler(404, lambda _: problem(404, "not_found", "No such page."))
     app.register_error_handler(405, lambda _: problem(405, "method_not_allowed", "Method not allowed here."))
     app.register_error_handler(OffloadError, offload_error)
+    app.register_error_handler(redis.RedisError, store_unavailable)
+    app.register_error_handler(500, lambda _: problem(500, "internal_error", "Something went wrong on our side."))
     return app
 
 
@@ -136,6 +139,13 @@ def offload_error(exc: OffloadError) -> Response:
     return response
 
 
+def store_unavailable(_exc: redis.RedisError) -> Response:
+    """The shop's own store did not answer: 503, try again shortly."""
+    response = problem(503, "store_unavailable", "The shop's store is unavailable; try again shortly.")
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def checkout() -> Response:
     """Accept a cart: validate it, publish ``order.create``, answer 202 with where to follow the order."""
     shop = services()
@@ -160,8 +170,13 @@ def checkout() -> Response:
     ]
     if unknown:
         return problem(422, "unknown_sku", "Some products are not for sale.", unknown)
-    if any(quantity > 100 for quantity in quantities.values()):
-        return problem(422, "invalid_request", "At most 100 of one product per order.")
+    too_many = [
+        {"field": f"items[{index}].quantity", "problem": f"at most 100 of {item.sku!r} per order, in all"}
+        for index, item in enumerate(cart.items)
+        if quantities[item.sku] > 100
+    ]
+    if too_many:
+        return problem(422, "invalid_request", "At most 100 of one product per order.", too_many)
     order = {  # a CreateOrder, which the SDK validates against order.create's contract on submission
         "customer": {"email": cart.email, "name": cart.name},
         "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in quantities.items()],

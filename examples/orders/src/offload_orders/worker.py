@@ -136,7 +136,14 @@ def reserve_stock(ctx: JobContext, payload: Order) -> StockReserved:
 def charge_payment(ctx: JobContext, payload: Order) -> PaymentCharged:
     """Charge an order through the payment gateway, then send its confirmation; release its stock if it fails."""
     shop = ctx.resource(Shop)
-    shop.breaker.check()  # an open circuit holds the job back without trying (and without using a retry)
+    final = ctx.attempt > PAYMENT_RETRY.max_retries  # the retries are spent: this try is the order's last
+    try:
+        shop.breaker.check()  # an open circuit holds the job back without trying (and without using a retry)
+    except TransientJobError as paused:
+        if final:  # (Offload counts held-back tries as attempts too once a job has waited long enough)
+            give_up(ctx, shop, payload, "unavailable")
+            raise PermanentJobError(paused.message, code="gateway_unavailable") from None
+        raise
     try:
         charge = shop.gateway.charge(
             amount_cents=payload.amount_cents,
@@ -151,7 +158,7 @@ def charge_payment(ctx: JobContext, payload: Order) -> PaymentCharged:
         raise PermanentJobError(str(declined), code="payment_declined") from None
     except GatewayUnavailable as unavailable:
         shop.breaker.failure()
-        if ctx.attempt > PAYMENT_RETRY.max_retries:  # the last retry: the order cannot wait any longer
+        if final:  # the order cannot wait any longer
             give_up(ctx, shop, payload, "unavailable")
             raise PermanentJobError(str(unavailable), code="gateway_unavailable") from None
         raise TransientJobError(str(unavailable), code="gateway_unavailable") from None
