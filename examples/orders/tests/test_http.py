@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import requests
+from offload_orders.app import create_app
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
 from offload_orders.testing import free_port, shop_server
 from offload_orders.worker import SPEC
 
+from offload import Settings
 from offload.testing import broker_url_for_tests, redis_url_for_tests
 
 #: 101 of one product, in two lines.
@@ -148,3 +150,17 @@ def test_an_unknown_order_is_a_404_in_json(shop: str) -> None:
         answer = requests.get(f"{shop}{path}", timeout=5)
         assert (answer.status_code, answer.json()["error"]["code"]) == (404, "order_not_found")
     assert requests.get(f"{shop}/checkout", timeout=5).status_code == 405
+
+
+def test_a_checkout_while_the_shops_store_is_down_is_a_503_in_json(offload_settings: Settings) -> None:
+    """The shop's own Redis refuses connections (a port nothing listens on): 503 with Retry-After, no trace."""
+    settings = ShopSettings(
+        **{**offload_settings.model_dump(), "orders_redis_url": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    app = create_app(settings)
+    answer = app.test_client().post("/checkout", json=CART)
+    app.extensions["offload_orders"].publisher.close()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+    assert answer.get_json()["error"]["code"] == "store_unavailable" and "Traceback" not in answer.get_data(
+        as_text=True
+    )
