@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app, jsonify, render_template_string, request, stream_with_context, url_for
+from flask import Flask, Response, current_app, jsonify, render_template, request, stream_with_context, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from offload import OffloadError, Publisher
@@ -36,30 +36,6 @@ from offload_orders.tracking import follow, track
 #: for an order the broker may not have).
 CHECKOUT_DEADLINE = 1.0
 EXTENSION = "offload_orders"
-
-#: The order page a browser gets: the status now, then each change from the event stream.
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Order {{ order_id }}</title></head>
-<body style="font-family:sans-serif">
-<h1>Order {{ order_id }}</h1>
-<p>Status: <strong id="status">{{ view.status }}</strong></p>
-<ol id="steps">{% for step in view.steps %}<li>{{ step.type }}: {{ step.state }}</li>{% endfor %}</ol>
-<script>
-const stream = new EventSource({{ events_url | tojson }});
-stream.addEventListener("order", (event) => {
-  const order = JSON.parse(event.data);
-  document.getElementById("status").textContent = order.status;
-  const steps = document.getElementById("steps");
-  steps.replaceChildren(...order.steps.map((step) => {
-    const item = document.createElement("li");
-    item.textContent = `${step.type}: ${step.state}` + (step.error_message ? ` (${step.error_message})` : "");
-    return item;
-  }));
-});
-stream.addEventListener("end", () => stream.close());
-</script>
-</body></html>
-"""
 
 
 class CheckoutItem(BaseModel):
@@ -208,10 +184,8 @@ def status(order_id: str) -> Response:
     if view is None:
         return problem(404, "order_not_found", "No such order.")
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
-        page = render_template_string(
-            PAGE, order_id=order_id, view=view, events_url=url_for("events", order_id=order_id)
-        )
-        return Response(page, mimetype="text/html")
+        events_url = url_for("events", order_id=order_id)  # templates/order.html follows it
+        return Response(render_template("order.html", order_id=order_id, view=view, events_url=events_url))
     return jsonify(view.as_json())
 
 
