@@ -156,6 +156,7 @@ def measure(cfg: BenchConfig) -> OrdersResult:
         up_at = time.monotonic()
         order_ids = [answer["order_id"] for answer in run["answers"] if answer.get("order_id")]
         views: dict[str, OrderView] = {}
+        timeline: list[tuple[float, int]] = []  # (seconds after the gateway's return, orders settled)
         deadline = up_at + 300
         while time.monotonic() < deadline:
             for order_id in order_ids:
@@ -163,9 +164,12 @@ def measure(cfg: BenchConfig) -> OrdersResult:
                     view = track(publisher, order_id, tenant="shop")
                     if view is not None:
                         views[order_id] = view
-            if len(views) == len(order_ids) and all(view.done for view in views.values()):
+            settled = sum(1 for view in views.values() if view.done)
+            if not timeline or timeline[-1][1] != settled:
+                timeline.append((round(time.monotonic() - up_at, 1), settled))
+            if len(views) == len(order_ids) and settled == len(order_ids):
                 break
-            time.sleep(0.25)
+            time.sleep(1.0)  # the fake gateway shares this process: a busier poll would slow its answers
         settled_s = time.monotonic() - up_at
         statuses = collections.Counter(view.status for view in views.values())
         confirmed = {order_id for order_id, view in views.items() if view.status == "confirmed"}
@@ -188,6 +192,7 @@ def measure(cfg: BenchConfig) -> OrdersResult:
             "confirmations_missing": sum(1 for o in confirmed if mail[f"Order {o} confirmed"] != 1),
             "emails_twice": sum(1 for n in outage_mail.values() if n > 1),
             "unsettled": len(order_ids) - sum(1 for view in views.values() if view.done),
+            "timeline": timeline,
         }
     finally:
         for child in children:
@@ -255,6 +260,18 @@ def notes(result: OrdersResult) -> list[str]:
             f"orders outage: 202s during the outage p50 {outage['p50_ms']} / p99 {outage['p99_ms']} ms; "
             f"breaker opened: {outage['breaker_opened']}; charges {outage['charges']}, charged twice "
             f"{outage['charged_twice']}; stock left {outage['stock_left']} (accounted: {outage['stock_accounted']}); "
-            f"confirmations missing {outage['confirmations_missing']}, emails twice {outage['emails_twice']}"
+            f"confirmations missing {outage['confirmations_missing']}, emails twice {outage['emails_twice']}; "
+            "settled after the return: "
+            + ", ".join(f"{settled} at {at:g} s" for at, settled in _milestones(outage["timeline"], ORDERS))
         )
+    return found
+
+
+def _milestones(timeline: list[tuple[float, int]], total: int) -> list[tuple[float, int]]:
+    """When a quarter, half, three quarters, 95% and all of ``total`` orders had settled."""
+    found = []
+    for share in (0.25, 0.5, 0.75, 0.95, 1.0):
+        at = next((moment for moment, settled in timeline if settled >= share * total), None)
+        if at is not None:
+            found.append((at, int(share * total)))
     return found

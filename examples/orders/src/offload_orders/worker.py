@@ -39,7 +39,9 @@ PAYMENTS_QUEUE = "payments"
 
 #: Charges are retried for a while (a gateway having a bad minute); an open circuit's waits do not
 #: count. When the last retry fails too, the order is given up: its stock released, the customer told.
-PAYMENT_RETRY = RetryPolicy(max_retries=8, max_retries_limit=8, min_backoff=1.0, max_backoff=30.0)
+#: The backoff stops growing at 10 s, about the breaker's cooldown: the breaker is what spares a
+#: gateway in trouble, and a longer backoff would only keep orders waiting after it is back.
+PAYMENT_RETRY = RetryPolicy(max_retries=8, max_retries_limit=8, min_backoff=1.0, max_backoff=10.0)
 
 
 @dataclass
