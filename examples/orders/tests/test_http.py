@@ -164,3 +164,36 @@ def test_a_checkout_while_the_shops_store_is_down_is_a_503_in_json(offload_setti
     assert answer.get_json()["error"]["code"] == "store_unavailable" and "Traceback" not in answer.get_data(
         as_text=True
     )
+
+
+def test_a_process_with_all_its_stream_slots_taken_tells_the_next_browser_to_come_back(
+    offload_settings: Settings, store: ShopStore
+) -> None:
+    """Streams hold threads: past ``orders_max_streams`` a browser gets the order now and ``retry: 5000``."""
+    settings = ShopSettings(
+        **{
+            **offload_settings.model_dump(),
+            "orders_redis_url": offload_settings.redis_url,
+            "orders_prefix": store.prefix,
+            "orders_max_streams": 1,
+            "orders_stream_seconds": 3.0,
+        }
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    order = client.post("/checkout", json=CART).get_json()  # no worker runs: it stays received
+    first = client.get(order["events_url"], buffered=False)
+    opened = _text(next(iter(first.response)))  # the stream has started and holds the process's one slot
+    busy = client.get(order["events_url"]).get_data(as_text=True)
+    first.close()
+    again = client.get(order["events_url"], buffered=False)
+    again_opened = _text(next(iter(again.response)))
+    again.close()
+    app.extensions["offload_orders"].publisher.close()
+    assert '"status":"received"' in opened
+    assert busy.startswith("retry: 5000\n") and '"status":"received"' in busy
+    assert "retry:" not in again_opened  # the first stream's slot was given back when it closed
+
+
+def _text(chunk: object) -> str:
+    return chunk.decode() if isinstance(chunk, bytes) else str(chunk)

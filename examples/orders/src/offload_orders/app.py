@@ -17,6 +17,7 @@ Run it as users would: ``gunicorn -c python:offload_orders.gunicorn_conf offload
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,12 +31,14 @@ from offload import OffloadError, Publisher
 from offload_orders.models import Name, PaymentToken, Sku
 from offload_orders.settings import ShopSettings
 from offload_orders.store import ShopStore
-from offload_orders.tracking import follow, track
+from offload_orders.tracking import OrderView, follow, track
 
 #: Seconds a checkout waits for the broker's confirm before it answers 503 (it never answers 202
 #: for an order the broker may not have).
 CHECKOUT_DEADLINE = 1.0
 EXTENSION = "offload_orders"
+#: Milliseconds a browser turned away from a full process waits before it asks for the stream again.
+BUSY_RETRY_MS = 5000
 
 
 class CheckoutItem(BaseModel):
@@ -59,12 +62,17 @@ class Checkout(BaseModel):
 
 
 class Services:
-    """What the app's requests share in one process: the SDK's publisher and the shop's store."""
+    """What the app's requests share in one process.
+
+    The SDK's publisher, the shop's store, and the count of open event streams (each holds one of
+    the process's threads).
+    """
 
     def __init__(self, settings: ShopSettings, publisher: Publisher, store: ShopStore) -> None:
         self.settings = settings
         self.publisher = publisher
         self.store = store
+        self.streams = threading.BoundedSemaphore(settings.orders_max_streams)
 
 
 def create_app(
@@ -190,25 +198,45 @@ def status(order_id: str) -> Response:
 
 
 def events(order_id: str) -> Response:
-    """The order's progress as Server-Sent Events: an ``order`` event per change, then ``end``."""
+    """The order's progress as Server-Sent Events: an ``order`` event per change, then ``end``.
+
+    A stream holds a thread while it is open, so a process serves at most ``orders_max_streams``
+    at once and keeps its other threads for checkouts. Past that, the answer is the order as it is
+    and ``retry: 5000``: the browser's ``EventSource`` asks again in five seconds (polling, in effect).
+    """
     shop = services()
     tenant = shop.settings.orders_tenant
-    if not _is_uuid(order_id) or track(shop.publisher, order_id, tenant=tenant) is None:
+    view = track(shop.publisher, order_id, tenant=tenant) if _is_uuid(order_id) else None
+    if view is None:
         return problem(404, "order_not_found", "No such order.")
 
     def stream() -> Iterator[str]:
-        done = False
+        held = not view.done  # a done order's stream is one event: no slot needed
+        if held and not shop.streams.acquire(blocking=False):
+            yield f"retry: {BUSY_RETRY_MS}\n"
+            yield _order_event(view)
+            return
         try:
-            for view in follow(shop.publisher, order_id, tenant=tenant, timeout=shop.settings.orders_stream_seconds):
-                done = view.done
-                yield f"event: order\ndata: {json.dumps(view.as_json(), separators=(',', ':'))}\n\n"
+            last = view
+            for last in follow(shop.publisher, order_id, tenant=tenant, timeout=shop.settings.orders_stream_seconds):
+                yield _order_event(last)
+            if last.done:
+                yield "event: end\ndata: {}\n\n"
         except OffloadError as exc:
             yield f"event: error\ndata: {json.dumps({'code': exc.code, 'message': exc.message})}\n\n"
-            return
-        if done:
-            yield "event: end\ndata: {}\n\n"
+        finally:
+            if held:
+                shop.streams.release()
 
-    response = Response(stream_with_context(stream()), mimetype="text/event-stream")
+    return _event_stream(stream_with_context(stream()))
+
+
+def _order_event(view: OrderView) -> str:
+    return f"event: order\ndata: {json.dumps(view.as_json(), separators=(',', ':'))}\n\n"
+
+
+def _event_stream(body: Iterator[str]) -> Response:
+    response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response

@@ -33,6 +33,8 @@ class ShopSettings(Settings):
     orders_public_url: str = "http://127.0.0.1:8080"
     #: The longest a browser's event stream stays open (it reconnects after).
     orders_stream_seconds: float = Field(default=300.0, gt=0)
+    #: Event streams one web process serves at once (each holds a thread; gunicorn_conf gives 32).
+    orders_max_streams: int = Field(default=16, ge=1)
     #: Niceness of the shop's worker processes: the checkout, whose customers wait for its 202,
     #: goes first on a shared host, as Offload's API does before its email worker (which takes 5).
     worker_nice: int = Field(default=5, ge=0, le=19)
