@@ -1,6 +1,7 @@
 """``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
 
-SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, video, reports, scale, validate.
+SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, video, reports, scale, validate,
+orders.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify, reports, scale, validate, video
+from bench import api, drain, infra, latency, media, notify, orders, reports, scale, validate, video
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
@@ -51,7 +52,19 @@ SCALE_MAX_BYTES = 1_000
 SCALE_SIZES = "10000,100000,1000000"
 SCALE_MAX_LIST_MS = 100
 #: Every measurement, in the order they run (the email and webhook rows compare with the drain's).
-MEASUREMENTS = ("api", "drain", "latency", "email", "webhooks", "media", "video", "reports", "scale", "validate")
+MEASUREMENTS = (
+    "api",
+    "drain",
+    "latency",
+    "email",
+    "webhooks",
+    "media",
+    "video",
+    "reports",
+    "scale",
+    "validate",
+    "orders",
+)
 
 
 def parse_args(argv: list[str]) -> BenchConfig:
@@ -481,6 +494,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
         ("reports", "reports (writers vs bare csv, openpyxl, fpdf2)", lambda: reports.measure(cfg)),
         ("scale", "scale (the status store at 10k-1M jobs, beside BullMQ)", lambda: scale.measure(cfg)),
         ("validate", "validate (a registered type's JSON Schema vs its model)", validate.measure),
+        ("orders", "orders (examples/orders: 202 latency, a 30 s gateway outage)", lambda: orders.measure(cfg)),
     ]
     #: The ``system.noop`` drain rate of this run: the email and webhook rows' reference.
     noop_rate: float | None = None
@@ -547,6 +561,10 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             rows += validate_rows(result)
             notes += validate.notes(result)
             raw["validate"] = {"|".join(key): us for key, us in result.us.items()}
+        elif isinstance(result, orders.OrdersResult):
+            rows += orders.rows(result)
+            notes += orders.notes(result)
+            raw["orders"] = {"latency": result.latency, "outage": result.outage}
         elif isinstance(result, notify.NotifyResult):
             rows += notify_rows(result, cfg, noop_rate)
             disturbed += [(run.name, run.cpu.other) for run in result.runs if run.cpu]

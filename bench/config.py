@@ -18,9 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Where ``latest.json`` and the children's logs go (gitignored).
 RESULTS = ROOT / "bench" / "results"
 
-VHOST = "offload_bench"
+#: ``BENCH_VHOST`` and ``BENCH_REDIS_DB`` move the benchmark elsewhere (a vhost and db of one's own
+#: where several people share a machine); it flushes and deletes what it finds there.
+VHOST = os.environ.get("BENCH_VHOST", "offload_bench")
 BROKER_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = f"redis://127.0.0.1:6379/{int(os.environ.get('BENCH_REDIS_DB', '13'))}"
 #: The API key the benchmark authenticates with (a client of tenant ``bench``).
 API_KEY = "bench-api-key-0123456789-abcdef"
 TENANT = "bench"

@@ -42,6 +42,22 @@ def test_the_sdk_can_wait_for_a_job_to_end(publisher: Publisher, worker: Running
     assert publisher.wait(str(uuid.uuid4()), timeout=0.1) is None
 
 
+def test_the_sdk_can_watch_a_job_change_until_it_ends(publisher: Publisher, worker: RunningWorker) -> None:
+    job = publisher.publish("system.sleep", {"ms": 600, "steps": 3}, tenant="acme")
+    seen = list(publisher.watch(job.job_id, timeout=10))
+    states = [record.state.value for record in seen]
+    assert states[0] in {"queued", "running"} and states[-1] == "succeeded" and "running" in states
+    assert any(0 < record.progress < 100 for record in seen)  # progress is a change too
+    assert [r.seq for r in seen] == sorted({r.seq for r in seen})  # each record is a new change, in order
+    assert list(publisher.watch(job.job_id, timeout=1)) == [seen[-1]]  # an ended job: its record, once
+    assert list(publisher.watch(job.job_id, tenant="other")) == []  # another tenant's job is not there
+    assert list(publisher.watch(str(uuid.uuid4()), timeout=0.1)) == []
+    slow = publisher.publish("system.sleep", {"ms": 5000}, tenant="acme")
+    started = time.monotonic()
+    assert not list(publisher.watch(slow.job_id, timeout=0.3))[-1].state.terminal
+    assert time.monotonic() - started < 2
+
+
 def test_progress_is_reported_while_sleeping(publisher: Publisher, worker: RunningWorker, wait_state) -> None:
     job = publisher.publish("system.sleep", {"ms": 800, "steps": 4}, tenant="acme")
     wait_for(lambda: (publisher.get(job.job_id).progress or 0) >= 25, timeout=5)

@@ -3,6 +3,7 @@
 The public API, importable from here::
 
     from offload import JobContext, Payload, WorkerSpec, job   # declaring job types and workers
+    from offload import Resources                              # what a spec's resources builder gets
     from offload import Publisher                              # submitting jobs from Python
 
 A map of the package:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from offload.jobs import JobType, WorkerSpec, job
     from offload.publish import Publisher
     from offload.settings import Settings
-    from offload.worker.context import JobContext
+    from offload.worker.context import JobContext, Resources
 
 _WHERE = {
     "Concurrency": "offload.contracts",
@@ -54,6 +55,7 @@ _WHERE = {
     "Publisher": "offload.publish",
     "Settings": "offload.settings",
     "JobContext": "offload.worker.context",
+    "Resources": "offload.worker.context",
 }
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "PermanentJobError",
     "Priority",
     "Publisher",
+    "Resources",
     "RetryPolicy",
     "Settings",
     "SubmissionPolicy",

@@ -15,7 +15,7 @@ EMAIL_QUEUE = "email"
 
 #: The templates the email worker ships (``services/worker-email/.../templates/<name>/``).
 #: An unknown name is a 422 at the API, never a failed job.
-Template = Literal["welcome", "password_reset", "report_ready", "order_confirmation"]
+Template = Literal["welcome", "password_reset", "report_ready", "order_confirmation", "order_payment_failed"]
 TEMPLATE_NAMES: tuple[str, ...] = get_args(Template)
 #: Variables each template cannot do without (checked at submission: a missing one is a 422).
 REQUIRED_VARS: dict[str, tuple[str, ...]] = {
@@ -23,6 +23,7 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
     "password_reset": ("name", "reset_url"),
     "report_ready": ("title", "download_url"),
     "order_confirmation": ("name", "order_id"),
+    "order_payment_failed": ("name", "order_id"),
 }
 
 #: Template variables whose name ends in this are links (the templates put them in ``href``): each

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from offload import problems
@@ -197,6 +197,36 @@ class Publisher:
                     pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
                     record = self.store.queries.get(job_id)
                 return record
+            finally:
+                pubsub.close()
+
+    def watch(self, job_id: str, *, timeout: float = 300.0, tenant: str | None = None) -> Iterator[JobRecord]:
+        """Yield the job's record now and again each time it changes, until it ends or ``timeout`` passes.
+
+        What a service streams to its own users (a shop's order page over SSE) without giving them
+        an API key: it follows the job's events channel, as :meth:`wait` does, and yields a record
+        only when its ``seq`` moved on (a state change, progress, a log line: an event of its
+        ``/v1/jobs/{id}/events`` stream); changes closer together may be seen as one. The last
+        record yielded is terminal unless the timeout came first. Yields nothing for an
+        unknown job (or, with ``tenant``, another tenant's).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            pubsub = self.store.queries.subscribe(job_id)
+            try:
+                last = -1
+                record = self.store.queries.get(job_id, tenant=tenant)
+                while record is not None:
+                    if record.seq != last:
+                        last = record.seq
+                        yield record
+                    if record.state.terminal or time.monotonic() >= deadline:
+                        return
+                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    record = self.store.queries.get(job_id, tenant=tenant)
             finally:
                 pubsub.close()
 
