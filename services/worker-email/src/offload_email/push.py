@@ -101,9 +101,10 @@ class PushHandlers:
             self._tokens = _Tokens(Vapid02.from_raw(self.private_key.encode()), self.subject)
 
     def send(self, ctx: JobContext, payload: SendPushPayload) -> SendPushResult:
-        """Notify every subscription of the payload's users, each at most once per job.
+        """Notify every subscription of the payload's users, each at most once per job, one after another.
 
         Raises:
+            JobCancelled: a client cancelled the job (between two subscriptions).
             PermanentJobError: no VAPID key is configured (``push_not_configured``).
             TransientJobError: a push service failed, throttled or could not be reached (retried).
         """
@@ -121,7 +122,9 @@ class PushHandlers:
         outcomes: list[PushOutcome] = []
         retry: list[_Later] = []
         targets = {sub.id: sub for user in payload.users() for sub in subscriptions.of_user(ctx.tenant, user)}
-        for sub in targets.values():
+        for index, sub in enumerate(targets.values()):
+            # Progress for whoever follows the job; a cancel stops it here (what was sent is journalled).
+            ctx.progress(100 * index / len(targets), f"{index}/{len(targets)} subscriptions")
             if sub.id in done:  # an earlier attempt (or delivery) of this job got this far
                 outcomes.append(done[sub.id])
                 continue
