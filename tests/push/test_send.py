@@ -232,3 +232,22 @@ def test_a_404_is_gone_too_and_a_later_job_no_longer_sends_to_it(
     second = publisher.wait(api.submit("push.send", {"user_id": "ada", "title": "2"}).get_json()["id"], timeout=20)
     assert second.state == "succeeded" and second.result["subscriptions"] == []
     assert len(push_service.deliveries("expired")) == 1
+
+
+def test_a_cancelled_push_job_starts_no_new_request(
+    api: Api, publisher: Publisher, push_service: PushService, push_settings: EmailSettings
+) -> None:
+    from offload.testing import serving
+    from offload_email.worker import SPEC
+
+    _subscribe(api, push_service, "slow", "ada", ("stall", {"seconds": "1"}))
+    for token in ("later-1", "later-2"):
+        time.sleep(0.01)  # subscriptions are sent oldest first
+        _subscribe(api, push_service, token, "ada")
+    with serving(SPEC, push_settings.model_copy(update={"push_concurrency": 1}), threads=2):  # one at a time
+        job_id = api.submit("push.send", {"user_id": "ada", "title": "Stop"}).get_json()["id"]
+        wait_for(lambda: len(push_service.deliveries("slow")) == 1, timeout=20)
+        assert api.post(f"/v1/jobs/{job_id}/cancel").status_code in (200, 202)
+        record = publisher.wait(job_id, timeout=20)
+    assert record.state == "cancelled"
+    assert push_service.deliveries("later-1") == push_service.deliveries("later-2") == []

@@ -17,8 +17,12 @@ service host share a rate limit through Redis (``OFFLOAD_PUSH_RATE_PER_SECOND``)
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import time
+from collections.abc import Callable, Generator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -83,6 +87,7 @@ class PushHandlers:
         rate_per_second: messages per second to one push service host, shared (0: no limit).
         read_timeout: seconds a push service has to answer.
         retention_s: how long a job's journal is kept.
+        concurrency: requests one job has in flight at once (each subscription is one request).
     """
 
     store: StatusStore
@@ -93,6 +98,7 @@ class PushHandlers:
     rate_per_second: int = 0
     read_timeout: float = 10.0
     retention_s: int = 7 * 86_400
+    concurrency: int = 4
     _tokens: _Tokens | None = field(default=None, init=False)
     _rates: dict[str, SendRate] = field(default_factory=dict, init=False)
 
@@ -101,9 +107,10 @@ class PushHandlers:
             self._tokens = _Tokens(Vapid02.from_raw(self.private_key.encode()), self.subject)
 
     def send(self, ctx: JobContext, payload: SendPushPayload) -> SendPushResult:
-        """Notify every subscription of the payload's users, each at most once per job.
+        """Notify every subscription of the payload's users, each at most once per job, a few at a time.
 
         Raises:
+            JobCancelled: a client cancelled the job (no request starts after it; those in flight end).
             PermanentJobError: no VAPID key is configured (``push_not_configured``).
             TransientJobError: a push service failed, throttled or could not be reached (retried).
         """
@@ -118,26 +125,35 @@ class PushHandlers:
             for sub_id, entry in effects.journal(JOURNAL, ctx.job_id).items()
         }
         message = payload.message()
-        outcomes: list[PushOutcome] = []
-        retry: list[_Later] = []
         targets = {sub.id: sub for user in payload.users() for sub in subscriptions.of_user(ctx.tenant, user)}
-        for sub in targets.values():
-            if sub.id in done:  # an earlier attempt (or delivery) of this job got this far
-                outcomes.append(done[sub.id])
-                continue
-            outcome = self._send_one(ctx, sub, message, payload, effects)
+        # An earlier attempt (or delivery) of this job got this far; and subscriptions it found gone
+        # (and removed) keep their outcome.
+        outcomes = [done[sub_id] for sub_id in targets if sub_id in done]
+        outcomes += [outcome for sub_id, outcome in done.items() if sub_id not in targets]
+        pending = [sub for sub in targets.values() if sub.id not in done]
+        retry: list[_Later] = []
+
+        def serve(sub: Subscription) -> PushOutcome | _Later:
+            """Send to one subscription and record its outcome (in a thread of the job's own pool)."""
+            outcome = self._send_one(ctx.job_id, sub, message, payload, effects)
             if isinstance(outcome, _Later):
                 effects.erase(JOURNAL, ctx.job_id, sub.id)  # not taken: send it again on the next attempt
-                if outcome.code == "push_rate_limited" and not ctx.last_attempt:  # nothing sent: wait for a slot
-                    raise TransientJobError(outcome.outcome.detail or "", code=outcome.code)
-                retry.append(outcome)
-                continue
+                return outcome
             effects.write(JOURNAL, ctx.job_id, {sub.id: outcome.model_dump_json()}, ttl_s=self.retention_s)
             if outcome.status == "gone":
                 subscriptions.remove(ctx.tenant, sub.id)
-            outcomes.append(outcome)
-        # Subscriptions an earlier attempt found gone (and removed) keep their outcome.
-        outcomes += [outcome for sub_id, outcome in done.items() if sub_id not in targets]
+            return outcome
+
+        with contextlib.closing(self._each(pending, serve)) as each:  # stopping early ends those in flight
+            for ended, outcome in enumerate(each, start=1):
+                if isinstance(outcome, _Later):
+                    if outcome.code == "push_rate_limited" and not ctx.last_attempt:  # nothing sent: wait
+                        raise TransientJobError(outcome.outcome.detail or "", code=outcome.code)
+                    retry.append(outcome)
+                else:
+                    outcomes.append(outcome)
+                # Progress for whoever follows the job; a cancel stops it here (what was sent is journalled).
+                ctx.progress(100 * ended / len(pending), f"{ended}/{len(pending)} subscriptions")
         if retry and not ctx.last_attempt:
             waits = [again.retry_after for again in retry if again.retry_after is not None]
             raise TransientJobError(
@@ -149,8 +165,30 @@ class PushHandlers:
         count = {status: sum(o.status == status for o in outcomes) for status in ("sent", "gone", "rejected", "failed")}
         return SendPushResult(**count, subscriptions=outcomes)
 
+    def _each(
+        self, pending: list[Subscription], serve: Callable[[Subscription], PushOutcome | _Later]
+    ) -> Generator[PushOutcome | _Later, None, None]:
+        """Each subscription's outcome as it ends, at most :attr:`concurrency` requests in flight.
+
+        When the caller stops early (a cancel, a saturated rate), no new request starts and those
+        in flight end, and record their outcome, before this returns.
+        """
+        if self.concurrency <= 1 or len(pending) <= 1:
+            yield from (serve(sub) for sub in pending)
+            return
+        queue = iter(pending)
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="push") as pool:
+            running = {pool.submit(serve, sub) for sub in itertools.islice(queue, self.concurrency)}
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    following = next(queue, None)
+                    if following is not None:
+                        running.add(pool.submit(serve, following))
+                    yield future.result()
+
     def _send_one(
-        self, ctx: JobContext, sub: Subscription, message: bytes, payload: SendPushPayload, effects: Effects
+        self, job_id: str, sub: Subscription, message: bytes, payload: SendPushPayload, effects: Effects
     ) -> PushOutcome | _Later:
         """POST the message to one subscription: its outcome, or :class:`_Later` to try it again later."""
         assert self._tokens is not None
@@ -183,7 +221,7 @@ class PushHandlers:
             detail="Unconfirmed: the worker stopped while sending this message; not sent again.",
         )
         # Written before the request: if the worker dies now, a redelivery will not send it twice.
-        effects.write(JOURNAL, ctx.job_id, {sub.id: unconfirmed.model_dump_json()}, ttl_s=self.retention_s)
+        effects.write(JOURNAL, job_id, {sub.id: unconfirmed.model_dump_json()}, ttl_s=self.retention_s)
         try:
             response = pinned_request(
                 "POST",
@@ -209,7 +247,7 @@ class PushHandlers:
         if 200 <= status < 300:
             return PushOutcome(subscription_id=sub.id, user_id=sub.user_id, status="sent", http_status=status)
         if status in (404, 410):
-            logger.info("Push subscription %s of job %s is gone (%d); removing it.", sub.id, ctx.job_id, status)
+            logger.info("Push subscription %s of job %s is gone (%d); removing it.", sub.id, job_id, status)
             return PushOutcome(
                 subscription_id=sub.id,
                 user_id=sub.user_id,

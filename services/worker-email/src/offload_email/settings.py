@@ -29,6 +29,8 @@ class PushSettings(Settings):
     push_timeout: float = Field(default=10.0, gt=0, le=60)
     #: Messages per second to one push service host, shared by every worker process (0: no limit).
     push_rate_per_second: int = Field(default=100, ge=0)
+    #: Requests one push.send job has in flight at once (its subscriptions are sent a few at a time).
+    push_concurrency: int = Field(default=4, ge=1, le=32)
 
     @field_validator("vapid_private_key")
     @classmethod

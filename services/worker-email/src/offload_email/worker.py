@@ -68,6 +68,7 @@ def resources(settings: EmailSettings, publisher: Publisher, given: Resources) -
         rate_per_second=settings.push_rate_per_second,
         read_timeout=settings.push_timeout,
         retention_s=settings.retention_failed,
+        concurrency=settings.push_concurrency,
     )
 
 
