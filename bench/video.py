@@ -9,8 +9,9 @@ MP4 at 720p and VP9/Opus WebM at 360p, in alternating rounds:
   ffprobe and the checks, ffmpeg with its progress read and reported to Redis, the outputs copied
   into storage.
 - **bare**: the same ffmpeg command line (:func:`offload_media.video.commands.transcode_command`,
-  so the same encoders, bitrates and threads), run by hand on the same file at the same niceness
-  as the worker's children, timed from start to exit.
+  so the same encoders, bitrates and threads), run by hand on the same file, scheduled as the
+  worker's children are (its niceness, in a session of its own at that niceness), timed from
+  start to exit.
 
 Target (issue 20): bare time ÷ job time ≥ 0.95 (the job costs at most about 5 % more).
 """
@@ -100,10 +101,25 @@ def bare_command(source: Path, out: Path) -> list[str]:
     return transcode_command(media.ffmpeg, source, probed.demuxer, outputs, threads=threads, duration=duration)
 
 
+def _as_the_worker_runs_it() -> None:
+    """In the child: the worker's niceness, in a session whose autogroup has it too (as the job's ffmpeg)."""
+    from offload_media.video.child import keep_niceness
+
+    os.nice(NICE)
+    keep_niceness()
+
+
 def run_bare(argv: list[str]) -> float:
-    """Seconds the command takes, at the worker's niceness, its progress read and dropped."""
+    """Seconds the command takes, scheduled as the job's ffmpeg is, its progress read and dropped."""
     started = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, timeout=1800, preexec_fn=lambda: os.nice(NICE))
+    subprocess.run(
+        argv,
+        stdout=subprocess.DEVNULL,
+        check=True,
+        timeout=1800,
+        start_new_session=True,
+        preexec_fn=_as_the_worker_runs_it,
+    )
     return time.perf_counter() - started
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ and Redis answer on loopback: start them if installed but stopped, install them
 # (Debian packages) if missing and we may, otherwise say what to do. Also creates the vhosts given
-# as arguments (if any) with full permissions for guest, for the test suite, and the font PDF
-# reports use.
+# as arguments (if any) with full permissions for guest, for the test suite, the font PDF
+# reports use, and ffmpeg for the media worker's video jobs.
 set -euo pipefail
 
 AMQP_PORT=${OFFLOAD_AMQP_PORT:-5672}

@@ -38,7 +38,8 @@ from offload_media.video.probe import probe, probe_command
 from offload_media.worker import resources
 from tests.helpers import serve_http
 from tests.http_source import Source
-from tests.support import TEST_STORAGE, Api
+from tests.s3_server import stored
+from tests.support import Api
 from tests.support.media import upload
 from tests.support.video import concat_playlist, hls_playlist, huge_header, make_clip
 
@@ -337,14 +338,14 @@ def _wait_for_ffmpeg(publisher: Publisher, job_id: str) -> None:
 
 
 def test_a_cancel_kills_ffmpeg_and_leaves_no_output(
-    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, long_clip: bytes
+    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, media_settings: MediaSettings, long_clip: bytes
 ) -> None:
     job_id = submit(api, "video.transcode", {"source": {"upload_id": upload(api, long_clip)}, "outputs": SLOW})
     _wait_for_ffmpeg(publisher, job_id)
     assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
     record, _ = follow(publisher, job_id, timeout=20)
     assert record.state == "cancelled", record
-    assert _ffmpeg_of(job_id) == [] and not list(TEST_STORAGE.glob(f"*/{job_id}/*"))
+    assert _ffmpeg_of(job_id) == [] and stored(media_settings, "acme", job_id) == {}
 
 
 def test_the_time_limit_kills_ffmpeg(
@@ -380,7 +381,12 @@ def test_the_time_limit_kills_ffmpeg(
 
 
 def test_truncated_files_fail_with_a_clear_code(
-    api: Api, publisher: Publisher, media_worker: dramatiq.Worker, clip: bytes, tmp_path: Path
+    api: Api,
+    publisher: Publisher,
+    media_worker: dramatiq.Worker,
+    media_settings: MediaSettings,
+    clip: bytes,
+    tmp_path: Path,
 ) -> None:
     webm = make_clip(tmp_path / "clip.webm", seconds=4, size="320x240", container="webm").read_bytes()
     cases = {
@@ -391,7 +397,9 @@ def test_truncated_files_fail_with_a_clear_code(
         payload = {"source": {"upload_id": upload(api, data)}, "outputs": [{"format": "mp4", "height": 144}]}
         record, _ = follow(publisher, submit(api, "video.transcode", payload))
         assert record.state == "failed" and record.error_code == code and record.attempts == 1, record
-        assert not list(TEST_STORAGE.glob(f"*/{record.id}/*"))
+        assert stored(media_settings, "acme", record.id) == {}
+        logs = api.get(f"/v1/jobs/{record.id}/logs").get_data(as_text=True)
+        assert "offload-video-" not in logs and "offload-video-" not in (record.error_message or "")
 
 
 def test_a_header_claiming_less_than_the_file_holds_gets_only_that_much_decoded(

@@ -13,6 +13,7 @@ import pytest
 
 from offload.errors import JobCancelled, PermanentJobError, TransientJobError
 from offload.process_groups import group_alive
+from offload.worker.priority import session_nice
 from offload_media.video import child
 from tests.helpers import wait_for
 
@@ -110,3 +111,19 @@ def test_the_child_dies_with_the_worker_process(tmp_path: Path) -> None:
         finally:
             if worker.poll() is None:
                 worker.kill()
+
+
+@pytest.mark.skipif(session_nice() is None, reason="no autogroup scheduling here (a container's own CPU cgroup)")
+def test_the_child_keeps_the_workers_niceness_in_its_own_session(tmp_path: Path) -> None:
+    """Its session would otherwise be a fresh autogroup at 0, beside the API as an equal."""
+    script = (
+        "import os\n"
+        "from pathlib import Path\n"
+        "from offload_media.video import child\n"
+        "os.nice(7)\n"
+        "limits = child.Limits(cpu_seconds=60, memory_bytes=3 * 2**30)\n"
+        f"log = Path({str(tmp_path / 'log')!r})\n"
+        "print(child.run(['cat', '/proc/self/autogroup'], limits=limits, messages=log).output)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30)
+    assert output.stdout.strip().endswith("nice 7"), output

@@ -46,6 +46,19 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def keep_niceness() -> None:
+    """Give this process's new session the process's own niceness (Linux autogroup scheduling).
+
+    With autogroup, the CPU is shared between sessions first and by niceness only inside one: a
+    child leading a new session would start a fresh group at niceness 0 and escape the worker's
+    ``OFFLOAD_WORKER_NICE`` (:mod:`offload.worker.priority`), competing with the API as an equal.
+    """
+    niceness = os.nice(0)
+    if niceness > 0:
+        with contextlib.suppress(OSError):
+            Path("/proc/self/autogroup").write_text(str(niceness))
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one child may use."""
@@ -60,6 +73,7 @@ class Limits:
         killed as a group), which puts it out of reach of whatever kills the worker's group.
         """
         _die_with_parent()
+        keep_niceness()
         # Soft and hard limits equal: the kernel then sends SIGKILL, which ffmpeg cannot catch (it
         # treats SIGXCPU as a request to finish, and would leave a short file that looks whole).
         resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))

@@ -129,8 +129,9 @@ class VideoTools:
             argv, limits=self.limits, messages=messages, on_line=on_line, should_stop=lambda: ctx.cancelled
         )
         if finished.returncode != 0:
-            if finished.messages.strip():
-                ctx.log(f"ffmpeg: {finished.messages.strip().splitlines()[-1][:400]}")
+            if finished.messages.strip():  # its last words, without the worker's folder names
+                last = finished.messages.strip().splitlines()[-1].replace(f"{messages.parent}/", "")
+                ctx.log(f"ffmpeg: {last[:400]}")
             raise child.failure(finished, doing=doing)
         return finished.messages, reached[0]
 
