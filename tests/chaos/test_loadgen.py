@@ -88,6 +88,7 @@ def test_an_answer_that_arrives_while_the_generator_is_stalled_is_timed_by_its_a
     assert result.loop_lag >= 0.2, result.loop_lag
     assert result.stalls and any(at >= 0.4 for at, _ in result.stalls), result.stalls
     # ...yet no answer is timed as slower than the server made it (DELAY), give or take the
-    # server's own scheduling.
+    # server's own scheduling: well under the 0.5 s stall that a loop-timed answer would show
+    # (0.17 s seen with other suites running on the same 2 cores).
     slowest = max(a.service for a in result.answers)
-    assert DELAY <= slowest < DELAY + 0.1, slowest
+    assert DELAY <= slowest < DELAY + 0.25, slowest

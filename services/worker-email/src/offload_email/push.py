@@ -162,6 +162,10 @@ class PushHandlers:
                 retry_after=max(waits) if waits else None,
             )
         outcomes += [again.outcome for again in retry]
+        # One order whatever finished first or was removed since (a redelivery returns the same result):
+        # the users as given, each user's subscriptions by id.
+        user_order = {user: index for index, user in enumerate(payload.users())}
+        outcomes.sort(key=lambda o: (user_order.get(o.user_id, len(user_order)), o.subscription_id))
         count = {status: sum(o.status == status for o in outcomes) for status in ("sent", "gone", "rejected", "failed")}
         return SendPushResult(**count, subscriptions=outcomes)
 

@@ -117,6 +117,7 @@ class SendPushResult(BaseModel):
     gone: int
     rejected: int
     failed: int
+    #: One entry per subscription: the users in the order given, each user's subscriptions by id.
     subscriptions: list[PushOutcome]
 
 
