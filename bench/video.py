@@ -13,7 +13,8 @@ MP4 at 720p and VP9/Opus WebM at 360p, in alternating rounds:
   worker's children are (its niceness, in a session of its own at that niceness), timed from
   start to exit.
 
-Target (issue 20): bare time ÷ job time ≥ 0.95 (the job costs at most about 5 % more).
+Target (issue 20): bare time ÷ job time ≥ 0.95 (the job costs at most about 5 % more), each
+side's best of 3 rounds.
 """
 
 from __future__ import annotations
@@ -52,10 +53,15 @@ class VideoResult:
 
     @property
     def ratio(self) -> float:
-        """Bare median ÷ job median (1.0: the job costs nothing over ffmpeg)."""
+        """Bare best ÷ job best (1.0: the job costs nothing over ffmpeg).
+
+        The best of the rounds, not their median: on a shared machine another user's work only
+        ever adds time, to whichever side it lands on, so each side's fastest round is the one
+        nearest its own cost.
+        """
         if not self.job_s or not self.bare_s:
             return float("nan")
-        return median(self.bare_s) / median(self.job_s)
+        return min(self.bare_s) / min(self.job_s)
 
     def as_dict(self) -> dict[str, object]:
         """JSON form."""
@@ -64,6 +70,7 @@ class VideoResult:
             "bare_s": [round(s, 3) for s in self.bare_s],
             "job_end_to_end_s": [round(s, 3) for s in self.job_end_to_end_s],
             "ratio": round(self.ratio, 3) if self.ratio == self.ratio else None,
+            "median_ratio": round(median(self.bare_s) / median(self.job_s), 3) if self.job_s and self.bare_s else None,
             "problem": self.problem,
         }
 
@@ -165,9 +172,9 @@ def run_job(upload_id: str) -> tuple[float, float]:
 
 
 def measure(cfg: BenchConfig) -> VideoResult:
-    """Alternate bare and job rounds (1 with ``--quick``, 2 otherwise) on one generated clip."""
+    """Alternate bare and job rounds (1 with ``--quick``, 3 otherwise) on one generated clip."""
     result = VideoResult()
-    rounds = 1 if cfg.quick else 2
+    rounds = 1 if cfg.quick else 3
     with tempfile.TemporaryDirectory(prefix="offload-bench-video-") as folder:
         work = Path(folder)
         storage_dir = work / "storage"
