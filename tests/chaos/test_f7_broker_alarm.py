@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.chaos.harness import FAST, SCALE, SLOW, Submitter, assert_common, drain, first_accepted_after, within
@@ -20,6 +21,7 @@ from tests.support import REDIS_URL
 from tests.system.stack import Api, PrivateRabbitMQ, Worker, stack_env
 
 
+@pytest.mark.serial  # it bounds answer times (2.5 s seen beside another test process): it runs alone
 def test_f7_disk_and_memory_alarms_get_fast_503s_while_workers_keep_draining(
     private_rabbitmq: PrivateRabbitMQ, redis_client, logs: Path
 ) -> None:

@@ -167,8 +167,9 @@ STREAM_RUN_SECONDS = 240 if LARGE else 8
 #: payload models refuse a float where an int is documented (as they refuse "98"), and
 #: schemathesis reports that deliberate strictness (ST202) on a random draw now and then.
 NOT_CHECKED = frozenset({"positive_data_acceptance"})
-#: Streams the run must have validated at least (a run of 8 s validates fifty or more here).
-MIN_STREAMS = 500 if LARGE else 20
+#: Streams the run must have validated at least (a run of 8 s validates fifty alone, 15 beside
+#: another test process on 2 cores).
+MIN_STREAMS = 500 if LARGE else 10
 #: The longest one stream is read: the run's jobs end within a second, so only a stream that
 #: never ended would take that long (schemathesis then validates the events it received).
 STREAM_SECONDS = 10
