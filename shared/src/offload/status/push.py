@@ -95,7 +95,8 @@ class PushSubscriptions:
         sub_id = subscription_id(tenant, endpoint)
         owners = self.keys.push_owners(tenant)
         previous_user = self.client.hget(owners, sub_id)
-        found = Subscription(sub_id, user_id, endpoint, p256dh, auth, round(time.time(), 3))
+        # to the microsecond: two subscriptions a millisecond apart must still tell which is older
+        found = Subscription(sub_id, user_id, endpoint, p256dh, auth, round(time.time(), 6))
         document = json.dumps(found.__dict__, separators=(",", ":"))
         previous_key = self.keys.push_subscriptions(tenant, str(previous_user or user_id))
         new = self._add(
