@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify, orders, reports, scale, validate, video
+from bench import api, drain, enqueue, infra, latency, media, notify, orders, reports, scale, validate, video
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.drain import finite
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
@@ -41,6 +41,8 @@ DRAIN_MIN_RATIO = 0.85
 DRAIN_MIN_BULLMQ = 0.6
 DRAIN_MOONSHOT_BULLMQ = 1.0
 LATENCY_MAX_P99_MS = 5
+ENQUEUE_MIN_RATIO = 1.0
+BATCH_ENQUEUE_MIN_RATIO = 0.5
 EMAIL_MIN_RATE = 300
 BATCH_MIN_RATE = 1_500
 WEBHOOK_MIN_RATE = 500
@@ -58,6 +60,7 @@ SCALE_MAX_LIST_MS = 100
 MEASUREMENTS = (
     "api",
     "drain",
+    "enqueue",
     "latency",
     "email",
     "webhooks",
@@ -77,6 +80,9 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument("--duration", type=float, help="seconds of each measured HTTP run (default 15; quick 3)")
     parser.add_argument("--jobs", type=int, help="jobs per drain (default 20,000; quick 3,000)")
     parser.add_argument("--rounds", type=int, help="interleaved drain rounds (default 2; quick 1)")
+    parser.add_argument(
+        "--enqueues", type=int, help="jobs sent one at a time per enqueue run (default 5,000; quick 1,000)"
+    )
     parser.add_argument("--probes", type=int, help="latency probes per system (default 200; quick 100)")
     parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections (default 32)")
     parser.add_argument("--emails", type=int, help="email.send jobs (default 3,000; quick 500)")
@@ -125,6 +131,7 @@ def parse_args(argv: list[str]) -> BenchConfig:
         emails=args.emails or (500 if quick else 3_000),
         batches=args.batches or (5 if quick else 30),
         webhooks=args.webhooks or (300 if quick else 2_000),
+        enqueues=args.enqueues or (1_000 if quick else 5_000),
         scale_sizes=tuple(int(s) for s in (args.scale_sizes or ("10000" if quick else SCALE_SIZES)).split(",")),
         scale_bytes_jobs=5_000 if quick else 20_000,
         scale_soak=args.scale_soak or (5_000 if quick else 100_000),
@@ -240,6 +247,32 @@ def drain_rows(result: drain.DrainResult, cfg: BenchConfig) -> list[Row]:
             },
         ),
     ]
+
+
+def enqueue_rows(result: enqueue.EnqueueResult, cfg: BenchConfig) -> list[Row]:
+    """SDK publish ÷ ``queue.add`` one at a time, and batch ÷ ``addBulk`` (medians of the rounds)."""
+    rounds = f" (median of {len(result.rounds)})" if len(result.rounds) > 1 else ""
+    broke = {(r.system, r.mode) for runs in result.rounds for r in runs if r.problem}
+    shapes = (
+        ("single", f"enqueue one by one, confirmed (1 process, n={cfg.enqueues:,})", "queue.add", ENQUEUE_MIN_RATIO),
+        ("batch", f"enqueue batches of 1,000 (1 process, n={cfg.jobs:,})", "addBulk", BATCH_ENQUEUE_MIN_RATIO),
+    )
+    rows = []
+    for mode, measure, call, target in shapes:
+        ours, theirs = result.median_rate("ours", mode), result.median_rate("bullmq", mode)
+        ratio = median(finite(result.ratios(mode)))
+        rows.append(
+            Row(
+                measure,
+                f"{num(ours)}/s",
+                f"{num(theirs)}/s BullMQ {call}",
+                num(ratio, 2) + rounds,
+                f"≥{target}",
+                met(None if {("ours", mode), ("bullmq", mode)} & broke else ratio >= target),
+                {"ours_per_s": ours, "bullmq_per_s": theirs, "ratio": ratio, "ratios": result.ratios(mode)},
+            )
+        )
+    return rows
 
 
 def latency_rows(result: latency.LatencyResult) -> list[Row]:
@@ -507,6 +540,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
     steps: list[tuple[str, str, Callable[[], object]]] = [
         ("api", "API (POST /v1/jobs vs no-op)", lambda: api.measure(cfg)),
         ("drain", "drain", lambda: drain.measure(cfg)),
+        ("enqueue", "enqueue from one process (SDK vs BullMQ)", lambda: enqueue.measure(cfg)),
         ("latency", "enqueue→start", lambda: latency.measure(cfg)),
         ("email", "email (email.send, email.batch)", lambda: notify.measure_email(cfg)),
         ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
@@ -550,6 +584,16 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             raw["drain"] = [drain_round.as_dict() for drain_round in result.rounds]
             ours_rate = result.median_rate("ours")
             noop_rate = ours_rate if ours_rate == ours_rate and ours_rate > 0 else None
+        elif isinstance(result, enqueue.EnqueueResult):
+            rows += enqueue_rows(result, cfg)
+            disturbed += [
+                (f"enqueue {run.system} {run.mode} {index}", run.cpu.other)
+                for index, runs in enumerate(result.rounds, start=1)
+                for run in runs
+                if run.cpu
+            ]
+            notes += enqueue.notes(result)
+            raw["enqueue"] = [[run.as_dict() for run in runs] for runs in result.rounds]
         elif isinstance(result, latency.LatencyResult):
             rows += latency_rows(result)
             notes += latency.notes(result)
