@@ -37,6 +37,7 @@ from bench.table import Row, met, num, render, write_json
 API_MIN_RATE = 1_000
 API_MAX_P99_MS = 50
 API_MIN_RATIO = 0.4
+API_MIN_BULLMQ = 0.5
 DRAIN_MIN_RATIO = 0.85
 DRAIN_MIN_BULLMQ = 0.6
 DRAIN_MOONSHOT_BULLMQ = 1.0
@@ -202,6 +203,57 @@ def api_rows(result: api.ApiResult, cfg: BenchConfig) -> list[Row]:
                 "ours_statuses": {str(k): v for k, v in ours.statuses.items()},
                 "noop_non_202": noop.other(202),
                 "noop_socket_errors": noop.socket_errors,
+            },
+        ),
+    ]
+
+
+def api_bullmq_rows(result: api.ApiResult, cfg: BenchConfig) -> list[Row]:
+    """Accepted/s beside Fastify + BullMQ, and both p50 / p99."""
+    ours, theirs = result.ours.load, result.bullmq.load if result.bullmq else None
+    if theirs is None:
+        return [
+            Row(
+                f"API accepted/s ÷ Fastify+BullMQ (c={cfg.concurrency})",
+                f"{num(ours.rate(202))}/s",
+                "not measured",
+                "",
+                f"≥{API_MIN_BULLMQ}",
+                "?",
+                {"error": result.bullmq_problem},
+            )
+        ]
+    rate, anchor, ratio = ours.rate(202), theirs.rate(202), result.bullmq_ratio
+    clean = theirs.other(202) + theirs.socket_errors == 0
+    return [
+        Row(
+            f"API accepted/s ÷ Fastify+BullMQ (c={cfg.concurrency})",
+            f"{num(rate)}/s",
+            f"{num(anchor)}/s Fastify+BullMQ"
+            + ("" if clean else f" ({theirs.other(202) + theirs.socket_errors:,} errors)"),
+            num(ratio, 2),
+            f"≥{API_MIN_BULLMQ}",
+            met(ratio >= API_MIN_BULLMQ if clean else None),
+            {
+                "ours_per_s": rate,
+                "bullmq_per_s": anchor,
+                "ratio": ratio,
+                "bullmq_non_202": theirs.other(202),
+                "bullmq_socket_errors": theirs.socket_errors,
+            },
+        ),
+        Row(
+            "API p50 / p99 beside Fastify+BullMQ",
+            f"{num(ours.p50_ms, 1)} / {num(ours.p99_ms, 1)} ms",
+            f"{num(theirs.p50_ms, 1)} / {num(theirs.p99_ms, 1)} ms Fastify+BullMQ",
+            num(ours.p99_ms / theirs.p99_ms, 1) + "× p99" if theirs.p99_ms else "",
+            "(reported)",
+            "",
+            {
+                "ours_p50_ms": ours.p50_ms,
+                "ours_p99_ms": ours.p99_ms,
+                "bullmq_p50_ms": theirs.p50_ms,
+                "bullmq_p99_ms": theirs.p99_ms,
             },
         ),
     ]
@@ -578,10 +630,15 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             Child.stop_all()
             continue
         if isinstance(result, api.ApiResult):
-            rows += api_rows(result, cfg)
-            disturbed += [(f"API {run.name}", run.cpu.other) for run in (result.ours, result.noop)]
+            rows += api_rows(result, cfg) + api_bullmq_rows(result, cfg)
+            disturbed += [(f"API {run.name}", run.cpu.other) for run in result.runs()]
             notes += api.notes(result)
-            raw["api"] = {"ours": result.ours.as_dict(), "noop": result.noop.as_dict()}
+            raw["api"] = {
+                "ours": result.ours.as_dict(),
+                "noop": result.noop.as_dict(),
+                "bullmq": result.bullmq.as_dict() if result.bullmq else None,
+                "bullmq_problem": result.bullmq_problem,
+            }
         elif isinstance(result, drain.DrainResult):
             rows += drain_rows(result, cfg)
             disturbed += [
