@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, enqueue, infra, latency, media, notify, orders, reports, scale, validate, video
+from bench import api, cpu, drain, enqueue, infra, latency, media, notify, orders, reports, scale, validate, video
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
 from bench.drain import finite
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
@@ -598,6 +598,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
     #: (measurement, cores other users' processes took during it)
     disturbed: list[tuple[str, float]] = []
     raw: dict[str, Any] = {}
+    cpu_lines: list[cpu.CpuLine] = []
     started = time.monotonic()
     steps: list[tuple[str, str, Callable[[], object]]] = [
         ("api", "API (POST /v1/jobs vs no-op)", lambda: api.measure(cfg)),
@@ -631,6 +632,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             continue
         if isinstance(result, api.ApiResult):
             rows += api_rows(result, cfg) + api_bullmq_rows(result, cfg)
+            cpu_lines += cpu.api_lines(result)
             disturbed += [(f"API {run.name}", run.cpu.other) for run in result.runs()]
             notes += api.notes(result)
             raw["api"] = {
@@ -641,6 +643,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             }
         elif isinstance(result, drain.DrainResult):
             rows += drain_rows(result, cfg)
+            cpu_lines = cpu.drain_lines(result) + cpu_lines
             disturbed += [
                 (f"drain {run.system} {index}", run.cpu.other)
                 for index, drain_round in enumerate(result.rounds, start=1)
@@ -653,6 +656,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             noop_rate = ours_rate if ours_rate == ours_rate and ours_rate > 0 else None
         elif isinstance(result, enqueue.EnqueueResult):
             rows += enqueue_rows(result, cfg)
+            cpu_lines += cpu.enqueue_lines(result)
             disturbed += [
                 (f"enqueue {run.system} {run.mode} {index}", run.cpu.other)
                 for index, runs in enumerate(result.rounds, start=1)
@@ -736,6 +740,9 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
     )
     print()
     print(render(rows, notes, header))
+    if cpu_lines:
+        print()
+        print(cpu.render(cpu_lines))
     meta = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": cfg.quick,
@@ -760,7 +767,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
         "logs": str(cfg.logs),
     }
     out = RESULTS / "latest.json"
-    write_json(out, rows, notes, meta, raw)
+    write_json(out, rows, notes, meta, raw, {"cpu_per_job": [line.as_dict() for line in cpu_lines]})
     root = RESULTS.parent.parent
     print(f"\n(written to {out.relative_to(root)}; children's logs in {cfg.logs.relative_to(root)})")
     return 0
