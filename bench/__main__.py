@@ -1,13 +1,20 @@
-"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
+"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--enqueues N] [--only SECTIONS]``.
 
-SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, video, reports, scale, validate,
-orders.
+SECTIONS: a comma-separated subset of api, drain, enqueue, latency, email, webhooks, media, video, reports, scale,
+validate, orders.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
 ``system.noop`` drain rate of the same run as their reference, so ``drain`` runs before them. Exits 0 whether or not the
 targets are met: the benchmark reports, it does not assert. A measurement that breaks is reported
 as such and the others still run.
+
+BullMQ is the anchor beside ours in api (Fastify + BullMQ), drain (as a third system in every
+round), enqueue (``queue.add`` and ``addBulk`` beside the SDK's ``submit`` and ``submit_batch``),
+latency and scale; its Node scripts are in ``bench/bullmq/`` and are installed from its lock file
+(``npm ci``) when a section needs them. The drain, enqueue and api sections also fill a second,
+small table: µs of CPU per job of each process group (worker, RabbitMQ, Redis, API server, client),
+written to the JSON as ``cpu_per_job``.
 """
 
 from __future__ import annotations
