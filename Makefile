@@ -64,7 +64,7 @@ format: install ## Apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .
 	@$(RUN) ruff format .
 
-bench: install ## Benchmarks: API enqueue vs a no-op endpoint, drain vs bare Dramatiq, enqueue→start latency
+bench: install ## Benchmarks: API vs a no-op endpoint and Fastify+BullMQ, drain vs bare Dramatiq and BullMQ, enqueue, latency, ...
 	@bash scripts/ensure-services.sh offload_bench
 	@$(RUN) python -m bench $(BENCH_ARGS)
 

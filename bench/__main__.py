@@ -1,13 +1,20 @@
-"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--only SECTIONS]``.
+"""``python -m bench [--quick] [--duration S] [--jobs N] [--rounds R] [--enqueues N] [--only SECTIONS]``.
 
-SECTIONS: a comma-separated subset of api, drain, latency, email, webhooks, media, video, reports, scale, validate,
-orders.
+SECTIONS: a comma-separated subset of api, drain, enqueue, latency, email, webhooks, media, video, reports, scale,
+validate, orders.
 
 Runs the measurements in one go on this machine, each beside its reference, prints one table with
 ratios and writes it to ``bench/results/latest.json``. The email and webhook rows take the
 ``system.noop`` drain rate of the same run as their reference, so ``drain`` runs before them. Exits 0 whether or not the
 targets are met: the benchmark reports, it does not assert. A measurement that breaks is reported
 as such and the others still run.
+
+BullMQ is the anchor beside ours in api (Fastify + BullMQ), drain (as a third system in every
+round), enqueue (``queue.add`` and ``addBulk`` beside the SDK's ``submit`` and ``submit_batch``),
+latency and scale; its Node scripts are in ``bench/bullmq/`` and are installed from its lock file
+(``npm ci``) when a section needs them. The drain, enqueue and api sections also fill a second,
+small table: µs of CPU per job of each process group (worker, RabbitMQ, Redis, API server, client),
+written to the JSON as ``cpu_per_job``.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import api, drain, infra, latency, media, notify, orders, reports, scale, validate, video
+from bench import api, cpu, drain, enqueue, infra, latency, media, notify, orders, reports, scale, validate, video
 from bench.config import RESULTS, ROOT, BenchConfig, isolate_environment
+from bench.drain import finite
 from bench.procs import QUIET_LOG, QUIET_WAIT, Child
 from bench.stats import median
 from bench.table import Row, met, num, render, write_json
@@ -36,8 +44,13 @@ from bench.table import Row, met, num, render, write_json
 API_MIN_RATE = 1_000
 API_MAX_P99_MS = 50
 API_MIN_RATIO = 0.4
+API_MIN_BULLMQ = 0.5
 DRAIN_MIN_RATIO = 0.85
+DRAIN_MIN_BULLMQ = 0.6
+DRAIN_MOONSHOT_BULLMQ = 1.0
 LATENCY_MAX_P99_MS = 5
+ENQUEUE_MIN_RATIO = 1.0
+BATCH_ENQUEUE_MIN_RATIO = 0.5
 EMAIL_MIN_RATE = 300
 BATCH_MIN_RATE = 1_500
 WEBHOOK_MIN_RATE = 500
@@ -55,6 +68,7 @@ SCALE_MAX_LIST_MS = 100
 MEASUREMENTS = (
     "api",
     "drain",
+    "enqueue",
     "latency",
     "email",
     "webhooks",
@@ -74,6 +88,9 @@ def parse_args(argv: list[str]) -> BenchConfig:
     parser.add_argument("--duration", type=float, help="seconds of each measured HTTP run (default 15; quick 3)")
     parser.add_argument("--jobs", type=int, help="jobs per drain (default 20,000; quick 3,000)")
     parser.add_argument("--rounds", type=int, help="interleaved drain rounds (default 2; quick 1)")
+    parser.add_argument(
+        "--enqueues", type=int, help="jobs sent one at a time per enqueue run (default 5,000; quick 1,000)"
+    )
     parser.add_argument("--probes", type=int, help="latency probes per system (default 200; quick 100)")
     parser.add_argument("--concurrency", type=int, default=32, help="HTTP connections (default 32)")
     parser.add_argument("--emails", type=int, help="email.send jobs (default 3,000; quick 500)")
@@ -122,6 +139,7 @@ def parse_args(argv: list[str]) -> BenchConfig:
         emails=args.emails or (500 if quick else 3_000),
         batches=args.batches or (5 if quick else 30),
         webhooks=args.webhooks or (300 if quick else 2_000),
+        enqueues=args.enqueues or (1_000 if quick else 5_000),
         scale_sizes=tuple(int(s) for s in (args.scale_sizes or ("10000" if quick else SCALE_SIZES)).split(",")),
         scale_bytes_jobs=5_000 if quick else 20_000,
         scale_soak=args.scale_soak or (5_000 if quick else 100_000),
@@ -197,19 +215,72 @@ def api_rows(result: api.ApiResult, cfg: BenchConfig) -> list[Row]:
     ]
 
 
-def drain_rows(result: drain.DrainResult, cfg: BenchConfig) -> list[Row]:
-    """The drain row (median of the rounds)."""
-    ratio = median(result.ratios)
-    ours, bare = result.median_rate("ours"), result.median_rate("bare")
-    problems = [run.problem for pair in result.rounds for run in pair if run.problem]
+def api_bullmq_rows(result: api.ApiResult, cfg: BenchConfig) -> list[Row]:
+    """Accepted/s beside Fastify + BullMQ, and both p50 / p99."""
+    ours, theirs = result.ours.load, result.bullmq.load if result.bullmq else None
+    if theirs is None:
+        return [
+            Row(
+                f"API accepted/s ÷ Fastify+BullMQ (c={cfg.concurrency})",
+                f"{num(ours.rate(202))}/s",
+                "not measured",
+                "",
+                f"≥{API_MIN_BULLMQ}",
+                "?",
+                {"error": result.bullmq_problem},
+            )
+        ]
+    rate, anchor, ratio = ours.rate(202), theirs.rate(202), result.bullmq_ratio
+    clean = theirs.other(202) + theirs.socket_errors == 0
     return [
         Row(
-            f"drain system.noop ({cfg.processes}×{cfg.threads}, n={cfg.jobs:,})",
+            f"API accepted/s ÷ Fastify+BullMQ (c={cfg.concurrency})",
+            f"{num(rate)}/s",
+            f"{num(anchor)}/s Fastify+BullMQ"
+            + ("" if clean else f" ({theirs.other(202) + theirs.socket_errors:,} errors)"),
+            num(ratio, 2),
+            f"≥{API_MIN_BULLMQ}",
+            met(ratio >= API_MIN_BULLMQ if clean else None),
+            {
+                "ours_per_s": rate,
+                "bullmq_per_s": anchor,
+                "ratio": ratio,
+                "bullmq_non_202": theirs.other(202),
+                "bullmq_socket_errors": theirs.socket_errors,
+            },
+        ),
+        Row(
+            "API p50 / p99 beside Fastify+BullMQ",
+            f"{num(ours.p50_ms, 1)} / {num(ours.p99_ms, 1)} ms",
+            f"{num(theirs.p50_ms, 1)} / {num(theirs.p99_ms, 1)} ms Fastify+BullMQ",
+            num(ours.p99_ms / theirs.p99_ms, 1) + "× p99" if theirs.p99_ms else "",
+            "(reported)",
+            "",
+            {
+                "ours_p50_ms": ours.p50_ms,
+                "ours_p99_ms": ours.p99_ms,
+                "bullmq_p50_ms": theirs.p50_ms,
+                "bullmq_p99_ms": theirs.p99_ms,
+            },
+        ),
+    ]
+
+
+def drain_rows(result: drain.DrainResult, cfg: BenchConfig) -> list[Row]:
+    """The drain rows (medians of the rounds): ours ÷ bare Dramatiq, and ours ÷ BullMQ."""
+    ratio, bull_ratio = median(finite(result.ratios)), median(finite(result.bullmq_ratios))
+    ours, bare, bull = result.median_rate("ours"), result.median_rate("bare"), result.median_rate("bullmq")
+    broke = {run.system for r in result.rounds for run in r.runs() if run.problem}
+    rounds = f" (median of {len(result.rounds)})" if len(result.rounds) > 1 else ""
+    shape = f"{cfg.processes}×{cfg.threads}, n={cfg.jobs:,}"
+    return [
+        Row(
+            f"drain system.noop ({shape})",
             f"{num(ours)}/s",
             f"{num(bare)}/s bare" + (" (prio)" if os.environ.get("BENCH_BARE_MAX_PRIORITY") else ""),
-            num(ratio, 2) + (f" (median of {len(result.rounds)})" if len(result.rounds) > 1 else ""),
+            num(ratio, 2) + rounds,
             f"≥{DRAIN_MIN_RATIO}",
-            met(None if problems else ratio >= DRAIN_MIN_RATIO),
+            met(None if broke & {"ours", "bare"} else ratio >= DRAIN_MIN_RATIO),
             {
                 "ours_per_s": ours,
                 "bare_per_s": bare,
@@ -218,13 +289,56 @@ def drain_rows(result: drain.DrainResult, cfg: BenchConfig) -> list[Row]:
                 "steady_ratios": result.steady_ratios,
             },
         ),
+        Row(
+            f"drain ours ÷ BullMQ ({shape})",
+            f"{num(ours)}/s",
+            f"{num(bull)}/s BullMQ",
+            num(bull_ratio, 2) + rounds,
+            f"≥{DRAIN_MIN_BULLMQ} (moonshot ≥{DRAIN_MOONSHOT_BULLMQ})",
+            met(None if broke & {"ours", "bullmq"} else bull_ratio >= DRAIN_MIN_BULLMQ),
+            {
+                "ours_per_s": ours,
+                "bullmq_per_s": bull,
+                "ratio": bull_ratio,
+                "ratios": result.bullmq_ratios,
+                "steady_ratios": result.bullmq_steady_ratios,
+                "moonshot_met": bull_ratio >= DRAIN_MOONSHOT_BULLMQ,
+            },
+        ),
     ]
 
 
+def enqueue_rows(result: enqueue.EnqueueResult, cfg: BenchConfig) -> list[Row]:
+    """SDK publish ÷ ``queue.add`` one at a time, and batch ÷ ``addBulk`` (medians of the rounds)."""
+    rounds = f" (median of {len(result.rounds)})" if len(result.rounds) > 1 else ""
+    broke = {(r.system, r.mode) for runs in result.rounds for r in runs if r.problem}
+    shapes = (
+        ("single", f"enqueue one by one, confirmed (1 process, n={cfg.enqueues:,})", "queue.add", ENQUEUE_MIN_RATIO),
+        ("batch", f"enqueue batches of 1,000 (1 process, n={cfg.jobs:,})", "addBulk", BATCH_ENQUEUE_MIN_RATIO),
+    )
+    rows = []
+    for mode, measure, call, target in shapes:
+        ours, theirs = result.median_rate("ours", mode), result.median_rate("bullmq", mode)
+        ratio = median(finite(result.ratios(mode)))
+        rows.append(
+            Row(
+                measure,
+                f"{num(ours)}/s",
+                f"{num(theirs)}/s BullMQ {call}",
+                num(ratio, 2) + rounds,
+                f"≥{target}",
+                met(None if {("ours", mode), ("bullmq", mode)} & broke else ratio >= target),
+                {"ours_per_s": ours, "bullmq_per_s": theirs, "ratio": ratio, "ratios": result.ratios(mode)},
+            )
+        )
+    return rows
+
+
 def latency_rows(result: latency.LatencyResult) -> list[Row]:
-    """The enqueue→start row."""
-    ours, bare = result.ours, result.bare
+    """The enqueue→start rows: ours beside bare Dramatiq, and beside BullMQ."""
+    ours, bare, bull = result.ours, result.bare, result.bullmq
     p99_ratio = ours.p(99) / bare.p(99) if bare.p(99) else float("nan")
+    bull_ratio = ours.p(99) / bull.p(99) if bull.p(99) else float("nan")
     return [
         Row(
             "enqueue→start p50 / p99 (idle)",
@@ -234,6 +348,15 @@ def latency_rows(result: latency.LatencyResult) -> list[Row]:
             f"p99 ≤{LATENCY_MAX_P99_MS} ms",
             met(None if ours.problem else ours.p(99) <= LATENCY_MAX_P99_MS),
             {"ours": ours.as_dict(), "bare": bare.as_dict()},
+        ),
+        Row(
+            "enqueue→start p50 / p99 (idle) beside BullMQ",
+            f"{num(ours.p(50), 1)} / {num(ours.p(99), 1)} ms",
+            f"{num(bull.p(50), 1)} / {num(bull.p(99), 1)} ms BullMQ",
+            num(bull_ratio, 2) + "× p99",
+            f"p99 ≤{LATENCY_MAX_P99_MS} ms and ≤ BullMQ's (moonshot)",
+            met(None if ours.problem or bull.problem else ours.p(99) <= min(LATENCY_MAX_P99_MS, bull.p(99))),
+            {"ours": ours.as_dict(), "bullmq": bull.as_dict()},
         ),
     ]
 
@@ -482,10 +605,12 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
     #: (measurement, cores other users' processes took during it)
     disturbed: list[tuple[str, float]] = []
     raw: dict[str, Any] = {}
+    cpu_lines: list[cpu.CpuLine] = []
     started = time.monotonic()
     steps: list[tuple[str, str, Callable[[], object]]] = [
         ("api", "API (POST /v1/jobs vs no-op)", lambda: api.measure(cfg)),
         ("drain", "drain", lambda: drain.measure(cfg)),
+        ("enqueue", "enqueue from one process (SDK vs BullMQ)", lambda: enqueue.measure(cfg)),
         ("latency", "enqueue→start", lambda: latency.measure(cfg)),
         ("email", "email (email.send, email.batch)", lambda: notify.measure_email(cfg)),
         ("webhooks", "webhooks (webhook.deliver)", lambda: notify.measure_webhooks(cfg)),
@@ -513,30 +638,50 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
             Child.stop_all()
             continue
         if isinstance(result, api.ApiResult):
-            rows += api_rows(result, cfg)
-            disturbed += [(f"API {run.name}", run.cpu.other) for run in (result.ours, result.noop)]
+            rows += api_rows(result, cfg) + api_bullmq_rows(result, cfg)
+            cpu_lines += cpu.api_lines(result)
+            disturbed += [(f"API {run.name}", run.cpu.other) for run in result.runs()]
             notes += api.notes(result)
-            raw["api"] = {"ours": result.ours.as_dict(), "noop": result.noop.as_dict()}
+            raw["api"] = {
+                "ours": result.ours.as_dict(),
+                "noop": result.noop.as_dict(),
+                "bullmq": result.bullmq.as_dict() if result.bullmq else None,
+                "bullmq_problem": result.bullmq_problem,
+            }
         elif isinstance(result, drain.DrainResult):
             rows += drain_rows(result, cfg)
+            cpu_lines = cpu.drain_lines(result) + cpu_lines
             disturbed += [
                 (f"drain {run.system} {index}", run.cpu.other)
-                for index, pair in enumerate(result.rounds, start=1)
-                for run in pair
+                for index, drain_round in enumerate(result.rounds, start=1)
+                for run in drain_round.runs()
                 if run.cpu
             ]
             notes += drain.notes(result)
-            raw["drain"] = [{"bare": bare.as_dict(), "ours": ours.as_dict()} for bare, ours in result.rounds]
+            raw["drain"] = [drain_round.as_dict() for drain_round in result.rounds]
             ours_rate = result.median_rate("ours")
             noop_rate = ours_rate if ours_rate == ours_rate and ours_rate > 0 else None
+        elif isinstance(result, enqueue.EnqueueResult):
+            rows += enqueue_rows(result, cfg)
+            cpu_lines += cpu.enqueue_lines(result)
+            disturbed += [
+                (f"enqueue {run.system} {run.mode} {index}", run.cpu.other)
+                for index, runs in enumerate(result.rounds, start=1)
+                for run in runs
+                if run.cpu
+            ]
+            notes += enqueue.notes(result)
+            raw["enqueue"] = [[run.as_dict() for run in runs] for runs in result.rounds]
         elif isinstance(result, latency.LatencyResult):
             rows += latency_rows(result)
             notes += latency.notes(result)
             raw["latency"] = {
                 "ours": result.ours.as_dict(),
                 "bare": result.bare.as_dict(),
+                "bullmq": result.bullmq.as_dict(),
                 "ours_ms": result.ours.latencies,
                 "bare_ms": result.bare.latencies,
+                "bullmq_ms": result.bullmq.latencies,
             }
         elif isinstance(result, media.MediaResult):
             rows += media_rows(result)
@@ -602,6 +747,9 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
     )
     print()
     print(render(rows, notes, header))
+    if cpu_lines:
+        print()
+        print(cpu.render(cpu_lines))
     meta = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": cfg.quick,
@@ -626,7 +774,7 @@ def run(cfg: BenchConfig) -> int:  # noqa: C901 - one branch per measurement's r
         "logs": str(cfg.logs),
     }
     out = RESULTS / "latest.json"
-    write_json(out, rows, notes, meta, raw)
+    write_json(out, rows, notes, meta, raw, {"cpu_per_job": [line.as_dict() for line in cpu_lines]})
     root = RESULTS.parent.parent
     print(f"\n(written to {out.relative_to(root)}; children's logs in {cfg.logs.relative_to(root)})")
     return 0

@@ -1,11 +1,15 @@
-"""Measurement 1: ``POST /v1/jobs`` throughput and latency, beside a no-op endpoint on the same server.
+"""Measurement 1: ``POST /v1/jobs`` throughput and latency, beside a no-op endpoint on the same server and
+beside Fastify + BullMQ.
 
 Both servers are gunicorn with 2 gevent workers, gevent patched first, configured by
 ``offload_api.gunicorn_conf``, bound to a free loopback port. The real one is the ``offload-api``
 console script: every request authenticates with a real API key, validates the submission, writes
 the job record to Redis and publishes the message to RabbitMQ, answering 202 only after the broker
 confirmed it. No worker runs, so the API is measured alone (the ``system`` queue just fills up).
-The ceiling is :mod:`bench.noop_app` served the same way.
+The ceiling is :mod:`bench.noop_app` served the same way. The anchor is ``bench/bullmq/server.mjs``:
+one Node process with Fastify, whose ``POST /jobs`` validates the same body against a JSON schema on
+the route and calls BullMQ's ``queue.add``, answering 202 with the job's id (it checks no API key;
+wrk sends the same request, header included, to all three).
 
 Load: ``wrk -t2 -c32`` with a Lua script that counts status codes, so the 202 count is verified and
 every other answer is reported. One warm-up run (not measured) precedes each measured run. wrk runs
@@ -23,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import infra
+from bench import infra, node
 from bench.config import API_KEY, BenchConfig, child_env
 from bench.load import LoadResult, ensure_wrk, run_load
 from bench.procs import (
@@ -85,12 +89,25 @@ class ApiResult:
     ours: ServerRun
     noop: ServerRun
     concurrency: int
+    #: Fastify + BullMQ (None: it could not be measured; see ``bullmq_problem``).
+    bullmq: ServerRun | None = None
+    bullmq_problem: str | None = None
 
     @property
     def ratio(self) -> float:
         """Accepted/s of the API ÷ the no-op endpoint's 202/s."""
         ceiling = self.noop.load.rate(202)
         return self.ours.load.rate(202) / ceiling if ceiling else float("nan")
+
+    @property
+    def bullmq_ratio(self) -> float:
+        """Accepted/s of the API ÷ Fastify + BullMQ's (NaN if that did not run)."""
+        theirs = self.bullmq.load.rate(202) if self.bullmq else 0.0
+        return self.ours.load.rate(202) / theirs if theirs else float("nan")
+
+    def runs(self) -> list[ServerRun]:
+        """Every server measured: ours, the no-op, Fastify + BullMQ (if it ran)."""
+        return [self.ours, self.noop] + ([self.bullmq] if self.bullmq else [])
 
 
 def _children_cpu() -> float:
@@ -134,7 +151,7 @@ def _loaded(
 
 
 def _check_one(url: str) -> None:
-    """POST once and insist on a 202, so a misconfiguration shows its error body instead of a rate.
+    """POST once to ``url`` and insist on a 202, so a misconfiguration shows its error body instead of a rate.
 
     Raises:
         RuntimeError: the answer was not 202.
@@ -149,9 +166,9 @@ def _check_one(url: str) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             if response.status == 202:
                 return
-            raise RuntimeError(f"POST /v1/jobs answered {response.status}: {response.read()[:500]!r}")
+            raise RuntimeError(f"POST {url} answered {response.status}: {response.read()[:500]!r}")
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"POST /v1/jobs answered {exc.code}: {exc.read()[:500]!r}") from None
+        raise RuntimeError(f"POST {url} answered {exc.code}: {exc.read()[:500]!r}") from None
 
 
 def measure_noop(cfg: BenchConfig, wrk: str | None) -> ServerRun:
@@ -201,44 +218,92 @@ def measure_ours(cfg: BenchConfig, wrk: str | None) -> ServerRun:
     )
 
 
+def measure_bullmq(cfg: BenchConfig, wrk: str | None) -> ServerRun:
+    """Load Fastify + BullMQ (``bench/bullmq/server.mjs``) exactly like the API.
+
+    ``queued`` is the jobs the server says it added, ``accepted_total`` the 202s seen.
+
+    Raises:
+        RuntimeError: it did not start, refused the first job, or the load failed.
+    """
+    node.ensure_installed()
+    infra.reset()
+    port = free_port()
+    server = node.start(cfg, "fastify-bullmq", "server.mjs", port)
+    added = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        url = f"http://127.0.0.1:{port}/jobs"
+        _check_one(url)
+        wait_quiet("API fastify-bullmq")
+        load, usage, warm_accepted, _, redis_line = _loaded(cfg, wrk, url, server, API_KEY)
+    finally:
+        server.stop()
+        try:
+            added = int(node.last_json(server.tail(5))["added"])
+        except (ValueError, KeyError):
+            added = None
+        node.remove_keys()
+        infra.reset()
+    return ServerRun(
+        "fastify-bullmq",
+        load,
+        usage,
+        queued=added,
+        accepted_total=1 + warm_accepted + load.count(202),
+        redis_per_request=redis_line,
+    )
+
+
 def measure(cfg: BenchConfig) -> ApiResult:
-    """The no-op ceiling, then the real API (one measured run each)."""
+    """The no-op ceiling, the real API, then Fastify + BullMQ (one measured run each).
+
+    Fastify + BullMQ breaking is noted in the result, not raised: the API's own rows still stand.
+    """
     wrk = ensure_wrk()
     if wrk is None:
         print(">> wrk is unavailable; using the Python load driver (lower bounds)", flush=True)
     noop = measure_noop(cfg, wrk)
     ours = measure_ours(cfg, wrk)
-    return ApiResult(ours=ours, noop=noop, concurrency=cfg.concurrency)
+    bullmq, problem = None, None
+    try:
+        bullmq = measure_bullmq(cfg, wrk)
+    except RuntimeError as exc:
+        problem = str(exc)
+    return ApiResult(ours=ours, noop=noop, concurrency=cfg.concurrency, bullmq=bullmq, bullmq_problem=problem)
 
 
 def notes(result: ApiResult) -> list[str]:
     """What limited each run, and whether the 202s add up."""
     lines = []
-    for run in (result.ours, result.noop):
+    for run in result.runs():
         rate = run.load.rate(202)
         per_request = run.cpu.accounted_cpu_seconds() / max(1, run.load.requests) * 1e6
         lines.append(
             f"API {run.name}: {limit_line(run.cpu)}; {per_request:,.0f} µs CPU per request (other excluded)"
             f" ({rate:,.0f} 202/s, load by {run.load.tool})"
         )
-    ours = result.ours
-    if ours.redis_per_request:
-        lines.append(f"API offload-api: Redis per request: {ours.redis_per_request}")
-    if ours.queued is not None and ours.accepted_total is not None:
-        # wrk stops with up to one request in flight per connection, which the server still accepts.
-        extra = ours.queued - ours.accepted_total
-        slack = 2 * result.concurrency  # the warm-up run and the measured run
-        verdict = (
-            "matches"
-            if extra == 0
-            else f"{extra} more: requests in flight when the load stopped (at most {slack})"
-            if 0 < extra <= slack
-            else "DOES NOT MATCH"
-        )
-        lines.append(
-            f"API offload-api: {ours.accepted_total:,} answers 202 seen (warm-up included), "
-            f"{ours.queued:,} messages in the queue afterwards: {verdict}"
-        )
+    if result.bullmq_problem:
+        lines.append(f"API fastify-bullmq: PROBLEM: {result.bullmq_problem}")
+    for run in result.runs():
+        if run.redis_per_request:
+            lines.append(f"API {run.name}: Redis per request: {run.redis_per_request}")
+        if run.queued is not None and run.accepted_total is not None:
+            # wrk stops with up to one request in flight per connection, which the server still accepts.
+            extra = run.queued - run.accepted_total
+            slack = 2 * result.concurrency  # the warm-up run and the measured run
+            verdict = (
+                "matches"
+                if extra == 0
+                else f"{extra} more: requests in flight when the load stopped (at most {slack})"
+                if 0 < extra <= slack
+                else "DOES NOT MATCH"
+            )
+            where = "messages in the queue" if run.name == "offload-api" else "jobs added, by the server's count,"
+            lines.append(
+                f"API {run.name}: {run.accepted_total:,} answers 202 seen (warm-up included), "
+                f"{run.queued:,} {where} afterwards: {verdict}"
+            )
     noop = result.noop.load
     if noop.p50_ms > 0 and noop.p99_ms > 10 * noop.p50_ms:
         lines.append(
@@ -246,11 +311,11 @@ def notes(result: ApiResult) -> list[str]:
             "keep-alive connections wait long while others are served at once), so its p99 is no floor for ours; "
             "compare throughput"
         )
-    for run in (result.ours, result.noop):
+    for run in result.runs():
         load = run.load
         spread = "/".join(str(n) for n in run.connections) if run.connections else "?"
         lines.append(
-            f"API {run.name}: latency p90 {load.p90_ms:.1f} ms, max {load.max_ms:.1f} ms; "
-            f"keep-alive connections per gunicorn worker mid-run: {spread}"
+            f"API {run.name}: latency p90 {load.p90_ms:.1f} ms, max {load.max_ms:.1f} ms"
+            + (f"; keep-alive connections per gunicorn worker mid-run: {spread}" if run.connections is not None else "")
         )
     return lines

@@ -109,6 +109,8 @@ class BenchConfig:
     emails: int
     batches: int
     webhooks: int
+    #: Jobs the enqueue measurement sends one at a time per system and round (its batches send ``jobs``).
+    enqueues: int
     #: Which measurements to run (``api``, ``drain``, ``latency``, ``email``, ``webhooks``).
     only: frozenset[str]
     #: Folder for the children's logs of this run.

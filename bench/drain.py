@@ -1,8 +1,8 @@
-"""Measurement 2: drain rate of ``system.noop`` with full status tracking, beside bare Dramatiq.
+"""Measurement 2: drain rate of ``system.noop`` with full status tracking, beside bare Dramatiq and BullMQ.
 
-Each round enqueues N jobs first, then starts a worker (2 processes × 8 threads) and times how long
-it takes to run them all; bare and ours alternate (bare, ours, bare, ours, ...) and the median of
-the per-round ratios is reported, since the machine is shared and drifts.
+Each round enqueues N jobs first, then starts a worker (2 processes × 8 threads, or × concurrency 8)
+and times how long it takes to run them all; the systems alternate (bare, ours, BullMQ, bare, ours,
+BullMQ, ...) and the median of the per-round ratios is reported, since the machine is shared and drifts.
 
 - Ours: N jobs submitted with the Publisher SDK (``submit_batch`` in chunks of 500 from 4 threads:
   a Redis record per job and confirmed publishes), then
@@ -12,12 +12,21 @@ the per-round ratios is reported, since the machine is shared and drifts.
   ours (so both drains start from messages on disk), then ``dramatiq bench.bare_worker``. Done when the queue's
   ready count is 0 (passive ``queue_declare``) and, after the worker stopped, its processes' dumps
   add up to N completions.
+- BullMQ: N jobs added with ``addBulk`` in chunks of 1,000 (``bench/bullmq/enqueue.mjs``, BullMQ's
+  defaults: a completed job stays recorded), then ``bench/bullmq/worker.mjs``: 2 Node processes,
+  each a ``Worker`` with concurrency 8, each job one Redis ``INCR`` of a counter. Done when the
+  counter reaches N (polled every 20 ms); ``bench/bullmq/drain.mjs`` then reads every completed
+  job's ``processedOn`` and ``finishedOn``. Its keys live under :data:`bench.node.PREFIX` and are
+  deleted after the run.
 
 Timing is identical for both and excludes worker boot: the drain window runs from the first job
 started to the last job finished, from timestamps taken inside the workers (ours: ``started_at``
-and ``finished_at`` of the job records; bare: the time each actor call ran). Rate = N ÷ window.
+and ``finished_at`` of the job records; bare: the time each actor call ran; BullMQ: ``processedOn``
+and ``finishedOn``, which its workers take as they move a job to active and to completed). Rate = N ÷ window.
 The notes add the steady rate between the 5th and 95th percentile completions, which also leaves
-out the two worker processes booting at slightly different times.
+out the two worker processes booting at slightly different times. CPU is metered per process group
+(worker, RabbitMQ, Redis, the benchmark's own process) from the first completion seen to the last,
+so each run also says how many µs of CPU a job cost each group.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from typing import Any
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
 from dramatiq.common import dq_name, xq_name
 
-from bench import infra
+from bench import infra, node
 from bench.config import BARE_QUEUE, BROKER_URL, TENANT, BenchConfig, child_env, settings
 from bench.procs import Child, CpuMeter, CpuSnapshot, CpuUsage, limit_line, standard_groups, wait_quiet
 from bench.stats import median, steady_rate
@@ -58,13 +67,19 @@ class DrainRun:
     cpu: CpuUsage | None
     cpu_jobs: int
     problem: str | None = None
-    #: Redis commands and server time per job while the worker ran (ours only).
+    #: Redis commands and server time per job while the worker ran (ours and BullMQ).
     redis_per_job: str | None = None
 
     @property
     def rate(self) -> float:
         """Jobs per second over the drain window."""
         return self.completed / self.window_s if self.window_s > 0 else float("nan")
+
+    def cpu_us_per_job(self) -> dict[str, float] | None:
+        """µs of CPU each metered process group spent per job completed in the CPU window (None: not metered)."""
+        if not self.cpu or not self.cpu_jobs:
+            return None
+        return {name: cores * self.cpu.wall / self.cpu_jobs * 1e6 for name, cores in self.cpu.groups.items()}
 
     def as_dict(self) -> dict[str, object]:
         """JSON form."""
@@ -78,30 +93,74 @@ class DrainRun:
             "steady_jobs_per_s": round(self.steady_per_s, 1),
             "cpu": self.cpu.as_dict() if self.cpu else None,
             "cpu_jobs": self.cpu_jobs,
+            "cpu_us_per_job": self.cpu_us_per_job(),
             "problem": self.problem,
             "redis_per_job": self.redis_per_job,
         }
+
+
+def ratio(ours: float, theirs: float) -> float:
+    """``ours ÷ theirs``, NaN unless both are positive numbers."""
+    return ours / theirs if ours > 0 and theirs > 0 else float("nan")
+
+
+def finite(values: list[float]) -> list[float]:
+    """``values`` without NaNs (runs that broke), so that a median reads only real figures."""
+    return [value for value in values if value == value]
+
+
+@dataclass
+class DrainRound:
+    """One round: each system drained the same N once, in this order."""
+
+    bare: DrainRun
+    ours: DrainRun
+    bullmq: DrainRun
+
+    def runs(self) -> tuple[DrainRun, DrainRun, DrainRun]:
+        """The three runs in the order they ran."""
+        return (self.bare, self.ours, self.bullmq)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {run.system: run.as_dict() for run in self.runs()}
 
 
 @dataclass
 class DrainResult:
     """All rounds."""
 
-    rounds: list[tuple[DrainRun, DrainRun]]  # (bare, ours)
+    rounds: list[DrainRound]
 
     @property
     def ratios(self) -> list[float]:
-        """Ours ÷ bare per round."""
-        return [ours.rate / bare.rate for bare, ours in self.rounds]
+        """Ours ÷ bare per round (NaN where one broke)."""
+        return [ratio(r.ours.rate, r.bare.rate) for r in self.rounds]
 
     @property
     def steady_ratios(self) -> list[float]:
         """Ours ÷ bare per round, steady rates."""
-        return [ours.steady_per_s / bare.steady_per_s for bare, ours in self.rounds]
+        return [ratio(r.ours.steady_per_s, r.bare.steady_per_s) for r in self.rounds]
+
+    @property
+    def bullmq_ratios(self) -> list[float]:
+        """Ours ÷ BullMQ per round (NaN where one broke)."""
+        return [ratio(r.ours.rate, r.bullmq.rate) for r in self.rounds]
+
+    @property
+    def bullmq_steady_ratios(self) -> list[float]:
+        """Ours ÷ BullMQ per round, steady rates."""
+        return [ratio(r.ours.steady_per_s, r.bullmq.steady_per_s) for r in self.rounds]
 
     def median_rate(self, system: str) -> float:
-        """Median jobs/s of ``system`` (``bare`` or ``ours``)."""
-        return median([(bare if system == "bare" else ours).rate for bare, ours in self.rounds])
+        """Median jobs/s of ``system`` (``bare``, ``ours`` or ``bullmq``) over the rounds it did not break."""
+        return median(finite([getattr(r, system).rate for r in self.rounds]))
+
+    def median_cpu(self, system: str) -> dict[str, float]:
+        """Median µs of CPU per job of each process group of ``system`` over the metered rounds."""
+        metered = [us for r in self.rounds if (us := getattr(r, system).cpu_us_per_job())]
+        names = {name for us in metered for name in us}
+        return {name: median([us.get(name, 0.0) for us in metered]) for name in sorted(names)}
 
 
 def worker_argv(cfg: BenchConfig, target: str, *extra: str) -> list[str]:
@@ -311,30 +370,111 @@ def drain_bare(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     )
 
 
+# -- BullMQ -----------------------------------------------------------------------------------
+
+
+def drain_bullmq(cfg: BenchConfig, n: int, label: str) -> DrainRun:
+    """Add ``n`` BullMQ jobs, start its workers, time it until their counter reaches ``n``.
+
+    A run that breaks (Node missing, a script failing) comes back with its ``problem`` set.
+    """
+    infra.reset()
+    client = infra.redis_client()
+    done_key = f"{node.PREFIX}:done"
+    try:
+        added = node.run_script("enqueue.mjs", "bulk", n, 0)
+    except RuntimeError as exc:
+        client.close()
+        node.remove_keys()
+        return DrainRun("bullmq", n, 0, 0.0, 0, float("nan"), None, 0, f"adding the jobs failed: {exc}")
+    enqueue_s = float(added["seconds"])
+    if int(added["waiting"]) != n:
+        client.close()
+        node.remove_keys()
+        return DrainRun("bullmq", n, 0, enqueue_s, 0, float("nan"), None, 0, f"{added['waiting']} of {n} jobs waiting")
+    wait_quiet(f"drain bullmq {label}")
+    worker = node.start_workers(cfg, f"worker-bullmq-{label}", "noop")
+    meter = CpuMeter(standard_groups(worker=worker.group))
+    first: CpuSnapshot | None = None
+    last: CpuSnapshot | None = None
+    first_count = done = 0
+    problem = None
+    stats_before = stats_after = infra.command_stats(client)
+    deadline = time.monotonic() + _deadline(n)
+    try:
+        while time.monotonic() < deadline:
+            done = int(client.get(done_key) or 0)
+            if first is None and done > 0:
+                first, first_count = meter.snapshot(), done
+            if done >= n:
+                last = meter.snapshot()
+                stats_after = infra.command_stats(client)
+                break
+            if not worker.alive():
+                problem = f"worker exited with {worker.proc.returncode}: {worker.tail(5)}"
+                break
+            time.sleep(POLL)
+        else:
+            problem = f"timed out with {done} of {n} done"
+    finally:
+        worker.stop()
+    started: list[int] = []
+    finished: list[int] = []
+    try:
+        left = node.run_script("drain.mjs")
+        started, finished = [int(t) for t in left["started"] if t], [int(t) for t in left["finished"] if t]
+        if (left["failed"] or left["waiting"] or left["active"]) and not problem:
+            problem = f"{left['failed']} failed, {left['waiting']} waiting, {left['active']} active afterwards"
+    except RuntimeError as exc:
+        problem = problem or f"reading the completed jobs failed: {exc}"
+    client.close()
+    node.remove_keys()
+    infra.reset()
+    window = (max(finished) - min(started)) / 1000 if started and finished else 0.0
+    return DrainRun(
+        "bullmq",
+        n,
+        len(finished),
+        enqueue_s,
+        window,
+        steady_rate([f / 1000 for f in finished]),
+        cpu_window(first, last),
+        done - first_count,
+        problem,
+        infra.per_unit(stats_before, stats_after, n),
+    )
+
+
 def measure(cfg: BenchConfig) -> DrainResult:
-    """Alternate bare and ours for ``cfg.rounds`` rounds."""
+    """Alternate bare, ours and BullMQ for ``cfg.rounds`` rounds."""
+    node.ensure_installed()
     rounds = []
     for index in range(1, cfg.rounds + 1):
-        print(f">> drain round {index}/{cfg.rounds}: bare Dramatiq", flush=True)
-        bare = drain_bare(cfg, cfg.jobs, str(index))
-        print(f"   bare: {bare.rate:,.0f} jobs/s" + (f" ({bare.problem})" if bare.problem else ""), flush=True)
-        print(f">> drain round {index}/{cfg.rounds}: ours", flush=True)
-        ours = drain_ours(cfg, cfg.jobs, str(index))
-        print(f"   ours: {ours.rate:,.0f} jobs/s" + (f" ({ours.problem})" if ours.problem else ""), flush=True)
-        rounds.append((bare, ours))
+        runs = []
+        for title, drain in (("bare Dramatiq", drain_bare), ("ours", drain_ours), ("BullMQ", drain_bullmq)):
+            print(f">> drain round {index}/{cfg.rounds}: {title}", flush=True)
+            run = drain(cfg, cfg.jobs, str(index))
+            print(f"   {run.system}: {run.rate:,.0f} jobs/s" + (f" ({run.problem})" if run.problem else ""), flush=True)
+            runs.append(run)
+        rounds.append(DrainRound(*runs))
     return DrainResult(rounds)
 
 
 def notes(result: DrainResult) -> list[str]:
     """Per-round figures, steady rates and what limited each drain."""
     lines = []
-    for index, (bare, ours) in enumerate(result.rounds, start=1):
+    for index, drain_round in enumerate(result.rounds, start=1):
+        bare, ours, bull = drain_round.runs()
         lines.append(
             f"drain round {index}: bare {bare.rate:,.0f}/s (steady {bare.steady_per_s:,.0f}/s), "
             f"ours {ours.rate:,.0f}/s (steady {ours.steady_per_s:,.0f}/s), "
-            f"ratio {ours.rate / bare.rate:.2f} (steady {ours.steady_per_s / bare.steady_per_s:.2f})"
+            f"BullMQ {bull.rate:,.0f}/s (steady {bull.steady_per_s:,.0f}/s); "
+            f"ours ÷ bare {ratio(ours.rate, bare.rate):.2f} "
+            f"(steady {ratio(ours.steady_per_s, bare.steady_per_s):.2f}), "
+            f"ours ÷ BullMQ {ratio(ours.rate, bull.rate):.2f} "
+            f"(steady {ratio(ours.steady_per_s, bull.steady_per_s):.2f})"
         )
-        for run in (bare, ours):
+        for run in drain_round.runs():
             if run.problem:
                 lines.append(f"drain round {index} {run.system}: PROBLEM: {run.problem}")
             if run.cpu and run.cpu_jobs:
@@ -348,10 +488,11 @@ def notes(result: DrainResult) -> list[str]:
                     f"drain round {index} {run.system}: {limit_line(run.cpu)}; "
                     f"{per_job:,.0f} µs CPU per job, other excluded ({split} µs)"
                 )
-    first_bare, first_ours = result.rounds[0]
+    first_bare, first_ours, first_bull = result.rounds[0].runs()
     lines.append(
         f"drain setup (not compared): ours enqueued {first_ours.jobs:,} with submit_batch × {ENQUEUE_THREADS} threads "
         f"in {first_ours.enqueue_s:.1f} s; bare published {first_bare.jobs:,} "
-        f"(confirmed, batched) in {first_bare.enqueue_s:.1f} s"
+        f"(confirmed, batched) in {first_bare.enqueue_s:.1f} s; BullMQ added {first_bull.jobs:,} "
+        f"(addBulk × {node.BULK_CHUNK:,}, one process) in {first_bull.enqueue_s:.1f} s"
     )
     return lines

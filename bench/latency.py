@@ -1,4 +1,4 @@
-"""Measurement 3: enqueue→start latency on an idle worker, beside bare Dramatiq's.
+"""Measurement 3: enqueue→start latency on an idle worker, beside bare Dramatiq's and BullMQ's.
 
 With the worker running and idle (warmed up by a few jobs first), jobs are sent one at a time,
 ``probe_interval`` apart, each waiting for its broker confirm like a real client. The latency of a
@@ -10,6 +10,10 @@ milliseconds since the epoch, both taken by the code under test:
   Jobs are sent with ``Publisher.publish("system.noop", {}, tenant="bench")``.
 - bare: :func:`bench.bare_worker.bare_probe` records its message's ``message_timestamp`` (taken by
   Dramatiq when the message is built, before the confirmed send) and the time it starts.
+- BullMQ: ``bench/bullmq/worker.mjs`` in ``probe`` mode (2 Node processes × concurrency 8) records
+  each job's ``job.timestamp`` (taken by ``queue.add`` as it builds the job) and the time it starts;
+  ``bench/bullmq/latency.mjs`` sends the probes from one Node process, each ``await queue.add(...)``,
+  paced the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import redis
 
-from bench import infra
+from bench import infra, node
 from bench.config import BenchConfig, child_env, settings
 from bench.procs import Child, wait_quiet
 from bench.stats import percentile
@@ -60,10 +64,11 @@ class LatencyRun:
 
 @dataclass
 class LatencyResult:
-    """Ours beside bare."""
+    """Ours beside bare Dramatiq and BullMQ."""
 
     ours: LatencyRun
     bare: LatencyRun
+    bullmq: LatencyRun
 
 
 def _worker(cfg: BenchConfig, name: str, target: str, *extra: str) -> Child:
@@ -177,25 +182,51 @@ def latency_bare(cfg: BenchConfig) -> LatencyRun:
     return LatencyRun("bare", latencies, percentile(durations, 50), problem)
 
 
+def latency_bullmq(cfg: BenchConfig) -> LatencyRun:
+    """Probe BullMQ's idle workers with awaited ``queue.add`` calls; a run that breaks says so in ``problem``."""
+    infra.reset()
+    wait_quiet("latency bullmq")
+    worker = node.start_workers(cfg, "worker-bullmq-latency", "probe")
+    interval_ms = round(cfg.probe_interval * 1000)
+    try:
+        found = node.run_script("latency.mjs", cfg.probes, interval_ms, WARMUP, timeout=120 + cfg.probes)
+    except RuntimeError as exc:
+        return LatencyRun("bullmq", [], float("nan"), f"{exc}; worker: {worker.tail(3)}")
+    finally:
+        worker.stop()
+        node.remove_keys()
+        infra.reset()
+    latencies = [int(ms) for ms in found["latencies_ms"]]
+    problem = (
+        f"{cfg.probes - len(latencies)} of {cfg.probes} probes never started" if len(latencies) < cfg.probes else None
+    )
+    return LatencyRun("bullmq", latencies, percentile(found["send_ms"], 50), problem)
+
+
 def measure(cfg: BenchConfig) -> LatencyResult:
-    """Bare first, then ours."""
+    """Bare first, then ours, then BullMQ."""
+    node.ensure_installed()
     print(">> latency: bare Dramatiq", flush=True)
     bare = latency_bare(cfg)
     print(">> latency: ours", flush=True)
     ours = latency_ours(cfg)
-    return LatencyResult(ours=ours, bare=bare)
+    print(">> latency: BullMQ", flush=True)
+    bullmq = latency_bullmq(cfg)
+    return LatencyResult(ours=ours, bare=bare, bullmq=bullmq)
 
 
 def notes(result: LatencyResult) -> list[str]:
     """Send-call times and any problem."""
+    runs = (result.ours, result.bare, result.bullmq)
     lines = [
-        f"latency: {len(result.ours.latencies)} probes each, {result.ours.system} p90 {result.ours.p(90):.1f} ms / "
-        f"max {max(result.ours.latencies, default=0)} ms; bare p90 {result.bare.p(90):.1f} ms / "
-        f"max {max(result.bare.latencies, default=0)} ms (whole-ms timestamps)",
+        f"latency: {len(result.ours.latencies)} probes each; "
+        + "; ".join(f"{run.system} p90 {run.p(90):.1f} ms / max {max(run.latencies, default=0)} ms" for run in runs)
+        + " (whole-ms timestamps)",
         f"latency: a send call took {result.ours.send_ms:.2f} ms (ours: record + confirmed publish) vs "
-        f"{result.bare.send_ms:.2f} ms (bare: confirmed send), median",
+        f"{result.bare.send_ms:.2f} ms (bare: confirmed send) vs {result.bullmq.send_ms:.2f} ms "
+        "(BullMQ: queue.add), median",
     ]
-    for run in (result.ours, result.bare):
+    for run in runs:
         if run.problem:
             lines.append(f"latency {run.system}: PROBLEM: {run.problem}")
     return lines

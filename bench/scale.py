@@ -24,7 +24,6 @@ worker: this measures the layout and its reads, not throughput (the drain measur
 from __future__ import annotations
 
 import functools
-import json
 import random
 import subprocess
 import time
@@ -35,13 +34,12 @@ from typing import Any
 
 import redis
 
-from bench import infra
-from bench.config import REDIS_PREFIX, REDIS_URL, ROOT, BenchConfig
+from bench import infra, node
+from bench.config import REDIS_PREFIX, REDIS_URL, BenchConfig
 from bench.stats import percentile
 from offload.status import JobState, Retention, StatusStore, now_ms
 from offload.worker.promoter import TRIM_INTERVAL
 
-BULLMQ = ROOT / "bench" / "bullmq"
 TENANTS = ("bench", "other")
 TYPES = ("system.noop", "system.sleep")
 #: Pipelined script calls per round trip while filling.
@@ -155,16 +153,15 @@ def list_combinations(store: StatusStore) -> Iterator[tuple[str, Callable[[], ob
 
 def bullmq(mode: str, jobs: int, probes: int = 200) -> dict[str, float]:
     """Run ``bench/bullmq/scale.mjs`` (installing BullMQ from its lock file first) and read its JSON."""
-    if not (BULLMQ / "node_modules" / "bullmq").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=BULLMQ, check=True, timeout=600)
+    node.ensure_installed()
     done = subprocess.run(
-        ["node", str(BULLMQ / "scale.mjs"), REDIS_URL, mode, str(jobs), str(probes)],
+        ["node", str(node.BULLMQ / "scale.mjs"), REDIS_URL, mode, str(jobs), str(probes)],
         capture_output=True,
         text=True,
         check=True,
         timeout=7200,
     )
-    return {k: float(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    return {k: float(v) for k, v in node.last_json(done.stdout).items()}
 
 
 def measure_bytes(result: ScaleResult, jobs: int) -> None:
