@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from tests.chaos.ledger import Ledger, Verdict, check, went_backwards
+from tests.chaos.ledger import Ledger, Verdict, check, unfinished, went_backwards
 from tests.helpers import wait_for
 from tests.system.stack import Api
 
@@ -113,7 +113,7 @@ class Submitter:
 def drain(ledger: Ledger, client: redis.Redis, *, timeout: float) -> Verdict:
     """Wait until every accepted job is terminal (or ``timeout`` passes), then check the ledger."""
     try:
-        wait_for(lambda: not check(ledger, client, tenant=TENANT).lost, timeout=timeout, interval=1)
+        wait_for(lambda: unfinished(ledger, client) == 0, timeout=timeout, interval=0.5)
     except AssertionError:
         pass  # the verdict names what is lost; the scenario's assertions report it
     return replace(check(ledger, client, tenant=TENANT), backwards=went_backwards(ledger, client))

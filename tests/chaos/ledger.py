@@ -87,8 +87,11 @@ def check(ledger: Ledger, client: redis.Redis, *, tenant: str, prefix: str = "of
     states: dict[str, int] = {}
     lost, unmarked = [], []
     duplicated = 0
-    for job_id in sorted(accepted):
-        state, attempts = client.hmget(f"{prefix}:job:{job_id}", "state", "attempts")
+    ordered = sorted(accepted)
+    pipe = client.pipeline(transaction=False)  # one round trip for all: a run holds thousands of jobs
+    for job_id in ordered:
+        pipe.hmget(f"{prefix}:job:{job_id}", "state", "attempts")
+    for job_id, (state, attempts) in zip(ordered, pipe.execute(), strict=True):
         state = state.decode() if isinstance(state, bytes) else state
         states[state or "missing"] = states.get(state or "missing", 0) + 1
         if state not in TERMINAL:
@@ -104,16 +107,29 @@ def check(ledger: Ledger, client: redis.Redis, *, tenant: str, prefix: str = "of
                 if not any(event.get("kind") == "state" and event.get("attempt", 0) >= 2 for event in history):
                     unmarked.append(job_id)
     issued = accepted | {e.job_id for e in ledger.entries if e.job_id}
-    known = {
-        key.decode().split(":")[2]
-        for key in client.scan_iter(f"{prefix}:job:*", count=1000)
-        if key.decode().count(":") == 2
-    }
+    known = sorted(
+        {
+            key.decode().split(":")[2]
+            for key in client.scan_iter(f"{prefix}:job:*", count=1000)
+            if key.decode().count(":") == 2
+        }
+    )
+    pipe = client.pipeline(transaction=False)
+    for job_id in known:
+        pipe.hget(f"{prefix}:job:{job_id}", "tenant")
     ran_for_tenant = {
-        job_id for job_id in known if (client.hget(f"{prefix}:job:{job_id}", "tenant") or b"").decode() == tenant
+        job_id for job_id, owner in zip(known, pipe.execute(), strict=True) if (owner or b"").decode() == tenant
     }
     unexpected = sorted(ran_for_tenant - issued)
     return Verdict(len(accepted), lost, duplicated, unmarked, unexpected, states)
+
+
+def unfinished(ledger: Ledger, client: redis.Redis, *, prefix: str = "offload") -> int:
+    """How many accepted jobs are not terminal yet (one pipelined read: cheap enough to poll)."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in ledger.accepted:
+        pipe.hget(f"{prefix}:job:{job_id}", "state")
+    return sum(1 for state in pipe.execute() if (state.decode() if isinstance(state, bytes) else state) not in TERMINAL)
 
 
 def job_history(client: redis.Redis, job_id: str, *, prefix: str = "offload") -> list[dict[str, Any]]:
