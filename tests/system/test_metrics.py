@@ -50,6 +50,8 @@ def test_two_worker_processes_count_every_outcome_once(env, logs: Path, tmp_path
             for _ in range(2)
         ]
         wait_for(lambda: all(publisher.get(j).state.terminal for j in jobs), timeout=60)
+        # the per-job updates reach the files at the next flush of the process's buffer (0.5 s)
+        wait_for(lambda: _total(_scrape(port), "dramatiq_messages_total", actor_name="system.fail") >= 7, timeout=5)
         samples = _scrape(port)
         assert _total(samples, "offload_jobs_total", type="system.noop", state="succeeded") == 20
         assert _total(samples, "offload_jobs_total", type="system.fail", state="failed") == 3

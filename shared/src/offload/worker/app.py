@@ -32,7 +32,7 @@ from offload.worker.context import Resources
 from offload.worker.hard_limit import HardTimeLimit
 from offload.worker.log_context import JobLogContext
 from offload.worker.memory_guard import MemoryGuard
-from offload.worker.metrics import JobMetrics
+from offload.worker.metrics import JobMetrics, batched_prometheus
 from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.registration import Heartbeat, cards_for, register
 from offload.worker.runtime import Runtime
@@ -174,7 +174,8 @@ def build_worker(
             UnservedMessages(adopter, publisher.preparer.registry),  # the catalogue: knows the right queue
             promoter,
             heartbeat,
-            *([metrics, _dramatiq_prometheus(settings)] if settings.metrics else []),  # "after" hooks run last first
+            # "after" hooks run last first: Dramatiq's flushes the buffer before it marks its files dead
+            *([metrics, _dramatiq_prometheus(settings, metrics)] if settings.metrics else []),
         ],
     )
     for job_type in jobs.values():
@@ -183,8 +184,10 @@ def build_worker(
     return broker
 
 
-def _dramatiq_prometheus(settings: Settings) -> Middleware:
+def _dramatiq_prometheus(settings: Settings, metrics: JobMetrics | None = None) -> Middleware:
     """Dramatiq's Prometheus middleware, refusing to serve metrics on every interface by default.
+
+    Its per-message updates go through ``metrics``' buffer (``offload.worker.metric_buffer``).
 
     Its exposition server listens on ``dramatiq_prom_host``, read when Dramatiq is imported (so
     before any code of ours runs) and ``0.0.0.0`` unless set, with no authentication
@@ -195,7 +198,7 @@ def _dramatiq_prometheus(settings: Settings) -> Middleware:
     Raises:
         ConfigError: in production, ``dramatiq_prom_host`` is not set.
     """
-    from dramatiq.middleware.prometheus import HTTP_HOST, HTTP_PORT, Prometheus
+    from dramatiq.middleware.prometheus import HTTP_HOST, HTTP_PORT
 
     if "dramatiq_prom_host" not in os.environ:
         problem = (
@@ -205,7 +208,7 @@ def _dramatiq_prometheus(settings: Settings) -> Middleware:
         if settings.env == "production":
             raise ConfigError(problem)
         logger.warning(problem)
-    return Prometheus()
+    return batched_prometheus((metrics or JobMetrics()).buffer)
 
 
 def declare_actor(broker: RabbitmqBroker, contract: JobContract, fn: Any) -> dramatiq.Actor[Any, Any]:

@@ -27,11 +27,14 @@ per service, with the host on loopback or the pod network, never a public addres
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
+
+from offload.worker.metric_buffer import MetricBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class JobMetrics(Middleware):
     """
 
     def __init__(self) -> None:
+        #: Where job threads record the per-job updates (outcomes, waits); applied by its thread.
+        self.buffer = MetricBuffer()
         self.ended_total: Any = None
         self.wait_seconds: Any = None
         self.events_total: Any = None
@@ -101,6 +106,11 @@ class JobMetrics(Middleware):
             ["where"],
             registry=self.registry,
         )
+        self.buffer.start()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:  # noqa: ARG002
+        """Apply what the last jobs recorded (their threads have ended by now)."""
+        self.buffer.stop()
 
     def event(self, queue: str, job_type: str, name: str) -> None:
         """Count one ``name`` event of a job (names are literals in handler code: a bounded set)."""
@@ -110,7 +120,7 @@ class JobMetrics(Middleware):
     def ended(self, queue: str, job_type: str, state: str) -> None:
         """Count an attempt that left its job in ``state``."""
         if self.ended_total is not None:
-            self.ended_total.labels(queue, job_type, state).inc()
+            self.buffer.count(self.ended_total, (queue, job_type, state))
 
     def refused(self, queue: str, reason: str) -> None:
         """Count a wire job refused at adoption (``queue``: a contract's queue, or ``other``)."""
@@ -130,4 +140,71 @@ class JobMetrics(Middleware):
     def waited(self, queue: str, job_type: str, seconds: float) -> None:
         """Observe how long a job waited before this attempt started."""
         if self.wait_seconds is not None:
-            self.wait_seconds.labels(queue, job_type).observe(max(0.0, seconds))
+            self.buffer.observe(self.wait_seconds, (queue, job_type), max(0.0, seconds))
+
+
+def batched_prometheus(buffer: MetricBuffer) -> Middleware:
+    """Dramatiq's ``Prometheus`` middleware with its per-message updates recorded in ``buffer``.
+
+    The same metrics (``dramatiq_messages_total``, ``dramatiq_message_errors_total``,
+    ``dramatiq_message_duration_milliseconds``, ``dramatiq_messages_inprogress``; the rest as
+    Dramatiq keeps them) and the same exposition server; a message's counts and duration reach the
+    files at the buffer's next flush, and the in-progress gauge is set from the messages running
+    at each flush rather than moved twice per message (see :mod:`offload.worker.metric_buffer`).
+    Imported here, not at the top: Dramatiq's module reads ``dramatiq_prom_*`` when first imported.
+    """
+    from dramatiq.broker import MessageProxy
+    from dramatiq.common import current_millis
+    from dramatiq.middleware.prometheus import Prometheus
+
+    class BatchedPrometheus(Prometheus):
+        def __init__(self) -> None:
+            super().__init__()
+            #: Message id → (queue, actor) of the messages this process is running now.
+            self.running: dict[str, tuple[str, str]] = {}
+            self.gauged: set[tuple[str, str]] = set()
+
+        def after_process_boot(self, broker: dramatiq.Broker) -> None:
+            super().after_process_boot(broker)  # type: ignore[no-untyped-call]
+            buffer.on_flush(self.set_inprogress)
+
+        def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+            buffer.stop()  # before Dramatiq marks this process's files dead
+            super().after_worker_shutdown(broker, worker)  # type: ignore[no-untyped-call]
+
+        def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:  # noqa: ARG002
+            labels = (message.queue_name, message.actor_name)
+            if message.message_id in self.delayed_messages:
+                self.delayed_messages.remove(message.message_id)
+                self.inprogress_delayed_messages.labels(*labels).dec()
+            self.running[message.message_id] = labels
+            if labels not in self.gauged:  # the series exists from its first message, as with Dramatiq's own
+                self.gauged.add(labels)
+                self.inprogress_messages.labels(*labels).inc()
+            self.message_start_times[message.message_id] = current_millis()
+
+        def after_process_message(
+            self,
+            broker: dramatiq.Broker,  # noqa: ARG002
+            message: MessageProxy,
+            *,
+            result: Any = None,  # noqa: ARG002
+            exception: BaseException | None = None,
+        ) -> None:
+            labels = (message.queue_name, message.actor_name)
+            started = self.message_start_times.pop(message.message_id, current_millis())
+            self.running.pop(message.message_id, None)
+            buffer.observe(self.message_durations, labels, current_millis() - started)
+            buffer.count(self.total_messages, labels)
+            if exception is not None:
+                buffer.count(self.total_errored_messages, labels)
+
+        after_skip_message = after_process_message
+
+        def set_inprogress(self) -> None:
+            counts = collections.Counter(list(self.running.values()))
+            self.gauged |= set(counts)
+            for labels in self.gauged:
+                self.inprogress_messages.labels(*labels).set(counts.get(labels, 0))
+
+    return BatchedPrometheus()
