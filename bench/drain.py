@@ -35,6 +35,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,55 @@ def submit_all(bodies: list[dict[str, Any]], **overrides: Any) -> float:
     return time.monotonic() - started
 
 
+@dataclass
+class Watched:
+    """What :func:`watch_drain` saw: CPU snapshots at the first and last completion, and why it stopped early."""
+
+    first: CpuSnapshot | None
+    last: CpuSnapshot | None
+    first_count: int
+    done: int
+    problem: str | None
+    stats_before: dict[str, tuple[int, int]]
+    stats_after: dict[str, tuple[int, int]]
+
+
+def watch_drain(
+    worker: Child, client: Any, n: int, completed: Callable[[], int], stats_before: dict[str, tuple[int, int]]
+) -> Watched:
+    """Poll ``completed()`` until ``n`` jobs are done, the worker exits or the drain times out; stop the worker.
+
+    The CPU of the worker's group (and RabbitMQ's, Redis's) is snapshotted at the first completion
+    seen and at the last, so that worker boot stays out of the window; Redis's command stats are
+    read at the end.
+    """
+    meter = CpuMeter(standard_groups(worker=worker.group))
+    first: CpuSnapshot | None = None
+    last: CpuSnapshot | None = None
+    first_count = done = 0
+    problem = None
+    stats_after = stats_before
+    deadline = time.monotonic() + _deadline(n)
+    try:
+        while time.monotonic() < deadline:
+            done = completed()
+            if first is None and done > 0:
+                first, first_count = meter.snapshot(), done
+            if done >= n:
+                last = meter.snapshot()
+                stats_after = infra.command_stats(client)
+                break
+            if not worker.alive():
+                problem = f"worker exited with {worker.proc.returncode}: {worker.tail(5)}"
+                break
+            time.sleep(POLL)
+        else:
+            problem = f"timed out with {done} of {n} done"
+    finally:
+        worker.stop()
+    return Watched(first, last, first_count, done, problem, stats_before, stats_after)
+
+
 def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     """Enqueue ``n`` jobs, start the real worker, time it until all are ``succeeded``."""
     infra.reset()
@@ -215,30 +265,8 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         env=child_env(),
         logs=cfg.logs,
     )
-    meter = CpuMeter(standard_groups(worker=worker.group))
-    first: CpuSnapshot | None = None
-    last: CpuSnapshot | None = None
-    first_count = done = 0
-    problem = None
-    stats_after = stats_before
-    deadline = time.monotonic() + _deadline(n)
-    try:
-        while time.monotonic() < deadline:
-            done = client.zcard(succeeded_key)
-            if first is None and done > 0:
-                first, first_count = meter.snapshot(), done
-            if done >= n:
-                last = meter.snapshot()
-                stats_after = infra.command_stats(client)
-                break
-            if not worker.alive():
-                problem = f"worker exited with {worker.proc.returncode}: {worker.tail(5)}"
-                break
-            time.sleep(POLL)
-        else:
-            problem = f"timed out with {done} of {n} succeeded"
-    finally:
-        worker.stop()
+    watched = watch_drain(worker, client, n, lambda: int(client.zcard(succeeded_key)), stats_before)
+    problem = watched.problem
     succeeded = client.zrange(succeeded_key, 0, -1)
     started: list[int] = []
     finished: list[int] = []
@@ -263,10 +291,10 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         enqueue_s,
         window,
         steady_rate([f / 1000 for f in finished]),
-        cpu_window(first, last),
-        done - first_count,
+        cpu_window(watched.first, watched.last),
+        watched.done - watched.first_count,
         problem,
-        infra.per_unit(stats_before, stats_after, n),
+        infra.per_unit(watched.stats_before, watched.stats_after, n),
     )
 
 
@@ -394,30 +422,8 @@ def drain_bullmq(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         return DrainRun("bullmq", n, 0, enqueue_s, 0, float("nan"), None, 0, f"{added['waiting']} of {n} jobs waiting")
     wait_quiet(f"drain bullmq {label}")
     worker = node.start_workers(cfg, f"worker-bullmq-{label}", "noop")
-    meter = CpuMeter(standard_groups(worker=worker.group))
-    first: CpuSnapshot | None = None
-    last: CpuSnapshot | None = None
-    first_count = done = 0
-    problem = None
-    stats_before = stats_after = infra.command_stats(client)
-    deadline = time.monotonic() + _deadline(n)
-    try:
-        while time.monotonic() < deadline:
-            done = int(client.get(done_key) or 0)
-            if first is None and done > 0:
-                first, first_count = meter.snapshot(), done
-            if done >= n:
-                last = meter.snapshot()
-                stats_after = infra.command_stats(client)
-                break
-            if not worker.alive():
-                problem = f"worker exited with {worker.proc.returncode}: {worker.tail(5)}"
-                break
-            time.sleep(POLL)
-        else:
-            problem = f"timed out with {done} of {n} done"
-    finally:
-        worker.stop()
+    watched = watch_drain(worker, client, n, lambda: int(client.get(done_key) or 0), infra.command_stats(client))
+    problem = watched.problem
     started: list[int] = []
     finished: list[int] = []
     try:
@@ -438,10 +444,10 @@ def drain_bullmq(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         enqueue_s,
         window,
         steady_rate([f / 1000 for f in finished]),
-        cpu_window(first, last),
-        done - first_count,
+        cpu_window(watched.first, watched.last),
+        watched.done - watched.first_count,
         problem,
-        infra.per_unit(stats_before, stats_after, n),
+        infra.per_unit(watched.stats_before, watched.stats_after, n),
     )
 
 
