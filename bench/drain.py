@@ -209,6 +209,24 @@ class Watched:
     stats_before: dict[str, tuple[int, int]]
     stats_after: dict[str, tuple[int, int]]
 
+    def run(
+        self, system: str, n: int, enqueue_s: float, started: list[int], finished: list[int], problem: str | None
+    ) -> DrainRun:
+        """The drain's figures from the jobs' start and end times (ms) read inside the workers."""
+        window = (max(finished) - min(started)) / 1000 if started and finished else 0.0
+        return DrainRun(
+            system,
+            n,
+            len(finished),
+            enqueue_s,
+            window,
+            steady_rate([f / 1000 for f in finished]),
+            cpu_window(self.first, self.last),
+            self.done - self.first_count,
+            problem,
+            infra.per_unit(self.stats_before, self.stats_after, n),
+        )
+
 
 def watch_drain(
     worker: Child, client: Any, n: int, completed: Callable[[], int], stats_before: dict[str, tuple[int, int]]
@@ -283,19 +301,7 @@ def drain_ours(cfg: BenchConfig, n: int, label: str) -> DrainRun:
         problem = f"{not_succeeded} jobs failed, died or were left running"
     client.close()
     infra.reset()
-    window = (max(finished) - min(started)) / 1000 if started else 0.0
-    return DrainRun(
-        "ours",
-        n,
-        len(finished),
-        enqueue_s,
-        window,
-        steady_rate([f / 1000 for f in finished]),
-        cpu_window(watched.first, watched.last),
-        watched.done - watched.first_count,
-        problem,
-        infra.per_unit(watched.stats_before, watched.stats_after, n),
-    )
+    return watched.run("ours", n, enqueue_s, started, finished, problem)
 
 
 # -- bare Dramatiq -----------------------------------------------------------------------------
@@ -436,19 +442,7 @@ def drain_bullmq(cfg: BenchConfig, n: int, label: str) -> DrainRun:
     client.close()
     node.remove_keys()
     infra.reset()
-    window = (max(finished) - min(started)) / 1000 if started and finished else 0.0
-    return DrainRun(
-        "bullmq",
-        n,
-        len(finished),
-        enqueue_s,
-        window,
-        steady_rate([f / 1000 for f in finished]),
-        cpu_window(watched.first, watched.last),
-        watched.done - watched.first_count,
-        problem,
-        infra.per_unit(watched.stats_before, watched.stats_after, n),
-    )
+    return watched.run("bullmq", n, enqueue_s, started, finished, problem)
 
 
 def measure(cfg: BenchConfig) -> DrainResult:
