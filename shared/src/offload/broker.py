@@ -8,13 +8,14 @@ must declare them with identical arguments or RabbitMQ refuses the second declar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 import pika
+from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.encoder import JSONEncoder
@@ -81,14 +82,43 @@ def require_json_encoder() -> None:
         raise ConfigError(f"Dramatiq's encoder is {type(encoder).__name__}; Offload only runs with JSONEncoder.")
 
 
-def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> RabbitmqBroker:
+#: Asked before a message is acked, with its id and its ack: True if it took the ack to run later.
+AckGate = Callable[[str, Callable[[], None]], bool]
+
+
+class GatedRabbitmqBroker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker whose consumers ask :attr:`ack_gate` before acking a message.
+
+    The worker's end writer (``offload.worker.end_writer``) takes the ack of a job whose end it
+    has not written yet and runs it once the end is in Redis; every other ack goes ahead at once.
+    """
+
+    ack_gate: AckGate | None = None
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
+        """Dramatiq's consumer for ``queue_name``, its ``ack`` gated by :attr:`ack_gate` when one is set."""
+        consumer = super().consume(queue_name, prefetch, timeout)
+        gate = self.ack_gate
+        if gate is None:
+            return consumer
+        plain_ack = consumer.ack
+
+        def ack(message: MessageProxy) -> None:
+            if not gate(message.message_id, lambda: plain_ack(message)):
+                plain_ack(message)
+
+        setattr(consumer, "ack", ack)  # noqa: B010 - the one method replaced on this instance
+        return consumer
+
+
+def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> GatedRabbitmqBroker:
     """The worker's Dramatiq broker: confirms on, bounded timeouts, priorities, JSON only.
 
     Raises:
         ConfigError: the encoder is not JSON.
     """
     require_json_encoder()
-    return RabbitmqBroker(
+    return GatedRabbitmqBroker(
         url=with_timeouts(url),
         confirm_delivery=True,
         max_priority=MAX_BROKER_PRIORITY,

@@ -175,6 +175,42 @@ class Lifecycle(Facet):
             )
         )
 
+    def finish_succeeded_many(self, ends: list[tuple[str, int, Any]]) -> list[bool | None]:
+        """End many running attempts ``succeeded`` in one round trip: ``(job_id, attempt, result)`` each.
+
+        The same compare-and-set as :meth:`finish` per job: True written, False stale (the job moved
+        on), None if the server refused that one call (logged); what a worker's end writer
+        (``offload.worker.end_writer``) writes for the short jobs of all its threads at once.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        ttl = self.retention.ttl_ms(JobState.SUCCEEDED)
+        calls: list[tuple[str, tuple[str | int | float, ...]]] = [
+            (
+                job_id,
+                (
+                    attempt,
+                    JobState.SUCCEEDED.value,
+                    ttl,
+                    json.dumps(result, separators=(",", ":")) if result is not None else "",
+                    "",
+                    "",
+                    "",
+                    "1",
+                ),
+            )
+            for job_id, attempt, result in ends
+        ]
+        written: list[bool | None] = []
+        for (job_id, _), reply in zip(calls, self.store.scripts.run_many("finish", calls), strict=True):
+            if isinstance(reply, Exception):
+                logger.error("Ending job %s failed in Redis: %s", job_id, reply)
+                written.append(None)
+            else:
+                written.append(reply == 1)
+        return written
+
     def deferrals(self, job_id: str) -> int:
         """How many times the job's attempts were held back without counting (see :meth:`finish`).
 

@@ -122,6 +122,49 @@ class ScriptRunner:
             self._idle.append(connection)
         return reply
 
+    def run_many(self, name: str, calls: list[tuple[str, tuple[str | int | float, ...]]]) -> list[Any]:
+        """Run script ``name`` once per ``(job_id, args)`` in one round trip; the replies in order.
+
+        A call the server refused comes back as its exception (the others still ran); a lost
+        script is loaded again and the calls it refused are run once more.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unreachable (none of the calls may have run, or all).
+        """
+        script = self.scripts[name]
+        stamp = now_ms()
+        argvs = [(self.prefix, job_id, stamp, *args) for job_id, args in calls]
+        connection = self._take_connection()
+        try:
+            with redis_errors():
+                connection.send_packed_command(
+                    connection.pack_commands([("EVALSHA", script.sha, 0, *argv) for argv in argvs])
+                )
+                replies = [self._reply(connection) for _ in argvs]
+                lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+                if lost:
+                    connection.send_packed_command(
+                        connection.pack_commands([("EVAL", script.script, 0, *argvs[i]) for i in lost])
+                    )
+                    for i in lost:
+                        replies[i] = self._reply(connection)
+        except BaseException:
+            connection.disconnect()
+            self._made.remove(connection)
+            if self.pin_connections:
+                self._pinned.connection = None
+            raise
+        if not self.pin_connections:
+            self._idle.append(connection)
+        return replies
+
+    @staticmethod
+    def _reply(connection: Any) -> Any:
+        try:
+            return connection.read_response()
+        except redis.ResponseError as exc:
+            return exc
+
     def _take_connection(self) -> Any:
         if self.pin_connections:
             connection = getattr(self._pinned, "connection", None)

@@ -29,6 +29,7 @@ from offload.status.pauses import Pauses
 from offload.status.slots import Slots
 from offload.worker.adoption import Adopter, UnservedMessages
 from offload.worker.context import Resources
+from offload.worker.end_writer import EndWriter, EndWriterFlush
 from offload.worker.hard_limit import HardTimeLimit
 from offload.worker.log_context import JobLogContext
 from offload.worker.memory_guard import MemoryGuard
@@ -147,6 +148,7 @@ def build_worker(
         )
     )
     adopter = Adopter(publisher, max_message_bytes=settings.max_body_bytes, metrics=metrics)
+    end_writer = EndWriter(publisher.store)
     runtime = Runtime(
         store=publisher.store,
         publisher=publisher,
@@ -158,6 +160,7 @@ def build_worker(
         adopter=adopter,
         backoff_scale=settings.retry_backoff_scale,
         resources=shared,
+        end_writer=end_writer,
     )
     broker = build_broker(
         settings.broker_url.get_secret_value(),
@@ -171,6 +174,7 @@ def build_worker(
                 max_retries=0, min_backoff=INFRA_MIN_BACKOFF, max_backoff=INFRA_MAX_BACKOFF, retry_when=_retry_when
             ),
             CurrentMessage(),
+            EndWriterFlush(end_writer),
             UnservedMessages(adopter, publisher.preparer.registry),  # the catalogue: knows the right queue
             promoter,
             heartbeat,
@@ -178,6 +182,7 @@ def build_worker(
             *([metrics, _dramatiq_prometheus(settings, metrics)] if settings.metrics else []),
         ],
     )
+    broker.ack_gate = end_writer.gate
     for job_type in jobs.values():
         declare_actor(broker, job_type.contract, runtime.actor_fn(job_type.contract, job_type.handler))
     dramatiq.set_broker(broker)

@@ -5,8 +5,9 @@ in-progress gauge; Offload's outcome count and queue wait). In the worker's mult
 each change takes prometheus-client's process-wide lock and writes a memory-mapped file; beside
 eight job threads that cost more than the writes themselves (a drain of no-op jobs, 2 processes
 × 8 threads: the worker's CPU per job went from ~470 to ~430 µs and the drain from ~2,460 to
-~2,630 jobs/s when the updates left the job threads). A job thread instead appends a tuple to :class:`MetricBuffer` (a ``deque``
-append: no lock, well under a microsecond), and the buffer's thread applies them every
+~2,630 jobs/s when the updates left the job threads). A job thread instead appends a tuple to
+:class:`MetricBuffer` (a ``deque`` append: no lock, well under a microsecond), and the buffer's
+thread applies them every
 :data:`FLUSH_INTERVAL` seconds as one ``inc(n)`` per label set and one pass per histogram child.
 
 What Prometheus reads is at most :data:`FLUSH_INTERVAL` behind (its scrape interval is 15 s), and

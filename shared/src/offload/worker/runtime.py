@@ -42,6 +42,7 @@ from offload.status.pauses import Pauses
 from offload.submission import FollowUp
 from offload.worker.adoption import Adopter
 from offload.worker.context import JobContext, Resources
+from offload.worker.end_writer import EndWriter
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
 
@@ -73,6 +74,8 @@ class Runtime:
         pauses: paused queues and job types (their jobs are parked, not started).
         adopter: records jobs published on the wire without a record, after HTTP's checks.
         resources: what the worker's handlers share, reached with ``ctx.resource(Type)``.
+        end_writer: takes the ``succeeded`` end of a delivered job without a callback URL off the
+            job's thread (see ``offload.worker.end_writer``).
     """
 
     store: StatusStore
@@ -85,6 +88,8 @@ class Runtime:
     adopter: Adopter | None = None
     backoff_scale: float = 1.0
     resources: Resources = field(default_factory=Resources)
+    #: Writes ``succeeded`` ends in batches and acks their messages after (none: each end synchronous).
+    end_writer: EndWriter | None = None
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
@@ -272,7 +277,14 @@ class Runtime:
             counted = exc.counted if isinstance(exc, TransientJobError) else True
             self._failed_attempt(contract, ctx, started, code, describe(exc), retry_after=retry_after, counted=counted)
         else:
-            self._end(ctx, JobState.SUCCEEDED, result=result)
+            message = CurrentMessage.get_current_message() if self.end_writer is not None else None
+            if message is None or started.has_callback:
+                self._end(ctx, JobState.SUCCEEDED, result=result)
+                return
+            assert self.end_writer is not None
+            self.end_writer.submit(message.message_id, ctx.job_id, ctx.attempt, result)
+            if self.metrics is not None:
+                self.metrics.ended(ctx.queue, ctx.job_type, JobState.SUCCEEDED.value)
 
     def _failed_attempt(
         self,
