@@ -18,8 +18,9 @@ them and the jobs run again as redeliveries, as they would had the process died 
 synchronous write. If the consumer's connection was lost meanwhile the ack fails, the message is
 redelivered, and its start finds the job ended and skips it.
 
-Failures, retries, cancellations and jobs with a callback URL end synchronously as before: their
-ends start other work (a dead letter, a timer, a webhook) that must see the state first.
+Failures, retries, cancellations, and jobs with a callback URL, follow-ups or a concurrency slot
+end synchronously as before: their ends start other work (a dead letter, a timer, a webhook, a
+follow-up reading the result, the slot's next job) that must see the state first.
 """
 
 from __future__ import annotations

@@ -74,8 +74,8 @@ class Runtime:
         pauses: paused queues and job types (their jobs are parked, not started).
         adopter: records jobs published on the wire without a record, after HTTP's checks.
         resources: what the worker's handlers share, reached with ``ctx.resource(Type)``.
-        end_writer: takes the ``succeeded`` end of a delivered job without a callback URL off the
-            job's thread (see ``offload.worker.end_writer``).
+        end_writer: takes the ``succeeded`` end of a delivered job without a callback URL,
+            follow-ups or a concurrency slot off the job's thread (see ``offload.worker.end_writer``).
     """
 
     store: StatusStore
@@ -133,7 +133,8 @@ class Runtime:
         if not self._recorded(contract, job_id, payload) or not self.slots.enter(key, job_id):
             return  # withdrawn; or it waits its turn, and the job that frees a slot wakes it
         try:
-            self._run(contract, handler, job_id, payload)
+            # its slot's next job must find it ended: the end is written before the slot is left
+            self._run(contract, handler, job_id, payload, batched_end=False)
         finally:
             self.slots.leave(key, job_id)
 
@@ -160,7 +161,9 @@ class Runtime:
         self.pauses.park(target, job_id, message.message_timestamp if message is not None else now_ms())
         logger.info("Job %s parked: %s is paused.", job_id, target)
 
-    def _run(self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any]) -> None:
+    def _run(
+        self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any], *, batched_end: bool = True
+    ) -> None:
         started = self._open(contract, job_id, payload)
         if started is None:
             return
@@ -183,7 +186,7 @@ class Runtime:
                 resources=self.resources,
             )
             try:
-                self._attempt(contract, handler, ctx, payload, started)
+                self._attempt(contract, handler, ctx, payload, started, batched_end=batched_end)
             finally:
                 if started.has_callback and self.on_outbox is not None:
                     self.on_outbox()
@@ -234,7 +237,14 @@ class Runtime:
     # -- running it --------------------------------------------------------------------------
 
     def _attempt(
-        self, contract: JobContract, handler: Handler, ctx: JobContext, payload: dict[str, Any], started: Started
+        self,
+        contract: JobContract,
+        handler: Handler,
+        ctx: JobContext,
+        payload: dict[str, Any],
+        started: Started,
+        *,
+        batched_end: bool = True,
     ) -> None:
         try:
             parsed = contract.parse(payload)
@@ -277,12 +287,15 @@ class Runtime:
             counted = exc.counted if isinstance(exc, TransientJobError) else True
             self._failed_attempt(contract, ctx, started, code, describe(exc), retry_after=retry_after, counted=counted)
         else:
-            message = CurrentMessage.get_current_message() if self.end_writer is not None else None
-            if message is None or started.has_callback:
+            # a webhook, a follow-up reading this result: they must find the job ended
+            synchronous = started.has_callback or started.has_follow_ups or not batched_end
+            writer = None if synchronous else self.end_writer
+            message = CurrentMessage.get_current_message() if writer is not None else None
+            if message is None:
                 self._end(ctx, JobState.SUCCEEDED, result=result)
                 return
-            assert self.end_writer is not None
-            self.end_writer.submit(message.message_id, ctx.job_id, ctx.attempt, result)
+            assert writer is not None
+            writer.submit(message.message_id, ctx.job_id, ctx.attempt, result)
             if self.metrics is not None:
                 self.metrics.ended(ctx.queue, ctx.job_type, JobState.SUCCEEDED.value)
 
