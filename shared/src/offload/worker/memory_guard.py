@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,7 @@ class MemoryGuard(Middleware):
         self.recycle = recycle
         self.on_recycle = on_recycle
         self.recycling = False
+        self._lock = threading.Lock()
 
     def after_process_message(
         self,
@@ -76,7 +78,10 @@ class MemoryGuard(Middleware):
         used = self.measure()
         if used <= self.limit:
             return
-        self.recycling = True
+        with self._lock:  # two threads ending jobs at once must not both recycle: a second SIGHUP kills
+            if self.recycling:
+                return
+            self.recycling = True
         logger.warning(
             "Worker process uses %d MiB after job %s, over OFFLOAD_WORKER_MAX_MEMORY_MB (%d); recycling it gracefully.",
             used // (1024 * 1024),
