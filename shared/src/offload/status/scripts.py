@@ -113,13 +113,9 @@ class ScriptRunner:
                     connection.send_command("EVAL", script.script, 0, *argv)
                     reply = connection.read_response()
         except BaseException:
-            connection.disconnect()  # it may hold half a reply: never reuse it
-            self._made.remove(connection)
-            if self.pin_connections:
-                self._pinned.connection = None
+            self._drop(connection)
             raise
-        if not self.pin_connections:
-            self._idle.append(connection)
+        self._give_back(connection)
         return reply
 
     def run_many(self, name: str, calls: list[tuple[str, tuple[str | int | float, ...]]]) -> list[Any]:
@@ -149,14 +145,22 @@ class ScriptRunner:
                     for i in lost:
                         replies[i] = self._reply(connection)
         except BaseException:
-            connection.disconnect()
-            self._made.remove(connection)
-            if self.pin_connections:
-                self._pinned.connection = None
+            self._drop(connection)
             raise
+        self._give_back(connection)
+        return replies
+
+    def _drop(self, connection: Any) -> None:
+        """Close a connection a call failed on: it may hold half a reply, so it is never reused."""
+        connection.disconnect()
+        self._made.remove(connection)
+        if self.pin_connections:
+            self._pinned.connection = None
+
+    def _give_back(self, connection: Any) -> None:
+        """Return a connection after a call (a pinned one stays with its thread)."""
         if not self.pin_connections:
             self._idle.append(connection)
-        return replies
 
     @staticmethod
     def _reply(connection: Any) -> Any:
