@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any, Literal
 
+from offload.errors import StatusStoreUnavailable
 from offload.status.facet import Facet
 from offload.status.scripts import named, redis_errors
 from offload.status.shapes import (
@@ -99,24 +100,26 @@ class Lifecycle(Facet):
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        reply = named(self._run("start", job_id, max_unfinished, self.retention.failed * 1000))
-        outcome = reply["outcome"]
-        if outcome == "run":
-            return Started(
-                "run",
-                attempt=int(reply["attempt"]),
-                cancel_requested=reply["cancel_requested"] == "1",
-                max_retries=int(reply["max_retries"]),
-                tenant=reply["tenant"],
-                has_follow_ups=reply["has_follow_ups"] == "1",
-                parent_id=reply["parent_id"] or None,
-                has_callback=reply["has_callback"] == "1",
-            )
-        if outcome == "skip":
-            return Started("skip", state=reply["state"])
-        if outcome == "dead":
-            return Started("dead", attempt=int(reply["attempt"]))
-        return Started(outcome)
+        return _started(named(self._run("start", job_id, max_unfinished, self.retention.failed * 1000)))
+
+    def start_many(self, job_ids: list[str], *, max_unfinished: int) -> list[Started | StatusStoreUnavailable]:
+        """Open attempts for many delivered messages in one round trip (:meth:`start` for each, in order).
+
+        A call the server refused comes back as :class:`StatusStoreUnavailable` in its place (the
+        others still ran); what a worker's start combiner (``offload.worker.start_combiner``) sends
+        for the jobs its threads begin at the same moment.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable (none of the calls may have run, or all).
+        """
+        args = (max_unfinished, self.retention.failed * 1000)
+        replies = self.store.scripts.run_many("start", [(job_id, args) for job_id in job_ids])
+        return [
+            StatusStoreUnavailable("The job status store (Redis) refused the request.")
+            if isinstance(reply, Exception)
+            else _started(named(reply))
+            for reply in replies
+        ]
 
     def progress(self, job_id: str, attempt: int, percent: int, message: str = "") -> tuple[str, bool]:
         """Record progress of a running attempt; returns ``(state, cancel_requested)``.
@@ -249,3 +252,24 @@ class Lifecycle(Facet):
         if reply["outcome"] == "queued":
             return "queued", stored_message(reply["message"]).decode()
         return reply["outcome"], reply.get("state", "")
+
+
+def _started(reply: dict[str, Any]) -> Started:
+    """A ``start.lua`` reply, read by name."""
+    outcome = reply["outcome"]
+    if outcome == "run":
+        return Started(
+            "run",
+            attempt=int(reply["attempt"]),
+            cancel_requested=reply["cancel_requested"] == "1",
+            max_retries=int(reply["max_retries"]),
+            tenant=reply["tenant"],
+            has_follow_ups=reply["has_follow_ups"] == "1",
+            parent_id=reply["parent_id"] or None,
+            has_callback=reply["has_callback"] == "1",
+        )
+    if outcome == "skip":
+        return Started("skip", state=reply["state"])
+    if outcome == "dead":
+        return Started("dead", attempt=int(reply["attempt"]))
+    return Started(outcome)

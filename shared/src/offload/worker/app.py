@@ -38,6 +38,7 @@ from offload.worker.promoter import DuePromoter, PromoterMiddleware
 from offload.worker.registration import Heartbeat, cards_for, register
 from offload.worker.runtime import Runtime
 from offload.worker.slots import SlotKeeper
+from offload.worker.start_combiner import StartCombiner
 from offload.worker.system import SYSTEM_JOBS
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ def build_worker(
     )
     adopter = Adopter(publisher, max_message_bytes=settings.max_body_bytes, metrics=metrics)
     end_writer = EndWriter(publisher.store)
+    max_unfinished = settings.max_unfinished_attempts
+    starts = StartCombiner(lambda ids: publisher.store.lifecycle.start_many(ids, max_unfinished=max_unfinished))
     runtime = Runtime(
         store=publisher.store,
         publisher=publisher,
@@ -161,6 +164,7 @@ def build_worker(
         backoff_scale=settings.retry_backoff_scale,
         resources=shared,
         end_writer=end_writer,
+        starts=starts,
     )
     broker = build_broker(
         settings.broker_url.get_secret_value(),

@@ -45,6 +45,7 @@ from offload.worker.context import JobContext, Resources
 from offload.worker.end_writer import EndWriter
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
+from offload.worker.start_combiner import StartCombiner
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Runtime:
     resources: Resources = field(default_factory=Resources)
     #: Writes ``succeeded`` ends in batches and acks their messages after (none: each end synchronous).
     end_writer: EndWriter | None = None
+    #: Sends the starts of jobs begun at the same moment in one round trip (none: each alone).
+    starts: StartCombiner | None = None
 
     def actor_fn(self, contract: JobContract, handler: Handler) -> Callable[[str, dict[str, Any]], None]:
         """The function Dramatiq calls for ``contract``: ``(job_id, payload)``, the same for every actor."""
@@ -194,7 +197,10 @@ class Runtime:
     # -- opening an attempt ------------------------------------------------------------------
 
     def _open(self, contract: JobContract, job_id: str, payload: Any) -> Started | None:
-        started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
+        if self.starts is not None:
+            started = self.starts.start(job_id)
+        else:
+            started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "missing":
             self._adopt(contract, job_id, payload)
             started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
