@@ -164,6 +164,20 @@ class Keys:
         """The VAPID public key the push workers sign with, as they registered it."""
         return f"{self.prefix}:push:vapid-public-key"
 
+    # Bulk operations (issue 22).
+
+    def operation(self, operation_id: str) -> str:
+        """The hash of one bulk operation: its action, filter, tenant, progress and state."""
+        return f"{self.prefix}:operation:{operation_id}"
+
+    def operation_jobs(self, operation_id: str) -> str:
+        """The list of the job ids a bulk operation matched when it began, in the order it acts on them."""
+        return f"{self.operation(operation_id)}:jobs"
+
+    def operation_lease(self, operation_id: str) -> str:
+        """The lease of the process running a bulk operation (it lapses if that process dies)."""
+        return f"{self.operation(operation_id)}:lease"
+
     # Limits shared by every process.
 
     def breaker(self, host: str) -> tuple[str, str, str]:

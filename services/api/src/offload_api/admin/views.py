@@ -9,6 +9,7 @@ typed confirmation, and the schedules with their next runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -263,31 +264,21 @@ def requeue(queue: str) -> BaseResponse:
     """Run a dead letter (``job_id`` given) or all of ``queue``'s again, as a retry of its job, then ack it.
 
     Malformed letters are left in place (they name no job and no worker could read them) and
-    counted, so that one of them never holds the others back.
+    counted, so that one of them never holds the others back. The API's requeue is the same code
+    (:func:`offload_api.actions.requeue_letter`, :func:`offload_api.admin.letters.requeue`).
     """
-    url = services().settings.broker_url.get_secret_value()
+    found = services()
+    url = found.settings.broker_url.get_secret_value()
     one = request.form.get("job_id")
+    handle = functools.partial(actions.requeue_letter, found)
     if one:
-        taken = dead_letters.take_one(url, _queue(queue), one, _requeue_letter)
+        taken = dead_letters.take_one(url, _queue(queue), one, handle)
         flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
         return _back_to_dead(queue)
-    outcome = dead_letters.take(url, _queue(queue), _requeue_letter)
+    outcome = letters.requeue(url, found.store, _queue(queue), letters.LetterFilter(), handle)
     left = f" Skipped {outcome.malformed} malformed one(s), left in place: they can only be purged."
-    flash(f"Requeued {outcome.taken} dead letter(s) of {queue}.{left if outcome.malformed else ''}")
+    flash(f"Requeued {outcome.requeued} dead letter(s) of {queue}.{left if outcome.malformed else ''}")
     return redirect(url_for("admin.dead", queue=queue))
-
-
-def _requeue_letter(body: bytes) -> None:
-    """Retry the job a dead letter names; publish the letter as it is if it names none, or one not failed."""
-    found = services()
-    message = dead_letters.decode(body)
-    if message is not None and found.store.queries.get(message.message_id) is not None:
-        try:
-            actions.retry(found, message.message_id, scope=None)
-            return
-        except ClientError:
-            pass  # not failed any more (retried already): fall through and publish as is
-    found.publisher.republish(body)
 
 
 @bp.post("/dead-letters/<queue>/drop")
