@@ -1,0 +1,160 @@
+"""Operations through the API (issue 22): dead letters listed with their reasons, requeued by filter
+and purged with a typed confirmation; a bulk retry of 1,000 failed jobs followed to its end, each
+job run again once. Real RabbitMQ and Redis, and a real Dramatiq worker making the failures and
+running the retries."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask.testing import FlaskClient
+
+from offload.publish import Publisher
+from offload.settings import Settings
+from offload.status import JobState
+from offload_api import bulk
+from tests.admin.test_dead_letters_page import MALFORMED, publish_raw_dead_letter
+from tests.helpers import wait_for
+from tests.support import Api, RunningWorker, queue_depth
+
+FAILING = {"type": "system.fail", "payload": {"permanent": True, "succeed_on_attempt": 2}}
+
+
+def _fail_all(settings: Settings, publisher: Publisher, jobs: list[dict[str, object]], *, tenant: str) -> list[str]:
+    """Submit ``jobs`` and run a worker until every one has failed (each leaves a dead letter)."""
+    ids = [
+        submitted.job_id
+        for start in range(0, len(jobs), 500)
+        for submitted in publisher.submit_batch(jobs[start : start + 500], tenant=tenant).jobs
+    ]
+    running = RunningWorker(settings, publisher, threads=8)
+    try:
+        wait_for(
+            lambda: queue_depth("system.XQ") >= len(ids),
+            timeout=60,
+            interval=0.2,
+            message=lambda: f"{queue_depth('system.XQ')} of {len(ids)} dead-lettered",
+        )
+    finally:
+        running.stop()
+    return ids
+
+
+def test_dead_letters_are_listed_requeued_by_filter_and_purged_over_the_api(
+    client: FlaskClient, settings: Settings, publisher: Publisher
+) -> None:
+    api, admin = Api(client), Api(client, "admin")
+    permanent = _fail_all(settings, publisher, [FAILING] * 3, tenant="acme")
+    other = {"type": "system.fail", "payload": {"message": "Disk full."}, "options": {"max_retries": 0}}
+    transient = _fail_all(settings, publisher, [other] * 2, tenant="acme")
+    publish_raw_dead_letter(MALFORMED)
+
+    # Listed per queue, and a queue's letters with the reason Offload recorded
+    assert api.get("/v1/dead-letters").status_code == 403  # admins only
+    queues = admin.get("/v1/dead-letters").get_json()["queues"]
+    assert {"queue": "system", "dead": 6} in queues
+    page = admin.get("/v1/dead-letters/system").get_json()
+    assert page["depth"] == 6 and page["pages"] == 1 and len(page["letters"]) == 6
+    reasons = {letter["job_id"]: letter["reason"]["code"] for letter in page["letters"]}
+    assert reasons == {**dict.fromkeys(permanent, "permanent_error"), **dict.fromkeys(transient, "transient_error"), None: "malformed"}
+    assert {g["code"]: g["count"] for g in page["groups"]} == {"permanent_error": 3, "transient_error": 2, "malformed": 1}
+    assert admin.get("/v1/dead-letters/nosuch").status_code == 404
+
+    # Requeued by filter: what matches nothing takes nothing; bad criteria are a 422 naming the field
+    assert admin.post("/v1/dead-letters/system/requeue", json={"type": "system.noop"}).get_json()["matched"] == 0
+    past = {"dead_to": "2000-01-01T00:00:00Z"}
+    assert admin.post("/v1/dead-letters/system/requeue", json=past).get_json()["matched"] == 0
+    bad = admin.post("/v1/dead-letters/system/requeue", json={"dead_from": "yesterday", "colour": "red"})
+    assert bad.status_code == 422 and {e["field"] for e in bad.get_json()["errors"]} == {"dead_from", "colour"}
+    recent = {"reason": "permanent_error", "dead_from": "2020-01-01T00:00:00+00:00"}
+    requeued = admin.post("/v1/dead-letters/system/requeue", json=recent)
+    assert requeued.status_code == 200 and requeued.get_json() == {"matched": 3, "requeued": 3, "malformed": 0}
+    assert queue_depth("system.XQ") == 3
+    assert {publisher.get(job_id).state for job_id in permanent} == {JobState.QUEUED}  # retried: queued again
+    assert queue_depth("system") == 3
+
+    # Purged, once the queue's name is repeated
+    wrong = admin.post("/v1/dead-letters/system/purge", json={"confirm": "email"})
+    assert wrong.status_code == 422 and wrong.get_json()["errors"][0]["field"] == "confirm"
+    assert admin.post("/v1/dead-letters/system/purge", json={}).status_code == 422
+    assert queue_depth("system.XQ") == 3
+    purged = admin.post("/v1/dead-letters/system/purge", json={"confirm": "system"})
+    assert purged.status_code == 200 and purged.get_json() == {"purged": 3}
+    assert queue_depth("system.XQ") == 0
+
+
+def test_a_bulk_retry_of_1000_failed_jobs_reports_progress_and_runs_each_once_more(
+    client: FlaskClient, settings: Settings, publisher: Publisher
+) -> None:
+    api = Api(client)
+    ids = _fail_all(settings, publisher, [FAILING] * 1000, tenant="acme")
+    assert {publisher.get(job_id).error_code for job_id in ids} == {"permanent_error"}
+
+    # Another tenant's jobs are out of reach; the filter is checked
+    assert api.post("/v1/operations", json={"action": "retry", "filter": {"tenant": "globex"}}).status_code == 403
+    bad = api.post("/v1/operations", json={"action": "explode", "filter": {"state": "sad"}})
+    assert bad.status_code == 422 and {e["field"] for e in bad.get_json()["errors"]} == {"action", "filter.state"}
+
+    body = {"action": "retry", "filter": {"type": "system.fail", "error_code": "permanent_error"}}
+    started = api.post("/v1/operations", json=body)
+    assert started.status_code == 202, started.get_json()
+    operation = started.get_json()
+    assert operation["matched"] == 1000 and operation["state"] in ("running", "succeeded")
+    assert Api(client, "globex").get(f"/v1/operations/{operation['id']}").status_code == 404
+
+    seen: list[dict[str, object]] = []
+
+    def ended() -> bool:
+        seen.append(api.get(f"/v1/operations/{operation['id']}").get_json())
+        return seen[-1]["state"] != "running"
+
+    wait_for(ended, timeout=60, interval=0.1, message=lambda: f"the operation did not end: {seen[-1]}")
+    final = seen[-1]
+    assert final["state"] == "succeeded" and final["finished_at"] is not None
+    assert (final["matched"], final["done"], final["skipped"], final["failed"]) == (1000, 1000, 0, 0)
+    done = [int(progress["done"]) for progress in seen]  # type: ignore[call-overload]
+    assert done == sorted(done)  # progress only moves forward
+
+    # Each job runs once more, and succeeds on that attempt
+    running = RunningWorker(settings, publisher, threads=8)
+    try:
+
+        def all_succeeded() -> bool:
+            return all(publisher.get(job_id).state is JobState.SUCCEEDED for job_id in ids)
+
+        wait_for(all_succeeded, timeout=60, interval=0.5, message="the retried jobs did not all succeed")
+    finally:
+        running.stop()
+    assert {publisher.get(job_id).attempts for job_id in ids} == {2}
+
+    # Idempotent per job: the same operation again finds nothing to retry
+    again = api.post("/v1/operations", json=body).get_json()
+    assert again["matched"] == 0
+
+
+def test_an_operation_over_the_limit_is_refused_and_one_left_without_a_runner_is_resumed(
+    client: FlaskClient, settings: Settings, publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = Api(client)
+    ids = [publisher.publish("system.noop", {}, tenant="acme").job_id for _ in range(5)]
+    monkeypatch.setattr(bulk, "MAX_JOBS", 4)
+    refused = api.post("/v1/operations", json={"action": "cancel", "filter": {"type": "system.noop"}})
+    assert refused.status_code == 422 and refused.get_json()["error"] == "too_many_jobs"
+    monkeypatch.setattr(bulk, "MAX_JOBS", 5)
+
+    # The runner's process "died" before starting: its lease is held, nothing is done
+    monkeypatch.setattr(bulk, "LEASE_MS", 300)
+    monkeypatch.setattr(bulk, "_run", lambda found, operation_id: None)
+    operation = api.post("/v1/operations", json={"action": "cancel", "filter": {"type": "system.noop"}}).get_json()
+    monkeypatch.undo()
+    time.sleep(0.5)  # the lease lapses
+    assert {publisher.get(job_id).state for job_id in ids} == {JobState.QUEUED}
+
+    # The next read resumes it (any API process would)
+    def ended() -> bool:
+        return api.get(f"/v1/operations/{operation['id']}").get_json()["state"] == "succeeded"
+
+    wait_for(ended, timeout=20, interval=0.1)
+    assert api.get(f"/v1/operations/{operation['id']}").get_json()["done"] == 5
+    assert {publisher.get(job_id).state for job_id in ids} == {JobState.CANCELLED}
