@@ -158,3 +158,46 @@ def test_an_operation_over_the_limit_is_refused_and_one_left_without_a_runner_is
     wait_for(ended, timeout=20, interval=0.1)
     assert api.get(f"/v1/operations/{operation['id']}").get_json()["done"] == 5
     assert {publisher.get(job_id).state for job_id in ids} == {JobState.CANCELLED}
+
+
+def test_jobs_are_found_by_error_code_and_time_ranges_and_queues_show_depths_and_jobs(
+    client: FlaskClient, settings: Settings, publisher: Publisher
+) -> None:
+    api, admin = Api(client), Api(client, "admin")
+    before = time.time()
+    permanent = _fail_all(settings, publisher, [FAILING] * 2, tenant="acme")
+    other = {"type": "system.fail", "payload": {"message": "Disk full."}, "options": {"max_retries": 0}}
+    transient = _fail_all(settings, publisher, [other], tenant="acme")
+    theirs = _fail_all(settings, publisher, [FAILING], tenant="globex")
+    queued = publisher.publish("system.noop", {}, tenant="acme").job_id
+
+    def found(query: str, who: Api = api) -> set[str]:
+        response = who.get(f"/v1/jobs?{query}")
+        assert response.status_code == 200, response.get_json()
+        return {job["id"] for job in response.get_json()["jobs"]}
+
+    assert found("error_code=permanent_error") == set(permanent)  # not globex's
+    assert found("error_code=permanent_error", admin) == {*permanent, *theirs}
+    assert found("error_code=transient_error") == set(transient)
+    assert found("error_code=permanent_error&state=succeeded") == set()
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before - 1))
+    assert found(f"finished_from={since}") == {*permanent, *transient}
+    assert found(f"finished_to={since}") == set()
+    assert found(f"created_from={since}") == {*permanent, *transient, queued}
+    assert found(f"created_to={since}&state=queued") == set()
+    bad = api.get("/v1/jobs?finished_from=yesterday")
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "finished_from"
+    naive = api.get("/v1/jobs?created_to=2026-01-01T00:00:00")
+    assert naive.status_code == 422 and naive.get_json()["errors"][0]["field"] == "created_to"
+
+    # The admin page's job list takes the same filters
+    from tests.admin.test_dead_letters_page import _signed_in
+
+    page = _signed_in(client.application).get("/admin/jobs?error_code=transient_error").text
+    assert transient[0][:8] in page and permanent[0][:8] not in page
+
+    # /v1/queues: each queue's depths, consumers and jobs by state
+    assert api.get("/v1/queues").status_code == 403
+    system = next(q for q in admin.get("/v1/queues").get_json()["queues"] if q["name"] == "system")
+    assert system["dead"] == 4 and system["ready"] == 1 and system["consumers"] == 0 and system["unacked"] is None
+    assert system["jobs"]["failed"] == 4 and system["jobs"]["queued"] == 1

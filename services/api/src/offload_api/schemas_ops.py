@@ -1,4 +1,4 @@
-"""The shapes of the operations API (issue 22): dead letters, bulk operations, queue depths.
+"""The shapes of the operations API (issue 22): dead letters and bulk operations.
 
 Request models validate the bodies (a 422 names each field, :func:`offload.contracts.pydantic_errors`);
 response models only describe the answers for the OpenAPI document, as ``schemas.py``'s do.
@@ -143,21 +143,6 @@ class DeadLettersPurged(_Closed):
     purged: int
 
 
-class QueueJobCounts(_Closed):
-    """A queue's messages in RabbitMQ and its jobs in Redis."""
-
-    name: str
-    ready: int | None = Field(description="Messages ready in the queue; null if RabbitMQ could not be read.")
-    unacked: int | None = Field(
-        description="Messages delivered and not yet acknowledged: not readable over AMQP, so null unless "
-        "RabbitMQ's management API says it (the Prometheus plugin exports it)."
-    )
-    delayed: int | None = Field(description="Messages in its delay queue (delays, retries waiting).")
-    dead: int | None = Field(description="Messages in its dead-letter queue.")
-    consumers: int | None
-    jobs: dict[str, int] = Field(description="Its jobs by state (ended ones until their retention ends).")
-
-
 class OperationProgress(_Closed):
     """A bulk operation and how far it is."""
 
@@ -180,7 +165,6 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     DeadLetterPage,
     DeadLettersRequeued,
     DeadLettersPurged,
-    QueueJobCounts,
     OperationProgress,
 )
 REQUESTS: tuple[type[BaseModel], ...] = (DeadLetterRequeue, DeadLetterPurge, OperationRequest)

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from offload import dead_letters
 from offload.catalogue import RETIRE_OUTCOMES, Catalogue, retire
 from offload.contracts.registered import RegisteredContract
-from offload.errors import ClientError, DependencyError, NotFound
+from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
 from offload.scheduler import schedule_status
 from offload.settings import Settings
 from offload.status import JobState, iso
@@ -33,6 +33,7 @@ from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
 from offload_api.views.meta import catalogue_facts
+from offload_api.views.jobs import TIME_FILTERS, job_filter_from_query
 from offload_api.views.queues import pauses
 
 bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")
@@ -154,30 +155,25 @@ def switch_queue(name: str, action: str) -> BaseResponse:
 @bp.get("/jobs")
 @admin_only
 def jobs() -> str | BaseResponse:
-    """Find jobs: by id (straight to its page), or by state, type and tenant, most recently changed first."""
+    """Find jobs: by id (straight to its page), or by state, type, tenant, error code and time ranges, newest first."""
     job_id = request.args.get("id", "").strip()
     if job_id:
         return redirect(url_for("admin.job", job_id=job_id))
-    state = request.args.get("state") or None
-    job_type = request.args.get("type") or None
-    tenant = request.args.get("tenant") or None
+    names = ("state", "type", "tenant", "error_code", *TIME_FILTERS)
+    filters = {name: request.args.get(name, "") for name in names}
     try:
-        page = services().store.queries.list_jobs(
-            tenant=tenant,
-            state=JobState(state) if state else None,
-            job_type=job_type,
-            limit=50,
-            cursor=request.args.get("cursor"),
-        )
-    except ValueError:
-        flash("That filter or page is not valid.")
+        where = job_filter_from_query(tenant=filters["tenant"] or None, scope=None)
+        page = services().store.queries.search(where, limit=50, cursor=request.args.get("cursor"))
+    except (ValueError, ValidationFailed):
+        flash("That filter or page is not valid (times are ISO 8601 with an offset, e.g. 2026-01-31T12:00Z).")
         return redirect(url_for("admin.jobs"))
     return render_template(
         "admin/jobs.html",
         page=page,
         states=[s.value for s in JobState],
         types=services().registry.names,
-        filters={"state": state or "", "type": job_type or "", "tenant": tenant or ""},
+        filters=filters,
+        times={name: name.replace("_", " ") for name in TIME_FILTERS},
     )
 
 
