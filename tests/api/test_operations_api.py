@@ -18,7 +18,14 @@ from tests.admin.test_dead_letters_page import MALFORMED, publish_raw_dead_lette
 from tests.helpers import wait_for
 from tests.support import Api, RunningWorker, queue_depth
 
-FAILING = {"type": "system.fail", "payload": {"permanent": True, "succeed_on_attempt": 2}}
+#: Fails for good on its first attempt, succeeds on its second (once retried).
+FAILING: dict[str, object] = {"type": "system.fail", "payload": {"permanent": True, "succeed_on_attempt": 2}}
+#: Fails with a transient error and no retries left.
+TRANSIENT: dict[str, object] = {
+    "type": "system.fail",
+    "payload": {"message": "Disk full."},
+    "options": {"max_retries": 0},
+}
 
 
 def _fail_all(settings: Settings, publisher: Publisher, jobs: list[dict[str, object]], *, tenant: str) -> list[str]:
@@ -46,8 +53,7 @@ def test_dead_letters_are_listed_requeued_by_filter_and_purged_over_the_api(
 ) -> None:
     api, admin = Api(client), Api(client, "admin")
     permanent = _fail_all(settings, publisher, [FAILING] * 3, tenant="acme")
-    other = {"type": "system.fail", "payload": {"message": "Disk full."}, "options": {"max_retries": 0}}
-    transient = _fail_all(settings, publisher, [other] * 2, tenant="acme")
+    transient = _fail_all(settings, publisher, [TRANSIENT] * 2, tenant="acme")
     publish_raw_dead_letter(MALFORMED)
 
     # Listed per queue, and a queue's letters with the reason Offload recorded
@@ -56,9 +62,12 @@ def test_dead_letters_are_listed_requeued_by_filter_and_purged_over_the_api(
     assert {"queue": "system", "dead": 6} in queues
     page = admin.get("/v1/dead-letters/system").get_json()
     assert page["depth"] == 6 and page["pages"] == 1 and len(page["letters"]) == 6
-    reasons = {letter["job_id"]: letter["reason"]["code"] for letter in page["letters"]}
-    assert reasons == {**dict.fromkeys(permanent, "permanent_error"), **dict.fromkeys(transient, "transient_error"), None: "malformed"}
-    assert {g["code"]: g["count"] for g in page["groups"]} == {"permanent_error": 3, "transient_error": 2, "malformed": 1}
+    reasons: dict[str | None, str] = {letter["job_id"]: letter["reason"]["code"] for letter in page["letters"]}
+    expected: dict[str | None, str] = {**dict.fromkeys(permanent, "permanent_error")}
+    expected.update(dict.fromkeys(transient, "transient_error"))
+    assert reasons == {**expected, None: "malformed"}
+    groups = {g["code"]: g["count"] for g in page["groups"]}
+    assert groups == {"permanent_error": 3, "transient_error": 2, "malformed": 1}
     assert admin.get("/v1/dead-letters/nosuch").status_code == 404
 
     # Requeued by filter: what matches nothing takes nothing; bad criteria are a 422 naming the field
@@ -166,8 +175,7 @@ def test_jobs_are_found_by_error_code_and_time_ranges_and_queues_show_depths_and
     api, admin = Api(client), Api(client, "admin")
     before = time.time()
     permanent = _fail_all(settings, publisher, [FAILING] * 2, tenant="acme")
-    other = {"type": "system.fail", "payload": {"message": "Disk full."}, "options": {"max_retries": 0}}
-    transient = _fail_all(settings, publisher, [other], tenant="acme")
+    transient = _fail_all(settings, publisher, [TRANSIENT], tenant="acme")
     theirs = _fail_all(settings, publisher, [FAILING], tenant="globex")
     queued = publisher.publish("system.noop", {}, tenant="acme").job_id
 

@@ -75,4 +75,6 @@ def model_body(model: type[M]) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise ValidationFailed(f"The body is not a valid {model.__name__}.", errors=pydantic_errors(exc, body)) from None
+        raise ValidationFailed(
+            f"The body is not a valid {model.__name__}.", errors=pydantic_errors(exc, body)
+        ) from None

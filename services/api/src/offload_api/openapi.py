@@ -50,7 +50,7 @@ TAGS = {
     "meta": "What this API serves: the job types with their payload schemas, the schedules, this document.",
     "operations": "Queues (depths, consumers, jobs by state; pause and resume) and bulk operations on the jobs "
     "a filter matches, run in the background and followed by id.",
-    "dead-letters": "Each queue's dead letters with the reason Offload recorded: listed, requeued, purged (admin keys).",
+    "dead-letters": "Each queue's dead letters with the reason Offload recorded: listed, requeued, purged (admins).",
     "health": "Liveness and readiness probes.",
 }
 
@@ -91,7 +91,8 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     request of the API carries one, so it is left out rather than published unused.
     """
     models = [(m, "serialization") for m in (*RESPONSE_MODELS, *OPS_RESPONSES)] + [(JobOptions, "validation")]
-    models += [(m, "validation") for m in (NewPushSubscription, *OPS_REQUESTS)]
+    requests: tuple[type[BaseModel], ...] = (NewPushSubscription, *OPS_REQUESTS)
+    models += [(m, "validation") for m in requests]
     models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     definitions: dict[str, Any] = top.get("$defs", {})

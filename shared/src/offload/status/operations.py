@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
+
+from redis.typing import EncodableT, FieldT
 
 from offload.status.facet import Facet
 from offload.status.scripts import now_ms, redis_errors
@@ -72,7 +74,7 @@ class Operations(Facet):
             StatusStoreUnavailable: Redis is unavailable.
         """
         key, jobs = self.keys.operation(operation_id), self.keys.operation_jobs(operation_id)
-        fields: dict[str, Any] = {
+        fields: dict[FieldT, EncodableT] = {
             "action": action,
             "tenant": tenant or "",
             "filter": json.dumps(described),
@@ -147,7 +149,11 @@ class Operations(Facet):
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        fields = {"state": "failed" if error else "succeeded", "finished_at": now_ms(), "error": error or ""}
+        fields: dict[FieldT, EncodableT] = {
+            "state": "failed" if error else "succeeded",
+            "finished_at": now_ms(),
+            "error": error or "",
+        }
         with redis_errors():
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(self.keys.operation(operation_id), mapping=fields)

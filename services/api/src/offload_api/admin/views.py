@@ -32,8 +32,8 @@ from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
-from offload_api.views.meta import catalogue_facts
 from offload_api.views.jobs import TIME_FILTERS, job_filter_from_query
+from offload_api.views.meta import catalogue_facts
 from offload_api.views.queues import pauses
 
 bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")

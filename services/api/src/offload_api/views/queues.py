@@ -13,8 +13,8 @@ from offload.errors import DependencyError, NotFound
 from offload.status import JobState, iso, redis_errors
 from offload.status.pauses import Pauses
 from offload.status.stats import type_state_counts
-from offload_api.collectors import read_queues
 from offload_api.auth import requires
+from offload_api.collectors import read_queues
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Operation, documented
 
