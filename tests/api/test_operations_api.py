@@ -136,6 +136,10 @@ def test_a_bulk_retry_of_1000_failed_jobs_reports_progress_and_runs_each_once_mo
     finally:
         running.stop()
     assert {publisher.get(job_id).attempts for job_id in ids} == {2}
+    # and leaves the error index its failure wrote (the retry's own script took it out)
+    assert api.get("/v1/jobs?error_code=permanent_error").get_json()["jobs"] == []
+    store = publisher.store
+    assert store.client.zcard(store.keys.error_index("_all", "permanent_error")) == 0
 
     # Idempotent per job: the same operation again finds nothing to retry
     again = api.post("/v1/operations", json=body).get_json()

@@ -1,8 +1,10 @@
 """Which jobs a listing or a bulk operation takes: one filter, read by :meth:`Queries.list_jobs`.
 
-The tenant, type and state choose the indexes walked (exact, bounded by the catalogue); an
-ended-between range is a range of their scores (an ended job is scored by the time it ended);
-the error code and the created-between range are checked on each record read. A new criterion
+The tenant, type and state choose the indexes walked (exact, bounded by the catalogue), or an
+error code its error index (a job is listed there by when its error was recorded, written by the
+Lua script of the transition that recorded it); an ended-between range is a range of their scores
+(an ended job is scored by the time it ended); whatever the index does not decide (the
+created-between range, the type or state beside an error code) is checked on each record read. A new criterion
 (a ``tag``) is one more field here and one more test in :meth:`JobFilter.matches`.
 """
 
@@ -12,9 +14,6 @@ from dataclasses import dataclass
 
 from offload.status.records import JobRecord
 from offload.status.states import JobState
-
-#: The states whose jobs carry an error (``error_code``).
-WITH_ERROR = (JobState.RETRYING, JobState.FAILED, JobState.DEAD)
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,9 @@ class JobFilter:
 
     @property
     def states(self) -> list[JobState]:
-        """The states whose indexes can hold a match: an error code or an end time narrows them."""
+        """The states whose indexes can hold a match (an end time narrows them to the ended ones)."""
         if self.state is not None:
             return [self.state]
-        if self.error_code is not None:
-            return list(WITH_ERROR)
         if self.finished_from is not None or self.finished_to is not None:
             return [state for state in JobState if state.terminal]
         return list(JobState)
@@ -47,9 +44,10 @@ class JobFilter:
         """The index scores that can hold a match, as ``ZRANGEBYSCORE`` bounds (min, max).
 
         Only an ended-between range narrows them, and only when every state walked has ended
-        (a job in a terminal state is scored by its end); otherwise they are the whole range.
+        (a job in a terminal state is scored by its end) and no error index is walked (scored
+        by the error, which a retrying job has before it ends); otherwise they are the whole range.
         """
-        if not all(state.terminal for state in self.states):
+        if self.error_code is not None or not all(state.terminal for state in self.states):
             return "-inf", "+inf"
         low = self.finished_from if self.finished_from is not None else "-inf"
         high = f"({self.finished_to}" if self.finished_to is not None else "+inf"

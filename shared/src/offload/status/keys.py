@@ -61,6 +61,18 @@ class Keys:
         states = "|".join(state.value for state in JobState)
         return re.compile(rf"^{re.escape(self.prefix)}:idx:[^:]+:t:.+:s:({states})$")
 
+    def error_index(self, owner: str, code: str) -> str:
+        """The sorted set of ``owner``'s (a tenant or ``_all``) jobs whose error has ``code``, by when it was recorded.
+
+        Also built in ``lua/_prelude.lua`` (``error_keys``) and ``lua/trim.lua``; outside ``idx:``,
+        which the layout migration sweeps.
+        """
+        return f"{self.prefix}:erridx:{owner}:{code}"
+
+    def error_codes(self, owner: str) -> str:
+        """The set of error codes ``owner`` has error indexes of (also built in ``lua/``)."""
+        return f"{self.prefix}:errors:{owner}"
+
     def types(self, owner: str) -> str:
         """The set of job types ``owner`` (a tenant or ``_all``) has indexes of (also built in ``lua/``)."""
         return f"{self.prefix}:types:{owner}"

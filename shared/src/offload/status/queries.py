@@ -125,10 +125,11 @@ class Queries(Facet):
         """The jobs ``where`` matches that changed state most recently first (an ended job: when it ended).
 
         The tenant, type and state choose exact indexes, one per type and state (the tenant's, or
-        all tenants'), merged; an ended-between range reads only that range of their scores; the
-        other criteria are checked on each record read. A page reads at most :data:`SCAN_LIMIT`
-        index entries, so a page of a rare error code may hold fewer than ``limit`` jobs (or none)
-        while ``cursor`` is set: follow it until it is None.
+        all tenants'), merged, or an error code its error index; an ended-between range reads only
+        that range of their scores; the other criteria are checked on each record read. A page
+        reads at most :data:`SCAN_LIMIT` index entries, so a page of a filter the indexes do not
+        decide (a created-between range) may hold fewer than ``limit`` jobs, or none, while
+        ``cursor`` is set: follow it until it is None.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
@@ -143,7 +144,10 @@ class Queries(Facet):
         more, scanned = True, 0
         with redis_errors():
             owner = where.tenant or "_all"
-            indexes = [index for state in where.states for index in self._indexes(owner, where.job_type, state)]
+            if where.error_code is not None:
+                indexes = [self.keys.error_index(owner, where.error_code)]
+            else:
+                indexes = [index for state in where.states for index in self._indexes(owner, where.job_type, state)]
             while more and len(records) < limit and scanned < SCAN_LIMIT:
                 entries = self._newest(indexes, max_score, after_id, limit + 1, min_score)
                 more = len(entries) > limit
