@@ -213,3 +213,23 @@ def test_jobs_are_found_by_error_code_and_time_ranges_and_queues_show_depths_and
     system = next(q for q in admin.get("/v1/queues").get_json()["queues"] if q["name"] == "system")
     assert system["dead"] == 4 and system["ready"] == 1 and system["consumers"] == 0 and system["unacked"] is None
     assert system["jobs"]["failed"] == 4 and system["jobs"]["queued"] == 1
+
+
+def test_a_bulk_delete_removes_ended_jobs_only_and_a_tenant_reaches_only_its_own(
+    client: FlaskClient, publisher: Publisher
+) -> None:
+    api = Api(client)
+    ours = [publisher.publish("system.noop", {}, tenant="acme").job_id for _ in range(3)]
+    theirs = publisher.publish("system.noop", {}, tenant="globex").job_id
+    for job_id in [*ours[:2], theirs]:
+        publisher.store.lifecycle.cancel(job_id, tenant=None)
+
+    body = {"action": "delete", "filter": {"type": "system.noop"}}
+    operation = api.post("/v1/operations", json=body).get_json()
+    wait_for(lambda: api.get(f"/v1/operations/{operation['id']}").get_json()["state"] == "succeeded", timeout=20)
+    final = api.get(f"/v1/operations/{operation['id']}").get_json()
+    assert (final["matched"], final["done"], final["skipped"], final["tenant"]) == (3, 2, 1, "acme")
+    assert [publisher.get(job_id) for job_id in ours[:2]] == [None, None]
+    assert publisher.get(ours[2]) is not None and publisher.get(theirs) is not None  # waiting; another tenant's
+    assert {job["id"] for job in api.get("/v1/jobs").get_json()["jobs"]} == {ours[2]}
+    assert api.get(f"/v1/jobs/{ours[0]}").status_code == 404
