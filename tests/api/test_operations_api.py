@@ -14,7 +14,7 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobState
 from offload_api import bulk
-from tests.admin.test_dead_letters_page import MALFORMED, publish_raw_dead_letter
+from tests.admin.test_dead_letters_page import MALFORMED, _signed_in, _token, publish_raw_dead_letter
 from tests.helpers import wait_for
 from tests.support import Api, RunningWorker, queue_depth
 
@@ -83,13 +83,22 @@ def test_dead_letters_are_listed_requeued_by_filter_and_purged_over_the_api(
     assert {publisher.get(job_id).state for job_id in permanent} == {JobState.QUEUED}  # retried: queued again
     assert queue_depth("system") == 3
 
+    # The admin page requeues by reason through the same code
+    browser = _signed_in(client.application)
+    listed = browser.get("/admin/dead-letters?queue=system").text
+    assert listed.count('class="requeue-reason"') == 1  # transient_error's; never the malformed ones
+    form = {"csrf_token": _token(listed), "reason": "transient_error"}
+    flashed = browser.post("/admin/dead-letters/system/requeue", data=form, follow_redirects=True).text
+    assert "Requeued 2 dead letter(s) of system with reason transient_error." in flashed
+    assert {publisher.get(job_id).state for job_id in transient} == {JobState.QUEUED}
+
     # Purged, once the queue's name is repeated
     wrong = admin.post("/v1/dead-letters/system/purge", json={"confirm": "email"})
     assert wrong.status_code == 422 and wrong.get_json()["errors"][0]["field"] == "confirm"
     assert admin.post("/v1/dead-letters/system/purge", json={}).status_code == 422
-    assert queue_depth("system.XQ") == 3
+    assert queue_depth("system.XQ") == 1
     purged = admin.post("/v1/dead-letters/system/purge", json={"confirm": "system"})
-    assert purged.status_code == 200 and purged.get_json() == {"purged": 3}
+    assert purged.status_code == 200 and purged.get_json() == {"purged": 1}
     assert queue_depth("system.XQ") == 0
 
 
@@ -203,8 +212,6 @@ def test_jobs_are_found_by_error_code_and_time_ranges_and_queues_show_depths_and
     assert naive.status_code == 422 and naive.get_json()["errors"][0]["field"] == "created_to"
 
     # The admin page's job list takes the same filters
-    from tests.admin.test_dead_letters_page import _signed_in
-
     page = _signed_in(client.application).get("/admin/jobs?error_code=transient_error").text
     assert transient[0][:8] in page and permanent[0][:8] not in page
 

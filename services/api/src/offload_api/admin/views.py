@@ -257,7 +257,7 @@ def _back_to_dead(queue: str) -> BaseResponse:
 @bp.post("/dead-letters/<queue>/requeue")
 @admin_only
 def requeue(queue: str) -> BaseResponse:
-    """Run a dead letter (``job_id`` given) or all of ``queue``'s again, as a retry of its job, then ack it.
+    """Run a dead letter (``job_id`` given), those of one ``reason`` or all of ``queue``'s again, as retries.
 
     Malformed letters are left in place (they name no job and no worker could read them) and
     counted, so that one of them never holds the others back. The API's requeue is the same code
@@ -271,9 +271,11 @@ def requeue(queue: str) -> BaseResponse:
         taken = dead_letters.take_one(url, _queue(queue), one, handle)
         flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
         return _back_to_dead(queue)
-    outcome = letters.requeue(url, found.store, _queue(queue), letters.LetterFilter(), handle)
+    reason = request.form.get("reason") or None
+    outcome = letters.requeue(url, found.store, _queue(queue), letters.LetterFilter(reason=reason), handle)
     left = f" Skipped {outcome.malformed} malformed one(s), left in place: they can only be purged."
-    flash(f"Requeued {outcome.requeued} dead letter(s) of {queue}.{left if outcome.malformed else ''}")
+    which = f" with reason {reason[:64]}" if reason else ""
+    flash(f"Requeued {outcome.requeued} dead letter(s) of {queue}{which}.{left if outcome.malformed else ''}")
     return redirect(url_for("admin.dead", queue=queue))
 
 
