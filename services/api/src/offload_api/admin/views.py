@@ -34,7 +34,7 @@ from offload_api.collectors import read_queues
 from offload_api.extension import services
 from offload_api.views.jobs import TIME_FILTERS, job_filter_from_query
 from offload_api.views.meta import catalogue_facts
-from offload_api.views.queues import pauses
+from offload_api.views.queues import known_queue, pauses
 
 bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")
 
@@ -230,12 +230,6 @@ def cancel(job_id: str) -> BaseResponse:
     return redirect(url_for("admin.job", job_id=job_id))
 
 
-def _queue(name: str) -> str:
-    if name not in services().registry.queues:
-        raise NotFound(f"No queue named {name[:64]!r}.")
-    return name
-
-
 @bp.get("/dead-letters")
 @admin_only
 def dead() -> str:
@@ -246,7 +240,7 @@ def dead() -> str:
     chosen = request.args.get("queue")
     page = None
     if chosen:
-        page = letters.load(url, found.store, _queue(chosen), letters.page_number(request.args.get("page")))
+        page = letters.load(url, found.store, known_queue(chosen), letters.page_number(request.args.get("page")))
     return render_template("admin/dead_letters.html", depths=depths, chosen=chosen, page=page)
 
 
@@ -268,11 +262,11 @@ def requeue(queue: str) -> BaseResponse:
     one = request.form.get("job_id")
     handle = functools.partial(actions.requeue_letter, found)
     if one:
-        taken = dead_letters.take_one(url, _queue(queue), one, handle)
+        taken = dead_letters.take_one(url, known_queue(queue), one, handle)
         flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
         return _back_to_dead(queue)
     reason = request.form.get("reason") or None
-    outcome = letters.requeue(url, found.store, _queue(queue), letters.LetterFilter(reason=reason), handle)
+    outcome = letters.requeue(url, found.store, known_queue(queue), letters.LetterFilter(reason=reason), handle)
     left = f" Skipped {outcome.malformed} malformed one(s), left in place: they can only be purged."
     which = f" with reason {reason[:64]}" if reason else ""
     flash(f"Requeued {outcome.requeued} dead letter(s) of {queue}{which}.{left if outcome.malformed else ''}")
@@ -286,7 +280,7 @@ def drop(queue: str) -> BaseResponse:
     body_digest = request.form.get("digest", "")
     if not DIGEST.fullmatch(body_digest):
         abort(400)
-    dropped = dead_letters.drop(services().settings.broker_url.get_secret_value(), _queue(queue), body_digest)
+    dropped = dead_letters.drop(services().settings.broker_url.get_secret_value(), known_queue(queue), body_digest)
     flash("Purged that dead letter." if dropped else "That dead letter is no longer there.")
     return _back_to_dead(queue)
 
@@ -295,7 +289,7 @@ def drop(queue: str) -> BaseResponse:
 @admin_only
 def purge(queue: str) -> BaseResponse:
     """Delete every dead letter of ``queue``, once its name is typed as confirmation."""
-    if request.form.get("confirm") != _queue(queue):
+    if request.form.get("confirm") != known_queue(queue):
         flash(f"Type the queue name ({queue}) to confirm the purge.")
         return redirect(url_for("admin.dead", queue=queue))
     count = dead_letters.purge(services().settings.broker_url.get_secret_value(), queue)

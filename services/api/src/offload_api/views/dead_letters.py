@@ -25,6 +25,7 @@ from offload_api.collectors import read_queues
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
 from offload_api.schemas_ops import DeadLetterPurge, DeadLetterRequeue
+from offload_api.views.queues import known_queue
 
 bp = Blueprint("dead_letters", __name__, url_prefix="/v1/dead-letters")
 
@@ -52,12 +53,6 @@ def broker_errors() -> Iterator[None]:
 
 def _broker_url() -> str:
     return services().settings.broker_url.get_secret_value()
-
-
-def _queue(name: str) -> str:
-    if name not in services().registry.queues:
-        raise NotFound(f"There is no queue {name[:64]!r}.")
-    return name
 
 
 @bp.get("")
@@ -97,7 +92,9 @@ def list_letters(queue: str) -> Response:
     """A page of ``queue``'s dead letters with their reasons, and the reasons counted."""
     found = services()
     with broker_errors(), redis_errors():
-        page = letters.load(_broker_url(), found.store, _queue(queue), letters.page_number(request.args.get("page")))
+        page = letters.load(
+            _broker_url(), found.store, known_queue(queue), letters.page_number(request.args.get("page"))
+        )
     items = [
         {
             "position": row.position,
@@ -150,14 +147,14 @@ def requeue(queue: str) -> Response:
     handle = functools.partial(actions.requeue_letter, found)
     with broker_errors(), redis_errors():
         if wanted.job_id is not None:
-            taken = dead_letters.take_one(_broker_url(), _queue(queue), wanted.job_id, handle)
+            taken = dead_letters.take_one(_broker_url(), known_queue(queue), wanted.job_id, handle)
             if not taken:
                 raise NotFound(f"Queue {queue!r} holds no dead letter of job {wanted.job_id[:64]!r}.")
             return jsonify({"matched": 1, "requeued": 1, "malformed": 0})
         where = letters.LetterFilter(
             job_type=wanted.type, reason=wanted.reason, dead_from=wanted.dead_from, dead_to=wanted.dead_to
         )
-        outcome = letters.requeue(_broker_url(), found.store, _queue(queue), where, handle)
+        outcome = letters.requeue(_broker_url(), found.store, known_queue(queue), where, handle)
     return jsonify({"matched": outcome.matched, "requeued": outcome.requeued, "malformed": outcome.malformed})
 
 
@@ -178,7 +175,7 @@ def requeue(queue: str) -> Response:
 def purge(queue: str) -> Response:
     """Delete every dead letter of ``queue``, once its name is repeated in the body."""
     confirmed = model_body(DeadLetterPurge)
-    if confirmed.confirm != _queue(queue):
+    if confirmed.confirm != known_queue(queue):
         raise ValidationFailed(
             f"Repeat the queue's name ({queue!r}) in `confirm` to purge its dead letters.",
             errors=[problems.in_body("confirm", "confirmation_mismatch", "must be the queue's name")],

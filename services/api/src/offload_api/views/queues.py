@@ -46,6 +46,17 @@ def paused_target(found: Services, queue: str, job_type: str) -> str | None:
         return None
 
 
+def known_queue(name: str) -> str:
+    """``name``, a queue of the catalogue.
+
+    Raises:
+        NotFound: no queue has that name.
+    """
+    if name not in services().registry.queues:
+        raise NotFound(f"There is no queue {name[:64]!r}.")
+    return name
+
+
 def _target(name: str) -> str:
     if name not in services().registry.queues and name not in services().registry.names:
         raise NotFound(f"There is no queue or job type {name!r}.")

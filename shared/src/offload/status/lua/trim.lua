@@ -15,29 +15,28 @@ local types = redis.call('SMEMBERS', types_key)
 local budget = tonumber(ARGV[4])
 local removed = 0
 local codes_key = P .. ':errors:' .. id
+
+-- Remove the entries of `key` scored before `cutoff` (its lowest-ranked) within the budget left;
+-- true once the budget is spent.
+local function drop_expired(key, cutoff)
+  local expired = redis.call('ZCOUNT', key, '-inf', '(' .. cutoff)
+  if expired == 0 then return false end
+  local take = math.min(expired, budget)
+  redis.call('ZREMRANGEBYRANK', key, 0, take - 1)
+  removed = removed + take
+  budget = budget - take
+  return budget == 0
+end
+
 for _, code in ipairs(redis.call('SMEMBERS', codes_key)) do
   local key = P .. ':erridx:' .. id .. ':' .. code
-  local expired = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[5])
-  if expired > 0 then
-    local take = math.min(expired, budget)
-    redis.call('ZREMRANGEBYRANK', key, 0, take - 1)
-    removed = removed + take
-    budget = budget - take
-    if budget == 0 then return {'removed', removed, 'more', 1} end
-  end
+  if drop_expired(key, ARGV[5]) then return {'removed', removed, 'more', 1} end
   if redis.call('EXISTS', key) == 0 then redis.call('SREM', codes_key, code) end
 end
 for i = 6, #ARGV, 2 do
-  local state, cutoff = ARGV[i], '(' .. ARGV[i + 1]
   for _, jtype in ipairs(types) do
-    local key = base .. ':t:' .. jtype .. ':s:' .. state
-    local expired = redis.call('ZCOUNT', key, '-inf', cutoff)
-    if expired > 0 then
-      local take = math.min(expired, budget)
-      redis.call('ZREMRANGEBYRANK', key, 0, take - 1)
-      removed = removed + take
-      budget = budget - take
-      if budget == 0 then return {'removed', removed, 'more', 1} end
+    if drop_expired(base .. ':t:' .. jtype .. ':s:' .. ARGV[i], ARGV[i + 1]) then
+      return {'removed', removed, 'more', 1}
     end
   end
 end
