@@ -240,3 +240,26 @@ def test_a_bulk_delete_removes_ended_jobs_only_and_a_tenant_reaches_only_its_own
     assert publisher.get(ours[2]) is not None and publisher.get(theirs) is not None  # waiting; another tenant's
     assert {job["id"] for job in api.get("/v1/jobs").get_json()["jobs"]} == {ours[2]}
     assert api.get(f"/v1/jobs/{ours[0]}").status_code == 404
+
+
+def test_the_admin_job_list_starts_a_bulk_operation_on_its_filter_and_shows_its_progress(
+    client: FlaskClient, publisher: Publisher
+) -> None:
+    waiting = [publisher.publish("system.noop", {}, tenant=tenant).job_id for tenant in ("acme", "globex")]
+    other = publisher.publish("system.sleep", {"ms": 1}, tenant="acme").job_id
+    browser = _signed_in(client.application)
+    listed = browser.get("/admin/jobs?type=system.noop&state=queued").text
+    assert 'id="bulk"' in listed and 'name="type" value="system.noop"' in listed
+    form = {"csrf_token": _token(listed), "action": "cancel", "type": "system.noop", "state": "queued"}
+    started = browser.post("/admin/operations", data=form)
+    assert started.status_code == 302 and "/admin/operations/" in started.headers["Location"]
+
+    def shown() -> str:
+        return str(browser.get(started.headers["Location"]).text)
+
+    wait_for(lambda: 'id="operation-state">succeeded<' in shown(), timeout=20)
+    assert 'id="operation-done">2<' in shown() and "every tenant" in shown()
+    assert {publisher.get(job_id).state for job_id in waiting} == {JobState.CANCELLED}
+    assert publisher.get(other).state is JobState.QUEUED
+    assert browser.post("/admin/operations", data={**form, "action": "explode"}).status_code == 400
+    assert browser.get("/admin/operations/nosuch").status_code == 404

@@ -18,9 +18,9 @@ import threading
 import uuid
 from collections import Counter
 
-from offload.errors import BrokerUnavailable, DependencyError, InvalidState, ValidationFailed
+from offload.errors import BrokerUnavailable, DependencyError, InvalidState, NotFound, ValidationFailed
 from offload.status.filters import JobFilter
-from offload.status.operations import Operations
+from offload.status.operations import OperationRecord, Operations
 from offload_api import actions
 from offload_api.extension import Services
 
@@ -71,6 +71,21 @@ def resume(found: Services, operation_id: str) -> bool:
         return False
     threading.Thread(target=_run, args=(found, operation_id), name=f"operation-{operation_id[:8]}", daemon=True).start()
     return True
+
+
+def follow(found: Services, operation_id: str, *, tenant: str | None) -> OperationRecord:
+    """The operation as it stands (``tenant``'s only, unless None), resumed here if no live process runs it.
+
+    Raises:
+        NotFound: no such operation (or another tenant's, or expired).
+        StatusStoreUnavailable: Redis is unavailable.
+    """
+    record = operations(found).get(operation_id[:64], tenant=tenant)
+    if record is None:
+        raise NotFound(f"Operation {operation_id[:64]!r} does not exist (or has expired).")
+    if record.state == "running":
+        resume(found, record.id)
+    return record
 
 
 def _run(found: Services, operation_id: str) -> None:

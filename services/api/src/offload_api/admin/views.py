@@ -27,7 +27,7 @@ from offload.scheduler import schedule_status
 from offload.settings import Settings
 from offload.status import JobState, iso
 from offload.status.stats import state_counts
-from offload_api import actions
+from offload_api import actions, bulk
 from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
@@ -47,6 +47,9 @@ DIGEST = re.compile(r"[0-9a-f]{64}")
 #: ``Location`` header cannot hold a line break; werkzeug refused one with a 500), with no ``//``
 #: or backslash a browser could read as another host (issue 29, item 5).
 NEXT = re.compile(r"(?!.*(//|\\))/admin/[!-~]*")
+
+#: The job list's filters (query parameters), which a bulk operation started from it takes too.
+JOB_FILTERS = ("state", "type", "tenant", "error_code", *TIME_FILTERS)
 
 #: No inline script or style; forms post only here; the page cannot be framed.
 CSP = (
@@ -159,8 +162,7 @@ def jobs() -> str | BaseResponse:
     job_id = request.args.get("id", "").strip()
     if job_id:
         return redirect(url_for("admin.job", job_id=job_id))
-    names = ("state", "type", "tenant", "error_code", *TIME_FILTERS)
-    filters = {name: request.args.get(name, "") for name in names}
+    filters = {name: request.args.get(name, "") for name in JOB_FILTERS}
     try:
         where = job_filter_from_query(tenant=filters["tenant"] or None, scope=None)
         page = services().store.queries.search(where, limit=50, cursor=request.args.get("cursor"))
@@ -174,7 +176,32 @@ def jobs() -> str | BaseResponse:
         types=services().registry.names,
         filters=filters,
         times={name: name.replace("_", " ") for name in TIME_FILTERS},
+        max_jobs=bulk.MAX_JOBS,
     )
+
+
+@bp.post("/operations")
+@admin_only
+def start_operation() -> BaseResponse:
+    """Retry, cancel or delete every job the job list's filter matches, as a bulk operation (``offload_api.bulk``)."""
+    action = request.form.get("action", "")
+    described = {name: request.form[name] for name in JOB_FILTERS if request.form.get(name)}
+    if action not in bulk.ACTIONS:
+        abort(400)
+    try:
+        where = job_filter_from_query(tenant=described.get("tenant"), scope=None, args=described)
+        operation_id = bulk.create(services(), action, where, described)
+    except ValidationFailed as exc:
+        flash(exc.message)
+        return redirect(url_for("admin.jobs", **described))
+    return redirect(url_for("admin.operation", operation_id=operation_id))
+
+
+@bp.get("/operations/<operation_id>")
+@admin_only
+def operation(operation_id: str) -> str:
+    """A bulk operation's progress (resumed here if its API process stopped, as the API's read does)."""
+    return render_template("admin/operation.html", operation=bulk.follow(services(), operation_id, tenant=None))
 
 
 def _record(job_id: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -170,15 +171,15 @@ def list_jobs() -> Response:
     return jsonify({"jobs": [r.public() for r in page.records], "next_cursor": page.cursor})
 
 
-def job_filter_from_query(*, tenant: str | None, scope: str | None) -> JobFilter:
-    """The filter the query string names (``state``, ``type``, ``error_code``, the time ranges).
+def job_filter_from_query(*, tenant: str | None, scope: str | None, args: Mapping[str, str] | None = None) -> JobFilter:
+    """The filter the query string (or the form ``args``) names: ``state``, ``type``, ``error_code``, time ranges.
 
     ``scope`` is the caller's tenant (None for an admin, who may name one as ``tenant``).
 
     Raises:
         ValidationFailed: a state or time is not valid.
     """
-    args = request.args
+    args = request.args if args is None else args
     moments: dict[str, int | None] = {}
     for name in TIME_FILTERS:
         raw = args.get(name) or None

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, jsonify
 
-from offload.errors import Forbidden, NotFound
+from offload.errors import Forbidden
 from offload.status import JobState, iso
 from offload.status.filters import JobFilter
 from offload.status.operations import OperationRecord
@@ -119,10 +119,4 @@ def create() -> tuple[Response, int, dict[str, str]]:
 )
 def get(operation_id: str) -> Response:
     """The operation's state and progress; one left without a runner is resumed here."""
-    found = services()
-    record = bulk.operations(found).get(operation_id[:64], tenant=caller().scope)
-    if record is None:
-        raise NotFound(f"Operation {operation_id[:64]!r} does not exist (or has expired).")
-    if record.state == "running":
-        bulk.resume(found, record.id)
-    return jsonify(_document(record))
+    return jsonify(_document(bulk.follow(services(), operation_id, tenant=caller().scope)))
