@@ -193,7 +193,8 @@ def start_operation() -> BaseResponse:
         operation_id = bulk.create(services(), action, where, described)
     except ValidationFailed as exc:
         flash(exc.message)
-        return redirect(url_for("admin.jobs", **described))
+        back: dict[str, Any] = dict(described)
+        return redirect(url_for("admin.jobs", **back))
     return redirect(url_for("admin.operation", operation_id=operation_id))
 
 
