@@ -137,7 +137,12 @@ def list_letters(queue: str) -> Response:
         ),
         tag="dead-letters",
         request="DeadLetterRequeue",
-        responses={200: ("What was requeued.", "DeadLettersRequeued"), **_BODY_ERRORS, **_QUEUE_ERRORS},
+        responses={
+            200: ("What was requeued.", "DeadLettersRequeued"),
+            **_BODY_ERRORS,
+            **_QUEUE_ERRORS,
+            404: ("No such queue, or no dead letter of `job_id` in it.", "Error"),
+        },
     )
 )
 def requeue(queue: str) -> Response:
