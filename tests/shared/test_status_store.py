@@ -249,9 +249,12 @@ def test_trimming_drops_each_finished_state_at_its_retention_and_never_a_live_jo
     assert store.janitor.trim_indexes(now=now_ms() + 150_000) is None  # another trim within the lock is skipped
     # and 250 s on, the failed ones too; the waiting job stays listed throughout.
     store.client.delete("t:trim-lock")
-    assert store.janitor.trim_indexes(now=now_ms() + 250_000) == 2 * 2
+    # Their error indexes go with them (kept as long as the longest retention), and their code is forgotten.
+    assert sorted(store.client.zrange("t:erridx:acme:e", 0, -1)) == sorted(failed)
+    assert store.janitor.trim_indexes(now=now_ms() + 250_000) == 2 * 2 + 2 * 2
     assert [r.id for r in store.queries.list_jobs(tenant="acme").records] == [live]
     assert store.client.smembers("t:types:acme") == {"system.noop"}  # a type still listed is remembered
+    assert store.client.exists("t:erridx:acme:e", "t:erridx:_all:e", "t:errors:acme", "t:errors:_all") == 0
 
 
 def test_dead_letter_reasons_come_from_records_then_notes_in_one_round_trip(store: StatusStore) -> None:

@@ -7,9 +7,10 @@ a crash between the two leaves them queued, to be exported again (at least once,
 A message younger than the threshold ends the queue's export; closing the channel gives the
 unacked ones back.
 
-The admin page reads them the same way (:func:`peek`, never acked), and requeues, drops or purges
-them. A letter may be malformed (any service can publish any bytes to a queue): it is read and
-shown, dropped by its digest, and never requeued, nor allowed to stop the others being requeued.
+The admin page and the API read them the same way (:func:`peek`, never acked), and requeue (by
+message id: :func:`take_named`), drop or purge them. A letter may be malformed (any service can
+publish any bytes to a queue): it is read and shown, dropped by its digest, and never requeued,
+nor allowed to stop the others being requeued.
 """
 
 from __future__ import annotations
@@ -216,37 +217,31 @@ def _letter(properties: Any, body: bytes) -> Letter:
     )
 
 
-@dataclass(frozen=True)
-class Taken:
-    """What :func:`take` did: the letters taken, and the malformed ones it left in place."""
-
-    taken: int
-    malformed: int
-
-
-def take(broker_url: str, queue: str, handle: Callable[[bytes], None], *, limit: int = MAX_PER_QUEUE) -> Taken:
-    """Take up to ``limit`` dead letters off ``queue``, one at a time, leaving the malformed ones.
-
-    Each is acked once ``handle`` (given the message body) returned, and left queued if it raised.
-    A malformed letter (see :func:`decode`) is never handed over: it stays, in its order, so that
-    it cannot hold the others back, and is counted.
-    """
-    outcome = _take(broker_url, queue, handle, limit=limit, match=lambda body: decode(body) is not None)
-    return Taken(taken=outcome[0], malformed=outcome[1])
-
-
 def take_one(broker_url: str, queue: str, message_id: str, handle: Callable[[bytes], None]) -> bool:
     """Take the dead letter of job ``message_id`` off ``queue`` (acked once ``handle`` returned).
 
     The messages before it are read and given back unacked, in their order, when the channel
     closes. Returns False when no such dead letter is among the first :data:`MAX_PER_QUEUE`.
     """
+    return take_named(broker_url, queue, {message_id}, handle) == 1
+
+
+def take_named(broker_url: str, queue: str, message_ids: set[str], handle: Callable[[bytes], None]) -> int:
+    """Take the dead letters of ``message_ids`` off ``queue``, each acked once ``handle`` returned.
+
+    The others read meanwhile are given back unacked, in their order, when the channel closes;
+    a message id dead-lettered twice is taken once. Returns how many were taken.
+    """
+    wanted = set(message_ids)
 
     def named(body: bytes) -> bool:
         message = decode(body)
-        return message is not None and message.message_id == message_id
+        if message is None or message.message_id not in wanted:
+            return False
+        wanted.discard(message.message_id)
+        return True
 
-    return _take(broker_url, queue, handle, limit=1, match=named)[0] == 1
+    return _take(broker_url, queue, handle, limit=len(wanted), match=named)[0]
 
 
 def drop(broker_url: str, queue: str, body_digest: str) -> bool:

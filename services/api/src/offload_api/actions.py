@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from offload.errors import BrokerUnavailable, InvalidState
+from offload import dead_letters
+from offload.errors import BrokerUnavailable, ClientError, InvalidState
 from offload_api.extension import Services
 
 
@@ -24,3 +25,19 @@ def retry(found: Services, job_id: str, *, scope: str | None) -> None:
             job_id, ("retry_not_enqueued", "The retry could not be enqueued; try again.")
         )
         raise
+
+
+def requeue_letter(found: Services, body: bytes) -> None:
+    """Retry the job a dead letter names; publish the letter as it is if it names none, or one not failed.
+
+    Raises:
+        BrokerUnavailable: RabbitMQ did not take the message (the letter stays dead-lettered).
+    """
+    message = dead_letters.decode(body)
+    if message is not None and found.store.queries.get(message.message_id) is not None:
+        try:
+            retry(found, message.message_id, scope=None)
+            return
+        except ClientError:
+            pass  # not failed any more (retried already): fall through and publish as is
+    found.publisher.republish(body)

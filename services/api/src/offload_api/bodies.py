@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import request
+from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from offload.contracts import pydantic_errors
+from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _no_constants(name: str) -> Any:
@@ -58,3 +62,19 @@ def json_body() -> Any:
         raise InvalidJson("The JSON body nests too deeply.") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJson(f"The body is not valid JSON: {str(exc)[:120]}.") from None
+
+
+def model_body(model: type[M]) -> M:
+    """The request's JSON document validated by ``model``.
+
+    Raises:
+        UnsupportedMediaType, PayloadTooLarge, InvalidJson: as :func:`json_body`.
+        ValidationFailed: the document does not fit ``model``; ``errors`` names each field.
+    """
+    body = json_body()
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"The body is not a valid {model.__name__}.", errors=pydantic_errors(exc, body)
+        ) from None

@@ -31,6 +31,8 @@ from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
 from offload_api.openapi_webhooks import webhooks
 from offload_api.schemas import RESPONSE_MODELS
+from offload_api.schemas_ops import REQUESTS as OPS_REQUESTS
+from offload_api.schemas_ops import RESPONSES as OPS_RESPONSES
 
 REF = "#/components/schemas/{model}"
 #: gunicorn's ``limit_request_line`` (its default): a longer request line is answered 414 before the app.
@@ -46,7 +48,9 @@ TAGS = {
     "push": "Web push: browsers' subscriptions per user, and the VAPID public key they subscribe with "
     "(`push.send` jobs notify them).",
     "meta": "What this API serves: the job types with their payload schemas, the schedules, this document.",
-    "operations": "Pausing and resuming queues and job types (admin keys).",
+    "operations": "Queues (depths, consumers, jobs by state; pause and resume) and bulk operations on the jobs "
+    "a filter matches, run in the background and followed by id.",
+    "dead-letters": "Each queue's dead letters with the reason Offload recorded: listed, requeued, purged (admins).",
     "health": "Liveness and readiness probes.",
 }
 
@@ -86,8 +90,9 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     An internal job type's payload (a webhook delivery, a cleanup) is Offload's own business: no
     request of the API carries one, so it is left out rather than published unused.
     """
-    models = [(m, "serialization") for m in RESPONSE_MODELS] + [(JobOptions, "validation")]
-    models += [(NewPushSubscription, "validation")]
+    models = [(m, "serialization") for m in (*RESPONSE_MODELS, *OPS_RESPONSES)] + [(JobOptions, "validation")]
+    requests: tuple[type[BaseModel], ...] = (NewPushSubscription, *OPS_REQUESTS)
+    models += [(m, "validation") for m in requests]
     models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     definitions: dict[str, Any] = top.get("$defs", {})

@@ -340,6 +340,20 @@ class QueueState(_Closed):
     paused: bool
     paused_since: str | None = Field(description="ISO 8601 time of the pause; null if not paused.")
     parked: int = Field(description="Jobs received while paused, waiting to start on resume.")
+    ready: int | None = Field(
+        default=None, description="A queue's messages ready in RabbitMQ; null for a job type, or if RabbitMQ is down."
+    )
+    unacked: int | None = Field(
+        default=None,
+        description="Messages delivered and not yet acknowledged: AMQP cannot read this, so always null here "
+        "(RabbitMQ's Prometheus plugin exports it).",
+    )
+    delayed: int | None = Field(default=None, description="Messages in the queue's delay queue (delays, retries).")
+    dead: int | None = Field(default=None, description="Messages in the queue's dead-letter queue.")
+    consumers: int | None = Field(default=None, description="Consumers of the queue (worker processes' channels).")
+    jobs: dict[str, int] | None = Field(
+        default=None, description="A queue's jobs by state (ended ones until their retention ends), from Redis."
+    )
 
 
 class QueueList(_Closed):

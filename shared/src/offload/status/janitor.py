@@ -102,7 +102,8 @@ class Janitor(Facet):
                 return None
             tenants = sorted(cast(set[str], self.client.smembers(self.keys.tenants)))
         moment = now if now is not None else now_ms()
-        cutoffs: list[str | int] = []
+        longest = max(self.retention.ttl_ms(state) for state in JobState if state.terminal)
+        cutoffs: list[str | int] = [moment - longest]  # the error indexes' (lua/trim.lua)
         for state in JobState:
             if state.terminal:
                 cutoffs += [state.value, moment - self.retention.ttl_ms(state)]

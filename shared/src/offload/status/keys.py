@@ -61,6 +61,18 @@ class Keys:
         states = "|".join(state.value for state in JobState)
         return re.compile(rf"^{re.escape(self.prefix)}:idx:[^:]+:t:.+:s:({states})$")
 
+    def error_index(self, owner: str, code: str) -> str:
+        """The sorted set of ``owner``'s (a tenant or ``_all``) jobs whose error has ``code``, by when it was recorded.
+
+        Also built in ``lua/_prelude.lua`` (``error_keys``) and ``lua/trim.lua``; outside ``idx:``,
+        which the layout migration sweeps.
+        """
+        return f"{self.prefix}:erridx:{owner}:{code}"
+
+    def error_codes(self, owner: str) -> str:
+        """The set of error codes ``owner`` has error indexes of (also built in ``lua/``)."""
+        return f"{self.prefix}:errors:{owner}"
+
     def types(self, owner: str) -> str:
         """The set of job types ``owner`` (a tenant or ``_all``) has indexes of (also built in ``lua/``)."""
         return f"{self.prefix}:types:{owner}"
@@ -163,6 +175,20 @@ class Keys:
     def push_public_key(self) -> str:
         """The VAPID public key the push workers sign with, as they registered it."""
         return f"{self.prefix}:push:vapid-public-key"
+
+    # Bulk operations (issue 22).
+
+    def operation(self, operation_id: str) -> str:
+        """The hash of one bulk operation: its action, filter, tenant, progress and state."""
+        return f"{self.prefix}:operation:{operation_id}"
+
+    def operation_jobs(self, operation_id: str) -> str:
+        """The list of the job ids a bulk operation matched when it began, in the order it acts on them."""
+        return f"{self.operation(operation_id)}:jobs"
+
+    def operation_lease(self, operation_id: str) -> str:
+        """The lease of the process running a bulk operation (it lapses if that process dies)."""
+        return f"{self.operation(operation_id)}:lease"
 
     # Limits shared by every process.
 

@@ -240,6 +240,18 @@ class Lifecycle(Facet):
         reply = named(self._run("cancel", job_id, tenant or "*", self.retention.failed * 1000))
         return reply["outcome"], reply.get("state")
 
+    def delete(self, job_id: str, *, tenant: str | None) -> tuple[str, str]:
+        """Delete an ended job's record, log and index entries (``tenant`` None: any, for admins).
+
+        Returns ``("deleted", "")``, or ``("state", current state)`` for a job that has not
+        ended (left alone), or ``("missing", "")``.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        reply = named(self._run("delete", job_id, tenant or "*"))
+        return reply["outcome"], reply.get("state", "")
+
     def reopen(self, job_id: str, *, tenant: str | None) -> tuple[str, str]:
         """Move a failed, dead or cancelled job back to ``queued``.
 

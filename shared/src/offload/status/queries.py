@@ -7,6 +7,7 @@ import logging
 from typing import Any, Literal, cast
 
 from offload.status.facet import Facet
+from offload.status.filters import JobFilter
 from offload.status.records import JobRecord, history_of
 from offload.status.scripts import redis_errors
 from offload.status.shapes import (
@@ -18,6 +19,11 @@ from offload.status.states import JobState
 from offload.wire import MESSAGE_FIELDS, stored_message
 
 logger = logging.getLogger(__name__)
+
+#: The most index entries one page of a listing reads (a rare error code is found in part per page).
+SCAN_LIMIT = 5_000
+#: The page size :meth:`Queries.matching_ids` reads with.
+MATCH_PAGE = 500
 
 
 class Queries(Facet):
@@ -107,13 +113,22 @@ class Queries(Facet):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """The jobs that changed state most recently first, filtered by state and type.
+        """:meth:`search` by tenant, state and type only (each an exact index).
 
-        Every combination is served by exact indexes, one per type and state (the tenant's, or
-        all tenants'): one when both are given, else those of every state and of every type the
-        tenant has used, merged. A page reads at most ``limit + 1`` entries of each and ``limit``
-        records: its work follows the catalogue, never the number of jobs. A page may hold fewer
-        than ``limit`` jobs (records that expired since the last trim are skipped) while
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+            ValueError: the cursor is malformed.
+        """
+        return self.search(JobFilter(tenant=tenant, state=state, job_type=job_type), limit=limit, cursor=cursor)
+
+    def search(self, where: JobFilter, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """The jobs ``where`` matches that changed state most recently first (an ended job: when it ended).
+
+        The tenant, type and state choose exact indexes, one per type and state (the tenant's, or
+        all tenants'), merged, or an error code its error index; an ended-between range reads only
+        that range of their scores; the other criteria are checked on each record read. A page
+        reads at most :data:`SCAN_LIMIT` index entries, so a page of a filter the indexes do not
+        decide (a created-between range) may hold fewer than ``limit`` jobs, or none, while
         ``cursor`` is set: follow it until it is None.
 
         Raises:
@@ -121,15 +136,51 @@ class Queries(Facet):
             ValueError: the cursor is malformed.
         """
         max_score, after_id = _decode_cursor(cursor)
+        min_score, high = where.scores
+        if cursor is None:
+            max_score = high
+        records: list[JobRecord] = []
+        last: tuple[float, str] | None = None
+        more, scanned = True, 0
         with redis_errors():
-            indexes = self._indexes(tenant or "_all", job_type, state)
-            entries = self._newest(indexes, max_score, after_id, limit + 1)
-            page, more = entries[:limit], len(entries) > limit
-            records = self._load(page, state)
-        if not page:
-            return Page([], None)
-        score, last_id, _ = page[-1]
-        return Page(records, _encode_cursor(int(score), last_id) if more else None)
+            owner = where.tenant or "_all"
+            if where.error_code is not None:
+                indexes = [self.keys.error_index(owner, where.error_code)]
+            else:
+                indexes = [index for state in where.states for index in self._indexes(owner, where.job_type, state)]
+            while more and len(records) < limit and scanned < SCAN_LIMIT:
+                entries = self._newest(indexes, max_score, after_id, limit + 1, min_score)
+                more = len(entries) > limit
+                batch = entries[:limit]
+                for (score, member, _), record in zip(batch, self._load(batch), strict=True):
+                    last = (score, member)
+                    if record is not None and where.matches(record):
+                        records.append(record)
+                        if len(records) == limit:
+                            more = more or member != batch[-1][1]
+                            break
+                scanned += len(batch)
+                if last is not None:
+                    max_score, after_id = int(last[0]), last[1]
+        if last is None or not more:
+            return Page(records, None)
+        return Page(records, _encode_cursor(int(last[0]), last[1]))
+
+    def matching_ids(self, where: JobFilter, *, limit: int) -> list[str]:
+        """The ids of up to ``limit`` jobs ``where`` matches, newest change first (a bulk operation's jobs).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        ids: list[str] = []
+        cursor: str | None = None
+        while len(ids) < limit:
+            page = self.search(where, limit=min(MATCH_PAGE, limit - len(ids)), cursor=cursor)
+            ids += [record.id for record in page.records]
+            cursor = page.cursor
+            if cursor is None:
+                break
+        return ids
 
     def state_index_keys(self, state: JobState) -> list[str]:
         """The all-tenant index keys of ``state``, one per job type (for counts and scans by state).
@@ -172,7 +223,7 @@ class Queries(Facet):
         return json.loads(raw) if raw else None
 
     def _newest(
-        self, indexes: list[str], max_score: float | str, after_id: str | None, count: int
+        self, indexes: list[str], max_score: float | str, after_id: str | None, count: int, min_score: int | str
     ) -> list[tuple[float, str, str]]:
         """The ``count`` newest entries below the cursor across ``indexes``, as (score, id, index).
 
@@ -186,7 +237,7 @@ class Queries(Facet):
         while pending:
             pipe = self.client.pipeline(transaction=False)
             for index in pending:
-                pipe.zrevrangebyscore(index, max_score, "-inf", start=0, num=count + slack, withscores=True)
+                pipe.zrevrangebyscore(index, max_score, min_score, start=0, num=count + slack, withscores=True)
             again = []
             for index, batch in zip(pending, pipe.execute(), strict=True):
                 kept = [
@@ -202,19 +253,18 @@ class Queries(Facet):
         found.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
         return found[:count]
 
-    def _load(self, entries: list[tuple[float, str, str]], state: JobState | None) -> list[JobRecord]:
-        """The records of ``entries``; entries whose record expired are dropped from their index."""
+    def _load(self, entries: list[tuple[float, str, str]]) -> list[JobRecord | None]:
+        """The record of each of ``entries`` (None where it expired; its entry is dropped from its index)."""
         pipe = self.client.pipeline(transaction=False)
         for _, member, _ in entries:
             pipe.hgetall(self.keys.job(member))
-        records: list[JobRecord] = []
+        records: list[JobRecord | None] = []
         gone = self.client.pipeline(transaction=False)
         for (_, member, index), raw in zip(entries, pipe.execute(), strict=True):
             if not raw:
                 gone.zrem(index, member)  # expired since the last trim
+                records.append(None)
                 continue
-            if state and raw.get("state") != state.value:
-                continue  # it moved on between the index read and now
             records.append(JobRecord.from_hash({"id": member, **raw}))
         if len(gone):
             gone.execute()

@@ -21,6 +21,7 @@ _SCRIPTS = (
     "progress",
     "finish",
     "fail_unstarted",
+    "delete",
     "refuse",
     "cancel",
     "reopen",

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from offload import dead_letters
 from offload.dead_letters import Letter
@@ -101,11 +103,7 @@ def load(broker_url: str, store: StatusStore, queue: str, number: int) -> DeadLe
     number = min(number, reachable)
     start = (number - 1) * PAGE_SIZE
     peeked = dead_letters.peek(broker_url, queue, limit=max(SUMMARY_SCAN, start + PAGE_SIZE))
-    reasons = explain(store, peeked.letters)
-    rows = [
-        Row(position=i + 1, letter=letter, reason=reason, job_id=job_id)
-        for i, (letter, (reason, job_id)) in enumerate(zip(peeked.letters, reasons, strict=True))
-    ]
+    rows = _rows(store, peeked.letters)
     pages = max(1, min(reachable, math.ceil(peeked.depth / PAGE_SIZE)))
     number = min(number, pages)  # past the end (the queue shrank): its last page, already read
     start = (number - 1) * PAGE_SIZE
@@ -117,6 +115,67 @@ def load(broker_url: str, store: StatusStore, queue: str, number: int) -> DeadLe
         number=number,
         pages=pages,
     )
+
+
+def _rows(store: StatusStore, read: list[Letter]) -> list[Row]:
+    """``read`` (oldest first) as rows, each with its reason."""
+    return [
+        Row(position=i + 1, letter=letter, reason=reason, job_id=job_id)
+        for i, (letter, (reason, job_id)) in enumerate(zip(read, explain(store, read), strict=True))
+    ]
+
+
+@dataclass(frozen=True)
+class LetterFilter:
+    """Which dead letters a requeue takes: each criterion given must hold (none given: every letter)."""
+
+    #: The job type the message names (its actor).
+    job_type: str | None = None
+    #: The reason code shown for it (``permanent_error``, ``validation_failed``, ``unknown_type``...).
+    reason: str | None = None
+    #: Dead-lettered at or after this moment, and before that one.
+    dead_from: datetime | None = None
+    dead_to: datetime | None = None
+
+    def matches(self, row: Row) -> bool:
+        """Whether ``row`` meets every criterion given (a letter of unknown death time meets no time range)."""
+        message, died = row.letter.message, row.letter.dead_lettered_at
+        if self.job_type is not None and (message is None or message.actor_name != self.job_type):
+            return False
+        if self.reason is not None and row.reason.code != self.reason:
+            return False
+        if self.dead_from is not None and (died is None or died < self.dead_from):
+            return False
+        return not (self.dead_to is not None and (died is None or died >= self.dead_to))
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What a requeue did: the letters the filter matched, those requeued, the malformed ones left."""
+
+    matched: int
+    requeued: int
+    malformed: int
+
+
+def requeue(
+    broker_url: str, store: StatusStore, queue: str, where: LetterFilter, handle: Callable[[bytes], None]
+) -> Requeued:
+    """Requeue the dead letters of ``queue`` that ``where`` matches (among the oldest :data:`MAX_PER_QUEUE`).
+
+    They are read and their reasons looked up first (one Redis round trip), then taken off by
+    message id, each handed to ``handle`` and acked after it. A malformed letter is never requeued
+    (nothing could run it); it is counted and left to be purged.
+
+    Raises:
+        pika.exceptions.AMQPError: the broker could not be reached.
+        StatusStoreUnavailable: Redis is unavailable.
+    """
+    peeked = dead_letters.peek(broker_url, queue, limit=dead_letters.MAX_PER_QUEUE)
+    matched = [row for row in _rows(store, peeked.letters) if where.matches(row)]
+    named = {row.letter.message.message_id for row in matched if row.letter.message is not None}
+    taken = dead_letters.take_named(broker_url, queue, named, handle) if named else 0
+    return Requeued(matched=len(matched), requeued=taken, malformed=sum(row.letter.message is None for row in matched))
 
 
 def explain(store: StatusStore, letters: list[Letter]) -> list[tuple[Reason, str | None]]:

@@ -9,6 +9,7 @@ typed confirmation, and the schedules with their next runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -21,18 +22,19 @@ from werkzeug.wrappers import Response as BaseResponse
 from offload import dead_letters
 from offload.catalogue import RETIRE_OUTCOMES, Catalogue, retire
 from offload.contracts.registered import RegisteredContract
-from offload.errors import ClientError, DependencyError, NotFound
+from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
 from offload.scheduler import schedule_status
 from offload.settings import Settings
 from offload.status import JobState, iso
 from offload.status.stats import state_counts
-from offload_api import actions
+from offload_api import actions, bulk
 from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
+from offload_api.views.jobs import TIME_FILTERS, job_filter_from_query
 from offload_api.views.meta import catalogue_facts
-from offload_api.views.queues import pauses
+from offload_api.views.queues import known_queue, pauses
 
 bp = Blueprint("admin", __name__, url_prefix=auth.ADMIN_PATH, template_folder="templates", static_folder="static")
 
@@ -45,6 +47,9 @@ DIGEST = re.compile(r"[0-9a-f]{64}")
 #: ``Location`` header cannot hold a line break; werkzeug refused one with a 500), with no ``//``
 #: or backslash a browser could read as another host (issue 29, item 5).
 NEXT = re.compile(r"(?!.*(//|\\))/admin/[!-~]*")
+
+#: The job list's filters (query parameters), which a bulk operation started from it takes too.
+JOB_FILTERS = ("state", "type", "tenant", "error_code", *TIME_FILTERS)
 
 #: No inline script or style; forms post only here; the page cannot be framed.
 CSP = (
@@ -153,31 +158,51 @@ def switch_queue(name: str, action: str) -> BaseResponse:
 @bp.get("/jobs")
 @admin_only
 def jobs() -> str | BaseResponse:
-    """Find jobs: by id (straight to its page), or by state, type and tenant, most recently changed first."""
+    """Find jobs: by id (straight to its page), or by state, type, tenant, error code and time ranges, newest first."""
     job_id = request.args.get("id", "").strip()
     if job_id:
         return redirect(url_for("admin.job", job_id=job_id))
-    state = request.args.get("state") or None
-    job_type = request.args.get("type") or None
-    tenant = request.args.get("tenant") or None
+    filters = {name: request.args.get(name, "") for name in JOB_FILTERS}
     try:
-        page = services().store.queries.list_jobs(
-            tenant=tenant,
-            state=JobState(state) if state else None,
-            job_type=job_type,
-            limit=50,
-            cursor=request.args.get("cursor"),
-        )
-    except ValueError:
-        flash("That filter or page is not valid.")
+        where = job_filter_from_query(tenant=filters["tenant"] or None, scope=None)
+        page = services().store.queries.search(where, limit=50, cursor=request.args.get("cursor"))
+    except (ValueError, ValidationFailed):
+        flash("That filter or page is not valid (times are ISO 8601 with an offset, e.g. 2026-01-31T12:00Z).")
         return redirect(url_for("admin.jobs"))
     return render_template(
         "admin/jobs.html",
         page=page,
         states=[s.value for s in JobState],
         types=services().registry.names,
-        filters={"state": state or "", "type": job_type or "", "tenant": tenant or ""},
+        filters=filters,
+        times={name: name.replace("_", " ") for name in TIME_FILTERS},
+        max_jobs=bulk.MAX_JOBS,
     )
+
+
+@bp.post("/operations")
+@admin_only
+def start_operation() -> BaseResponse:
+    """Retry, cancel or delete every job the job list's filter matches, as a bulk operation (``offload_api.bulk``)."""
+    action = request.form.get("action", "")
+    described = {name: request.form[name] for name in JOB_FILTERS if request.form.get(name)}
+    if action not in bulk.ACTIONS:
+        abort(400)
+    try:
+        where = job_filter_from_query(tenant=described.get("tenant"), scope=None, args=described)
+        operation_id = bulk.create(services(), action, where, described)
+    except ValidationFailed as exc:
+        flash(exc.message)
+        back: dict[str, Any] = dict(described)
+        return redirect(url_for("admin.jobs", **back))
+    return redirect(url_for("admin.operation", operation_id=operation_id))
+
+
+@bp.get("/operations/<operation_id>")
+@admin_only
+def operation(operation_id: str) -> str:
+    """A bulk operation's progress (resumed here if its API process stopped, as the API's read does)."""
+    return render_template("admin/operation.html", operation=bulk.follow(services(), operation_id, tenant=None))
 
 
 def _record(job_id: str) -> Any:
@@ -233,12 +258,6 @@ def cancel(job_id: str) -> BaseResponse:
     return redirect(url_for("admin.job", job_id=job_id))
 
 
-def _queue(name: str) -> str:
-    if name not in services().registry.queues:
-        raise NotFound(f"No queue named {name[:64]!r}.")
-    return name
-
-
 @bp.get("/dead-letters")
 @admin_only
 def dead() -> str:
@@ -249,7 +268,7 @@ def dead() -> str:
     chosen = request.args.get("queue")
     page = None
     if chosen:
-        page = letters.load(url, found.store, _queue(chosen), letters.page_number(request.args.get("page")))
+        page = letters.load(url, found.store, known_queue(chosen), letters.page_number(request.args.get("page")))
     return render_template("admin/dead_letters.html", depths=depths, chosen=chosen, page=page)
 
 
@@ -260,34 +279,26 @@ def _back_to_dead(queue: str) -> BaseResponse:
 @bp.post("/dead-letters/<queue>/requeue")
 @admin_only
 def requeue(queue: str) -> BaseResponse:
-    """Run a dead letter (``job_id`` given) or all of ``queue``'s again, as a retry of its job, then ack it.
+    """Run a dead letter (``job_id`` given), those of one ``reason`` or all of ``queue``'s again, as retries.
 
     Malformed letters are left in place (they name no job and no worker could read them) and
-    counted, so that one of them never holds the others back.
+    counted, so that one of them never holds the others back. The API's requeue is the same code
+    (:func:`offload_api.actions.requeue_letter`, :func:`offload_api.admin.letters.requeue`).
     """
-    url = services().settings.broker_url.get_secret_value()
+    found = services()
+    url = found.settings.broker_url.get_secret_value()
     one = request.form.get("job_id")
+    handle = functools.partial(actions.requeue_letter, found)
     if one:
-        taken = dead_letters.take_one(url, _queue(queue), one, _requeue_letter)
+        taken = dead_letters.take_one(url, known_queue(queue), one, handle)
         flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
         return _back_to_dead(queue)
-    outcome = dead_letters.take(url, _queue(queue), _requeue_letter)
+    reason = request.form.get("reason") or None
+    outcome = letters.requeue(url, found.store, known_queue(queue), letters.LetterFilter(reason=reason), handle)
     left = f" Skipped {outcome.malformed} malformed one(s), left in place: they can only be purged."
-    flash(f"Requeued {outcome.taken} dead letter(s) of {queue}.{left if outcome.malformed else ''}")
+    which = f" with reason {reason[:64]}" if reason else ""
+    flash(f"Requeued {outcome.requeued} dead letter(s) of {queue}{which}.{left if outcome.malformed else ''}")
     return redirect(url_for("admin.dead", queue=queue))
-
-
-def _requeue_letter(body: bytes) -> None:
-    """Retry the job a dead letter names; publish the letter as it is if it names none, or one not failed."""
-    found = services()
-    message = dead_letters.decode(body)
-    if message is not None and found.store.queries.get(message.message_id) is not None:
-        try:
-            actions.retry(found, message.message_id, scope=None)
-            return
-        except ClientError:
-            pass  # not failed any more (retried already): fall through and publish as is
-    found.publisher.republish(body)
 
 
 @bp.post("/dead-letters/<queue>/drop")
@@ -297,7 +308,7 @@ def drop(queue: str) -> BaseResponse:
     body_digest = request.form.get("digest", "")
     if not DIGEST.fullmatch(body_digest):
         abort(400)
-    dropped = dead_letters.drop(services().settings.broker_url.get_secret_value(), _queue(queue), body_digest)
+    dropped = dead_letters.drop(services().settings.broker_url.get_secret_value(), known_queue(queue), body_digest)
     flash("Purged that dead letter." if dropped else "That dead letter is no longer there.")
     return _back_to_dead(queue)
 
@@ -306,7 +317,7 @@ def drop(queue: str) -> BaseResponse:
 @admin_only
 def purge(queue: str) -> BaseResponse:
     """Delete every dead letter of ``queue``, once its name is typed as confirmation."""
-    if request.form.get("confirm") != _queue(queue):
+    if request.form.get("confirm") != known_queue(queue):
         flash(f"Type the queue name ({queue}) to confirm the purge.")
         return redirect(url_for("admin.dead", queue=queue))
     count = dead_letters.purge(services().settings.broker_url.get_secret_value(), queue)

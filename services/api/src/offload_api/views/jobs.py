@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -12,6 +14,7 @@ from offload import problems
 from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.numbers import whole_number
 from offload.status import JobRecord, JobState
+from offload.status.filters import JobFilter
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
 from offload_api.auth import caller, requires
@@ -31,6 +34,15 @@ _ACCEPTED_LINKS = {
     "GetJobLogs": Link("jobs.get_job_logs", {"job_id": "$response.body#/id"}, "The job's log."),
     "CancelJob": Link("jobs.cancel_job", {"job_id": "$response.body#/id"}, "Cancel the job."),
 }
+
+#: The time-range query parameters of a listing, and what each keeps.
+TIME_FILTERS = {
+    "created_from": "created at or after this",
+    "created_to": "created before this",
+    "finished_from": "that ended at or after this",
+    "finished_to": "that ended before this",
+}
+
 
 #: The longest ``Idempotency-Key`` accepted.
 MAX_IDEMPOTENCY_KEY = 255
@@ -125,13 +137,19 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         "List jobs, most recently changed first",
         description=(
             "A page of the caller's jobs (an admin's: every tenant's, or one tenant's with `tenant`), optionally "
-            "only those in one state or of one type, ordered by the moment each entered its state (a finished "
-            "job: when it ended), newest first. Pass a page's `next_cursor` as `cursor` to read the next page; "
-            "a page may hold fewer than `limit` jobs while `next_cursor` is given."
+            "only those in one state, of one type, with one error code, created or ended within a time range, "
+            "ordered by the moment each entered its state (a finished job: when it ended), newest first. Pass a "
+            "page's `next_cursor` as `cursor` to read the next page; a page may hold fewer than `limit` jobs while "
+            "`next_cursor` is given (a page reads at most a few thousand index entries)."
         ),
         query=(
             ("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),
             ("type", {"type": "string"}, "Only jobs of this type."),
+            ("error_code", {"type": "string"}, "Only jobs whose error has this code (retrying, failed or dead)."),
+            *(
+                (name, {"type": "string", "format": "date-time"}, f"Only jobs {what} (ISO 8601 with an offset).")
+                for name, what in TIME_FILTERS.items()
+            ),
             ("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Page size."),
             ("cursor", {"type": "string"}, "The next_cursor of the previous page."),
             ("tenant", {"type": "string"}, "Admins only: one tenant's jobs."),
@@ -140,24 +158,52 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     )
 )
 def list_jobs() -> Response:
-    """A page of the caller's jobs, filtered by state and type."""
+    """A page of the caller's jobs, filtered by state, type, error code and time ranges."""
     who = caller()
-    state = _state_filter(request.args.get("state"))
+    where = job_filter_from_query(tenant=request.args.get("tenant") if who.is_admin else None, scope=who.scope)
     limit = _limit(request.args.get("limit", "50"))
-    tenant = request.args.get("tenant") if who.is_admin and request.args.get("tenant") else who.scope
     try:
-        page = services().store.queries.list_jobs(
-            tenant=tenant,
-            state=state,
-            job_type=request.args.get("type") or None,
-            limit=limit,
-            cursor=request.args.get("cursor"),
-        )
+        page = services().store.queries.search(where, limit=limit, cursor=request.args.get("cursor"))
     except ValueError as exc:
         raise ValidationFailed(
             str(exc), errors=[problems.parameter("cursor", "invalid_cursor", "not a valid cursor")]
         ) from None
     return jsonify({"jobs": [r.public() for r in page.records], "next_cursor": page.cursor})
+
+
+def job_filter_from_query(*, tenant: str | None, scope: str | None, args: Mapping[str, str] | None = None) -> JobFilter:
+    """The filter the query string (or the form ``args``) names: ``state``, ``type``, ``error_code``, time ranges.
+
+    ``scope`` is the caller's tenant (None for an admin, who may name one as ``tenant``).
+
+    Raises:
+        ValidationFailed: a state or time is not valid.
+    """
+    args = request.args if args is None else args
+    moments: dict[str, int | None] = {}
+    for name in TIME_FILTERS:
+        raw = args.get(name) or None
+        moments[name] = _moment(name, raw) if raw else None
+    return JobFilter(
+        tenant=scope if scope is not None else (tenant or None),
+        state=_state_filter(args.get("state")),
+        job_type=args.get("type") or None,
+        error_code=args.get("error_code") or None,
+        **moments,
+    )
+
+
+def _moment(name: str, raw: str) -> int:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValidationFailed(
+            f"{name} must be an ISO 8601 time with an offset, e.g. 2026-01-31T12:00:00Z.",
+            errors=[problems.parameter(name, "datetime_parsing", "an ISO 8601 time with an offset")],
+        )
+    return int(moment.timestamp() * 1000)
 
 
 @bp.get("/<job_id>")

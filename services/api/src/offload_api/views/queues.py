@@ -1,4 +1,4 @@
-"""``/v1/queues``: pause and resume a queue or one job type (admin), and see what is paused.
+"""``/v1/queues``: each queue's depths, consumers and jobs by state; pause and resume a queue or job type (admin).
 
 Pausing stops workers from starting the target's jobs within about a second; submissions are
 still accepted (their 202 says ``queue_paused``). Resuming starts the parked jobs again, oldest
@@ -10,9 +10,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from offload.errors import DependencyError, NotFound
-from offload.status import iso
+from offload.status import JobState, iso, redis_errors
 from offload.status.pauses import Pauses
+from offload.status.stats import type_state_counts
 from offload_api.auth import requires
+from offload_api.collectors import read_queues
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Operation, documented
 
@@ -44,6 +46,17 @@ def paused_target(found: Services, queue: str, job_type: str) -> str | None:
         return None
 
 
+def known_queue(name: str) -> str:
+    """``name``, a queue of the catalogue.
+
+    Raises:
+        NotFound: no queue has that name.
+    """
+    if name not in services().registry.queues:
+        raise NotFound(f"There is no queue {name[:64]!r}.")
+    return name
+
+
 def _target(name: str) -> str:
     if name not in services().registry.queues and name not in services().registry.names:
         raise NotFound(f"There is no queue or job type {name!r}.")
@@ -68,18 +81,54 @@ def _state(switches: Pauses, name: str, paused: dict[str, int]) -> dict[str, obj
         "List the queues, and every paused queue or job type",
         description=(
             "Every queue, and every paused job type: whether it is paused, since when, and how many of its jobs "
-            "wait parked."
+            "wait parked; for a queue also its messages in RabbitMQ (ready, delayed, dead-lettered), its "
+            "consumers and its jobs by state. `unacked` is null: AMQP cannot read it."
         ),
         tag="operations",
         responses={200: ("Each queue (and each paused job type) and whether it is paused.", "QueueList"), **_ERRORS},
     )
 )
 def list_queues() -> Response:
-    """Every queue, plus each paused job type: paused since when, how many jobs wait parked."""
+    """Every queue with its depths, consumers and jobs by state, plus each paused job type."""
+    found = services()
     switches = pauses()
     paused = switches.paused()
-    names = sorted({*services().registry.queues, *paused})
-    return jsonify({"queues": [_state(switches, name, paused) for name in names]})
+    names = sorted({*found.registry.queues, *paused})
+    depths = read_queues(found.settings.broker_url.get_secret_value(), found.registry.queues)
+    by_queue = {depth.queue: depth for depth in depths or []}
+    with redis_errors():
+        jobs = queue_jobs(found)
+    listed = []
+    for name in names:
+        state = _state(switches, name, paused)
+        if state["kind"] == "queue":
+            depth = by_queue.get(name)
+            state.update(
+                ready=depth.ready if depth else None,
+                unacked=None,
+                delayed=depth.delayed if depth else None,
+                dead=depth.dead if depth else None,
+                consumers=depth.consumers if depth else None,
+                jobs=jobs.get(name, dict.fromkeys((s.value for s in JobState), 0)),
+            )
+        listed.append(state)
+    return jsonify({"queues": listed})
+
+
+def queue_jobs(found: Services) -> dict[str, dict[str, int]]:
+    """Each queue's jobs by state: its job types' counts summed (a type no longer catalogued is left out).
+
+    Raises:
+        redis.RedisError: Redis is unavailable.
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for job_type, counts in type_state_counts(found.store).items():
+        if job_type not in found.registry:
+            continue
+        queue = totals.setdefault(found.registry.get(job_type).queue, dict.fromkeys(counts, 0))
+        for state, count in counts.items():
+            queue[state] += count
+    return totals
 
 
 @bp.post("/<name>/pause")

@@ -19,7 +19,8 @@ local MAX_HISTORY = 200
 
 -- Read the fields every transition needs, plus any named in `...`, into a table; nil if no job.
 local function load(...)
-  local names = {'state', 'tenant', 'type', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', ...}
+  local names = {'state', 'tenant', 'type', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', 'error_code',
+                 ...}
   local values = redis.call('HMGET', rec, unpack(names))
   if not values[1] then return nil end
   local job = {}
@@ -43,9 +44,30 @@ local function index_state(job, old, new)
   for _, key in ipairs(index_keys(job.tenant, job.type, new)) do redis.call('ZADD', key, now, id) end
 end
 
+-- The two error indexes a job of `tenant` whose error has `code` is listed in: its tenant's and
+-- all tenants', scored by when the error was recorded (keys.py's error_index; trim.lua trims them).
+local function error_keys(tenant, code)
+  return {P .. ':erridx:' .. tenant .. ':' .. code, P .. ':erridx:_all:' .. code}
+end
+
+-- Move a job to the error indexes of `code` ('' for none: out of them), from those of its last code.
+local function index_error(job, code)
+  local old = job.error_code
+  if old and old ~= '' and old ~= code then
+    for _, key in ipairs(error_keys(job.tenant, old)) do redis.call('ZREM', key, id) end
+  end
+  if code ~= '' then
+    for _, key in ipairs(error_keys(job.tenant, code)) do redis.call('ZADD', key, now, id) end
+    redis.call('SADD', P .. ':errors:' .. job.tenant, code)
+    redis.call('SADD', P .. ':errors:_all', code)
+  end
+  job.error_code = code
+end
+
 -- Take a job out of every index (its record is being deleted).
 local function unindex(job)
   for _, key in ipairs(index_keys(job.tenant, job.type, job.state)) do redis.call('ZREM', key, id) end
+  index_error(job, '')
 end
 
 -- One history entry as stored in its `h<seq>` field: "state|at|attempt|progress", then "|" and
@@ -80,18 +102,21 @@ local function transition(job, new, fields, extra)
   local event = {seq = seq, kind = 'state', state = new, at = now,
                  attempt = tonumber(job.attempts) or 0, progress = tonumber(job.progress) or 0}
   local args = {'state', new, 'updated_at', now, 'seq', seq}
+  local code
   for i = 1, #fields, 2 do
     local name, value = fields[i], fields[i + 1]
     args[#args + 1] = name
     args[#args + 1] = value
     if name == 'attempts' then event.attempt = tonumber(value) end
     if name == 'progress' then event.progress = tonumber(value) end
+    if name == 'error_code' then code = value end
   end
   args[#args + 1] = 'h' .. seq
   args[#args + 1] = history_entry(event, extra)
   redis.call('HSET', rec, unpack(args))
   trim_history(seq)
   index_state(job, job.state, new)
+  if code then index_error(job, code) end
   if extra then for k, v in pairs(extra) do event[k] = v end end
   redis.call('PUBLISH', P .. ':events:' .. id, cjson.encode(event))
   -- A job that ends with a callback URL gets its webhook: queued here, atomically with the ending.

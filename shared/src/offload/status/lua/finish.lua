@@ -2,7 +2,7 @@
 -- 6 ttl ms (0: keep), 7 result JSON ('' if none), 8 error code, 9 error message, 10 retry at ms,
 -- 11 '0' when a retrying attempt was held back before it tried (not counted: attempts goes back).
 -- Returns 1 if written, 0 if the attempt is stale or the job already moved on.
-local job = load('error_code', 'deferrals')
+local job = load('deferrals')
 if not job or job.state ~= 'running' or job.attempts ~= ARGV[4] then return 0 end
 local new = ARGV[5]
 local fields, extra
