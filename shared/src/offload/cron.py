@@ -16,16 +16,32 @@ import periodiq
 LOOKBACK = timedelta(days=7)
 
 
+#: Each field's allowed values (periodiq checks none: ``61 * * * *`` parsed, and never matched).
+_BOUNDS = {"minute": (0, 59), "hour": (0, 23), "dom": (1, 31), "month": (1, 12), "dow": (0, 7)}
+#: The most days each month can have.
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def parse(spec: str) -> Any:
     """Periodiq's ``CronSpec`` for ``spec``.
 
     Raises:
-        ValueError: the expression is not five valid cron fields (or a known ``@`` name).
+        ValueError: the expression is not five valid cron fields (or a known ``@`` name), a value
+            is out of its field's range, or it names a day no month it names has (``0 0 31 2 *``).
     """
+    if not spec.startswith("@") and len(spec.split()) != 5:
+        raise ValueError(f"{spec!r} is not a cron expression: it needs five fields.")
     try:
         parsed = periodiq.cron(spec)
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"{spec!r} is not a cron expression: {exc}") from None
+    for name, (low, high) in _BOUNDS.items():
+        values = getattr(parsed, name)
+        if not values or min(values) < low or max(values) > high:
+            raise ValueError(f"{spec!r} is not a cron expression: its {name} field is outside {low}-{high}.")
+    if parsed.is_dom_restricted and not parsed.is_dow_restricted:
+        if min(parsed.dom) > max(_MONTH_DAYS[month - 1] for month in parsed.month):
+            raise ValueError(f"{spec!r} never falls due: no month it names has that day.")
     return parsed
 
 

@@ -17,6 +17,12 @@ while none ran is lost. This loop keeps periodiq's cron engine (``offload.cron``
 
 Runs are ordinary Offload jobs (``internal``: clients cannot submit them), recorded and
 followed like any other.
+
+The same loop fires the schedules tenants make over the API (:mod:`offload.user_schedules`),
+read afresh from Redis at every step (at least once a second), so an edit, a pause or a deletion
+takes effect within about a second without a restart. Their runs get the same deterministic job
+ids (per schedule and tick), are submitted as their tenant's jobs with that tenant's checks, and
+follow each schedule's missed-tick policy after a downtime.
 """
 
 from __future__ import annotations
@@ -29,22 +35,26 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from offload import cron
 from offload.contracts import SCHEDULES, Schedule
-from offload.errors import DependencyError
+from offload.errors import ClientError, DependencyError
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.status import StatusStore
 from offload.status.schedules import ScheduleState
+from offload.status.user_schedules import StoredSchedule, UserSchedules
+from offload.user_schedules import from_stored, millis, moment
 
 logger = logging.getLogger(__name__)
 
 #: Namespace of the job ids of scheduled runs.
 RUN_NAMESPACE = uuid.UUID("7d0c5b9e-4f0e-4a53-9a57-0ff10ad5c4ed")
+#: The longest the loop sleeps: how soon a schedule made, edited, paused or deleted over the API is seen.
+CHANGE_POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,16 @@ def schedule_status(store: StatusStore, *, tz: str, schedules: Sequence[Schedule
 
 def run_id(schedule: Schedule, tick: datetime) -> str:
     """The job id of ``schedule``'s run at ``tick``: the same in every scheduler process."""
-    return str(uuid.uuid5(RUN_NAMESPACE, f"{schedule.name}@{tick.astimezone(UTC).isoformat()}"))
+    return _tick_id(schedule.name, tick)
+
+
+def user_run_id(schedule_id: str, tick: datetime) -> str:
+    """The job id of a tenant-made schedule's run at ``tick``: the same in every scheduler process."""
+    return _tick_id(f"schedule/{schedule_id}", tick)
+
+
+def _tick_id(key: str, tick: datetime) -> str:
+    return str(uuid.uuid5(RUN_NAMESPACE, f"{key}@{tick.astimezone(UTC).isoformat()}"))
 
 
 class Scheduler:
@@ -113,6 +132,9 @@ class Scheduler:
         self.clock = clock
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.state = ScheduleState(self.store)
+        self.user = UserSchedules(self.store)
+        #: How late a ``skip`` schedule's tick may still run: a failover's lapse and a step.
+        self.grace = timedelta(milliseconds=self.lock_ttl_ms) + timedelta(seconds=5)
         self.leading = False
 
     def lead(self) -> bool:
@@ -162,6 +184,42 @@ class Scheduler:
                     last.isoformat(),
                     tick.isoformat(),
                 )
+        for stored in self.user.listing():
+            if stored.paused_at is None:
+                enqueued += self._fire_user(stored, now)
+        return enqueued
+
+    def _fire_user(self, stored: StoredSchedule, now: datetime) -> list[str]:
+        """Run the ticks of a tenant-made schedule that its missed-tick policy says to run; their job ids."""
+        definition = from_stored(stored.definition)
+        policy = definition.policy(self.grace)
+        due, total = definition.timing(moment(stored.anchor)).due(moment(stored.last_tick), now, keep=policy.keep)
+        run, missed = policy.runs(due, total, now)
+        if missed:
+            logger.warning("Schedule %s: %d tick(s) missed and not run (policy %s).", stored.id, missed, policy.missed)
+        if not run:
+            if due:
+                self.user.advance(stored.id, tick=millis(due[-1]), missed=missed)
+            return []
+        enqueued = []
+        for tick in run:
+            job_id: str | None = user_run_id(stored.id, tick)
+            error = None
+            try:
+                prepared = definition.prepare(self.publisher.preparer, tenant=stored.tenant, job_id=job_id)
+                self.publisher.enqueue(prepared)
+            except DependencyError as exc:  # the tick stays due: enqueued on a later step
+                logger.warning("Could not enqueue schedule %s at %s: %s", stored.id, tick.isoformat(), exc)
+                break
+            except ClientError as exc:  # its job no longer passes (contract changed, quota): noted, not retried
+                logger.warning("Schedule %s at %s not run: %s", stored.id, tick.isoformat(), exc.message)
+                job_id, error = None, exc.message
+            if job_id is not None:
+                enqueued.append(job_id)
+            self.user.advance(
+                stored.id, tick=millis(tick), job_id=job_id, now=millis(self.clock()), missed=missed, error=error
+            )
+            missed = 0  # counted once, with the first tick handled
         return enqueued
 
     def _enqueue(self, schedule: Schedule, tick: datetime) -> str:
@@ -188,7 +246,9 @@ class Scheduler:
                     logger.warning("Scheduler step failed: %s", exc)
                 now = self.clock()
                 soonest = min((cron.next_run(s.cron, now, self.tz) for s in self.schedules), default=None)
-                wait = interval if soonest is None else min(interval, max(0.05, (soonest - now).total_seconds()))
+                wait = min(interval, CHANGE_POLL)
+                if soonest is not None:
+                    wait = min(wait, max(0.05, (soonest - now).total_seconds()))
                 stop.wait(wait)
         finally:
             self.release()
