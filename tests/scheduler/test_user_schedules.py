@@ -1,0 +1,97 @@
+"""Issue 22: the scheduler fires tenants' schedules by their missed-tick policy, once per tick, on a simulated clock.
+
+The processes (API, two schedulers, a failover) are in ``tests/system/test_user_schedules.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from offload.contracts import SYSTEM_QUEUE
+from offload.publish import Publisher
+from offload.scheduler import Scheduler, user_run_id
+from offload.status.user_schedules import UserSchedules
+from offload.user_schedules import millis, validate
+from tests.support import queue_depth
+
+START = datetime(2026, 11, 23, 8, 0, 30, tzinfo=UTC)
+
+
+class Clock:
+    """A simulated clock."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _make(publisher: Publisher, schedule_id: str, **fields: Any) -> UserSchedules:
+    schedules = UserSchedules(publisher.store)
+    definition = validate({"job": {"type": "system.noop"}, **fields}, publisher.preparer, tenant="acme")
+    schedules.create(schedule_id, tenant="acme", definition=definition.stored(), now=millis(START))
+    return schedules
+
+
+@pytest.mark.parametrize(
+    ("missed", "fired_ticks", "missed_count"),
+    [("skip", [], 5), ("run_once", [5], 4), ("run_all", [3, 4, 5], 2)],
+)
+def test_ticks_missed_while_no_scheduler_ran_follow_the_schedules_policy(
+    publisher: Publisher, missed: str, fired_ticks: list[int], missed_count: int
+) -> None:
+    schedule_id = f"policy-{missed}"
+    schedules = _make(publisher, schedule_id, interval=60, missed=missed, catch_up_limit=3)
+    clock = Clock(START + timedelta(minutes=5, seconds=50))  # five ticks passed while none ran, the last 50 s ago
+    scheduler = Scheduler(publisher, [], clock=clock, lock_ttl=1)
+    fired = scheduler.step()
+    assert fired == [user_run_id(schedule_id, START + timedelta(minutes=n)) for n in fired_ticks]
+    stored = schedules.get(schedule_id)
+    assert stored is not None and stored.missed == missed_count
+    assert stored.last_tick == millis(START + timedelta(minutes=5))
+    assert scheduler.step() == []  # handled: nothing more until the next tick
+    clock.now = START + timedelta(minutes=6, seconds=2)  # the next tick, on time: every policy runs it
+    assert scheduler.step() == [user_run_id(schedule_id, START + timedelta(minutes=6))]
+    record = publisher.get(user_run_id(schedule_id, START + timedelta(minutes=6)))
+    assert record is not None and record.tenant == "acme" and record.type == "system.noop"
+
+
+def test_two_schedulers_that_both_lead_enqueue_a_tick_once_and_a_cron_follows_its_zone(publisher: Publisher) -> None:
+    schedules = _make(publisher, "berlin", cron="0 10 * * *", timezone="Europe/Berlin")
+    clock = Clock(datetime(2026, 11, 23, 9, 0, 1, tzinfo=UTC))  # 10:00:01 in Berlin (UTC+1 in November)
+    first, second = (Scheduler(publisher, [], clock=clock, identity=name) for name in "AB")
+    stale = schedules.get("berlin")  # what a second scheduler read before the first one's fire landed
+    tick = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert first.step() == [user_run_id("berlin", tick)]
+    second.leading = True  # a paused process waking up, still believing it leads
+    assert stale is not None
+    again = second._fire_user(stale, clock.now)
+    assert again == [user_run_id("berlin", tick)]
+    assert len(publisher.store.queries.list_jobs(tenant="acme", limit=10).records) == 1
+    assert queue_depth(SYSTEM_QUEUE) == 1  # the replayed id was not sent again
+
+
+def test_a_paused_schedule_does_not_fire_and_a_job_its_contract_now_refuses_is_noted_not_retried(
+    publisher: Publisher,
+) -> None:
+    schedules = _make(publisher, "paused", interval=60)
+    clock = Clock(START + timedelta(minutes=2, seconds=1))
+    scheduler = Scheduler(publisher, [], clock=clock)
+    schedules.pause("paused", now=millis(START))
+    assert scheduler.step() == []
+    schedules.resume("paused", now=millis(clock.now))  # the paused ticks are not owed
+    assert scheduler.step() == []
+    clock.now += timedelta(minutes=1)
+    assert scheduler.step() == [user_run_id("paused", START + timedelta(minutes=3))]
+    # A definition its contract now refuses (as after a contract change) is noted and skipped.
+    bad = {"job": {"type": "system.sleep", "payload": {"ms": -1}}, "interval": 60}
+    schedules.create("refused", tenant="acme", definition=bad, now=millis(clock.now))
+    clock.now += timedelta(minutes=1)
+    assert scheduler.step() == [user_run_id("paused", START + timedelta(minutes=4))]
+    refused = schedules.get("refused")
+    assert refused is not None and refused.last_error is not None and "job" in refused.last_error
+    assert refused.last_job_id is None and refused.last_tick > millis(START)
