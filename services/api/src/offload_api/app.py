@@ -77,7 +77,8 @@ def create_app(
     )
     init_app(app, services)
     errors.register_error_handlers(app)
-    blueprints = (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, push.bp, meta.bp, ops.bp, schedules.bp, queues.bp, health.bp)
+    blueprints = [jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, push.bp, meta.bp, ops.bp, queues.bp, health.bp]
+    blueprints.append(schedules.bp)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if settings.env != "production":

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from redis.typing import EncodableT, FieldT
+
 if TYPE_CHECKING:
     from offload.status.store import StatusStore
 
@@ -109,11 +111,11 @@ class UserSchedules:
 
     def count(self, tenant: str) -> int:
         """How many schedules ``tenant`` has."""
-        return int(cast(int, self.client.scard(self.keys.user_schedules_of(tenant))))
+        return int(self.client.scard(self.keys.user_schedules_of(tenant)))
 
     def create(self, schedule_id: str, *, tenant: str, definition: dict[str, Any], now: int) -> None:
         """Store a new schedule; its first tick is its timing's first after ``now`` (nothing is owed before)."""
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "tenant": tenant,
             "definition": json.dumps(definition, separators=(",", ":")),
             "created_at": now,
@@ -150,7 +152,7 @@ class UserSchedules:
 
         Returns False if the schedule no longer exists.
         """
-        fields: list[Any] = ["definition", json.dumps(definition, separators=(",", ":")), "updated_at", now]
+        fields: list[str | int] = ["definition", json.dumps(definition, separators=(",", ":")), "updated_at", now]
         if retime:
             fields += ["anchor", now, "last_tick", now]
         return bool(self._set(keys=[self.keys.user_schedule(schedule_id)], args=fields))
@@ -165,7 +167,7 @@ class UserSchedules:
 
     def ran(self, schedule_id: str, *, job_id: str, now: int) -> bool:
         """Note a run started by hand ("run now") as the schedule's last run; False if it does not exist."""
-        fields = ["last_job_id", job_id, "last_run_at", now]
+        fields: list[str | int] = ["last_job_id", job_id, "last_run_at", now]
         return bool(self._set(keys=[self.keys.user_schedule(schedule_id)], args=fields))
 
     def advance(
@@ -182,7 +184,7 @@ class UserSchedules:
 
         Moves only forward; False if the schedule is gone or already handled ``tick``.
         """
-        args = [tick, job_id or "", now, missed, error or ""]
+        args: list[str | int] = [tick, job_id or "", now, missed, error or ""]
         return bool(self._advance(keys=[self.keys.user_schedule(schedule_id)], args=args))
 
     def delete(self, schedule_id: str, *, tenant: str) -> None:
