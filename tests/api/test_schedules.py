@@ -95,7 +95,8 @@ def test_a_schedule_is_made_read_changed_paused_and_deleted_by_its_tenant_only(a
     resumed = api.post(f"{path}/resume").get_json()
     assert resumed["paused"] is False and resumed["next_run_at"] is not None
     _validate(api, api.get("/v1/schedules").get_json(), "ScheduleList")
-    assert api.as_("admin").call("DELETE", path).status_code == 204
+    deleted = api.as_("admin").call("DELETE", path)
+    assert deleted.status_code == 200 and deleted.get_json()["id"] == made["id"]
     assert api.get(path).status_code == 404 and api.post(f"{path}/run").status_code == 404
 
 
@@ -117,6 +118,8 @@ def test_the_shipped_schedules_stay_listed_and_read_only(api: Api) -> None:
     shipped = [s for s in listed if s["owner"] == "system"]
     assert shipped and all(s["read_only"] for s in shipped)
     name = shipped[0]["id"]
+    one = api.get(f"/v1/schedules/{name}").get_json()
+    assert (one["id"], one["cron"], one["read_only"]) == (name, shipped[0]["cron"], True)
     for method, path in (("PATCH", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/run")):
         response = api.as_("admin").call(method, f"/v1/schedules/{name}{path}", json={"name": "x"})
         assert response.status_code == 403 and "read-only" in response.get_json()["detail"]

@@ -31,6 +31,11 @@ def store(found: Services) -> UserSchedules:
     return UserSchedules(found.store)
 
 
+def shipped(found: Services, name: str) -> dict[str, Any] | None:
+    """The shipped schedule ``name`` as the API answers it, or None if no shipped schedule has that name."""
+    return next((_shipped_item(found, row) for row in _shipped(found) if row.schedule.name == name), None)
+
+
 def find(found: Services, schedule_id: str, *, scope: str | None) -> StoredSchedule:
     """The schedule ``schedule_id`` that ``scope`` (a tenant, None for an admin) may act on.
 

@@ -24,6 +24,7 @@ _ONE = {
     403: ("A shipped schedule (read-only), or the key may not change schedules.", "Error"),
     404: ("Your tenant has no schedule by this id.", "Error"),
 }
+_NOT_FOUND = {404: _ONE[404]}
 _BODY = {
     400: ("Malformed JSON.", "Error"),
     413: ("Body too large.", "Error"),
@@ -96,15 +97,21 @@ def create_schedule() -> tuple[Response, int, dict[str, str]]:
 @documented(
     Operation(
         "A schedule",
-        description="One of your tenant's schedules (any, for an admin key), with its next and last run.",
+        description=(
+            "One of your tenant's schedules (any, for an admin key), or a shipped one by its name, with its next "
+            "and last run."
+        ),
         tag="schedules",
-        responses={200: ("The schedule.", "ScheduleItem"), **_ONE, **_ERRORS},
+        responses={200: ("The schedule.", "ScheduleItem"), **_NOT_FOUND, **_ERRORS},
     )
 )
 def get_schedule(schedule_id: str) -> Response:
-    """One of the caller's schedules."""
+    """One of the caller's schedules, or a shipped one."""
     found = services()
     with redis_errors():
+        shipped = schedule_actions.shipped(found, schedule_id)
+        if shipped is not None:
+            return jsonify(shipped)
         stored = schedule_actions.find(found, schedule_id, scope=caller().scope)
         return jsonify(schedule_actions.describe(found, stored))
 
@@ -141,15 +148,17 @@ def update_schedule(schedule_id: str) -> Response:
         "Delete a schedule",
         description="The scheduler runs it no more (within about a second); the jobs it ran stay.",
         tag="schedules",
-        responses={204: ("Deleted.", None), **_ONE, **_ERRORS},
+        responses={200: ("Deleted: the schedule it was.", "ScheduleItem"), **_ONE, **_ERRORS},
     )
 )
-def delete_schedule(schedule_id: str) -> tuple[str, int]:
-    """Delete one of the caller's schedules."""
+def delete_schedule(schedule_id: str) -> Response:
+    """Delete one of the caller's schedules; answers it as it was."""
     found = services()
     with redis_errors():
-        schedule_actions.delete(found, schedule_actions.find(found, schedule_id, scope=caller().scope))
-    return "", 204
+        stored = schedule_actions.find(found, schedule_id, scope=caller().scope)
+        item = schedule_actions.describe(found, stored)
+        schedule_actions.delete(found, stored)
+    return jsonify(item)
 
 
 @bp.post("/<schedule_id>/pause")
