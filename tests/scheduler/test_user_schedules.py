@@ -75,7 +75,7 @@ def test_two_schedulers_that_both_lead_enqueue_a_tick_once_and_a_cron_follows_it
     assert queue_depth(SYSTEM_QUEUE) == 1  # the replayed id was not sent again
 
 
-def test_a_paused_schedule_does_not_fire_and_a_job_its_contract_now_refuses_is_noted_not_retried(
+def test_a_paused_schedule_does_not_fire_and_a_broken_one_is_noted_without_stopping_the_others(
     publisher: Publisher,
 ) -> None:
     schedules = _make(publisher, "paused", interval=60)
@@ -90,6 +90,7 @@ def test_a_paused_schedule_does_not_fire_and_a_job_its_contract_now_refuses_is_n
     # A definition its contract now refuses (as after a contract change) is noted and skipped.
     bad = {"job": {"type": "system.sleep", "payload": {"ms": -1}}, "interval": 60}
     schedules.create("refused", tenant="acme", definition=bad, now=millis(clock.now))
+    schedules.create("unreadable", tenant="acme", definition={"interval": "soon"}, now=millis(clock.now))
     clock.now += timedelta(minutes=1)
     assert scheduler.step() == [user_run_id("paused", START + timedelta(minutes=4))]
     refused = schedules.get("refused")

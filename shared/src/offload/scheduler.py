@@ -185,8 +185,12 @@ class Scheduler:
                     tick.isoformat(),
                 )
         for stored in self.user.listing():
-            if stored.paused_at is None:
+            if stored.paused_at is not None:
+                continue
+            try:
                 enqueued += self._fire_user(stored, now)
+            except ValueError as exc:  # a definition that no longer reads: the others still run
+                logger.error("Schedule %s skipped: its definition cannot be read (%s).", stored.id, exc)
         return enqueued
 
     def _fire_user(self, stored: StoredSchedule, now: datetime) -> list[str]:
