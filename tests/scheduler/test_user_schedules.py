@@ -5,6 +5,8 @@ The processes (API, two schedulers, a failover) are in ``tests/system/test_user_
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +15,10 @@ import pytest
 from offload.contracts import SYSTEM_QUEUE
 from offload.publish import Publisher
 from offload.scheduler import Scheduler, user_run_id
+from offload.status import StatusStore
 from offload.status.user_schedules import UserSchedules
 from offload.user_schedules import millis, validate
+from tests.helpers import free_port
 from tests.support import queue_depth
 
 START = datetime(2026, 11, 23, 8, 0, 30, tzinfo=UTC)
@@ -96,3 +100,19 @@ def test_a_paused_schedule_does_not_fire_and_a_broken_one_is_noted_without_stopp
     refused = schedules.get("refused")
     assert refused is not None and refused.last_error is not None and "job" in refused.last_error
     assert refused.last_job_id is None and refused.last_tick > millis(START)
+
+
+def test_the_scheduler_loop_outlives_redis_being_unreachable(
+    publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = StatusStore.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    broken = Publisher(store=unreachable, preparer=publisher.preparer, sequence=publisher.sequence)
+    scheduler = Scheduler(broken, [], lock_ttl=0.3)
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, args=(stop,))
+    thread.start()
+    time.sleep(0.8)  # a few steps, each failing on Redis
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert "Scheduler step failed" in caplog.text  # logged and tried again, not a crash

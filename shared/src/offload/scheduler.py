@@ -44,7 +44,7 @@ from offload.errors import ClientError, DependencyError
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
-from offload.status import StatusStore
+from offload.status import StatusStore, redis_errors
 from offload.status.schedules import ScheduleState
 from offload.status.user_schedules import StoredSchedule, UserSchedules
 from offload.user_schedules import from_stored, millis, moment
@@ -240,19 +240,18 @@ class Scheduler:
         return submitted.job_id
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set: often enough to renew the lock and to catch each tick within a second."""
-        interval = min(5.0, self.lock_ttl_ms / 3000)
+        """Step until ``stop`` is set: each second at least (renew the lock, see API changes, catch each tick)."""
+        interval = min(CHANGE_POLL, self.lock_ttl_ms / 3000)
         try:
             while not stop.is_set():
                 try:
-                    self.step()
+                    with redis_errors():  # Redis down: logged, tried again next step (the lock lapses meanwhile)
+                        self.step()
                 except DependencyError as exc:
                     logger.warning("Scheduler step failed: %s", exc)
                 now = self.clock()
                 soonest = min((cron.next_run(s.cron, now, self.tz) for s in self.schedules), default=None)
-                wait = min(interval, CHANGE_POLL)
-                if soonest is not None:
-                    wait = min(wait, max(0.05, (soonest - now).total_seconds()))
+                wait = interval if soonest is None else min(interval, max(0.05, (soonest - now).total_seconds()))
                 stop.wait(wait)
         finally:
             self.release()
