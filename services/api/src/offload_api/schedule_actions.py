@@ -129,10 +129,12 @@ def listing(found: Services, *, scope: str | None) -> list[dict[str, Any]]:
 
 def describe(found: Services, stored: StoredSchedule) -> dict[str, Any]:
     """A tenant-made schedule as the API answers it: its definition, next run and last run with its state."""
-    request = from_stored(stored.definition).request
+    definition = from_stored(stored.definition)
+    request = definition.request
     now = datetime.now(UTC)
     paused = stored.paused_at is not None
-    timing = from_stored(stored.definition).timing(moment(stored.anchor))
+    timing = definition.timing(moment(stored.anchor))
+    spec = "seconds" if timing.interval is None else "milliseconds"  # interval ticks fall on the anchor's ms
     last_run = None
     if stored.last_job_id is not None:
         record = found.store.queries.get(stored.last_job_id)
@@ -156,7 +158,7 @@ def describe(found: Services, stored: StoredSchedule) -> dict[str, Any]:
         "catch_up_limit": request.catch_up_limit,
         "paused": paused,
         "paused_at": iso(stored.paused_at),
-        "next_run_at": None if paused else timing.next_run(max(now, moment(stored.last_tick))).isoformat(),
+        "next_run_at": None if paused else timing.next_run(max(now, moment(stored.last_tick))).isoformat(timespec=spec),
         "last_run_at": iso(stored.last_run_at),
         "last_run": last_run,
         "missed_runs": stored.missed,
