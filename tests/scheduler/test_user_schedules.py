@@ -17,7 +17,7 @@ from offload.publish import Publisher
 from offload.scheduler import Scheduler, user_run_id
 from offload.status import StatusStore
 from offload.status.user_schedules import UserSchedules
-from offload.user_schedules import millis, validate
+from offload.user_schedules import Timing, millis, moment, validate
 from tests.helpers import free_port
 from tests.support import queue_depth
 
@@ -116,3 +116,17 @@ def test_the_scheduler_loop_outlives_redis_being_unreachable(
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert "Scheduler step failed" in caplog.text  # logged and tried again, not a crash
+
+
+def test_interval_and_cron_ticks_count_from_their_anchor_and_keep_only_the_latest() -> None:
+    anchor = datetime(2026, 11, 23, 8, 0, 0, 250_000, tzinfo=UTC)
+    every = Timing(None, 10, "UTC", anchor)
+    assert every.next_run(anchor) == anchor + timedelta(seconds=10)
+    tick = anchor + timedelta(seconds=30)
+    assert moment(millis(tick)) == tick  # stored and read back, a tick stays exactly itself
+    assert every.due(tick, tick, keep=5) == ([], 0)  # a tick already handled is not due again
+    due, total = every.due(anchor, anchor + timedelta(seconds=95), keep=3)
+    assert total == 9 and due == [anchor + timedelta(seconds=s) for s in (70, 80, 90)]
+    hourly = Timing("0 * * * *", None, "Asia/Kolkata", anchor)  # UTC+5:30: its hours fall on UTC's half hours
+    due, total = hourly.due(anchor, anchor + timedelta(hours=3), keep=2)
+    assert total == 3 and [t.astimezone(UTC).strftime("%H:%M") for t in due] == ["09:30", "10:30"]

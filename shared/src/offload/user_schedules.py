@@ -17,6 +17,7 @@ Redis holds them (:mod:`offload.status.user_schedules`).
 
 from __future__ import annotations
 
+import calendar
 import functools
 import zoneinfo
 from collections import deque
@@ -40,6 +41,8 @@ MAX_INTERVAL = 366 * 24 * 3600
 MAX_CATCH_UP = 100
 #: The most schedules one tenant may have.
 MAX_PER_TENANT = 100
+#: Where stored times count from.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Missed = Literal["skip", "run_once", "run_all"]
 
@@ -208,13 +211,13 @@ def from_stored(stored: dict[str, Any]) -> Definition:
 
 
 def moment(ms: int) -> datetime:
-    """Milliseconds since the epoch as an aware UTC time."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """Milliseconds since the epoch as an aware UTC time (exact: no float on the way)."""
+    return EPOCH + timedelta(milliseconds=ms)
 
 
 def millis(at: datetime) -> int:
-    """An aware time as milliseconds since the epoch."""
-    return int(at.timestamp() * 1000)
+    """An aware time as milliseconds since the epoch, exactly (a float could land a tick 1 ms early)."""
+    return calendar.timegm(at.utctimetuple()) * 1000 + at.microsecond // 1000
 
 
 def _invalid(path: str, rule: str, problem: str) -> ValidationFailed:
