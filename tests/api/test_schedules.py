@@ -12,8 +12,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+from flask import Flask
 
+from offload.errors import Conflict
 from offload.publish import Publisher
+from offload_api import schedule_actions
+from offload_api.extension import KEY
 from tests.support import Api
 
 NOOP = {"type": "system.noop", "payload": {}}
@@ -126,3 +130,14 @@ def test_the_shipped_schedules_stay_listed_and_read_only(api: Api) -> None:
     for method, path in (("PATCH", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/run")):
         response = api.as_("admin").call(method, f"/v1/schedules/{name}{path}", json={"name": "x"})
         assert response.status_code == 403 and "read-only" in response.get_json()["detail"]
+
+
+def test_a_change_read_before_another_landed_is_refused_not_merged_over_it(api: Api, app: Flask) -> None:
+    made = _make(api, name="first")
+    found = app.extensions[KEY]
+    stale = schedule_actions.store(found).get(made["id"])  # what a PATCH read before the other one landed
+    assert stale is not None
+    assert api.call("PATCH", f"/v1/schedules/{made['id']}", json={"name": "second"}).status_code == 200
+    with pytest.raises(Conflict, match="changed by another request"):
+        schedule_actions.update(found, stale, {"name": "third"})
+    assert api.get(f"/v1/schedules/{made['id']}").get_json()["name"] == "second"

@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,10 +137,13 @@ class Scheduler:
         #: How late a ``skip`` schedule's tick may still run: a failover's lapse and a step.
         self.grace = timedelta(milliseconds=self.lock_ttl_ms) + timedelta(seconds=5)
         self.leading = False
+        #: When :meth:`lead` last renewed (a long step renews on the way, see :meth:`_still_leading`).
+        self.renewed = 0.0
 
     def lead(self) -> bool:
         """Hold the leader lock (take it if free, renew it if ours); True while this one leads."""
         taken = self.state.take_or_renew(self.identity, self.lock_ttl_ms, holding=self.leading)
+        self.renewed = time.monotonic()
         if taken != self.leading:
             logger.info("Scheduler %s %s.", self.identity, "is now active" if taken else "lost the lock; standing by")
         self.leading = taken
@@ -187,11 +191,17 @@ class Scheduler:
         for stored in self.user.listing():
             if stored.paused_at is not None:
                 continue
+            if not self._still_leading():
+                break
             try:
                 enqueued += self._fire_user(stored, now)
             except ValueError as exc:  # a definition that no longer reads: the others still run
                 logger.error("Schedule %s skipped: its definition cannot be read (%s).", stored.id, exc)
         return enqueued
+
+    def _still_leading(self) -> bool:
+        """Renew the lock if a third of its lifetime passed in this step (many catch-ups take a while)."""
+        return time.monotonic() - self.renewed < self.lock_ttl_ms / 3000 or self.lead()
 
     def _fire_user(self, stored: StoredSchedule, now: datetime) -> list[str]:
         """Run the ticks of a tenant-made schedule that its missed-tick policy says to run; their job ids."""

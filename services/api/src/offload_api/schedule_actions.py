@@ -77,13 +77,19 @@ def update(found: Services, stored: StoredSchedule, changes: Any) -> StoredSched
         ValidationFailed: the merged definition is wrong (or ``changes`` is not an object).
         UnknownJobType: the job's type is not submittable.
         NotFound: the schedule was deleted meanwhile.
+        Conflict: another change landed after ``stored`` was read (nothing was written: try again).
     """
     merged = {**stored.definition, **changes} if isinstance(changes, dict) else changes
     definition = validate(merged, found.publisher.preparer, tenant=stored.tenant)
     retime = from_stored(stored.definition).retimes(definition)
     schedules = store(found)
-    if not schedules.update(stored.id, definition=definition.stored(), now=now_ms(), retime=retime):
+    outcome = schedules.update(
+        stored.id, version=stored.version, definition=definition.stored(), now=now_ms(), retime=retime
+    )
+    if outcome == "gone":
         raise NotFound(f"Schedule {stored.id!r} does not exist.")
+    if outcome == "changed":
+        raise Conflict(f"Schedule {stored.id!r} was changed by another request meanwhile; read it and try again.")
     return _created(schedules, stored.id)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from redis.typing import EncodableT, FieldT
 
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 _SET_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+#: Replace the definition (ARGV[2..]: field pairs) if KEYS[1] exists at version ARGV[1]: 1, else 0
+#: (gone) or -1 (changed meanwhile: an edit read before another landed must not undo it).
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'version') or '0') ~= tonumber(ARGV[1]) then return -1 end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 #: Pause (ARGV[1] = since) or resume (ARGV[1] = '', ARGV[2] = now: ticks while paused are not owed).
@@ -70,6 +79,8 @@ class StoredSchedule:
     last_run_at: int | None = None
     missed: int = 0
     last_error: str | None = None
+    #: Bumped by every edit of the definition (:meth:`UserSchedules.update` checks it).
+    version: int = 0
 
     @classmethod
     def from_hash(cls, schedule_id: str, fields: dict[str, str]) -> StoredSchedule:
@@ -92,6 +103,7 @@ class StoredSchedule:
             last_run_at=number("last_run_at"),
             missed=int(fields.get("missed") or 0),
             last_error=fields.get("last_error") or None,
+            version=int(fields.get("version") or 0),
         )
 
 
@@ -106,6 +118,7 @@ class UserSchedules:
         self.client = store.client
         self.keys = store.keys
         self._set = self.client.register_script(_SET_IF_EXISTS)
+        self._update = self.client.register_script(_UPDATE)
         self._pause = self.client.register_script(_PAUSE)
         self._advance = self.client.register_script(_ADVANCE)
 
@@ -147,15 +160,20 @@ class UserSchedules:
         schedules = [StoredSchedule.from_hash(i, fields) for i, fields in zip(ids, found, strict=True) if fields]
         return sorted(schedules, key=lambda s: (s.created_at, s.id))
 
-    def update(self, schedule_id: str, *, definition: dict[str, Any], now: int, retime: bool) -> bool:
-        """Replace the definition; with ``retime`` (a new cron, interval or zone) ticks count again from ``now``.
+    def update(
+        self, schedule_id: str, *, version: int, definition: dict[str, Any], now: int, retime: bool
+    ) -> Literal["updated", "gone", "changed"]:
+        """Replace the definition read at ``version``; ``retime`` (a new timing) counts ticks from ``now``.
 
-        Returns False if the schedule no longer exists.
+        Returns ``gone`` if the schedule no longer exists, ``changed`` if another edit landed since
+        ``version`` was read (nothing is written then).
         """
-        fields: list[str | int] = ["definition", json.dumps(definition, separators=(",", ":")), "updated_at", now]
+        fields: list[str | int] = [version, "definition", json.dumps(definition, separators=(",", ":"))]
+        fields += ["updated_at", now]
         if retime:
             fields += ["anchor", now, "last_tick", now]
-        return bool(self._set(keys=[self.keys.user_schedule(schedule_id)], args=fields))
+        done = int(self._update(keys=[self.keys.user_schedule(schedule_id)], args=fields))
+        return "updated" if done == 1 else "gone" if done == 0 else "changed"
 
     def pause(self, schedule_id: str, *, now: int) -> bool:
         """Stop firing the schedule (kept paused since the first pause); False if it does not exist."""

@@ -128,7 +128,13 @@ def get_schedule(schedule_id: str) -> Response:
         ),
         request="SchedulePatch",
         tag="schedules",
-        responses={200: ("Changed.", "ScheduleItem"), **_ONE, **_BODY, **_ERRORS},
+        responses={
+            200: ("Changed.", "ScheduleItem"),
+            409: ("Another change landed meanwhile; nothing was written (read it and try again).", "Error"),
+            **_ONE,
+            **_BODY,
+            **_ERRORS,
+        },
     )
 )
 def update_schedule(schedule_id: str) -> Response:
