@@ -1,11 +1,12 @@
 """Cron arithmetic for the scheduler, on periodiq's cron engine (time-zone and DST aware via pendulum).
 
 periodiq parses the five fields and finds the next matching minute; this module adds what a
-scheduler that can stop and restart needs: the latest tick that fell due since a given time.
+scheduler that can stop and restart needs: the ticks that fell due since a given time.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,31 +53,17 @@ def next_run(spec: str, after: datetime, tz: str) -> datetime:
     return found
 
 
-def ticks_between(spec: str, since: datetime, until: datetime, tz: str, *, most: int = 10_000) -> int:
-    """How many ticks of ``spec`` fall strictly between ``since`` and ``until`` (at most ``most``)."""
-    parsed = parse(spec)
-    cursor = pendulum.instance(max(since, until - LOOKBACK)).in_timezone(tz)
-    limit = pendulum.instance(until).in_timezone(tz)
-    count = 0
-    while count < most:
-        cursor = parsed.next_valid_date(cursor)
-        if cursor >= limit:
-            break
-        count += 1
-    return count
-
-
-def latest_due(spec: str, since: datetime, now: datetime, tz: str) -> datetime | None:
-    """The last tick of ``spec`` in ``(since, now]``, or None if none fell due.
+def due(spec: str, since: datetime, now: datetime, tz: str, *, keep: int = 1) -> tuple[list[datetime], int]:
+    """The latest ``keep`` ticks of ``spec`` in ``(since, now]``, oldest first, and how many ticks that range holds.
 
     ``since`` further back than :data:`LOOKBACK` is taken as ``now - LOOKBACK``.
     """
     parsed = parse(spec)
     cursor = pendulum.instance(max(since, now - LOOKBACK)).in_timezone(tz)
     limit = pendulum.instance(now).in_timezone(tz)
-    due = None
-    while True:
-        tick = parsed.next_valid_date(cursor)
-        if tick > limit:
-            return due
-        due, cursor = tick, tick
+    found: deque[datetime] = deque(maxlen=keep)
+    total = 0
+    while (cursor := parsed.next_valid_date(cursor)) <= limit:
+        found.append(cursor)
+        total += 1
+    return list(found), total

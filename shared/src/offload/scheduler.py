@@ -169,15 +169,16 @@ class Scheduler:
             if last is None:
                 self.state.start(schedule.name, now)
                 continue
-            tick = cron.latest_due(schedule.cron, last, now, self.tz)
-            if tick is None:
+            due, total = cron.due(schedule.cron, last, now, self.tz)
+            if not due:
                 continue
+            tick = due[-1]
             try:
                 enqueued.append(self._enqueue(schedule, tick))
             except DependencyError as exc:  # the tick stays due: enqueued on a later step
                 logger.warning("Could not enqueue %s at %s: %s", schedule.name, tick.isoformat(), exc)
                 continue
-            skipped = cron.ticks_between(schedule.cron, last, tick, self.tz)
+            skipped = total - 1
             self.state.enqueued(schedule.name, tick, skipped=skipped)
             if skipped:  # never silent: logged and counted (GET /v1/schedules readers, alerts)
                 logger.warning(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import calendar
 import functools
 import zoneinfo
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -91,21 +90,13 @@ class Timing:
 
         A range reaching further back than :data:`offload.cron.LOOKBACK` is cut there.
         """
+        if self.interval is None:
+            return cron.due(str(self.cron), since, now, self.tz, keep=keep)
         since = max(since, now - cron.LOOKBACK)
-        if self.interval is not None:
-            step = timedelta(seconds=self.interval)
-            first = int((since - self.anchor).total_seconds() // self.interval) + 1
-            last = int((now - self.anchor).total_seconds() // self.interval)
-            total = max(0, last - first + 1)
-            kept = range(max(first, last - keep + 1), last + 1)
-            return [self.anchor + n * step for n in kept if n >= first], total
-        found: deque[datetime] = deque(maxlen=keep)
-        total, tick = 0, self.next_run(since)
-        while tick <= now:
-            found.append(tick)
-            total += 1
-            tick = self.next_run(tick)
-        return list(found), total
+        first = int((since - self.anchor).total_seconds() // self.interval) + 1
+        last = int((now - self.anchor).total_seconds() // self.interval)
+        kept = range(max(first, last - keep + 1), last + 1)
+        return [self.anchor + timedelta(seconds=n * self.interval) for n in kept], max(0, last - first + 1)
 
 
 @dataclass(frozen=True)
