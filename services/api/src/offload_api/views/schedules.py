@@ -66,8 +66,9 @@ def list_schedules() -> Response:
         description=(
             "Runs `job` (as in `POST /v1/jobs`: the same contract, options and checks) on a `cron` expression in "
             "`timezone` (IANA), or every `interval` seconds (1 at least), as your tenant. `missed` says what to do "
-            "with ticks that passed while no scheduler ran: `skip` them, `run_once` (the latest), or `run_all` (up "
-            "to `catch_up_limit`). The scheduler picks it up within about a second; its first run is its first "
+            "with ticks that passed while no scheduler ran: `skip` them (a tick is still run up to the scheduler's "
+            "lock lifetime plus 5 s late, so a failover skips none), `run_once` (the latest), or `run_all` (up to "
+            "`catch_up_limit`). The scheduler picks it up within about a second; its first run is its first "
             "tick from now."
         ),
         request="ScheduleRequest",
