@@ -24,14 +24,14 @@ def test_every_shipped_schedule_parses_and_names_a_registered_job_type() -> None
         cron.parse("every hour")
 
 
-def test_next_run_and_latest_due_follow_the_time_zone_and_dst() -> None:
+def test_next_run_and_the_ticks_due_follow_the_time_zone_and_dst() -> None:
     now = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)  # the night of 29 March has no 02:30 in Berlin
     daily = cron.next_run("30 2 * * *", now, "Europe/Berlin")
     assert daily.isoformat() == "2026-03-29T03:30:00+02:00"  # pendulum moves it past the gap, once
     assert cron.next_run("0 * * * *", datetime(2026, 11, 23, 4, 37, tzinfo=UTC), "UTC").hour == 5
     since, until = datetime(2026, 11, 23, 1, 37, tzinfo=UTC), datetime(2026, 11, 23, 4, 37, tzinfo=UTC)
-    assert cron.latest_due("0 * * * *", since, until, "UTC") == datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
-    assert cron.latest_due("0 * * * *", until - timedelta(minutes=30), until, "UTC") is None
+    assert cron.due("0 * * * *", since, until, "UTC") == ([datetime(2026, 11, 23, 4, 0, tzinfo=UTC)], 3)
+    assert cron.due("0 * * * *", until - timedelta(minutes=30), until, "UTC") == ([], 0)
 
 
 class Clock:

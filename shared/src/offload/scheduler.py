@@ -17,6 +17,12 @@ while none ran is lost. This loop keeps periodiq's cron engine (``offload.cron``
 
 Runs are ordinary Offload jobs (``internal``: clients cannot submit them), recorded and
 followed like any other.
+
+The same loop fires the schedules tenants make over the API (:mod:`offload.user_schedules`),
+read afresh from Redis at every step (at least once a second), so an edit, a pause or a deletion
+takes effect within about a second without a restart. Their runs get the same deterministic job
+ids (per schedule and tick), are submitted as their tenant's jobs with that tenant's checks, and
+follow each schedule's missed-tick policy after a downtime.
 """
 
 from __future__ import annotations
@@ -26,25 +32,30 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from offload import cron
 from offload.contracts import SCHEDULES, Schedule
-from offload.errors import DependencyError
+from offload.errors import ClientError, DependencyError
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
-from offload.status import StatusStore
+from offload.status import StatusStore, redis_errors
 from offload.status.schedules import ScheduleState
+from offload.status.user_schedules import StoredSchedule, UserSchedules
+from offload.user_schedules import from_stored, millis, moment
 
 logger = logging.getLogger(__name__)
 
 #: Namespace of the job ids of scheduled runs.
 RUN_NAMESPACE = uuid.UUID("7d0c5b9e-4f0e-4a53-9a57-0ff10ad5c4ed")
+#: The longest the loop sleeps: how soon a schedule made, edited, paused or deleted over the API is seen.
+CHANGE_POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,16 @@ def schedule_status(store: StatusStore, *, tz: str, schedules: Sequence[Schedule
 
 def run_id(schedule: Schedule, tick: datetime) -> str:
     """The job id of ``schedule``'s run at ``tick``: the same in every scheduler process."""
-    return str(uuid.uuid5(RUN_NAMESPACE, f"{schedule.name}@{tick.astimezone(UTC).isoformat()}"))
+    return _tick_id(schedule.name, tick)
+
+
+def user_run_id(schedule_id: str, tick: datetime) -> str:
+    """The job id of a tenant-made schedule's run at ``tick``: the same in every scheduler process."""
+    return _tick_id(f"schedule/{schedule_id}", tick)
+
+
+def _tick_id(key: str, tick: datetime) -> str:
+    return str(uuid.uuid5(RUN_NAMESPACE, f"{key}@{tick.astimezone(UTC).isoformat()}"))
 
 
 class Scheduler:
@@ -113,11 +133,17 @@ class Scheduler:
         self.clock = clock
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.state = ScheduleState(self.store)
+        self.user = UserSchedules(self.store)
+        #: How late a ``skip`` schedule's tick may still run: a failover's lapse and a step.
+        self.grace = timedelta(milliseconds=self.lock_ttl_ms) + timedelta(seconds=5)
         self.leading = False
+        #: When :meth:`lead` last renewed (a long step renews on the way, see :meth:`_still_leading`).
+        self.renewed = 0.0
 
     def lead(self) -> bool:
         """Hold the leader lock (take it if free, renew it if ours); True while this one leads."""
         taken = self.state.take_or_renew(self.identity, self.lock_ttl_ms, holding=self.leading)
+        self.renewed = time.monotonic()
         if taken != self.leading:
             logger.info("Scheduler %s %s.", self.identity, "is now active" if taken else "lost the lock; standing by")
         self.leading = taken
@@ -143,15 +169,16 @@ class Scheduler:
             if last is None:
                 self.state.start(schedule.name, now)
                 continue
-            tick = cron.latest_due(schedule.cron, last, now, self.tz)
-            if tick is None:
+            due, total = cron.due(schedule.cron, last, now, self.tz)
+            if not due:
                 continue
+            tick = due[-1]
             try:
                 enqueued.append(self._enqueue(schedule, tick))
             except DependencyError as exc:  # the tick stays due: enqueued on a later step
                 logger.warning("Could not enqueue %s at %s: %s", schedule.name, tick.isoformat(), exc)
                 continue
-            skipped = cron.ticks_between(schedule.cron, last, tick, self.tz)
+            skipped = total - 1
             self.state.enqueued(schedule.name, tick, skipped=skipped)
             if skipped:  # never silent: logged and counted (GET /v1/schedules readers, alerts)
                 logger.warning(
@@ -162,6 +189,52 @@ class Scheduler:
                     last.isoformat(),
                     tick.isoformat(),
                 )
+        for stored in self.user.listing():
+            if stored.paused_at is not None:
+                continue
+            if not self._still_leading():
+                break
+            try:
+                enqueued += self._fire_user(stored, now)
+            except ValueError as exc:  # a definition that no longer reads: the others still run
+                logger.error("Schedule %s skipped: its definition cannot be read (%s).", stored.id, exc)
+        return enqueued
+
+    def _still_leading(self) -> bool:
+        """Renew the lock if a third of its lifetime passed in this step (many catch-ups take a while)."""
+        return time.monotonic() - self.renewed < self.lock_ttl_ms / 3000 or self.lead()
+
+    def _fire_user(self, stored: StoredSchedule, now: datetime) -> list[str]:
+        """Run the ticks of a tenant-made schedule that its missed-tick policy says to run; their job ids."""
+        definition = from_stored(stored.definition)
+        policy = definition.policy(self.grace)
+        due, total = definition.timing(moment(stored.anchor)).due(moment(stored.last_tick), now, keep=policy.keep)
+        run, missed = policy.runs(due, total, now)
+        if missed:
+            logger.warning("Schedule %s: %d tick(s) missed and not run (policy %s).", stored.id, missed, policy.missed)
+        if not run:
+            if due:
+                self.user.advance(stored.id, tick=millis(due[-1]), missed=missed)
+            return []
+        enqueued = []
+        for tick in run:
+            job_id: str | None = user_run_id(stored.id, tick)
+            error = None
+            try:
+                prepared = definition.prepare(self.publisher.preparer, tenant=stored.tenant, job_id=job_id)
+                self.publisher.enqueue(prepared)
+            except DependencyError as exc:  # the tick stays due: enqueued on a later step
+                logger.warning("Could not enqueue schedule %s at %s: %s", stored.id, tick.isoformat(), exc)
+                break
+            except ClientError as exc:  # its job no longer passes (contract changed, quota): noted, not retried
+                logger.warning("Schedule %s at %s not run: %s", stored.id, tick.isoformat(), exc.message)
+                job_id, error = None, exc.message
+            if job_id is not None:
+                enqueued.append(job_id)
+            self.user.advance(
+                stored.id, tick=millis(tick), job_id=job_id, now=millis(self.clock()), missed=missed, error=error
+            )
+            missed = 0  # counted once, with the first tick handled
         return enqueued
 
     def _enqueue(self, schedule: Schedule, tick: datetime) -> str:
@@ -178,12 +251,13 @@ class Scheduler:
         return submitted.job_id
 
     def run(self, stop: threading.Event) -> None:
-        """Step until ``stop`` is set: often enough to renew the lock and to catch each tick within a second."""
-        interval = min(5.0, self.lock_ttl_ms / 3000)
+        """Step until ``stop`` is set: each second at least (renew the lock, see API changes, catch each tick)."""
+        interval = min(CHANGE_POLL, self.lock_ttl_ms / 3000)
         try:
             while not stop.is_set():
                 try:
-                    self.step()
+                    with redis_errors():  # Redis down: logged, tried again next step (the lock lapses meanwhile)
+                        self.step()
                 except DependencyError as exc:
                     logger.warning("Scheduler step failed: %s", exc)
                 now = self.clock()

@@ -30,6 +30,7 @@ from offload_api.views import (
     push,
     push_demo,
     queues,
+    schedules,
     webhooks,
 )
 
@@ -90,6 +91,7 @@ def create_app(
         queues.bp,
         dead_letters.bp,
         operations.bp,
+        schedules.bp,
         health.bp,
     )
     for blueprint in blueprints:

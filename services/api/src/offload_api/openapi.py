@@ -27,6 +27,7 @@ from offload.contracts import JobContract, Registry
 from offload.contracts.push import NewPushSubscription
 from offload.contracts.registered import RegisteredContract
 from offload.submission import JobOptions
+from offload.user_schedules import ScheduleRequest
 from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
 from offload_api.openapi_webhooks import webhooks
@@ -47,9 +48,11 @@ TAGS = {
     "webhooks": "The secret your tenant's webhook deliveries are signed with (the deliveries are under `webhooks`).",
     "push": "Web push: browsers' subscriptions per user, and the VAPID public key they subscribe with "
     "(`push.send` jobs notify them).",
-    "meta": "What this API serves: the job types with their payload schemas, the schedules, this document.",
-    "operations": "Queues (depths, consumers, jobs by state; pause and resume) and bulk operations on the jobs "
-    "a filter matches, run in the background and followed by id.",
+    "meta": "What this API serves: the job types with their payload schemas, this document.",
+    "schedules": "Jobs run on a cron expression or an interval: the shipped ones, and your tenant's own to make, "
+    "change, pause, resume, run now and delete.",
+    "operations": "Queues (depths, consumers, jobs by state; pause and resume, admin keys) and bulk operations on "
+    "the jobs a filter matches, run in the background and followed by id.",
     "dead-letters": "Each queue's dead letters with the reason Offload recorded: listed, requeued, purged (admins).",
     "health": "Liveness and readiness probes.",
 }
@@ -158,6 +161,7 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     derives from :class:`offload.submission.FollowUp`, which the API checks against the contract.
     """
     return {
+        **_schedule_schemas(),
         **_job_union(registry, "JobRequest", "JobOptions", "A job to run: its type, its payload and options."),
         **_job_union(
             registry,
@@ -180,6 +184,19 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
             "additionalProperties": False,
         },
     }
+
+
+def _schedule_schemas() -> dict[str, Any]:
+    """``ScheduleRequest`` (its ``job`` a ``JobRequest``) and ``SchedulePatch``, the same with nothing required."""
+    request = ScheduleRequest.model_json_schema(ref_template=REF, mode="validation")
+    request["properties"]["job"] = {
+        "$ref": REF.format(model="JobRequest"),
+        "description": request["properties"]["job"]["description"],
+    }
+    request["additionalProperties"] = False
+    patch = {key: value for key, value in copy.deepcopy(request).items() if key not in ("required", "title")}
+    patch["description"] = "The fields of a schedule to change; the others keep their values."
+    return {"ScheduleRequest": request, "SchedulePatch": patch}
 
 
 def _job_union(registry: Registry, union: str, options: str, description: str) -> dict[str, Any]:

@@ -254,19 +254,38 @@ class Upload(_Closed):
     created_at: str | None
 
 
-class ScheduleItem(_Closed):
-    """One shipped schedule."""
+class ScheduleRun(_Closed):
+    """The last run of a tenant's schedule."""
 
+    job_id: str
+    state: State | None = Field(description="The job's state now (null once its record expired).")
+    at: str | None = Field(description="When it was enqueued, ISO 8601 UTC.")
+
+
+class ScheduleItem(_Closed):
+    """One schedule: a shipped one (``owner`` ``system``, read-only) or one a tenant made."""
+
+    id: str = Field(description="The schedule's id (a shipped one's is its name).")
     name: str
+    owner: str = Field(description="'system' for a shipped schedule, else the tenant it belongs to.")
+    read_only: bool = Field(description="True for the shipped schedules: they cannot be changed over the API.")
     job_type: str
-    cron: str
-    timezone: str
+    cron: str | None = Field(description="Five cron fields, or null for an interval schedule.")
+    interval: int | None = Field(description="Seconds between runs, or null for a cron schedule.")
+    timezone: str = Field(description="The IANA time zone of the cron expression.")
     description: str
-    next_run_at: str
-    last_run_at: str | None = Field(description="The last tick enqueued (None before the first).")
-    missed_runs: int = Field(
-        description="Ticks missed while no scheduler ran (a restart runs only the latest of them), in all."
-    )
+    job: dict[str, Any] | None = Field(description="The job submitted at each tick (null for a shipped schedule).")
+    missed: Literal["skip", "run_once", "run_all"] = Field(description="What happens to ticks missed meanwhile.")
+    catch_up_limit: int | None = Field(description="The most missed ticks 'run_all' runs after a downtime.")
+    paused: bool
+    paused_at: str | None
+    next_run_at: str | None = Field(description="The next tick, ISO 8601 (null while paused).")
+    last_run_at: str | None = Field(description="The last run enqueued (a shipped schedule's: its tick), or null.")
+    last_run: ScheduleRun | None = Field(description="A tenant's schedule's last run and its job's state.")
+    missed_runs: int = Field(description="Ticks missed and not run (after a downtime, by the missed-tick policy).")
+    last_error: str | None = Field(description="Why the last tick did not run (its job was refused), if so.")
+    created_at: str | None
+    updated_at: str | None
 
 
 class ScheduleList(_Closed):
@@ -456,6 +475,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     PushSubscription,
     PushSubscriptionList,
     ScheduleList,
+    ScheduleItem,
     Stats,
     JobLogs,
     QueueState,

@@ -269,6 +269,19 @@ class Keys:
         """The hash of each schedule's ticks missed."""
         return f"{self.prefix}:scheduler:missed"
 
+    def user_schedule(self, schedule_id: str) -> str:
+        """The hash of one schedule a tenant made (``user_schedules.py``)."""
+        return f"{self.prefix}:schedule:{schedule_id}"
+
+    @property
+    def user_schedules(self) -> str:
+        """The set of every tenant-made schedule's id."""
+        return f"{self.prefix}:schedules"
+
+    def user_schedules_of(self, tenant: str) -> str:
+        """The set of the ids of ``tenant``'s schedules."""
+        return f"{self.prefix}:schedules:tenant:{tenant}"
+
     # Hourly statistics.
 
     def stats(self, hour: str) -> str:

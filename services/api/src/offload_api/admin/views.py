@@ -4,7 +4,8 @@ Offload's answer to Bull Board, Flower and Sidekiq Web: the queues with their de
 consumers, jobs found by id, state, type or tenant, a job's history, error and result (refreshed
 while it runs), retry and cancel, dead letters to inspect page by page with the reason Offload
 recorded (counted by reason), requeue (as a retry of their job), purge one by one or all with a
-typed confirmation, and the schedules with their next runs.
+typed confirmation, and the schedules with their next and last runs (a tenant's to pause, resume,
+run now or delete).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from offload import dead_letters
 from offload.catalogue import RETIRE_OUTCOMES, Catalogue, retire
 from offload.contracts.registered import RegisteredContract
 from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
-from offload.scheduler import schedule_status
 from offload.settings import Settings
 from offload.status import JobState, iso
 from offload.status.stats import state_counts
-from offload_api import actions, bulk
+from offload_api import actions, bulk, schedule_actions
 from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
@@ -344,10 +344,32 @@ def batches() -> str | BaseResponse:
 @bp.get("/schedules")
 @admin_only
 def schedules() -> str:
-    """The schedules with their next run and the last tick enqueued."""
-    tz = services().settings.timezone
-    rows = schedule_status(services().store, tz=tz)
-    return render_template("admin/schedules.html", rows=rows, tz=tz)
+    """The shipped schedules and every tenant's, with their next and last runs."""
+    items = schedule_actions.listing(services(), scope=None)
+    return render_template("admin/schedules.html", items=items)
+
+
+@bp.post("/schedules/<schedule_id>/<action>")
+@admin_only
+def act_on_schedule(schedule_id: str, action: str) -> BaseResponse:
+    """Pause, resume, run now or delete a tenant's schedule (the shipped ones are read-only: 403)."""
+    if action not in ("pause", "resume", "run", "delete"):
+        abort(404)
+    found = services()
+    stored = schedule_actions.find(found, schedule_id, scope=None)
+    try:
+        if action == "run":
+            job_id = schedule_actions.run_now(found, stored).job_id
+            flash(f"Ran {schedule_id} now as job {job_id}.")
+        elif action == "delete":
+            schedule_actions.delete(found, stored)
+            flash(f"Deleted {schedule_id}; the jobs it ran stay.")
+        else:
+            schedule_actions.switch(found, stored, paused=action == "pause")
+            flash(f"{'Paused' if action == 'pause' else 'Resumed'} {schedule_id}.")
+    except (ClientError, DependencyError) as exc:
+        flash(exc.message)
+    return redirect(url_for("admin.schedules"))
 
 
 @bp.get("/job-types")

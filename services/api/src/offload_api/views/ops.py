@@ -1,4 +1,4 @@
-"""What the scheduler runs and what the jobs did: ``/v1/schedules`` and ``/v1/stats``."""
+"""What the jobs did: ``/v1/stats`` (the schedules are in ``views/schedules.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from flask import Blueprint, Response, jsonify, request
 
 from offload import problems
 from offload.errors import ValidationFailed
-from offload.scheduler import schedule_status
 from offload.status import redis_errors
 from offload.status.stats import read
 from offload_api.auth import caller, requires
@@ -24,41 +23,6 @@ MAX_RANGE = timedelta(days=31)
 #: ``datetime`` holds; a time outside overflowed into a 500 (issue 29, item 5).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-@bp.get("/v1/schedules")
-@requires("reader")
-@documented(
-    Operation(
-        "List the schedules with their next run",
-        description=(
-            "The periodic jobs the scheduler runs: each one's cron expression, time zone, next run, the last tick "
-            "enqueued and how many ticks were missed."
-        ),
-        tag="meta",
-        responses={200: ("Every schedule.", "ScheduleList"), 401: ("Missing or invalid API key.", "Error")},
-    )
-)
-def schedules() -> Response:
-    """Every shipped schedule: cron expression, time zone, next run, last tick enqueued, ticks missed."""
-    found = services()
-    tz = found.settings.timezone
-    with redis_errors():
-        listed = schedule_status(found.store, tz=tz)
-    items = [
-        {
-            "name": row.schedule.name,
-            "job_type": row.schedule.job_type,
-            "cron": row.schedule.cron,
-            "timezone": tz,
-            "description": row.schedule.description,
-            "next_run_at": row.next_run.isoformat(),
-            "last_run_at": row.last_run,
-            "missed_runs": row.missed,
-        }
-        for row in listed
-    ]
-    return jsonify({"schedules": items})
 
 
 def _time(name: str, default: datetime) -> datetime:
