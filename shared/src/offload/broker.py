@@ -21,6 +21,7 @@ from dramatiq.common import dq_name, xq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import Middleware, MiddlewareError
 
+from offload.batched_acks import BatchedAcks
 from offload.contracts import MAX_BROKER_PRIORITY
 from offload.errors import ConfigError
 
@@ -89,7 +90,8 @@ AckGate = Callable[[str, Callable[[], None]], bool]
 class WorkerBroker(RabbitmqBroker):
     """Dramatiq's RabbitMQ broker as Offload's workers run it: acks gated, hooks sent only where defined.
 
-    - Its consumers ask :attr:`ack_gate` before acking a message: the worker's end writer
+    - Its consumers send their acks in batches, on the consumer's thread (``offload.batched_acks``),
+      and ask :attr:`ack_gate` before acking a message: the worker's end writer
       (``offload.worker.end_writer``) takes the ack of a job whose end it has not written yet and
       runs it once the end is in Redis; every other ack goes ahead at once.
     - A signal (``before_process_message``, ``after_ack``, ...) goes only to the middleware whose
@@ -142,8 +144,9 @@ class WorkerBroker(RabbitmqBroker):
         return found
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
-        """Dramatiq's consumer for ``queue_name``, its ``ack`` gated by :attr:`ack_gate` when one is set."""
+        """Dramatiq's consumer for ``queue_name``: acks sent in batches, gated by :attr:`ack_gate` when one is set."""
         consumer = super().consume(queue_name, prefetch, timeout)
+        BatchedAcks.install(consumer)
         gate = self.ack_gate
         if gate is None:
             return consumer
