@@ -16,6 +16,8 @@ from typing import Any
 from offload import problems
 from offload.contracts import BUILT_IN, JobContract, Registry
 from offload.errors import BrokerUnavailable, ValidationFailed
+from offload.flows import new_flow_id, plan
+from offload.publish.flows import FlowSubmitted, submit_flow
 from offload.publish.results import BatchSubmitted, Submitted
 from offload.publish.sequence import SubmitSequence
 from offload.publish.transport import Transport
@@ -25,7 +27,7 @@ from offload.submission import PreparedJob, Preparer
 from offload.urls import UrlPolicy
 from offload.wire import WireMessage
 
-__all__ = ["BatchSubmitted", "Publisher", "Submitted"]
+__all__ = ["BatchSubmitted", "FlowSubmitted", "Publisher", "Submitted"]
 
 
 class Publisher:
@@ -130,6 +132,32 @@ class Publisher:
         if failed:
             raise failed[0]
         return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
+
+    def submit_flow(self, body: Any, *, tenant: str, idempotency_key: str | None = None) -> FlowSubmitted:
+        """Submit a flow, ``{"nodes": [...]}`` (see :mod:`offload.flows` for its shape), validated first (all or none).
+
+        The nodes that need nothing are published at once; each other node starts when the nodes
+        it needs have ended. With an ``idempotency_key`` the flow's id (and so every node's job
+        id) derives from it: submitting it again answers the same flow and records nothing new.
+
+        Raises:
+            ValidationFailed: the flow's shape or a node is invalid; the field path starts with ``nodes[i]``.
+            UnknownJobType: a node's type is unknown.
+            QuotaExceeded: a quota is used up (nothing was recorded).
+            Conflict: ``idempotency_key`` was used with another flow.
+            BrokerUnavailable: a message was not confirmed (the flow is failed).
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        flow = plan(body, preparer=self.preparer, tenant=tenant, flow_id=new_flow_id(tenant, idempotency_key))
+        return submit_flow(self.sequence, flow)
+
+    def flow(self, flow_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The flow's status (state, counts per state, each node's job id and state); None if unknown or another tenant's.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.flows.get(flow_id, tenant=tenant)
 
     def enqueue(
         self, prepared: PreparedJob, *, idempotency_key: str | None = None, deadline: float | None = None

@@ -30,6 +30,8 @@ _SCRIPTS = (
     "migrate",
     "claim_outbox",
     "log",
+    "flow_create",
+    "flow_cancel",
 )
 
 
