@@ -45,7 +45,10 @@ def test_policies_ignore_and_continue_let_the_parent_run(publisher: Publisher, w
     parent = publisher.get(submitted.nodes[3].job_id)
     assert parent is not None
     assert parent.result == {
-        "children": {"ok": {"echo": "fine"}, "noted": {"state": "failed", "error": {"code": "permanent_error", "message": "no"}}}
+        "children": {
+            "ok": {"echo": "fine"},
+            "noted": {"state": "failed", "error": {"code": "permanent_error", "message": "no"}},
+        }
     }
 
 
@@ -61,9 +64,18 @@ def test_a_failing_child_fails_its_parent_and_cancels_what_has_not_started(
     submitted = publisher.submit_flow({"nodes": nodes}, tenant="acme")
     flow = _ended(publisher, submitted.flow_id)
     states = {node["name"]: node["state"] for node in flow["nodes"]}
-    assert flow["state"] == "failed" and states == {"bad": "failed", "later": "cancelled", "sum": "failed", "top": "cancelled"}
+    assert flow["state"] == "failed" and states == {
+        "bad": "failed",
+        "later": "cancelled",
+        "sum": "failed",
+        "top": "cancelled",
+    }
     parent = publisher.get(submitted.nodes[2].job_id)
-    assert parent is not None and parent.error_code == "child_failed" and parent.error_message == "Its child bad ended failed."
+    assert (
+        parent is not None
+        and parent.error_code == "child_failed"
+        and parent.error_message == "Its child bad ended failed."
+    )
 
 
 def test_the_same_idempotency_key_answers_the_same_flow(publisher: Publisher, redis_client: redis.Redis) -> None:

@@ -17,7 +17,7 @@ from offload_api.admission import Admission
 from offload_api.auth import hash_keys
 from offload_api.collectors import JobStateCollector, PauseCollector, QueueCollector, ScheduleCollector
 from offload_api.extension import Services, init_app
-from offload_api.views import batches, events, files, health, jobs, meta, ops, push, push_demo, queues, webhooks
+from offload_api.views import batches, events, files, flows, health, jobs, meta, ops, push, push_demo, queues, webhooks
 
 
 def create_app(
@@ -64,7 +64,19 @@ def create_app(
     )
     init_app(app, services)
     errors.register_error_handlers(app)
-    blueprints = (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, push.bp, meta.bp, ops.bp, queues.bp, health.bp)
+    blueprints = (
+        jobs.bp,
+        events.bp,
+        batches.bp,
+        flows.bp,
+        files.bp,
+        webhooks.bp,
+        push.bp,
+        meta.bp,
+        ops.bp,
+        queues.bp,
+        health.bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if settings.env != "production":

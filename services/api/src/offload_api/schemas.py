@@ -186,6 +186,55 @@ class Batch(_Closed):
     jobs: list[BatchJob]
 
 
+class FlowNodeAccepted(_Closed):
+    """One node of an accepted flow: its name, its job's id and first state (``waiting`` for a node with needs)."""
+
+    name: str
+    id: str
+    state: str
+    status_url: str
+    events_url: str
+
+
+class FlowAccepted(_Closed):
+    """Answer to a flow submission."""
+
+    id: str
+    status_url: str
+    events_url: str
+    nodes: list[FlowNodeAccepted]
+
+
+class FlowNode(_Closed):
+    """One node of a flow: its name, its job's id and its job's state (``waiting`` while it waits for its needs)."""
+
+    name: str
+    job_id: str
+    state: str
+
+
+class Flow(_Closed):
+    """A flow's status: ``running`` until every node has ended, then ``succeeded``, ``failed`` or ``cancelled``."""
+
+    id: str
+    state: Literal["running", "succeeded", "failed", "cancelled"]
+    total: int = Field(description="Nodes in the flow.")
+    pending: int = Field(description="Nodes that have not ended yet.")
+    progress: int = Field(description="0-100: the nodes' progress (an ended node counts as 100), averaged.")
+    counts: dict[str, int] = Field(description="Nodes per state (`waiting` for those waiting for their needs).")
+    created_at: int
+    finished_at: int | None
+    nodes: list[FlowNode]
+
+
+class FlowCancelled(_Closed):
+    """Answer to a flow's cancel: the flow's state now, and how many nodes that had not started were cancelled."""
+
+    id: str
+    state: str
+    cancelled: int
+
+
 class JobType(_Closed):
     """One registered job type."""
 
@@ -373,6 +422,16 @@ class Readiness(_Closed):
 _AT = "When it happened, ISO 8601 UTC."
 
 
+class FlowNodeEvent(_Closed):
+    """A node of the flow changed state (``node`` event)."""
+
+    kind: Literal["node"]
+    node: str
+    job_id: str
+    state: str
+    at: str | None = Field(description=_AT)
+
+
 class StateEvent(_StateChange):
     """A ``state`` event: the job moved to ``state``. A terminal state carries the whole job."""
 
@@ -436,6 +495,10 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     JobPage,
     BatchAccepted,
     Batch,
+    FlowAccepted,
+    Flow,
+    FlowCancelled,
+    FlowNodeEvent,
     JobTypeList,
     WebhookSecret,
     VapidPublicKey,

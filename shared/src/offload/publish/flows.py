@@ -56,9 +56,12 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan) -> FlowSubmitted:
         records = _records(flow, created_at)
         outcome = store.flows.create(flow.flow_id, tenant=flow.tenant, nodes=records, fingerprint=flow.fingerprint)
         if outcome == "conflict":
-            raise Conflict("This Idempotency-Key was already used with a different flow.", code="idempotency_key_reused")
+            raise Conflict(
+                "This Idempotency-Key was already used with a different flow.", code="idempotency_key_reused"
+            )
         submitted = [
-            SubmittedNode(node.name, node.job.job_id, _first_state(record)) for node, record in zip(flow.nodes, records, strict=True)
+            SubmittedNode(node.name, node.job.job_id, _first_state(record))
+            for node, record in zip(flow.nodes, records, strict=True)
         ]
         if outcome == "exists":
             return FlowSubmitted(flow.flow_id, submitted, replayed=True)

@@ -152,7 +152,9 @@ class Publisher:
         return submit_flow(self.sequence, flow)
 
     def flow(self, flow_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
-        """The flow's status (state, counts per state, each node's job id and state); None if unknown or another tenant's.
+        """The flow's status (state, counts per state, each node's job id and state), or None.
+
+        None for an unknown flow, or (with ``tenant``) another tenant's.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.

@@ -65,7 +65,9 @@ class FlowStore(Facet):
         }
         documents = [_node_document(node) for node in nodes]
         reply = named(
-            self._run("flow_create", flow_id, json.dumps(flow), json.dumps(documents, separators=(",", ":")), fingerprint)
+            self._run(
+                "flow_create", flow_id, json.dumps(flow), json.dumps(documents, separators=(",", ":")), fingerprint
+            )
         )
         return cast(Literal["created", "exists", "conflict"], reply["outcome"])
 
@@ -98,11 +100,11 @@ class FlowStore(Facet):
         return reply["outcome"], reply.get("state"), int(reply.get("cancelled", 0))
 
     def child_results(self, job_id: str) -> dict[str, Any]:
-        """What a node's children left it, by node name: a succeeded child's result, and for a child
-        that failed behind a ``continue`` edge ``{"state", "error": {"code", "message"}}``.
+        """What a flow node's children left it, by node name.
 
-        A child behind an ``ignore`` edge that did not succeed is left out; a job that is no node
-        with children gets ``{}``.
+        A succeeded child's result, and for a child that did not succeed behind a ``continue``
+        edge ``{"state", "error": {"code", "message"}}``. A child behind an ``ignore`` edge that
+        did not succeed is left out; a job that is no node with children gets ``{}``.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
@@ -124,9 +126,15 @@ class FlowStore(Facet):
                 results[name] = {"state": state or "expired", "error": {"code": code or "", "message": message or ""}}
         return results
 
-    def events_channel(self, flow_id: str) -> str:
-        """The pub/sub channel of the flow's changes: each node's state change, and the flow's ending."""
-        return self.keys.flow_events(flow_id)
+    def subscribe(self, flow_id: str) -> Any:
+        """A pub/sub subscription to the flow's changes (each node's state change, the flow's ending); close it after.
+
+        Raises:
+            redis.RedisError: Redis is unavailable.
+        """
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.keys.flow_events(flow_id))
+        return pubsub
 
 
 def _node_document(node: NodeRecord) -> dict[str, Any]:
