@@ -39,7 +39,6 @@ KEYS = Keys("offload")
         (KEYS.layout, "offload:layout"),
         (KEYS.dead_letter("m1"), "offload:dead-letter:m1"),
         (KEYS.dead_letter("m" * 101), "offload:dead-letter:" + hashlib.sha256(b"m" * 101).hexdigest()),
-        (KEYS.batch("b1"), "offload:batch:b1"),
         (KEYS.batches, "offload:batches"),
         (KEYS.upload("u1"), "offload:upload:u1"),
         (KEYS.effect("email", "j1"), "offload:effect:email:j1"),

@@ -97,18 +97,62 @@ def plan(body: Any, *, preparer: Preparer, tenant: str, flow_id: str) -> FlowPla
     for index, node in enumerate(nodes):
         name = node["name"]
         submission = {key: node[key] for key in ("type", "payload", "options") if key in node}
-        where = f"nodes[{index}]"
-        try:
-            job = preparer.prepare(submission, tenant=tenant, job_id=node_job_id(flow_id, name))
-        except ValidationFailed as exc:
-            fields = problems.nested(exc.errors, where)
-            raise ValidationFailed(f"{where} ({name!r}): {exc.message}", errors=fields, code=exc.code) from None
-        except UnknownJobType as exc:
-            raise UnknownJobType(f"{where} ({name!r}): {exc.message}", field=f"{where}.type") from None
+        job = _prepare(preparer, submission, f"nodes[{index}]", f"nodes[{index}] ({name!r})", tenant, flow_id, name)
         if needs[index] and job.delay is not None:
-            raise _invalid(f"{where}.options.delay", "needs_delay", "a node with needs starts when they end")
+            raise _invalid(f"nodes[{index}].options.delay", "needs_delay", "a node with needs starts when they end")
         planned.append(PlannedNode(name, job, needs[index]))
     return FlowPlan(flow_id, tenant, tuple(planned), fingerprint(body))
+
+
+def plan_batch(bodies: Sequence[Any], *, then: Any, preparer: Preparer, tenant: str, flow_id: str) -> FlowPlan:
+    """A batch as a flow: one node per job, named by its index, none needing another.
+
+    With ``then`` (a job submission), a last node named ``then`` needs every job with the
+    ``continue`` policy: it runs once all have ended, and reads each one's result or failure (a
+    batch's completion callback, Celery's chord). Errors name ``jobs[i]`` or ``then``, as the
+    batch API always has.
+
+    Raises:
+        ValidationFailed: a job or ``then`` is invalid, or ``then`` has a delay.
+        UnknownJobType: a job's type is unknown.
+    """
+    nodes = []
+    for index, body in enumerate(bodies):
+        where = f"jobs[{index}]"
+        job = _prepare(preparer, body, where, where, tenant, flow_id, str(index), batch_id=flow_id)
+        nodes.append(PlannedNode(str(index), job, ()))
+    if then is not None:
+        job = _prepare(preparer, then, "then", "then", tenant, flow_id, "then", batch_id=flow_id)
+        if job.delay is not None:
+            raise _invalid("then.options.delay", "needs_delay", "it starts when the batch's jobs have ended")
+        nodes.append(PlannedNode("then", job, tuple((str(index), "continue") for index in range(len(bodies)))))
+    return FlowPlan(flow_id, tenant, tuple(nodes), fingerprint({"jobs": list(bodies), "then": then}))
+
+
+def _prepare(
+    preparer: Preparer,
+    body: Any,
+    where: str,
+    label: str,
+    tenant: str,
+    flow_id: str,
+    name: str,
+    *,
+    batch_id: str | None = None,
+) -> PreparedJob:
+    """Validate one node's job as ``POST /v1/jobs`` would: field paths under ``where``, messages under ``label``.
+
+    Raises:
+        ValidationFailed: the job is invalid.
+        UnknownJobType: its type is unknown.
+    """
+    try:
+        return preparer.prepare(body, tenant=tenant, job_id=node_job_id(flow_id, name), batch_id=batch_id)
+    except ValidationFailed as exc:
+        fields = problems.nested(exc.errors, where)
+        raise ValidationFailed(f"{label}: {exc.message}", errors=fields, code=exc.code) from None
+    except UnknownJobType as exc:
+        raise UnknownJobType(f"{label}: {exc.message}", field=f"{where}.type") from None
 
 
 def _nodes(body: Any) -> list[dict[str, Any]]:

@@ -172,7 +172,11 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
                     "items": {"$ref": REF.format(model="JobRequest")},
                     "minItems": 1,
                     "maxItems": max_batch,
-                }
+                },
+                "then": {
+                    "$ref": REF.format(model="JobRequest"),
+                    "description": "A job to run once every job of the batch has ended (it reads their results).",
+                },
             },
             "required": ["jobs"],
             "additionalProperties": False,

@@ -163,7 +163,9 @@ class BatchAccepted(_Closed):
 
     id: str
     status_url: str
+    events_url: str = Field(description="The batch's flow events: each job's changes, and its completion.")
     jobs: list[JobAccepted]
+    then: JobAccepted | None = Field(default=None, description="The job that runs once every job has ended.")
 
 
 class BatchJob(_Closed):
@@ -177,6 +179,9 @@ class Batch(_Closed):
     """A batch's aggregate status."""
 
     id: str
+    state: Literal["running", "succeeded", "failed", "cancelled"] = Field(
+        description="As a flow's: running until every job (and then) has ended."
+    )
     total: int
     finished: int
     done: bool
@@ -184,6 +189,7 @@ class Batch(_Closed):
     counts: dict[str, int]
     created_at: int
     jobs: list[BatchJob]
+    then: BatchJob | None = Field(default=None, description="The job that runs once every job has ended.")
 
 
 class FlowNodeAccepted(_Closed):
@@ -211,12 +217,14 @@ class FlowNode(_Closed):
     name: str
     job_id: str
     state: str
+    progress: int = Field(description="0-100; an ended node counts as 100.")
 
 
 class Flow(_Closed):
     """A flow's status: ``running`` until every node has ended, then ``succeeded``, ``failed`` or ``cancelled``."""
 
     id: str
+    kind: Literal["flow", "batch"] = Field(description="A batch is a flow too (POST /v1/batches).")
     state: Literal["running", "succeeded", "failed", "cancelled"]
     total: int = Field(description="Nodes in the flow.")
     pending: int = Field(description="Nodes that have not ended yet.")

@@ -7,16 +7,13 @@ the fan-in (``offload.status.flows``) hands it to the promoter when its children
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable
+from offload.errors import Conflict
 from offload.flows import FlowPlan
 from offload.publish.sequence import SubmitSequence, message_body, record_fields
 from offload.status import now_ms
 from offload.status.flows import WAITING, NodeRecord
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,16 +34,20 @@ class FlowSubmitted:
     replayed: bool = False
 
 
-def submit_flow(sequence: SubmitSequence, flow: FlowPlan) -> FlowSubmitted:
+def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow") -> FlowSubmitted:
     """Record every node of ``flow`` and publish those that need nothing, their quota held.
 
-    A node whose message the broker did not confirm is failed (``broker_unavailable``), which
-    halts the flow as a failing child would, and the caller gets the error.
+    ``kind``: ``flow``, or ``batch`` for a batch (:func:`offload.flows.plan_batch`).
+
+    If the broker did not confirm a message, the flow is withdrawn (every record deleted, as a
+    job's is) and the caller gets the error; unless a worker already took one of the messages that
+    went out: then the flow stays, accepted, and the nodes whose message was lost fail
+    (``broker_unavailable``), which fails the flow as a failing child would.
 
     Raises:
         QuotaExceeded: a quota is used up (nothing was recorded).
         Conflict: the idempotency key was used with another flow.
-        BrokerUnavailable: a message was not confirmed (the flow is failed).
+        BrokerUnavailable: a message was not confirmed (the flow is withdrawn).
         StatusStoreUnavailable: Redis is unavailable.
     """
     jobs = [node.job for node in flow.nodes]
@@ -54,7 +55,9 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan) -> FlowSubmitted:
     with sequence.held(jobs) as hold:
         created_at = now_ms()
         records = _records(flow, created_at)
-        outcome = store.flows.create(flow.flow_id, tenant=flow.tenant, nodes=records, fingerprint=flow.fingerprint)
+        outcome = store.flows.create(
+            flow.flow_id, tenant=flow.tenant, nodes=records, fingerprint=flow.fingerprint, kind=kind
+        )
         if outcome == "conflict":
             raise Conflict(
                 "This Idempotency-Key was already used with a different flow.", code="idempotency_key_reused"
@@ -73,15 +76,12 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan) -> FlowSubmitted:
             ],
             timeout=sequence.publish_timeout,
         )
-        hold.keep()
         failed = [(job, error) for job, error in zip(immediate, sent, strict=True) if error is not None]
-        for job, error in failed:
-            try:
-                store.lifecycle.fail_unstarted(job.job_id, ("broker_unavailable", str(error)))
-            except StatusStoreUnavailable:
-                logger.error("Could not fail node job %s of flow %s after a failed publish.", job.job_id, flow.flow_id)
-        if failed:
-            raise BrokerUnavailable(f"The broker did not take {len(failed)} of the flow's jobs; the flow has failed.")
+        if failed and store.flows.withdraw(flow.flow_id):
+            raise failed[0][1]  # nothing is left behind, the quota is given back
+        for job, error in failed:  # a worker took another of its messages: the flow stays, and fails
+            store.lifecycle.fail_unstarted(job.job_id, ("broker_unavailable", str(error)))
+        hold.keep()
         return FlowSubmitted(flow.flow_id, submitted)
 
 

@@ -9,14 +9,12 @@ job-type catalogue (:mod:`offload.submission`), then hands it to the submit sequ
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from offload import problems
 from offload.contracts import BUILT_IN, JobContract, Registry
-from offload.errors import BrokerUnavailable, ValidationFailed
-from offload.flows import new_flow_id, plan
+from offload.errors import BrokerUnavailable
+from offload.flows import new_flow_id, plan, plan_batch
 from offload.publish.flows import FlowSubmitted, submit_flow
 from offload.publish.results import BatchSubmitted, Submitted
 from offload.publish.sequence import SubmitSequence
@@ -109,29 +107,26 @@ class Publisher:
         prepared = self.preparer.prepare(body, tenant=tenant)
         return self.enqueue(prepared, idempotency_key=idempotency_key, deadline=deadline)
 
-    def submit_batch(self, bodies: Sequence[Any], *, tenant: str) -> BatchSubmitted:
+    def submit_batch(self, bodies: Sequence[Any], *, tenant: str, then: Any = None) -> BatchSubmitted:
         """Validate every submission first (all or none), then record and publish them together.
 
+        A batch is a flow whose jobs need nothing (see :func:`offload.flows.plan_batch`); with
+        ``then`` (a job submission), that job runs once every job of the batch has ended, and
+        reads each one's result or failure in ``ctx.child_results`` (by index).
+
         Raises:
-            ValidationFailed: one submission is invalid; the field path starts with ``jobs[i]``.
-            BrokerUnavailable: some messages were not confirmed; those jobs were withdrawn.
+            ValidationFailed: one submission is invalid; the field path starts with ``jobs[i]`` (or ``then``).
+            UnknownJobType: a job's type is unknown.
+            QuotaExceeded: a quota is used up (nothing was recorded).
+            BrokerUnavailable: some messages were not confirmed; the batch was withdrawn.
             StatusStoreUnavailable: Redis is unavailable.
         """
-        batch_id = str(uuid.uuid4())
-        prepared = []
-        for index, body in enumerate(bodies):
-            try:
-                prepared.append(self.preparer.prepare(body, tenant=tenant, batch_id=batch_id))
-            except ValidationFailed as exc:
-                fields = problems.nested(exc.errors, f"jobs[{index}]")
-                raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
-        errors = self.sequence.enqueue_batch(
-            prepared, then=lambda: self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
-        )
-        failed = [error for error in errors if error is not None]
-        if failed:
-            raise failed[0]
-        return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
+        flow = plan_batch(bodies, then=then, preparer=self.preparer, tenant=tenant, flow_id=new_flow_id(tenant, None))
+        submitted = submit_flow(self.sequence, flow, kind="batch")
+        self.batches.remember(flow.flow_id)
+        jobs = [Submitted(node.job_id, node.state) for node in submitted.nodes if node.name != "then"]
+        then_job = next((Submitted(node.job_id, node.state) for node in submitted.nodes if node.name == "then"), None)
+        return BatchSubmitted(submitted.flow_id, jobs, then_job)
 
     def submit_flow(self, body: Any, *, tenant: str, idempotency_key: str | None = None) -> FlowSubmitted:
         """Submit a flow, ``{"nodes": [...]}`` (see :mod:`offload.flows` for its shape), validated first (all or none).

@@ -20,3 +20,5 @@ class BatchSubmitted:
 
     batch_id: str
     jobs: list[Submitted]
+    #: The job that runs once the batch's jobs have ended, if one was asked for.
+    then: Submitted | None = None

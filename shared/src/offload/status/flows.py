@@ -43,9 +43,11 @@ class FlowStore(Facet):
     """
 
     def create(
-        self, flow_id: str, *, tenant: str, nodes: list[NodeRecord], fingerprint: str
+        self, flow_id: str, *, tenant: str, nodes: list[NodeRecord], fingerprint: str, kind: str = "flow"
     ) -> Literal["created", "exists", "conflict"]:
         """Record the flow and every node's job (``queued``, or ``scheduled`` for a delayed or waiting one).
+
+        ``kind`` is ``flow``, or ``batch`` for a batch (``offload.status.batches`` reads it as one).
 
         ``exists``: a flow with this id and the same request is recorded already (an idempotent
         replay); ``conflict``: one with another request.
@@ -56,6 +58,7 @@ class FlowStore(Facet):
         sinks = [node.job_id for node in nodes if not node.parents]
         flow = {
             "tenant": tenant,
+            "kind": kind,
             "created_at": str(now_ms()),
             "total": str(len(nodes)),
             "pending": str(len(nodes)),
@@ -70,6 +73,18 @@ class FlowStore(Facet):
             )
         )
         return cast(Literal["created", "exists", "conflict"], reply["outcome"])
+
+    def withdraw(self, flow_id: str) -> bool:
+        """Delete a flow whose first messages the broker did not all confirm, as ``Lifecycle.abort`` a job.
+
+        True if it was withdrawn (every node's record deleted, with a tombstone that makes a late
+        message be dropped); False if a worker had taken one of its messages already (the flow
+        stays: the broker had that message after all) or there is no such flow.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return int(self._run("flow_abort", flow_id, self.retention.failed * 1000)) == 1
 
     def get(self, flow_id: str, *, tenant: str | None) -> dict[str, Any] | None:
         """The flow's state, counts per state and each node's job id and state; None if unknown or another tenant's.
@@ -157,18 +172,20 @@ def _node_document(node: NodeRecord) -> dict[str, Any]:
 def _status(raw: dict[str, str], nodes: list[list[str]], rows: list[list[str | None]]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     listed = []
-    progress = 0.0
+    progress = 0
     for (name, job_id), (state, scheduled_for, percent) in zip(nodes, rows, strict=True):
         shown = state or "expired"
         if shown == JobState.SCHEDULED.value and not scheduled_for:
             shown = WAITING
         counts[shown] = counts.get(shown, 0) + 1
         done = shown == "expired" or (shown != WAITING and JobState(shown).terminal)
-        progress += 100.0 if done else float(percent or 0)
-        listed.append({"name": name, "job_id": job_id, "state": shown})
+        node_progress = 100 if done else int(percent or 0)
+        progress += node_progress
+        listed.append({"name": name, "job_id": job_id, "state": shown, "progress": node_progress})
     total = len(nodes)
     return {
         "id": raw["id"],
+        "kind": raw.get("kind", "flow"),
         "state": raw["state"],
         "total": total,
         "pending": int(raw["pending"]),

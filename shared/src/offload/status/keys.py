@@ -122,11 +122,7 @@ class Keys:
         name = message_id if len(message_id) <= _MAX_NAMED_ID else hashlib.sha256(message_id.encode()).hexdigest()
         return f"{self.prefix}:dead-letter:{name}"
 
-    # Batches, uploads and side effects.
-
-    def batch(self, batch_id: str) -> str:
-        """The hash of one batch: its tenant, creation time and job ids."""
-        return f"{self.prefix}:batch:{batch_id}"
+    # Flows, batches, uploads and side effects.
 
     @property
     def batches(self) -> str:

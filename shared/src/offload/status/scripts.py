@@ -32,6 +32,7 @@ _SCRIPTS = (
     "log",
     "flow_create",
     "flow_cancel",
+    "flow_abort",
 )
 
 

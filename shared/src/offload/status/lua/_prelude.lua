@@ -222,9 +222,9 @@ end
 flow_node_ended = function(job, new)
   local fid = job.flow_id
   local fkey = P .. ':flow:' .. fid
-  if redis.call('SADD', fkey .. ':ended', id) == 0 then return end
   local halted = redis.call('HGET', fkey, 'halted')
-  if not halted then return end  -- the flow's record is gone (expired)
+  if not halted then return end  -- the flow's record is gone (expired, or withdrawn)
+  if redis.call('SADD', fkey .. ':ended', id) == 0 then return end
   redis.call('HINCRBY', fkey, 'pending', -1)
   local parents = halted == '' and redis.call('HGET', rec, 'flow_parents')
   if parents then
