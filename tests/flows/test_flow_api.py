@@ -144,3 +144,25 @@ def test_the_same_idempotency_key_and_body_answer_the_same_flow(api: Api) -> Non
     assert again.get_json() == first.get_json()
     other = api.post("/v1/flows", json={"nodes": _sleeps(3)}, headers=headers)
     assert other.status_code == 409 and other.get_json()["error"] == "idempotency_key_reused"
+
+
+def test_a_batch_is_a_flow_whose_then_job_runs_once_every_job_has_ended(api: Api, worker) -> None:
+    jobs = [{"type": "system.noop", "payload": {"echo": str(i)}} for i in range(3)]
+    jobs.append({"type": "system.fail", "payload": {"permanent": True, "message": "no"}})
+    response = api.post("/v1/batches", json={"jobs": jobs, "then": {"type": "system.gather"}})
+    assert response.status_code == 202, response.get_json()
+    accepted = response.get_json()
+    assert accepted["then"]["state"] == "waiting" and accepted["events_url"].endswith(
+        f"/v1/flows/{accepted['id']}/events"
+    )
+    events = _events(api.get(f"/v1/flows/{accepted['id']}/events").get_data(as_text=True))
+    assert events[-1][0] == "flow" and events[-1][1]["kind"] == "batch" and events[-1][1]["state"] == "succeeded"
+    batch = api.get(f"/v1/batches/{accepted['id']}").get_json()
+    assert batch["done"] and batch["counts"]["succeeded"] == 3 and batch["counts"]["failed"] == 1
+    assert batch["then"] == {"id": accepted["then"]["id"], "state": "succeeded"}
+    then = api.get(f"/v1/jobs/{accepted['then']['id']}").get_json()
+    assert then["result"]["children"] == {
+        **{str(i): {"echo": str(i)} for i in range(3)},
+        "3": {"state": "failed", "error": {"code": "permanent_error", "message": "no"}},
+    }
+    assert api.as_("globex").get(f"/v1/flows/{accepted['id']}").status_code == 404
