@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from offload.publish import Publisher
@@ -9,11 +11,15 @@ from offload.testing import wait_for
 from tests.support import RunningWorker
 
 
-def _ended(publisher: Publisher, flow_id: str, timeout: float = 20) -> dict:
-    wait_for(lambda: publisher.flow(flow_id)["state"] != "running", timeout=timeout)
+def _flow(publisher: Publisher, flow_id: str) -> dict[str, Any]:
     flow = publisher.flow(flow_id)
     assert flow is not None
     return flow
+
+
+def _ended(publisher: Publisher, flow_id: str, timeout: float = 20) -> dict[str, Any]:
+    wait_for(lambda: _flow(publisher, flow_id)["state"] != "running", timeout=timeout)
+    return _flow(publisher, flow_id)
 
 
 def test_a_parent_runs_after_its_children_and_gets_their_results(publisher: Publisher, worker: RunningWorker) -> None:
@@ -83,4 +89,4 @@ def test_the_same_idempotency_key_answers_the_same_flow(publisher: Publisher, re
     first = publisher.submit_flow(body, tenant="acme", idempotency_key="k1")
     again = publisher.submit_flow(body, tenant="acme", idempotency_key="k1")
     assert again.replayed and again.flow_id == first.flow_id and again.nodes == first.nodes
-    assert publisher.flow(first.flow_id)["total"] == 2
+    assert _flow(publisher, first.flow_id)["total"] == 2

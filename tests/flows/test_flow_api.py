@@ -51,7 +51,7 @@ def test_a_cycle_is_refused_naming_a_node_on_it(api: Api) -> None:
 def test_too_many_nodes_or_levels_are_refused(api: Api) -> None:
     big = _refused(api, {"nodes": [{"name": f"n{i}", "type": "system.noop"} for i in range(MAX_NODES + 1)]})
     assert _field(big) == "nodes" and big["errors"][0]["rule"] == "too_long"
-    chain = [{"name": "n0", "type": "system.noop"}]
+    chain: list[dict[str, Any]] = [{"name": "n0", "type": "system.noop"}]
     chain += [{"name": f"n{i}", "type": "system.noop", "needs": [f"n{i - 1}"]} for i in range(1, MAX_DEPTH + 1)]
     deep = _refused(api, {"nodes": chain})
     assert deep["errors"][0]["rule"] == "too_deep" and _field(deep) == f"nodes[{MAX_DEPTH}].needs"
