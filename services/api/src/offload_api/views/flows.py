@@ -8,25 +8,20 @@ its aggregate state, a stream of its nodes' changes, and a cancel of what has no
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, stream_with_context
+from flask import Blueprint, Response, jsonify
 
-from offload.errors import DependencyError, InvalidState, NotFound
+from offload.errors import InvalidState, NotFound
 from offload.status import iso
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Link, Operation, documented
-
-# The job streams' slots and limits: one cap of open streams per process, flows' and jobs' alike.
-from offload_api.views.events import MAX_STREAM_SECONDS, RETRY_AFTER_END_MS, _close_stream, _open_stream
+from offload_api.sse import END, MAX_STREAM_SECONDS, event_stream
 from offload_api.views.jobs import IDEMPOTENCY_KEY, idempotency_key, job_links, public_base
-
-logger = logging.getLogger(__name__)
 
 bp = Blueprint("flows", __name__, url_prefix="/v1/flows")
 
@@ -198,56 +193,40 @@ def flow_events(flow_id: str) -> Response:
     flow_id = flow_id[:64]
     find_flow(flow_id)
     found = services()
-    tenant = caller().tenant
-    _open_stream(found, tenant)
-    try:
-        pubsub = found.store.flows.subscribe(flow_id)
-    except Exception:
-        _close_stream(found, tenant)
-        raise
-    return Response(
-        stream_with_context(_stream(found, flow_id, pubsub, tenant)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return event_stream(
+        found,
+        caller().tenant,
+        lambda: found.store.flows.subscribe(flow_id),
+        lambda pubsub: _stream(found, flow_id, pubsub),
+        subject=f"flow {flow_id}",
     )
 
 
-def _stream(found: Services, flow_id: str, pubsub: Any, tenant: str) -> Iterator[str]:
+def _stream(found: Services, flow_id: str, pubsub: Any) -> Iterator[str]:
     flows = found.store.flows
-    try:
-        yield "retry: 2000\n\n"
-        snapshot = flows.get(flow_id, tenant=None)  # read after subscribing: no change falls between
-        if snapshot is None:
+    yield "retry: 2000\n\n"
+    snapshot = flows.get(flow_id, tenant=None)  # read after subscribing: no change falls between
+    if snapshot is None:
+        return
+    yield _event("snapshot", snapshot)
+    if snapshot["state"] != "running":
+        yield END
+        return
+    keepalive = found.settings.sse_keepalive
+    deadline = time.monotonic() + MAX_STREAM_SECONDS
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=keepalive)
+        if message is None:
+            yield ": keep-alive\n\n"
+            continue
+        event = json.loads(message["data"])
+        event["at"] = iso(event.get("at"))
+        if event.get("kind") == "flow":
+            final = flows.get(flow_id, tenant=None)
+            yield _event("flow", final if final is not None else event)
+            yield END
             return
-        yield _event("snapshot", snapshot)
-        if snapshot["state"] != "running":
-            yield f"retry: {RETRY_AFTER_END_MS}\n\n"
-            return
-        keepalive = found.settings.sse_keepalive
-        deadline = time.monotonic() + MAX_STREAM_SECONDS
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=keepalive)
-            if message is None:
-                yield ": keep-alive\n\n"
-                continue
-            event = json.loads(message["data"])
-            event["at"] = iso(event.get("at"))
-            if event.get("kind") == "flow":
-                final = flows.get(flow_id, tenant=None)
-                yield _event("flow", final if final is not None else event)
-                yield f"retry: {RETRY_AFTER_END_MS}\n\n"
-                return
-            yield _event("node", event)
-    except DependencyError as exc:
-        yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
-    except Exception:
-        logger.exception("Event stream of flow %s failed.", flow_id)
-        yield 'event: error\ndata: {"error": "internal_error", "detail": "The event stream failed."}\n\n'
-    finally:
-        try:
-            pubsub.close()
-        finally:
-            _close_stream(found, tenant)
+        yield _event("node", event)
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
