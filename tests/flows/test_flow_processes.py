@@ -6,6 +6,8 @@ on four threads), a worker SIGKILLed while children run (redelivered), a child f
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,22 @@ def _children(payload: dict[str, Any], **edge: str) -> list[dict[str, Any]]:
     return [*nodes, {"name": "parent", "type": "system.gather", "needs": needs}]
 
 
+@contextlib.contextmanager
+def _stack(env: dict[str, str], logs: Path, *, threads: int) -> Iterator[tuple[Api, Worker]]:
+    """``offload-api`` and a worker with ``threads`` threads, stopped after."""
+    api, worker = Api(env, logs), Worker(env, logs, threads=threads)
+    try:
+        yield api, worker
+    finally:
+        api.stop()
+        worker.stop()
+
+
 @pytest.mark.timeout(120)
 def test_a_parent_runs_once_after_its_ten_children_though_their_worker_was_killed(
     env: dict[str, str], logs: Path, publisher: Publisher
 ) -> None:
-    api, worker = Api(env, logs), Worker(env, logs, threads=4)
-    try:
+    with _stack(env, logs, threads=4) as (api, worker):
         accepted = _submit(api, _children({"ms": 1500, "steps": 10}))
         ids = {node["name"]: node["id"] for node in accepted["nodes"]}
         # SIGKILL the worker while children run (some have reported progress, none has ended).
@@ -66,17 +78,13 @@ def test_a_parent_runs_once_after_its_ten_children_though_their_worker_was_kille
             child.finished_at is not None and child.finished_at <= parent.started_at for child in children if child
         )
         assert all(getattr(publisher.get(ids[name]), "attempts", None) == 2 for name in running)
-    finally:
-        api.stop()
-        worker.stop()
 
 
 @pytest.mark.timeout(120)
 def test_a_failing_child_with_policy_fail_fails_the_parent_and_cancels_the_rest(
     env: dict[str, str], logs: Path, publisher: Publisher
 ) -> None:
-    api, worker = Api(env, logs), Worker(env, logs, threads=2)
-    try:
+    with _stack(env, logs, threads=2) as (api, _):
         nodes = _children({"ms": 2000, "steps": 4}, on_failure="fail")
         nodes.insert(0, {"name": "bad", "type": "system.fail", "payload": {"permanent": True, "message": "broken"}})
         nodes[-1]["needs"].append("bad")
@@ -90,6 +98,3 @@ def test_a_failing_child_with_policy_fail_fails_the_parent_and_cancels_the_rest(
         # With two threads, at most the one child beside `bad` had started: it ran to its end.
         children = [states[f"c{i}"] for i in range(CHILDREN)]
         assert children.count("cancelled") >= CHILDREN - 2 and set(children) <= {"cancelled", "succeeded"}, states
-    finally:
-        api.stop()
-        worker.stop()
