@@ -7,31 +7,12 @@ the fan-in (``offload.status.flows``) hands it to the promoter when its children
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from offload.errors import Conflict
 from offload.flows import FlowPlan
+from offload.publish.results import FlowSubmitted, SubmittedNode
 from offload.publish.sequence import SubmitSequence, message_body, record_fields
 from offload.status import now_ms
 from offload.status.flows import WAITING, NodeRecord
-
-
-@dataclass(frozen=True)
-class SubmittedNode:
-    """One node of a submitted flow: its name, job id and first state."""
-
-    name: str
-    job_id: str
-    state: str
-
-
-@dataclass(frozen=True)
-class FlowSubmitted:
-    """The answer to a flow submission; ``replayed`` when its idempotency key matched an earlier one."""
-
-    flow_id: str
-    nodes: list[SubmittedNode]
-    replayed: bool = False
 
 
 def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow") -> FlowSubmitted:

@@ -15,8 +15,8 @@ from typing import Any
 from offload.contracts import BUILT_IN, JobContract, Registry
 from offload.errors import BrokerUnavailable
 from offload.flows import new_flow_id, plan, plan_batch
-from offload.publish.flows import FlowSubmitted, submit_flow
-from offload.publish.results import BatchSubmitted, Submitted
+from offload.publish.flows import submit_flow
+from offload.publish.results import BatchSubmitted, FlowSubmitted, Submitted
 from offload.publish.sequence import SubmitSequence
 from offload.publish.transport import Transport
 from offload.settings import Settings
