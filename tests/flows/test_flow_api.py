@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 
 from offload.flows import MAX_DEPTH, MAX_NODES
@@ -166,3 +167,25 @@ def test_a_batch_is_a_flow_whose_then_job_runs_once_every_job_has_ended(api: Api
         "3": {"state": "failed", "error": {"code": "permanent_error", "message": "no"}},
     }
     assert api.as_("globex").get(f"/v1/flows/{accepted['id']}").status_code == 404
+
+
+def test_flow_requests_and_answers_match_the_openapi_document(api: Api) -> None:
+    document = api.get("/openapi.json").get_json()
+
+    def schema(name: str) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+
+    body = {"nodes": [*_sleeps(2), {"name": "all", "type": "system.gather", "needs": ["n0", {"node": "n1"}]}]}
+    jsonschema.validate(body, schema("FlowRequest"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {"nodes": [{"name": "a", "type": "system.noop", "needs": [{"node": "b", "x": 1}]}]}, schema("FlowRequest")
+        )
+    accepted = api.post("/v1/flows", json=body).get_json()
+    jsonschema.validate(accepted, schema("FlowAccepted"))
+    jsonschema.validate(api.get(f"/v1/flows/{accepted['id']}").get_json(), schema("Flow"))
+    jsonschema.validate(api.post(f"/v1/flows/{accepted['id']}/cancel").get_json(), schema("FlowCancelled"))
+    jsonschema.validate(api.get(f"/v1/flows/{accepted['id']}").get_json(), schema("Flow"))
+    batch = api.post("/v1/batches", json={"jobs": [{"type": "system.noop"}], "then": {"type": "system.gather"}})
+    jsonschema.validate(batch.get_json(), schema("BatchAccepted"))
+    jsonschema.validate(api.get(f"/v1/batches/{batch.get_json()['id']}").get_json(), schema("Batch"))

@@ -158,6 +158,16 @@ class JobPage(_Closed):
     next_cursor: str | None
 
 
+class FlowNodeAccepted(_Closed):
+    """One node of an accepted flow: its name, its job's id and first state (``waiting`` for a node with needs)."""
+
+    name: str
+    id: str
+    state: str
+    status_url: str
+    events_url: str
+
+
 class BatchAccepted(_Closed):
     """Answer to a batch submission."""
 
@@ -165,7 +175,9 @@ class BatchAccepted(_Closed):
     status_url: str
     events_url: str = Field(description="The batch's flow events: each job's changes, and its completion.")
     jobs: list[JobAccepted]
-    then: JobAccepted | None = Field(default=None, description="The job that runs once every job has ended.")
+    then: FlowNodeAccepted | None = Field(
+        default=None, description="The job that runs once every job has ended: the batch flow's node `then`."
+    )
 
 
 class BatchJob(_Closed):
@@ -190,16 +202,6 @@ class Batch(_Closed):
     created_at: int
     jobs: list[BatchJob]
     then: BatchJob | None = Field(default=None, description="The job that runs once every job has ended.")
-
-
-class FlowNodeAccepted(_Closed):
-    """One node of an accepted flow: its name, its job's id and first state (``waiting`` for a node with needs)."""
-
-    name: str
-    id: str
-    state: str
-    status_url: str
-    events_url: str
 
 
 class FlowAccepted(_Closed):

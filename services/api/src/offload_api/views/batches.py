@@ -59,6 +59,7 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
     }
     if submitted.then is not None:
         document["then"] = {
+            "name": "then",
             "id": submitted.then.job_id,
             "state": submitted.then.state,
             **job_links(submitted.then.job_id),
