@@ -115,7 +115,9 @@ def test_a_flow_is_followed_as_one_and_only_by_its_tenant(api: Api, worker) -> N
     assert response.headers["Location"] == accepted["status_url"]
     flow_id = accepted["id"]
     assert api.as_("globex").get(f"/v1/flows/{flow_id}").status_code == 404
+    assert api.as_("globex").get(f"/v1/flows/{flow_id}/events").status_code == 404
     assert api.as_("globex").post(f"/v1/flows/{flow_id}/cancel").status_code == 404
+    assert api.as_("admin").get(f"/v1/flows/{flow_id}").status_code == 200
     stream = api.get(f"/v1/flows/{flow_id}/events")  # reads until the flow event closes it
     events = _events(stream.get_data(as_text=True))
     assert events[0][0] == "snapshot" and events[-1][0] == "flow" and events[-1][1]["state"] == "succeeded"

@@ -54,7 +54,7 @@ def test_a_parent_runs_once_after_its_ten_children_though_their_worker_was_kille
     env: dict[str, str], logs: Path, publisher: Publisher
 ) -> None:
     with _stack(env, logs, threads=4) as (api, worker):
-        accepted = _submit(api, _children({"ms": 1500, "steps": 10}))
+        accepted = _submit(api, _children({"ms": 2500, "steps": 10}))
         ids = {node["name"]: node["id"] for node in accepted["nodes"]}
         # SIGKILL the worker while children run (some have reported progress, none has ended).
         wait_for(lambda: _flow(api, accepted["id"])["counts"].get("running", 0) >= 2, timeout=30, interval=0.02)
@@ -69,7 +69,7 @@ def test_a_parent_runs_once_after_its_ten_children_though_their_worker_was_kille
         parent = publisher.get(ids["parent"])
         children = [publisher.get(ids[f"c{i}"]) for i in range(CHILDREN)]
         assert parent is not None and all(child is not None for child in children)
-        assert parent.result == {"children": {f"c{i}": {"slept_ms": 1500} for i in range(CHILDREN)}}
+        assert parent.result == {"children": {f"c{i}": {"slept_ms": 2500} for i in range(CHILDREN)}}
         # exactly once: one attempt, one `running` in its history, after every child had ended
         history = [event["state"] for event in publisher.store.queries.history(ids["parent"])]
         assert parent.attempts == 1 and history == ["scheduled", "queued", "running", "succeeded"], history
