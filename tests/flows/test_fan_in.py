@@ -7,7 +7,6 @@ from typing import Any
 import redis
 
 from offload.publish import Publisher
-from offload.testing import wait_for
 from tests.support import RunningWorker
 
 
@@ -17,9 +16,10 @@ def _flow(publisher: Publisher, flow_id: str) -> dict[str, Any]:
     return flow
 
 
-def _ended(publisher: Publisher, flow_id: str, timeout: float = 20) -> dict[str, Any]:
-    wait_for(lambda: _flow(publisher, flow_id)["state"] != "running", timeout=timeout)
-    return _flow(publisher, flow_id)
+def _ended(publisher: Publisher, flow_id: str) -> dict[str, Any]:
+    flow = publisher.wait_flow(flow_id, timeout=20)
+    assert flow is not None and flow["state"] != "running", flow
+    return flow
 
 
 def test_a_parent_runs_after_its_children_and_gets_their_results(publisher: Publisher, worker: RunningWorker) -> None:
@@ -82,6 +82,15 @@ def test_a_failing_child_fails_its_parent_and_cancels_what_has_not_started(
         and parent.error_code == "child_failed"
         and parent.error_message == "Its child bad ended failed."
     )
+
+
+def test_a_flow_cancelled_through_the_sdk_cancels_what_has_not_started(publisher: Publisher) -> None:
+    body = {"nodes": [{"name": "a", "type": "system.noop"}, {"name": "b", "type": "system.gather", "needs": ["a"]}]}
+    flow_id = publisher.submit_flow(body, tenant="acme").flow_id  # no worker: nothing starts
+    assert publisher.cancel_flow(flow_id, tenant="globex") == ("missing", None, 0)
+    assert publisher.cancel_flow(flow_id, tenant="acme") == ("cancelled", "cancelled", 2)
+    assert publisher.cancel_flow(flow_id) == ("final", "cancelled", 0)
+    assert _ended(publisher, flow_id)["counts"] == {"cancelled": 2}
 
 
 def test_the_same_idempotency_key_answers_the_same_flow(publisher: Publisher, redis_client: redis.Redis) -> None:

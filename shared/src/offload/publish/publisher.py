@@ -156,6 +156,36 @@ class Publisher:
         """
         return self.store.flows.get(flow_id, tenant=tenant)
 
+    def wait_flow(self, flow_id: str, *, timeout: float = 30.0, tenant: str | None = None) -> dict[str, Any] | None:
+        """Block until the flow ends (or ``timeout`` seconds pass) and return its status, as :meth:`flow`.
+
+        Follows the flow's events channel rather than polling; None for an unknown flow.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            pubsub = self.store.flows.subscribe(flow_id)
+            try:
+                flow = self.store.flows.get(flow_id, tenant=tenant)
+                while flow is not None and flow["state"] == "running" and time.monotonic() < deadline:
+                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    flow = self.store.flows.get(flow_id, tenant=tenant)
+                return flow
+            finally:
+                pubsub.close()
+
+    def cancel_flow(self, flow_id: str, *, tenant: str | None = None) -> tuple[str, str | None, int]:
+        """Cancel every node of the flow that has not started: ``(outcome, flow state, nodes cancelled)``.
+
+        ``outcome``: ``cancelled``, ``final`` (the flow had ended) or ``missing`` (unknown, or another tenant's).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.flows.cancel(flow_id, tenant=tenant)
+
     def enqueue(
         self, prepared: PreparedJob, *, idempotency_key: str | None = None, deadline: float | None = None
     ) -> Submitted:

@@ -154,7 +154,7 @@ def get_flow(flow_id: str) -> Response:
 def cancel_flow(flow_id: str) -> Response:
     """Cancel what has not started; running nodes end as they will."""
     flow_id = flow_id[:64]
-    outcome, state, cancelled = services().store.flows.cancel(flow_id, tenant=caller().scope)
+    outcome, state, cancelled = services().publisher.cancel_flow(flow_id, tenant=caller().scope)
     if outcome == "missing":
         raise NotFound(f"Flow {flow_id!r} does not exist.")
     if outcome == "final":

@@ -158,8 +158,8 @@ local function retain(ttl)
 end
 
 -- Flows (status/flows.py): a flow is a hash `P:flow:<fid>` (tenant, state, pending: nodes not yet
--- ended, halted: '' or why the flow stopped, ttl ms, jobs: JSON list of every node's job id,
--- sinks: those no node needs) and a set `P:flow:<fid>:ended` of the node jobs whose ending was
+-- ended, halted: '' or why the flow stopped, ttl ms, nodes: JSON [[name, job id], ...], sinks:
+-- the job ids of the nodes no node needs) and a set `P:flow:<fid>:ended` of the node jobs whose ending was
 -- counted. A node with needs waits `scheduled` with no run time and `flow_waiting` = the children
 -- it still waits for; each child's record names its parents and the policy of each edge
 -- (`flow_parents`, JSON [[job id, 'fail'|'ignore'|'continue'], ...]). The fan-in runs here, in
@@ -208,9 +208,12 @@ local function halt_flow(fid, how, failing, reason)
     if node and (node.state == 'queued' or node.state == 'scheduled') then
       redis.call('ZREM', P .. ':scheduled', jid)
       local code, msg, state = 'cancelled', 'The job was cancelled before it ran: its flow was ' .. how .. '.', 'cancelled'
-      if jid == failing then code, msg, state = 'child_failed', reason, 'failed' end
-      transition(node, state, {'finished_at', now, 'cancel_requested', '1', 'error_code', code, 'error_message', msg},
-        {error = {code = code, message = msg}})
+      local fields = {'finished_at', now, 'cancel_requested', '1', 'error_code', code, 'error_message', msg}
+      if jid == failing then
+        code, msg, state = 'child_failed', reason, 'failed'
+        fields = {'finished_at', now, 'error_code', code, 'error_message', msg}
+      end
+      transition(node, state, fields, {error = {code = code, message = msg}})
       retain(f[2])
       ended = ended + 1
     end
