@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from offload.publish import Publisher
+from offload.testing import wait_for
 from tests.support import RunningWorker
 
 
@@ -91,6 +92,23 @@ def test_a_flow_cancelled_through_the_sdk_cancels_what_has_not_started(publisher
     assert publisher.cancel_flow(flow_id, tenant="acme") == ("cancelled", "cancelled", 2)
     assert publisher.cancel_flow(flow_id) == ("final", "cancelled", 0)
     assert _ended(publisher, flow_id)["counts"] == {"cancelled": 2}
+
+
+def test_a_flow_cancelled_while_a_node_runs_ends_cancelled_once_that_node_has_ended(
+    publisher: Publisher, worker: RunningWorker
+) -> None:
+    nodes = [
+        {"name": "a", "type": "system.sleep", "payload": {"ms": 1000}},
+        {"name": "b", "type": "system.noop", "options": {"delay": 30}},
+        {"name": "p", "type": "system.gather", "needs": ["a", "b"]},
+    ]
+    submitted = publisher.submit_flow({"nodes": nodes}, tenant="acme")
+    wait_for(lambda: _flow(publisher, submitted.flow_id)["counts"].get("running") == 1, timeout=10, interval=0.02)
+    assert publisher.cancel_flow(submitted.flow_id) == ("cancelled", "running", 2)
+    assert _flow(publisher, submitted.flow_id)["halted"] == "cancelled"
+    flow = _ended(publisher, submitted.flow_id)
+    states = {node["name"]: node["state"] for node in flow["nodes"]}
+    assert flow["state"] == "cancelled" and states == {"a": "succeeded", "b": "cancelled", "p": "cancelled"}
 
 
 def test_the_same_idempotency_key_answers_the_same_flow(publisher: Publisher, redis_client: redis.Redis) -> None:

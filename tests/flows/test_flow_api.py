@@ -135,7 +135,7 @@ def test_a_cancelled_flow_cancels_what_has_not_started(api: Api) -> None:
     response = api.post(f"/v1/flows/{flow_id}/cancel")
     assert response.status_code == 200 and response.get_json() == {"id": flow_id, "state": "cancelled", "cancelled": 3}
     flow = api.get(f"/v1/flows/{flow_id}").get_json()
-    assert flow["state"] == "cancelled" and flow["counts"] == {"cancelled": 3}
+    assert flow["state"] == "cancelled" and flow["halted"] == "cancelled" and flow["counts"] == {"cancelled": 3}
 
 
 def test_the_same_idempotency_key_and_body_answer_the_same_flow(api: Api) -> None:

@@ -228,6 +228,10 @@ class Flow(_Closed):
     id: str
     kind: Literal["flow", "batch"] = Field(description="A batch is a flow too (POST /v1/batches).")
     state: Literal["running", "succeeded", "failed", "cancelled"]
+    halted: Literal["failed", "cancelled"] | None = Field(
+        description="Set once a node failed behind a `fail` need, or the flow was cancelled: nothing more starts, "
+        "and the flow ends so once its running nodes have ended."
+    )
     total: int = Field(description="Nodes in the flow.")
     pending: int = Field(description="Nodes that have not ended yet.")
     progress: int = Field(description="0-100: the nodes' progress (an ended node counts as 100), averaged.")

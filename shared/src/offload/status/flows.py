@@ -187,6 +187,7 @@ def _status(raw: dict[str, str], nodes: list[list[str]], rows: list[list[str | N
         "id": raw["id"],
         "kind": raw.get("kind", "flow"),
         "state": raw["state"],
+        "halted": raw.get("halted") or None,
         "total": total,
         "pending": int(raw["pending"]),
         "progress": round(progress / total) if total else 100,

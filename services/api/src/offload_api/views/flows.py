@@ -140,7 +140,8 @@ def get_flow(flow_id: str) -> Response:
         "Cancel a flow",
         description=(
             "Cancels every node that has not started (waiting, queued or delayed); running nodes run to their end, "
-            "and no node starts after them. A flow that already ended is a 409."
+            "and no node starts after them: the flow is `halted` at once, and `cancelled` once they have ended. A "
+            "flow that already ended is a 409."
         ),
         tag="flows",
         responses={
