@@ -47,8 +47,11 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow")
             SubmittedNode(node.name, node.job.job_id, _first_state(record))
             for node, record in zip(flow.nodes, records, strict=True)
         ]
-        if outcome == "exists":
-            return FlowSubmitted(flow.flow_id, submitted, replayed=True)
+        if outcome == "exists":  # an idempotent replay: the nodes as they are now
+            current = store.flows.get(flow.flow_id, tenant=flow.tenant)
+            now = {node["name"]: node["state"] for node in current["nodes"]} if current is not None else {}
+            replayed = [SubmittedNode(node.name, node.job_id, now.get(node.name, node.state)) for node in submitted]
+            return FlowSubmitted(flow.flow_id, replayed, replayed=True)
         immediate = [node.job for node in flow.nodes if not node.needs and node.job.delay is None]
         sent = sequence.transport.publish_many(
             [
