@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
 import pytest
+from flask import Flask
 
 from offload.flows import MAX_DEPTH, MAX_NODES
-from tests.support import Api
+from tests.support import KEYS, Api
 
 
 def _sleeps(count: int, ms: int = 10) -> list[dict[str, Any]]:
@@ -124,9 +126,20 @@ def test_a_flow_is_followed_as_one_and_only_by_its_tenant(api: Api, worker) -> N
     assert ("node", "all", "succeeded") in [(name, data.get("node"), data.get("state")) for name, data in events]
     flow = api.get(f"/v1/flows/{flow_id}").get_json()
     assert flow["state"] == "succeeded" and flow["counts"] == {"succeeded": 4} and flow["pending"] == 0
-    assert api.get(f"/v1/jobs/{accepted['nodes'][3]['id']}").get_json()["result"]["children"]["n1"] == {"slept_ms": 10}
+    parent = api.get(f"/v1/jobs/{accepted['nodes'][3]['id']}").get_json()
+    assert parent["result"]["children"]["n1"] == {"slept_ms": 10} and parent["flow"] == {"id": flow_id, "node": "all"}
     again = api.post(f"/v1/flows/{flow_id}/cancel")
     assert again.status_code == 409 and again.get_json()["error"] == "invalid_state"
+
+
+def test_the_admin_job_page_names_the_flow(app: Flask, api: Api) -> None:
+    accepted = api.post("/v1/flows", json={"nodes": _sleeps(1)}).get_json()
+    client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/login").get_data(as_text=True))
+    assert token is not None
+    client.post("/admin/login", data={"key": KEYS["admin"], "csrf_token": token.group(1)})
+    html = client.get(f"/admin/jobs/{accepted['nodes'][0]['id']}").get_data(as_text=True)
+    assert f"<dt>Flow</dt><dd>{accepted['id']} (node n0)</dd>" in html
 
 
 def test_a_cancelled_flow_cancels_what_has_not_started(api: Api) -> None:

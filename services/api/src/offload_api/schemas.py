@@ -98,6 +98,13 @@ class HistoryEntry(_StateChange):
     at: int = Field(description="Milliseconds since the epoch.")
 
 
+class JobFlow(_Closed):
+    """The flow a job is a node of: the flow's id and the node's name."""
+
+    id: str
+    node: str
+
+
 class Job(_Closed):
     """A job's record."""
 
@@ -122,6 +129,7 @@ class Job(_Closed):
     batch_id: str | None
     parent_id: str | None
     callback_url: str | None
+    flow: JobFlow | None = Field(description="The flow the job is a node of (POST /v1/flows, or a batch), if any.")
     then: list[str]
     webhook_id: str | None = Field(description="The delivery job calling callback_url back, once the job ended.")
     seq: int
