@@ -92,7 +92,7 @@ def plan(body: Any, *, preparer: Preparer, tenant: str, flow_id: str) -> FlowPla
             raise _invalid(f"nodes[{index}].name", "unique", f"is the name of nodes[{names[name]}] too")
         names[name] = index
     needs = [_needs(node, index, names) for index, node in enumerate(nodes)]
-    _check_acyclic([name for name in names], needs)
+    _check_acyclic(list(names), needs)
     planned = []
     for index, node in enumerate(nodes):
         name = node["name"]
@@ -244,8 +244,14 @@ def _check_acyclic(names: Sequence[str], needs: Sequence[tuple[tuple[str, Policy
             if waiting[parent] == 0:
                 ready.append(parent)
     if done < len(names):
-        stuck = min(index for index, count in enumerate(waiting) if count > 0)
-        raise _invalid(f"nodes[{stuck}].needs", "cycle", f"makes a cycle: {names[stuck]!r} would wait for itself")
+        # Each node left waits for another one left: walking such needs from any of them must come
+        # back to a node already seen, which is on a cycle.
+        seen: set[int] = set()
+        node = min(index for index, count in enumerate(waiting) if count > 0)
+        while node not in seen:
+            seen.add(node)
+            node = next(index_of[need] for need, _ in needs[node] if waiting[index_of[need]] > 0)
+        raise _invalid(f"nodes[{node}].needs", "cycle", f"makes a cycle: {names[node]!r} would wait for itself")
 
 
 def _invalid(path: str, rule: str, problem: str) -> ValidationFailed:
