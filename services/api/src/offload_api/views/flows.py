@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from offload.errors import InvalidState, NotFound
+from offload.flows import MAX_DEPTH, MAX_NODES
 from offload.status import iso
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
@@ -77,7 +78,8 @@ def find_flow(flow_id: str) -> dict[str, Any]:
             "is cancelled), `ignore` (this node runs without it) or `continue` (this node runs with the failure "
             "in its child results). Every node is validated first, as `POST /v1/jobs` validates a job (all or "
             "none): a 422 names the node (`nodes[6].payload.ms`), a cycle, an unknown need, or a flow of more "
-            "than 1,000 nodes or 50 levels. Each node's job id derives from the flow's id and the node's name; "
+            f"than {MAX_NODES:,} nodes or {MAX_DEPTH} levels. Each node's job id derives from the flow's id and "
+            "the node's name; "
             "with an `Idempotency-Key` the flow's id derives from the key, so the same key and body answer the "
             "same flow (200) and record nothing new, and another body is a 409."
         ),
