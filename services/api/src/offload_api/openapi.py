@@ -26,6 +26,7 @@ from pydantic.json_schema import models_json_schema
 from offload.contracts import JobContract, Registry
 from offload.contracts.push import NewPushSubscription
 from offload.contracts.registered import RegisteredContract
+from offload.flows import MAX_NODES, NAME, POLICIES
 from offload.submission import JobOptions
 from offload.user_schedules import ScheduleRequest
 from offload_api.admission import EXEMPT
@@ -44,6 +45,8 @@ _PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 TAGS = {
     "jobs": "Submit jobs and follow them (their record, event stream and log), cancel and retry them; statistics.",
     "batches": "Many jobs in one request, validated all or none, and followed as one.",
+    "flows": "Graphs of jobs in one request: a node runs once the nodes it needs have ended, and reads their "
+    "results; followed, streamed and cancelled as one.",
     "files": "Uploads that image jobs take as their source, and downloads of jobs' outputs by signed link.",
     "webhooks": "The secret your tenant's webhook deliveries are signed with (the deliveries are under `webhooks`).",
     "push": "Web push: browsers' subscriptions per user, and the VAPID public key they subscribe with "
@@ -178,9 +181,69 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
                     "items": {"$ref": REF.format(model="JobRequest")},
                     "minItems": 1,
                     "maxItems": max_batch,
-                }
+                },
+                "then": {
+                    "$ref": REF.format(model="JobRequest"),
+                    "description": "A job to run once every job of the batch has ended (it reads their results).",
+                },
             },
             "required": ["jobs"],
+            "additionalProperties": False,
+        },
+        **_flow_schemas(),
+    }
+
+
+def _flow_schemas() -> dict[str, Any]:
+    """``FlowRequest``: nodes, each a job submission with a name and the nodes it needs (``offload.flows``)."""
+    need = {
+        "oneOf": [
+            {"type": "string", "description": "Another node's name; its failure fails this node (on_failure: fail)."},
+            {
+                "type": "object",
+                "properties": {
+                    "node": {"type": "string", "description": "Another node's name."},
+                    "on_failure": {
+                        "type": "string",
+                        "enum": list(POLICIES),
+                        "default": "fail",
+                        "description": "If that node does not succeed: fail this node and cancel what has not "
+                        "started (fail), run without its result (ignore), or run with its failure in "
+                        "ctx.child_results (continue).",
+                    },
+                },
+                "required": ["node"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    node = {
+        "type": "object",
+        "description": "A job of the flow: a job submission (type, payload, options as in JobRequest) with a name, "
+        "unique in the flow, and the nodes it needs; it starts once they have all ended.",
+        "properties": {
+            "name": {"type": "string", "pattern": NAME.pattern},
+            "type": {"type": "string", "description": "The job type (see GET /v1/job-types)."},
+            "payload": {"type": "object", "description": "The payload, as the type's schema says (see JobRequest)."},
+            "options": {"$ref": REF.format(model="JobOptions")},
+            "needs": {"type": "array", "items": need, "default": []},
+        },
+        "required": ["name", "type"],
+        "additionalProperties": False,
+    }
+    return {
+        "FlowNodeRequest": node,
+        "FlowRequest": {
+            "type": "object",
+            "properties": {
+                "nodes": {
+                    "type": "array",
+                    "items": {"$ref": REF.format(model="FlowNodeRequest")},
+                    "minItems": 1,
+                    "maxItems": MAX_NODES,
+                }
+            },
+            "required": ["nodes"],
             "additionalProperties": False,
         },
     }

@@ -98,6 +98,13 @@ class HistoryEntry(_StateChange):
     at: int = Field(description="Milliseconds since the epoch.")
 
 
+class JobFlow(_Closed):
+    """The flow a job is a node of: the flow's id and the node's name."""
+
+    id: str
+    node: str
+
+
 class Job(_Closed):
     """A job's record."""
 
@@ -122,6 +129,7 @@ class Job(_Closed):
     batch_id: str | None
     parent_id: str | None
     callback_url: str | None
+    flow: JobFlow | None = Field(description="The flow the job is a node of (POST /v1/flows, or a batch), if any.")
     then: list[str]
     webhook_id: str | None = Field(description="The delivery job calling callback_url back, once the job ended.")
     seq: int
@@ -158,12 +166,26 @@ class JobPage(_Closed):
     next_cursor: str | None
 
 
+class FlowNodeAccepted(_Closed):
+    """One node of an accepted flow: its name, its job's id and first state (``waiting`` for a node with needs)."""
+
+    name: str
+    id: str
+    state: str
+    status_url: str
+    events_url: str
+
+
 class BatchAccepted(_Closed):
     """Answer to a batch submission."""
 
     id: str
     status_url: str
+    events_url: str = Field(description="The batch's flow events: each job's changes, and its completion.")
     jobs: list[JobAccepted]
+    then: FlowNodeAccepted | None = Field(
+        default=None, description="The job that runs once every job has ended: the batch flow's node `then`."
+    )
 
 
 class BatchJob(_Closed):
@@ -177,6 +199,9 @@ class Batch(_Closed):
     """A batch's aggregate status."""
 
     id: str
+    state: Literal["running", "succeeded", "failed", "cancelled"] = Field(
+        description="As a flow's: running until every job (and then) has ended."
+    )
     total: int
     finished: int
     done: bool
@@ -184,6 +209,52 @@ class Batch(_Closed):
     counts: dict[str, int]
     created_at: int
     jobs: list[BatchJob]
+    then: BatchJob | None = Field(default=None, description="The job that runs once every job has ended.")
+
+
+class FlowAccepted(_Closed):
+    """Answer to a flow submission."""
+
+    id: str
+    status_url: str
+    events_url: str
+    nodes: list[FlowNodeAccepted]
+
+
+class FlowNode(_Closed):
+    """One node of a flow: its name, its job's id and its job's state (``waiting`` while it waits for its needs)."""
+
+    name: str
+    job_id: str
+    state: str
+    progress: int = Field(description="0-100; an ended node counts as 100.")
+
+
+class Flow(_Closed):
+    """A flow's status: ``running`` until every node has ended, then ``succeeded``, ``failed`` or ``cancelled``."""
+
+    id: str
+    kind: Literal["flow", "batch"] = Field(description="A batch is a flow too (POST /v1/batches).")
+    state: Literal["running", "succeeded", "failed", "cancelled"]
+    halted: Literal["failed", "cancelled"] | None = Field(
+        description="Set once a node failed behind a `fail` need, or the flow was cancelled: nothing more starts, "
+        "and the flow ends so once its running nodes have ended."
+    )
+    total: int = Field(description="Nodes in the flow.")
+    pending: int = Field(description="Nodes that have not ended yet.")
+    progress: int = Field(description="0-100: the nodes' progress (an ended node counts as 100), averaged.")
+    counts: dict[str, int] = Field(description="Nodes per state (`waiting` for those waiting for their needs).")
+    created_at: int
+    finished_at: int | None
+    nodes: list[FlowNode]
+
+
+class FlowCancelled(_Closed):
+    """Answer to a flow's cancel: the flow's state now, and how many nodes that had not started were cancelled."""
+
+    id: str
+    state: str
+    cancelled: int
 
 
 class JobType(_Closed):
@@ -406,6 +477,16 @@ class Readiness(_Closed):
 _AT = "When it happened, ISO 8601 UTC."
 
 
+class FlowNodeEvent(_Closed):
+    """A node of the flow changed state (``node`` event)."""
+
+    kind: Literal["node"]
+    node: str
+    job_id: str
+    state: str
+    at: str | None = Field(description=_AT)
+
+
 class StateEvent(_StateChange):
     """A ``state`` event: the job moved to ``state``. A terminal state carries the whole job."""
 
@@ -469,6 +550,10 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     JobPage,
     BatchAccepted,
     Batch,
+    FlowAccepted,
+    Flow,
+    FlowCancelled,
+    FlowNodeEvent,
     JobTypeList,
     WebhookSecret,
     VapidPublicKey,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from offload.contracts._base import JobContract, Payload, RetryPolicy
@@ -45,6 +47,16 @@ class FailPayload(Payload):
     )
 
 
+class GatherPayload(Payload):
+    """Nothing to configure: the node's children are its input."""
+
+
+class GatherResult(BaseModel):
+    """What ``system.gather`` returns: its flow children's results by node name."""
+
+    children: dict[str, Any]
+
+
 NOOP = JobContract(
     name="system.noop",
     queue=SYSTEM_QUEUE,
@@ -74,4 +86,14 @@ FAIL = JobContract(
     time_limit=10,
 )
 
-CONTRACTS = (NOOP, SLEEP, FAIL)
+GATHER = JobContract(
+    name="system.gather",
+    queue=SYSTEM_QUEUE,
+    payload=GatherPayload,
+    result=GatherResult,
+    description="Returns its flow children's results by node name: a flow's fan-in step, a batch's completion.",
+    retry=RetryPolicy(max_retries=2, min_backoff=0.5, max_backoff=5),
+    time_limit=30,
+)
+
+CONTRACTS = (NOOP, SLEEP, FAIL, GATHER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from offload.publish.amqp import ConfirmingPublisher
 from offload.publish.publisher import Publisher
-from offload.publish.results import BatchSubmitted, Submitted
+from offload.publish.results import BatchSubmitted, FlowSubmitted, Submitted, SubmittedNode
 from offload.publish.transport import MemoryTransport, Transport
 from offload.wire import WIRE_VERSION, WireMessage, encode_message
 
@@ -12,9 +12,11 @@ __all__ = [
     "WIRE_VERSION",
     "BatchSubmitted",
     "ConfirmingPublisher",
+    "FlowSubmitted",
     "MemoryTransport",
     "Publisher",
     "Submitted",
+    "SubmittedNode",
     "Transport",
     "WireMessage",
     "encode_message",

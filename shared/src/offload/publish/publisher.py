@@ -9,14 +9,14 @@ job-type catalogue (:mod:`offload.submission`), then hands it to the submit sequ
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from offload import problems
 from offload.contracts import BUILT_IN, JobContract, Registry
-from offload.errors import BrokerUnavailable, ValidationFailed
-from offload.publish.results import BatchSubmitted, Submitted
+from offload.errors import BrokerUnavailable
+from offload.flows import new_flow_id, plan, plan_batch
+from offload.publish.flows import submit_flow
+from offload.publish.results import BatchSubmitted, FlowSubmitted, Submitted
 from offload.publish.sequence import SubmitSequence
 from offload.publish.transport import Transport
 from offload.settings import Settings
@@ -25,7 +25,7 @@ from offload.submission import PreparedJob, Preparer
 from offload.urls import UrlPolicy
 from offload.wire import WireMessage
 
-__all__ = ["BatchSubmitted", "Publisher", "Submitted"]
+__all__ = ["BatchSubmitted", "FlowSubmitted", "Publisher", "Submitted"]
 
 
 class Publisher:
@@ -107,29 +107,84 @@ class Publisher:
         prepared = self.preparer.prepare(body, tenant=tenant)
         return self.enqueue(prepared, idempotency_key=idempotency_key, deadline=deadline)
 
-    def submit_batch(self, bodies: Sequence[Any], *, tenant: str) -> BatchSubmitted:
+    def submit_batch(self, bodies: Sequence[Any], *, tenant: str, then: Any = None) -> BatchSubmitted:
         """Validate every submission first (all or none), then record and publish them together.
 
+        A batch is a flow whose jobs need nothing (see :func:`offload.flows.plan_batch`); with
+        ``then`` (a job submission), that job runs once every job of the batch has ended, and
+        reads each one's result or failure in ``ctx.child_results`` (by index).
+
         Raises:
-            ValidationFailed: one submission is invalid; the field path starts with ``jobs[i]``.
-            BrokerUnavailable: some messages were not confirmed; those jobs were withdrawn.
+            ValidationFailed: one submission is invalid; the field path starts with ``jobs[i]`` (or ``then``).
+            UnknownJobType: a job's type is unknown.
+            QuotaExceeded: a quota is used up (nothing was recorded).
+            BrokerUnavailable: some messages were not confirmed; the batch was withdrawn.
             StatusStoreUnavailable: Redis is unavailable.
         """
-        batch_id = str(uuid.uuid4())
-        prepared = []
-        for index, body in enumerate(bodies):
+        flow = plan_batch(bodies, then=then, preparer=self.preparer, tenant=tenant, flow_id=new_flow_id(tenant, None))
+        submitted = submit_flow(self.sequence, flow, kind="batch")
+        self.batches.remember(flow.flow_id)
+        jobs = [Submitted(node.job_id, node.state) for node in submitted.nodes if node.name != "then"]
+        then_job = next((Submitted(node.job_id, node.state) for node in submitted.nodes if node.name == "then"), None)
+        return BatchSubmitted(submitted.flow_id, jobs, then_job)
+
+    def submit_flow(self, body: Any, *, tenant: str, idempotency_key: str | None = None) -> FlowSubmitted:
+        """Submit a flow, ``{"nodes": [...]}`` (see :mod:`offload.flows` for its shape), validated first (all or none).
+
+        The nodes that need nothing are published at once; each other node starts when the nodes
+        it needs have ended. With an ``idempotency_key`` the flow's id (and so every node's job
+        id) derives from it: submitting it again answers the same flow and records nothing new.
+
+        Raises:
+            ValidationFailed: the flow's shape or a node is invalid; the field path starts with ``nodes[i]``.
+            UnknownJobType: a node's type is unknown.
+            QuotaExceeded: a quota is used up (nothing was recorded).
+            Conflict: ``idempotency_key`` was used with another flow.
+            BrokerUnavailable: a message was not confirmed (the flow is failed).
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        flow = plan(body, preparer=self.preparer, tenant=tenant, flow_id=new_flow_id(tenant, idempotency_key))
+        return submit_flow(self.sequence, flow)
+
+    def flow(self, flow_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The flow's status (state, counts per state, each node's job id and state), or None.
+
+        None for an unknown flow, or (with ``tenant``) another tenant's.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.flows.get(flow_id, tenant=tenant)
+
+    def wait_flow(self, flow_id: str, *, timeout: float = 30.0, tenant: str | None = None) -> dict[str, Any] | None:
+        """Block until the flow ends (or ``timeout`` seconds pass) and return its status, as :meth:`flow`.
+
+        Follows the flow's events channel rather than polling; None for an unknown flow.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            pubsub = self.store.flows.subscribe(flow_id)
             try:
-                prepared.append(self.preparer.prepare(body, tenant=tenant, batch_id=batch_id))
-            except ValidationFailed as exc:
-                fields = problems.nested(exc.errors, f"jobs[{index}]")
-                raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
-        errors = self.sequence.enqueue_batch(
-            prepared, then=lambda: self.batches.create(batch_id, tenant=tenant, job_ids=[p.job_id for p in prepared])
-        )
-        failed = [error for error in errors if error is not None]
-        if failed:
-            raise failed[0]
-        return BatchSubmitted(batch_id, [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared])
+                flow = self.store.flows.get(flow_id, tenant=tenant)
+                while flow is not None and flow["state"] == "running" and time.monotonic() < deadline:
+                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    flow = self.store.flows.get(flow_id, tenant=tenant)
+                return flow
+            finally:
+                pubsub.close()
+
+    def cancel_flow(self, flow_id: str, *, tenant: str | None = None) -> tuple[str, str | None, int]:
+        """Cancel every node of the flow that has not started: ``(outcome, flow state, nodes cancelled)``.
+
+        ``outcome``: ``cancelled``, ``final`` (the flow had ended) or ``missing`` (unknown, or another tenant's).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.flows.cancel(flow_id, tenant=tenant)
 
     def enqueue(
         self, prepared: PreparedJob, *, idempotency_key: str | None = None, deadline: float | None = None

@@ -20,3 +20,23 @@ class BatchSubmitted:
 
     batch_id: str
     jobs: list[Submitted]
+    #: The job that runs once the batch's jobs have ended, if one was asked for.
+    then: Submitted | None = None
+
+
+@dataclass(frozen=True)
+class SubmittedNode:
+    """One node of a submitted flow: its name, job id and first state."""
+
+    name: str
+    job_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class FlowSubmitted:
+    """The answer to a flow submission; ``replayed`` when its idempotency key matched an earlier one."""
+
+    flow_id: str
+    nodes: list[SubmittedNode]
+    replayed: bool = False

@@ -114,6 +114,19 @@ def record_fields(
     return fields
 
 
+def message_body(prepared: PreparedJob, *, created_at: int) -> bytes:
+    """The job's Dramatiq message, stamped with its record's ``created_at`` (what ``stored_message`` rebuilds)."""
+    return encode_message(
+        job_id=prepared.job_id,
+        job_type=prepared.contract.name,
+        queue=prepared.contract.queue,
+        payload=prepared.payload.model_dump(mode="json"),
+        tenant=prepared.tenant,
+        broker_priority=prepared.priority.broker_priority,
+        timestamp_ms=created_at,
+    )
+
+
 class SubmitSequence:
     """Records and publishes prepared jobs for every entrance (HTTP, the SDK, schedules, follow-ups).
 
@@ -235,16 +248,7 @@ class SubmitSequence:
 
     def _record(self, prepared: PreparedJob, idempotency_key: str | None) -> bytes | Submitted:
         created_at = now_ms()
-        payload = prepared.payload.model_dump(mode="json")
-        body = encode_message(
-            job_id=prepared.job_id,
-            job_type=prepared.contract.name,
-            queue=prepared.contract.queue,
-            payload=payload,
-            tenant=prepared.tenant,
-            broker_priority=prepared.priority.broker_priority,
-            timestamp_ms=created_at,
-        )
+        body = message_body(prepared, created_at=created_at)
         fields = record_fields(prepared, created_at=created_at, idempotency_key=idempotency_key)
         scheduled_for = created_at + int(prepared.delay * 1000) if prepared.delay is not None else None
         created = self.store.lifecycle.create(

@@ -1,41 +1,46 @@
-"""Batches: a named list of job ids whose status is the aggregate of its jobs'."""
+"""Batches: many jobs submitted together and followed as one; each batch is a flow of kind ``batch``.
+
+A batch's jobs are the nodes of a flow (``offload.status.flows``) that need nothing, named by
+their index; an optional last node, ``then``, needs them all and runs when they have ended. So
+a batch has the flow's completion: its state, its ``flow`` event on ``/v1/flows/{id}/events``,
+and its fan-in. This module only reads a flow as a batch, and keeps the admin page's list of
+recent batches.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
+from offload.status.flows import WAITING
 from offload.status.scripts import now_ms, redis_errors
 from offload.status.states import JobState
 from offload.status.store import StatusStore
 
+#: The states of a batch's job that are not finished (a ``then`` node waits as ``waiting``).
+_UNFINISHED = {JobState.QUEUED.value, JobState.SCHEDULED.value, JobState.RUNNING.value, JobState.RETRYING.value}
+
 
 class BatchStore:
-    """Batches: a named list of job ids whose status is the aggregate of its jobs'.
+    """Batches: flows of kind ``batch``, read in the shape ``GET /v1/batches/{id}`` answers.
 
     Args:
         store: the job status store whose client and prefix it shares.
-        ttl: seconds a batch is remembered (the longest record retention).
+        ttl: seconds a batch is listed on the admin page (the longest record retention).
     """
 
     def __init__(self, store: StatusStore, *, ttl: int) -> None:
         self.store = store
         self.ttl = ttl
 
-    def create(self, batch_id: str, *, tenant: str, job_ids: list[str]) -> None:
-        """Remember a batch and its jobs.
+    def remember(self, batch_id: str) -> None:
+        """List a new batch among the recent ones (the admin page's), dropping those past the TTL.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        key = self.store.keys.batch(batch_id)
+        recent = self.store.keys.batches
         with redis_errors():
             pipe = self.store.client.pipeline(transaction=True)
-            pipe.hset(
-                key, mapping={"id": batch_id, "tenant": tenant, "created_at": now_ms(), "jobs": json.dumps(job_ids)}
-            )
-            pipe.expire(key, self.ttl)
-            recent = self.store.keys.batches  # newest first, for the admin page; trimmed to the TTL
             pipe.zadd(recent, {batch_id: now_ms()})
             pipe.zremrangebyscore(recent, "-inf", now_ms() - self.ttl * 1000)
             pipe.execute()
@@ -55,37 +60,31 @@ class BatchStore:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        with redis_errors():
-            raw = cast(dict[str, str], self.store.client.hgetall(self.store.keys.batch(batch_id)))
-            if not raw or (tenant is not None and raw.get("tenant") != tenant):
-                return None
-            job_ids: list[str] = json.loads(raw["jobs"])
-            pipe = self.store.client.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.hmget(self.store.keys.job(job_id), "state", "progress")
-            rows = pipe.execute()
-        return _aggregate(raw, job_ids, rows)
+        flow = self.store.flows.get(batch_id, tenant=tenant)
+        if flow is None or flow["kind"] != "batch":
+            return None
+        return _as_batch(flow)
 
 
-def _aggregate(raw: dict[str, str], job_ids: list[str], rows: list[list[str | None]]) -> dict[str, Any]:
+def _as_batch(flow: dict[str, Any]) -> dict[str, Any]:
+    jobs = [node for node in flow["nodes"] if node["name"] != "then"]
+    then = next((node for node in flow["nodes"] if node["name"] == "then"), None)
     counts = {state.value: 0 for state in JobState}
-    jobs = []
-    progress = 0.0
-    for job_id, (state, percent) in zip(job_ids, rows, strict=True):
-        state = state or "expired"
-        counts[state] = counts.get(state, 0) + 1
-        done = state in {s.value for s in JobState if s.terminal} or state == "expired"
-        progress += 100.0 if done else float(percent or 0)
-        jobs.append({"id": job_id, "state": state})
-    total = len(job_ids)
-    finished = sum(n for state, n in counts.items() if state not in {"queued", "scheduled", "running", "retrying"})
-    return {
-        "id": raw["id"],
+    for node in jobs:
+        counts[node["state"]] = counts.get(node["state"], 0) + 1
+    total = len(jobs)
+    finished = sum(1 for node in jobs if node["state"] not in _UNFINISHED and node["state"] != WAITING)
+    document: dict[str, Any] = {
+        "id": flow["id"],
+        "state": flow["state"],
         "total": total,
         "finished": finished,
         "done": finished == total,
-        "progress": round(progress / total) if total else 100,
+        "progress": round(sum(node["progress"] for node in jobs) / total) if total else 100,
         "counts": counts,
-        "created_at": int(raw["created_at"]),
-        "jobs": jobs,
+        "created_at": flow["created_at"],
+        "jobs": [{"id": node["job_id"], "state": node["state"]} for node in jobs],
     }
+    if then is not None:
+        document["then"] = {"id": then["job_id"], "state": then["state"]}
+    return document

@@ -134,16 +134,27 @@ class Keys:
         name = message_id if len(message_id) <= _MAX_NAMED_ID else hashlib.sha256(message_id.encode()).hexdigest()
         return f"{self.prefix}:dead-letter:{name}"
 
-    # Batches, uploads and side effects.
-
-    def batch(self, batch_id: str) -> str:
-        """The hash of one batch: its tenant, creation time and job ids."""
-        return f"{self.prefix}:batch:{batch_id}"
+    # Flows, batches, uploads and side effects.
 
     @property
     def batches(self) -> str:
         """The sorted set of recent batch ids by creation time (the admin page's)."""
         return f"{self.prefix}:batches"
+
+    def flow(self, flow_id: str) -> str:
+        """The hash of one flow: tenant, state, nodes pending, its nodes' names and job ids.
+
+        Also built in ``lua/_prelude.lua`` (the flows section) and ``lua/flow_*.lua``.
+        """
+        return f"{self.prefix}:flow:{flow_id}"
+
+    def flow_ended(self, flow_id: str) -> str:
+        """The set of a flow's node jobs whose ending its fan-in counted (also built in ``lua/_prelude.lua``)."""
+        return f"{self.flow(flow_id)}:ended"
+
+    def flow_events(self, flow_id: str) -> str:
+        """The pub/sub channel of a flow's changes (also built in ``lua/_prelude.lua``)."""
+        return f"{self.prefix}:flow-events:{flow_id}"
 
     def upload(self, upload_id: str) -> str:
         """The hash of one upload's record."""

@@ -55,6 +55,9 @@ class JobRecord:
     batch_id: str | None
     parent_id: str | None
     callback_url: str | None
+    #: The flow the job is a node of (``offload.flows``), and its node's name there.
+    flow_id: str | None
+    flow_node: str | None
     payload: Any
     follow_ups: list[dict[str, Any]]
 
@@ -87,6 +90,8 @@ class JobRecord:
             batch_id=raw.get("batch_id") or None,
             parent_id=raw.get("parent_id") or None,
             callback_url=raw.get("callback_url") or None,
+            flow_id=raw.get("flow_id") or None,
+            flow_node=raw.get("flow_node") or None,
             payload=payload,
             follow_ups=_json(raw.get("then")) or [],
         )
@@ -115,6 +120,7 @@ class JobRecord:
             "batch_id": self.batch_id,
             "parent_id": self.parent_id,
             "callback_url": self.callback_url,
+            "flow": {"id": self.flow_id, "node": self.flow_node} if self.flow_id else None,
             "then": [f["type"] for f in self.follow_ups],
             "webhook_id": self.webhook_id,
             "seq": self.seq,

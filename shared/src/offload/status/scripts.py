@@ -31,6 +31,9 @@ _SCRIPTS = (
     "migrate",
     "claim_outbox",
     "log",
+    "flow_create",
+    "flow_cancel",
+    "flow_abort",
 )
 
 

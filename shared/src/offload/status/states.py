@@ -28,7 +28,7 @@ TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, J
 #: The transitions the Lua scripts allow; documented here and checked against them in tests.
 TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
     None: frozenset({JobState.QUEUED, JobState.SCHEDULED}),
-    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLED}),
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
     JobState.RUNNING: frozenset(
         {JobState.RUNNING, JobState.SUCCEEDED, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED, JobState.DEAD}

@@ -143,6 +143,19 @@ class JobContext:
         if self._metrics is not None:
             self._metrics.event(self.queue, self.job_type, event)
 
+    @property
+    def child_results(self) -> dict[str, Any]:
+        """What this flow node's children left it, by node name (``{}`` for a job that is no such node).
+
+        A succeeded child's result; a child that did not succeed behind a ``continue`` edge as
+        ``{"state", "error": {"code", "message"}}``; one behind an ``ignore`` edge is left out
+        (see :mod:`offload.flows`). Read from the children's records when asked.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable (the attempt is retried).
+        """
+        return self.store.flows.child_results(self.job_id)
+
     def parent_result(self) -> Any:
         """The result of the job this one follows up (``None`` when there is no parent)."""
         if not self.parent_id:

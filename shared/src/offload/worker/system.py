@@ -1,11 +1,23 @@
-"""The system job types every worker serves (``system.noop``, ``system.sleep``, ``system.fail``)."""
+"""The system job types every worker serves (``system.noop``, ``system.sleep``, ``system.fail``, ``system.gather``)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from offload.contracts.system import FAIL, NOOP, SLEEP, FailPayload, NoopPayload, NoopResult, SleepPayload, SleepResult
+from offload.contracts.system import (
+    FAIL,
+    GATHER,
+    NOOP,
+    SLEEP,
+    FailPayload,
+    GatherPayload,
+    GatherResult,
+    NoopPayload,
+    NoopResult,
+    SleepPayload,
+    SleepResult,
+)
 from offload.errors import PermanentJobError, TransientJobError
 from offload.jobs import JobType, job
 from offload.worker.context import JobContext
@@ -47,5 +59,11 @@ def fail(ctx: JobContext, payload: FailPayload) -> None:
     raise TransientJobError(payload.message)
 
 
+@job(GATHER)
+def gather(ctx: JobContext, _payload: GatherPayload) -> GatherResult:
+    """Return the flow children's results (``ctx.child_results``) as this node's own."""
+    return GatherResult(children=ctx.child_results)
+
+
 #: The system job types; every worker serves these besides its own.
-SYSTEM_JOBS: tuple[JobType[Any, Any], ...] = (noop, sleep, fail)
+SYSTEM_JOBS: tuple[JobType[Any, Any], ...] = (noop, sleep, fail, gather)

@@ -10,6 +10,7 @@ from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
+from offload_api.views.flows import flow_links
 from offload_api.views.jobs import job_links, public_base
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
@@ -23,7 +24,10 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
         description=(
             "Validates every job first: if one is invalid none is submitted, and the 422 names the job's index in "
             "each field (`jobs[2].payload.to`). Then records and publishes them together, and answers the batch's "
-            "id and each job's."
+            "id and each job's. A batch is a flow whose jobs need nothing (its id is the flow's): it ends when "
+            "every job has, with a `flow` event on `GET /v1/flows/{id}/events` (its `events_url`). With `then` (a "
+            "job submission), that job runs once every job of the batch has ended, succeeded or not, and reads "
+            'each one\'s result or failure (`ctx.child_results`, by index: `"0"`, `"1"`, ...).'
         ),
         request="BatchRequest",
         tag="batches",
@@ -45,22 +49,30 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
     problem = _shape_problem(body, limit)
     if problem is not None:
         raise ValidationFailed(f'The body must be {{"jobs": [...]}} with 1 to {limit} jobs.', errors=[problem])
-    submitted = services().publisher.submit_batch(body["jobs"], tenant=caller().tenant)
+    submitted = services().publisher.submit_batch(body["jobs"], tenant=caller().tenant, then=body.get("then"))
     url = f"{public_base()}/v1/batches/{submitted.batch_id}"
-    document = {
+    document: dict[str, object] = {
         "id": submitted.batch_id,
         "status_url": url,
+        "events_url": flow_links(submitted.batch_id)["events_url"],
         "jobs": [{"id": job.job_id, "state": job.state, **job_links(job.job_id)} for job in submitted.jobs],
     }
+    if submitted.then is not None:
+        document["then"] = {
+            "name": "then",
+            "id": submitted.then.job_id,
+            "state": submitted.then.state,
+            **job_links(submitted.then.job_id),
+        }
     return jsonify(document), 202, {"Location": url}
 
 
 def _shape_problem(body: object, limit: int) -> dict[str, object] | None:
-    """What is wrong with the batch's envelope (``{"jobs": [...]}``, 1 to ``limit`` jobs), or None."""
+    """What is wrong with the batch's envelope (``{"jobs": [...], "then": {...}}``, 1 to ``limit`` jobs), or None."""
     expected = f"a list of 1-{limit} job submissions"
     if not isinstance(body, dict):
         return problems.in_body("body", "dict_type", 'must be {"jobs": [...]}')
-    extra = sorted(set(body) - {"jobs"})
+    extra = sorted(set(body) - {"jobs", "then"})
     if extra:
         return problems.located((extra[0],), "extra_forbidden", "not a member of a batch")
     if "jobs" not in body:
@@ -80,7 +92,10 @@ def _shape_problem(body: object, limit: int) -> dict[str, object] | None:
 @documented(
     Operation(
         "Get a batch's aggregate status",
-        description="Counts per state, overall progress (a finished job counts as 100) and each job's state.",
+        description=(
+            "Counts per state, overall progress (a finished job counts as 100) and each job's state; the batch's "
+            "state as a flow's (`running` until every job, and `then`, has ended), and its `then` job if any."
+        ),
         tag="batches",
         responses={
             200: ("Counts per state, overall progress and each job's state.", "Batch"),

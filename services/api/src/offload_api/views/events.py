@@ -8,7 +8,7 @@ job's ``seq``, so a client that reconnects with ``Last-Event-ID`` misses nothing
 
 A stream of a job that has ended sends what follows ``Last-Event-ID`` (possibly nothing) and closes
 at once, never idling for an hour on a connection slot. Every stream that closes because its job
-ended says ``retry:`` :data:`RETRY_AFTER_END_MS` first: a browser's ``EventSource`` reconnects after
+ended says ``retry:`` :data:`offload_api.sse.RETRY_AFTER_END_MS` first: a browser's ``EventSource`` reconnects after
 any close, and this keeps it from coming back every two seconds for nothing (when it does come
 back, a day later, the job is gone or the stream closes again at once).
 
@@ -19,31 +19,23 @@ with ``at`` made ISO 8601. A stream that fails ends with an ``error`` event, whi
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, request
 
-from offload.errors import DependencyError, ServiceBusy
 from offload.numbers import whole_number
 from offload.status import JobState, StatusStore, iso
 from offload_api.auth import caller, requires
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Operation, documented
 from offload_api.schemas import JOB_EVENTS, Error
+from offload_api.sse import END, MAX_STREAM_SECONDS, event_stream
 from offload_api.views.jobs import find_job
-
-logger = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 
-#: Seconds a stream stays open at most; the client reconnects with ``Last-Event-ID``.
-MAX_STREAM_SECONDS = 3600
-#: Milliseconds an ``EventSource`` waits before reconnecting to the stream of a job that has ended.
-RETRY_AFTER_END_MS = 86_400_000
-_END = f"retry: {RETRY_AFTER_END_MS}\n\n"
 _TERMINAL = {state.value for state in JobState if state.terminal}
 
 #: What the document says the stream sends: the store's events and the stream's own ``error``.
@@ -89,64 +81,47 @@ def job_events(job_id: str) -> Response:
     find_job(job_id)
     found = services()
     after = _last_event_id()
-    tenant = caller().tenant
-    _open_stream(found, tenant)
-    try:
-        pubsub = found.store.queries.subscribe(job_id)
-    except Exception:
-        _close_stream(found, tenant)
-        raise
-    stream = _stream(found, job_id, after, pubsub, tenant)
-    return Response(
-        stream_with_context(stream),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return event_stream(
+        found,
+        caller().tenant,
+        lambda: found.store.queries.subscribe(job_id),
+        lambda pubsub: _stream(found, job_id, after, pubsub),
+        subject=f"job {job_id}",
     )
 
 
-def _stream(found: Services, job_id: str, after: int, pubsub: Any, tenant: str) -> Iterator[str]:
+def _stream(found: Services, job_id: str, after: int, pubsub: Any) -> Iterator[str]:
     store = found.store
-    try:
-        yield "retry: 2000\n\n"
-        sent = after
-        events, ended = _replay(store, job_id, after)
-        for event in events:
+    yield "retry: 2000\n\n"
+    sent = after
+    events, ended = _replay(store, job_id, after)
+    for event in events:
+        sent = event["seq"]
+        yield _format(store, job_id, event)
+        if _is_terminal(event):
+            yield END
+            return
+    if ended:  # its terminal event is at or before Last-Event-ID: nothing more will come
+        yield END
+        return
+    keepalive = found.settings.sse_keepalive
+    deadline = time.monotonic() + MAX_STREAM_SECONDS
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=keepalive)
+        if message is None:
+            if time.monotonic() - quiet_since >= keepalive:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            continue
+        quiet_since = time.monotonic()
+        event = json.loads(message["data"])
+        if event.get("seq", 0) > sent:
             sent = event["seq"]
             yield _format(store, job_id, event)
-            if _is_terminal(event):
-                yield _END
-                return
-        if ended:  # its terminal event is at or before Last-Event-ID: nothing more will come
-            yield _END
-            return
-        keepalive = found.settings.sse_keepalive
-        deadline = time.monotonic() + MAX_STREAM_SECONDS
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=keepalive)
-            if message is None:
-                if time.monotonic() - quiet_since >= keepalive:
-                    quiet_since = time.monotonic()
-                    yield ": keep-alive\n\n"
-                continue
-            quiet_since = time.monotonic()
-            event = json.loads(message["data"])
-            if event.get("seq", 0) > sent:
-                sent = event["seq"]
-                yield _format(store, job_id, event)
-            if _is_terminal(event):
-                yield _END
-                return  # even one the client said it had seen (a Last-Event-ID past it): nothing will follow
-    except DependencyError as exc:
-        yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
-    except Exception:
-        logger.exception("Event stream of job %s failed.", job_id)
-        yield 'event: error\ndata: {"error": "internal_error", "detail": "The event stream failed."}\n\n'
-    finally:
-        try:
-            pubsub.close()
-        finally:
-            _close_stream(found, tenant)
+        if _is_terminal(event):
+            yield END
+            return  # even one the client said it had seen (a Last-Event-ID past it): nothing will follow
 
 
 def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str, Any]], bool]:
@@ -198,21 +173,3 @@ def _is_terminal(event: dict[str, Any]) -> bool:
 def _last_event_id() -> int:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     return whole_number(raw) or 0  # not an id this stream sent: replay everything
-
-
-def _open_stream(found: Services, tenant: str) -> None:
-    """Take a stream slot for ``tenant`` (``offload_api.streams``: its share of the process's cap).
-
-    Raises:
-        ServiceBusy: the process is at its cap and ``tenant`` holds its share of it.
-    """
-    if not found.streams.take(tenant, found.settings.max_event_streams):
-        raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} or retry later.")
-    if found.metrics is not None:
-        found.metrics.streams.inc()
-
-
-def _close_stream(found: Services, tenant: str) -> None:
-    found.streams.give_back(tenant)
-    if found.metrics is not None:
-        found.metrics.streams.dec()

@@ -20,7 +20,7 @@ local MAX_HISTORY = 200
 -- Read the fields every transition needs, plus any named in `...`, into a table; nil if no job.
 local function load(...)
   local names = {'state', 'tenant', 'type', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', 'error_code',
-                 ...}
+                 'flow_id', 'flow_node', ...}
   local values = redis.call('HMGET', rec, unpack(names))
   if not values[1] then return nil end
   local job = {}
@@ -94,6 +94,9 @@ local function trim_history(seq)
   redis.call('HDEL', rec, unpack(drop))
 end
 
+-- A flow node's ending (defined below, after `transition`, which calls it and which it calls).
+local flow_node_ended
+
 -- Record a state change of `job` (from load): write the fields and the history entry, move the
 -- indexes and publish the event. `fields` is a flat list of extra hash fields; `extra` is merged
 -- into the event.
@@ -124,6 +127,12 @@ local function transition(job, new, fields, extra)
     redis.call('ZADD', P .. ':outbox', now, id)
   end
   job.state, job.seq = new, seq
+  -- A node of a flow: its change on the flow's channel too, and an ending counted in its fan-in.
+  if job.flow_id and job.flow_id ~= '' then
+    redis.call('PUBLISH', P .. ':flow-events:' .. job.flow_id,
+      cjson.encode({kind = 'node', node = job.flow_node, job_id = id, state = new, at = now}))
+    if TERMINAL[new] then flow_node_ended(job, new) end
+  end
   return seq
 end
 
@@ -170,4 +179,96 @@ local function retain(ttl)
     redis.call('PERSIST', rec)
     redis.call('PERSIST', logs)
   end
+end
+
+-- Flows (status/flows.py): a flow is a hash `P:flow:<fid>` (tenant, state, pending: nodes not yet
+-- ended, halted: '' or why the flow stopped, ttl ms, nodes: JSON [[name, job id], ...], sinks:
+-- the job ids of the nodes no node needs) and a set `P:flow:<fid>:ended` of the node jobs whose ending was
+-- counted. A node with needs waits `scheduled` with no run time and `flow_waiting` = the children
+-- it still waits for; each child's record names its parents and the policy of each edge
+-- (`flow_parents`, JSON [[job id, 'fail'|'ignore'|'continue'], ...]). The fan-in runs here, in
+-- the same script as the child's ending (every ending script calls `transition`): counted once
+-- per child (SADD), and the last child puts its parent on `P:scheduled`, due now, where the
+-- promoter claims it once and publishes its message.
+
+-- Point the script's current job (`id`, `rec`, `logs`) at another job; returns the previous one.
+local function point_at(other)
+  local previous = id
+  id, rec, logs = other, P .. ':job:' .. other, P .. ':job:' .. other .. ':logs'
+  return previous
+end
+
+-- End the flow once no node is left pending: succeeded when every sink succeeded and nothing
+-- halted it; its keys get the retention `ttl` and the flow's channel a 'flow' event.
+local function finish_flow(fid)
+  local fkey = P .. ':flow:' .. fid
+  local f = redis.call('HMGET', fkey, 'state', 'halted', 'sinks', 'ttl', 'pending')
+  if f[1] ~= 'running' or (tonumber(f[5]) or 0) > 0 then return end
+  local state = f[2]
+  if not state or state == '' then
+    state = 'succeeded'
+    for _, sink in ipairs(cjson.decode(f[3])) do
+      if redis.call('HGET', P .. ':job:' .. sink, 'state') ~= 'succeeded' then state = 'failed' break end
+    end
+  end
+  redis.call('HSET', fkey, 'state', state, 'finished_at', now)
+  redis.call('PEXPIRE', fkey, tonumber(f[4]))
+  redis.call('PEXPIRE', fkey .. ':ended', tonumber(f[4]))
+  redis.call('PUBLISH', P .. ':flow-events:' .. fid, cjson.encode({kind = 'flow', state = state, at = now}))
+end
+
+-- Stop a flow (`how`: 'failed' or 'cancelled'): every node that has not started ends, the node
+-- `failing` (if any) failed with `reason`, the others cancelled. Running nodes run on; their
+-- endings no longer release anything. Returns how many nodes it ended.
+local function halt_flow(fid, how, failing, reason)
+  local fkey = P .. ':flow:' .. fid
+  local f = redis.call('HMGET', fkey, 'nodes', 'ttl')
+  redis.call('HSET', fkey, 'halted', how)
+  local current, ended = id, 0
+  for _, pair in ipairs(cjson.decode(f[1])) do
+    local jid = pair[2]
+    point_at(jid)
+    local node = load()
+    if node and (node.state == 'queued' or node.state == 'scheduled') then
+      redis.call('ZREM', P .. ':scheduled', jid)
+      local code, msg, state = 'cancelled', 'The job was cancelled before it ran: its flow was ' .. how .. '.', 'cancelled'
+      local fields = {'finished_at', now, 'cancel_requested', '1', 'error_code', code, 'error_message', msg}
+      if jid == failing then
+        code, msg, state = 'child_failed', reason, 'failed'
+        fields = {'finished_at', now, 'error_code', code, 'error_message', msg}
+      end
+      transition(node, state, fields, {error = {code = code, message = msg}})
+      retain(f[2])
+      ended = ended + 1
+    end
+  end
+  point_at(current)
+  return ended
+end
+
+flow_node_ended = function(job, new)
+  local fid = job.flow_id
+  local fkey = P .. ':flow:' .. fid
+  local halted = redis.call('HGET', fkey, 'halted')
+  if not halted then return end  -- the flow's record is gone (expired, or withdrawn)
+  if redis.call('SADD', fkey .. ':ended', id) == 0 then return end
+  redis.call('HINCRBY', fkey, 'pending', -1)
+  local parents = halted == '' and redis.call('HGET', rec, 'flow_parents')
+  if parents then
+    for _, edge in ipairs(cjson.decode(parents)) do
+      local parent, policy = edge[1], edge[2]
+      if new == 'succeeded' or policy ~= 'fail' then
+        local pkey = P .. ':job:' .. parent
+        if redis.call('HGET', pkey, 'state') == 'scheduled' and redis.call('HINCRBY', pkey, 'flow_waiting', -1) <= 0 then
+          redis.call('HSET', pkey, 'scheduled_for', now)
+          redis.call('ZADD', P .. ':scheduled', now, parent)
+        end
+      else
+        local reason = 'Its child ' .. (job.flow_node or id) .. ' ended ' .. new .. '.'
+        halt_flow(fid, 'failed', parent, reason)
+        break
+      end
+    end
+  end
+  finish_flow(fid)
 end
