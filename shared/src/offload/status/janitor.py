@@ -84,7 +84,7 @@ class Janitor(Facet):
             self.client.delete(claim)
 
     def trim_indexes(self, *, lock_ms: int = 30_000, now: int | None = None) -> int | None:
-        """Drop the index entries of finished jobs whose records retention has expired.
+        """Drop the index entries (state and tag indexes) of finished jobs whose records retention has expired.
 
         A finished job is listed scored by the time it ended and kept a fixed retention after
         that (:class:`Retention`), so each index of a finished state loses its expired entries,
@@ -108,10 +108,20 @@ class Janitor(Facet):
                 cutoffs += [state.value, moment - self.retention.ttl_ms(state)]
         removed = 0
         for owner in ("_all", *tenants):
-            more = 1
-            while more:
-                reply = named(self._run("trim", owner, TRIM_STEP, *cutoffs))
-                removed, more = removed + int(reply["removed"]), int(reply["more"])
+            removed += self._trim_steps("trim", owner, *cutoffs)
+        # A tag index (``lua/trim_tags.lua``) lists jobs of every state: an entry older than the
+        # shortest retention may have expired, and is dropped once its record is gone.
+        shortest = min(self.retention.ttl_ms(state) for state in JobState if state.terminal)
+        for tenant in tenants:
+            removed += self._trim_steps("trim_tags", tenant, moment - shortest)
+        return removed
+
+    def _trim_steps(self, script: str, owner: str, *args: str | int) -> int:
+        """Run a trim script on ``owner``'s keys, :data:`TRIM_STEP` entries a call, until it is done."""
+        removed, more = 0, 1
+        while more:
+            reply = named(self._run(script, owner, TRIM_STEP, *args))
+            removed, more = removed + int(reply["removed"]), int(reply["more"])
         return removed
 
     def migrate_layout(self, *, batch: int = 500, lock_ms: int = 600_000) -> int | None:

@@ -104,10 +104,16 @@ class Queries(Facet):
         tenant: str | None,
         state: JobState | None = None,
         job_type: str | None = None,
+        tag: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """The jobs that changed state most recently first, filtered by state and type.
+        """The jobs that changed state most recently first, filtered by state, type and tag.
+
+        With ``tag``, the tag's index is read instead (:meth:`tag_index_keys`): its jobs newest
+        first by when each could first run (creation, or a delayed job's due time), and the state
+        and type filters apply to the records it names, so such a page is often short while
+        ``cursor`` is set.
 
         Every combination is served by exact indexes, one per type and state (the tenant's, or
         all tenants'): one when both are given, else those of every state and of every type the
@@ -122,14 +128,29 @@ class Queries(Facet):
         """
         max_score, after_id = _decode_cursor(cursor)
         with redis_errors():
-            indexes = self._indexes(tenant or "_all", job_type, state)
+            indexes = self.tag_index_keys(tenant, tag) if tag else self._indexes(tenant or "_all", job_type, state)
             entries = self._newest(indexes, max_score, after_id, limit + 1)
             page, more = entries[:limit], len(entries) > limit
-            records = self._load(page, state)
+            records = self._load(page, state, job_type if tag else None)
         if not page:
             return Page([], None)
         score, last_id, _ = page[-1]
         return Page(records, _encode_cursor(int(score), last_id) if more else None)
+
+    def tag_index_keys(self, tenant: str | None, tag: str) -> list[str]:
+        """The index keys of the jobs carrying ``tag``: the tenant's one, or every tenant's (None).
+
+        Each is a sorted set of job ids scored by when the job could first run (milliseconds);
+        entries outlive their records by up to a trim's interval (``Janitor.trim_indexes``), so a
+        reader loads each record and skips the missing. This is the tag index's whole API: list
+        through :meth:`list_jobs` (``tag=``), or read these keys' members for a bulk pass.
+
+        Raises:
+            redis.RedisError: Redis is unavailable (callers wrap in :func:`redis_errors`).
+        """
+        if tenant is not None:
+            return [self.keys.tag(tenant, tag)]
+        return [self.keys.tag(owner, tag) for owner in sorted(cast(set[str], self.client.smembers(self.keys.tenants)))]
 
     def state_index_keys(self, state: JobState) -> list[str]:
         """The all-tenant index keys of ``state``, one per job type (for counts and scans by state).
@@ -202,8 +223,10 @@ class Queries(Facet):
         found.sort(key=lambda entry: (entry[0], entry[1]), reverse=True)
         return found[:count]
 
-    def _load(self, entries: list[tuple[float, str, str]], state: JobState | None) -> list[JobRecord]:
-        """The records of ``entries``; entries whose record expired are dropped from their index."""
+    def _load(
+        self, entries: list[tuple[float, str, str]], state: JobState | None, job_type: str | None = None
+    ) -> list[JobRecord]:
+        """The records of ``entries`` (in ``state``, of ``job_type``); entries of expired records leave their index."""
         pipe = self.client.pipeline(transaction=False)
         for _, member, _ in entries:
             pipe.hgetall(self.keys.job(member))
@@ -215,6 +238,8 @@ class Queries(Facet):
                 continue
             if state and raw.get("state") != state.value:
                 continue  # it moved on between the index read and now
+            if job_type and raw.get("type") != job_type:
+                continue
             records.append(JobRecord.from_hash({"id": member, **raw}))
         if len(gone):
             gone.execute()

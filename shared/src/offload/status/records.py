@@ -57,6 +57,8 @@ class JobRecord:
     callback_url: str | None
     payload: Any
     follow_ups: list[dict[str, Any]]
+    tags: list[str]
+    metadata: dict[str, str]
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> JobRecord:
@@ -89,6 +91,8 @@ class JobRecord:
             callback_url=raw.get("callback_url") or None,
             payload=payload,
             follow_ups=_json(raw.get("then")) or [],
+            tags=_json(raw.get("tags")) or [],
+            metadata=_json(raw.get("metadata")) or {},
         )
 
     def public(self) -> dict[str, Any]:
@@ -117,6 +121,8 @@ class JobRecord:
             "callback_url": self.callback_url,
             "then": [f["type"] for f in self.follow_ups],
             "webhook_id": self.webhook_id,
+            "tags": self.tags,
+            "metadata": self.metadata,
             "seq": self.seq,
         }
 

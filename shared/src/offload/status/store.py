@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import redis
 
+from offload.status.feeds import Feeds
 from offload.status.janitor import Janitor
 from offload.status.keys import Keys
 from offload.status.lifecycle import Lifecycle
@@ -31,12 +32,13 @@ __all__ = ["LAYOUT", "Claim", "Created", "DeadLetterReason", "Ending", "Page", "
 
 
 class StatusStore:
-    """The job records in Redis, reached through four facets along their callers.
+    """The job records in Redis, reached through five facets along their callers.
 
     - :attr:`lifecycle`: a job's moves (created, started, progress, finished, cancelled, reopened);
     - :attr:`queries`: reading records, logs, history and listings;
     - :attr:`timers`: due jobs and the webhook outbox (the promoter's);
-    - :attr:`janitor`: stalled jobs, index trimming, layout migration, dead-letter notes.
+    - :attr:`janitor`: stalled jobs, index trimming, layout migration, dead-letter notes;
+    - :attr:`feeds`: each tenant's feed of job changes (``GET /v1/events``).
 
     Thread-safe (one connection pool), usable under gevent.
 
@@ -65,6 +67,7 @@ class StatusStore:
         self.queries = Queries(self)
         self.timers = Timers(self)
         self.janitor = Janitor(self)
+        self.feeds = Feeds(self)
 
     @classmethod
     def from_url(
@@ -84,6 +87,7 @@ class StatusStore:
     def close(self) -> None:
         """Disconnect every connection this store opened."""
         self.scripts.close()
+        self.feeds.close()
 
     def ping(self) -> None:
         """Check that Redis answers.
