@@ -8,16 +8,30 @@ from offload.contracts import Registry
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
-from offload.signing import LinkSigner
+from offload.signing import LinkSigner, ReadTokens
 from offload.status.pauses import Pauses
 from offload.storage import build_storage
-from offload_api import admin, errors
+from offload_api import admin, browser, errors
 from offload_api import metrics as api_metrics
 from offload_api.admission import Admission
 from offload_api.auth import hash_keys
 from offload_api.collectors import JobStateCollector, PauseCollector, QueueCollector, ScheduleCollector
 from offload_api.extension import Services, init_app
-from offload_api.views import batches, events, files, health, jobs, meta, ops, push, push_demo, queues, webhooks
+from offload_api.views import (
+    batches,
+    events,
+    feed,
+    files,
+    health,
+    jobs,
+    meta,
+    ops,
+    push,
+    push_demo,
+    queues,
+    tokens,
+    webhooks,
+)
 
 
 def create_app(
@@ -51,6 +65,7 @@ def create_app(
         keys=hash_keys(settings.keys),
         storage=build_storage(settings),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+        tokens=ReadTokens(settings.signing_key.get_secret_value()),
         metrics=api_metrics.ApiMetrics(
             [
                 QueueCollector(settings.broker_url.get_secret_value(), registry),
@@ -64,7 +79,11 @@ def create_app(
     )
     init_app(app, services)
     errors.register_error_handlers(app)
-    blueprints = (jobs.bp, events.bp, batches.bp, files.bp, webhooks.bp, push.bp, meta.bp, ops.bp, queues.bp, health.bp)
+    browser.install(app, settings)
+    blueprints = (
+        *(jobs.bp, tokens.bp, events.bp, feed.bp, batches.bp, files.bp),
+        *(webhooks.bp, push.bp, meta.bp, ops.bp, queues.bp, health.bp),
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if settings.env != "production":

@@ -30,7 +30,7 @@ from offload.submission import JobOptions
 from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
 from offload_api.openapi_webhooks import webhooks
-from offload_api.schemas import RESPONSE_MODELS
+from offload_api.schemas import RESPONSE_MODELS, EventsTokenRequest, JobTokenRequest
 
 REF = "#/components/schemas/{model}"
 #: gunicorn's ``limit_request_line`` (its default): a longer request line is answered 414 before the app.
@@ -87,7 +87,7 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     request of the API carries one, so it is left out rather than published unused.
     """
     models = [(m, "serialization") for m in RESPONSE_MODELS] + [(JobOptions, "validation")]
-    models += [(NewPushSubscription, "validation")]
+    models += [(NewPushSubscription, "validation"), (JobTokenRequest, "validation"), (EventsTokenRequest, "validation")]
     models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     definitions: dict[str, Any] = top.get("$defs", {})
@@ -153,7 +153,13 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     derives from :class:`offload.submission.FollowUp`, which the API checks against the contract.
     """
     return {
-        **_job_union(registry, "JobRequest", "JobOptions", "A job to run: its type, its payload and options."),
+        **_job_union(
+            registry,
+            "JobRequest",
+            "JobOptions",
+            "A job to run: its type, its payload and options.",
+            extra={"token": _TOKEN_FLAG},
+        ),
         **_job_union(
             registry,
             "FollowUp",
@@ -177,7 +183,17 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     }
 
 
-def _job_union(registry: Registry, union: str, options: str, description: str) -> dict[str, Any]:
+#: ``JobRequest``'s ``token``: HTTP only, so not part of the options a follow-up or the SDK takes.
+_TOKEN_FLAG = {
+    "type": "boolean",
+    "default": False,
+    "description": "Answer with a read-only browser token for the job (token, token_expires_at).",
+}
+
+
+def _job_union(
+    registry: Registry, union: str, options: str, description: str, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``union``, a ``oneOf`` on ``type`` of one schema per public job type (``<union><Type>``), and those schemas.
 
     Each variant is a schema of its own, referenced from the ``oneOf`` and named in the
@@ -193,6 +209,7 @@ def _job_union(registry: Registry, union: str, options: str, description: str) -
                 "type": {"type": "string", "const": contract.name},
                 "payload": {"$ref": REF.format(model=_payload_name(contract))},
                 "options": {"$ref": REF.format(model=options)},
+                **(extra or {}),
             },
             # The API reads a missing payload as {}, which is only valid if no field is required.
             "required": ["type", "payload"] if _payload_required(contract) else ["type"],
@@ -240,7 +257,7 @@ def _event_schemas(stream: EventStream) -> dict[str, Any]:
             "description": f"A {event.name} event.",
             "properties": {
                 "event": {"type": "string", "const": event.name},
-                "id": {"type": "string", "pattern": "^[0-9]+$", "description": stream.id_description},
+                "id": {"type": "string", "pattern": stream.id_pattern, "description": stream.id_description},
                 "data": {
                     "type": "string",
                     "contentMediaType": "application/json",

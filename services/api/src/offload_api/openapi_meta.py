@@ -37,11 +37,13 @@ class EventStream:
         name: the schema name to give one event of the stream (one per event name besides).
         events: every kind of event it sends.
         id_description: what an event's id is.
+        id_pattern: the pattern every id matches.
     """
 
     name: str
     events: tuple[Event, ...]
     id_description: str
+    id_pattern: str = "^[0-9]+$"
 
 
 @dataclass(frozen=True)

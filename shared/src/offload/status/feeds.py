@@ -87,7 +87,7 @@ class Feeds(Facet):
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
             for tenant in positions:
-                pipe.execute_command("XINFO", "STREAM", self.keys.feed(tenant))
+                pipe.xinfo_stream(self.keys.feed(tenant))
             infos = pipe.execute(raise_on_error=False)
         for position, info in zip(positions.values(), infos, strict=True):
             if isinstance(info, Exception):
@@ -112,7 +112,8 @@ class Feeds(Facet):
             reply = self._blocking_client(block_ms).xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
         base = len(self.keys.feed(""))
         changes = []
-        for key, entries in reply or []:
+        feeds = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+        for key, entries in feeds:
             tenant = key[base:]
             for stream_id, fields in entries:
                 changes.append(

@@ -29,7 +29,8 @@ from flask import Blueprint, Response, request, stream_with_context
 from offload.errors import DependencyError, ServiceBusy
 from offload.numbers import whole_number
 from offload.status import JobState, StatusStore, iso
-from offload_api.auth import caller, requires
+from offload_api.auth import caller
+from offload_api.browser import TOKEN_PARAMETER, readable_with_token
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Operation, documented
 from offload_api.schemas import JOB_EVENTS, Error
@@ -58,7 +59,7 @@ STREAM = EventStream(
 
 
 @bp.get("/<job_id>/events")
-@requires("reader")
+@readable_with_token(lambda job_id: f"job:{job_id}")
 @documented(
     Operation(
         "Follow a job's changes (Server-Sent Events)",
@@ -66,9 +67,11 @@ STREAM = EventStream(
             "The job's history of state changes (or what follows `Last-Event-ID`), then each change as it happens: "
             "`state`, `progress`, `log` and `cancel_requested` events, until the job ends. Each event's id is the "
             "job's seq, so a client that reconnects with `Last-Event-ID` misses nothing and repeats nothing. A "
-            "stream that fails ends with an `error` event."
+            "stream that fails ends with an `error` event. Readable with the job's browser token (`?token=`) "
+            "instead of a key, from the origins in `OFFLOAD_CORS_ORIGINS`."
         ),
         stream=STREAM,
+        query=(TOKEN_PARAMETER,),
         headers=(("Last-Event-ID", {"type": "string"}, "Resume after this event id (the job's seq)."),),
         responses={
             200: (
@@ -90,11 +93,11 @@ def job_events(job_id: str) -> Response:
     found = services()
     after = _last_event_id()
     tenant = caller().tenant
-    _open_stream(found, tenant)
+    open_stream(found, tenant)
     try:
         pubsub = found.store.queries.subscribe(job_id)
     except Exception:
-        _close_stream(found, tenant)
+        close_stream(found, tenant)
         raise
     stream = _stream(found, job_id, after, pubsub, tenant)
     return Response(
@@ -146,7 +149,7 @@ def _stream(found: Services, job_id: str, after: int, pubsub: Any, tenant: str) 
         try:
             pubsub.close()
         finally:
-            _close_stream(found, tenant)
+            close_stream(found, tenant)
 
 
 def _replay(store: StatusStore, job_id: str, after: int) -> tuple[list[dict[str, Any]], bool]:
@@ -200,7 +203,7 @@ def _last_event_id() -> int:
     return whole_number(raw) or 0  # not an id this stream sent: replay everything
 
 
-def _open_stream(found: Services, tenant: str) -> None:
+def open_stream(found: Services, tenant: str) -> None:
     """Take a stream slot for ``tenant`` (``offload_api.streams``: its share of the process's cap).
 
     Raises:
@@ -212,7 +215,7 @@ def _open_stream(found: Services, tenant: str) -> None:
         found.metrics.streams.inc()
 
 
-def _close_stream(found: Services, tenant: str) -> None:
+def close_stream(found: Services, tenant: str) -> None:
     found.streams.give_back(tenant)
     if found.metrics is not None:
         found.metrics.streams.dec()
