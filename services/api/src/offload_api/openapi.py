@@ -320,6 +320,8 @@ def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tup
     * :func:`offload_api.auth.requires`, on a view that needs ``role``: 401 (no key, an unknown
       one), 429 ``too_many_attempts`` (too many invalid keys from this address this minute) and,
       when the view needs more than ``reader``, 403.
+    * :func:`offload_api.browser.readable_with_token`, on a view taking ``?token=``: 401 (an invalid or
+      expired token) and 403 (a token of another scope).
     """
     found: dict[int, tuple[str, str | Content | None]] = {
         414: (
@@ -340,6 +342,9 @@ def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tup
         )
         if role != "reader":
             found[403] = (f"The key's role may not do this (it needs {role}).", "Error")
+    if op.query and any(name == "token" for name, _, _ in op.query):
+        found[401] = ("Missing or invalid API key, or an invalid or expired browser token.", "Error")
+        found[403] = ("The browser token is for another job or tag (token_scope).", "Error")
     return found
 
 
