@@ -9,11 +9,18 @@ The access log is off by default (``gunicorn_conf.accesslog``); an operator may 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gunicorn import glogging
 
-from offload_api.browser import redact_token
+#: ``token=<value>`` in a query string or request line: what a log line must not show.
+TOKEN_IN_QUERY = re.compile(r"(?<=[?&]token=)[^&\s\"]*|(?<=^token=)[^&\s\"]*")
+
+
+def redact_token(text: str) -> str:
+    """``text`` (a URL, a query string, a request line) with any ``token=`` value replaced by ``[redacted]``."""
+    return TOKEN_IN_QUERY.sub("[redacted]", text) if "token=" in text else text
 
 
 class RedactingLogger(glogging.Logger):  # type: ignore[misc]

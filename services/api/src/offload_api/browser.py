@@ -13,12 +13,11 @@ other route is refused (401 ``token_not_accepted``), never silently ignored. The
 opens (views decorated with :func:`readable_with_token`) answer CORS for the origins in
 ``OFFLOAD_CORS_ORIGINS`` (preflight included: an ``EventSource`` reconnecting sends
 ``Last-Event-ID``); no other route answers CORS at all. Gunicorn's access log, when one is turned
-on, drops the token from the lines it writes (``offload_api.gunicorn_conf``).
+on, drops the token from the lines it writes (``offload_api.access_log``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -43,15 +42,6 @@ TOKEN_PARAMETER = (
 CORS_HEADERS = frozenset({"last-event-id", "cache-control", "accept"})
 #: Seconds a browser may keep a preflight's answer.
 CORS_MAX_AGE = 600
-#: ``token=<value>`` in a query string or request line (what the access log drops).
-TOKEN_IN_QUERY = re.compile(r"(?<=[?&]token=)[^&\s\"]*")
-
-
-def redact_token(text: str) -> str:
-    """``text`` (a URL, a query string, a request line) with any ``token=`` value replaced by ``[redacted]``."""
-    return TOKEN_IN_QUERY.sub("[redacted]", text) if "token=" in text else text
-
-
 def readable_with_token(scope: Callable[..., str]) -> Callable[[F], F]:
     """Let a read view be called with an API key (role ``reader``) or with a browser token opening ``scope``.
 
