@@ -442,13 +442,17 @@ class BrowserToken(_Closed):
     scope: str = Field(description="What it reads: 'job:<id>', 'tag:<tag>' or 'tenant'.")
 
 
-class JobTokenRequest(_Closed):
+class _StrictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class JobTokenRequest(_StrictRequest):
     """The (optional) body of ``POST /v1/jobs/{id}/token``."""
 
     ttl: int | None = Field(default=None, ge=10, description="Seconds the token is valid (default and cap: settings).")
 
 
-class EventsTokenRequest(_Closed):
+class EventsTokenRequest(_StrictRequest):
     """The (optional) body of ``POST /v1/events/token``: a tag's token, or (no tag) the tenant's."""
 
     tag: str | None = Field(
