@@ -79,22 +79,30 @@ class Feeds(Facet):
         return {tenant: (entries[0][0] if entries else "0-0") for tenant, entries in zip(tenants, newest, strict=True)}
 
     def missed(self, positions: dict[str, str]) -> bool:
-        """Whether a change after a reader's position has left its feed already (trimmed: too old).
+        """Whether a change after a reader's position may have left its feed already (trimmed: too old).
+
+        A feed is trimmed from its oldest end, so a position still in the feed has everything after
+        it; one that is gone, older than the feed's first entry while the feed has lost entries, may
+        not (an id the feed never held, newer than its first entry, misses nothing).
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            for tenant in positions:
+            for tenant, position in positions.items():
                 pipe.xinfo_stream(self.keys.feed(tenant))
-            infos = pipe.execute(raise_on_error=False)
-        for position, info in zip(positions.values(), infos, strict=True):
-            if isinstance(info, Exception):
-                continue  # no feed yet: nothing was trimmed from it
-            deleted = entry_id(str(info.get("max-deleted-entry-id", "0-0")))
-            mine = entry_id(position)
-            if deleted is not None and mine is not None and deleted > mine:
+                pipe.xrange(self.keys.feed(tenant), position, position, count=1)
+            replies = pipe.execute(raise_on_error=False)
+        for index, position in enumerate(positions.values()):
+            info, still_there = replies[2 * index], replies[2 * index + 1]
+            if isinstance(info, Exception) or still_there:
+                continue  # no feed yet, or the position is still in it
+            if int(info["entries-added"]) <= int(info["length"]):
+                continue  # nothing was ever trimmed
+            first = info["first-entry"][0] if info["first-entry"] else info["last-generated-id"]
+            mine, oldest = entry_id(position), entry_id(str(first))
+            if mine is not None and oldest is not None and mine < oldest:
                 return True
         return False
 
