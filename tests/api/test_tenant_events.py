@@ -63,9 +63,7 @@ def _ended(job_ids: set[str]) -> Any:
     return check
 
 
-def test_the_feed_sends_a_tenants_changes_filtered_and_no_one_elses(
-    api: Api, client: FlaskClient, worker: Any
-) -> None:
+def test_the_feed_sends_a_tenants_changes_filtered_and_no_one_elses(api: Api, client: FlaskClient, worker: Any) -> None:
     mine = {api.submit("system.sleep", {"ms": 50, "steps": 2}, tags=["feed"]).get_json()["id"] for _ in range(3)}
     api.submit("system.noop", tags=["elsewhere"])
     api.as_("globex").submit("system.noop", tags=["feed"])
@@ -73,7 +71,8 @@ def test_the_feed_sends_a_tenants_changes_filtered_and_no_one_elses(
     events = read_events(client, "/v1/events?tag=feed", until=_ended(mine), last_event_id="0-0")
     assert {e["data"]["job_id"] for e in events} == mine
     assert all(e["data"]["tenant"] == "acme" and e["data"]["tags"] == ["feed"] for e in events)
-    per_job = {j: [e["data"]["state"] for e in events if e["data"]["job_id"] == j and e["event"] == "state"] for j in mine}
+    states = [(e["data"]["job_id"], e["data"]["state"]) for e in events if e["event"] == "state"]
+    per_job = {j: [state for job, state in states if job == j] for j in mine}
     assert all(states == ["queued", "running", "succeeded"] for states in per_job.values()), per_job
     assert any(e["event"] == "progress" and e["data"]["type"] == "system.sleep" for e in events)
     ids = [_order(e["id"]) for e in events]
@@ -81,8 +80,14 @@ def test_the_feed_sends_a_tenants_changes_filtered_and_no_one_elses(
 
     ended = read_events(client, "/v1/events?state=succeeded&queue=system", until=_ended(mine), last_event_id="0-0")
     assert {e["data"]["state"] for e in ended} == {"succeeded"} and mine <= {e["data"]["job_id"] for e in ended}
-    admin = read_events(client, "/v1/events?tag=feed&state=succeeded", who="admin", last_event_id="0-0",
-                        until=lambda evs: len(evs) >= 4, timeout=5)
+    admin = read_events(
+        client,
+        "/v1/events?tag=feed&state=succeeded",
+        who="admin",
+        last_event_id="0-0",
+        until=lambda evs: len(evs) >= 4,
+        timeout=5,
+    )
     assert {e["data"]["tenant"] for e in admin} == {"acme", "globex"}
 
 
@@ -134,7 +139,9 @@ def test_bad_filters_and_ids_are_422s(api: Api, query: str, headers: dict[str, s
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == field
 
 
-def test_a_resume_from_before_the_window_is_cut_with_overflow(api: Api, client: FlaskClient, publisher: Publisher) -> None:
+def test_a_resume_from_before_the_window_is_cut_with_overflow(
+    api: Api, client: FlaskClient, publisher: Publisher
+) -> None:
     store = publisher.store
     api.submit("system.noop", tags=["old"])
     first = store.feeds.latest(["acme"])["acme"]

@@ -27,6 +27,6 @@ class RedactingLogger(glogging.Logger):  # type: ignore[misc]
     """gunicorn's logger, with browser tokens redacted from every access log atom."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
-        """gunicorn's atoms for one access log line, with any ``token=`` value redacted."""
+        """The atoms of one access log line, with any ``token=`` value redacted."""
         found: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         return {name: redact_token(value) if isinstance(value, str) else value for name, value in found.items()}

@@ -42,6 +42,8 @@ TOKEN_PARAMETER = (
 CORS_HEADERS = frozenset({"last-event-id", "cache-control", "accept"})
 #: Seconds a browser may keep a preflight's answer.
 CORS_MAX_AGE = 600
+
+
 def readable_with_token(scope: Callable[..., str]) -> Callable[[F], F]:
     """Let a read view be called with an API key (role ``reader``) or with a browser token opening ``scope``.
 
