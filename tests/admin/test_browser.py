@@ -56,7 +56,7 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
     _shot(page, "03-failed-job")
 
     page.click("#retry")
-    # The page follows the job by itself (admin.js polls and reloads) until it has succeeded.
+    # The page follows the job by itself (admin.js follows its event stream and reloads) until it has succeeded.
     expect(page.locator("#state")).to_have_text("succeeded", timeout=20_000)
     expect(page.locator("#attempts")).to_contain_text("2")
     _shot(page, "04-retried-job")

@@ -12,9 +12,10 @@ from offload.publish import Publisher
 from offload.signing import ReadTokens
 from offload_api.access_log import redact_token
 from offload_api.app import create_app
-from tests.support import Api, make_settings
+from tests.support import KEYS, Api, make_settings
 
 ORIGIN = "https://app.example.test"
+SECRET = make_settings().signing_key.get_secret_value()
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_a_jobs_token_reads_its_status_and_events_and_nothing_else(api: Api, cli
 
 def test_an_expired_a_tampered_and_a_foreign_token_are_401s(api: Api, client: FlaskClient, app: Flask) -> None:
     job_id = api.submit("system.noop").get_json()["id"]
-    tokens = ReadTokens(app.extensions["offload"].settings.signing_key.get_secret_value())
+    tokens = ReadTokens(SECRET)
     expired = tokens.encode(tokens.issue("acme", f"job:{job_id}", ttl=60, now=time.time() - 61))
     status, headers, body = _anonymous(client, f"/v1/jobs/{job_id}?token={expired}")
     assert (status, body["error"]) == (401, "token_expired") and "WWW-Authenticate" in headers
@@ -139,3 +140,18 @@ def test_the_access_log_never_shows_a_token() -> None:
     line = "GET /v1/events?tag=a&token=eyJhbGc.sig-_x&last_event_id=1-0 HTTP/1.1"
     assert redact_token(line) == "GET /v1/events?tag=a&token=[redacted]&last_event_id=1-0 HTTP/1.1"
     assert redact_token("token=abc") == "token=[redacted]" and redact_token("/v1/jobs/x") == "/v1/jobs/x"
+
+
+def test_the_admin_job_page_follows_the_jobs_stream_with_a_job_token_instead_of_polling(
+    app: Flask, client: FlaskClient, api: Api
+) -> None:
+    job_id = api.submit("system.noop").get_json()["id"]
+    login = client.get("/admin/login").get_data(as_text=True)
+    csrf = login.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    client.post("/admin/login", data={"key": KEYS["admin"], "csrf_token": csrf})
+    html = client.get(f"/admin/jobs/{job_id}").get_data(as_text=True)
+    events_url = html.split('data-events-url="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert events_url.startswith(f"/v1/jobs/{job_id}/events?token=") and "last_event_id=1" in events_url
+    token = events_url.split("token=", 1)[1].split("&", 1)[0]
+    assert ReadTokens(SECRET).decode(token).scope == f"job:{job_id}"
+    assert client.get(f"/admin/jobs/{job_id}/state").status_code == 404  # the polling endpoint is gone
