@@ -24,7 +24,7 @@ def app(publisher: Publisher) -> Flask:
 
 
 def _anonymous(client: FlaskClient, path: str, **kw: object) -> tuple[int, dict[str, str], dict[str, object]]:
-    response = client.get(path, **kw)  # type: ignore[arg-type]
+    response = client.get(path, **kw)
     body = response.get_json(silent=True) or {}
     return response.status_code, dict(response.headers), body
 

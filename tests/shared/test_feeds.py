@@ -39,12 +39,12 @@ def test_every_path_that_changes_a_job_feeds_its_tenants_stream(redis_client: re
     try:
         ids = [str(uuid.uuid4()) for _ in range(8)]
         batched, retried, waiting, running, refused, unstarted, redelivered, _ = ids
-        for job_id in (batched, waiting, running, unstarted, redelivered):
-            lifecycle.create(job_id, _fields(tags='["t"]'))
+        for made in (batched, waiting, running, unstarted, redelivered):
+            lifecycle.create(made, _fields(tags='["t"]'))
         lifecycle.create(retried, _fields(), scheduled_for=int(time.time() * 1000) - 1)
         store.timers.claim_due()  # scheduled -> queued
-        for job_id in (batched, retried, running, redelivered):
-            lifecycle.start(job_id, max_unfinished=1)
+        for started in (batched, retried, running, redelivered):
+            lifecycle.start(started, max_unfinished=1)
         lifecycle.progress(batched, 1, 50, "half")
         lifecycle.log(batched, 1, "a line: on the job's channel only")
         lifecycle.finish_succeeded_many([(batched, 1, {"ok": True})])  # the worker's batched end
@@ -64,10 +64,12 @@ def test_every_path_that_changes_a_job_feeds_its_tenants_stream(redis_client: re
         quiet_until = time.monotonic() + 1.0
         while time.monotonic() < quiet_until:  # a None is also what an ignored subscribe message reads as
             message = pubsub.get_message(timeout=0.2)
-            job_id = message["channel"].rsplit(":", 1)[1] if message is not None else None
+            if message is None:
+                continue
+            heard, event = message["channel"].rsplit(":", 1)[1], json.loads(message["data"])
             # Pub/sub spans Redis's databases: other suites' jobs are heard too.
-            if job_id in ids and json.loads(message["data"])["kind"] != "log":
-                published.append((job_id, json.loads(message["data"])))
+            if heard in ids and event["kind"] != "log":
+                published.append((heard, event))
         fed = [(c.job_id, c.event) for c in store.feeds.read({"acme": "0-0"}, count=1000, block_ms=10)]
         assert fed == published
         kinds = {(event["kind"], event.get("state")) for _, event in fed}

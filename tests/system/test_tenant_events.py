@@ -69,7 +69,7 @@ def test_a_client_that_stops_reading_is_cut_with_overflow_and_never_stalls_anoth
             target=lambda: received.append(_read_until(other, calm.encode(), timeout=15)), daemon=True
         )
         reader.start()
-        fields = {"tenant": "acme", "type": "system.noop", "queue": "system", "payload": "{}"}
+        fields: dict[str, str | int] = {"tenant": "acme", "type": "system.noop", "queue": "system", "payload": "{}"}
         for _ in range(FLOOD):
             created = {**fields, "created_at": int(time.time() * 1000), "tags": json.dumps(LONG_TAGS)}
             store.lifecycle.create(str(uuid.uuid4()), created)
