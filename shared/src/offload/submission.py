@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
@@ -36,6 +36,9 @@ MAX_METADATA_VALUE = 256
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=TAG_PATTERN)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY)]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE)]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -162,7 +165,7 @@ class Preparer:
             ValidationFailed: a field is wrong; ``errors`` names each field path.
             UnknownJobType: the type is not in the registry (or is internal).
         """
-        request = _parse(JobRequest, body)
+        request = parse_object(JobRequest, body)
         contract = self.registry.get(request.type, internal=internal)
         payload = contract.parse(request.payload)
         self._check_fetched_urls(payload, "payload")
@@ -329,14 +332,19 @@ def fingerprint(document: Any) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def _parse(model: type[_Strict], body: Any) -> Any:
+def parse_object(model: type[M], body: Any, *, what: str = "job submission") -> M:
+    """A request body (a decoded JSON document) as ``model``, or a 422 naming each field that is wrong.
+
+    Raises:
+        ValidationFailed: ``body`` is not an object, or does not match ``model`` (``what`` names it).
+    """
     if not isinstance(body, dict):
         raise _invalid("body", "dict_type", "must be a JSON object")
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
         raise ValidationFailed(
-            "The request does not match the job submission schema.", errors=pydantic_errors(exc, body)
+            f"The request does not match the {what} schema.", errors=pydantic_errors(exc, body)
         ) from None
 
 

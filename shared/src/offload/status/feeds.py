@@ -4,7 +4,8 @@ Every change the scripts publish on a job's channel (a state change, progress, a
 is also appended, in the same script, to its tenant's stream ``<prefix>:feed:<tenant>`` with the
 job's id, type, queue and tags beside the event: no change is in one and not the other, and a
 transition costs no round trip more. The stream keeps about the last 10,000 changes
-(``FEED_LENGTH`` in ``lua/_prelude.lua``, ``XADD MAXLEN ~``): the window a reader may resume in.
+(``FEED_LENGTH`` in ``lua/_prelude.lua``, ``XADD MAXLEN ~``), and none older than
+:data:`FEED_MAX_AGE` (``Janitor.trim_indexes``): the window a reader may resume in.
 Entry ids are Redis stream ids (``<ms>-<n>``), ordered within a tenant's stream.
 """
 
@@ -21,6 +22,9 @@ from offload.status.scripts import redis_errors
 
 #: Seconds a blocking read may take beyond its own block before its connection counts as dead.
 _READ_MARGIN = 5.0
+#: Seconds a change stays in its feed at most: the janitor's trim drops older ones (``XTRIM MINID``),
+#: so a quiet tenant's feed does not keep its last 10,000 changes for ever.
+FEED_MAX_AGE = 3600
 
 
 def entry_id(raw: str) -> tuple[int, int] | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import cast
 
 from offload.status.facet import Facet
+from offload.status.feeds import FEED_MAX_AGE
 from offload.status.scripts import named, now_ms, redis_errors
 from offload.status.shapes import (
     _ERROR_FIELDS,
@@ -86,6 +87,8 @@ class Janitor(Facet):
     def trim_indexes(self, *, lock_ms: int = 30_000, now: int | None = None) -> int | None:
         """Drop the index entries (state and tag indexes) of finished jobs whose records retention has expired.
 
+        Each tenant's change feed loses the changes older than :data:`~offload.status.feeds.FEED_MAX_AGE` too.
+
         A finished job is listed scored by the time it ended and kept a fixed retention after
         that (:class:`Retention`), so each index of a finished state loses its expired entries,
         its lowest-ranked, by rank (``lua/trim.lua``): the work follows how many tenants and types
@@ -114,6 +117,11 @@ class Janitor(Facet):
         shortest = min(self.retention.ttl_ms(state) for state in JobState if state.terminal)
         for tenant in tenants:
             removed += self._trim_steps("trim_tags", tenant, moment - shortest)
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for tenant in tenants:  # each feed is a window of recent changes (offload.status.feeds)
+                pipe.xtrim(self.keys.feed(tenant), minid=moment - FEED_MAX_AGE * 1000, approximate=False)
+            pipe.execute()
         return removed
 
     def _trim_steps(self, script: str, owner: str, *args: str | int) -> int:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from offload import problems
-from offload.contracts import pydantic_errors
 from offload.errors import ValidationFailed
 from offload.status import iso
+from offload.submission import parse_object
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
@@ -96,14 +96,4 @@ def _body(model: type[M]) -> M:
     Raises:
         ValidationFailed: the body does not match ``model``.
     """
-    body = json_body() if request.content_length or request.is_json else {}
-    if not isinstance(body, dict):
-        raise ValidationFailed(
-            "The body must be a JSON object.", errors=[problems.in_body("body", "dict_type", "must be a JSON object")]
-        )
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "The request does not match the token request's schema.", errors=pydantic_errors(exc, body)
-        ) from None
+    return parse_object(model, json_body() if request.content_length or request.is_json else {}, what="token request")
