@@ -29,7 +29,10 @@ bp = Blueprint("tokens", __name__, url_prefix="/v1")
 M = TypeVar("M", bound=BaseModel)
 
 _ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("Malformed JSON.", "Error"),
     401: ("Missing or invalid API key.", "Error"),
+    413: ("Body too large.", "Error"),
+    415: ("A body that is not JSON.", "Error"),
     422: ("Invalid body (ttl below 10 or above the longest allowed, a malformed tag).", "Error"),
     503: ("Redis unavailable; retry later.", "Error"),
 }
