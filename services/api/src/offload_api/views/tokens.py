@@ -20,7 +20,7 @@ from offload.submission import parse_object
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
-from offload_api.openapi_meta import Operation, documented
+from offload_api.openapi_meta import JSON_BODY_ERRORS, Content, Operation, documented
 from offload_api.schemas import EventsTokenRequest, JobTokenRequest
 from offload_api.views.jobs import find_job
 
@@ -28,11 +28,9 @@ bp = Blueprint("tokens", __name__, url_prefix="/v1")
 
 M = TypeVar("M", bound=BaseModel)
 
-_ERRORS: dict[int, tuple[str, str | None]] = {
-    400: ("Malformed JSON.", "Error"),
+_ERRORS: dict[int, tuple[str, str | Content | None]] = {
+    **JSON_BODY_ERRORS,
     401: ("Missing or invalid API key.", "Error"),
-    413: ("Body too large.", "Error"),
-    415: ("A body that is not JSON.", "Error"),
     422: ("Invalid body (ttl below 10 or above the longest allowed, a malformed tag).", "Error"),
     503: ("Redis unavailable; retry later.", "Error"),
 }
