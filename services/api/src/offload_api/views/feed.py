@@ -11,6 +11,9 @@ feed's newest: it should read what it missed with ``GET /v1/jobs`` and go on fro
 client only ever holds its own stream (each waits on its own socket and Redis read), and a small
 send buffer makes its lag show early. Quiet streams get keep-alive comments.
 
+The lag is the API's clock against the change's feed id (Redis's clock): hosts whose clocks differ
+by more than a few seconds need a larger ``OFFLOAD_EVENTS_MAX_LAG``.
+
 An admin's stream follows every tenant's feed at once; its ids come from the tenants' feeds, so a
 resume from one is applied to all (a change of another tenant written in the same millisecond as
 the last one seen may be missed).
