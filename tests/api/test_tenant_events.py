@@ -119,6 +119,8 @@ def test_a_stream_started_now_sends_only_what_follows(api: Api, client: FlaskCli
     response = client.get("/v1/events?tag=now", headers=api.headers(), buffered=False)
     body = _chunks(response.response)
     assert next(body).startswith("retry:")  # the stream is open and waits on the feed
+    quiet = time.monotonic()
+    assert next(body) == ": keep-alive\n\n" and time.monotonic() - quiet < 5  # a quiet stream's heartbeat
     after = api.submit("system.noop", tags=["now"]).get_json()["id"]
     first_event = next(c for c in body if c.startswith("id:"))
     response.close()
