@@ -47,6 +47,7 @@ pytest_plugins = [
     "tests.support.webhooks",
     "tests.support.push",
     "tests.support.security",
+    "tests.support.browser",
 ]
 
 

@@ -7,13 +7,9 @@ screenshot of each page is kept in ``test-artifacts/admin/``.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from offload.publish import Publisher
 from offload.settings import Settings
@@ -23,19 +19,6 @@ from tests.support import KEYS, RunningWorker, queue_depth
 from tests.worker.test_wire_entrance import publish_wire, wire_message
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing; `make test` installs Debian's chromium package")
-        pytest.skip("chromium is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def _shot(page: Page, name: str) -> None:
@@ -73,7 +56,7 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
     _shot(page, "03-failed-job")
 
     page.click("#retry")
-    # The page follows the job by itself (admin.js polls and reloads) until it has succeeded.
+    # The page follows the job by itself (admin.js follows its event stream and reloads) until it has succeeded.
     expect(page.locator("#state")).to_have_text("succeeded", timeout=20_000)
     expect(page.locator("#attempts")).to_contain_text("2")
     _shot(page, "04-retried-job")

@@ -131,7 +131,11 @@ def api_schema(live_api: Api, key_mode: str) -> schemathesis.BaseSchema:
     return loaded
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# A tenant's change feed answers a valid request with a stream that never ends (keep-alives every
+# few seconds, events only when jobs change): reading it to its end would take the stream's hour.
+# Its events and its 4xx answers are tested by tests/api/test_tenant_events.py and
+# tests/api/test_browser_tokens.py. (A filter of the fixture's schema is not kept: set it here.)
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(operation_id="feed_tenant_events")
 
 
 @schema.parametrize()

@@ -190,6 +190,15 @@ class ApiSettings(_Base):
     max_event_streams: int = Field(default=1000, ge=1)
     #: Seconds between SSE keep-alive comments.
     sse_keepalive: float = Field(default=15.0, gt=0)
+    #: Seconds a client of ``GET /v1/events`` may fall behind the changes it is sent (it reads too
+    #: slowly) before its stream is cut with an ``overflow`` event.
+    events_max_lag: float = Field(default=30.0, gt=0)
+    #: Default and longest lifetime, in seconds, of a browser token (``?token=``, read-only).
+    browser_token_ttl: int = Field(default=900, ge=10)
+    max_browser_token_ttl: int = Field(default=86_400, ge=10)
+    #: Origins (``https://app.example.com``, comma-separated) whose pages may read the routes a
+    #: browser token opens (a job's status and events, ``/v1/events``); no other route answers CORS.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Most requests one API process works on at once. Past it a request is answered 503
     #: ``overloaded`` with ``Retry-After`` at once, before its body is read: excess load is refused
     #: in a millisecond instead of queueing until every answer is late (issue 9, F14).
@@ -317,6 +326,12 @@ class Settings(
     def _split_names(cls, value: object) -> object:
         """Host and domain names, comma-separated in the environment (case does not matter in them)."""
         return [n.strip().lower() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Origins, comma-separated in the environment, without a trailing slash (as browsers send them)."""
+        return [o.strip().rstrip("/") for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
     @field_validator("concurrency_limits", mode="before")
     @classmethod

@@ -12,9 +12,9 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 
 from offload import problems
@@ -25,6 +25,20 @@ from offload.urls import UrlPolicy, check_link
 
 #: The most follow-up jobs one job may name.
 MAX_FOLLOW_UPS = 10
+#: The most tags one job may carry, and what one tag may be (it is part of a Redis key and a URL).
+MAX_TAGS = 10
+TAG_PATTERN = r"^[A-Za-z0-9_.:/-]{1,64}$"
+#: The most metadata entries one job may carry, and the longest key and value.
+MAX_METADATA = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 256
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=TAG_PATTERN)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY)]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE)]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -61,6 +75,20 @@ class JobOptions(_Strict):
     then: list[FollowUp] = Field(
         default_factory=list, max_length=MAX_FOLLOW_UPS, description="Jobs to run when this one succeeds."
     )
+    tags: list[Tag] = Field(
+        default_factory=list,
+        max_length=MAX_TAGS,
+        description=(
+            "Labels to find and follow the job by (GET /v1/jobs?tag=, GET /v1/events?tag=): up to 10, each 1-64 "
+            "characters of letters, digits and _.:/-."
+        ),
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=MAX_METADATA,
+        description="Your own strings kept with the job and shown with it: up to 16 keys of 1-64 characters, "
+        "values of at most 256.",
+    )
 
 
 class JobRequest(_Strict):
@@ -69,6 +97,11 @@ class JobRequest(_Strict):
     type: Any = Field(description="The job type, e.g. 'system.sleep' (see GET /v1/job-types).")
     payload: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
+    token: bool = Field(
+        default=False,
+        description="HTTP only: answer with a short-lived read-only browser token for this job "
+        "(`token`, `token_expires_at`), usable as `?token=` on its status and events URLs.",
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +124,8 @@ class PreparedJob:
     fingerprint: str
     parent_id: str | None = None
     batch_id: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] | None = None
 
 
 def new_job_id() -> str:
@@ -130,7 +165,7 @@ class Preparer:
             ValidationFailed: a field is wrong; ``errors`` names each field path.
             UnknownJobType: the type is not in the registry (or is internal).
         """
-        request = _parse(JobRequest, body)
+        request = parse_object(JobRequest, body)
         contract = self.registry.get(request.type, internal=internal)
         payload = contract.parse(request.payload)
         self._check_fetched_urls(payload, "payload")
@@ -153,8 +188,10 @@ class Preparer:
             delay=options.delay or None,
             callback_url=callback,
             follow_ups=tuple(options.then),
-            fingerprint=fingerprint(request.model_dump(mode="json")),
+            fingerprint=fingerprint(request.model_dump(mode="json", exclude={"token"})),
             batch_id=batch_id,
+            tags=tuple(dict.fromkeys(options.tags)),
+            metadata=dict(options.metadata) or None,
         )
 
     def prepare_follow_up(self, follow_up: FollowUp, *, parent_id: str, index: int, tenant: str) -> PreparedJob:
@@ -295,14 +332,19 @@ def fingerprint(document: Any) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def _parse(model: type[_Strict], body: Any) -> Any:
+def parse_object(model: type[M], body: Any, *, what: str = "job submission") -> M:
+    """A request body (a decoded JSON document) as ``model``, or a 422 naming each field that is wrong.
+
+    Raises:
+        ValidationFailed: ``body`` is not an object, or does not match ``model`` (``what`` names it).
+    """
     if not isinstance(body, dict):
         raise _invalid("body", "dict_type", "must be a JSON object")
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
         raise ValidationFailed(
-            "The request does not match the job submission schema.", errors=pydantic_errors(exc, body)
+            f"The request does not match the {what} schema.", errors=pydantic_errors(exc, body)
         ) from None
 
 

@@ -8,10 +8,10 @@ from offload.contracts import Registry
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
-from offload.signing import LinkSigner
+from offload.signing import LinkSigner, ReadTokens
 from offload.status.pauses import Pauses
 from offload.storage import build_storage
-from offload_api import admin, errors
+from offload_api import admin, browser, errors
 from offload_api import metrics as api_metrics
 from offload_api.admission import Admission
 from offload_api.auth import hash_keys
@@ -21,6 +21,7 @@ from offload_api.views import (
     batches,
     dead_letters,
     events,
+    feed,
     files,
     flows,
     health,
@@ -32,6 +33,7 @@ from offload_api.views import (
     push_demo,
     queues,
     schedules,
+    tokens,
     webhooks,
 )
 
@@ -67,6 +69,7 @@ def create_app(
         keys=hash_keys(settings.keys),
         storage=build_storage(settings),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
+        tokens=ReadTokens(settings.signing_key.get_secret_value()),
         metrics=api_metrics.ApiMetrics(
             [
                 QueueCollector(settings.broker_url.get_secret_value(), registry),
@@ -80,9 +83,12 @@ def create_app(
     )
     init_app(app, services)
     errors.register_error_handlers(app)
+    browser.install(app, settings)
     blueprints = (
         jobs.bp,
+        tokens.bp,
         events.bp,
+        feed.bp,
         batches.bp,
         flows.bp,
         files.bp,

@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from offload.contracts import Registry
 from offload.publish import Publisher
 from offload.settings import ApiKey, Settings
-from offload.signing import LinkSigner
+from offload.signing import LinkSigner, ReadTokens
 from offload.status import BatchStore, StatusStore
 from offload.storage import Storage
 from offload_api.streams import StreamSlots
@@ -29,6 +29,8 @@ class Services:
     keys: dict[bytes, ApiKey]
     storage: Storage
     signer: LinkSigner
+    #: Makes and checks browser tokens (``offload_api.browser``).
+    tokens: ReadTokens
     #: The API's Prometheus metrics (None when OFFLOAD_METRICS is off).
     metrics: ApiMetrics | None = None
     #: The open event streams, per tenant (``offload_api.streams``).

@@ -24,6 +24,8 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None
+#: When an access log is turned on, browser tokens (``?token=``) are redacted from it.
+logger_class = "offload_api.access_log.RedactingLogger"
 errorlog = "-"
 loglevel = "info"
 

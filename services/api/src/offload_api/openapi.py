@@ -32,7 +32,7 @@ from offload.user_schedules import ScheduleRequest
 from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
 from offload_api.openapi_webhooks import webhooks
-from offload_api.schemas import RESPONSE_MODELS
+from offload_api.schemas import RESPONSE_MODELS, EventsTokenRequest, JobTokenRequest
 from offload_api.schemas_ops import REQUESTS as OPS_REQUESTS
 from offload_api.schemas_ops import RESPONSES as OPS_RESPONSES
 
@@ -97,7 +97,7 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     request of the API carries one, so it is left out rather than published unused.
     """
     models = [(m, "serialization") for m in (*RESPONSE_MODELS, *OPS_RESPONSES)] + [(JobOptions, "validation")]
-    requests: tuple[type[BaseModel], ...] = (NewPushSubscription, *OPS_REQUESTS)
+    requests: tuple[type[BaseModel], ...] = (NewPushSubscription, JobTokenRequest, EventsTokenRequest, *OPS_REQUESTS)
     models += [(m, "validation") for m in requests]
     models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
@@ -165,7 +165,13 @@ def _request_schemas(registry: Registry, max_batch: int) -> dict[str, Any]:
     """
     return {
         **_schedule_schemas(),
-        **_job_union(registry, "JobRequest", "JobOptions", "A job to run: its type, its payload and options."),
+        **_job_union(
+            registry,
+            "JobRequest",
+            "JobOptions",
+            "A job to run: its type, its payload and options.",
+            extra={"token": _TOKEN_FLAG},
+        ),
         **_job_union(
             registry,
             "FollowUp",
@@ -262,7 +268,17 @@ def _schedule_schemas() -> dict[str, Any]:
     return {"ScheduleRequest": request, "SchedulePatch": patch}
 
 
-def _job_union(registry: Registry, union: str, options: str, description: str) -> dict[str, Any]:
+#: ``JobRequest``'s ``token``: HTTP only, so not part of the options a follow-up or the SDK takes.
+_TOKEN_FLAG = {
+    "type": "boolean",
+    "default": False,
+    "description": "Answer with a read-only browser token for the job (token, token_expires_at).",
+}
+
+
+def _job_union(
+    registry: Registry, union: str, options: str, description: str, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``union``, a ``oneOf`` on ``type`` of one schema per public job type (``<union><Type>``), and those schemas.
 
     Each variant is a schema of its own, referenced from the ``oneOf`` and named in the
@@ -278,6 +294,7 @@ def _job_union(registry: Registry, union: str, options: str, description: str) -
                 "type": {"type": "string", "const": contract.name},
                 "payload": {"$ref": REF.format(model=_payload_name(contract))},
                 "options": {"$ref": REF.format(model=options)},
+                **(extra or {}),
             },
             # The API reads a missing payload as {}, which is only valid if no field is required.
             "required": ["type", "payload"] if _payload_required(contract) else ["type"],
@@ -325,7 +342,7 @@ def _event_schemas(stream: EventStream) -> dict[str, Any]:
             "description": f"A {event.name} event.",
             "properties": {
                 "event": {"type": "string", "const": event.name},
-                "id": {"type": "string", "pattern": "^[0-9]+$", "description": stream.id_description},
+                "id": {"type": "string", "pattern": stream.id_pattern, "description": stream.id_description},
                 "data": {
                     "type": "string",
                     "contentMediaType": "application/json",
@@ -388,6 +405,8 @@ def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tup
     * :func:`offload_api.auth.requires`, on a view that needs ``role``: 401 (no key, an unknown
       one), 429 ``too_many_attempts`` (too many invalid keys from this address this minute) and,
       when the view needs more than ``reader``, 403.
+    * :func:`offload_api.browser.readable_with_token`, on a view taking ``?token=``: 401 (an invalid or
+      expired token) and 403 (a token of another scope).
     """
     found: dict[int, tuple[str, str | Content | None]] = {
         414: (
@@ -408,6 +427,9 @@ def _gate_responses(path: str, op: Operation, role: str | None) -> dict[int, tup
         )
         if role != "reader":
             found[403] = (f"The key's role may not do this (it needs {role}).", "Error")
+    if op.query and any(name == "token" for name, _, _ in op.query):
+        found[401] = ("Missing or invalid API key, or an invalid or expired browser token.", "Error")
+        found[403] = ("The browser token is for another job or tag (token_scope).", "Error")
     return found
 
 

@@ -12,6 +12,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 Content = dict[str, dict[str, Any]]
 #: An HTML page, as the docs page and gunicorn's own error pages are.
 HTML_PAGE: Content = {"text/html": {"type": "string"}}
+#: What any view reading a JSON body (``offload_api.bodies.json_body``) answers to a bad one.
+JSON_BODY_ERRORS: dict[int, tuple[str, str | Content | None]] = {
+    400: ("Malformed JSON.", "Error"),
+    413: ("Body too large.", "Error"),
+    415: ("Not JSON.", "Error"),
+}
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,13 @@ class EventStream:
         name: the schema name to give one event of the stream (one per event name besides).
         events: every kind of event it sends.
         id_description: what an event's id is.
+        id_pattern: the pattern every id matches.
     """
 
     name: str
     events: tuple[Event, ...]
     id_description: str
+    id_pattern: str = "^[0-9]+$"
 
 
 @dataclass(frozen=True)

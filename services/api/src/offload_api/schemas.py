@@ -62,6 +62,10 @@ class JobAccepted(_Closed):
     queue_paused: bool | None = Field(
         default=None, description="True when the job's queue or type is paused: it starts on resume."
     )
+    token: str | None = Field(
+        default=None, description='With "token": true: a read-only browser token for this job (use as ?token=).'
+    )
+    token_expires_at: str | None = Field(default=None, description="When the token expires, ISO 8601 UTC.")
 
 
 class Progress(_Closed):
@@ -132,6 +136,8 @@ class Job(_Closed):
     flow: JobFlow | None = Field(description="The flow the job is a node of (POST /v1/flows, or a batch), if any.")
     then: list[str]
     webhook_id: str | None = Field(description="The delivery job calling callback_url back, once the job ended.")
+    tags: list[str] = Field(description="The tags it was submitted with (options.tags).")
+    metadata: dict[str, str] = Field(description="The metadata it was submitted with (options.metadata).")
     seq: int
     history: list[HistoryEntry] | None = None
 
@@ -542,6 +548,65 @@ JOB_EVENTS: dict[str, type[BaseModel]] = {
 assert all(get_args(model.model_fields["kind"].annotation) == (name,) for name, model in JOB_EVENTS.items())
 
 
+class BrowserToken(_Closed):
+    """A read-only browser token (``POST /v1/jobs/{id}/token``, ``POST /v1/events/token``)."""
+
+    token: str = Field(description="Pass it as ?token= on the routes its scope opens; never log it.")
+    token_expires_at: str = Field(description="When it expires, ISO 8601 UTC.")
+    scope: str = Field(description="What it reads: 'job:<id>', 'tag:<tag>' or 'tenant'.")
+
+
+class _StrictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class JobTokenRequest(_StrictRequest):
+    """The (optional) body of ``POST /v1/jobs/{id}/token``."""
+
+    ttl: int | None = Field(default=None, ge=10, description="Seconds the token is valid (default and cap: settings).")
+
+
+class EventsTokenRequest(_StrictRequest):
+    """The (optional) body of ``POST /v1/events/token``: a tag's token, or (no tag) the tenant's."""
+
+    tag: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.:/-]{1,64}$",
+        description="Read only GET /v1/events?tag=<tag>; without it, the tenant's whole feed.",
+    )
+    ttl: int | None = Field(default=None, ge=10, description="Seconds the token is valid (default and cap: settings).")
+
+
+class _FeedFields(BaseModel):
+    """What ``GET /v1/events`` adds to a job's event: which job, of whom, and what it is filed under."""
+
+    job_id: str
+    tenant: str
+    type: str
+    queue: str
+    tags: list[str]
+
+
+class FeedStateEvent(_FeedFields, StateEvent):
+    """A ``state`` event of ``GET /v1/events``: a job moved to ``state`` (no ``job``: read it with GET)."""
+
+
+class FeedProgressEvent(_FeedFields, ProgressEvent):
+    """A ``progress`` event of ``GET /v1/events``."""
+
+
+class FeedCancelRequestedEvent(_FeedFields, CancelRequestedEvent):
+    """A ``cancel_requested`` event of ``GET /v1/events``."""
+
+
+#: The job events ``GET /v1/events`` sends, by name, with the model of their data.
+FEED_EVENTS: dict[str, type[BaseModel]] = {
+    "state": FeedStateEvent,
+    "progress": FeedProgressEvent,
+    "cancel_requested": FeedCancelRequestedEvent,
+}
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Upload,
     Error,
@@ -572,4 +637,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ProgressEvent,
     LogEvent,
     CancelRequestedEvent,
+    BrowserToken,
+    FeedStateEvent,
+    FeedProgressEvent,
+    FeedCancelRequestedEvent,
 )

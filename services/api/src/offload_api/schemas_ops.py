@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from offload.submission import TAG_PATTERN
 from offload_api.schemas import State
 
 #: The longest name, type or code a filter accepts.
@@ -47,8 +48,8 @@ class DeadLetterPurge(_Closed):
 class JobFilterBody(_Closed):
     """Which jobs a bulk operation acts on: every criterion given must hold.
 
-    Times are ranges ``[from, to)``. More criteria may be added (a ``tag``); none is required, but
-    an operation must match at most the API's limit of jobs.
+    Times are ranges ``[from, to)``. None is required, but an operation must match at most the
+    API's limit of jobs.
     """
 
     type: str | None = Field(default=None, max_length=_NAME, description="Only jobs of this type.")
@@ -56,6 +57,7 @@ class JobFilterBody(_Closed):
     error_code: str | None = Field(
         default=None, max_length=_NAME, description="Only jobs whose error has this code (failed, dead, retrying)."
     )
+    tag: str | None = Field(default=None, pattern=TAG_PATTERN, description="Only jobs carrying this tag.")
     created_from: AwareDatetime | None = Field(default=None, description="Only jobs created at or after this.")
     created_to: AwareDatetime | None = Field(default=None, description="Only jobs created before this.")
     finished_from: AwareDatetime | None = Field(default=None, description="Only jobs that ended at or after this.")

@@ -45,14 +45,11 @@ def event_stream(
         ServiceBusy: the process is at its cap and ``tenant`` holds its share of it.
         redis.RedisError: the subscription could not be opened.
     """
-    if not found.streams.take(tenant, found.settings.max_event_streams):
-        raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} (or /v1/flows/{id}) or retry later.")
-    if found.metrics is not None:
-        found.metrics.streams.inc()
+    open_stream(found, tenant)
     try:
         pubsub = subscribe()
     except Exception:
-        _give_back(found, tenant)
+        close_stream(found, tenant)
         raise
     return Response(
         stream_with_context(_guarded(found, tenant, pubsub, events(pubsub), subject)),
@@ -73,10 +70,23 @@ def _guarded(found: Services, tenant: str, pubsub: Any, events: Iterator[str], s
         try:
             pubsub.close()
         finally:
-            _give_back(found, tenant)
+            close_stream(found, tenant)
 
 
-def _give_back(found: Services, tenant: str) -> None:
+def open_stream(found: Services, tenant: str) -> None:
+    """Take a stream slot for ``tenant`` (``offload_api.streams``: its share of the process's cap).
+
+    Raises:
+        ServiceBusy: the process is at its cap and ``tenant`` holds its share of it.
+    """
+    if not found.streams.take(tenant, found.settings.max_event_streams):
+        raise ServiceBusy("Too many event streams are open; poll GET /v1/jobs/{id} (or /v1/flows/{id}) or retry later.")
+    if found.metrics is not None:
+        found.metrics.streams.inc()
+
+
+def close_stream(found: Services, tenant: str) -> None:
+    """Give back the slot :func:`open_stream` took."""
     found.streams.give_back(tenant)
     if found.metrics is not None:
         found.metrics.streams.dec()

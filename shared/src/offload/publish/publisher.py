@@ -77,7 +77,7 @@ class Publisher:
         """Submit one job by type name, e.g. ``publish("system.sleep", {"ms": 500}, tenant="acme")``.
 
         ``options`` are those of the HTTP API: ``priority``, ``delay``, ``max_retries``,
-        ``callback_url``, ``then``.
+        ``callback_url``, ``then``, ``tags`` (to list and follow the job by) and ``metadata``.
 
         Raises:
             ValidationFailed: the payload or an option is invalid.

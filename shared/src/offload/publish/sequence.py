@@ -109,6 +109,10 @@ def record_fields(
     ):
         if value:
             fields[name] = value
+    if prepared.tags:
+        fields["tags"] = json.dumps(prepared.tags, separators=(",", ":"))
+    if prepared.metadata:
+        fields["metadata"] = json.dumps(prepared.metadata, separators=(",", ":"), ensure_ascii=False)
     if prepared.follow_ups:
         fields["then"] = json.dumps([f.model_dump(mode="json") for f in prepared.follow_ups])
     return fields

@@ -4,8 +4,9 @@ The tenant, type and state choose the indexes walked (exact, bounded by the cata
 error code its error index (a job is listed there by when its error was recorded, written by the
 Lua script of the transition that recorded it); an ended-between range is a range of their scores
 (an ended job is scored by the time it ended); whatever the index does not decide (the
-created-between range, the type or state beside an error code) is checked on each record read. A new criterion
-(a ``tag``) is one more field here and one more test in :meth:`JobFilter.matches`.
+created-between range, the type or state beside an error code or a tag) is checked on each record read.
+A tag's index (scored by when each job could first run) is walked whole; a new criterion is one more
+field here and one more test in :meth:`JobFilter.matches`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class JobFilter:
     state: JobState | None = None
     job_type: str | None = None
     error_code: str | None = None
+    #: Jobs carrying this tag (their tag's index is walked instead of the state indexes).
+    tag: str | None = None
     created_from: int | None = None
     created_to: int | None = None
     finished_from: int | None = None
@@ -44,10 +47,10 @@ class JobFilter:
         """The index scores that can hold a match, as ``ZRANGEBYSCORE`` bounds (min, max).
 
         Only an ended-between range narrows them, and only when every state walked has ended
-        (a job in a terminal state is scored by its end) and no error index is walked (scored
-        by the error, which a retrying job has before it ends); otherwise they are the whole range.
+        (a job in a terminal state is scored by its end) and no error or tag index is walked (scored
+        by the error, which a retrying job has before it ends, or by creation); otherwise they are the whole range.
         """
-        if self.error_code is not None or not all(state.terminal for state in self.states):
+        if self.error_code is not None or self.tag is not None or not all(state.terminal for state in self.states):
             return "-inf", "+inf"
         low = self.finished_from if self.finished_from is not None else "-inf"
         high = f"({self.finished_to}" if self.finished_to is not None else "+inf"
@@ -60,6 +63,7 @@ class JobFilter:
             self.state is None or record.state is self.state,
             self.job_type is None or record.type == self.job_type,
             self.error_code is None or record.error_code == self.error_code,
+            self.tag is None or self.tag in record.tags,
             _within(record.created_at, self.created_from, self.created_to),
             _within(record.finished_at, self.finished_from, self.finished_to),
         )

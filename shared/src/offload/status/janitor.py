@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import cast
 
 from offload.status.facet import Facet
+from offload.status.feeds import FEED_MAX_AGE
 from offload.status.scripts import named, now_ms, redis_errors
 from offload.status.shapes import (
     _ERROR_FIELDS,
@@ -84,7 +85,9 @@ class Janitor(Facet):
             self.client.delete(claim)
 
     def trim_indexes(self, *, lock_ms: int = 30_000, now: int | None = None) -> int | None:
-        """Drop the index entries of finished jobs whose records retention has expired.
+        """Drop the index entries (state and tag indexes) of finished jobs whose records retention has expired.
+
+        Each tenant's change feed loses the changes older than :data:`~offload.status.feeds.FEED_MAX_AGE` too.
 
         A finished job is listed scored by the time it ended and kept a fixed retention after
         that (:class:`Retention`), so each index of a finished state loses its expired entries,
@@ -109,10 +112,25 @@ class Janitor(Facet):
                 cutoffs += [state.value, moment - self.retention.ttl_ms(state)]
         removed = 0
         for owner in ("_all", *tenants):
-            more = 1
-            while more:
-                reply = named(self._run("trim", owner, TRIM_STEP, *cutoffs))
-                removed, more = removed + int(reply["removed"]), int(reply["more"])
+            removed += self._trim_steps("trim", owner, *cutoffs)
+        # A tag index (``lua/trim_tags.lua``) lists jobs of every state: an entry older than the
+        # shortest retention may have expired, and is dropped once its record is gone.
+        shortest = min(self.retention.ttl_ms(state) for state in JobState if state.terminal)
+        for tenant in tenants:
+            removed += self._trim_steps("trim_tags", tenant, moment - shortest)
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for tenant in tenants:  # each feed is a window of recent changes (offload.status.feeds)
+                pipe.xtrim(self.keys.feed(tenant), minid=moment - FEED_MAX_AGE * 1000, approximate=False)
+            pipe.execute()
+        return removed
+
+    def _trim_steps(self, script: str, owner: str, *args: str | int) -> int:
+        """Run a trim script on ``owner``'s keys, :data:`TRIM_STEP` entries a call, until it is done."""
+        removed, more = 0, 1
+        while more:
+            reply = named(self._run(script, owner, TRIM_STEP, *args))
+            removed, more = removed + int(reply["removed"]), int(reply["more"])
         return removed
 
     def migrate_layout(self, *, batch: int = 500, lock_ms: int = 600_000) -> int | None:

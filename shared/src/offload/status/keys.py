@@ -96,6 +96,21 @@ class Keys:
         """``key`` without the prefix: the name a script joins to ``ARGV[1]`` (``lua/promoted.lua``'s ``ARGV[5]``)."""
         return key.removeprefix(f"{self.prefix}:")
 
+    def tag(self, tenant: str, tag: str) -> str:
+        """The sorted set of a tenant's jobs carrying ``tag``, by when each could first run.
+
+        Also built in ``lua/_prelude.lua`` (``create_record``) and ``lua/trim_tags.lua``.
+        """
+        return f"{self.prefix}:tag:{tenant}:{tag}"
+
+    def tags(self, tenant: str) -> str:
+        """The set of the tags a tenant's jobs carry (what the tag trim visits; also built in ``lua/``)."""
+        return f"{self.prefix}:tags:{tenant}"
+
+    def feed(self, tenant: str) -> str:
+        """The stream of a tenant's job changes, about the last 10,000 (``GET /v1/events``; built in ``lua/``)."""
+        return f"{self.prefix}:feed:{tenant}"
+
     def events(self, job_id: str) -> str:
         """The pub/sub channel a job's changes are published on (also built in ``lua/``)."""
         return f"{self.prefix}:events:{job_id}"

@@ -110,16 +110,19 @@ class Queries(Facet):
         tenant: str | None,
         state: JobState | None = None,
         job_type: str | None = None,
+        tag: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """:meth:`search` by tenant, state and type only (each an exact index).
+        """:meth:`search` by tenant, state, type and tag only.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
             ValueError: the cursor is malformed.
         """
-        return self.search(JobFilter(tenant=tenant, state=state, job_type=job_type), limit=limit, cursor=cursor)
+        return self.search(
+            JobFilter(tenant=tenant, state=state, job_type=job_type, tag=tag), limit=limit, cursor=cursor
+        )
 
     def search(self, where: JobFilter, *, limit: int = 50, cursor: str | None = None) -> Page:
         """The jobs ``where`` matches that changed state most recently first (an ended job: when it ended).
@@ -146,6 +149,8 @@ class Queries(Facet):
             owner = where.tenant or "_all"
             if where.error_code is not None:
                 indexes = [self.keys.error_index(owner, where.error_code)]
+            elif where.tag is not None:
+                indexes = self.tag_index_keys(where.tenant, where.tag)
             else:
                 indexes = [index for state in where.states for index in self._indexes(owner, where.job_type, state)]
             while more and len(records) < limit and scanned < SCAN_LIMIT:
@@ -181,6 +186,21 @@ class Queries(Facet):
             if cursor is None:
                 break
         return ids
+
+    def tag_index_keys(self, tenant: str | None, tag: str) -> list[str]:
+        """The index keys of the jobs carrying ``tag``: the tenant's one, or every tenant's (None).
+
+        Each is a sorted set of job ids scored by when the job could first run (milliseconds);
+        entries outlive their records by up to a trim's interval (``Janitor.trim_indexes``), so a
+        reader loads each record and skips the missing. This is the tag index's whole API: list
+        through :meth:`search` (a :class:`JobFilter` with ``tag``), as listings and bulk operations do.
+
+        Raises:
+            redis.RedisError: Redis is unavailable (callers wrap in :func:`redis_errors`).
+        """
+        if tenant is not None:
+            return [self.keys.tag(tenant, tag)]
+        return [self.keys.tag(owner, tag) for owner in sorted(cast(set[str], self.client.smembers(self.keys.tenants)))]
 
     def state_index_keys(self, state: JobState) -> list[str]:
         """The all-tenant index keys of ``state``, one per job type (for counts and scans by state).

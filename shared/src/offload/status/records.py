@@ -60,6 +60,8 @@ class JobRecord:
     flow_node: str | None
     payload: Any
     follow_ups: list[dict[str, Any]]
+    tags: list[str]
+    metadata: dict[str, str]
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> JobRecord:
@@ -94,6 +96,8 @@ class JobRecord:
             flow_node=raw.get("flow_node") or None,
             payload=payload,
             follow_ups=_json(raw.get("then")) or [],
+            tags=_json(raw.get("tags")) or [],
+            metadata=_json(raw.get("metadata")) or {},
         )
 
     def public(self) -> dict[str, Any]:
@@ -123,6 +127,8 @@ class JobRecord:
             "flow": {"id": self.flow_id, "node": self.flow_node} if self.flow_id else None,
             "then": [f["type"] for f in self.follow_ups],
             "webhook_id": self.webhook_id,
+            "tags": self.tags,
+            "metadata": self.metadata,
             "seq": self.seq,
         }
 

@@ -28,6 +28,7 @@ _SCRIPTS = (
     "claim_due",
     "promoted",
     "trim",
+    "trim_tags",
     "migrate",
     "claim_outbox",
     "log",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import redis
 
+from offload.status.feeds import Feeds
 from offload.status.flows import FlowStore
 from offload.status.janitor import Janitor
 from offload.status.keys import Keys
@@ -39,6 +40,7 @@ class StatusStore:
     - :attr:`timers`: due jobs and the webhook outbox (the promoter's);
     - :attr:`janitor`: stalled jobs, index trimming, layout migration, dead-letter notes;
     - :attr:`flows`: flows of jobs, their status and their cancel (the fan-in is in the scripts).
+    - :attr:`feeds`: each tenant's feed of job changes (``GET /v1/events``).
 
     Thread-safe (one connection pool), usable under gevent.
 
@@ -68,6 +70,7 @@ class StatusStore:
         self.timers = Timers(self)
         self.janitor = Janitor(self)
         self.flows = FlowStore(self)
+        self.feeds = Feeds(self)
 
     @classmethod
     def from_url(
@@ -87,6 +90,7 @@ class StatusStore:
     def close(self) -> None:
         """Disconnect every connection this store opened."""
         self.scripts.close()
+        self.feeds.close()
 
     def ping(self) -> None:
         """Check that Redis answers.

@@ -16,8 +16,9 @@ import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from offload import dead_letters
@@ -25,14 +26,14 @@ from offload.catalogue import RETIRE_OUTCOMES, Catalogue, retire
 from offload.contracts.registered import RegisteredContract
 from offload.errors import ClientError, DependencyError, NotFound, ValidationFailed
 from offload.settings import Settings
-from offload.status import JobState, iso
+from offload.status import JobRecord, JobState, iso
 from offload.status.stats import state_counts
 from offload_api import actions, bulk, schedule_actions
 from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
 from offload_api.extension import services
-from offload_api.views.jobs import TIME_FILTERS, job_filter_from_query
+from offload_api.views.jobs import TIME_FILTERS, job_filter_from_query, job_token
 from offload_api.views.meta import catalogue_facts
 from offload_api.views.queues import known_queue, pauses
 
@@ -49,7 +50,7 @@ DIGEST = re.compile(r"[0-9a-f]{64}")
 NEXT = re.compile(r"(?!.*(//|\\))/admin/[!-~]*")
 
 #: The job list's filters (query parameters), which a bulk operation started from it takes too.
-JOB_FILTERS = ("state", "type", "tenant", "error_code", *TIME_FILTERS)
+JOB_FILTERS = ("state", "type", "tenant", "error_code", "tag", *TIME_FILTERS)
 
 #: No inline script or style; forms post only here; the page cannot be framed.
 CSP = (
@@ -205,6 +206,16 @@ def operation(operation_id: str) -> str:
     return render_template("admin/operation.html", operation=bulk.follow(services(), operation_id, tenant=None))
 
 
+def _events_url(record: JobRecord) -> str:
+    """The job's event stream for the page's script: a browser token of the job, after what the page shows.
+
+    The page follows it (``static/admin.js``) instead of polling, and reloads when the job's state
+    changes; a stream that fails for good (the token expired) reloads the page too, with a new one.
+    """
+    token = job_token(record.id, record.tenant, services().settings.browser_token_ttl)["token"]
+    return f"/v1/jobs/{record.id}/events?{urlencode({'token': token, 'last_event_id': record.seq})}"
+
+
 def _record(job_id: str) -> Any:
     record = services().store.queries.get(job_id)
     if record is None:
@@ -221,18 +232,11 @@ def job(job_id: str) -> str:
     return render_template(
         "admin/job.html",
         job=record.public(),
+        events_url=None if record.state.terminal else _events_url(record),
         history=history,
         logs=services().store.queries.logs(job_id),
         pretty=lambda value: json.dumps(value, indent=2, ensure_ascii=False),
     )
-
-
-@bp.get("/jobs/<job_id>/state")
-@admin_only
-def job_state(job_id: str) -> Response:
-    """The job's state and progress, for the page's refresh script."""
-    document = _record(job_id).public()
-    return jsonify({"state": document["state"], "progress": document["progress"], "attempts": document["attempts"]})
 
 
 @bp.post("/jobs/<job_id>/retry")

@@ -27,7 +27,8 @@ from flask import Blueprint, Response, request
 
 from offload.numbers import whole_number
 from offload.status import JobState, StatusStore, iso
-from offload_api.auth import caller, requires
+from offload_api.auth import caller
+from offload_api.browser import TOKEN_PARAMETER, readable_with_token
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Operation, documented
 from offload_api.schemas import JOB_EVENTS, Error
@@ -50,7 +51,7 @@ STREAM = EventStream(
 
 
 @bp.get("/<job_id>/events")
-@requires("reader")
+@readable_with_token(lambda job_id: f"job:{job_id}")
 @documented(
     Operation(
         "Follow a job's changes (Server-Sent Events)",
@@ -58,9 +59,11 @@ STREAM = EventStream(
             "The job's history of state changes (or what follows `Last-Event-ID`), then each change as it happens: "
             "`state`, `progress`, `log` and `cancel_requested` events, until the job ends. Each event's id is the "
             "job's seq, so a client that reconnects with `Last-Event-ID` misses nothing and repeats nothing. A "
-            "stream that fails ends with an `error` event."
+            "stream that fails ends with an `error` event. Readable with the job's browser token (`?token=`) "
+            "instead of a key, from the origins in `OFFLOAD_CORS_ORIGINS`."
         ),
         stream=STREAM,
+        query=(TOKEN_PARAMETER,),
         headers=(("Last-Event-ID", {"type": "string"}, "Resume after this event id (the job's seq)."),),
         responses={
             200: (

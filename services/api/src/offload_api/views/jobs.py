@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -13,12 +14,14 @@ from flask import Blueprint, Response, g, jsonify, request
 from offload import problems
 from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.numbers import whole_number
-from offload.status import JobRecord, JobState
+from offload.status import JobRecord, JobState, iso
 from offload.status.filters import JobFilter
+from offload.submission import TAG_PATTERN
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
+from offload_api.browser import TOKEN_PARAMETER, readable_with_token
 from offload_api.extension import services
 from offload_api.openapi_meta import Link, Operation, documented
 from offload_api.views.queues import paused_target
@@ -70,6 +73,13 @@ def job_links(job_id: str) -> dict[str, str]:
     return {"status_url": status_url, "events_url": f"{status_url}/events"}
 
 
+def job_token(job_id: str, tenant: str, ttl: int) -> dict[str, str]:
+    """A browser token reading ``tenant``'s job ``job_id`` for ``ttl`` seconds: ``{"token", "token_expires_at"}``."""
+    tokens = services().tokens
+    token = tokens.issue(tenant, f"job:{job_id}", ttl=ttl)
+    return {"token": tokens.encode(token), "token_expires_at": str(iso(token.expires * 1000))}
+
+
 def find_job(job_id: str) -> JobRecord:
     """The caller's job, or 404 (another tenant's job and a malformed id look the same as an unknown one).
 
@@ -91,7 +101,10 @@ def find_job(job_id: str) -> JobRecord:
             "Validates the job against its type's contract (the payload's schema, the options, and the URLs and "
             "email addresses it names), records it and publishes it: the answer is 202 once RabbitMQ has confirmed "
             "the message, so an accepted job is not lost. With an `Idempotency-Key`, the same key and body answer "
-            "the first submission's job (200) and another body is a 409. A 422 names each field in `errors`."
+            "the first submission's job (200) and another body is a 409. A 422 names each field in `errors`. "
+            'With `"token": true` the answer also carries a browser token for the job (`token`, '
+            "`token_expires_at`): read-only, valid `OFFLOAD_BROWSER_TOKEN_TTL` seconds, usable as `?token=` on its "
+            "`status_url` and `events_url`."
         ),
         request="JobRequest",
         headers=(
@@ -127,6 +140,8 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         contract = found.registry.get(g.job_type)
         if paused_target(found, contract.queue, contract.name) is not None:
             payload["queue_paused"] = True  # accepted; it starts when its queue is resumed
+    if isinstance(body, dict) and body.get("token") is True:  # validated by the submission's schema
+        payload.update(job_token(submitted.job_id, caller().tenant, found.settings.browser_token_ttl))
     return jsonify(payload), (200 if submitted.replayed else 202), {"Location": links["status_url"]}
 
 
@@ -137,7 +152,7 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         "List jobs, most recently changed first",
         description=(
             "A page of the caller's jobs (an admin's: every tenant's, or one tenant's with `tenant`), optionally "
-            "only those in one state, of one type, with one error code, created or ended within a time range, "
+            "only those in one state, of one type, with one error code or tag, created or ended within a time range, "
             "ordered by the moment each entered its state (a finished job: when it ended), newest first. Pass a "
             "page's `next_cursor` as `cursor` to read the next page; a page may hold fewer than `limit` jobs while "
             "`next_cursor` is given (a page reads at most a few thousand index entries)."
@@ -146,6 +161,12 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
             ("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only jobs in this state."),
             ("type", {"type": "string"}, "Only jobs of this type."),
             ("error_code", {"type": "string"}, "Only jobs whose error has this code (retrying, failed or dead)."),
+            (
+                "tag",
+                {"type": "string", "pattern": TAG_PATTERN},
+                "Only jobs carrying this tag, newest first by creation (a delayed job: by its due time); pages may "
+                "be short while next_cursor is set.",
+            ),
             *(
                 (name, {"type": "string", "format": "date-time"}, f"Only jobs {what} (ISO 8601 with an offset).")
                 for name, what in TIME_FILTERS.items()
@@ -172,7 +193,7 @@ def list_jobs() -> Response:
 
 
 def job_filter_from_query(*, tenant: str | None, scope: str | None, args: Mapping[str, str] | None = None) -> JobFilter:
-    """The filter the query string (or the form ``args``) names: ``state``, ``type``, ``error_code``, time ranges.
+    """The filter the query string (or the form ``args``) names: state, type, error code, tag, time ranges.
 
     ``scope`` is the caller's tenant (None for an admin, who may name one as ``tenant``).
 
@@ -189,6 +210,7 @@ def job_filter_from_query(*, tenant: str | None, scope: str | None, args: Mappin
         state=_state_filter(args.get("state")),
         job_type=args.get("type") or None,
         error_code=args.get("error_code") or None,
+        tag=tag_filter(args.get("tag")),
         **moments,
     )
 
@@ -207,14 +229,16 @@ def _moment(name: str, raw: str) -> int:
 
 
 @bp.get("/<job_id>")
-@requires("reader")
+@readable_with_token(lambda job_id: f"job:{job_id}")
 @documented(
     Operation(
         "Get a job",
         description=(
-            "The job's record: its state, progress, result or error, attempts and times, with the history of its "
-            "state changes. Another tenant's job is a 404, as an unknown one is."
+            "The job's record: its state, progress, result or error, attempts and times, its tags and metadata, "
+            "with the history of its state changes. Another tenant's job is a 404, as an unknown one is. Readable "
+            "with the job's browser token (`?token=`) instead of a key."
         ),
+        query=(TOKEN_PARAMETER,),
         responses={200: ("The job.", "Job"), 404: ("No such job.", "Error"), **_ERRORS},
     )
 )
@@ -312,6 +336,22 @@ def idempotency_key() -> str | None:
         f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
         errors=[problems.parameter("Idempotency-Key", rule, "invalid header value")],
     )
+
+
+def tag_filter(raw: str | None) -> str | None:
+    """The ``tag`` query parameter, checked (None when absent).
+
+    Raises:
+        ValidationFailed: not a tag (1-64 characters of letters, digits and ``_.:/-``).
+    """
+    if not raw:
+        return None
+    if re.fullmatch(TAG_PATTERN, raw) is None:
+        raise ValidationFailed(
+            "tag must be 1-64 characters of letters, digits and _.:/-.",
+            errors=[problems.parameter("tag", "string_pattern_mismatch", f"must match {TAG_PATTERN}")],
+        )
+    return raw
 
 
 def _state_filter(raw: str | None) -> JobState | None:

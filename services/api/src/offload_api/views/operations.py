@@ -43,6 +43,7 @@ def job_filter(body: JobFilterBody, *, scope: str | None) -> JobFilter:
         state=JobState(body.state) if body.state else None,
         job_type=body.type,
         error_code=body.error_code,
+        tag=body.tag,
         created_from=_ms(body.created_from),
         created_to=_ms(body.created_to),
         finished_from=_ms(body.finished_from),

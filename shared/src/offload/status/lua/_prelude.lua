@@ -16,11 +16,14 @@ local logs = rec .. ':logs'
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, dead = true}
 -- History entries kept per job; the oldest go first.
 local MAX_HISTORY = 200
+-- About how many changes each tenant's change feed (`P:feed:<tenant>`, a stream) keeps: the window
+-- a client of GET /v1/events can resume in with Last-Event-ID (XADD MAXLEN ~ trims in whole nodes).
+local FEED_LENGTH = 10000
 
 -- Read the fields every transition needs, plus any named in `...`, into a table; nil if no job.
 local function load(...)
   local names = {'state', 'tenant', 'type', 'created_at', 'attempts', 'progress', 'seq', 'callback_url', 'error_code',
-                 'flow_id', 'flow_node', ...}
+                 'flow_id', 'flow_node', 'queue', 'tags', ...}
   local values = redis.call('HMGET', rec, unpack(names))
   if not values[1] then return nil end
   local job = {}
@@ -94,6 +97,15 @@ local function trim_history(seq)
   redis.call('HDEL', rec, unpack(drop))
 end
 
+-- Publish one change of `job` (an event encoded as JSON): on the job's channel (GET /v1/jobs/{id}/events)
+-- and in its tenant's feed (GET /v1/events), beside what that stream filters on. Both in the script
+-- that makes the change, so no change reaches one and not the other, and no round trip is added.
+local function publish(job, encoded)
+  redis.call('PUBLISH', P .. ':events:' .. id, encoded)
+  redis.call('XADD', P .. ':feed:' .. job.tenant, 'MAXLEN', '~', FEED_LENGTH, '*', 'job', id,
+    'type', job.type or '', 'queue', job.queue or '', 'tags', job.tags or '', 'event', encoded)
+end
+
 -- A flow node's ending (defined below, after `transition`, which calls it and which it calls).
 local flow_node_ended
 
@@ -121,7 +133,7 @@ local function transition(job, new, fields, extra)
   index_state(job, job.state, new)
   if code then index_error(job, code) end
   if extra then for k, v in pairs(extra) do event[k] = v end end
-  redis.call('PUBLISH', P .. ':events:' .. id, cjson.encode(event))
+  publish(job, cjson.encode(event))
   -- A job that ends with a callback URL gets its webhook: queued here, atomically with the ending.
   if TERMINAL[new] and job.callback_url and job.callback_url ~= '' then
     redis.call('ZADD', P .. ':outbox', now, id)
@@ -158,6 +170,15 @@ local function create_record(fields)
   redis.call('SADD', P .. ':tenants', job.tenant)
   redis.call('SADD', P .. ':types:' .. job.tenant, job.type)
   redis.call('SADD', P .. ':types:_all', job.type)
+  -- A tagged job is listed under each tag, scored by when it may first run (its creation, or a
+  -- delayed job's due time); lua/trim_tags.lua drops the entries whose record has expired.
+  if job.tags and job.tags ~= '' then
+    local score = tonumber(job.scheduled_for) or tonumber(job.created_at) or now
+    for _, tag in ipairs(cjson.decode(job.tags)) do
+      redis.call('ZADD', P .. ':tag:' .. job.tenant .. ':' .. tag, score, id)
+      redis.call('SADD', P .. ':tags:' .. job.tenant, tag)
+    end
+  end
   return job
 end
 

@@ -7,7 +7,7 @@ if job.state == 'running' then
   if job.cancel_requested ~= '1' then
     local seq, encoded = notify(job, 'cancel_requested', {state = 'running'})
     redis.call('HSET', rec, 'cancel_requested', '1', 'seq', seq)
-    redis.call('PUBLISH', P .. ':events:' .. id, encoded)
+    publish(job, encoded)
   end
   return {'outcome', 'requested'}
 end

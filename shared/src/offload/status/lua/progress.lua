@@ -6,5 +6,5 @@ if job.state ~= 'running' or job.attempts ~= ARGV[4] then return {'state', job.s
 local seq, encoded = notify(job, 'progress', {state = 'running', attempt = tonumber(ARGV[4]),
   progress = tonumber(ARGV[5]), message = ARGV[6]})
 redis.call('HSET', rec, 'progress', ARGV[5], 'progress_message', ARGV[6], 'updated_at', now, 'seq', seq)
-redis.call('PUBLISH', P .. ':events:' .. id, encoded)
+publish(job, encoded)
 return {'state', job.state, 'cancel_requested', job.cancel_requested or '0'}

@@ -1,19 +1,21 @@
-// Keeps a job's page current while the job is not finished: polls its state once a second and
-// reloads the page when the state changes (a served file, so the CSP needs no 'unsafe-inline').
+// Keeps a job's page current while the job is not finished: follows the job's event stream (with a
+// browser token of the job, read-only) and reloads the page when its state changes. A stream that
+// fails for good (its token expired, Redis is down) reloads the page a little later, with a new
+// token. A served file, so the CSP needs no 'unsafe-inline'.
 (function () {
   "use strict";
   var job = document.getElementById("job");
-  if (!job) { return; }
-  var finished = ["succeeded", "failed", "cancelled", "dead"];
+  if (!job || !job.dataset.eventsUrl) { return; }
   var shown = job.dataset.state;
-  if (finished.indexOf(shown) !== -1) { return; }
-  var timer = setInterval(function () {
-    fetch(job.dataset.stateUrl, { credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (now) {
-        if (!now) { return; }
-        document.getElementById("progress").textContent = now.progress.percent + " % " + (now.progress.message || "");
-        if (now.state !== shown) { clearInterval(timer); window.location.reload(); }
-      });
-  }, 1000);
+  var source = new EventSource(job.dataset.eventsUrl);
+  source.addEventListener("progress", function (event) {
+    var now = JSON.parse(event.data);
+    document.getElementById("progress").textContent = now.progress + " % " + (now.message || "");
+  });
+  source.addEventListener("state", function (event) {
+    if (JSON.parse(event.data).state !== shown) { source.close(); window.location.reload(); }
+  });
+  source.onerror = function () {
+    if (source.readyState === EventSource.CLOSED) { setTimeout(function () { window.location.reload(); }, 5000); }
+  };
 })();
