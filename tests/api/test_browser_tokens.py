@@ -54,6 +54,30 @@ def test_a_jobs_token_reads_its_status_and_events_and_nothing_else(api: Api, cli
     assert api.get(f"/v1/jobs?token={token}").get_json()["error"] == "token_not_accepted"
 
 
+def test_a_flows_token_reads_its_status_and_events_only(api: Api, client: FlaskClient) -> None:
+    nodes = [{"name": "a", "type": "system.noop"}, {"name": "b", "type": "system.noop", "needs": ["a"]}]
+    flow = api.post("/v1/flows", json={"nodes": nodes}).get_json()
+    other = api.post("/v1/flows", json={"nodes": nodes[:1]}).get_json()
+    issued = api.post(f"/v1/flows/{flow['id']}/token", json={"ttl": 60})
+    assert issued.status_code == 201 and issued.get_json()["scope"] == f"flow:{flow['id']}"
+    token = issued.get_json()["token"]
+    status, headers, body = _anonymous(client, f"/v1/flows/{flow['id']}?token={token}", headers={"Origin": ORIGIN})
+    assert status == 200 and body["id"] == flow["id"] and body["tenant"] == "acme"
+    assert headers.get("Access-Control-Allow-Origin") == ORIGIN
+    events = client.get(f"/v1/flows/{flow['id']}/events?token={token}", buffered=False)
+    assert events.status_code == 200 and events.mimetype == "text/event-stream"
+    events.close()
+    status, _, body = _anonymous(client, f"/v1/flows/{other['id']}?token={token}")
+    assert (status, body["error"]) == (403, "token_scope")
+    node_job = api.get(f"/v1/flows/{flow['id']}").get_json()["nodes"][0]["job_id"]
+    status, _, body = _anonymous(client, f"/v1/jobs/{node_job}?token={token}")  # not its jobs: they have tokens
+    assert (status, body["error"]) == (403, "token_scope")
+    cancel = client.post(f"/v1/flows/{flow['id']}/cancel?token={token}")
+    assert cancel.status_code == 401 and cancel.get_json()["error"] == "token_not_accepted"
+    assert api.post("/v1/flows/no-such-flow/token").status_code == 404
+    assert api.as_("globex").post(f"/v1/flows/{flow['id']}/token").status_code == 404
+
+
 def test_an_expired_a_tampered_and_a_foreign_token_are_401s(api: Api, client: FlaskClient, app: Flask) -> None:
     job_id = api.submit("system.noop").get_json()["id"]
     tokens = ReadTokens(SECRET)

@@ -12,13 +12,13 @@ from tests.support import RunningWorker
 
 
 def _flow(publisher: Publisher, flow_id: str) -> dict[str, Any]:
-    flow = publisher.flow(flow_id)
+    flow = publisher.flows.get(flow_id)
     assert flow is not None
     return flow
 
 
 def _ended(publisher: Publisher, flow_id: str) -> dict[str, Any]:
-    flow = publisher.wait_flow(flow_id, timeout=20)
+    flow = publisher.flows.wait(flow_id, timeout=20)
     assert flow is not None and flow["state"] != "running", flow
     return flow
 
@@ -26,7 +26,7 @@ def _ended(publisher: Publisher, flow_id: str) -> dict[str, Any]:
 def test_a_parent_runs_after_its_children_and_gets_their_results(publisher: Publisher, worker: RunningWorker) -> None:
     nodes = [{"name": f"c{i}", "type": "system.noop", "payload": {"echo": f"child {i}"}} for i in range(3)]
     nodes.append({"name": "sum", "type": "system.gather", "needs": ["c0", "c1", "c2"]})
-    submitted = publisher.submit_flow({"nodes": nodes}, tenant="acme")
+    submitted = publisher.flows.submit({"nodes": nodes}, tenant="acme")
     assert [node.state for node in submitted.nodes] == ["queued"] * 3 + ["waiting"]
     flow = _ended(publisher, submitted.flow_id)
     assert flow["state"] == "succeeded" and flow["counts"] == {"succeeded": 4}, flow
@@ -46,7 +46,7 @@ def test_policies_ignore_and_continue_let_the_parent_run(publisher: Publisher, w
             "needs": ["ok", {"node": "skipped", "on_failure": "ignore"}, {"node": "noted", "on_failure": "continue"}],
         },
     ]
-    submitted = publisher.submit_flow({"nodes": nodes}, tenant="acme")
+    submitted = publisher.flows.submit({"nodes": nodes}, tenant="acme")
     flow = _ended(publisher, submitted.flow_id)
     assert flow["state"] == "succeeded", flow
     parent = publisher.get(submitted.nodes[3].job_id)
@@ -68,7 +68,7 @@ def test_a_failing_child_fails_its_parent_and_cancels_what_has_not_started(
         {"name": "sum", "type": "system.gather", "needs": ["bad", "later"]},
         {"name": "top", "type": "system.gather", "needs": ["sum"]},
     ]
-    submitted = publisher.submit_flow({"nodes": nodes}, tenant="acme")
+    submitted = publisher.flows.submit({"nodes": nodes}, tenant="acme")
     flow = _ended(publisher, submitted.flow_id)
     states = {node["name"]: node["state"] for node in flow["nodes"]}
     assert flow["state"] == "failed" and states == {
@@ -87,10 +87,10 @@ def test_a_failing_child_fails_its_parent_and_cancels_what_has_not_started(
 
 def test_a_flow_cancelled_through_the_sdk_cancels_what_has_not_started(publisher: Publisher) -> None:
     body = {"nodes": [{"name": "a", "type": "system.noop"}, {"name": "b", "type": "system.gather", "needs": ["a"]}]}
-    flow_id = publisher.submit_flow(body, tenant="acme").flow_id  # no worker: nothing starts
-    assert publisher.cancel_flow(flow_id, tenant="globex") == ("missing", None, 0)
-    assert publisher.cancel_flow(flow_id, tenant="acme") == ("cancelled", "cancelled", 2)
-    assert publisher.cancel_flow(flow_id) == ("final", "cancelled", 0)
+    flow_id = publisher.flows.submit(body, tenant="acme").flow_id  # no worker: nothing starts
+    assert publisher.flows.cancel(flow_id, tenant="globex") == ("missing", None, 0)
+    assert publisher.flows.cancel(flow_id, tenant="acme") == ("cancelled", "cancelled", 2)
+    assert publisher.flows.cancel(flow_id) == ("final", "cancelled", 0)
     assert _ended(publisher, flow_id)["counts"] == {"cancelled": 2}
 
 
@@ -102,9 +102,9 @@ def test_a_flow_cancelled_while_a_node_runs_ends_cancelled_once_that_node_has_en
         {"name": "b", "type": "system.noop", "options": {"delay": 30}},
         {"name": "p", "type": "system.gather", "needs": ["a", "b"]},
     ]
-    submitted = publisher.submit_flow({"nodes": nodes}, tenant="acme")
+    submitted = publisher.flows.submit({"nodes": nodes}, tenant="acme")
     wait_for(lambda: _flow(publisher, submitted.flow_id)["counts"].get("running") == 1, timeout=10, interval=0.02)
-    assert publisher.cancel_flow(submitted.flow_id) == ("cancelled", "running", 2)
+    assert publisher.flows.cancel(submitted.flow_id) == ("cancelled", "running", 2)
     assert _flow(publisher, submitted.flow_id)["halted"] == "cancelled"
     flow = _ended(publisher, submitted.flow_id)
     states = {node["name"]: node["state"] for node in flow["nodes"]}
@@ -113,7 +113,7 @@ def test_a_flow_cancelled_while_a_node_runs_ends_cancelled_once_that_node_has_en
 
 def test_the_same_idempotency_key_answers_the_same_flow(publisher: Publisher, redis_client: redis.Redis) -> None:
     body = {"nodes": [{"name": "a", "type": "system.noop"}, {"name": "b", "type": "system.gather", "needs": ["a"]}]}
-    first = publisher.submit_flow(body, tenant="acme", idempotency_key="k1")
-    again = publisher.submit_flow(body, tenant="acme", idempotency_key="k1")
+    first = publisher.flows.submit(body, tenant="acme", idempotency_key="k1")
+    again = publisher.flows.submit(body, tenant="acme", idempotency_key="k1")
     assert again.replayed and again.flow_id == first.flow_id and again.nodes == first.nodes
     assert _flow(publisher, first.flow_id)["total"] == 2

@@ -18,7 +18,7 @@ def test_children_ended_together_in_one_batched_write_release_their_parent_once(
             {"name": "p", "type": "system.gather", "needs": ["a", "b"]},
         ]
     }
-    submitted = publisher.submit_flow(body, tenant="acme")
+    submitted = publisher.flows.submit(body, tenant="acme")
     ids = {node.name: node.job_id for node in submitted.nodes}
     store, keys = publisher.store, publisher.store.keys
     for name in ("a", "b"):
@@ -32,6 +32,6 @@ def test_children_ended_together_in_one_batched_write_release_their_parent_once(
     assert store.lifecycle.start(ids["a"], max_unfinished=3).outcome == "skip"
     assert not store.lifecycle.finish(ids["a"], 1, JobState.SUCCEEDED, result={"x": 1})
     assert redis_client.hget(keys.job(ids["p"]), "flow_waiting") == "0"
-    flow = publisher.flow(submitted.flow_id)
+    flow = publisher.flows.get(submitted.flow_id)
     assert flow is not None and flow["pending"] == 1 and flow["counts"] == {"succeeded": 2, "scheduled": 1}
     assert store.flows.child_results(ids["p"]) == {"a": {"x": 1}, "b": {"x": 2}}

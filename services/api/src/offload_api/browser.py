@@ -5,6 +5,7 @@ key. So a client with a key asks for a token (``POST /v1/jobs/{id}/token``, ``PO
 or ``"token": true`` in a submission) and hands it to its page, which passes it as ``?token=``:
 
 * a job's token (scope ``job:<id>``) reads that job's status and events, nothing else;
+* a flow's token (``flow:<id>``) reads that flow's status and events (not its jobs');
 * a tag's token (``tag:<tag>``) reads ``GET /v1/events?tag=<tag>`` of its tenant;
 * a tenant's token (``tenant``) reads ``GET /v1/events`` of its tenant, with any filters.
 
@@ -47,7 +48,7 @@ CORS_MAX_AGE = 600
 def readable_with_token(scope: Callable[..., str]) -> Callable[[F], F]:
     """Let a read view be called with an API key (role ``reader``) or with a browser token opening ``scope``.
 
-    ``scope(**view_args)`` names what the request reads (``job:<id>``, ``tag:<tag>``, ``tenant``);
+    ``scope(**view_args)`` names what the request reads (``job:<id>``, ``flow:<id>``, ``tag:<tag>``, ``tenant``);
     a token for anything else is a 403 ``token_scope``. A token's caller is a reader of its tenant.
     """
 

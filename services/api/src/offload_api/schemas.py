@@ -240,6 +240,7 @@ class Flow(_Closed):
     """A flow's status: ``running`` until every node has ended, then ``succeeded``, ``failed`` or ``cancelled``."""
 
     id: str
+    tenant: str
     kind: Literal["flow", "batch"] = Field(description="A batch is a flow too (POST /v1/batches).")
     state: Literal["running", "succeeded", "failed", "cancelled"]
     halted: Literal["failed", "cancelled"] | None = Field(

@@ -7,12 +7,89 @@ the fan-in (``offload.status.flows``) hands it to the promoter when its children
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from offload.errors import Conflict
-from offload.flows import FlowPlan
+from offload.flows import FlowPlan, new_flow_id, plan
 from offload.publish.results import FlowSubmitted, SubmittedNode
 from offload.publish.sequence import SubmitSequence, message_body, record_fields
-from offload.status import now_ms
+from offload.status import StatusStore, now_ms, redis_errors
 from offload.status.flows import WAITING, NodeRecord
+from offload.submission import Preparer
+
+
+class Flows:
+    """The SDK's flows (``publisher.flows``): submit a flow, read its status, wait for it, cancel it.
+
+    Args:
+        store: the job status store.
+        preparer: validates each node against the job-type catalogue.
+        sequence: records and publishes what the preparer accepted.
+    """
+
+    def __init__(self, store: StatusStore, preparer: Preparer, sequence: SubmitSequence) -> None:
+        self.store = store
+        self.preparer = preparer
+        self.sequence = sequence
+
+    def submit(self, body: Any, *, tenant: str, idempotency_key: str | None = None) -> FlowSubmitted:
+        """Submit a flow, ``{"nodes": [...]}`` (see :mod:`offload.flows` for its shape), validated first (all or none).
+
+        The nodes that need nothing are published at once; each other node starts when the nodes
+        it needs have ended. With an ``idempotency_key`` the flow's id (and so every node's job
+        id) derives from it: submitting it again answers the same flow and records nothing new.
+
+        Raises:
+            ValidationFailed: the flow's shape or a node is invalid; the field path starts with ``nodes[i]``.
+            UnknownJobType: a node's type is unknown.
+            QuotaExceeded: a quota is used up (nothing was recorded).
+            Conflict: ``idempotency_key`` was used with another flow.
+            BrokerUnavailable: a message was not confirmed (the flow is failed).
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        flow = plan(body, preparer=self.preparer, tenant=tenant, flow_id=new_flow_id(tenant, idempotency_key))
+        return submit_flow(self.sequence, flow)
+
+    def get(self, flow_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
+        """The flow's status (state, counts per state, each node's job id and state), or None.
+
+        None for an unknown flow, or (with ``tenant``) another tenant's.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.flows.get(flow_id, tenant=tenant)
+
+    def wait(self, flow_id: str, *, timeout: float = 30.0, tenant: str | None = None) -> dict[str, Any] | None:
+        """Block until the flow ends (or ``timeout`` seconds pass) and return its status, as :meth:`get`.
+
+        Follows the flow's events channel rather than polling; None for an unknown flow.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            pubsub = self.store.flows.subscribe(flow_id)
+            try:
+                flow = self.store.flows.get(flow_id, tenant=tenant)
+                while flow is not None and flow["state"] == "running" and time.monotonic() < deadline:
+                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    flow = self.store.flows.get(flow_id, tenant=tenant)
+                return flow
+            finally:
+                pubsub.close()
+
+    def cancel(self, flow_id: str, *, tenant: str | None = None) -> tuple[str, str | None, int]:
+        """Cancel every node of the flow that has not started: ``(outcome, flow state, nodes cancelled)``.
+
+        ``outcome``: ``cancelled``, ``final`` (the flow had ended) or ``missing`` (unknown, or another tenant's).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        return self.store.flows.cancel(flow_id, tenant=tenant)
 
 
 def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow") -> FlowSubmitted:

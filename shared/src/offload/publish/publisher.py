@@ -14,8 +14,8 @@ from typing import Any
 
 from offload.contracts import BUILT_IN, JobContract, Registry
 from offload.errors import BrokerUnavailable
-from offload.flows import new_flow_id, plan, plan_batch
-from offload.publish.flows import submit_flow
+from offload.flows import new_flow_id, plan_batch
+from offload.publish.flows import Flows, submit_flow
 from offload.publish.results import BatchSubmitted, FlowSubmitted, Submitted
 from offload.publish.sequence import SubmitSequence
 from offload.publish.transport import Transport
@@ -42,6 +42,8 @@ class Publisher:
         self.preparer = preparer
         self.sequence = sequence
         self.batches = BatchStore(store, ttl=store.retention.failed)
+        #: Flows of jobs: submit one, read, wait for and cancel it (:class:`offload.publish.flows.Flows`).
+        self.flows = Flows(store, preparer, sequence)
 
     @property
     def transport(self) -> Transport:
@@ -127,64 +129,6 @@ class Publisher:
         jobs = [Submitted(node.job_id, node.state) for node in submitted.nodes if node.name != "then"]
         then_job = next((Submitted(node.job_id, node.state) for node in submitted.nodes if node.name == "then"), None)
         return BatchSubmitted(submitted.flow_id, jobs, then_job)
-
-    def submit_flow(self, body: Any, *, tenant: str, idempotency_key: str | None = None) -> FlowSubmitted:
-        """Submit a flow, ``{"nodes": [...]}`` (see :mod:`offload.flows` for its shape), validated first (all or none).
-
-        The nodes that need nothing are published at once; each other node starts when the nodes
-        it needs have ended. With an ``idempotency_key`` the flow's id (and so every node's job
-        id) derives from it: submitting it again answers the same flow and records nothing new.
-
-        Raises:
-            ValidationFailed: the flow's shape or a node is invalid; the field path starts with ``nodes[i]``.
-            UnknownJobType: a node's type is unknown.
-            QuotaExceeded: a quota is used up (nothing was recorded).
-            Conflict: ``idempotency_key`` was used with another flow.
-            BrokerUnavailable: a message was not confirmed (the flow is failed).
-            StatusStoreUnavailable: Redis is unavailable.
-        """
-        flow = plan(body, preparer=self.preparer, tenant=tenant, flow_id=new_flow_id(tenant, idempotency_key))
-        return submit_flow(self.sequence, flow)
-
-    def flow(self, flow_id: str, *, tenant: str | None = None) -> dict[str, Any] | None:
-        """The flow's status (state, counts per state, each node's job id and state), or None.
-
-        None for an unknown flow, or (with ``tenant``) another tenant's.
-
-        Raises:
-            StatusStoreUnavailable: Redis is unavailable.
-        """
-        return self.store.flows.get(flow_id, tenant=tenant)
-
-    def wait_flow(self, flow_id: str, *, timeout: float = 30.0, tenant: str | None = None) -> dict[str, Any] | None:
-        """Block until the flow ends (or ``timeout`` seconds pass) and return its status, as :meth:`flow`.
-
-        Follows the flow's events channel rather than polling; None for an unknown flow.
-
-        Raises:
-            StatusStoreUnavailable: Redis is unavailable.
-        """
-        deadline = time.monotonic() + timeout
-        with redis_errors():
-            pubsub = self.store.flows.subscribe(flow_id)
-            try:
-                flow = self.store.flows.get(flow_id, tenant=tenant)
-                while flow is not None and flow["state"] == "running" and time.monotonic() < deadline:
-                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-                    flow = self.store.flows.get(flow_id, tenant=tenant)
-                return flow
-            finally:
-                pubsub.close()
-
-    def cancel_flow(self, flow_id: str, *, tenant: str | None = None) -> tuple[str, str | None, int]:
-        """Cancel every node of the flow that has not started: ``(outcome, flow state, nodes cancelled)``.
-
-        ``outcome``: ``cancelled``, ``final`` (the flow had ended) or ``missing`` (unknown, or another tenant's).
-
-        Raises:
-            StatusStoreUnavailable: Redis is unavailable.
-        """
-        return self.store.flows.cancel(flow_id, tenant=tenant)
 
     def enqueue(
         self, prepared: PreparedJob, *, idempotency_key: str | None = None, deadline: float | None = None

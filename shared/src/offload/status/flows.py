@@ -185,6 +185,7 @@ def _status(raw: dict[str, str], nodes: list[list[str]], rows: list[list[str | N
     total = len(nodes)
     return {
         "id": raw["id"],
+        "tenant": raw.get("tenant", ""),
         "kind": raw.get("kind", "flow"),
         "state": raw["state"],
         "halted": raw.get("halted") or None,

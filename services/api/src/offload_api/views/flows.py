@@ -19,6 +19,7 @@ from offload.flows import MAX_DEPTH, MAX_NODES
 from offload.status import iso
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
+from offload_api.browser import TOKEN_PARAMETER, readable_with_token
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Link, Operation, documented
 from offload_api.sse import END, MAX_STREAM_SECONDS, event_stream
@@ -103,7 +104,7 @@ def find_flow(flow_id: str) -> dict[str, Any]:
 def submit_flow() -> tuple[Response, int, dict[str, str]]:
     """Validate every node first (all or none), then record the flow and publish the nodes that need nothing."""
     body = json_body()
-    submitted = services().publisher.submit_flow(body, tenant=caller().tenant, idempotency_key=idempotency_key())
+    submitted = services().publisher.flows.submit(body, tenant=caller().tenant, idempotency_key=idempotency_key())
     links = flow_links(submitted.flow_id)
     document = {
         "id": submitted.flow_id,
@@ -117,16 +118,18 @@ def submit_flow() -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/<flow_id>")
-@requires("reader")
+@readable_with_token(lambda flow_id: f"flow:{flow_id}")
 @documented(
     Operation(
         "Get a flow's status",
         description=(
             "The flow's state (`running` until every node has ended; then `succeeded` if every node no other node "
             "needs succeeded, else `failed`, or `cancelled`), its nodes per state, its progress and each node's "
-            "job id and state (`waiting` while it waits for its needs)."
+            "job id and state (`waiting` while it waits for its needs). Also with the flow's browser token "
+            "(`?token=`, see `POST /v1/flows/{flow_id}/token`)."
         ),
         tag="flows",
+        query=(TOKEN_PARAMETER,),
         responses={200: ("The flow's status.", "Flow"), 404: ("No such flow.", "Error"), **_ERRORS},
     )
 )
@@ -157,7 +160,7 @@ def get_flow(flow_id: str) -> Response:
 def cancel_flow(flow_id: str) -> Response:
     """Cancel what has not started; running nodes end as they will."""
     flow_id = flow_id[:64]
-    outcome, state, cancelled = services().publisher.cancel_flow(flow_id, tenant=caller().scope)
+    outcome, state, cancelled = services().publisher.flows.cancel(flow_id, tenant=caller().scope)
     if outcome == "missing":
         raise NotFound(f"Flow {flow_id!r} does not exist.")
     if outcome == "final":
@@ -166,7 +169,7 @@ def cancel_flow(flow_id: str) -> Response:
 
 
 @bp.get("/<flow_id>/events")
-@requires("reader")
+@readable_with_token(lambda flow_id: f"flow:{flow_id}")
 @documented(
     Operation(
         "Follow a flow's changes (Server-Sent Events)",
@@ -174,10 +177,12 @@ def cancel_flow(flow_id: str) -> Response:
             "First a `snapshot` event (the flow's status, as `GET /v1/flows/{id}` answers it), then a `node` event "
             "for each state change of a node, and a `flow` event (the flow's final status) when the flow ends, "
             "after which the stream closes. Events have no id: a client that reconnects gets a new snapshot, "
-            "which holds everything it missed. A stream that fails ends with an `error` event."
+            "which holds everything it missed. A stream that fails ends with an `error` event. Also with the "
+            "flow's browser token (`?token=`), from the origins in `OFFLOAD_CORS_ORIGINS`."
         ),
         stream=STREAM,
         tag="flows",
+        query=(TOKEN_PARAMETER,),
         responses={
             200: (
                 "An event stream: snapshot, node and flow events, each with a JSON document as its data; it ends "

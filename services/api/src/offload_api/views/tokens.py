@@ -1,7 +1,9 @@
-"""Browser tokens: ``POST /v1/jobs/{id}/token`` (one job) and ``POST /v1/events/token`` (a tag, or the tenant).
+"""Browser tokens for a job, a flow, or the change feed (a tag, or the tenant).
+
+``POST /v1/jobs/{id}/token`` (one job), ``POST /v1/flows/{id}/token`` (one flow) and ``POST /v1/events/token``.
 
 A token is what a web page holds instead of an API key (``offload_api.browser``): read-only,
-scoped to one job, one tag's feed or the tenant's feed, signed and short-lived. Asking for one
+scoped to one job, one flow, one tag's feed or the tenant's feed, signed and short-lived. Asking for one
 needs a key that may read what it opens; an admin's token still opens one tenant's things only
 (a job's tenant; for the feed, the admin key's own tenant).
 """
@@ -22,6 +24,7 @@ from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import JSON_BODY_ERRORS, Content, Operation, documented
 from offload_api.schemas import EventsTokenRequest, JobTokenRequest
+from offload_api.views.flows import find_flow
 from offload_api.views.jobs import find_job
 
 bp = Blueprint("tokens", __name__, url_prefix="/v1")
@@ -56,6 +59,30 @@ def job_token(job_id: str) -> tuple[Response, int]:
     record = find_job(job_id)
     asked = _body(JobTokenRequest)
     return jsonify(_issue(record.tenant, f"job:{job_id}", asked.ttl)), 201
+
+
+@bp.post("/flows/<flow_id>/token")
+@requires("reader")
+@documented(
+    Operation(
+        "Get a browser token for a flow",
+        description=(
+            "A read-only token for this flow, to hand to a web page: it reads the flow's status "
+            "(`GET /v1/flows/{flow_id}?token=`) and events (`GET /v1/flows/{flow_id}/events?token=`), from the "
+            "origins in `OFFLOAD_CORS_ORIGINS`, until it expires (`ttl` seconds, by default "
+            "`OFFLOAD_BROWSER_TOKEN_TTL`). It is refused on every other route, for every other flow and for the "
+            "flow's jobs (ask for a job's own token)."
+        ),
+        request="JobTokenRequest",
+        tag="flows",
+        responses={201: ("The token.", "BrowserToken"), 404: ("No such flow.", "Error"), **_ERRORS},
+    )
+)
+def flow_token(flow_id: str) -> tuple[Response, int]:
+    """A read-only browser token for the caller's flow."""
+    flow = find_flow(flow_id)
+    asked = _body(JobTokenRequest)
+    return jsonify(_issue(str(flow["tenant"]), f"flow:{flow['id']}", asked.ttl)), 201
 
 
 @bp.post("/events/token")
