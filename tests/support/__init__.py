@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from offload.contracts import BUILT_IN
 from offload.jobs import WorkerSpec, installed_specs
 from offload.publish import Publisher
 from offload.settings import Settings
-from offload.status import JobState
+from offload.status import JobState, StatusStore, now_ms
 from offload.status.testdb import OWNER_KEY as OWNER_KEY  # the mark of the tests' Redis database
 from offload.testing import broker_url_for_tests, redis_url_for_tests, xdist_worker
 from tests.helpers import wait_for
@@ -191,3 +192,18 @@ class Api:
         if options:
             body["options"] = options
         return self.post("/v1/jobs", json=body)
+
+
+def queued_record(store: StatusStore, *, max_retries: int = 1) -> str:
+    """A new ``system.noop`` job of tenant acme, recorded ``queued`` straight in ``store`` (no message)."""
+    job_id = str(uuid.uuid4())
+    fields: dict[str, str | int] = {
+        "tenant": "acme",
+        "type": "system.noop",
+        "queue": "system",
+        "created_at": now_ms(),
+        "max_retries": max_retries,
+        "payload": "{}",
+    }
+    assert store.lifecycle.create(job_id, fields).outcome == "created"
+    return job_id

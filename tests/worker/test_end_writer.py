@@ -10,10 +10,10 @@ import pytest
 import redis
 
 from offload.errors import StatusStoreUnavailable
-from offload.status import JobState, Retention, StatusStore, now_ms
+from offload.status import JobState, Retention, StatusStore
 from offload.testing import wait_for
 from offload.worker.end_writer import EndWriter
-from tests.support import REDIS_URL
+from tests.support import REDIS_URL, queued_record
 
 
 @pytest.fixture
@@ -22,16 +22,7 @@ def store(redis_client: redis.Redis) -> StatusStore:
 
 
 def _running(store: StatusStore) -> str:
-    job_id = str(uuid.uuid4())
-    fields: dict[str, str | int] = {
-        "tenant": "acme",
-        "type": "system.noop",
-        "queue": "system",
-        "created_at": now_ms(),
-        "max_retries": 1,
-        "payload": "{}",
-    }
-    assert store.lifecycle.create(job_id, fields).outcome == "created"
+    job_id = queued_record(store)
     assert store.lifecycle.start(job_id, max_unfinished=3).outcome == "run"
     return job_id
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import threading
-import uuid
 
 import pytest
 import redis
 
 from offload.errors import StatusStoreUnavailable
-from offload.status import JobState, Started, StatusStore, now_ms
+from offload.status import JobState, Started, StatusStore
 from offload.testing import wait_for
 from offload.worker.start_combiner import StartCombiner
-from tests.support import REDIS_URL
+from tests.support import REDIS_URL, queued_record
 
 
 @pytest.fixture
@@ -22,17 +21,7 @@ def store(redis_client: redis.Redis) -> StatusStore:
 
 
 def _queued(store: StatusStore) -> str:
-    job_id = str(uuid.uuid4())
-    fields: dict[str, str | int] = {
-        "tenant": "acme",
-        "type": "system.noop",
-        "queue": "system",
-        "created_at": now_ms(),
-        "max_retries": 2,
-        "payload": "{}",
-    }
-    assert store.lifecycle.create(job_id, fields).outcome == "created"
-    return job_id
+    return queued_record(store, max_retries=2)
 
 
 class Gated:

@@ -6,11 +6,11 @@ import json
 from typing import Any, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from offload.contracts import pydantic_errors
-from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from offload.submission import parse_object
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -71,10 +71,4 @@ def model_body(model: type[M]) -> M:
         UnsupportedMediaType, PayloadTooLarge, InvalidJson: as :func:`json_body`.
         ValidationFailed: the document does not fit ``model``; ``errors`` names each field.
     """
-    body = json_body()
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            f"The body is not a valid {model.__name__}.", errors=pydantic_errors(exc, body)
-        ) from None
+    return parse_object(model, json_body(), what=model.__name__)

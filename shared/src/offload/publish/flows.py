@@ -7,14 +7,14 @@ the fan-in (``offload.status.flows``) hands it to the promoter when its children
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from offload.errors import Conflict
 from offload.flows import FlowPlan, new_flow_id, plan
 from offload.publish.results import FlowSubmitted, SubmittedNode
 from offload.publish.sequence import SubmitSequence, message_body, record_fields
-from offload.status import StatusStore, now_ms, redis_errors
+from offload.publish.waiting import wait_until_ended
+from offload.status import StatusStore, now_ms
 from offload.status.flows import WAITING, NodeRecord
 from offload.submission import Preparer
 
@@ -69,17 +69,12 @@ class Flows:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        deadline = time.monotonic() + timeout
-        with redis_errors():
-            pubsub = self.store.flows.subscribe(flow_id)
-            try:
-                flow = self.store.flows.get(flow_id, tenant=tenant)
-                while flow is not None and flow["state"] == "running" and time.monotonic() < deadline:
-                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-                    flow = self.store.flows.get(flow_id, tenant=tenant)
-                return flow
-            finally:
-                pubsub.close()
+        return wait_until_ended(
+            lambda: self.store.flows.subscribe(flow_id),
+            lambda: self.store.flows.get(flow_id, tenant=tenant),
+            lambda flow: flow["state"] != "running",
+            timeout,
+        )
 
     def cancel(self, flow_id: str, *, tenant: str | None = None) -> tuple[str, str | None, int]:
         """Cancel every node of the flow that has not started: ``(outcome, flow state, nodes cancelled)``.

@@ -19,6 +19,7 @@ from offload.publish.flows import Flows, submit_flow
 from offload.publish.results import BatchSubmitted, FlowSubmitted, Submitted
 from offload.publish.sequence import SubmitSequence
 from offload.publish.transport import Transport
+from offload.publish.waiting import wait_until_ended
 from offload.settings import Settings
 from offload.status import BatchStore, JobRecord, StatusStore, redis_errors
 from offload.submission import PreparedJob, Preparer
@@ -187,17 +188,12 @@ class Publisher:
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        deadline = time.monotonic() + timeout
-        with redis_errors():
-            pubsub = self.store.queries.subscribe(job_id)
-            try:
-                record = self.store.queries.get(job_id)
-                while record is not None and not record.state.terminal and time.monotonic() < deadline:
-                    pubsub.get_message(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-                    record = self.store.queries.get(job_id)
-                return record
-            finally:
-                pubsub.close()
+        return wait_until_ended(
+            lambda: self.store.queries.subscribe(job_id),
+            lambda: self.store.queries.get(job_id),
+            lambda record: record.state.terminal,
+            timeout,
+        )
 
     def watch(self, job_id: str, *, timeout: float = 300.0, tenant: str | None = None) -> Iterator[JobRecord]:
         """Yield the job's record now and again each time it changes, until it ends or ``timeout`` passes.
