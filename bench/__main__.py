@@ -10,7 +10,7 @@ targets are met: the benchmark reports, it does not assert. A measurement that b
 as such and the others still run.
 
 BullMQ is the anchor beside ours in api (Fastify + BullMQ), drain (as a third system in every
-round), enqueue (``queue.add`` and ``addBulk`` beside the SDK's ``submit`` and ``submit_batch``),
+round), enqueue (``queue.add`` and ``addBulk`` beside the SDK's ``submit`` and ``submit_many``),
 latency and scale; its Node scripts are in ``bench/bullmq/`` and are installed from its lock file
 (``npm ci``) when a section needs them. The drain, enqueue and api sections also fill a second,
 small table: µs of CPU per job of each process group (worker, RabbitMQ, Redis, API server, client),

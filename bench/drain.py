@@ -4,7 +4,7 @@ Each round enqueues N jobs first, then starts a worker (2 processes × 8 threads
 and times how long it takes to run them all; the systems alternate (bare, ours, BullMQ, bare, ours,
 BullMQ, ...) and the median of the per-round ratios is reported, since the machine is shared and drifts.
 
-- Ours: N jobs submitted with the Publisher SDK (``submit_batch`` in chunks of 500 from 4 threads:
+- Ours: N jobs submitted with the Publisher SDK (``submit_many`` in chunks of 500 from 4 threads:
   a Redis record per job and confirmed publishes), then
   ``dramatiq offload_email.worker:setup --queues email system``. Done when the status store's
   ``<prefix>:idx:bench:t:system.noop:s:succeeded`` sorted set holds N members (polled every 20 ms).
@@ -182,7 +182,7 @@ def cpu_window(first: CpuSnapshot | None, last: CpuSnapshot | None) -> CpuUsage 
 
 
 def submit_all(bodies: list[dict[str, Any]], **overrides: Any) -> float:
-    """Submit ``bodies`` with the SDK (``submit_batch`` in chunks, from several threads), with
+    """Submit ``bodies`` with the SDK (``submit_many`` in chunks, from several threads), with
     ``overrides`` of the bench's settings; returns the seconds it took."""
     from offload.publish import Publisher
 
@@ -191,7 +191,7 @@ def submit_all(bodies: list[dict[str, Any]], **overrides: Any) -> float:
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(ENQUEUE_THREADS) as pool:
-            list(pool.map(lambda chunk: publisher.submit_batch(chunk, tenant=TENANT), chunks))
+            list(pool.map(lambda chunk: publisher.submit_many(chunk, tenant=TENANT), chunks))
     finally:
         publisher.close()
     return time.monotonic() - started
@@ -490,7 +490,7 @@ def notes(result: DrainResult) -> list[str]:
                 )
     first_bare, first_ours, first_bull = result.rounds[0].runs()
     lines.append(
-        f"drain setup (not compared): ours enqueued {first_ours.jobs:,} with submit_batch × {ENQUEUE_THREADS} threads "
+        f"drain setup (not compared): ours enqueued {first_ours.jobs:,} with submit_many × {ENQUEUE_THREADS} threads "
         f"in {first_ours.enqueue_s:.1f} s; bare published {first_bare.jobs:,} "
         f"(confirmed, batched) in {first_bare.enqueue_s:.1f} s; BullMQ added {first_bull.jobs:,} "
         f"(addBulk × {node.BULK_CHUNK:,}, one process) in {first_bull.enqueue_s:.1f} s"

@@ -7,8 +7,8 @@ wait list). Per round, in this order:
 - ours, one by one: ``Publisher.submit({"type": "system.noop", "payload": {}}, tenant="bench")``
   ``--enqueues`` times: each validated, its record written to Redis, its message confirmed by the broker;
 - BullMQ, one by one: ``await queue.add("system.noop", {})`` as many times (``bench/bullmq/enqueue.mjs add``);
-- ours, batched: ``Publisher.submit_batch`` of 1,000 bodies, for ``--jobs`` jobs (one batch record,
-  then every job's record and one round of confirms per call);
+- ours, batched: ``Publisher.submit_many`` of 1,000 bodies, for ``--jobs`` jobs (independent jobs as
+  ``addBulk`` makes them: every job's record and one round of confirms per call);
 - BullMQ, batched: ``await queue.addBulk(...)`` of 1,000 jobs, for as many (``enqueue.mjs bulk``).
 
 Rate = jobs ÷ the seconds of the timed sends. Rounds repeat (``--rounds``); each row is the median
@@ -139,7 +139,7 @@ def enqueue_ours(mode: str, jobs: int, label: str) -> EnqueueRun:
                 publisher.submit(BODY, tenant=TENANT)
         else:
             for offset in range(0, jobs, node.BULK_CHUNK):
-                publisher.submit_batch([BODY] * min(node.BULK_CHUNK, jobs - offset), tenant=TENANT)
+                publisher.submit_many([BODY] * min(node.BULK_CHUNK, jobs - offset), tenant=TENANT)
         seconds = time.perf_counter() - started
         after, cpu_after = meter.snapshot(), time.process_time()
     finally:

@@ -2,7 +2,7 @@
 
 All three runs use the real worker, ``dramatiq offload_email.worker:setup --queues email webhooks
 system`` (2 processes × 8 threads, like the drain), started after its jobs were submitted with the
-Publisher SDK (``submit_batch`` in chunks of 500 from 4 threads, as the drain does) and stopped
+Publisher SDK (``submit_many`` in chunks of 500 from 4 threads, as the drain does) and stopped
 once the status store's succeeded indexes of tenant ``bench`` hold every job (polled
 every 20 ms). The per-tenant email quota and the SMTP send rate are switched off
 (``OFFLOAD_EMAIL_QUOTA_PER_HOUR=0``, ``OFFLOAD_SMTP_RATE_PER_SECOND=0``), so what is measured is the

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from offload.contracts import BUILT_IN, SubmissionPolicy, email
-from offload.errors import BrokerUnavailable, QuotaExceeded
+from offload.errors import BrokerUnavailable, QuotaExceeded, ValidationFailed
 from offload.publish import MemoryTransport, Publisher
 from offload.publish.wiring import build_publisher
 from offload.status import JobState
@@ -75,3 +75,24 @@ def test_a_batch_whose_broker_is_down_keeps_nothing(memory) -> None:
     transport.down = False
     accepted = publisher.submit_batch([{"type": "email.send", "payload": EMAIL}] * 3, tenant="acme")
     assert len(accepted.jobs) == 3 and len(transport.queues["email"]) == 3
+
+
+def test_submit_many_records_independent_jobs_or_none_and_a_refused_one_costs_nothing(memory) -> None:
+    publisher, transport = memory
+    bodies = [{"type": "email.send", "payload": EMAIL}, {"type": "email.send", "payload": {"to": []}}]
+    with pytest.raises(ValidationFailed) as refused:
+        publisher.submit_many(bodies, tenant="acme")
+    assert refused.value.message.startswith("jobs[1]:") and all(
+        e["field"].startswith("jobs[1]") for e in refused.value.errors
+    )
+    assert publisher.store.queries.list_jobs(tenant="acme").records == []  # all or none
+    transport.refusing.add("email")
+    with pytest.raises(BrokerUnavailable):
+        publisher.submit_many(bodies[:1] * 2, tenant="acme")
+    assert publisher.store.queries.list_jobs(tenant="acme").records == []
+    transport.refusing.clear()
+    accepted = publisher.submit_many(bodies[:1] * 3, tenant="acme")  # the refused ones gave their quota back
+    assert [s.state for s in accepted] == ["queued"] * 3 and len(transport.queues["email"]) == 3
+    for submitted in accepted:
+        record = publisher.get(submitted.job_id)
+        assert record is not None and record.flow_id is None  # no batch around them: nothing counts their ends

@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from offload import problems
 from offload.contracts import BUILT_IN, JobContract, Registry
-from offload.errors import BrokerUnavailable
+from offload.errors import BrokerUnavailable, ValidationFailed
 from offload.flows import new_flow_id, plan_batch
 from offload.publish.flows import Flows, submit_flow
 from offload.publish.results import BatchSubmitted, FlowSubmitted, Submitted
@@ -109,6 +110,33 @@ class Publisher:
         """
         prepared = self.preparer.prepare(body, tenant=tenant)
         return self.enqueue(prepared, idempotency_key=idempotency_key, deadline=deadline)
+
+    def submit_many(self, bodies: Sequence[Any], *, tenant: str) -> list[Submitted]:
+        """Validate every submission first (all or none), then record and publish them together, each on its own.
+
+        What BullMQ's ``addBulk`` does: independent jobs, one round of broker confirms, no batch
+        around them (no fan-in, no completion event: :meth:`submit_batch` gives those, at the cost
+        of each job's ending being counted in its batch).
+
+        Raises:
+            ValidationFailed: one submission is invalid; the field path starts with ``jobs[i]``.
+            UnknownJobType: a job's type is unknown.
+            QuotaExceeded: a quota is used up (nothing was recorded).
+            BrokerUnavailable: a message was not confirmed (that job was withdrawn; the others stand).
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        prepared = []
+        for index, body in enumerate(bodies):
+            try:
+                prepared.append(self.preparer.prepare(body, tenant=tenant))
+            except ValidationFailed as exc:
+                fields = problems.nested(exc.errors, f"jobs[{index}]")
+                raise ValidationFailed(f"jobs[{index}]: {exc.message}", errors=fields, code=exc.code) from None
+        errors = self.sequence.enqueue_batch(prepared)
+        failed = [error for error in errors if error is not None]
+        if failed:
+            raise failed[0]
+        return [Submitted(p.job_id, "scheduled" if p.delay else "queued") for p in prepared]
 
     def submit_batch(self, bodies: Sequence[Any], *, tenant: str, then: Any = None) -> BatchSubmitted:
         """Validate every submission first (all or none), then record and publish them together.

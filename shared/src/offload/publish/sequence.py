@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from offload.errors import BrokerUnavailable, Conflict, StatusStoreUnavailable
@@ -203,20 +203,14 @@ class SubmitSequence:
             hold.keep()
             return Submitted(prepared.job_id, "queued")
 
-    def enqueue_batch(
-        self, prepared: Sequence[PreparedJob], *, then: Callable[[], object] | None = None
-    ) -> list[BrokerUnavailable | None]:
+    def enqueue_batch(self, prepared: Sequence[PreparedJob]) -> list[BrokerUnavailable | None]:
         """Record and publish jobs together, their quota held; per job, None or the error that withdrew it.
-
-        ``then`` runs once the quota is held, before any record is written (the batch's own record).
 
         Raises:
             QuotaExceeded: a quota is used up (nothing was recorded).
             StatusStoreUnavailable: Redis is unavailable.
         """
         with self.held(prepared) as hold:
-            if then is not None:
-                then()
             errors = self._record_and_publish(prepared)
             hold.keep([job for job, error in zip(prepared, errors, strict=True) if error is None])
             return errors
