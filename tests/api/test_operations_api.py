@@ -242,6 +242,26 @@ def test_a_bulk_delete_removes_ended_jobs_only_and_a_tenant_reaches_only_its_own
     assert api.get(f"/v1/jobs/{ours[0]}").status_code == 404
 
 
+def test_a_bulk_cancel_by_tag_reaches_the_tagged_jobs_only(client: FlaskClient, publisher: Publisher) -> None:
+    api = Api(client)
+    tagged = [
+        api.post("/v1/jobs", json={"type": "system.noop", "options": {"tags": ["campaign:7"], "delay": 600}})
+        for _ in range(3)
+    ]
+    assert all(response.status_code == 202 for response in tagged)
+    other = api.post("/v1/jobs", json={"type": "system.noop", "options": {"tags": ["campaign:8"], "delay": 600}})
+    body = {"action": "cancel", "filter": {"tag": "campaign:7"}}
+    operation = api.post("/v1/operations", json=body).get_json()
+    wait_for(lambda: api.get(f"/v1/operations/{operation['id']}").get_json()["state"] == "succeeded", timeout=20)
+    final = api.get(f"/v1/operations/{operation['id']}").get_json()
+    assert (final["matched"], final["done"]) == (3, 3)
+    for response in tagged:
+        assert publisher.get(response.get_json()["id"]).state is JobState.CANCELLED
+    assert publisher.get(other.get_json()["id"]).state is JobState.SCHEDULED
+    refused = api.post("/v1/operations", json={"action": "cancel", "filter": {"tag": "no spaces"}})
+    assert refused.status_code == 422 and "tag" in str(refused.get_json()["errors"])
+
+
 def test_the_admin_job_list_starts_a_bulk_operation_on_its_filter_and_shows_its_progress(
     client: FlaskClient, publisher: Publisher
 ) -> None:
