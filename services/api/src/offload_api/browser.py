@@ -27,6 +27,7 @@ from flask import Flask, Response, g, request
 
 from offload.errors import Unauthorized
 from offload.settings import Settings
+from offload.status import iso
 from offload_api.auth import Caller, requires
 from offload_api.errors import error_response
 from offload_api.extension import services
@@ -43,6 +44,13 @@ TOKEN_PARAMETER = (
 CORS_HEADERS = frozenset({"last-event-id", "cache-control", "accept"})
 #: Seconds a browser may keep a preflight's answer.
 CORS_MAX_AGE = 600
+
+
+def issue_token(tenant: str, scope: str, ttl: int) -> dict[str, str]:
+    """A signed read-only token of ``tenant`` opening ``scope`` for ``ttl`` seconds (its text and expiry)."""
+    tokens = services().tokens
+    token = tokens.issue(tenant, scope, ttl=ttl)
+    return {"token": tokens.encode(token), "token_expires_at": str(iso(token.expires * 1000))}
 
 
 def readable_with_token(scope: Callable[..., str]) -> Callable[[F], F]:

@@ -14,14 +14,14 @@ from flask import Blueprint, Response, g, jsonify, request
 from offload import problems
 from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.numbers import whole_number
-from offload.status import JobRecord, JobState, iso
+from offload.status import JobRecord, JobState
 from offload.status.filters import JobFilter
 from offload.submission import TAG_PATTERN
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
-from offload_api.browser import TOKEN_PARAMETER, readable_with_token
+from offload_api.browser import TOKEN_PARAMETER, issue_token, readable_with_token
 from offload_api.extension import services
 from offload_api.openapi_meta import Link, Operation, documented
 from offload_api.views.queues import paused_target
@@ -75,9 +75,7 @@ def job_links(job_id: str) -> dict[str, str]:
 
 def job_token(job_id: str, tenant: str, ttl: int) -> dict[str, str]:
     """A browser token reading ``tenant``'s job ``job_id`` for ``ttl`` seconds: ``{"token", "token_expires_at"}``."""
-    tokens = services().tokens
-    token = tokens.issue(tenant, f"job:{job_id}", ttl=ttl)
-    return {"token": tokens.encode(token), "token_expires_at": str(iso(token.expires * 1000))}
+    return issue_token(tenant, f"job:{job_id}", ttl)
 
 
 def find_job(job_id: str) -> JobRecord:

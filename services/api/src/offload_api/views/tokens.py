@@ -17,10 +17,10 @@ from pydantic import BaseModel
 
 from offload import problems
 from offload.errors import ValidationFailed
-from offload.status import iso
 from offload.submission import parse_object
 from offload_api.auth import caller, requires
 from offload_api.bodies import json_body
+from offload_api.browser import issue_token
 from offload_api.extension import services
 from offload_api.openapi_meta import JSON_BODY_ERRORS, Content, Operation, documented
 from offload_api.schemas import EventsTokenRequest, JobTokenRequest
@@ -113,9 +113,7 @@ def _issue(tenant: str, scope: str, ttl: int | None) -> dict[str, Any]:
             f"ttl must be at most {longest} seconds.",
             errors=[problems.in_body("ttl", "less_than_equal", f"must be at most {longest}")],
         )
-    tokens = services().tokens
-    token = tokens.issue(tenant, scope, ttl=ttl or settings.browser_token_ttl)
-    return {"token": tokens.encode(token), "token_expires_at": iso(token.expires * 1000), "scope": scope}
+    return {**issue_token(tenant, scope, ttl or settings.browser_token_ttl), "scope": scope}
 
 
 def _body(model: type[M]) -> M:
