@@ -74,6 +74,19 @@ def test_a_stale_attempt_cannot_finish_the_job(store: StatusStore) -> None:
     assert history[2]["redelivered"] is True and history[2]["attempt"] == 2
 
 
+def test_the_rerun_of_a_cut_attempt_is_an_attempt_but_not_a_try_of_the_retry_policy(store: StatusStore) -> None:
+    job_id = _create(store)
+    first = store.lifecycle.start(job_id, max_unfinished=5)
+    assert (first.attempt, first.try_number) == (1, 1)
+    store.lifecycle.finish(job_id, 1, JobState.RETRYING, error=("e", "m"), retry_at=now_ms())
+    second = store.lifecycle.start(job_id, max_unfinished=5)
+    rerun = store.lifecycle.start(job_id, max_unfinished=5)  # its worker was killed while it ran
+    assert (second.attempt, second.try_number) == (2, 2) and (rerun.attempt, rerun.try_number) == (3, 2)
+    store.lifecycle.finish(job_id, 3, JobState.RETRYING, error=("e", "m"), retry_at=now_ms())
+    third = store.lifecycle.start(job_id, max_unfinished=5)
+    assert (third.attempt, third.try_number) == (4, 3)
+
+
 def test_too_many_unfinished_deliveries_make_a_job_dead(store: StatusStore) -> None:
     job_id = _create(store)
     for _ in range(3):

@@ -273,6 +273,7 @@ def _started(reply: dict[str, Any]) -> Started:
         return Started(
             "run",
             attempt=int(reply["attempt"]),
+            try_number=int(reply["try"]),
             cancel_requested=reply["cancel_requested"] == "1",
             max_retries=int(reply["max_retries"]),
             tenant=reply["tenant"],

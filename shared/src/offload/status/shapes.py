@@ -61,6 +61,9 @@ class Started:
 
     outcome: Literal["run", "skip", "missing", "aborted", "dead"]
     attempt: int = 0
+    #: Which try of the job's retry policy this attempt is: ``attempt`` less the reruns of attempts a
+    #: worker was cut off in (a redelivery is not a retry, so it uses up none of ``max_retries``).
+    try_number: int = 0
     state: str | None = None
     cancel_requested: bool = False
     max_retries: int = 0

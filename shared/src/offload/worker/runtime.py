@@ -183,7 +183,7 @@ class Runtime:
                 attempt=started.attempt,
                 store=self.store,
                 parent_id=started.parent_id,
-                last_attempt=started.attempt > started.max_retries,
+                last_attempt=started.try_number > started.max_retries,
                 _cancel_requested=started.cancel_requested,
                 _last_poll=time.monotonic(),  # start() just read the cancel flag
                 resources=self.resources,
@@ -324,9 +324,9 @@ class Runtime:
             )
             logger.info("Attempt %d held back (%s); trying in %.1f s.", ctx.attempt, message, delay)
             return
-        if ctx.attempt <= started.max_retries:
+        if started.try_number <= started.max_retries:
             delay = max(
-                backoff(contract, ctx.attempt) * self.backoff_scale, min(retry_after or 0.0, contract.retry.max_backoff)
+                backoff(contract, started.try_number) * self.backoff_scale, min(retry_after or 0.0, contract.retry.max_backoff)
             )
             self._end(ctx, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000))
             logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
