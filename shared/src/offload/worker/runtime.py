@@ -326,7 +326,8 @@ class Runtime:
             return
         if started.try_number <= started.max_retries:
             delay = max(
-                backoff(contract, started.try_number) * self.backoff_scale, min(retry_after or 0.0, contract.retry.max_backoff)
+                backoff(contract, started.try_number) * self.backoff_scale,
+                min(retry_after or 0.0, contract.retry.max_backoff),
             )
             self._end(ctx, JobState.RETRYING, error=(code, message), retry_at=now_ms() + int(delay * 1000))
             logger.warning("Attempt %d failed (%s); retrying in %.1f s.", ctx.attempt, message, delay)
