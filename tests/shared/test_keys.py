@@ -79,6 +79,10 @@ KEYS = Keys("offload")
         (KEYS.signin_failures("address", "10.0.0.1"), "offload:signin:failures:address:10.0.0.1"),
         (KEYS.signin_wait("key", "ab12"), "offload:signin:wait:key:ab12"),
         (KEYS.admin_session("s1"), "offload:admin-session:s1"),
+        (KEYS.api_key("k1"), "offload:apikey:k1"),
+        (KEYS.api_keys, "offload:apikeys"),
+        (KEYS.api_keys_version, "offload:apikeys:version"),
+        (KEYS.audit, "offload:audit"),
         (TEST_DB_OWNER, "offloadtest:owner"),
     ],
 )

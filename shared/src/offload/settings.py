@@ -150,6 +150,10 @@ class RecordSettings(_Base):
     retention_failed: int = Field(default=7 * 86_400, ge=60)
     #: Seconds an ``Idempotency-Key`` is remembered.
     idempotency_ttl: int = Field(default=86_400, ge=60)
+    #: Seconds an entry of the audit log of admin actions is kept (90 days).
+    audit_retention: int = Field(default=90 * 86_400, ge=3600)
+    #: Most entries the audit log keeps (the oldest go first, whatever their age).
+    audit_max_entries: int = Field(default=100_000, ge=100)
 
 
 class SubmissionSettings(_Base):

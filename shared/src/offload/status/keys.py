@@ -336,3 +336,24 @@ class Keys:
     def admin_session(self, sid: str) -> str:
         """One admin page session's data."""
         return f"{self.prefix}:admin-session:{sid}"
+
+    # Managed API keys and the audit log (``api_keys.py``, ``audit.py``).
+
+    def api_key(self, key_id: str) -> str:
+        """The hash of one managed API key: its grant, times and the SHA-256 of its secret(s)."""
+        return f"{self.prefix}:apikey:{key_id}"
+
+    @property
+    def api_keys(self) -> str:
+        """The sorted set of every managed API key's id, by creation (ms)."""
+        return f"{self.prefix}:apikeys"
+
+    @property
+    def api_keys_version(self) -> str:
+        """The counter bumped by every change of a managed key; API processes watch it."""
+        return f"{self.prefix}:apikeys:version"
+
+    @property
+    def audit(self) -> str:
+        """The stream of admin actions (the audit log)."""
+        return f"{self.prefix}:audit"
