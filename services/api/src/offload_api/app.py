@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from flask import Flask
 
+from offload.api_keys import env_grants
 from offload.contracts import Registry
 from offload.logs import configure_logging
 from offload.publish import Publisher
 from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner, ReadTokens
+from offload.status.api_keys import ApiKeyStore
+from offload.status.audit import AuditLog
 from offload.status.pauses import Pauses
 from offload.storage import build_storage
 from offload_api import admin, browser, errors
 from offload_api import metrics as api_metrics
 from offload_api.admission import Admission
-from offload_api.auth import hash_keys
 from offload_api.collectors import JobStateCollector, PauseCollector, QueueCollector, ScheduleCollector
 from offload_api.extension import Services, init_app
+from offload_api.key_ring import KeyRing
 from offload_api.views import (
     batches,
     dead_letters,
@@ -62,11 +65,16 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     publisher = publisher or Publisher.from_settings(settings, registry=registry)
     registry = publisher.preparer.registry
+    ring = KeyRing(ApiKeyStore(publisher.store), env_grants(settings.keys))
     services = Services(
         settings=settings,
         publisher=publisher,
         registry=registry,
-        keys=hash_keys(settings.keys),
+        keys=ring.table,
+        key_ring=ring,
+        audit=AuditLog(
+            publisher.store, retention=settings.audit_retention, max_entries=settings.audit_max_entries
+        ),
         storage=build_storage(settings),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
         tokens=ReadTokens(settings.signing_key.get_secret_value()),

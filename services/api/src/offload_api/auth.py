@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
+from offload.api_keys import Grant
 from offload.errors import Forbidden, StatusStoreUnavailable, TooManyBadKeys, Unauthorized
 from offload.settings import ApiKey
 from offload.status.guards import BadKeys
@@ -34,10 +35,12 @@ MAX_BAD_KEYS_PER_MINUTE = 50
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: their tenant and role."""
+    """Who is calling: their tenant and role, and the key they called with (for scopes and the audit log)."""
 
     tenant: str
     role: str
+    #: The grant of the key (its id, name and scopes; an ``OFFLOAD_API_KEYS`` key has no id).
+    grant: Grant | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -69,11 +72,35 @@ def authenticate() -> Caller:
     Raises:
         Unauthorized: no bearer key, or an unknown one.
     """
-    grant = grant_for(request.headers.get("Authorization", ""), services().keys)
-    if grant is None:
+    found = services()
+    grant = grant_for(request.headers.get("Authorization", ""), found.keys)
+    checked = found.key_ring.check(grant) if found.key_ring is not None else grant
+    if checked is None:  # unknown, revoked and expired keys all look the same
         _count_bad_key()
         raise Unauthorized("A valid API key is required: send 'Authorization: Bearer <key>'.")
-    return Caller(grant.tenant, grant.role)
+    return Caller(checked.tenant, checked.role, checked if isinstance(checked, Grant) else None)
+
+
+def check_scope(*documents: object) -> None:
+    """Refuse a submission of a job type the caller's key is not scoped to.
+
+    ``documents`` are job documents (``{"type": ...}``) or lists of them, as the body carries them
+    (before validation: what is not a job document is left to the validation's 422).
+
+    Raises:
+        Forbidden: a type outside the key's scopes (the answer names it in ``job_type``).
+    """
+    grant = caller().grant
+    if grant is None or grant.scopes is None:
+        return
+    jobs = [item for found in documents for item in (found if isinstance(found, list) else [found])]
+    for job_type in (job["type"] for job in jobs if isinstance(job, dict) and isinstance(job.get("type"), str)):
+        if not grant.may_submit(job_type):
+            raise Forbidden(
+                f"This API key may not submit jobs of type {job_type[:200]!r} (its scopes: {', '.join(grant.scopes)}).",
+                code="job_type_not_in_scope",
+                job_type=job_type[:200],
+            )
 
 
 def _count_bad_key() -> None:

@@ -42,6 +42,8 @@ def _client_error(exc: ClientError) -> Response:
         extra["errors"] = exc.errors
     if "job_id" in exc.context and exc.status == 409:
         extra["job_id"] = exc.context["job_id"]
+    if "job_type" in exc.context and exc.status == 403:
+        extra["job_type"] = exc.context["job_type"]  # a key's scopes refused it
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         extra["retry_after"] = retry_after

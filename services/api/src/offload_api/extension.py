@@ -12,10 +12,12 @@ from offload.publish import Publisher
 from offload.settings import ApiKey, Settings
 from offload.signing import LinkSigner, ReadTokens
 from offload.status import BatchStore, StatusStore
+from offload.status.audit import AuditLog
 from offload.storage import Storage
 from offload_api.streams import StreamSlots
 
 if TYPE_CHECKING:
+    from offload_api.key_ring import KeyRing
     from offload_api.metrics import ApiMetrics
 
 
@@ -26,11 +28,16 @@ class Services:
     settings: Settings
     publisher: Publisher
     registry: Registry
+    #: Every API key accepted, by SHA-256: the key ring's live table (``offload_api.key_ring``).
     keys: dict[bytes, ApiKey]
     storage: Storage
     signer: LinkSigner
     #: Makes and checks browser tokens (``offload_api.browser``).
     tokens: ReadTokens
+    #: The API keys of ``OFFLOAD_API_KEYS`` and Redis, refreshed within a second (``offload_api.key_ring``).
+    key_ring: KeyRing | None = None
+    #: The audit log of admin actions (``offload_api.audit``).
+    audit: AuditLog | None = None
     #: The API's Prometheus metrics (None when OFFLOAD_METRICS is off).
     metrics: ApiMetrics | None = None
     #: The open event streams, per tenant (``offload_api.streams``).

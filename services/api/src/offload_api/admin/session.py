@@ -31,7 +31,7 @@ from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response
 
 from offload.errors import CsrfFailed, StatusStoreUnavailable
-from offload.settings import Settings
+from offload.settings import ApiKey, Settings
 from offload.status import StatusStore
 from offload.status.guards import AdminSessions
 from offload_api.extension import services, services_of
@@ -207,7 +207,10 @@ def configure(app: Flask, settings: Settings) -> None:
 def sign_in(key: str) -> bool:
     """Start a new session (under a new id) for ``key`` if it is a configured admin key."""
     digest = hashlib.sha256(key.encode()).digest()
-    grant = services().keys.get(digest)
+    found = services()
+    grant = found.keys.get(digest)
+    if found.key_ring is not None:
+        grant = found.key_ring.check(grant)  # a revoked or expired managed key signs nobody in
     if grant is None or grant.role != "admin":
         return False
     current = _session()
@@ -224,16 +227,24 @@ def sign_out() -> None:
 
 def signed_in() -> bool:
     """True while the session's key is still a configured admin key; a session whose key is gone is ended."""
-    current = _session()
-    key_id = current.get("key")
-    if not isinstance(key_id, str):
+    if not isinstance(_session().get("key"), str):
         return False
-    interface = _interface()
-    admin = (interface.key_id(digest) for digest, grant in services().keys.items() if grant.role == "admin")
-    if any(hmac.compare_digest(key_id, known) for known in admin):
+    if session_grant() is not None:
         return True
-    current.end()
+    _session().end()
     return False
+
+
+def session_grant() -> ApiKey | None:
+    """The grant of the admin key this session signed in with, while it is still a working admin key."""
+    key_id = _session().get("key")
+    if not isinstance(key_id, str):
+        return None
+    interface, found = _interface(), services()
+    for digest, grant in list(found.keys.items()):
+        if grant.role == "admin" and hmac.compare_digest(key_id, interface.key_id(digest)):
+            return found.key_ring.check(grant) if found.key_ring is not None else grant
+    return None
 
 
 def csrf_token() -> str:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from offload import problems
 from offload.errors import NotFound, ValidationFailed
-from offload_api.auth import caller, requires
+from offload_api.auth import caller, check_scope, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
@@ -34,6 +34,7 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
         responses={
             202: ("All jobs recorded and confirmed.", "BatchAccepted"),
             400: ("Malformed JSON.", "Error"),
+            403: ("The key may not submit, or not one of the jobs' types (`job_type` names it).", "Error"),
             413: ("Body too large.", "Error"),
             415: ("Not JSON.", "Error"),
             422: ("A job is invalid (its index is in the field path); none was submitted.", "Error"),
@@ -49,6 +50,7 @@ def submit_batch() -> tuple[Response, int, dict[str, str]]:
     problem = _shape_problem(body, limit)
     if problem is not None:
         raise ValidationFailed(f'The body must be {{"jobs": [...]}} with 1 to {limit} jobs.', errors=[problem])
+    check_scope(body["jobs"], body.get("then"))
     submitted = services().publisher.submit_batch(body["jobs"], tenant=caller().tenant, then=body.get("then"))
     url = f"{public_base()}/v1/batches/{submitted.batch_id}"
     document: dict[str, object] = {

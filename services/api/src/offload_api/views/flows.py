@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify
 from offload.errors import InvalidState, NotFound
 from offload.flows import MAX_DEPTH, MAX_NODES
 from offload.status import iso
-from offload_api.auth import caller, requires
+from offload_api.auth import caller, check_scope, requires
 from offload_api.bodies import json_body
 from offload_api.browser import TOKEN_PARAMETER, readable_with_token
 from offload_api.extension import Services, services
@@ -104,6 +104,7 @@ def find_flow(flow_id: str) -> dict[str, Any]:
 def submit_flow() -> tuple[Response, int, dict[str, str]]:
     """Validate every node first (all or none), then record the flow and publish the nodes that need nothing."""
     body = json_body()
+    check_scope(body.get("nodes") if isinstance(body, dict) else None)
     submitted = services().publisher.flows.submit(body, tenant=caller().tenant, idempotency_key=idempotency_key())
     links = flow_links(submitted.flow_id)
     document = {

@@ -19,7 +19,7 @@ from offload.status.filters import JobFilter
 from offload.submission import TAG_PATTERN
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
-from offload_api.auth import caller, requires
+from offload_api.auth import caller, check_scope, requires
 from offload_api.bodies import json_body
 from offload_api.browser import TOKEN_PARAMETER, issue_token, readable_with_token
 from offload_api.extension import services
@@ -125,6 +125,7 @@ def find_job(job_id: str) -> JobRecord:
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     """Validate, record and publish a job; 202 once the broker confirmed it."""
     body = json_body()
+    check_scope(body)
     found = services()
     if isinstance(body, dict) and body.get("type") in found.registry:
         g.job_type = body["type"]  # a registered name: a bounded metrics label

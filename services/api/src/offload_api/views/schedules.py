@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify
 
 from offload.status import redis_errors
 from offload_api import schedule_actions
-from offload_api.auth import caller, requires
+from offload_api.auth import caller, check_scope, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import Link, Operation, documented
@@ -86,6 +86,7 @@ def list_schedules() -> Response:
 def create_schedule() -> tuple[Response, int, dict[str, str]]:
     """Validate and store a schedule of the caller's tenant."""
     body = json_body()
+    check_scope(body.get("job") if isinstance(body, dict) else None)
     found = services()
     with redis_errors():
         stored = schedule_actions.create(found, body, tenant=caller().tenant)
@@ -141,6 +142,7 @@ def get_schedule(schedule_id: str) -> Response:
 def update_schedule(schedule_id: str) -> Response:
     """Change one of the caller's schedules."""
     body = json_body()
+    check_scope(body.get("job") if isinstance(body, dict) else None)
     found = services()
     with redis_errors():
         stored = schedule_actions.find(found, schedule_id, scope=caller().scope)
