@@ -72,9 +72,7 @@ def create_app(
         registry=registry,
         keys=ring.table,
         key_ring=ring,
-        audit=AuditLog(
-            publisher.store, retention=settings.audit_retention, max_entries=settings.audit_max_entries
-        ),
+        audit=AuditLog(publisher.store, retention=settings.audit_retention, max_entries=settings.audit_max_entries),
         storage=build_storage(settings),
         signer=LinkSigner(settings.signing_key.get_secret_value(), default_ttl=settings.link_ttl),
         tokens=ReadTokens(settings.signing_key.get_secret_value()),

@@ -22,6 +22,7 @@ from offload.errors import BrokerUnavailable, DependencyError, InvalidState, Not
 from offload.status.filters import JobFilter
 from offload.status.operations import OperationRecord, Operations
 from offload_api import actions
+from offload_api.audit import admin_action
 from offload_api.extension import Services
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def create(found: Services, action: str, where: JobFilter, described: dict[str, 
         )
     operation_id = str(uuid.uuid4())
     operations(found).create(operation_id, action=action, tenant=where.tenant, described=described, job_ids=ids)
+    filters = " ".join(f"{name}={value}" for name, value in sorted(described.items()))
+    admin_action(f"bulk.{action}", operation_id, f"ok: {len(ids)} job(s) matched {filters}".rstrip())
     resume(found, operation_id)
     return operation_id
 

@@ -20,6 +20,7 @@ from offload.status import iso
 from offload.status.scripts import now_ms
 from offload.status.user_schedules import StoredSchedule, UserSchedules
 from offload.user_schedules import MAX_PER_TENANT, from_stored, moment, validate
+from offload_api.audit import admin_action
 from offload_api.extension import Services
 
 #: The longest id looked up (ids are UUIDs; anything longer is not one).
@@ -65,6 +66,7 @@ def create(found: Services, body: Any, *, tenant: str) -> StoredSchedule:
         raise Conflict(f"Your tenant has {MAX_PER_TENANT} schedules, the most it may have; delete one first.")
     schedule_id = str(uuid.uuid4())
     schedules.create(schedule_id, tenant=tenant, definition=definition.stored(), now=now_ms())
+    admin_action("schedule.create", schedule_id)
     return _created(schedules, schedule_id)
 
 
@@ -90,6 +92,7 @@ def update(found: Services, stored: StoredSchedule, changes: Any) -> StoredSched
         raise NotFound(f"Schedule {stored.id!r} does not exist.")
     if outcome == "changed":
         raise Conflict(f"Schedule {stored.id!r} was changed by another request meanwhile; read it and try again.")
+    admin_action("schedule.update", stored.id)
     return _created(schedules, stored.id)
 
 
@@ -103,6 +106,7 @@ def switch(found: Services, stored: StoredSchedule, *, paused: bool) -> StoredSc
     done = (schedules.pause if paused else schedules.resume)(stored.id, now=now_ms())
     if not done:
         raise NotFound(f"Schedule {stored.id!r} does not exist.")
+    admin_action("schedule.pause" if paused else "schedule.resume", stored.id)
     return _created(schedules, stored.id)
 
 
@@ -119,12 +123,14 @@ def run_now(found: Services, stored: StoredSchedule) -> Submitted:
     prepared = from_stored(stored.definition).prepare(found.publisher.preparer, tenant=stored.tenant)
     submitted = found.publisher.enqueue(prepared)
     store(found).ran(stored.id, job_id=submitted.job_id, now=now_ms())
+    admin_action("schedule.run", stored.id, f"ok: job {submitted.job_id}")
     return submitted
 
 
 def delete(found: Services, stored: StoredSchedule) -> None:
     """Remove the schedule: the scheduler runs it no more (within a second); its past runs stay."""
     store(found).delete(stored.id, tenant=stored.tenant)
+    admin_action("schedule.delete", stored.id)
 
 
 def listing(found: Services, *, scope: str | None) -> list[dict[str, Any]]:

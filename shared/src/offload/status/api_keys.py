@@ -312,4 +312,3 @@ def grant_table(keys: Iterable[StoredKey]) -> dict[bytes, Grant]:
     for key in keys:
         table.update(key.grants())
     return table
-

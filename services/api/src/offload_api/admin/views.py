@@ -18,7 +18,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from offload import dead_letters
@@ -28,7 +28,7 @@ from offload.errors import ClientError, DependencyError, NotFound, ValidationFai
 from offload.settings import Settings
 from offload.status import JobRecord, JobState, iso
 from offload.status.stats import state_counts
-from offload_api import actions, bulk, schedule_actions
+from offload_api import actions, audit, bulk, schedule_actions
 from offload_api.admin import attempts, letters
 from offload_api.admin import session as auth
 from offload_api.collectors import read_queues
@@ -90,6 +90,7 @@ def admin_only(view: F) -> F:
             return redirect(url_for("admin.login", next=request.path))
         if request.method == "POST":
             auth.check_csrf(request.form.get("csrf_token"))
+            g.audit_actor = f"admin page, {audit.describe(auth.session_grant())}"
         return view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
@@ -109,9 +110,11 @@ def login() -> str | BaseResponse | tuple[str, int, dict[str, str]]:
             return render_template("admin/login.html", error=error), 429, {"Retry-After": str(wait)}
         if auth.sign_in(attempt.key):
             attempts.succeeded(attempt)
+            audit.admin_action("admin.sign_in", actor=f"admin page, {audit.describe(auth.session_grant())}")
             target = request.args.get("next", "")
             return redirect(target if NEXT.fullmatch(target) else url_for("admin.queues"))
         attempts.failed(attempt)
+        audit.admin_action("admin.sign_in", outcome="refused: not an admin key", actor="admin page, signing in")
         error = "That is not an admin API key."
     return render_template("admin/login.html", error=error)
 
@@ -153,6 +156,7 @@ def switch_queue(name: str, action: str) -> BaseResponse:
     else:
         pauses().resume(name)
         flash(f"Resumed {name}.")
+    audit.admin_action(f"queue.{action}", name)
     return redirect(url_for("admin.queues"))
 
 
@@ -247,8 +251,10 @@ def retry(job_id: str) -> BaseResponse:
     try:
         actions.retry(services(), job_id, scope=None)
         flash("Queued again.")
+        audit.admin_action("job.retry", job_id)
     except (ClientError, DependencyError) as exc:
         flash(exc.message)
+        audit.admin_action("job.retry", job_id, f"refused: {exc.code}")
     return redirect(url_for("admin.job", job_id=job_id))
 
 
@@ -258,6 +264,7 @@ def cancel(job_id: str) -> BaseResponse:
     """Cancel a waiting job, or ask a running one to stop."""
     _record(job_id)
     outcome, final = services().store.lifecycle.cancel(job_id, tenant=None)
+    audit.admin_action("job.cancel", job_id, f"refused: already {final}" if outcome == "final" else "ok")
     flash(f"The job already ended ({final})." if outcome == "final" else "Cancel requested.")
     return redirect(url_for("admin.job", job_id=job_id))
 
@@ -295,10 +302,12 @@ def requeue(queue: str) -> BaseResponse:
     handle = functools.partial(actions.requeue_letter, found)
     if one:
         taken = dead_letters.take_one(url, known_queue(queue), one, handle)
+        audit.admin_action("dead_letters.requeue", f"{queue} job {one[:64]}", "ok" if taken else "not_found")
         flash(f"Requeued the dead letter of job {one[:8]}." if taken else "That dead letter is no longer there.")
         return _back_to_dead(queue)
     reason = request.form.get("reason") or None
     outcome = letters.requeue(url, found.store, known_queue(queue), letters.LetterFilter(reason=reason), handle)
+    audit.admin_action("dead_letters.requeue", f"{queue} reason {reason or 'any'}", f"requeued {outcome.requeued}")
     left = f" Skipped {outcome.malformed} malformed one(s), left in place: they can only be purged."
     which = f" with reason {reason[:64]}" if reason else ""
     flash(f"Requeued {outcome.requeued} dead letter(s) of {queue}{which}.{left if outcome.malformed else ''}")
@@ -313,6 +322,7 @@ def drop(queue: str) -> BaseResponse:
     if not DIGEST.fullmatch(body_digest):
         abort(400)
     dropped = dead_letters.drop(services().settings.broker_url.get_secret_value(), known_queue(queue), body_digest)
+    audit.admin_action("dead_letters.drop", f"{queue} {body_digest}", "ok" if dropped else "not_found")
     flash("Purged that dead letter." if dropped else "That dead letter is no longer there.")
     return _back_to_dead(queue)
 
@@ -325,6 +335,7 @@ def purge(queue: str) -> BaseResponse:
         flash(f"Type the queue name ({queue}) to confirm the purge.")
         return redirect(url_for("admin.dead", queue=queue))
     count = dead_letters.purge(services().settings.broker_url.get_secret_value(), queue)
+    audit.admin_action("dead_letters.purge", queue, f"purged {count}")
     flash(f"Purged {count} dead letter(s) of {queue}.")
     return redirect(url_for("admin.dead", queue=queue))
 
@@ -409,6 +420,7 @@ def retire_type(name: str) -> BaseResponse:
     if not isinstance(registry, Catalogue):
         abort(404)
     outcome = retire(registry.store, name)
+    audit.admin_action("job_type.retire", name, outcome)
     registry.refresh(force=True)
     flash(RETIRE_OUTCOMES[outcome].format(name=name))
     return redirect(url_for("admin.job_types"))

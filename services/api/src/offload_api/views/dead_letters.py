@@ -19,6 +19,7 @@ from offload.errors import BrokerUnavailable, NotFound, ValidationFailed
 from offload.status import iso, redis_errors
 from offload_api import actions
 from offload_api.admin import letters
+from offload_api.audit import admin_action
 from offload_api.auth import requires
 from offload_api.bodies import model_body
 from offload_api.collectors import read_queues
@@ -153,6 +154,7 @@ def requeue(queue: str) -> Response:
     with broker_errors(), redis_errors():
         if wanted.job_id is not None:
             taken = dead_letters.take_one(_broker_url(), known_queue(queue), wanted.job_id, handle)
+            admin_action("dead_letters.requeue", f"{queue} job {wanted.job_id[:64]}", "ok" if taken else "not_found")
             if not taken:
                 raise NotFound(f"Queue {queue!r} holds no dead letter of job {wanted.job_id[:64]!r}.")
             return jsonify({"matched": 1, "requeued": 1, "malformed": 0})
@@ -160,6 +162,7 @@ def requeue(queue: str) -> Response:
             job_type=wanted.type, reason=wanted.reason, dead_from=wanted.dead_from, dead_to=wanted.dead_to
         )
         outcome = letters.requeue(_broker_url(), found.store, known_queue(queue), where, handle)
+    admin_action("dead_letters.requeue", queue, f"requeued {outcome.requeued} of {outcome.matched}")
     return jsonify({"matched": outcome.matched, "requeued": outcome.requeued, "malformed": outcome.malformed})
 
 
@@ -187,4 +190,5 @@ def purge(queue: str) -> Response:
         )
     with broker_errors():
         purged = dead_letters.purge(_broker_url(), queue)
+    admin_action("dead_letters.purge", queue, f"purged {purged}")
     return jsonify({"purged": purged})

@@ -19,6 +19,7 @@ from offload.status.filters import JobFilter
 from offload.submission import TAG_PATTERN
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
+from offload_api.audit import admin_action
 from offload_api.auth import caller, check_scope, requires
 from offload_api.bodies import json_body
 from offload_api.browser import TOKEN_PARAMETER, issue_token, readable_with_token
@@ -288,6 +289,7 @@ def cancel_job(job_id: str) -> Response:
     """Cancel a waiting job at once; ask a running one to stop (its handler checks between steps)."""
     find_job(job_id)
     outcome, final = services().store.lifecycle.cancel(job_id, tenant=caller().scope)
+    admin_action("job.cancel", job_id, f"refused: already {final}" if outcome == "final" else "ok")
     if outcome == "final":
         raise InvalidState(f"Job {job_id!r} already ended ({final}); it cannot be cancelled.")
     return jsonify(find_job(job_id).public())
@@ -311,6 +313,7 @@ def retry_job(job_id: str) -> tuple[Response, int]:
     """Queue the job again with its original payload; its attempts keep counting."""
     find_job(job_id)
     actions.retry(services(), job_id, scope=caller().scope)
+    admin_action("job.retry", job_id)
     return jsonify({"id": job_id, "state": "queued", **job_links(job_id)}), 202
 
 

@@ -13,6 +13,7 @@ from offload.errors import DependencyError, NotFound
 from offload.status import JobState, iso, redis_errors
 from offload.status.pauses import Pauses
 from offload.status.stats import type_state_counts
+from offload_api.audit import admin_action
 from offload_api.auth import requires
 from offload_api.collectors import read_queues
 from offload_api.extension import Services, services
@@ -148,6 +149,7 @@ def pause(name: str) -> Response:
     """Stop workers from starting the jobs of ``name`` (a queue or a job type); submissions go on."""
     switches = pauses()
     switches.pause(_target(name))
+    admin_action("queue.pause", name)
     return jsonify(_state(switches, name, switches.paused()))
 
 
@@ -169,4 +171,5 @@ def resume(name: str) -> Response:
     """Let workers start the jobs of ``name`` again; the parked ones are published oldest first."""
     switches = pauses()
     switches.resume(_target(name))
+    admin_action("queue.resume", name)
     return jsonify(_state(switches, name, switches.paused()))
