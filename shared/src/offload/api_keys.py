@@ -36,7 +36,7 @@ DEFAULT_OVERLAP = 24 * 3600
 MAX_OVERLAP = 30 * 24 * 3600
 
 
-class KeyRequest(BaseModel):
+class ApiKeyRequest(BaseModel):
     """A new managed key: who it acts for, what it may do, until when."""
 
     model_config = ConfigDict(extra="forbid")
@@ -57,19 +57,6 @@ class KeyRequest(BaseModel):
         if value is not None and value.timestamp() <= time.time():
             raise ValueError("must be in the future")
         return value
-
-
-class RotateRequest(BaseModel):
-    """A rotation: how long the old secret keeps working beside the new one."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    overlap_seconds: int = Field(
-        default=DEFAULT_OVERLAP,
-        ge=0,
-        le=MAX_OVERLAP,
-        description="Seconds the old secret keeps working (0: it stops at once).",
-    )
 
 
 def new_secret() -> str:

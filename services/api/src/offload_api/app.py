@@ -21,6 +21,7 @@ from offload_api.collectors import JobStateCollector, PauseCollector, QueueColle
 from offload_api.extension import Services, init_app
 from offload_api.key_ring import KeyRing
 from offload_api.views import (
+    audit_log,
     batches,
     dead_letters,
     events,
@@ -29,6 +30,7 @@ from offload_api.views import (
     flows,
     health,
     jobs,
+    keys,
     meta,
     operations,
     ops,
@@ -106,6 +108,8 @@ def create_app(
         dead_letters.bp,
         operations.bp,
         schedules.bp,
+        keys.bp,
+        audit_log.bp,
         health.bp,
     )
     for blueprint in blueprints:

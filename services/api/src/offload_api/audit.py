@@ -34,8 +34,8 @@ def describe(grant: ApiKey | None) -> str:
     return f"env key of {grant.tenant}" if grant is not None else "unknown"
 
 
-def _actor() -> str | None:
-    """Who is acting in this request, if it is an admin action; None for a tenant acting on its own."""
+def actor() -> str | None:
+    """Who is acting in this request, if an admin; None for a tenant acting on its own."""
     page_actor = g.get("audit_actor")  # set by the admin page's guard
     if isinstance(page_actor, str):
         return page_actor
@@ -45,14 +45,14 @@ def _actor() -> str | None:
     return describe(caller.grant or ApiKey(caller.tenant, "admin"))
 
 
-def admin_action(action: str, target: str = "", outcome: str = "ok", *, actor: str | None = None) -> None:
+def admin_action(action: str, target: str = "", outcome: str = "ok", *, by: str | None = None) -> None:
     """Record ``action`` on ``target`` with its ``outcome``, if this request is an admin's.
 
-    ``actor`` overrides who (a sign-in names the key tried, before any session holds it).
+    ``by`` overrides who (a sign-in names the key tried, before any session holds it).
     """
     if not has_request_context():
         return
-    who = actor or _actor()
+    who = by or actor()
     log = services().audit
     if who is None or log is None:
         return

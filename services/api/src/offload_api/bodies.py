@@ -9,7 +9,9 @@ from flask import request
 from pydantic import BaseModel
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from offload import problems
+from offload.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from offload.numbers import whole_number
 from offload.submission import parse_object
 
 M = TypeVar("M", bound=BaseModel)
@@ -72,3 +74,18 @@ def model_body(model: type[M]) -> M:
         ValidationFailed: the document does not fit ``model``; ``errors`` names each field.
     """
     return parse_object(model, json_body(), what=model.__name__)
+
+
+def query_int(name: str, raw: str | None, *, low: int, high: int, default: int) -> int:
+    """A whole-number query parameter in ``[low, high]``, ``default`` when absent.
+
+    Raises:
+        ValidationFailed: it is not a whole number in range (the 422 names the parameter).
+    """
+    if raw is None:
+        return default
+    value = whole_number(raw)
+    if value is None or not low <= value <= high:
+        problem = f"an integer from {low} to {high}"
+        raise ValidationFailed(f"{name} must be {problem}.", errors=[problems.parameter(name, "range", problem)])
+    return value

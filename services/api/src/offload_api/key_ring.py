@@ -71,6 +71,11 @@ class KeyRing:
             self._used[grant.key_id] = now_ms()
         return grant
 
+    @property
+    def env_count(self) -> int:
+        """How many ``OFFLOAD_API_KEYS`` keys are merged in."""
+        return len(self._env)
+
     def refresh(self, *, force: bool = False) -> None:
         """Write the last-used times, look at the version, and reload the keys if it moved.
 

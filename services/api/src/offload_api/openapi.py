@@ -33,6 +33,8 @@ from offload_api.admission import EXEMPT
 from offload_api.openapi_meta import HTML_PAGE, Content, EventStream, Link, Operation
 from offload_api.openapi_webhooks import webhooks
 from offload_api.schemas import RESPONSE_MODELS, EventsTokenRequest, JobTokenRequest
+from offload_api.schemas_keys import REQUESTS as KEY_REQUESTS
+from offload_api.schemas_keys import RESPONSES as KEY_RESPONSES
 from offload_api.schemas_ops import REQUESTS as OPS_REQUESTS
 from offload_api.schemas_ops import RESPONSES as OPS_RESPONSES
 
@@ -56,6 +58,8 @@ TAGS = {
     "change, pause, resume, run now and delete.",
     "operations": "Queues (depths, consumers, jobs by state; pause and resume, admin keys) and bulk operations on "
     "the jobs a filter matches, run in the background and followed by id.",
+    "keys": "Managed API keys (made, listed, rotated, revoked; effective on every API process within seconds) and "
+    "the audit log of admin actions (admins).",
     "dead-letters": "Each queue's dead letters with the reason Offload recorded: listed, requeued, purged (admins).",
     "health": "Liveness and readiness probes.",
 }
@@ -96,8 +100,10 @@ def _model_schemas(registry: Registry) -> dict[str, Any]:
     An internal job type's payload (a webhook delivery, a cleanup) is Offload's own business: no
     request of the API carries one, so it is left out rather than published unused.
     """
-    models = [(m, "serialization") for m in (*RESPONSE_MODELS, *OPS_RESPONSES)] + [(JobOptions, "validation")]
+    models = [(m, "serialization") for m in (*RESPONSE_MODELS, *OPS_RESPONSES, *KEY_RESPONSES)]
+    models += [(JobOptions, "validation")]
     requests: tuple[type[BaseModel], ...] = (NewPushSubscription, JobTokenRequest, EventsTokenRequest, *OPS_REQUESTS)
+    requests += KEY_REQUESTS
     models += [(m, "validation") for m in requests]
     models += [(c.payload, "validation") for c in registry.public if not isinstance(c, RegisteredContract)]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]

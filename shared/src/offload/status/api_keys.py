@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
-from offload.api_keys import Grant, KeyRequest, digest, new_key_id, new_secret, to_ms
+from offload.api_keys import ApiKeyRequest, Grant, digest, new_key_id, new_secret, to_ms
 from offload.errors import InvalidState
 from offload.settings import Role
 from offload.status.records import iso
@@ -132,7 +132,7 @@ class ApiKeyStore:
         self.client = store.client
         self.keys = store.keys
 
-    def create(self, request: KeyRequest, *, by: str) -> tuple[StoredKey, str]:
+    def create(self, request: ApiKeyRequest, *, by: str) -> tuple[StoredKey, str]:
         """Make a key; returns it and its secret, which is not stored and never shown again.
 
         Raises:

@@ -88,7 +88,7 @@ class AuditLog:
     def page(
         self, *, action: str | None = None, since: int | None = None, cursor: str | None = None, limit: int = 50
     ) -> tuple[list[AuditEntry], str | None]:
-        """Up to ``limit`` entries, newest first, of ``action`` (or a prefix ending in ``.``) at or after ``since`` (ms).
+        """Up to ``limit`` entries, newest first, of ``action`` (ending in ``.``: a prefix), since ``since`` (ms).
 
         Returns the entries and the cursor of the next page (None: no more). A page may hold fewer
         than ``limit`` while a cursor is given, when a filter skipped :data:`MAX_SCANNED` entries.

@@ -110,11 +110,11 @@ def login() -> str | BaseResponse | tuple[str, int, dict[str, str]]:
             return render_template("admin/login.html", error=error), 429, {"Retry-After": str(wait)}
         if auth.sign_in(attempt.key):
             attempts.succeeded(attempt)
-            audit.admin_action("admin.sign_in", actor=f"admin page, {audit.describe(auth.session_grant())}")
+            audit.admin_action("admin.sign_in", by=f"admin page, {audit.describe(auth.session_grant())}")
             target = request.args.get("next", "")
             return redirect(target if NEXT.fullmatch(target) else url_for("admin.queues"))
         attempts.failed(attempt)
-        audit.admin_action("admin.sign_in", outcome="refused: not an admin key", actor="admin page, signing in")
+        audit.admin_action("admin.sign_in", outcome="refused: not an admin key", by="admin page, signing in")
         error = "That is not an admin API key."
     return render_template("admin/login.html", error=error)
 
