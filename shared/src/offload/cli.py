@@ -1,7 +1,7 @@
 """The ``offload`` command.
 
 Demo, SDK submissions, schema export, storage cleanup, layout migration, the job-type catalogue,
-new worker packages and VAPID keys for web push.
+new worker packages, VAPID keys for web push and managed API keys (``offload keys``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from offload import cli_keys
 from offload.contracts import BUILT_IN
 
 DEMO_JOBS: list[dict[str, Any]] = [
@@ -219,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     push_actions = push_cmd.add_subparsers(dest="action", required=True)
     keys_cmd = push_actions.add_parser("keys", help="print a new OFFLOAD_VAPID_PRIVATE_KEY (or append it to a file)")
     keys_cmd.add_argument("--env-file", type=Path, default=None, help="append it to this file (mode 600)")
+    cli_keys.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return cli_keys.run(args)
     if args.command == "push":
         return push_keys(args.env_file)
     if args.command == "new-worker":
