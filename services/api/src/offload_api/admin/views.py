@@ -5,7 +5,7 @@ consumers, jobs found by id, state, type or tenant, a job's history, error and r
 while it runs), retry and cancel, dead letters to inspect page by page with the reason Offload
 recorded (counted by reason), requeue (as a retry of their job), purge one by one or all with a
 typed confirmation, and the schedules with their next and last runs (a tenant's to pause, resume,
-run now or delete).
+run now or delete), the API keys (made, rotated, revoked; ``keys_page``) and the audit log.
 """
 
 from __future__ import annotations
