@@ -34,6 +34,9 @@ def test_dead_letters_are_exported_to_storage_then_removed_and_young_ones_stay(
 
     kept = _maintain(publisher, older_than=3600)  # none is an hour old: nothing leaves
     assert kept["dead_letters"] == [] and queue_depth("system.XQ") == 3
+    admin = api.as_("admin")
+    assert admin.post("/v1/queues/system/pause").status_code == 200
+    assert admin.post("/v1/queues/system/resume").status_code == 200
 
     result = _maintain(publisher, older_than=0)
     [export] = result["dead_letters"]
@@ -44,3 +47,11 @@ def test_dead_letters_are_exported_to_storage_then_removed_and_young_ones_stay(
     lines = [json.loads(line) for line in download.data.decode().splitlines()]
     assert sorted(line["message"]["message_id"] for line in lines) == sorted(failed)
     assert all(line["reason"] == "rejected" and line["dead_lettered_at"] for line in lines)
+    # The admin actions since the last export go with the dead letters, once.
+    audited = [json.loads(line) for line in api.anonymous_get(result["audit"]["url"]).data.decode().splitlines()]
+    assert [(e["action"], e["target"], e["actor"]) for e in audited][-2:] == [
+        ("queue.pause", "system", "env key of ops"),
+        ("queue.resume", "system", "env key of ops"),
+    ]
+    assert result["audit"]["count"] == len(audited)
+    assert _maintain(publisher, older_than=0)["audit"] is None

@@ -83,6 +83,7 @@ KEYS = Keys("offload")
         (KEYS.api_keys, "offload:apikeys"),
         (KEYS.api_keys_version, "offload:apikeys:version"),
         (KEYS.audit, "offload:audit"),
+        (KEYS.audit_exported, "offload:audit:exported"),
         (TEST_DB_OWNER, "offloadtest:owner"),
     ],
 )

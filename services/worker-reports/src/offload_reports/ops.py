@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,6 +16,7 @@ from offload.contracts.ops import (
     MAINTENANCE,
     AggregatePayload,
     AggregateResult,
+    AuditExport,
     DailyOpsPayload,
     DeadLetterExport,
     MaintenancePayload,
@@ -25,6 +27,7 @@ from offload.errors import PermanentJobError
 from offload.jobs import served_by
 from offload.signing import LinkSigner
 from offload.status import StatusStore
+from offload.status.audit import AuditLog
 from offload.status.stats import HOUR, aggregate, hour_of, read
 from offload.storage import Storage, make_key
 from offload.worker import JobContext
@@ -80,15 +83,29 @@ class OpsHandlers:
         )
         for item in exported:
             logger.warning("Exported %d dead letters of %s before they expire.", item.count, item.queue)
-        ctx.progress(80, "dead letters exported")
+        ctx.progress(70, "dead letters exported")
+        audited = self._export_audit(make_key(ctx.tenant, ctx.job_id, "audit.jsonl"))
+        ctx.progress(80, "audit log exported")
         trimmed = self.store.janitor.trim_indexes()
         return MaintenanceResult(
             index_entries_removed=trimmed,
+            audit=audited,
             dead_letters=[
                 DeadLetterExport(queue=item.queue, count=item.count, url=self.signer.path(item.key))
                 for item in exported
             ],
         )
+
+    def _export_audit(self, key: str) -> AuditExport | None:
+        """Write the audit entries recorded since the last export beside the dead letters, then mark them."""
+        settings = self.reports.settings
+        log = AuditLog(self.store, retention=settings.audit_retention, max_entries=settings.audit_max_entries)
+        entries = log.unexported()
+        if not entries:
+            return None
+        self.storage.put(key, [json.dumps(entry.public(), ensure_ascii=False).encode() + b"\n" for entry in entries])
+        log.mark_exported(entries[-1].id)
+        return AuditExport(count=len(entries), url=self.signer.path(key))
 
     def daily_ops(self, ctx: JobContext, payload: DailyOpsPayload) -> ReportResult:
         """One row per job type and tenant for the day: counts by state and the failure rate, as XLSX.

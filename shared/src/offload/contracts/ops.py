@@ -65,11 +65,19 @@ class DeadLetterExport(BaseModel):
     url: str = Field(description="A signed link to the JSON lines file (relative to the API).")
 
 
+class AuditExport(BaseModel):
+    """The audit log entries exported with the dead letters (those since the previous export)."""
+
+    count: int
+    url: str = Field(description="A signed link to the JSON lines file (relative to the API).")
+
+
 class MaintenanceResult(BaseModel):
     """What ``maintenance.cleanup`` did."""
 
     index_entries_removed: int | None = Field(description="None when another process was trimming.")
     dead_letters: list[DeadLetterExport]
+    audit: AuditExport | None = Field(default=None, description="None when no admin action was recorded since.")
 
 
 MAINTENANCE = JobContract(

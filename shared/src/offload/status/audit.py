@@ -67,6 +67,7 @@ class AuditLog:
     def __init__(self, store: StatusStore, *, retention: int, max_entries: int) -> None:
         self.client = store.client
         self.key = store.keys.audit
+        self.exported_key = store.keys.audit_exported
         self.retention = retention
         self.max_entries = max_entries
 
@@ -118,13 +119,34 @@ class AuditLog:
                     return found, None
         return found, last
 
+    def unexported(self) -> list[AuditEntry]:
+        """Every entry after the last one :meth:`mark_exported` marked, oldest first.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            mark = cast(str | None, self.client.get(self.exported_key))
+        return list(self._after(f"({mark}" if mark else "-"))
+
+    def mark_exported(self, entry_id: str) -> None:
+        """Note ``entry_id`` as the last entry exported (after its export was written: at least once).
+
+        Raises:
+            StatusStoreUnavailable: Redis is unavailable.
+        """
+        with redis_errors():
+            self.client.set(self.exported_key, entry_id)
+
     def since(self, moment: int) -> Iterator[AuditEntry]:
         """Every entry at or after ``moment`` (ms), oldest first, read 500 at a time.
 
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
-        lower = f"{moment}-0"
+        return self._after(f"{moment}-0")
+
+    def _after(self, lower: str) -> Iterator[AuditEntry]:
         while True:
             with redis_errors():
                 rows = cast(list[tuple[str, dict[str, str]]], self.client.xrange(self.key, lower, "+", count=500))

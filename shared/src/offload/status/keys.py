@@ -357,3 +357,8 @@ class Keys:
     def audit(self) -> str:
         """The stream of admin actions (the audit log)."""
         return f"{self.prefix}:audit"
+
+    @property
+    def audit_exported(self) -> str:
+        """The id of the last audit entry ``maintenance.cleanup`` exported."""
+        return f"{self.prefix}:audit:exported"
