@@ -1,0 +1,55 @@
+"""Managed API keys on real API processes (issue 23): a key made over the admin API works on two
+``offload-api`` processes within 5 s, revoked it is 401 on both within 5 s, and the audit log
+shows both actions with who and from where."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.helpers import wait_for
+from tests.system.stack import Api
+
+#: What the issue allows for a change to reach every API process.
+WITHIN_S = 5.0
+
+
+def _answers(api: Api, secret: str, status: int) -> bool:
+    return api.request("GET", "/v1/jobs?limit=1", headers={"Authorization": f"Bearer {secret}"})[0] == status
+
+
+def test_a_key_made_and_revoked_on_one_process_is_obeyed_by_both_within_seconds(
+    env: dict[str, str], logs: Path
+) -> None:
+    first, second = Api(env, logs), Api(env, logs)
+    try:
+        for api in (first, second):  # each process has read the keys once: the change is news to both
+            assert api.request("GET", "/v1/keys", who="admin")[0] == 200
+        status, _, made = first.request(
+            "POST", "/v1/keys", {"name": "deploy bot", "tenant": "acme", "role": "client"}, who="admin"
+        )
+        assert status == 201 and made["secret"].startswith("ofk_"), made
+        created = time.monotonic()
+        for api in (first, second):
+            wait_for(lambda api=api: _answers(api, made["secret"], 200), timeout=WITHIN_S, interval=0.25)
+        assert time.monotonic() - created < WITHIN_S
+
+        status, _, revoked = second.request("DELETE", f"/v1/keys/{made['id']}", who="admin")
+        assert status == 200 and revoked["revoked_at"], revoked
+        revoked_at = time.monotonic()
+        for api in (second, first):
+            wait_for(lambda api=api: _answers(api, made["secret"], 401), timeout=WITHIN_S, interval=0.25)
+        assert time.monotonic() - revoked_at < WITHIN_S
+
+        status, _, page = first.request("GET", "/v1/audit?action=key.", who="admin")
+        assert status == 200
+        seen = [(e["action"], e["target"], e["actor"], e["address"]) for e in page["entries"]]
+        assert seen == [
+            ("key.revoke", made["id"], "env key of ops", "127.0.0.1"),
+            ("key.create", made["id"], "env key of ops", "127.0.0.1"),
+        ]
+        _, _, listed = second.request("GET", f"/v1/keys/{made['id']}", who="admin")
+        assert listed["last_used_at"] is not None and "secret" not in listed  # written in batches, by both
+    finally:
+        first.stop()
+        second.stop()
