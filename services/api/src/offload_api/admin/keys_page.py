@@ -2,14 +2,19 @@
 
 The same store and the same audit entries as ``/v1/keys`` and ``/v1/audit``. A new secret is put
 in the page that answers the form, never in the session or a flash message (both are kept in
-Redis): it is shown that once, and the page is not cached (``Cache-Control: no-store``).
+Redis): it is shown that once, and the page is not cached (``Cache-Control: no-store``). Since
+that page answers a POST, reloading it would send the form again: each rendering of the page gives
+its make and rotate forms a one-time token (kept in the session), so a form sent twice makes or
+rotates nothing the second time.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -23,6 +28,8 @@ from offload_api.extension import services
 
 #: Audit entries on one page of the admin page.
 AUDIT_PAGE = 50
+#: The session's one-time token of the keys page's forms.
+_ONCE = "keys_form"
 
 
 def _store() -> ApiKeyStore:
@@ -33,7 +40,20 @@ def _page(secret: dict[str, Any] | None = None, status: int = 200) -> tuple[str,
     ring = services().key_ring
     keys = [key.public() for key in _store().all()]
     env = ring.env_count if ring is not None else 0
-    return render_template("admin/keys.html", keys=keys, env_keys=env, secret=secret, overlap=DEFAULT_OVERLAP), status
+    session[_ONCE] = once = secrets.token_urlsafe(16)
+    rendered = render_template(
+        "admin/keys.html", keys=keys, env_keys=env, secret=secret, overlap=DEFAULT_OVERLAP, once=once
+    )
+    return rendered, status
+
+
+def _sent_twice() -> bool:
+    """True (with a message) when this form was already sent: a reload of the page that answered it."""
+    expected = session.pop(_ONCE, None)
+    if isinstance(expected, str) and hmac.compare_digest(expected, request.form.get("once", "")):
+        return False
+    flash("That form was already sent (the page was reloaded?); nothing was changed again.")
+    return True
 
 
 def _changed() -> None:
@@ -53,6 +73,8 @@ def keys() -> tuple[str, int]:
 @admin_only
 def create_key() -> tuple[str, int] | BaseResponse:
     """Make a key from the form; the answer shows its secret this once."""
+    if _sent_twice():
+        return redirect(url_for("admin.keys"))
     form = request.form
     scopes = [scope.strip() for scope in form.get("scopes", "").split(",") if scope.strip()]
     fields: dict[str, Any] = {
@@ -79,6 +101,8 @@ def create_key() -> tuple[str, int] | BaseResponse:
 @admin_only
 def rotate_key(key_id: str) -> tuple[str, int] | BaseResponse:
     """A new secret for the key, shown this once; the old one works for the overlap asked."""
+    if _sent_twice():
+        return redirect(url_for("admin.keys"))
     overlap = whole_number(request.form.get("overlap_seconds", str(DEFAULT_OVERLAP)))
     if overlap is None or not 0 <= overlap <= MAX_OVERLAP:
         flash(f"The overlap must be from 0 to {MAX_OVERLAP} seconds.")
