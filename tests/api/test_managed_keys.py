@@ -39,9 +39,7 @@ def test_scopes_limit_what_a_key_submits_and_only_admins_manage_keys(api: Api) -
     assert api.submit().status_code == 202  # the env key: no scopes
     scoped = api.post("/v1/jobs", json={"type": "system.noop", "payload": {}}, headers=_as(api, made["secret"]))
     assert scoped.status_code == 202, scoped.json
-    refused = api.post(
-        "/v1/jobs", json={"type": "email.send", "payload": {}}, headers=_as(api, made["secret"])
-    )
+    refused = api.post("/v1/jobs", json={"type": "email.send", "payload": {}}, headers=_as(api, made["secret"]))
     assert refused.status_code == 403 and refused.json["error"] == "job_type_not_in_scope"
     assert refused.json["job_type"] == "email.send"
     batch = {"jobs": [{"type": "system.noop", "payload": {}}, {"type": "email.send", "payload": {}}]}

@@ -45,7 +45,7 @@ def test_rotation_keeps_two_secrets_at_most_and_revocation_none(status: StatusSt
     assert set(table) == {digest(first), digest(second)}
     old, new = table[digest(first)], table[digest(second)]
     assert new.valid_until == pytest.approx(expires.timestamp(), abs=0.01)  # the key's own expiry
-    assert old.valid_until is not None and old.valid_until < new.valid_until  # the overlap's end, sooner
+    assert old.valid_until is not None and old.valid_until < expires.timestamp()  # the overlap's end, sooner
     rotated = keys.rotate(made.id, overlap_seconds=0)
     assert rotated is not None
     assert digest(first) not in grant_table(keys.all())  # an earlier overlap ends at the next rotation
@@ -67,7 +67,8 @@ def test_last_used_times_are_written_in_one_batch_and_skip_gone_keys(status: Sta
     keys = ApiKeyStore(status)
     made, _ = keys.create(ApiKeyRequest(name="ci", tenant="acme"), by="me")
     keys.touch({made.id: 1_800_000_000_000, "key_gone": 1})
-    assert keys.get(made.id).last_used_at == 1_800_000_000_000  # type: ignore[union-attr]
+    touched = keys.get(made.id)
+    assert touched is not None and touched.last_used_at == 1_800_000_000_000
     assert keys.get("key_gone") is None  # no half record was made for it
     assert keys.version() == 1  # usage is no change of the keys: no process reloads for it
 

@@ -166,7 +166,7 @@ class ApiKeyStore:
             if int(self.client.zcard(self.keys.api_keys)) >= MAX_KEYS:
                 raise InvalidState(f"This deployment already holds {MAX_KEYS} managed keys; revoke some first.")
             pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self.keys.api_key(key.id), mapping=fields)
+            pipe.hset(self.keys.api_key(key.id), mapping=cast(Any, fields))
             pipe.zadd(self.keys.api_keys, {key.id: created})
             pipe.incr(self.keys.api_keys_version)
             pipe.execute()
@@ -235,7 +235,7 @@ class ApiKeyStore:
                 "rotated_at": str(now),
             }
             pipe.multi()
-            pipe.hset(self.keys.api_key(key_id), mapping=fields)
+            pipe.hset(self.keys.api_key(key_id), mapping=cast(Any, fields))
             pipe.incr(self.keys.api_keys_version)
             return StoredKey.from_hash({**raw, **fields})
 
