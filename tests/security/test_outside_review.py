@@ -476,6 +476,7 @@ def _admin_forms(app: Flask, job_id: str) -> list[tuple[str, dict[str, str]]]:
         "action": "pause",
         "schedule_id": "none",
         "operation_id": "none",
+        "key_id": "key_none",
     }
     forms = []
     for rule in app.url_map.iter_rules():
