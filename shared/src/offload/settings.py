@@ -399,8 +399,8 @@ class Settings(
             return
         if "guest:guest@" in self.broker_url.get_secret_value():
             raise ConfigError("OFFLOAD_BROKER_URL uses RabbitMQ's guest account; set an application user.")
-        if not self.keys:
-            raise ConfigError("OFFLOAD_API_KEYS is empty; no client could authenticate.")
+        # An empty OFFLOAD_API_KEYS is fine: production keys are managed in Redis (``offload keys create``
+        # makes the first admin key), and an environment key cannot be revoked without a restart.
         if self.retry_backoff_scale != 1.0:
             raise ConfigError("OFFLOAD_RETRY_BACKOFF_SCALE is a test setting; production retries on the full schedule.")
         self._check_secrets()
