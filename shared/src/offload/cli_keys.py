@@ -39,8 +39,8 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``offload keys <action>``; 0 on success, 1 for a key not found or refused, 2 for bad input."""
-    from offload.errors import ClientError
+    """Run ``offload keys <action>``: 0 done, 1 no such key, refused or Redis down, 2 bad input."""
+    from offload.errors import OffloadError
     from offload.settings import load_settings
     from offload.status import StatusStore
     from offload.status.api_keys import ApiKeyStore
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         audit("key.revoke", args.id, f"ok: {revoked.name}")
         print(json.dumps(revoked.public()))
         return 0
-    except ClientError as exc:
+    except OffloadError as exc:  # refused (a revoked key, too many keys), or Redis unreachable
         print(exc.message, file=sys.stderr)
         return 1
     finally:
