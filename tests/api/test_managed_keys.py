@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -150,3 +151,16 @@ def test_the_last_keys_known_keep_working_while_redis_is_down(app: Flask, api: A
     ring.store = ApiKeyStore(dead)
     ring.refresh(force=True)  # fails: the keys stay
     assert api.get("/v1/jobs", headers=_as(api, made["secret"])).status_code == 200
+
+
+def test_a_managed_admin_key_signs_in_to_the_admin_page_until_it_is_revoked(app: Flask, api: Api) -> None:
+    made = _make(api.as_("admin"), tenant="ops", role="admin")
+    page = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get("/admin/login").get_data(as_text=True))
+    assert token is not None
+    signed = page.post("/admin/login", data={"key": made["secret"], "csrf_token": token.group(1)})
+    assert signed.status_code == 302 and page.get("/admin/").status_code == 200
+    api.as_("admin").call("DELETE", f"/v1/keys/{made['id']}")
+    assert page.get("/admin/").status_code == 302  # its session ended with it
+    [entry] = api.as_("admin").get("/v1/audit?action=admin.sign_in").json["entries"]
+    assert entry["actor"] == f"admin page, key {made['id']} (test)" and entry["outcome"] == "ok"
