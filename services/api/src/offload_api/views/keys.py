@@ -8,13 +8,13 @@ cannot be revoked here: they live in the environment. Each change is in the audi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 from flask import Blueprint, Response, jsonify, request
 
 from offload.api_keys import DEFAULT_OVERLAP, MAX_OVERLAP, ApiKeyRequest
 from offload.errors import NotFound
-from offload.status.api_keys import ApiKeyStore, StoredKey
+from offload.status.api_keys import ApiKeyStore
 from offload_api import audit
 from offload_api.auth import requires
 from offload_api.bodies import model_body, query_int
@@ -22,6 +22,8 @@ from offload_api.extension import services
 from offload_api.openapi_meta import JSON_BODY_ERRORS, Operation, documented
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
+
+T = TypeVar("T")
 
 _ERRORS: dict[int, tuple[str, str | None]] = {
     401: ("Missing or invalid API key.", "Error"),
@@ -42,11 +44,12 @@ def _changed() -> None:
         ring.refresh(force=True)
 
 
-def _found(key_id: str, key: StoredKey | None, action: str) -> StoredKey:
-    if key is None:
+def _found(key_id: str, outcome: T | None, action: str) -> T:
+    """``outcome`` of ``action`` on the key; a 404 (audited) when there is no such key."""
+    if outcome is None:
         audit.admin_action(action, key_id[:64], "not_found")
         raise NotFound(f"No API key {key_id[:64]!r}.")
-    return key
+    return outcome
 
 
 @bp.post("")
@@ -146,12 +149,10 @@ def rotate_key(key_id: str) -> Response:
     overlap = query_int(
         "overlap_seconds", request.args.get("overlap_seconds"), low=0, high=MAX_OVERLAP, default=DEFAULT_OVERLAP
     )
-    rotated = _store().rotate(key_id, overlap_seconds=overlap)
-    key = _found(key_id, rotated[0] if rotated else None, "key.rotate")
+    key, secret = _found(key_id, _store().rotate(key_id, overlap_seconds=overlap), "key.rotate")
     _changed()
     audit.admin_action("key.rotate", key.id, f"ok: old secret works {overlap} s more")
-    document: dict[str, Any] = {**key.public(), "secret": rotated[1] if rotated else ""}
-    return jsonify(document)
+    return jsonify({**key.public(), "secret": secret})
 
 
 @bp.delete("/<key_id>")
