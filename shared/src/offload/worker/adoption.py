@@ -89,8 +89,9 @@ class Adopter:
             StatusStoreUnavailable: Redis is unavailable (Dramatiq delivers the message again).
         """
         publisher = delivery_of(message).publisher
+        trusted = self.checks.access.is_trusted(publisher)
         try:
-            if self.checks.access.is_trusted(publisher):
+            if trusted:
                 raise Refused(
                     "unauthenticated_publisher",
                     "The message was published with Offload's own broker user, but its job has no record (Offload "
@@ -107,7 +108,8 @@ class Adopter:
             )
             return self._record(wire, message)
         except Refused as refusal:
-            tenant = None if refusal.code == "duplicate_job_id" else self.owner(message)
+            # no record for a job id that is another job's, nor under a tenant only the body names
+            tenant = None if trusted or refusal.code == "duplicate_job_id" else self.owner(message)
             self.refuse(contract.queue, job_id, message, refusal, tenant=tenant, job_type=contract.name)
             raise
 
