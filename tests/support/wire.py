@@ -1,5 +1,8 @@
 """Publishing on the wire as another service would: its own RabbitMQ user, plain pika, docs/wire-format.md.
 
+Fixtures: ``orders``, a publisher's user (per test module) mapped to tenants acme and beta by
+``wire_settings`` (the test settings with that mapping; a module uses them as its ``settings``).
+
 RabbitMQ users are global to the broker, so each test session names its own after its vhost and
 deletes them when done. They get exactly the permissions docs/wire-format.md gives a publisher:
 configure nothing, write the default exchange, read nothing.
@@ -19,8 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pika
+import pytest
 
-from tests.support import AMQP_URL, TEST_VHOST
+from offload.settings import Settings
+from tests.support import AMQP_URL, TEST_VHOST, make_settings
 
 
 def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +46,8 @@ def broker_user(role: str) -> Iterator[BrokerUser]:
     """A publisher's RabbitMQ user for the duration (publish-only on the test vhost); deleted after."""
     name = f"{TEST_VHOST}_{role}"
     password = secrets.token_hex(12)
-    rabbitmqctl("delete_user", name) if name in rabbitmqctl("list_users", "-q").stdout.split() else None
+    if name in rabbitmqctl("list_users", "-q").stdout.split():  # left by a run that was killed
+        rabbitmqctl("delete_user", name)
     rabbitmqctl("add_user", name, password)
     try:
         rabbitmqctl("set_permissions", "-p", TEST_VHOST, name, "^$", r"^amq\.default$", "^$")
@@ -99,3 +105,20 @@ def publish_as(user: BrokerUser, queue: str, message: dict[str, Any] | bytes, *,
 def grants(**users: dict[str, Any]) -> str:
     """``OFFLOAD_WIRE_PUBLISHERS`` for ``role=grant`` pairs (each role's user as :func:`broker_user` names it)."""
     return json.dumps({f"{TEST_VHOST}_{role}": grant for role, grant in users.items()})
+
+
+#: The grant of the ``orders`` user: tenants acme (its own) and beta, every job type clients may submit.
+ORDERS_GRANTS = grants(orders={"tenants": ["acme", "beta"]})
+
+
+@pytest.fixture(scope="module")
+def orders() -> Iterator[BrokerUser]:
+    """The broker user of a publishing service (mapped to tenants acme and beta by ``wire_settings``)."""
+    with broker_user("orders") as user:
+        yield user
+
+
+@pytest.fixture
+def wire_settings(servers: None, orders: BrokerUser) -> Settings:
+    """The test settings with the ``orders`` user mapped (:data:`ORDERS_GRANTS`)."""
+    return make_settings(wire_publishers=ORDERS_GRANTS)

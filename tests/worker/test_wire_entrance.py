@@ -30,23 +30,12 @@ from offload_reports.worker import SPEC as REPORTS_SPEC
 from tests.helpers import serve_http, wait_for
 from tests.support import Api, RunningWorker, make_settings
 from tests.support.email import Sink
-from tests.support.wire import BrokerUser, broker_user, grants, publish_as, wire_message
-
-
-@pytest.fixture(scope="module")
-def orders() -> Iterator[BrokerUser]:
-    """The broker user of the publishing service these tests stand for (mapped to tenants acme and beta)."""
-    with broker_user("orders") as user:
-        yield user
-
-
-#: The grant of the ``orders`` user: tenants acme (its own) and beta, every job type clients may submit.
-GRANTS = grants(orders={"tenants": ["acme", "beta"]})
+from tests.support.wire import ORDERS_GRANTS, BrokerUser, publish_as, wire_message
 
 
 @pytest.fixture
-def settings(servers: None, orders: BrokerUser) -> Settings:
-    return make_settings(wire_publishers=GRANTS)
+def settings(wire_settings: Settings) -> Settings:
+    return wire_settings
 
 
 def _ended(publisher: Publisher, job_id: str, timeout: float = 15) -> JobRecord:
@@ -94,7 +83,7 @@ def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_fr
     orders: BrokerUser, servers: None, publisher: Publisher
 ) -> None:
     settings = ReportSettings(
-        **make_settings(wire_publishers=GRANTS, concurrency_limits={"report.build:tenant": 1}).model_dump()
+        **make_settings(wire_publishers=ORDERS_GRANTS, concurrency_limits={"report.build:tenant": 1}).model_dump()
     )
     key = "report.build:tenant|acme"
     # A holder that died: its lease runs out in a second, and the worker's sweep wakes the waiter.
@@ -166,7 +155,7 @@ def test_a_wire_webhook_deliver_for_another_tenants_job_delivers_nothing_and_end
 def test_a_wire_storage_cleanup_never_runs_and_ends_dead_internal_type(
     orders: BrokerUser, servers: None, publisher: Publisher
 ) -> None:
-    settings = MediaSettings(**make_settings(wire_publishers=GRANTS).model_dump())
+    settings = MediaSettings(**make_settings(wire_publishers=ORDERS_GRANTS).model_dump())
     with serving(MEDIA_SPEC, settings, threads=2, stop_timeout_ms=10_000):
         message = wire_message("storage.cleanup", "media", {})
         publish_as(orders, "media", message)
@@ -186,7 +175,7 @@ def test_wire_emails_outside_the_allow_list_or_past_the_quota_are_refused_as_htt
     # The limits are the email worker's settings: it registers them with its job types, and the
     # API (a publisher of plain settings) applies them as the worker does.
     email_worker_of(email_allowed_domains=["example.com"], email_quota_per_hour=1)
-    settings = make_settings(wire_publishers=GRANTS)
+    settings = make_settings(wire_publishers=ORDERS_GRANTS)
     api_publisher = Publisher.from_settings(settings)
     try:
         api = _http(settings, api_publisher)

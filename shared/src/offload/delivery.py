@@ -9,7 +9,8 @@ message's options under :data:`RESERVED`, always replacing whatever the body put
 
 One case keeps an earlier identity: a message one of Offload's own (trusted) processes published
 again on behalf of its first publisher (Dramatiq's retry of a delivery that met an unreachable
-Redis re-publishes the decoded message, this block included, as the worker's user). Then
+Redis re-publishes the decoded message, this block included, as the worker's user; an admin's
+requeue of a dead letter publishes it with the letter's ``user_id`` put there, :func:`forwarded`). Then
 ``publisher`` stays the first publisher's, so a re-publication never turns a stranger's message
 into one of Offload's own. A body that names a publisher itself is believed only if a trusted
 user delivered it, and the only bodies trusted users publish with this block are ones a
@@ -18,6 +19,7 @@ consumer stamped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +74,25 @@ def delivery_of(message: Any) -> Delivery:
         publisher if isinstance(publisher, str) else None,
         headers if isinstance(headers, dict) else {},
     )
+
+
+def forwarded(body: bytes, properties: Any) -> bytes:
+    """``body`` (a message taken off a queue, a dead letter) to publish again on behalf of its first publisher.
+
+    The block under :data:`RESERVED` is replaced by the delivery's own ``user_id``, so that when one
+    of Offload's own processes publishes it again (an admin requeuing a dead letter) the message
+    is still its first publisher's, with that publisher's rights (see :func:`stamp`), not
+    Offload's. A body that is not a JSON object with ``options`` is returned as it is (nothing runs it).
+    """
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(message, dict) or not isinstance(message.get("options"), dict):
+        return body
+    user = getattr(properties, "user_id", None)
+    message["options"][RESERVED] = {"publisher": user if isinstance(user, str) and user else None}
+    return json.dumps(message, separators=(",", ":")).encode()
 
 
 def _plain(value: Any) -> Any:
