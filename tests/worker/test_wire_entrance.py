@@ -6,6 +6,7 @@ are refused exactly where HTTP refuses."""
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -104,9 +105,11 @@ def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_fr
 
 class _Receiver(BaseHTTPRequestHandler):
     hits: list[str] = []
+    bodies: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
         _Receiver.hits.append(self.path)
+        _Receiver.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}"))
         self.send_response(204)
         self.end_headers()
 
@@ -150,6 +153,25 @@ def test_a_wire_webhook_deliver_for_another_tenants_job_delivers_nothing_and_end
         assert _Receiver.hits == []
     assert record.state is JobState.DEAD and record.error_code == "internal_type" and record.attempts == 0
     assert record.tenant == "acme"  # the record is the publisher's, never the job it named
+
+
+def test_a_wire_jobs_callback_is_sent_and_its_follow_up_runs_as_for_http(
+    orders: BrokerUser, publisher: Publisher, worker: RunningWorker, email_worker_of: Any
+) -> None:
+    email_worker_of()
+    _Receiver.hits, _Receiver.bodies = [], []
+    with serve_http(_Receiver) as port:
+        then = [{"type": "system.noop", "payload": {"echo": "next"}}]
+        message = wire_message(
+            "system.noop", "system", {"echo": "first"}, callback_url=f"http://127.0.0.1:{port}/hook", then=then
+        )
+        publish_as(orders, "system", message)
+        record = _ended(publisher, message["message_id"])
+        wait_for(lambda: _Receiver.hits == ["/hook"], timeout=15, message=lambda: f"{_Receiver.hits}")
+    assert record.state is JobState.SUCCEEDED and record.callback_url == f"http://127.0.0.1:{port}/hook"
+    assert message["message_id"] in json.dumps(_Receiver.bodies[0]) and "succeeded" in json.dumps(_Receiver.bodies[0])
+    [child] = [r for r in publisher.store.queries.list_jobs(tenant="acme").records if r.parent_id == record.id]
+    assert _ended(publisher, child.id).result == {"echo": "next"}
 
 
 def test_a_wire_storage_cleanup_never_runs_and_ends_dead_internal_type(
