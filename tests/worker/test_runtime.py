@@ -157,7 +157,8 @@ def test_a_message_of_offloads_own_user_without_a_record_is_refused_not_adopted(
     connection.channel().basic_publish("", "system", json.dumps(body).encode(), properties)
     connection.close()
     wait_for(lambda: _xq_depth() == 1, timeout=10)
-    assert publisher.store.janitor.dead_letter_notes([job_id])[0]["code"] == "unauthenticated_publisher"
+    [note] = publisher.store.janitor.dead_letter_notes([job_id])
+    assert note is not None and note["code"] == "unauthenticated_publisher"
     assert publisher.get(job_id) is None
 
 

@@ -139,7 +139,7 @@ def test_a_delayed_wire_job_is_scheduled_and_runs_when_due_not_before(
     record = publisher.get(job_id)
     assert record is not None and record.state is JobState.SCHEDULED  # not before it is due
     done = _ended(publisher, job_id, timeout=20)
-    assert done.state is JobState.SUCCEEDED and done.started_at is not None
+    assert done.state is JobState.SUCCEEDED and done.started_at is not None and done.scheduled_for is not None
     assert done.started_at >= done.scheduled_for and done.attempts == 1
 
 
