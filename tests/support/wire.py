@@ -24,7 +24,10 @@ from urllib.parse import quote
 import pika
 import pytest
 
+from offload.publish import Publisher
 from offload.settings import Settings
+from offload.status import JobRecord
+from tests.helpers import wait_for
 from tests.support import AMQP_URL, TEST_VHOST, make_settings
 
 
@@ -100,6 +103,19 @@ def publish_as(user: BrokerUser, queue: str, message: dict[str, Any] | bytes, *,
     finally:
         if connection.is_open:
             connection.close()
+
+
+def ended(publisher: Publisher, job_id: str, timeout: float = 15) -> JobRecord:
+    """The record of job ``job_id`` once it has ended (fails the test after ``timeout`` seconds)."""
+    wait_for(
+        lambda: (record := publisher.get(job_id)) is not None and record.state.terminal,
+        timeout=timeout,
+        interval=0.05,
+        message=lambda: f"job {job_id} did not end: {publisher.get(job_id)}",
+    )
+    record = publisher.get(job_id)
+    assert record is not None
+    return record
 
 
 def grants(**users: dict[str, Any]) -> str:

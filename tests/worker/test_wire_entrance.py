@@ -17,7 +17,7 @@ from flask import Flask
 
 from offload.publish import Publisher
 from offload.settings import Settings
-from offload.status import JobRecord, JobState
+from offload.status import JobState
 from offload.status.pauses import Pauses
 from offload.status.slots import Slots
 from offload.testing import serving
@@ -31,24 +31,12 @@ from offload_reports.worker import SPEC as REPORTS_SPEC
 from tests.helpers import serve_http, wait_for
 from tests.support import Api, RunningWorker, make_settings
 from tests.support.email import Sink
-from tests.support.wire import ORDERS_GRANTS, BrokerUser, publish_as, wire_message
+from tests.support.wire import ORDERS_GRANTS, BrokerUser, ended, publish_as, wire_message
 
 
 @pytest.fixture
 def settings(wire_settings: Settings) -> Settings:
     return wire_settings
-
-
-def _ended(publisher: Publisher, job_id: str, timeout: float = 15) -> JobRecord:
-    wait_for(
-        lambda: (record := publisher.get(job_id)) is not None and record.state.terminal,
-        timeout=timeout,
-        interval=0.05,
-        message=lambda: f"job {job_id} did not end: {publisher.get(job_id)}",
-    )
-    record = publisher.get(job_id)
-    assert record is not None
-    return record
 
 
 def _recorded(publisher: Publisher, job_id: str) -> bool:
@@ -77,7 +65,7 @@ def test_wire_jobs_into_a_paused_queue_and_a_paused_type_are_recorded_and_run_af
         record = publisher.get(job_id)
         assert record is not None and record.state is JobState.QUEUED and record.tenant == "acme", target
         pauses.resume(target)
-        assert _ended(publisher, job_id).state is JobState.SUCCEEDED, target
+        assert ended(publisher, job_id).state is JobState.SUCCEEDED, target
 
 
 def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_frees(
@@ -97,7 +85,7 @@ def test_a_wire_job_that_meets_a_full_slot_is_recorded_and_runs_once_the_slot_fr
         wait_for(lambda: publisher.get(job_id) is not None, timeout=10, message="no record while waiting for a slot")
         record = publisher.get(job_id)
         assert record is not None and record.state is JobState.QUEUED
-        assert _ended(publisher, job_id, timeout=30).state is JobState.SUCCEEDED
+        assert ended(publisher, job_id, timeout=30).state is JobState.SUCCEEDED
 
 
 # -- nothing a message carries does more than the same body over HTTP -------------------------
@@ -141,14 +129,14 @@ def test_a_wire_webhook_deliver_for_another_tenants_job_delivers_nothing_and_end
 ) -> None:
     email_worker_of()
     theirs = publisher.publish("system.noop", {"echo": "secret"}, tenant="globex")
-    assert _ended(publisher, theirs.job_id).state is JobState.SUCCEEDED
+    assert ended(publisher, theirs.job_id).state is JobState.SUCCEEDED
     _Receiver.hits = []
     with serve_http(_Receiver) as port:
         message = wire_message(
             "webhook.deliver", "webhooks", {"job_id": theirs.job_id, "url": f"http://127.0.0.1:{port}/steal"}
         )
         publish_as(orders, "webhooks", message)
-        record = _ended(publisher, message["message_id"])
+        record = ended(publisher, message["message_id"])
         time.sleep(0.5)
         assert _Receiver.hits == []
     assert record.state is JobState.DEAD and record.error_code == "internal_type" and record.attempts == 0
@@ -166,12 +154,12 @@ def test_a_wire_jobs_callback_is_sent_and_its_follow_up_runs_as_for_http(
             "system.noop", "system", {"echo": "first"}, callback_url=f"http://127.0.0.1:{port}/hook", then=then
         )
         publish_as(orders, "system", message)
-        record = _ended(publisher, message["message_id"])
+        record = ended(publisher, message["message_id"])
         wait_for(lambda: _Receiver.hits == ["/hook"], timeout=15, message=lambda: f"{_Receiver.hits}")
     assert record.state is JobState.SUCCEEDED and record.callback_url == f"http://127.0.0.1:{port}/hook"
     assert message["message_id"] in json.dumps(_Receiver.bodies[0]) and "succeeded" in json.dumps(_Receiver.bodies[0])
     [child] = [r for r in publisher.store.queries.list_jobs(tenant="acme").records if r.parent_id == record.id]
-    assert _ended(publisher, child.id).result == {"echo": "next"}
+    assert ended(publisher, child.id).result == {"echo": "next"}
 
 
 def test_a_wire_storage_cleanup_never_runs_and_ends_dead_internal_type(
@@ -181,7 +169,7 @@ def test_a_wire_storage_cleanup_never_runs_and_ends_dead_internal_type(
     with serving(MEDIA_SPEC, settings, threads=2, stop_timeout_ms=10_000):
         message = wire_message("storage.cleanup", "media", {})
         publish_as(orders, "media", message)
-        record = _ended(publisher, message["message_id"])
+        record = ended(publisher, message["message_id"])
     assert record.state is JobState.DEAD and record.error_code == "internal_type" and record.started_at is None
 
 
@@ -206,7 +194,7 @@ def test_wire_emails_outside_the_allow_list_or_past_the_quota_are_refused_as_htt
         assert http.status_code == 422
         message = wire_message("email.send", "email", outside)
         publish_as(orders, "email", message)
-        record = _ended(publisher, message["message_id"])
+        record = ended(publisher, message["message_id"])
         assert (
             record.state is JobState.DEAD and record.error_code == http.get_json()["error"] == "recipient_not_allowed"
         )
@@ -221,12 +209,12 @@ def test_wire_emails_outside_the_allow_list_or_past_the_quota_are_refused_as_htt
         inside = {"to": [{"email": "ann@example.com"}], "template": "welcome", "vars": {"name": "A", "product": "P"}}
         first = wire_message("email.send", "email", inside)
         publish_as(orders, "email", first)  # the tenant's one email this hour
-        assert _ended(publisher, first["message_id"]).state is JobState.SUCCEEDED
+        assert ended(publisher, first["message_id"]).state is JobState.SUCCEEDED
         http = api.submit("email.send", inside)
         assert http.status_code == 429 and http.get_json()["error"] == "quota_exceeded"
         second = wire_message("email.send", "email", inside)
         publish_as(orders, "email", second)
-        record = _ended(publisher, second["message_id"])
+        record = ended(publisher, second["message_id"])
         assert record.state is JobState.DEAD and record.error_code == "quota_exceeded"
         time.sleep(0.3)
         assert len(sink.messages) == 1  # only the first, allowed email was sent
@@ -239,7 +227,7 @@ def test_a_wire_payload_that_breaks_its_schema_is_dead_naming_the_field(
 ) -> None:
     message = wire_message("system.sleep", "system", {"ms": "soon"})
     publish_as(orders, "system", message)
-    record = _ended(publisher, message["message_id"])
+    record = ended(publisher, message["message_id"])
     assert record.state is JobState.DEAD and record.error_code == "validation_failed"
     assert [(e["field"], e["pointer"], e["rule"]) for e in record.public()["error"]["errors"]] == [
         ("payload.ms", "/payload/ms", "int_type")
@@ -253,7 +241,7 @@ def test_a_wire_priority_out_of_range_is_dead_naming_the_option_and_its_rule(
     message = wire_message("system.noop", "system", {})
     message["options"]["broker_priority"] = 7
     publish_as(orders, "system", message)
-    record = _ended(publisher, message["message_id"])
+    record = ended(publisher, message["message_id"])
     assert record.state is JobState.DEAD and record.error_code == "validation_failed"
     assert record.public()["error"]["errors"] == [
         {
@@ -272,8 +260,8 @@ def test_unknown_types_and_wrong_queues_are_dead_with_their_reason_not_404(
     publish_as(orders, "system", unknown)
     wrong = wire_message("image.resize", "system", {})  # a media job on the queue every worker reads
     publish_as(orders, "system", wrong)
-    assert _ended(publisher, unknown["message_id"]).error_code == "unknown_type"
-    assert _ended(publisher, wrong["message_id"]).error_code == "wrong_queue"
+    assert ended(publisher, unknown["message_id"]).error_code == "unknown_type"
+    assert ended(publisher, wrong["message_id"]).error_code == "wrong_queue"
 
 
 def test_a_job_id_that_is_not_a_uuid_is_dead_with_its_reason_kept_beside_the_dead_letter(

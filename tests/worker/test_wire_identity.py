@@ -18,11 +18,11 @@ import pytest
 from offload.delivery import RESERVED, delivery_of, stamp
 from offload.publish import Publisher
 from offload.settings import Settings
-from offload.status import JobRecord, JobState
+from offload.status import JobState
 from offload.status.pauses import Pauses
 from tests.helpers import wait_for
 from tests.support import RunningWorker, make_settings, queue_depth
-from tests.support.wire import BrokerUser, broker_user, grants, publish_as, wire_message
+from tests.support.wire import BrokerUser, broker_user, ended, grants, publish_as, wire_message
 
 GRANTS = grants(
     orders={"tenants": ["acme", "beta"]},
@@ -41,18 +41,6 @@ def settings(servers: None, users: dict[str, BrokerUser]) -> Settings:
     return make_settings(wire_publishers=GRANTS)
 
 
-def _ended(publisher: Publisher, job_id: str, timeout: float = 15) -> JobRecord:
-    wait_for(
-        lambda: (record := publisher.get(job_id)) is not None and record.state.terminal,
-        timeout=timeout,
-        interval=0.05,
-        message=lambda: f"job {job_id} did not end: {publisher.get(job_id)}",
-    )
-    record = publisher.get(job_id)
-    assert record is not None
-    return record
-
-
 def _note(publisher: Publisher, job_id: str) -> dict[str, str]:
     wait_for(lambda: publisher.store.janitor.dead_letter_notes([job_id]) != [None], timeout=10)
     [note] = publisher.store.janitor.dead_letter_notes([job_id])
@@ -67,9 +55,9 @@ def test_a_mapped_users_jobs_are_tracked_under_its_tenants(
     named = wire_message("system.noop", "system", {"echo": "named"}, tenant="beta", priority="high", tags=["wire"])
     publish_as(users["orders"], "system", own)
     publish_as(users["orders"], "system", named)
-    first = _ended(publisher, own["message_id"])
+    first = ended(publisher, own["message_id"])
     assert first.state is JobState.SUCCEEDED and first.tenant == "acme" and first.result == {"echo": "own"}
-    second = _ended(publisher, named["message_id"])
+    second = ended(publisher, named["message_id"])
     assert second.state is JobState.SUCCEEDED and second.tenant == "beta"
     assert second.priority == "high" and second.tags == ["wire"]
     assert publisher.get(named["message_id"], tenant="acme") is None  # beta's, not acme's
@@ -83,7 +71,7 @@ def test_a_message_claiming_another_tenant_or_type_is_refused_under_its_own_tena
     publish_as(users["intruder"], "system", claim)
     publish_as(users["intruder"], "system", other_type)
     for message, code in ((claim, "tenant_not_allowed"), (other_type, "job_type_not_allowed")):
-        record = _ended(publisher, message["message_id"])
+        record = ended(publisher, message["message_id"])
         assert record.state is JobState.DEAD and record.error_code == code, record
         assert record.tenant == "globex" and record.attempts == 0 and record.started_at is None
         assert publisher.get(message["message_id"], tenant="acme") is None
@@ -122,7 +110,7 @@ def test_a_replayed_job_id_of_another_tenants_queued_job_is_refused_and_the_vict
     assert record is not None and record.state is JobState.QUEUED and record.tenant == "globex"
     assert record.payload == {"echo": "victim"}
     pauses.resume("system.noop")
-    done = _ended(publisher, victim.job_id)
+    done = ended(publisher, victim.job_id)
     assert done.state is JobState.SUCCEEDED and done.result == {"echo": "victim"} and done.attempts == 1
 
 
@@ -138,7 +126,7 @@ def test_a_delayed_wire_job_is_scheduled_and_runs_when_due_not_before(
     time.sleep(1.0)
     record = publisher.get(job_id)
     assert record is not None and record.state is JobState.SCHEDULED  # not before it is due
-    done = _ended(publisher, job_id, timeout=20)
+    done = ended(publisher, job_id, timeout=20)
     assert done.state is JobState.SUCCEEDED and done.started_at is not None and done.scheduled_for is not None
     assert done.started_at >= done.scheduled_for and done.attempts == 1
 
@@ -151,10 +139,10 @@ def test_an_idempotency_key_makes_the_same_message_the_same_job_and_another_body
     again = wire_message("system.noop", "system", {"echo": "once"}, idempotency_key=key)
     other = wire_message("system.noop", "system", {"echo": "changed"}, idempotency_key=key)
     publish_as(users["orders"], "system", first)
-    assert _ended(publisher, first["message_id"]).state is JobState.SUCCEEDED
+    assert ended(publisher, first["message_id"]).state is JobState.SUCCEEDED
     publish_as(users["orders"], "system", again)
     publish_as(users["orders"], "system", other)
-    refused = _ended(publisher, other["message_id"])
+    refused = ended(publisher, other["message_id"])
     assert refused.state is JobState.DEAD and refused.error_code == "idempotency_conflict"
     assert first["message_id"] in (refused.error_message or "") and refused.tenant == "acme"
     assert publisher.get(again["message_id"]) is None  # the same job as the first: not a second one
@@ -173,9 +161,9 @@ def test_wire_options_break_the_rules_http_applies_with_the_same_errors(
     for message in (*cases.values(), unknown):
         publish_as(users["orders"], "system", message)
     for code, message in cases.items():
-        record = _ended(publisher, message["message_id"])
+        record = ended(publisher, message["message_id"])
         assert record.state is JobState.DEAD and record.error_code == code, record
-    record = _ended(publisher, unknown["message_id"])
+    record = ended(publisher, unknown["message_id"])
     assert record.error_code == "validation_failed"
     assert record.public()["error"]["errors"][0]["field"] == "options.offload.colour"
 
