@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pika
 import pika.exceptions
 import pytest
+from dramatiq import Message
 
 from offload.delivery import RESERVED, delivery_of, stamp
 from offload.publish import Publisher
@@ -182,3 +183,20 @@ def test_a_trusted_re_publication_keeps_the_first_publisher_and_a_body_cannot_cl
     plain: dict[str, object] = {}
     stamp(plain, Props(None), trusted)
     assert delivery_of(type("M", (), {"options": plain})()).publisher is None
+
+
+def test_a_workers_re_publication_keeps_a_strangers_message_a_strangers(
+    users: dict[str, BrokerUser], publisher: Publisher, worker: RunningWorker
+) -> None:
+    """What Dramatiq publishes again itself (a delivery retried after Redis failed, through the worker's
+    broker, as Offload's user) is still its first publisher's: adopted under that user's rules."""
+    forwarded = wire_message("system.noop", "system", {"echo": "retried"}, tenant=None)
+    forwarded["options"][RESERVED] = {"publisher": users["orders"].name}  # as the consumer stamped it
+    worker.broker.enqueue(Message(**{**forwarded, "args": (), "options": forwarded["options"]}))
+    record = ended(publisher, forwarded["message_id"])
+    assert record.state is JobState.SUCCEEDED and record.tenant == "acme"  # orders' own tenant, by adoption
+    claimed = wire_message("system.noop", "system", {"echo": "claimed"}, tenant="beta")
+    claimed["options"][RESERVED] = {"publisher": users["intruder"].name}  # mapped to globex only
+    worker.broker.enqueue(Message(**{**claimed, "args": (), "options": claimed["options"]}))
+    refused = ended(publisher, claimed["message_id"])
+    assert refused.error_code == "tenant_not_allowed" and refused.tenant == "globex" and refused.attempts == 0
