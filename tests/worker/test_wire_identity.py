@@ -21,8 +21,9 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from offload.status import JobState
 from offload.status.pauses import Pauses
+from offload_api.app import create_app
 from tests.helpers import wait_for
-from tests.support import RunningWorker, make_settings, queue_depth
+from tests.support import Api, RunningWorker, make_settings, queue_depth
 from tests.support.wire import BrokerUser, broker_user, ended, grants, publish_as, wire_message
 
 GRANTS = grants(
@@ -133,7 +134,7 @@ def test_a_delayed_wire_job_is_scheduled_and_runs_when_due_not_before(
 
 
 def test_an_idempotency_key_makes_the_same_message_the_same_job_and_another_body_a_conflict(
-    users: dict[str, BrokerUser], publisher: Publisher, worker: RunningWorker
+    users: dict[str, BrokerUser], settings: Settings, publisher: Publisher, worker: RunningWorker
 ) -> None:
     key = f"order-{uuid.uuid4()}"
     first = wire_message("system.noop", "system", {"echo": "once"}, idempotency_key=key)
@@ -149,6 +150,12 @@ def test_an_idempotency_key_makes_the_same_message_the_same_job_and_another_body
     assert publisher.get(again["message_id"]) is None  # the same job as the first: not a second one
     record = publisher.get(first["message_id"])
     assert record is not None and record.attempts == 1
+    # the key's namespace is the tenant's, shared with HTTP: the same submission there is the same job
+    api = Api(create_app(settings, publisher=publisher).test_client())
+    http = api.post(
+        "/v1/jobs", json={"type": "system.noop", "payload": {"echo": "once"}}, headers={"Idempotency-Key": key}
+    )
+    assert http.status_code == 200 and http.get_json()["id"] == first["message_id"]
 
 
 def test_wire_options_break_the_rules_http_applies_with_the_same_errors(

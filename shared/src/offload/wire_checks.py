@@ -15,7 +15,7 @@ message's ``options.offload.delay``; ``payload`` its ``kwargs.payload``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from offload import problems
@@ -127,9 +127,8 @@ class WireChecks:
             raise Refused("payload_too_large", f"The message is larger than {self.max_message_bytes} bytes.")
         _check_block(block)
         key = block.get("idempotency_key")
+        level = _broker_priority(options)
         submission = {k: block[k] for k in SUBMISSION_OPTIONS if k in block}
-        if "priority" not in submission and (level := _broker_priority(options)) is not None:
-            submission["priority"] = level
         body = {"type": contract.name, "payload": payload, "options": submission}
         try:
             prepared = self.preparer.prepare(body, tenant=tenant, job_id=job_id)
@@ -137,6 +136,9 @@ class WireChecks:
             raise Refused(exc.code, exc.message, exc.errors) from None
         except ClientError as exc:
             raise Refused(exc.code, exc.message) from None
+        if level is not None and "priority" not in submission:
+            # the job's priority, outside the submission: the same body over HTTP is the same idempotent job
+            prepared = replace(prepared, priority=level)
         return WireJob(prepared, key)
 
     @staticmethod
@@ -169,13 +171,13 @@ def _check_block(block: dict[str, Any]) -> None:
             )
 
 
-def _broker_priority(options: dict[str, Any]) -> str | None:
+def _broker_priority(options: dict[str, Any]) -> Priority | None:
     """The priority ``options.broker_priority`` stands for (None if not given).
 
     Raises:
         Refused: it is not one of the levels 1-3.
     """
-    levels = {p.broker_priority: p.value for p in Priority}
+    levels = {p.broker_priority: p for p in Priority}
     asked = options.get("broker_priority")
     if asked is None:
         return None
