@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pika
+import pika.exceptions
 import pytest
 
 from offload.publish import Publisher
@@ -90,16 +91,26 @@ def publish_as(user: BrokerUser, queue: str, message: dict[str, Any] | bytes, *,
     """Publish on the default exchange as ``user``, persistent, confirmed, with ``user_id`` = its login.
 
     ``user_id=None`` leaves the property out; another value is one RabbitMQ refuses (the channel closes).
+    A message returned unroutable (its queue not declared yet: a publisher cannot declare it, the
+    workers do as they start) is published again for a few seconds, as docs/wire-format.md advises.
     """
     body = message if isinstance(message, bytes) else json.dumps(message).encode()
     connection = pika.BlockingConnection(pika.URLParameters(user.url))
+    deadline = time.monotonic() + 10
     try:
         channel = connection.channel()
         channel.confirm_delivery()
         properties = pika.BasicProperties(
             delivery_mode=2, content_type="application/json", user_id=user.name if user_id is _UNSET else user_id
         )
-        channel.basic_publish("", queue, body, properties, mandatory=True)
+        while True:
+            try:
+                channel.basic_publish("", queue, body, properties, mandatory=True)
+                return
+            except pika.exceptions.UnroutableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
     finally:
         if connection.is_open:
             connection.close()
