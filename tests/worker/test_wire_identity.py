@@ -190,6 +190,8 @@ def test_a_trusted_re_publication_keeps_the_first_publisher_and_a_body_cannot_cl
     plain: dict[str, object] = {}
     stamp(plain, Props(None), trusted)
     assert delivery_of(type("M", (), {"options": plain})()).publisher is None
+    stamp(plain, Props("offload"), trusted)  # an anonymous message re-published stays anonymous
+    assert delivery_of(type("M", (), {"options": plain})()).publisher is None
 
 
 def test_a_workers_re_publication_keeps_a_strangers_message_a_strangers(
@@ -207,3 +209,18 @@ def test_a_workers_re_publication_keeps_a_strangers_message_a_strangers(
     worker.broker.enqueue(Message(**{**claimed, "args": (), "options": claimed["options"]}))
     refused = ended(publisher, claimed["message_id"])
     assert refused.error_code == "tenant_not_allowed" and refused.tenant == "globex" and refused.attempts == 0
+
+
+def test_a_refused_strangers_letter_requeued_by_an_admin_is_still_the_strangers_and_runs_nothing(
+    users: dict[str, BrokerUser], settings: Settings, publisher: Publisher, worker: RunningWorker
+) -> None:
+    """The API publishes a requeued letter as Offload's own user: the letter keeps its first publisher."""
+    anonymous = wire_message("system.noop", "system", {"echo": "as acme"}, tenant="acme")
+    publish_as(users["orders"], "system", anonymous, user_id=None)
+    wait_for(lambda: queue_depth("system.XQ") == 1, timeout=10)
+    admin = Api(create_app(settings, publisher=publisher).test_client(), "admin")
+    assert admin.post("/v1/dead-letters/system/requeue", json={"job_id": anonymous["message_id"]}).status_code == 200
+    wait_for(lambda: queue_depth("system.XQ") == 1 and queue_depth("system") == 0, timeout=10)
+    time.sleep(0.3)
+    assert publisher.get(anonymous["message_id"]) is None  # refused again: nothing ran, under no tenant
+    assert _note(publisher, anonymous["message_id"])["code"] == "unauthenticated_publisher"

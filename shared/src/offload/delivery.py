@@ -52,8 +52,9 @@ def stamp(options: dict[str, Any], properties: Any, trusted: frozenset[str]) -> 
     user = user if isinstance(user, str) and user else None
     publisher = user
     earlier = options.get(RESERVED)
-    if user in trusted and isinstance(earlier, dict) and isinstance(earlier.get("publisher"), str):
-        publisher = earlier["publisher"]
+    if user in trusted and isinstance(earlier, dict) and "publisher" in earlier:
+        named = earlier["publisher"]  # None: a message without user_id, which stays anonymous
+        publisher = named if isinstance(named, str) and named else None
     headers = getattr(properties, "headers", None)
     options[RESERVED] = {
         "user_id": user,

@@ -65,8 +65,8 @@ class MessageCheck:
             return [*found, f"kwargs: {invalid_message().message}"]
         user = properties.get("user_id") if isinstance(properties, dict) else None
         checks = self.checks
-        if self.checks.access.grant(user) is None:
-            found.append(_unmapped(user, self.checks.access))
+        if user is None or not (self.checks.access.is_trusted(user) or self.checks.access.grant(user)):
+            found.append(_unmapped(user))
             asked = offload_options(message["options"]).get("tenant")
             stand_in = WireGrant((asked if isinstance(asked, str) else "default",))
             checks = WireChecks(checks.preparer, WireAccess(frozenset(), {"": stand_in}), checks.max_message_bytes)
@@ -121,14 +121,9 @@ def _shape(message: dict[str, Any]) -> list[str]:
     return found
 
 
-def _unmapped(user: Any, access: WireAccess) -> str:
+def _unmapped(user: Any) -> str:
     if user is None:
         return "user_id: missing: the message would be refused (unauthenticated_publisher); set it to your login"
-    if access.is_trusted(user):
-        return (
-            f"user_id: {user!r} is Offload's own user; its messages run recorded jobs only "
-            "(unauthenticated_publisher for one without a record)"
-        )
     return f"user_id: {user!r} is not mapped in OFFLOAD_WIRE_PUBLISHERS (unauthenticated_publisher)"
 
 

@@ -100,12 +100,12 @@ class WireChecks:
         message_id: Any,
         size: int,
     ) -> WireJob:
-        """Check one message of ``publisher`` (not a trusted one) for job type ``contract``.
+        """Check one message of ``publisher`` for job type ``contract``.
 
         Raises:
             Refused: the message may not run; its code, message and field problems say why.
         """
-        grant = self.access.grant(publisher)
+        grant = self._grant(publisher, options)
         if grant is None:
             who = "has no user_id property" if publisher is None else f"comes from broker user {publisher[:100]!r}"
             raise Refused(
@@ -140,6 +140,17 @@ class WireChecks:
             # the job's priority, outside the submission: the same body over HTTP is the same idempotent job
             prepared = replace(prepared, priority=level)
         return WireJob(prepared, key)
+
+    def _grant(self, publisher: str | None, options: dict[str, Any]) -> WireGrant | None:
+        """What ``publisher`` may publish: its mapping; for Offload's own user, the tenant its message names.
+
+        Offload's own messages are adopted only when their record was lost (a Redis that came back
+        without its last writes): the publisher that wrote the message chose its tenant.
+        """
+        if not self.access.is_trusted(publisher):
+            return self.access.grant(publisher)
+        asked = offload_options(options).get("tenant", "default")
+        return WireGrant((asked if isinstance(asked, str) else "default",))
 
     @staticmethod
     def _tenant(grant: WireGrant, block: dict[str, Any]) -> str:

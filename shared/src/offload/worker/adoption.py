@@ -2,10 +2,11 @@
 
 A service may publish the wire format (``docs/wire-format.md``) without writing a record. Who
 published a message is the AMQP ``user_id`` RabbitMQ validated (``offload.delivery``), never the
-body. A message of Offload's own (trusted) broker users runs the job its record describes; any
-other user's message is *adopted* here, first of all (before a paused queue or type parks it, a
-full concurrency slot makes it wait, or it runs), by the checks an HTTP submission gets, with the
-same code (``offload.wire_checks``):
+body. A message of Offload's own (trusted) broker users runs the job its record describes, and is
+adopted as it was written only if that record was lost (a Redis that came back without its last
+writes, reliability-security.md F9); any other user's message is *adopted* here, first of all
+(before a paused queue or type parks it, a full concurrency slot makes it wait, or it runs), by
+the checks an HTTP submission gets, with the same code (``offload.wire_checks``):
 
 - a mapped publisher (``OFFLOAD_WIRE_PUBLISHERS``) for a tenant and a job type it may use
   (``unauthenticated_publisher``, ``tenant_not_allowed``, ``job_type_not_allowed``);
@@ -89,14 +90,7 @@ class Adopter:
             StatusStoreUnavailable: Redis is unavailable (Dramatiq delivers the message again).
         """
         publisher = delivery_of(message).publisher
-        trusted = self.checks.access.is_trusted(publisher)
         try:
-            if trusted:
-                raise Refused(
-                    "unauthenticated_publisher",
-                    "The message was published with Offload's own broker user, but its job has no record (Offload "
-                    "records every job it publishes); publish wire jobs as a mapped user.",
-                )
             wire = self.checks.check(
                 contract,
                 job_id,
@@ -108,8 +102,7 @@ class Adopter:
             )
             return self._record(wire, message)
         except Refused as refusal:
-            # no record for a job id that is another job's, nor under a tenant only the body names
-            tenant = None if trusted or refusal.code == "duplicate_job_id" else self.owner(message)
+            tenant = None if refusal.code == "duplicate_job_id" else self.owner(message)  # never over another job
             self.refuse(contract.queue, job_id, message, refusal, tenant=tenant, job_type=contract.name)
             raise
 
