@@ -136,9 +136,12 @@ def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(
     assert record.attempts == 1 and record.state is JobState.SUCCEEDED
 
 
-def test_a_message_published_without_a_record_is_adopted(
+def test_a_message_of_offloads_own_user_whose_record_was_lost_is_adopted_as_written(
     publisher: Publisher, worker: RunningWorker, wait_state
 ) -> None:
+    """A Redis that came back without its last writes (F9) loses records of jobs already on the broker:
+    their messages, Offload's own (user_id: its broker user), are adopted as written. A stranger's
+    never are (tests/worker/test_wire_identity.py)."""
     job_id = str(uuid.uuid4())
     body = {
         "queue_name": "system",
@@ -150,7 +153,8 @@ def test_a_message_published_without_a_record_is_adopted(
         "message_timestamp": int(time.time() * 1000),
     }
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    connection.channel().basic_publish("", "system", json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2))
+    properties = pika.BasicProperties(delivery_mode=2, user_id="guest")  # the tests' OFFLOAD_BROKER_URL user
+    connection.channel().basic_publish("", "system", json.dumps(body).encode(), properties)
     connection.close()
     record = wait_state(job_id, "succeeded")
     assert record.tenant == "globex" and record.result == {"slept_ms": 10}
