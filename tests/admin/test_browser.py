@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from offload.publish import Publisher
@@ -16,9 +17,15 @@ from offload.settings import Settings
 from tests.admin.test_dead_letters_page import publish_raw_dead_letter
 from tests.helpers import wait_for
 from tests.support import KEYS, RunningWorker, queue_depth
-from tests.worker.test_wire_entrance import publish_wire, wire_message
+from tests.support.wire import BrokerUser, publish_as, wire_message
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
+
+
+@pytest.fixture
+def settings(wire_settings: Settings) -> Settings:
+    """Wire messages come from a mapped publisher (``orders``)."""
+    return wire_settings
 
 
 def _shot(page: Page, name: str) -> None:
@@ -94,12 +101,12 @@ def test_an_admin_retries_a_failed_job_to_success_and_purges_the_dead_letters(
 
 
 def test_an_admin_pages_through_55_dead_letters_requeues_all_but_the_malformed_one_and_purges_it(
-    browser: Browser, served: str, settings: Settings, publisher: Publisher
+    orders: BrokerUser, browser: Browser, served: str, settings: Settings, publisher: Publisher
 ) -> None:
     # Given a job refused for a bad field, 53 jobs that failed the same way, then a malformed letter
     running = RunningWorker(settings, publisher)
     try:
-        publish_wire("system", wire_message("system.sleep", "system", {"ms": "soon"}))
+        publish_as(orders, "system", wire_message("system.sleep", "system", {"ms": "soon"}))
         wait_for(lambda: queue_depth("system.XQ") == 1, timeout=10)
         for _ in range(53):
             publisher.publish("system.fail", {"permanent": True}, tenant="acme")

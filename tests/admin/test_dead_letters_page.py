@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pika
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -16,10 +17,16 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from tests.helpers import wait_for
 from tests.support import AMQP_URL, KEYS, RunningWorker, queue_depth
-from tests.worker.test_wire_entrance import publish_wire, wire_message
+from tests.support.wire import BrokerUser, publish_as, wire_message
 
 #: What a stray service might publish to a dead-letter queue: not UTF-8, not JSON, markup, long.
 MALFORMED = b"\xff\xfe<script>alert(1)</script> not json " + b"x" * 400
+
+
+@pytest.fixture
+def settings(wire_settings: Settings) -> Settings:
+    """Wire messages come from a mapped publisher (``orders``)."""
+    return wire_settings
 
 
 def publish_raw_dead_letter(body: bytes, queue: str = "system") -> None:
@@ -70,7 +77,7 @@ def _dead_letters(settings: Settings, publisher: Publisher, make: int) -> None:
 
 
 def test_a_malformed_dead_letter_renders_beside_the_recorded_reasons_and_holds_no_other_back(
-    app: Flask, settings: Settings, publisher: Publisher
+    orders: BrokerUser, app: Flask, settings: Settings, publisher: Publisher
 ) -> None:
     # Given dead letters of every kind Offload records a reason for, and one malformed letter
     broken = publisher.publish("system.fail", {"permanent": True}, tenant="acme").job_id
@@ -80,7 +87,7 @@ def test_a_malformed_dead_letter_renders_beside_the_recorded_reasons_and_holds_n
     unknown = wire_message("system.nonesuch", "system", {})
     wrong = wire_message("image.resize", "system", {})
     for message in (invalid, noted, unknown, wrong):
-        publish_wire("system", message)
+        publish_as(orders, "system", message)
     _dead_letters(settings, publisher, make=6)
     publish_raw_dead_letter(MALFORMED)
     client = _signed_in(app)

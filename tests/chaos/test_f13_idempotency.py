@@ -77,13 +77,16 @@ def test_f13_replayed_submissions_and_republished_messages_send_each_email_once(
             submitter.submit(_email(n))
         verdict = drain(ledger, client, timeout=60 * SCALE)
         assert verdict.terminal == {"succeeded": count + 1}, verdict.terminal
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        parameters = pika.URLParameters(AMQP_URL)
+        connection = pika.BlockingConnection(parameters)
         try:
             channel = connection.channel()
+            # republished as Offload's own user would (a message of any other user is never run by its record)
+            properties = pika.BasicProperties(delivery_mode=2, user_id=parameters.credentials.username)
             for job_id in ledger.accepted:
                 message = publisher_store.queries.stored_message(job_id)
                 assert message is not None
-                channel.basic_publish("", "email", message, pika.BasicProperties(delivery_mode=2))
+                channel.basic_publish("", "email", message, properties)
         finally:
             connection.close()
         wait_for(lambda: worker.log.read_text().count("Skipping a duplicate delivery") >= count + 1, timeout=30)

@@ -136,9 +136,12 @@ def test_a_duplicate_delivery_of_a_finished_job_does_not_run_it_again(
     assert record.attempts == 1 and record.state is JobState.SUCCEEDED
 
 
-def test_a_message_published_without_a_record_is_adopted(
-    publisher: Publisher, worker: RunningWorker, wait_state
+def test_a_message_of_offloads_own_user_without_a_record_is_refused_not_adopted(
+    publisher: Publisher, worker: RunningWorker
 ) -> None:
+    """Only a mapped publisher's message is adopted (tests/worker/test_wire_identity.py): one sent with
+    Offload's own (trusted) user is a job Offload recorded, or nothing it runs (a stranger's message
+    an admin requeued as it was, say)."""
     job_id = str(uuid.uuid4())
     body = {
         "queue_name": "system",
@@ -150,11 +153,13 @@ def test_a_message_published_without_a_record_is_adopted(
         "message_timestamp": int(time.time() * 1000),
     }
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    connection.channel().basic_publish("", "system", json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2))
+    properties = pika.BasicProperties(delivery_mode=2, user_id="guest")  # the tests' OFFLOAD_BROKER_URL user
+    connection.channel().basic_publish("", "system", json.dumps(body).encode(), properties)
     connection.close()
-    record = wait_state(job_id, "succeeded")
-    assert record.tenant == "globex" and record.result == {"slept_ms": 10}
-    assert [r.id for r in publisher.store.queries.list_jobs(tenant="globex").records] == [job_id]
+    wait_for(lambda: _xq_depth() == 1, timeout=10)
+    [note] = publisher.store.janitor.dead_letter_notes([job_id])
+    assert note is not None and note["code"] == "unauthenticated_publisher"
+    assert publisher.get(job_id) is None
 
 
 def test_a_withdrawn_job_whose_message_arrives_late_is_dropped(publisher: Publisher, worker: RunningWorker) -> None:

@@ -23,6 +23,7 @@ from dramatiq.middleware import Middleware, MiddlewareError
 
 from offload.batched_acks import BatchedAcks
 from offload.contracts import MAX_BROKER_PRIORITY
+from offload.delivery import StampingConsumer
 from offload.errors import ConfigError
 
 #: pika connection parameters that bound how long a hung or blocked broker can hold a caller
@@ -101,10 +102,32 @@ class WorkerBroker(RabbitmqBroker):
     """
 
     ack_gate: AckGate | None = None
+    #: Broker users whose re-publications keep a message's first publisher (``offload.delivery``).
+    trusted_users: frozenset[str] = frozenset()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._hooked: dict[str, list[Middleware]] = {}
         super().__init__(*args, **kwargs)
+        credentials = getattr(self.parameters, "credentials", None)
+        self._login: str | None = getattr(credentials, "username", None)
+
+    @property
+    def consumer_class(self) -> type[StampingConsumer]:
+        """Consumers that stamp each message with its delivery's ``user_id`` and headers (``offload.delivery``)."""
+        return StampingConsumer
+
+    @property
+    def channel(self) -> Any:
+        """Dramatiq's channel of this thread, publishing with ``user_id`` = this broker's login.
+
+        What this broker publishes again (Dramatiq's retries and delays) says it is Offload's own:
+        a message without a ``user_id`` is refused (``docs/wire-format.md``).
+        """
+        return _SignedChannel(RabbitmqBroker.channel.fget(self), self._login)  # type: ignore[attr-defined]
+
+    @channel.deleter
+    def channel(self) -> None:
+        RabbitmqBroker.channel.fdel(self)  # type: ignore[attr-defined]
 
     def add_middleware(self, middleware: Middleware, **where: Any) -> None:
         """Dramatiq's, forgetting which middleware define which hooks."""
@@ -160,16 +183,38 @@ class WorkerBroker(RabbitmqBroker):
         return consumer
 
 
-def build_broker(url: str, *, middleware: list[Middleware] | None = None) -> WorkerBroker:
+class _SignedChannel:
+    """A pika channel whose ``basic_publish`` sets ``user_id`` to the connection's login."""
+
+    def __init__(self, channel: Any, login: str | None) -> None:
+        self._channel = channel
+        self._login = login
+
+    def basic_publish(self, exchange: str, routing_key: str, body: bytes, properties: Any = None, **kw: Any) -> Any:
+        properties = properties or pika.BasicProperties()
+        properties.user_id = self._login
+        return self._channel.basic_publish(exchange, routing_key, body, properties, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
+
+
+def build_broker(
+    url: str, *, middleware: list[Middleware] | None = None, trusted_users: frozenset[str] = frozenset()
+) -> WorkerBroker:
     """The worker's Dramatiq broker: confirms on, bounded timeouts, priorities, JSON only.
+
+    ``trusted_users`` are Offload's own broker users (``offload.wire_access``).
 
     Raises:
         ConfigError: the encoder is not JSON.
     """
     require_json_encoder()
-    return WorkerBroker(
+    broker = WorkerBroker(
         url=with_timeouts(url),
         confirm_delivery=True,
         max_priority=MAX_BROKER_PRIORITY,
         middleware=middleware,
     )
+    broker.trusted_users = trusted_users
+    return broker

@@ -1,7 +1,7 @@
 """The ``offload`` command.
 
 Demo, SDK submissions, schema export, storage cleanup, layout migration, the job-type catalogue,
-new worker packages and VAPID keys for web push.
+new worker packages, VAPID keys for web push and wire message checks.
 """
 
 from __future__ import annotations
@@ -155,6 +155,33 @@ def job_types(action: str, name: str | None, *, force: bool) -> int:
     return 0 if outcome == "retired" else 1
 
 
+def check_message(body_file: Path, properties_file: Path | None) -> int:
+    """Check a wire message (and its AMQP properties) as a worker would adopt it; print "ok" or each problem."""
+    from offload.catalogue import Catalogue
+    from offload.message_check import MessageCheck
+    from offload.publish.publisher import http_links_allowed, settings_url_policy
+    from offload.settings import load_settings
+    from offload.status import StatusStore
+    from offload.status.catalogue import ContractStore
+    from offload.submission import Preparer
+    from offload.wire_checks import WireChecks
+
+    try:
+        body = body_file.read_bytes()
+        properties = json.loads(properties_file.read_text()) if properties_file is not None else None
+    except (OSError, ValueError) as exc:
+        print(f"Cannot read the message or its properties: {exc}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    status = StatusStore.from_url(settings.redis_url.get_secret_value(), prefix=settings.redis_prefix)
+    registry = Catalogue(ContractStore(status), BUILT_IN)  # the built-in contracts when Redis is out of reach
+    preparer = Preparer(registry, settings_url_policy(settings), settings.max_delay, http_links_allowed(settings))
+    checks = WireChecks(preparer, settings.wire_access, max_message_bytes=settings.max_body_bytes)
+    problems = MessageCheck(registry, checks).problems(body, properties)
+    print("\n".join(problems) if problems else "ok")
+    return 1 if problems else 0
+
+
 def new_worker(name: str, into: Path) -> int:
     """Write a new worker package that passes its own test (see :mod:`offload.scaffold`)."""
     from offload.scaffold import new_worker as scaffold
@@ -212,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     retire_cmd = types_actions.add_parser("retire", help="remove a type from the catalogue (its workers stopped)")
     retire_cmd.add_argument("name")
     retire_cmd.add_argument("--force", action="store_true", help="retire it even while workers serve it")
+    check_cmd = commands.add_parser("check-message", help="check a wire message as a worker would adopt it")
+    check_cmd.add_argument("file", type=Path, help="the message body (JSON)")
+    check_cmd.add_argument("--headers", type=Path, default=None, help="its AMQP properties: user_id, priority, headers")
     new_cmd = commands.add_parser("new-worker", help="write a new worker package (job type, test, Dockerfile, k8s)")
     new_cmd.add_argument("name", help="the worker's domain: its job types are named <name>.<verb>")
     new_cmd.add_argument("--into", type=Path, default=Path(), help="the folder to write it in (default: here)")
@@ -224,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return push_keys(args.env_file)
     if args.command == "new-worker":
         return new_worker(args.name, args.into)
+    if args.command == "check-message":
+        return check_message(args.file, args.headers)
     if args.command == "job-types":
         return job_types(args.action, getattr(args, "name", None), force=getattr(args, "force", False))
     if args.command == "migrate":

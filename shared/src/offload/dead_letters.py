@@ -29,6 +29,7 @@ from dramatiq.common import xq_name
 from dramatiq.errors import DecodeError
 
 from offload.broker import blocking_connection
+from offload.delivery import forwarded
 from offload.storage import Storage
 
 #: The most messages one run exports from one queue (and that a peek or a take reads).
@@ -274,13 +275,13 @@ def _take(
             for _ in range(MAX_PER_QUEUE):
                 if taken >= limit:
                     break
-                method, _properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
+                method, properties, body = channel.basic_get(xq_name(queue), auto_ack=False)
                 if method is None:
                     break
                 if not match(body):
                     passed += 1
                     continue
-                handle(body)
+                handle(forwarded(body, properties))  # published again, it is still its publisher's
                 channel.basic_ack(delivery_tag=method.delivery_tag)
                 taken += 1
         except pika.exceptions.ChannelClosedByBroker:  # no such queue

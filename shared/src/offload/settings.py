@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from offload.errors import ConfigError
 from offload.numbers import whole_number
+from offload.wire_access import WireAccess, WireGrant, parse_grants
 
 if TYPE_CHECKING:
     from offload.contracts import JobContract, SubmissionPolicy
@@ -164,6 +165,11 @@ class SubmissionSettings(_Base):
     publish_timeout: float = Field(default=2.0, gt=0, le=30)
     #: Hosts exempt from the SSRF guard's public-address rule (comma-separated; development and tests).
     url_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Services that publish jobs straight to RabbitMQ (JSON): each one's broker user, the tenants it may
+    #: act for (the first is its own) and the job types it may submit (``offload.wire_access``).
+    wire_publishers: Annotated[dict[str, WireGrant], NoDecode] = Field(default_factory=dict)
+    #: Broker users trusted as Offload's own besides the user of ``OFFLOAD_BROKER_URL`` (comma-separated).
+    wire_trusted_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
 
 class ApiSettings(_Base):
@@ -326,6 +332,31 @@ class Settings(
     def _split_names(cls, value: object) -> object:
         """Host and domain names, comma-separated in the environment (case does not matter in them)."""
         return [n.strip().lower() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+
+    @field_validator("wire_publishers", mode="before")
+    @classmethod
+    def _wire_grants(cls, value: object) -> object:
+        return parse_grants(value)
+
+    @field_validator("wire_trusted_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: object) -> object:
+        return [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _publishers_not_trusted(self) -> Settings:
+        both = sorted(set(self.wire_publishers) & self.wire_access.trusted)
+        if both:
+            raise ValueError(
+                f"OFFLOAD_WIRE_PUBLISHERS maps {both}, which Offload trusts as its own (OFFLOAD_BROKER_URL's user or "
+                "OFFLOAD_WIRE_TRUSTED_USERS); give each publishing service a user of its own"
+            )
+        return self
+
+    @property
+    def wire_access(self) -> WireAccess:
+        """Who may publish jobs on the wire (``offload.wire_access``)."""
+        return WireAccess.of(self.broker_url.get_secret_value(), self.wire_trusted_users, self.wire_publishers)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -133,6 +133,31 @@ def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
+def is_job_id(value: Any) -> bool:
+    """True if ``value`` is a job id as Offload writes them: a UUID in its canonical form."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+#: The longest idempotency key (``Idempotency-Key`` over HTTP, ``options.offload.idempotency_key`` on the wire).
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def idempotency_key_rule(key: str) -> str | None:
+    """The rule an idempotency key breaks (None if it is fine): 1-255 printable ASCII characters."""
+    if not key:
+        return "string_too_short"
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        return "string_too_long"
+    if not key.isascii() or not key.isprintable():
+        return "string_pattern_mismatch"
+    return None
+
+
 def follow_up_id(parent_id: str, index: int) -> str:
     """The id of a parent's ``index``-th follow-up: deterministic, so a redelivered parent creates it once."""
     return str(uuid.uuid5(uuid.UUID(parent_id), f"then/{index}"))

@@ -28,16 +28,21 @@ def retry(found: Services, job_id: str, *, scope: str | None) -> None:
 
 
 def requeue_letter(found: Services, body: bytes) -> None:
-    """Retry the job a dead letter names; publish the letter as it is if it names none, or one not failed.
+    """Retry the job a dead letter names; publish the job's stored message if it is not failed, or the letter.
+
+    A job's record, never a letter's body, says what a recorded job runs: the letter may be a
+    stranger's message that named the job's id (refused ``duplicate_job_id``). A letter naming no
+    job is published as it is, on behalf of its first publisher (``offload.delivery.forwarded``).
 
     Raises:
         BrokerUnavailable: RabbitMQ did not take the message (the letter stays dead-lettered).
     """
     message = dead_letters.decode(body)
-    if message is not None and found.store.queries.get(message.message_id) is not None:
+    stored = found.store.queries.stored_message(message.message_id) if message is not None else None
+    if message is not None and stored is not None:
         try:
             retry(found, message.message_id, scope=None)
             return
         except ClientError:
-            pass  # not failed any more (retried already): fall through and publish as is
+            body = stored  # not failed any more (retried already): its own message again
     found.publisher.republish(body)

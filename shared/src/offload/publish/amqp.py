@@ -244,7 +244,12 @@ class _Link:
             exchange="",
             routing_key=delivery.queue,
             body=delivery.body,
-            properties=pika.BasicProperties(delivery_mode=2, priority=delivery.priority, correlation_id=str(tag)),
+            properties=pika.BasicProperties(
+                delivery_mode=2,
+                priority=delivery.priority,
+                correlation_id=str(tag),
+                user_id=self.parameters.credentials.username,  # who publishes: Offload itself (wire-format.md)
+            ),
             mandatory=True,
         )
 

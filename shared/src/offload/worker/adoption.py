@@ -1,61 +1,60 @@
 """Adoption: a job published straight to RabbitMQ becomes a recorded job, checked as HTTP checks it.
 
-A service may publish the wire format (``docs/wire-format.md``) without writing a record. The
-worker that first receives such a message *adopts* it: it writes the record, with the message
-stored, before anything can park the job (a paused queue or type), make it wait (a full
-concurrency slot) or run it. Every path that later wakes a job (resume, a freed slot, a retry, a
-stalled job's redelivery) publishes that stored message again, so an adopted job is never lost.
+A service may publish the wire format (``docs/wire-format.md``) without writing a record. Who
+published a message is the AMQP ``user_id`` RabbitMQ validated (``offload.delivery``), never the
+body. A message of Offload's own (trusted) broker users runs the job its record describes; any
+other user's message is *adopted* here, first of all (before a paused queue or type parks it, a
+full concurrency slot makes it wait, or it runs), by the checks an HTTP submission gets, with the
+same code (``offload.wire_checks``):
 
-Adoption runs the checks an HTTP submission gets, by the same code, so that nothing a message
-carries can do more than the same body sent to ``POST /v1/jobs``:
+- a mapped publisher (``OFFLOAD_WIRE_PUBLISHERS``) for a tenant and a job type it may use
+  (``unauthenticated_publisher``, ``tenant_not_allowed``, ``job_type_not_allowed``);
+- the job id is a UUID equal to the message id, the type is not one of Offload's own, the message
+  is no larger than an HTTP body, and the payload and ``options.offload`` pass
+  :meth:`offload.submission.Preparer.prepare` (schema, bounds, the SSRF guard);
+- the tenant's quotas, held as :mod:`offload.publish.sequence` holds them (``quota_exceeded``);
+- the record is written as the HTTP entrance writes it (delay, idempotency key, callback URL,
+  follow-ups, tags, metadata). A job id that already has a record is refused
+  (``duplicate_job_id``) and that record left as it is, unless it is this very message delivered
+  again; an idempotency key used before is the earlier job (same submission: this message is
+  dropped) or refused (``idempotency_conflict``).
 
-- the job id is a UUID and equals the message id (``invalid_job_id``);
-- the tenant is well formed (``invalid_tenant``); the job type is not one of Offload's own
-  (``internal_type``: a ``webhook.deliver`` or ``storage.cleanup`` Offload did not record itself
-  never runs);
-- the message is no larger than an HTTP body may be (``payload_too_large``);
-- the payload and options pass :meth:`offload.submission.Preparer.prepare` (schema, retry bound,
-  the SSRF guard on every URL a worker would fetch, the email domain allow-list), with the same
-  error code and field paths;
-- the tenant's quotas (held as :mod:`offload.publish.sequence` holds them: ``quota_exceeded``).
-
-A refused job is recorded ``dead`` with the refusal's code, message and field problems (when its
-id can name a record), counted in ``offload_wire_refused_total{queue, reason}``, logged as an
-error, and its message dead-lettered. Where no record can be written (a malformed id or tenant),
-the reason is kept beside the dead letter for the admin page (:meth:`StatusStore.note_dead_letter`).
-
-The tenant still comes from ``options.offload.tenant``: whoever holds broker credentials may
-publish as any tenant (``docs/wire-format.md`` says what that means and how to confine it).
+A refused job is recorded ``dead`` under the tenant :meth:`WireChecks.owner` names, with the
+refusal's code, message and field problems, counted in ``offload_wire_refused_total{queue,
+reason}``, logged as an error, and its message dead-lettered. Where no record can be written (no
+mapped publisher, a malformed id, an id that is another job's), the reason is kept beside the dead
+letter for the admin page (:meth:`StatusStore.note_dead_letter`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import dramatiq
 from dramatiq import Message
 from dramatiq.middleware import Middleware
 
-from offload import problems
-from offload.contracts import JobContract, Priority, Registry
-from offload.errors import ClientError, QuotaExceeded, Refused, ValidationFailed
+from offload.contracts import JobContract, Registry
+from offload.delivery import RESERVED, delivery_of
+from offload.errors import QuotaExceeded, Refused
 from offload.publish import Publisher
 from offload.publish.sequence import record_fields
-from offload.submission import PreparedJob
-from offload.wire import offload_options
+from offload.status import JobState, now_ms
+from offload.submission import PreparedJob, is_job_id
+from offload.wire_checks import WireChecks, WireJob, unserved
 from offload.worker.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)
 
 #: The largest payload a refused job's record keeps (a larger one shows as null).
 MAX_SHOWN_PAYLOAD = 16_384
-#: What a tenant name may be, as in ``OFFLOAD_API_KEYS``.
-TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+#: What becomes of a delivery after adoption: it runs (a new job, or this job's message again), or
+#: it is acked without running (a delayed job waits in Redis; an idempotent replay is the earlier job).
+Adoption = Literal["run", "drop"]
 
 
 @dataclass(frozen=True)
@@ -63,44 +62,108 @@ class Adopter:
     """Records jobs published without a record, or records why they may not run.
 
     Args:
-        publisher: its store keeps the records, its preparer and quotas do the checks.
-        max_message_bytes: the largest message adopted (``OFFLOAD_MAX_BODY_BYTES``, as for HTTP).
+        publisher: its store keeps the records, its quotas and idempotency settings apply.
+        checks: the checks a message passes (:class:`offload.wire_checks.WireChecks`).
         metrics: counts refusals (none in tests that need none).
     """
 
     publisher: Publisher
-    max_message_bytes: int
+    checks: WireChecks
     metrics: JobMetrics | None = None
 
-    def adopt(self, contract: JobContract, job_id: str, payload: Any, message: Message[Any]) -> None:
-        """Write the record of ``message``'s job (its message stored), after HTTP's checks.
+    def trusts(self, message: Message[Any]) -> bool:
+        """Whether ``message`` was published by one of Offload's own broker users."""
+        return self.checks.access.is_trusted(delivery_of(message).publisher)
 
-        A record that appeared meanwhile (another delivery adopted it) is left as it is.
+    def owner(self, message: Message[Any] | None) -> str | None:
+        """The tenant a refusal of ``message`` is recorded under (see :meth:`WireChecks.owner`)."""
+        if message is None:
+            return None
+        return self.checks.owner(delivery_of(message).publisher, message.options)
+
+    def adopt(self, contract: JobContract, job_id: Any, payload: Any, message: Message[Any]) -> Adoption:
+        """Write the record of ``message``'s job after HTTP's checks, and say whether this delivery runs it.
 
         Raises:
             Refused: the job may not run; its refusal is recorded (and counted, and logged).
             StatusStoreUnavailable: Redis is unavailable (Dramatiq delivers the message again).
         """
-        encoded = message.encode()
-        tenant = self.tenant_of(message)
+        publisher = delivery_of(message).publisher
+        trusted = self.checks.access.is_trusted(publisher)
         try:
-            prepared = self._check(contract, job_id, payload, message, tenant, len(encoded))
+            if trusted:
+                raise Refused(
+                    "unauthenticated_publisher",
+                    "The message was published with Offload's own broker user, but its job has no record (Offload "
+                    "records every job it publishes); publish wire jobs as a mapped user.",
+                )
+            wire = self.checks.check(
+                contract,
+                job_id,
+                payload,
+                message.options,
+                publisher=publisher,
+                message_id=message.message_id,
+                size=len(_as_published(message)),
+            )
+            return self._record(wire, message)
         except Refused as refusal:
+            # no record for a job id that is another job's, nor under a tenant only the body names
+            tenant = None if trusted or refusal.code == "duplicate_job_id" else self.owner(message)
             self.refuse(contract.queue, job_id, message, refusal, tenant=tenant, job_type=contract.name)
             raise
-        fields = record_fields(prepared, created_at=message.message_timestamp)
+
+    def _record(self, wire: WireJob, message: Message[Any]) -> Adoption:
+        prepared, key = wire.prepared, wire.idempotency_key
+        sequence = self.publisher.sequence
+        fields = record_fields(prepared, created_at=message.message_timestamp, idempotency_key=key)
         try:
-            with self.publisher.sequence.held([prepared]) as hold:  # as HTTP's submissions hold theirs
-                created = self.publisher.store.lifecycle.create(job_id, fields)
+            with sequence.held([prepared]) as hold:  # as HTTP's submissions hold theirs
+                created = self.publisher.store.lifecycle.create(
+                    prepared.job_id,
+                    fields,
+                    scheduled_for=now_ms() + int(prepared.delay * 1000) if prepared.delay is not None else None,
+                    idempotency_key=key,
+                    fingerprint=prepared.fingerprint,
+                    idempotency_ttl=sequence.idempotency_ttl,
+                )
                 if created.outcome == "created":
                     hold.keep()
         except QuotaExceeded as exc:
-            over = Refused(exc.code, exc.message)
-            self.refuse(contract.queue, job_id, message, over, tenant=tenant, job_type=contract.name)
-            raise over from None
-        if created.outcome != "created":
-            return  # another delivery adopted it (its quota units went back)
-        logger.info("Adopted job %s published without a record (tenant %r).", job_id, prepared.tenant)
+            raise Refused(exc.code, exc.message) from None
+        if created.outcome == "conflict":
+            raise Refused(
+                "idempotency_conflict",
+                f"The idempotency key was already used with another submission (job {created.job_id}).",
+            )
+        if created.outcome == "created":
+            logger.info("Adopted job %s published on the wire (tenant %r).", prepared.job_id, prepared.tenant)
+            return "drop" if prepared.delay is not None else "run"
+        if created.job_id != prepared.job_id:
+            logger.info(
+                "Dropping job %s: its idempotency key and submission are job %s's, which it is.",
+                prepared.job_id,
+                created.job_id,
+            )
+            return "drop"
+        return self._delivered_again(prepared, message)
+
+    def _delivered_again(self, prepared: PreparedJob, message: Message[Any]) -> Adoption:
+        """The job id has a record: this message's own (a redelivery), or another job's (refused).
+
+        Raises:
+            Refused: ``duplicate_job_id``: the record is another job's; it is left as it is.
+        """
+        record = self.publisher.store.queries.get(prepared.job_id)
+        if (
+            record is None
+            or record.tenant != prepared.tenant
+            or record.type != prepared.contract.name
+            or record.created_at != message.message_timestamp
+            or record.payload != prepared.payload.model_dump(mode="json")
+        ):
+            raise Refused("duplicate_job_id", f"Job {prepared.job_id} already exists; a job id names one job only.")
+        return "drop" if record.state is JobState.SCHEDULED else "run"
 
     def refuse(
         self,
@@ -114,10 +177,13 @@ class Adopter:
     ) -> None:
         """Record, count and log why the message of ``job_id`` may not run (it is then dead-lettered).
 
+        An existing record is never changed: the reason is then kept beside the dead letter.
+
         Raises:
             StatusStoreUnavailable: Redis is unavailable.
         """
         store = self.publisher.store
+        recorded = False
         if message is not None and tenant is not None and is_job_id(job_id) and job_id == message.message_id:
             fields: dict[str, str | int] = {
                 "tenant": tenant,
@@ -128,53 +194,18 @@ class Adopter:
                 "created_at": message.message_timestamp,
                 "payload": _shown_payload(message),
             }
-            store.lifecycle.refuse(job_id, fields, (refusal.code, refusal.message), errors=refusal.errors)
-        elif message is not None:
+            recorded = store.lifecycle.refuse(job_id, fields, (refusal.code, refusal.message), errors=refusal.errors)
+        if message is not None and not recorded:
             store.janitor.note_dead_letter(str(message.message_id), refusal.code, refusal.message)
         if self.metrics is not None:
             self.metrics.refused(queue, refusal.code)
         logger.error("Refused job %r published on the wire (%s): %s", job_id, refusal.code, refusal.message)
 
-    def _check(
-        self, contract: JobContract, job_id: str, payload: Any, message: Message[Any], tenant: str | None, size: int
-    ) -> PreparedJob:
-        if not is_job_id(job_id) or job_id != message.message_id:
-            raise Refused("invalid_job_id", "kwargs.job_id must be a UUID equal to the message's message_id.")
-        if tenant is None:
-            raise Refused("invalid_tenant", "options.offload.tenant must be 1-64 letters, digits, _ or -.")
-        if contract.internal:
-            raise Refused(
-                "internal_type", f"{contract.name!r} jobs are created by Offload itself; they cannot be published."
-            )
-        if size > self.max_message_bytes:
-            raise Refused("payload_too_large", f"The message is larger than {self.max_message_bytes} bytes.")
-        block = offload_options(message.options)
-        options: dict[str, Any] = {}
-        if "max_retries" in block:
-            options["max_retries"] = block["max_retries"]
-        levels = {p.broker_priority: p.value for p in Priority}
-        asked = message.options.get("broker_priority")
-        if asked is not None:
-            if not isinstance(asked, int) or isinstance(asked, bool) or asked not in levels:
-                raise Refused(
-                    "validation_failed",
-                    "Invalid 'options.broker_priority'.",
-                    [problems.in_body("options.broker_priority", "literal_error", f"must be one of {sorted(levels)}")],
-                )
-            options["priority"] = levels[asked]
-        body = {"type": contract.name, "payload": payload, "options": options}
-        try:
-            return self.publisher.preparer.prepare(body, tenant=tenant, job_id=job_id)
-        except ValidationFailed as exc:
-            raise Refused(exc.code, exc.message, exc.errors) from None
-        except ClientError as exc:
-            raise Refused(exc.code, exc.message) from None
 
-    @staticmethod
-    def tenant_of(message: Message[Any]) -> str | None:
-        """The tenant ``message`` names (``"default"`` if none), or None if it is malformed."""
-        tenant = offload_options(message.options).get("tenant", "default")
-        return tenant if isinstance(tenant, str) and TENANT.match(tenant) else None
+def _as_published(message: Message[Any]) -> bytes:
+    """The message as its publisher sent it, near enough to size it: without the delivery's stamp."""
+    options = {k: v for k, v in message.options.items() if k != RESERVED}
+    return message._replace(options=options).encode()
 
 
 def _shown_payload(message: Message[Any]) -> str:
@@ -182,16 +213,6 @@ def _shown_payload(message: Message[Any]) -> str:
     kwargs = message.kwargs if isinstance(message.kwargs, dict) else {}
     shown = json.dumps(kwargs.get("payload"), separators=(",", ":"), default=str)
     return shown if len(shown) <= MAX_SHOWN_PAYLOAD else "null"
-
-
-def is_job_id(value: Any) -> bool:
-    """True if ``value`` is a job id as Offload writes them: a UUID in its canonical form."""
-    if not isinstance(value, str):
-        return False
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
 
 
 class UnservedMessages(Middleware):
@@ -214,16 +235,14 @@ class UnservedMessages(Middleware):
         if name in broker.actors:
             return  # its actor ran and ended it: the runtime recorded why
         shown = str(name)[:100]
-        if isinstance(name, str) and name in self.registry.names:
-            right = self.registry.get(name).queue
-            refusal = Refused("wrong_queue", f"{shown!r} jobs go to queue {right!r}, not {message.queue_name!r}.")
-        else:
-            refusal = Refused("unknown_type", f"No job type is named {shown!r}.")
+        refusal = unserved(self.registry, name, message.queue_name) or Refused(
+            "unknown_type", f"No worker reading queue {str(message.queue_name)[:100]!r} serves {shown!r}."
+        )
         queue = message.queue_name if message.queue_name in self.registry.queues else "other"
         kwargs = message.kwargs if isinstance(message.kwargs, dict) else {}
         try:
             self.adopter.refuse(
-                queue, kwargs.get("job_id"), message, refusal, tenant=Adopter.tenant_of(message), job_type=shown
+                queue, kwargs.get("job_id"), message, refusal, tenant=self.adopter.owner(message), job_type=shown
             )
         except Exception:  # a hook that raised would stop this worker's consumer
             logger.exception("Could not record why message %r is dead-lettered.", message.message_id)

@@ -27,6 +27,7 @@ from offload.settings import Settings
 from offload.status.catalogue import ContractStore
 from offload.status.pauses import Pauses
 from offload.status.slots import Slots
+from offload.wire_checks import WireChecks
 from offload.worker.adoption import Adopter, UnservedMessages
 from offload.worker.context import Resources
 from offload.worker.end_writer import EndWriter, EndWriterFlush
@@ -148,7 +149,9 @@ def build_worker(
             metrics=metrics,
         )
     )
-    adopter = Adopter(publisher, max_message_bytes=settings.max_body_bytes, metrics=metrics)
+    access = settings.wire_access
+    checks = WireChecks(publisher.preparer, access, max_message_bytes=settings.max_body_bytes)
+    adopter = Adopter(publisher, checks, metrics=metrics)
     end_writer = EndWriter(publisher.store)
     max_unfinished = settings.max_unfinished_attempts
     starts = StartCombiner(lambda ids: publisher.store.lifecycle.start_many(ids, max_unfinished=max_unfinished))
@@ -168,6 +171,7 @@ def build_worker(
     )
     broker = build_broker(
         settings.broker_url.get_secret_value(),
+        trusted_users=access.trusted,
         middleware=[
             JobLogContext(),  # first in, last out: Dramatiq runs "after" hooks in reverse order
             TimeLimit(),

@@ -40,7 +40,8 @@ from offload.publish import Publisher
 from offload.status import JobState, Started, StatusStore, now_ms
 from offload.status.pauses import Pauses
 from offload.submission import FollowUp
-from offload.worker.adoption import Adopter
+from offload.wire_checks import invalid_message
+from offload.worker.adoption import Adopter, Adoption
 from offload.worker.context import JobContext, Resources
 from offload.worker.end_writer import EndWriter
 from offload.worker.metrics import JobMetrics
@@ -100,11 +101,7 @@ class Runtime:
         def run(*args: Any, **kwargs: Any) -> None:
             job_id, payload = kwargs.get("job_id"), kwargs.get("payload", {})
             if args or set(kwargs) - {"job_id", "payload"} or not isinstance(job_id, str):
-                self._refuse(
-                    contract,
-                    job_id,
-                    Refused("invalid_message", "A job's message has the kwargs job_id and payload only."),
-                )
+                self._refuse(contract, job_id, invalid_message())
             self.run(contract, handler, job_id, payload)
 
         run.__name__ = run.__qualname__ = contract.name.replace(".", "_")
@@ -122,6 +119,16 @@ class Runtime:
                 dead-letters the message.
             DependencyError: the status store or broker is unavailable; Dramatiq retries the message.
         """
+        if self.adopter is not None:
+            message = CurrentMessage.get_current_message()
+            # A stranger's message is checked and recorded before anything trusts it; only Offload's
+            # own messages run a job by its existing record (see ``offload.worker.adoption``).
+            if (
+                message is not None
+                and not self.adopter.trusts(message)
+                and self._adopt(contract, job_id, payload) == "drop"
+            ):
+                return
         if self.pauses is not None:
             target = self.pauses.paused_target(contract.queue, contract.name)
             if target is not None:
@@ -144,7 +151,8 @@ class Runtime:
     def _recorded(self, contract: JobContract, job_id: str, payload: Any) -> bool:
         """Make sure the job has a record before it parks or waits: adopt it if it has none.
 
-        Returns False for a job its publisher withdrew (its late message is dropped).
+        Returns False for a job its publisher withdrew (its late message is dropped), or one whose
+        adoption drops this delivery.
 
         Raises:
             JobFailed: adoption refused the job.
@@ -153,9 +161,7 @@ class Runtime:
         if presence == "withdrawn":
             logger.info("Dropping job %s: its publisher withdrew it (the broker had not confirmed it).", job_id)
             return False
-        if presence == "missing":
-            self._adopt(contract, job_id, payload)
-        return True
+        return presence != "missing" or self._adopt(contract, job_id, payload) == "run"
 
     def _park(self, target: str, job_id: str) -> None:
         """Park the job instead of starting it: its queue or type is paused (see ``offload.status.pauses``)."""
@@ -202,7 +208,8 @@ class Runtime:
         else:
             started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "missing":
-            self._adopt(contract, job_id, payload)
+            if self._adopt(contract, job_id, payload) == "drop":
+                return None
             started = self.store.lifecycle.start(job_id, max_unfinished=self.max_unfinished)
         if started.outcome == "run":
             return started
@@ -219,12 +226,12 @@ class Runtime:
         """Record, count and log why a delivered message may not run, and dead-letter it."""
         message = CurrentMessage.get_current_message()
         if self.adopter is not None:
-            tenant = Adopter.tenant_of(message) if message is not None else None
+            tenant = self.adopter.owner(message)
             self.adopter.refuse(contract.queue, job_id, message, refusal, tenant=tenant, job_type=contract.name)
         raise JobFailed(str(refusal))
 
-    def _adopt(self, contract: JobContract, job_id: str, payload: Any) -> None:
-        """Record a job published without one (see ``offload.worker.adoption``).
+    def _adopt(self, contract: JobContract, job_id: str, payload: Any) -> Adoption:
+        """Record a job published without one (see ``offload.worker.adoption``); say whether this delivery runs.
 
         Raises:
             JobFailed: it may not run (its refusal is recorded); Dramatiq dead-letters the message.
@@ -236,7 +243,7 @@ class Runtime:
         if self.adopter is None:
             raise PermanentJobError(f"Job {job_id} has no record, and this worker adopts none.")
         try:
-            self.adopter.adopt(contract, job_id, payload, message)
+            return self.adopter.adopt(contract, job_id, payload, message)
         except Refused as refusal:
             raise JobFailed(str(refusal)) from None
 

@@ -16,7 +16,7 @@ from offload.errors import InvalidState, NotFound, ValidationFailed
 from offload.numbers import whole_number
 from offload.status import JobRecord, JobState
 from offload.status.filters import JobFilter
-from offload.submission import TAG_PATTERN
+from offload.submission import MAX_IDEMPOTENCY_KEY, TAG_PATTERN, idempotency_key_rule
 from offload_api import actions
 from offload_api.admission import ADMITTED_AT
 from offload_api.auth import caller, requires
@@ -47,8 +47,6 @@ TIME_FILTERS = {
 }
 
 
-#: The longest ``Idempotency-Key`` accepted.
-MAX_IDEMPOTENCY_KEY = 255
 #: What :func:`idempotency_key` accepts: printable ASCII, with no space at either end (HTTP strips those).
 IDEMPOTENCY_KEY: dict[str, Any] = {
     "type": "string",
@@ -322,13 +320,8 @@ def idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not key:
-        rule = "string_too_short"
-    elif len(key) > MAX_IDEMPOTENCY_KEY:
-        rule = "string_too_long"
-    elif not key.isascii() or not key.isprintable():
-        rule = "string_pattern_mismatch"
-    else:
+    rule = idempotency_key_rule(key)
+    if rule is None:
         return key
     raise ValidationFailed(
         f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
