@@ -51,28 +51,32 @@ def missing_packages(folder: Path) -> list[str]:
     return missing
 
 
-def ensure_installed() -> None:
-    """Install ``bench/bullmq``'s dependencies from its lock file (``npm ci``) unless they are there.
+def ensure_installed(folder: Path = BULLMQ) -> None:
+    """Install ``folder``'s Node dependencies from its lock file (``npm ci``) unless they are there.
+
+    ``folder`` is ``bench/bullmq`` by default; the tests' wire publisher (``tests/wire/node``) is
+    installed the same way.
 
     Raises:
         RuntimeError: Node.js or npm is missing, or ``npm ci`` failed.
     """
     if not shutil.which("node") or not shutil.which("npm"):
-        raise RuntimeError("Node.js and npm are needed for the BullMQ rows (apt-get install nodejs npm)")
-    missing = missing_packages(BULLMQ)
+        raise RuntimeError("Node.js and npm are needed (apt-get install nodejs npm)")
+    missing = missing_packages(folder)
     if not missing:
         return
-    print(f">> installing {', '.join(missing)} from bench/bullmq/package-lock.json (npm ci)", flush=True)
+    where = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    print(f">> installing {', '.join(missing)} from {where}/package-lock.json (npm ci)", flush=True)
     done = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
-        cwd=BULLMQ,
+        cwd=folder,
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
     )
-    if done.returncode != 0 or missing_packages(BULLMQ):
-        raise RuntimeError(f"npm ci in bench/bullmq failed ({done.returncode}): {done.stderr[-2000:]}")
+    if done.returncode != 0 or missing_packages(folder):
+        raise RuntimeError(f"npm ci in {where} failed ({done.returncode}): {done.stderr[-2000:]}")
 
 
 def last_json(output: str) -> dict[str, Any]:

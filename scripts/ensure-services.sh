@@ -67,12 +67,16 @@ ensure_ffmpeg() { # the media worker's video jobs run ffmpeg and ffprobe (docs/v
   apt_install ffmpeg || echo "ffmpeg is missing (apt-get install ffmpeg); video jobs and their tests cannot run" >&2
 }
 
-ensure_test_tools() { # promtool and prometheus for the monitoring tests, Chromium for the admin page's
+ensure_test_tools() { # promtool and prometheus (monitoring tests), Chromium (admin page), Go (wire publisher)
   [ "${#VHOSTS[@]}" -gt 0 ] || return 0
   command -v promtool >/dev/null || apt_install prometheus ||
     echo "prometheus is missing (apt-get install prometheus); the monitoring tests cannot run" >&2
   command -v chromium >/dev/null || apt_install chromium ||
     echo "chromium is missing (apt-get install chromium); the admin page's browser test cannot run" >&2
+  # Go and amqp091-go for the Go wire publisher the tests build (tests/wire/go); Node.js is on the machine
+  { command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/rabbitmq/amqp091-go ]; } ||
+    apt_install golang-go golang-github-rabbitmq-amqp091-go-dev ||
+    echo "Go or amqp091-go is missing (apt-get install golang-go golang-github-rabbitmq-amqp091-go-dev); the Go publisher's tests cannot run" >&2
 }
 
 ensure_redis
