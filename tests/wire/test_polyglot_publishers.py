@@ -11,30 +11,28 @@ its own tenant is believed only within that mapping.
 from __future__ import annotations
 
 import json
-import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from flask import Flask
 
 from offload.publish import Publisher
 from offload.settings import Settings
-from offload.status import JobRecord, JobState
+from offload.status import JobState
 from offload.testing import serving
 from offload_api.app import create_app
 from offload_email.settings import EmailSettings
 from offload_email.worker import SPEC as EMAIL_SPEC
 from tests.helpers import wait_for
-from tests.support import AMQP_URL, TEST_VHOST, Api, RunningWorker, make_settings
+from tests.support import Api, RunningWorker, make_settings
 from tests.support.email import Sink
 from tests.support.polyglot import LANGUAGES, publish, publisher_command
 from tests.support.webhooks import Receiver
+from tests.support.wire import BrokerUser, broker_user, ended
 
 #: Each language's publisher acts for a tenant that has an API key too, so that HTTP can be asked
 #: the same question; its second tenant may be named in a message; its job types are listed.
@@ -42,32 +40,11 @@ OWN_TENANT = {"node": "acme", "go": "globex"}
 JOB_TYPES = ["system.noop", "system.sleep", "email.send"]
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-def _url_as(user: str, password: str) -> str:
-    parts = urlsplit(AMQP_URL)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
-
-
 @pytest.fixture(scope="module")
-def broker_users() -> Iterator[dict[str, str]]:
-    """A publish-only RabbitMQ user per language and one nobody mapped: name -> AMQP URL as that user."""
-    names = {who: f"{TEST_VHOST}_pub_{who}" for who in (*LANGUAGES, "stranger")}
-    urls = {}
-    for who, name in names.items():
-        password = secrets.token_urlsafe(16)
-        _rabbitmqctl("add_user", name, password)
-        # docs/wire-format.md: a publisher configures nothing, reads nothing, writes the default exchange only.
-        _rabbitmqctl("set_permissions", "-p", TEST_VHOST, name, "^$", "^amq\\.default$", "^$")
-        urls[who] = _url_as(name, password)
-    try:
-        yield {**urls, **{f"{who}_user": name for who, name in names.items()}}
-    finally:
-        for name in names.values():
-            subprocess.run(["rabbitmqctl", "-q", "delete_user", name], capture_output=True, timeout=60, check=False)
+def broker_users() -> Iterator[dict[str, BrokerUser]]:
+    """A publish-only RabbitMQ user per language, and a stranger nobody mapped."""
+    with broker_user("pub_node") as node, broker_user("pub_go") as go, broker_user("stranger") as stranger:
+        yield {"node": node, "go": go, "stranger": stranger}
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +63,9 @@ def command(language: str, build_dir: Path) -> list[str]:
 
 
 @pytest.fixture
-def settings(servers: None, broker_users: dict[str, str]) -> Settings:
+def settings(servers: None, broker_users: dict[str, BrokerUser]) -> Settings:
     mapping = {
-        broker_users[f"{language}_user"]: {"tenants": [OWN_TENANT[language], f"{language}-two"], "job_types": JOB_TYPES}
+        broker_users[language].name: {"tenants": [OWN_TENANT[language], f"{language}-two"], "job_types": JOB_TYPES}
         for language in LANGUAGES
     }
     return make_settings(wire_publishers=mapping)
@@ -104,18 +81,6 @@ def email_worker(settings: Settings, publisher: Publisher, smtp_sink: tuple[Sink
         yield email_settings
 
 
-def _ended(publisher: Publisher, job_id: str, timeout: float = 20) -> JobRecord:
-    wait_for(
-        lambda: (record := publisher.get(job_id)) is not None and record.state.terminal,
-        timeout=timeout,
-        interval=0.05,
-        message=lambda: f"job {job_id} did not end: {publisher.get(job_id)}",
-    )
-    record = publisher.get(job_id)
-    assert record is not None
-    return record
-
-
 def _job(job_type: str, payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
     queue = job_type.partition(".")[0]
     return {"type": job_type, "queue": queue, "payload": payload, **fields}
@@ -124,7 +89,7 @@ def _job(job_type: str, payload: dict[str, Any], **fields: Any) -> dict[str, Any
 def test_jobs_from_another_language_are_tracked_delayed_idempotent_prioritised_and_called_back(
     language: str,
     command: list[str],
-    broker_users: dict[str, str],
+    broker_users: dict[str, BrokerUser],
     publisher: Publisher,
     worker: RunningWorker,
     email_worker: EmailSettings,
@@ -141,26 +106,26 @@ def test_jobs_from_another_language_are_tracked_delayed_idempotent_prioritised_a
         _job("system.noop", {"echo": "called"}, options={"callback_url": receiver.url}),
     ]
     published_at = time.time()
-    plain, later, first, again, called = publish(command, broker_users[language], jobs)
+    plain, later, first, again, called = publish(command, broker_users[language].url, jobs)
 
     wait_for(lambda: publisher.get(later) is not None, timeout=10, message="the delayed job was not recorded")
     delayed = publisher.get(later)
     assert delayed is not None and delayed.state is JobState.SCHEDULED and delayed.tenant == f"{language}-two"
 
-    record = _ended(publisher, plain)
+    record = ended(publisher, plain)
     assert record.state is JobState.SUCCEEDED and record.tenant == OWN_TENANT[language]
     shown = record.public()
     assert shown["priority"] == "high" and shown["tags"] == ["polyglot"] and shown["metadata"] == labels
 
-    record = _ended(publisher, first)
+    record = ended(publisher, first)
     assert record.state is JobState.SUCCEEDED and record.attempts == 1
-    record = _ended(publisher, called)
+    record = ended(publisher, called)
     assert record.state is JobState.SUCCEEDED
     wait_for(lambda: len(receiver.received) >= 1, timeout=20, message="no webhook arrived")
     headers, body = receiver.received[0]
     assert json.loads(body)["data"]["id"] == called and headers["webhook-signature"].startswith("v1,")
 
-    record = _ended(publisher, later)
+    record = ended(publisher, later)
     assert record.state is JobState.SUCCEEDED and record.started_at is not None
     assert record.started_at / 1000 - published_at >= 1.8  # not before its delay
     assert publisher.get(again) is None  # the repeated message made no second job
@@ -169,7 +134,7 @@ def test_jobs_from_another_language_are_tracked_delayed_idempotent_prioritised_a
 def test_emails_from_another_language_meet_the_tenants_quota_as_http_ones_do(
     language: str,
     command: list[str],
-    broker_users: dict[str, str],
+    broker_users: dict[str, BrokerUser],
     settings: Settings,
     publisher: Publisher,
     email_worker: EmailSettings,
@@ -177,13 +142,13 @@ def test_emails_from_another_language_meet_the_tenants_quota_as_http_ones_do(
 ) -> None:
     sink, _ = smtp_sink
     email = {"to": [{"email": "ann@example.com"}], "template": "welcome", "vars": {"name": "A", "product": "P"}}
-    [first] = publish(command, broker_users[language], [_job("email.send", email)])
-    assert _ended(publisher, first).state is JobState.SUCCEEDED  # the tenant's one email this hour
+    [first] = publish(command, broker_users[language].url, [_job("email.send", email)])
+    assert ended(publisher, first).state is JobState.SUCCEEDED  # the tenant's one email this hour
     app: Flask = create_app(settings, publisher=publisher)
     http = Api(app.test_client(), OWN_TENANT[language]).submit("email.send", email)
     assert http.status_code == 429 and http.get_json()["error"] == "quota_exceeded"
-    [second] = publish(command, broker_users[language], [_job("email.send", email)])
-    record = _ended(publisher, second)
+    [second] = publish(command, broker_users[language].url, [_job("email.send", email)])
+    record = ended(publisher, second)
     assert record.state is JobState.DEAD and record.error_code == "quota_exceeded" and record.attempts == 0
     time.sleep(0.3)
     assert len(sink.messages) == 1
@@ -192,7 +157,7 @@ def test_emails_from_another_language_meet_the_tenants_quota_as_http_ones_do(
 def test_messages_naming_another_tenant_an_unlisted_type_or_no_mapped_user_are_refused_and_run_nothing(
     language: str,
     command: list[str],
-    broker_users: dict[str, str],
+    broker_users: dict[str, BrokerUser],
     publisher: Publisher,
     worker: RunningWorker,
 ) -> None:
@@ -200,7 +165,7 @@ def test_messages_naming_another_tenant_an_unlisted_type_or_no_mapped_user_are_r
     victim = publisher.publish("system.noop", {"echo": "theirs"}, tenant=other, delay=60).job_id
     claims, unlisted, anonymous, replay = publish(
         command,
-        broker_users[language],
+        broker_users[language].url,
         [
             _job("system.noop", {"echo": "as them"}, tenant=other),
             _job("system.fail", {}),
@@ -208,10 +173,10 @@ def test_messages_naming_another_tenant_an_unlisted_type_or_no_mapped_user_are_r
             _job("system.noop", {"echo": "evil"}, job_id=victim),
         ],
     )
-    [stranger] = publish(command, broker_users["stranger"], [_job("system.noop", {"echo": "stranger"})])
+    [stranger] = publish(command, broker_users["stranger"].url, [_job("system.noop", {"echo": "stranger"})])
 
     for job_id, code in ((claims, "tenant_not_allowed"), (unlisted, "job_type_not_allowed")):
-        record = _ended(publisher, job_id)
+        record = ended(publisher, job_id)
         assert (record.state, record.error_code, record.attempts) == (JobState.DEAD, code, 0)
         assert record.tenant == OWN_TENANT[language]  # visible to the publisher's own tenant, not the one named
 
