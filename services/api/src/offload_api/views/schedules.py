@@ -213,6 +213,7 @@ def resume_schedule(schedule_id: str) -> Response:
         responses={
             202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"),
             **_ONE,
+            403: ("A shipped schedule (read-only), or the key may not change schedules or submit its job type.", "Error"),
             422: ("The job no longer passes its contract.", "Error"),
             429: ("The tenant's quota for the job type is used up.", "Error"),
             **_ERRORS,
@@ -224,6 +225,7 @@ def run_schedule(schedule_id: str) -> tuple[Response, int, dict[str, str]]:
     found = services()
     with redis_errors():
         stored = schedule_actions.find(found, schedule_id, scope=caller().scope)
+        check_scope(stored.definition.get("job"))  # a key scoped to other types may not run it either
         submitted = schedule_actions.run_now(found, stored)
     links = job_links(submitted.job_id)
     body = {"id": submitted.job_id, "state": submitted.state, **links}
