@@ -47,7 +47,8 @@ def test_scopes_limit_what_a_key_submits_and_only_admins_manage_keys(api: Api) -
     refused = api.post("/v1/batches", json=batch, headers=_as(api, made["secret"]))
     assert refused.status_code == 403 and refused.json["job_type"] == "email.send"
     # A schedule of another type, made by an unscoped key of the tenant, may not be run by this one.
-    email = {"type": "email.send", "payload": {"to": [{"email": "a@example.com"}], "template": "welcome", "vars": {"name": "A"}}}
+    welcome = {"to": [{"email": "a@example.com"}], "template": "welcome", "vars": {"name": "A"}}
+    email = {"type": "email.send", "payload": welcome}
     schedule = api.post("/v1/schedules", json={"interval": 3600, "job": email})
     assert schedule.status_code == 201, schedule.json
     refused = api.post(f"/v1/schedules/{schedule.json['id']}/run", headers=_as(api, made["secret"]))

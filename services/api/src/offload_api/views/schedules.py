@@ -213,7 +213,7 @@ def resume_schedule(schedule_id: str) -> Response:
         responses={
             202: ("Accepted: recorded and confirmed by the broker.", "JobAccepted"),
             **_ONE,
-            403: ("A shipped schedule (read-only), or the key may not change schedules or submit its job type.", "Error"),
+            403: ("A shipped schedule, or the key may not change schedules or submit its job type.", "Error"),
             422: ("The job no longer passes its contract.", "Error"),
             429: ("The tenant's quota for the job type is used up.", "Error"),
             **_ERRORS,
