@@ -39,7 +39,7 @@ if tat < now then tat = now end
 local room = math.floor((now + burst * interval - tat) / interval + 1e-9)
 local granted = math.min(want, room)
 if granted < 1 then
-  return {0, math.ceil(tat + interval - burst * interval - now)}
+  return {0, math.ceil(tat + interval - burst * interval - now - 1e-6)}
 end
 tat = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1)
