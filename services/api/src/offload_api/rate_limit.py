@@ -34,6 +34,9 @@ LEASE_SECONDS = 0.02
 HOLD_SECONDS = 1.0
 #: Seconds a process uses its own buckets after Redis failed, before it tries Redis again.
 RETRY_REDIS_SECONDS = 1.0
+#: Most seconds a request waits for another's round trip for the same tenant (the Redis client's
+#: timeout is one second) before it is judged by the local bucket instead.
+LOCK_WAIT_SECONDS = 1.0
 
 
 class TokenBuckets:
@@ -117,33 +120,43 @@ class SharedBuckets:
         if lease is None:
             with self._lock:
                 lease = self._leases.setdefault(tenant, _Lease())
-        with lease.lock:  # one round trip per tenant at a time: the others wait for its lease
-            now = self.clock()
-            if lease.requests and now < lease.expires:
-                lease.requests -= 1
-                return 0.0
-            if now < lease.empty_until:
-                return lease.empty_until - now
-            if now < self._redis_down_until:
-                return self.local.take(tenant)
-            try:
-                grant = self.rates.take(
-                    tenant,
-                    self.lease,
-                    rate=self.rate,
-                    burst=self.burst,
-                    now=None if self.shared_clock is None else self.shared_clock(),
-                )
-            except StatusStoreUnavailable:
-                log.warning(
-                    "Redis is unavailable: per-tenant rates are limited per API process for %s s",
-                    RETRY_REDIS_SECONDS,
-                )
-                self._redis_down_until = self.clock() + RETRY_REDIS_SECONDS
-                return self.local.take(tenant)
-            now = self.clock()
-            if grant.requests:
-                lease.requests, lease.expires = grant.requests - 1, now + HOLD_SECONDS
-                return 0.0
-            lease.requests, lease.empty_until = 0, now + grant.wait
-            return grant.wait
+        # One round trip per tenant at a time: the others wait for its lease, but never longer
+        # than Redis's own timeout would make them (a hung Redis: they use the local bucket).
+        if not lease.lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            return self.local.take(tenant)
+        try:
+            return self._take(tenant, lease)
+        finally:
+            lease.lock.release()
+
+    def _take(self, tenant: str, lease: _Lease) -> float:
+        """:meth:`take`, holding the tenant's lease."""
+        now = self.clock()
+        if lease.requests and now < lease.expires:
+            lease.requests -= 1
+            return 0.0
+        if now < lease.empty_until:
+            return lease.empty_until - now
+        if now < self._redis_down_until:
+            return self.local.take(tenant)
+        try:
+            grant = self.rates.take(
+                tenant,
+                self.lease,
+                rate=self.rate,
+                burst=self.burst,
+                now=None if self.shared_clock is None else self.shared_clock(),
+            )
+        except StatusStoreUnavailable:
+            log.warning(
+                "Redis is unavailable: per-tenant rates are limited per API process for %s s",
+                RETRY_REDIS_SECONDS,
+            )
+            self._redis_down_until = self.clock() + RETRY_REDIS_SECONDS
+            return self.local.take(tenant)
+        now = self.clock()
+        if grant.requests:
+            lease.requests, lease.expires = grant.requests - 1, now + HOLD_SECONDS
+            return 0.0
+        lease.requests, lease.empty_until = 0, now + grant.wait
+        return grant.wait
