@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -135,14 +134,6 @@ def test_while_redis_is_down_each_process_limits_with_its_own_bucket_and_tries_r
             rates.take("acme", 1, rate=2.0, burst=3)
     finally:
         down.close()
-
-
-@pytest.fixture
-def private_redis(servers, clean_broker, tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_with_redis_down_the_app_still_answers_429_over_the_rate_and_never_500(private_redis: PrivateRedis) -> None:
