@@ -241,7 +241,7 @@ class Keys:
         return f"{self.prefix}:slots-waiting"
 
     def tenant_rate(self, tenant: str) -> str:
-        """A tenant's request-rate bucket (GCRA): the theoretical arrival time of its next request (ms)."""
+        """A tenant's request-rate bucket (GCRA; also built in ``lua/tenant_rate.lua``)."""
         return f"{self.prefix}:rate:{tenant}"
 
     def send_rate(self, name: str) -> str:

@@ -13,38 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import redis
 from dramatiq.rate_limits import WindowRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
 
-from offload.errors import StatusStoreUnavailable, TransientJobError
+from offload.errors import TransientJobError
 
 if TYPE_CHECKING:
     from offload.status.store import StatusStore
-
-#: GCRA (the generic cell rate algorithm: one stored number per bucket, the "theoretical arrival
-#: time" ``tat`` of the next request) taking up to ``want`` requests at once. KEYS[1]: the bucket;
-#: ARGV: rate (requests/s), burst (requests), want, now (ms; 0: Redis's own clock, so processes on
-#: hosts whose clocks differ share one time). Replies ``{granted, wait_ms}``: wait_ms is how long
-#: until one request is allowed when none was granted. The key lives until the bucket is full again.
-_GCRA = """
-local rate, burst, want, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if now <= 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
-local interval = 1000 / rate
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local room = math.floor((now + burst * interval - tat) / interval + 1e-9)
-local granted = math.min(want, room)
-if granted < 1 then
-  return {0, math.ceil(tat + interval - burst * interval - now - 1e-6)}
-end
-tat = tat + granted * interval
-redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1)
-return {granted, 0}
-"""
 
 
 @dataclass(frozen=True)
@@ -58,15 +33,15 @@ class Grant:
 class TenantRates:
     """Each tenant's request rate, shared by every API process: a GCRA bucket per tenant in Redis.
 
-    The bucket allows ``rate`` requests a second and ``burst`` at once (a full bucket); one call
-    takes up to ``want`` of them, so that a process can take a lease of requests in one round trip
-    and spend it locally. What a call grants is counted at once against every process: however
-    the leases are spent, the tenant is never allowed more than ``burst + rate × seconds``.
+    The bucket (``lua/tenant_rate.lua``) allows ``rate`` requests a second and ``burst`` at once (a
+    full bucket); one call takes up to ``want`` of them, so that a process can take a lease of
+    requests in one round trip and spend it locally. What a call grants is counted at once against
+    every process: however the leases are spent, the tenant is never allowed more than
+    ``burst + rate × seconds``.
     """
 
     def __init__(self, store: StatusStore) -> None:
-        self.keys = store.keys
-        self._take = store.client.register_script(_GCRA)
+        self.scripts = store.scripts
 
     def take(self, tenant: str, want: int, *, rate: float, burst: int, now: float | None = None) -> Grant:
         """Take up to ``want`` requests from ``tenant``'s bucket of ``rate``/s and ``burst``.
@@ -74,13 +49,10 @@ class TenantRates:
         ``now`` (epoch seconds) is for tests; by default the bucket goes by Redis's clock.
 
         Raises:
-            StatusStoreUnavailable: Redis is unreachable or refused the script.
+            StatusStoreUnavailable: Redis is unreachable or refused the script (``ScriptRunner``).
         """
         at_ms = 0 if now is None else now * 1000
-        try:
-            granted, wait_ms = self._take(keys=[self.keys.tenant_rate(tenant)], args=[rate, burst, want, at_ms])
-        except redis.RedisError as exc:
-            raise StatusStoreUnavailable("The job status store (Redis) is unavailable.") from exc
+        granted, wait_ms = self.scripts.run("tenant_rate", tenant, rate, burst, want, at_ms)
         return Grant(int(granted), max(0.0, int(wait_ms) / 1000))
 
 
