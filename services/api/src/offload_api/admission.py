@@ -30,9 +30,9 @@ costs gunicorn's parsing and a dictionary lookup, not routing, authentication or
 
 The second gate lives in the process's memory, and the first spends most requests from it:
 neither needs RabbitMQ, and when Redis is unreachable the tenant buckets fall back to one per
-process, so both keep working when those are the bottleneck. The backlog behind the API is bounded elsewhere: the
-broker's ``max-length`` policy with ``overflow: reject-publish`` (D10) makes a full queue nack a
-publish, which the publisher turns into 503 ``broker_backpressure``.
+process, so both keep working when those are the bottleneck. The backlog behind the API is
+bounded elsewhere: the broker's ``max-length`` policy with ``overflow: reject-publish`` (D10)
+makes a full queue nack a publish, which the publisher turns into 503 ``broker_backpressure``.
 
 Health probes and ``/metrics`` are never refused: an overloaded process is alive, and operators
 need its numbers most then. A streamed response (SSE) counts only until its first byte is ready;
