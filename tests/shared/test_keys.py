@@ -62,6 +62,7 @@ KEYS = Keys("offload")
         (KEYS.slots("report.build|acme"), "offload:slots:report.build|acme"),
         (KEYS.slots_waiting("report.build|acme"), "offload:slots:report.build|acme:waiting"),
         (KEYS.slots_with_waiters, "offload:slots-waiting"),
+        (KEYS.tenant_rate("acme"), "offload:rate:acme"),
         (KEYS.send_rate("smtp"), "offload:send-rate:smtp"),
         (KEYS.paused, "offload:paused"),
         (KEYS.parked("media"), "offload:parked:media"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import AMQP_URL, REDIS_URL
-from tests.system.stack import PrivateRabbitMQ, stack_env
+from tests.system.stack import PrivateRabbitMQ, PrivateRedis, stack_env
 
 
 @pytest.fixture
@@ -34,3 +34,12 @@ def private_rabbitmq(servers, tmp_path: Path) -> Iterator[PrivateRabbitMQ]:
         except ProcessLookupError:
             pass
         node.stop()
+
+
+@pytest.fixture
+def private_redis(servers, clean_broker, tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, which it may stop and start (Redis outages)."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

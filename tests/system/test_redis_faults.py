@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from offload.publish import Publisher
 from offload_api.app import create_app
 from tests.helpers import wait_for
 from tests.support import Api, RunningWorker, make_settings
 from tests.system.stack import PrivateRedis
-
-
-@pytest.fixture
-def private_redis(servers, clean_broker, tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_api_answers_503_while_redis_is_down_and_recovers_when_it_returns(private_redis: PrivateRedis) -> None:

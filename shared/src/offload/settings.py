@@ -222,9 +222,11 @@ class ApiSettings(_Base):
     #: ``max_body_bytes``) one API process admits at once; past it, 503 ``overloaded``. Bounds the
     #: memory that many large bodies at once can take; at least ``max_body_bytes``.
     max_inflight_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
-    #: Requests per second each tenant may make to one API process (a token bucket per tenant
-    #: and process, checked before the request reaches the app); past it, 429 ``rate_limited``
-    #: with ``Retry-After``. The whole API allows this times its processes. 0: no limit.
+    #: Requests per second each tenant may make to the whole API, all processes together (one
+    #: GCRA bucket per tenant in Redis, which each process takes from in leases of ~20 ms of the
+    #: rate, checked before the request reaches the app); past it, 429 ``rate_limited`` with
+    #: ``Retry-After``. While Redis is unreachable each process keeps a bucket of its own with this
+    #: rate (the API then allows this times its processes). 0: no limit.
     tenant_rate_limit: float = Field(default=0.0, ge=0)
     #: Requests a tenant may make at once above its rate (the bucket's size); 0: one second's worth.
     tenant_rate_burst: int = Field(default=0, ge=0)

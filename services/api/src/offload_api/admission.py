@@ -6,10 +6,12 @@ too, until clients time out and retry into the same queue. Instead, this WSGI mi
 front of Flask and answers what is over a limit at once, before the body is read, so that a refusal
 costs gunicorn's parsing and a dictionary lookup, not routing, authentication or JSON:
 
-1. **Per tenant** (when ``OFFLOAD_TENANT_RATE_LIMIT`` is set): a token bucket per tenant and
-   process (the request-rate limiter of Stripe's and Envoy's local rate limit). Over it: 429
-   ``rate_limited`` with ``Retry-After`` = the seconds until a token is back. One tenant flooding
-   the API then costs the others only these cheap refusals.
+1. **Per tenant** (when ``OFFLOAD_TENANT_RATE_LIMIT`` is set): a bucket per tenant shared by
+   every API process (a GCRA bucket in Redis, spent in leases of a few requests held in memory:
+   :mod:`offload_api.rate_limit`), so the rate holds for the whole API however many processes
+   serve it. Over it: 429 ``rate_limited`` with ``Retry-After`` = the seconds until the shared
+   bucket has a request again. One tenant flooding the API then costs the others only these
+   cheap refusals, most of them answered from memory.
 2. **Per process**: a limit on requests in progress (a non-blocking concurrency limit, like
    Stripe's concurrent-requests limiter) and at most ``OFFLOAD_MAX_INFLIGHT_BODY_BYTES`` of
    declared request bodies (bounding the memory that many large bodies at once take). Over
@@ -26,10 +28,11 @@ costs gunicorn's parsing and a dictionary lookup, not routing, authentication or
    take every slot from a quiet one (F14: the quiet tenant was refused ``overloaded`` while a
    noisy one ran at ten times its rate limit).
 
-Both gates live in the process's memory: they need neither Redis nor RabbitMQ, so they keep
-working when those are the bottleneck. The backlog behind the API is bounded elsewhere: the
-broker's ``max-length`` policy with ``overflow: reject-publish`` (D10) makes a full queue nack a
-publish, which the publisher turns into 503 ``broker_backpressure``.
+The second gate lives in the process's memory, and the first spends most requests from it:
+neither needs RabbitMQ, and when Redis is unreachable the tenant buckets fall back to one per
+process, so both keep working when those are the bottleneck. The backlog behind the API is
+bounded elsewhere: the broker's ``max-length`` policy with ``overflow: reject-publish`` (D10)
+makes a full queue nack a publish, which the publisher turns into 503 ``broker_backpressure``.
 
 Health probes and ``/metrics`` are never refused: an overloaded process is alive, and operators
 need its numbers most then. A streamed response (SSE) counts only until its first byte is ready;
@@ -46,10 +49,16 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from offload.settings import ApiKey, Settings
+from offload.status.rates import TenantRates
 from offload_api.auth import grant_for
+from offload_api.rate_limit import SharedBuckets, TokenBuckets
+
+__all__ = ["ADMITTED_AT", "Admission", "TokenBuckets"]
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from offload.status.store import StatusStore
 
 #: Paths never refused: liveness, readiness and the metrics scrape.
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -62,35 +71,6 @@ DECREASE = 0.75
 #: The WSGI environ key holding the :func:`time.monotonic` moment a request was admitted: the
 #: start of the time it has to be answered in (``OFFLOAD_SUBMIT_DEADLINE``).
 ADMITTED_AT = "offload.admitted_at"
-
-
-class TokenBuckets:
-    """A token bucket per tenant: ``rate`` tokens a second, at most ``burst`` saved up.
-
-    Thread-safe; one instance per process. Buckets are created on a tenant's first request, so
-    there are at most as many as there are tenants with a valid key.
-    """
-
-    def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be positive and burst at least 1")
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # tenant -> (tokens, at)
-        self._lock = threading.Lock()
-
-    def take(self, tenant: str) -> float:
-        """Take one token of ``tenant``'s: 0.0 if there was one, else the seconds until there is."""
-        now = self.clock()
-        with self._lock:
-            tokens, at = self._buckets.get(tenant, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[tenant] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[tenant] = (tokens, now)
-        return (1.0 - tokens) / self.rate
 
 
 def _refusal(status: str, code: str, detail: str, retry_after: int) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -124,6 +104,8 @@ class Admission:
         keys: the API keys by SHA-256 digest, to find a request's tenant.
         tenant_rate: requests per second per tenant (0: no per-tenant limit).
         tenant_burst: the bucket's size (0: one second's worth).
+        rates: the tenants' buckets in Redis, shared by every API process (``None``: a bucket per
+            tenant in this process only, as in tests of the gate alone).
         on_shed: called with ``"rate_limited"``, ``"inflight"`` or ``"body_bytes"`` for each refusal.
     """
 
@@ -138,6 +120,7 @@ class Admission:
         keys: dict[bytes, ApiKey],
         tenant_rate: float = 0.0,
         tenant_burst: int = 0,
+        rates: TenantRates | None = None,
         on_shed: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
@@ -145,11 +128,12 @@ class Admission:
         self.max_inflight_body_bytes = max_inflight_body_bytes
         self.max_body_bytes = max_body_bytes
         self.keys = keys
-        self.buckets = (
-            TokenBuckets(tenant_rate, float(tenant_burst or max(1, math.ceil(tenant_rate))))
-            if tenant_rate > 0
-            else None
-        )
+        burst = tenant_burst or max(1, math.ceil(tenant_rate))
+        self.buckets: SharedBuckets | TokenBuckets | None = None
+        if tenant_rate > 0:
+            self.buckets = (
+                SharedBuckets(rates, tenant_rate, burst) if rates is not None else TokenBuckets(tenant_rate, burst)
+            )
         self.on_shed = on_shed
         self.target_latency = target_latency
         #: The current limit on requests in progress (a float: it grows by fractions).
@@ -168,8 +152,12 @@ class Admission:
         settings: Settings,
         keys: dict[bytes, ApiKey],
         on_shed: Callable[[str], None] | None = None,
+        store: StatusStore | None = None,
     ) -> Admission:
-        """The middleware configured by ``OFFLOAD_MAX_INFLIGHT_*`` and ``OFFLOAD_TENANT_RATE_*``."""
+        """The middleware configured by ``OFFLOAD_MAX_INFLIGHT_*`` and ``OFFLOAD_TENANT_RATE_*``.
+
+        With ``store``, tenants' rates are shared by every API process through its Redis.
+        """
         return cls(
             app,
             max_inflight=settings.max_inflight_requests,
@@ -179,6 +167,7 @@ class Admission:
             keys=keys,
             tenant_rate=settings.tenant_rate_limit,
             tenant_burst=settings.tenant_rate_burst,
+            rates=TenantRates(store) if store is not None else None,
             on_shed=on_shed,
         )
 

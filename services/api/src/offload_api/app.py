@@ -124,5 +124,6 @@ def create_app(
         settings,
         services.keys,
         on_shed=services.metrics.count_shed if services.metrics is not None else None,
+        store=publisher.store,
     )
     return app

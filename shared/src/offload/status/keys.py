@@ -240,6 +240,10 @@ class Keys:
         """The set of concurrency keys that have waiting jobs."""
         return f"{self.prefix}:slots-waiting"
 
+    def tenant_rate(self, tenant: str) -> str:
+        """A tenant's request-rate bucket (GCRA; also built in ``lua/tenant_rate.lua``)."""
+        return f"{self.prefix}:rate:{tenant}"
+
     def send_rate(self, name: str) -> str:
         """The base of a send rate's window counters (Dramatiq's ``WindowRateLimiter`` adds ``@<second>``)."""
         return f"{self.prefix}:send-rate:{name}"

@@ -1,8 +1,16 @@
-"""Send rates shared by every worker process through Redis (``send-rate:<name>``): an SMTP or push service's limit."""
+"""Rates shared by every process through Redis.
+
+- :class:`TenantRates`: each tenant's request rate across every API process (``rate:<tenant>``),
+  one GCRA bucket per tenant taken from in leases of several requests (the API's admission gate
+  spends a lease in memory, so most requests cost no round trip).
+- :class:`SendRate`: a provider's send rate across every worker process (``send-rate:<name>``): an
+  SMTP or push service's limit.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dramatiq.rate_limits import WindowRateLimiter
@@ -12,6 +20,40 @@ from offload.errors import TransientJobError
 
 if TYPE_CHECKING:
     from offload.status.store import StatusStore
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a tenant's shared bucket gave: ``requests`` allowed now, else ``wait`` seconds until one is."""
+
+    requests: int
+    wait: float
+
+
+class TenantRates:
+    """Each tenant's request rate, shared by every API process: a GCRA bucket per tenant in Redis.
+
+    The bucket (``lua/tenant_rate.lua``) allows ``rate`` requests a second and ``burst`` at once (a
+    full bucket); one call takes up to ``want`` of them, so that a process can take a lease of
+    requests in one round trip and spend it locally. What a call grants is counted at once against
+    every process: however the leases are spent, the tenant is never allowed more than
+    ``burst + rate × seconds``.
+    """
+
+    def __init__(self, store: StatusStore) -> None:
+        self.scripts = store.scripts
+
+    def take(self, tenant: str, want: int, *, rate: float, burst: int, now: float | None = None) -> Grant:
+        """Take up to ``want`` requests from ``tenant``'s bucket of ``rate``/s and ``burst``.
+
+        ``now`` (epoch seconds) is for tests; by default the bucket goes by Redis's clock.
+
+        Raises:
+            StatusStoreUnavailable: Redis is unreachable or refused the script (``ScriptRunner``).
+        """
+        at_ms = 0 if now is None else now * 1000
+        granted, wait_ms = self.scripts.run("tenant_rate", tenant, rate, burst, want, at_ms)
+        return Grant(int(granted), max(0.0, int(wait_ms) / 1000))
 
 
 class SendRate:

@@ -35,6 +35,7 @@ _SCRIPTS = (
     "flow_create",
     "flow_cancel",
     "flow_abort",
+    "tenant_rate",
 )
 
 
