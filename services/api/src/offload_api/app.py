@@ -11,6 +11,7 @@ from offload.settings import Settings, load_settings
 from offload.signing import LinkSigner, ReadTokens
 from offload.status.pauses import Pauses
 from offload.storage import build_storage
+from offload.tracing import configure_tracing
 from offload_api import admin, browser, errors
 from offload_api import metrics as api_metrics
 from offload_api.admission import Admission
@@ -51,6 +52,7 @@ def create_app(
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("offload-api")
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
