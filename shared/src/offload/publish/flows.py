@@ -12,7 +12,7 @@ from typing import Any
 from offload.errors import Conflict
 from offload.flows import FlowPlan, new_flow_id, plan
 from offload.publish.results import FlowSubmitted, SubmittedNode
-from offload.publish.sequence import SubmitSequence, message_body, record_fields
+from offload.publish.sequence import SubmitSequence, message_body, publish_traced, record_fields
 from offload.publish.waiting import wait_until_ended
 from offload.status import StatusStore, now_ms
 from offload.status.flows import WAITING, NodeRecord
@@ -132,18 +132,12 @@ def _submit_flow(sequence: SubmitSequence, flow: FlowPlan, kind: str, trace: Tra
             replayed = [SubmittedNode(node.name, node.job_id, now.get(node.name, node.state)) for node in submitted]
             return FlowSubmitted(flow.flow_id, replayed, replayed=True)
         immediate = [node.job for node in flow.nodes if not node.needs and node.job.delay is None]
-        sent = sequence.transport.publish_many(
-            [
-                (
-                    job.contract.queue,
-                    message_body(job, created_at=created_at, trace=trace),
-                    job.priority.broker_priority,
-                )
-                for job in immediate
-            ],
-            timeout=sequence.publish_timeout,
-            headers=[trace.fields()] * len(immediate) if trace is not None else None,
-        )
+        messages: list[tuple[str, bytes, int | None]] = [
+            (job.contract.queue, message_body(job, created_at=created_at, trace=trace), job.priority.broker_priority)
+            for job in immediate
+        ]
+        traces = [trace] * len(immediate) if trace is not None else None
+        sent = publish_traced(sequence.transport, messages, traces, timeout=sequence.publish_timeout)
         failed = [(job, error) for job, error in zip(immediate, sent, strict=True) if error is not None]
         if failed and store.flows.withdraw(flow.flow_id):
             raise failed[0][1]  # nothing is left behind, the quota is given back

@@ -208,7 +208,7 @@ class SubmitSequence:
                         priority=prepared.priority.broker_priority,
                         timeout=self.publish_timeout,
                         wait=wait,
-                        headers=trace.fields() if trace is not None else None,
+                        **_headers(trace),
                     )
                 except BrokerUnavailable:
                     if not self._withdraw(prepared, idempotency_key):
@@ -253,10 +253,11 @@ class SubmitSequence:
             body = self._record(job, None, trace)
             if isinstance(body, bytes) and job.delay is None:  # an existing job (a replayed id) is not sent again
                 immediate.append((index, job, body, trace))
-        sent = self.transport.publish_many(
+        sent = publish_traced(
+            self.transport,
             [(p.contract.queue, body, p.priority.broker_priority) for _, p, body, _ in immediate],
+            [trace for *_, trace in immediate] if current is not None else None,
             timeout=self.publish_timeout,
-            headers=[trace.fields() if trace is not None else None for *_, trace in immediate] if current else None,
         )
         errors: list[BrokerUnavailable | None] = [None] * len(prepared)
         for (index, job, _, _), error in zip(immediate, sent, strict=True):
@@ -265,7 +266,7 @@ class SubmitSequence:
         return errors
 
     def _record(
-        self, prepared: PreparedJob, idempotency_key: str | None, trace: TraceCarrier | None
+        self, prepared: PreparedJob, idempotency_key: str | None, trace: TraceCarrier | None = None
     ) -> bytes | Submitted:
         created_at = now_ms()
         body = message_body(prepared, created_at=created_at, trace=trace)
@@ -307,6 +308,29 @@ class SubmitSequence:
         if outcome == "taken":
             logger.warning("Job %s was not confirmed by the broker, but a worker has it: accepted.", prepared.job_id)
         return outcome == "taken"
+
+
+def _headers(trace: TraceCarrier | None) -> dict[str, dict[str, str]]:
+    """The ``headers`` argument of a publish carrying ``trace`` as AMQP headers; none without one.
+
+    Left out rather than None while tracing is off, so that a :class:`Transport` written before
+    headers existed keeps working.
+    """
+    return {"headers": trace.fields()} if trace is not None else {}
+
+
+def publish_traced(
+    transport: Transport,
+    messages: list[tuple[str, bytes, int | None]],
+    traces: Sequence[TraceCarrier | None] | None,
+    *,
+    timeout: float,
+) -> list[BrokerUnavailable | None]:
+    """``transport.publish_many``, each message with its trace as AMQP headers (``traces``: None while off)."""
+    if traces is None:
+        return transport.publish_many(messages, timeout=timeout)
+    headers = [trace.fields() if trace is not None else None for trace in traces]
+    return transport.publish_many(messages, timeout=timeout, headers=headers)
 
 
 def _span_attributes(prepared: PreparedJob) -> dict[str, str | int | float | bool]:
