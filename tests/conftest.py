@@ -48,6 +48,7 @@ pytest_plugins = [
     "tests.support.push",
     "tests.support.security",
     "tests.support.browser",
+    "tests.support.otlp",
 ]
 
 
