@@ -107,16 +107,13 @@ def otlp() -> Iterator[OtlpReceiver]:
                 body = gzip.decompress(body)
             with state.lock:
                 state.requests.append(self.path)
-            if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            state.take(body)
-            answer = ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(answer)))
+            ok = self.path == "/v1/traces" and self.headers.get("Content-Type") == "application/x-protobuf"
+            if ok:
+                state.take(body)
+            answer = ExportTraceServiceResponse().SerializeToString() if ok else b""
+            self.send_response(200 if ok else 404)
+            for name, value in (("Content-Type", "application/x-protobuf"), ("Content-Length", str(len(answer)))):
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(answer)
 

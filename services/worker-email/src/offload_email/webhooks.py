@@ -68,6 +68,37 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+def post_streamed(
+    session: requests.Session,
+    policy: UrlPolicy,
+    url: str,
+    field_name: str,
+    body: bytes,
+    headers: dict[str, str],
+    read_timeout: float,
+) -> requests.Response:
+    """POST ``body`` to ``url`` on the SSRF guard's pinned connection, the answer streamed, not read.
+
+    The one way this worker calls a receiver (webhooks, push services): the URL is vetted again as
+    it connects (``offload.outbound``), and a receiver answering gigabytes costs no memory.
+
+    Raises:
+        ValidationFailed: the URL is not allowed (any more), naming ``field_name``.
+        requests.RequestException: the request failed or timed out.
+    """
+    return pinned_request(
+        "POST",
+        url,
+        policy=policy,
+        session=session,
+        field_name=field_name,
+        data=body,
+        headers=headers,
+        timeout=(CONNECT_TIMEOUT, read_timeout),
+        stream=True,
+    )
+
+
 @dataclass(frozen=True)
 class WebhookHandlers:
     """Entry point for the ``webhooks`` queue."""
@@ -105,16 +136,8 @@ class WebhookHandlers:
         with tracing.span("offload.webhook.send", kind=SpanKind.CLIENT, attributes=_send_attributes(host)) as sent:
             tracing.inject_headers(headers)  # the receiver may continue the job's trace
             try:
-                response = pinned_request(
-                    "POST",
-                    payload.url,
-                    policy=self.url_policy,
-                    session=self.session,
-                    field_name="callback_url",
-                    data=body,
-                    headers=headers,
-                    timeout=(CONNECT_TIMEOUT, self.read_timeout),
-                    stream=True,
+                response = post_streamed(
+                    self.session, self.url_policy, payload.url, "callback_url", body, headers, self.read_timeout
                 )
             except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
                 raise PermanentJobError(exc.message, code=exc.code) from None
