@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pika
 import pytest
+from flask import Flask
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,7 +25,7 @@ from offload.publish import Publisher
 from offload.settings import Settings
 from offload.testing import wait_for, wait_state
 from offload.tracing import TraceCarrier
-from tests.support import AMQP_URL, Api, RunningWorker, make_settings
+from tests.support import AMQP_URL, KEYS, Api, RunningWorker, make_settings
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -113,7 +115,7 @@ def test_a_malformed_traceparent_is_no_carrier(value: str | None) -> None:
 
 
 def test_the_api_continues_the_callers_trace_into_the_record_the_message_body_and_its_amqp_header(
-    spans: InMemorySpanExporter, api: Api, publisher: Publisher
+    spans: InMemorySpanExporter, api: Api, app: Flask
 ) -> None:
     response = api.post(
         "/v1/jobs",
@@ -133,6 +135,12 @@ def test_the_api_continues_the_callers_trace_into_the_record_the_message_body_an
     assert headers == {"traceparent": sent, "tracestate": "acme=1"}
     record = api.get(f"/v1/jobs/{job_id}").get_json()
     assert record["trace_id"] == TRACE_ID
+    # and the job's admin page shows it
+    admin = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', admin.get("/admin/login").get_data(as_text=True))
+    assert token is not None
+    admin.post("/admin/login", data={"key": KEYS["admin"], "csrf_token": token.group(1)})
+    assert f'<dd id="trace"><code>{TRACE_ID}</code></dd>' in admin.get(f"/admin/jobs/{job_id}").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("header", ["00-nonsense", f"00-{TRACE_ID}-b7ad6b7169203331", "x" * 600])
@@ -212,3 +220,17 @@ class _JsonLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(json.loads(self.json.format(record)))
+
+
+def test_an_email_send_is_a_span_of_its_jobs_run(
+    spans: InMemorySpanExporter, publisher: Publisher, email_worker: Any, smtp_sink: tuple[Any, int]
+) -> None:
+    welcome = {"to": [{"email": "ann@example.com"}], "template": "welcome", "vars": {"name": "Ann", "product": "O"}}
+    job_id = publisher.publish("email.send", welcome, tenant="acme").job_id
+    assert wait_state(publisher, job_id, "succeeded", timeout=15).trace_id is not None
+    wait_for(lambda: any(s.name == "offload.email.send" for s in spans.get_finished_spans()), timeout=5)
+    finished = spans.get_finished_spans()
+    send = next(s for s in finished if s.name == "offload.email.send")
+    run = next(s for s in finished if s.name == "offload.run" and _hex(s)[1] == _hex(send)[2])
+    job = next(s for s in finished if s.name == "offload.job email.send")
+    assert _hex(run)[2] == _hex(job)[1] and send.attributes == {"offload.email.recipients": 1}

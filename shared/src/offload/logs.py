@@ -101,6 +101,9 @@ class TextFormatter(logging.Formatter):
         """One readable line (plus the traceback, if any) for ``record``."""
         job = job_context.get()
         prefix = f"[{job['job_id'][:8]} {job.get('tenant', '')}] " if job else ""
+        trace_id = (job or {}).get("trace_id") or tracing.current_trace_id()  # None at once while tracing is off
+        if trace_id:
+            prefix += f"[trace {trace_id}] "
         line = (
             f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: {prefix}{record.getMessage()}"
         )

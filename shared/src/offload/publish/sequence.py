@@ -22,7 +22,7 @@ from offload.publish.transport import Transport
 from offload.status import StatusStore, now_ms, redis_errors
 from offload.status.quotas import Quotas
 from offload.submission import PreparedJob
-from offload.tracing import SpanKind, TraceCarrier, carrier, span
+from offload.tracing import SpanKind, TraceCarrier, carrier, enabled, span
 from offload.wire import encode_message
 
 logger = logging.getLogger(__name__)
@@ -191,30 +191,30 @@ class SubmitSequence:
         """
         if prepared.delay is None and idempotency_key is None:
             self.transport.refuse_if_full(prepared.contract.queue)  # before any Redis work for a sure refusal
-        with span("offload.publish", kind=SpanKind.PRODUCER, attributes=_span_attributes(prepared)):
+        attributes = _span_attributes(prepared) if enabled() else None
+        with span("offload.publish", kind=SpanKind.PRODUCER, attributes=attributes), self.held([prepared]) as hold:
             trace = prepared.trace or carrier()  # the publish span's (none while tracing is off)
-            with self.held([prepared]) as hold:
-                body = self._record(prepared, idempotency_key, trace)
-                if isinstance(body, Submitted):
-                    return body  # an idempotent replay costs nothing
-                if prepared.delay is not None:
-                    hold.keep()
-                    return Submitted(prepared.job_id, "scheduled")
-                wait = None if deadline is None else deadline - time.monotonic()
-                try:
-                    self.transport.publish(
-                        prepared.contract.queue,
-                        body,
-                        priority=prepared.priority.broker_priority,
-                        timeout=self.publish_timeout,
-                        wait=wait,
-                        **_headers(trace),
-                    )
-                except BrokerUnavailable:
-                    if not self._withdraw(prepared, idempotency_key):
-                        raise
+            body = self._record(prepared, idempotency_key, trace)
+            if isinstance(body, Submitted):
+                return body  # an idempotent replay costs nothing
+            if prepared.delay is not None:
                 hold.keep()
-                return Submitted(prepared.job_id, "queued")
+                return Submitted(prepared.job_id, "scheduled")
+            wait = None if deadline is None else deadline - time.monotonic()
+            try:
+                self.transport.publish(
+                    prepared.contract.queue,
+                    body,
+                    priority=prepared.priority.broker_priority,
+                    timeout=self.publish_timeout,
+                    wait=wait,
+                    **_headers(trace),
+                )
+            except BrokerUnavailable:
+                if not self._withdraw(prepared, idempotency_key):
+                    raise
+            hold.keep()
+            return Submitted(prepared.job_id, "queued")
 
     def enqueue_batch(self, prepared: Sequence[PreparedJob]) -> list[BrokerUnavailable | None]:
         """Record and publish jobs together, their quota held; per job, None or the error that withdrew it.
