@@ -49,6 +49,7 @@ pytest_plugins = [
     "tests.support.security",
     "tests.support.browser",
     "tests.support.wire",
+    "tests.support.otlp",
 ]
 
 

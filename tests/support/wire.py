@@ -87,9 +87,17 @@ def wire_message(
 _UNSET: Any = object()
 
 
-def publish_as(user: BrokerUser, queue: str, message: dict[str, Any] | bytes, *, user_id: str | None = _UNSET) -> None:
+def publish_as(
+    user: BrokerUser,
+    queue: str,
+    message: dict[str, Any] | bytes,
+    *,
+    user_id: str | None = _UNSET,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Publish on the default exchange as ``user``, persistent, confirmed, with ``user_id`` = its login.
 
+    ``headers`` go in the AMQP headers table (an instrumented client's ``traceparent``, say).
     ``user_id=None`` leaves the property out; another value is one RabbitMQ refuses (the channel closes).
     A message returned unroutable (its queue not declared yet: a publisher cannot declare it, the
     workers do as they start) is published again for a few seconds, as docs/wire-format.md advises.
@@ -101,7 +109,10 @@ def publish_as(user: BrokerUser, queue: str, message: dict[str, Any] | bytes, *,
         channel = connection.channel()
         channel.confirm_delivery()
         properties = pika.BasicProperties(
-            delivery_mode=2, content_type="application/json", user_id=user.name if user_id is _UNSET else user_id
+            delivery_mode=2,
+            content_type="application/json",
+            user_id=user.name if user_id is _UNSET else user_id,
+            headers=headers,
         )
         while True:
             try:

@@ -1,5 +1,8 @@
 """Structured logging: one JSON object per line, with the job id and tenant on every line about a job.
 
+While tracing is on (``offload.tracing``), a line written inside a span (an API request's, a job's)
+carries its ``trace_id`` too.
+
 ``configure_logging`` runs once per process at its composition root. The job fields come from a
 context variable that the worker runtime sets around each job, so plain ``logger.info(...)`` calls
 in handlers carry them without passing anything around. No line carries a job's payload
@@ -19,6 +22,8 @@ from typing import Any
 
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
+
+from offload import tracing
 
 #: The job the current thread (or greenlet) is working on, if any.
 job_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("offload_job", default=None)
@@ -77,6 +82,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update(job_context.get() or {})
+        if tracing.enabled() and "trace_id" not in entry:  # the API request's or job's trace (docs/tracing.md)
+            trace_id = tracing.current_trace_id()
+            if trace_id:
+                entry["trace_id"] = trace_id
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -92,6 +101,9 @@ class TextFormatter(logging.Formatter):
         """One readable line (plus the traceback, if any) for ``record``."""
         job = job_context.get()
         prefix = f"[{job['job_id'][:8]} {job.get('tenant', '')}] " if job else ""
+        trace_id = (job or {}).get("trace_id") or tracing.current_trace_id()  # None at once while tracing is off
+        if trace_id:
+            prefix += f"[trace {trace_id}] "
         line = (
             f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: {prefix}{record.getMessage()}"
         )

@@ -21,6 +21,7 @@ from offload import problems
 from offload.contracts import JobContract, Payload, Priority, Registry, pydantic_errors
 from offload.contracts.email import LINK_SUFFIX
 from offload.errors import ValidationFailed
+from offload.tracing import TraceCarrier
 from offload.urls import UrlPolicy, check_link
 
 #: The most follow-up jobs one job may name.
@@ -126,6 +127,8 @@ class PreparedJob:
     batch_id: str | None = None
     tags: tuple[str, ...] = ()
     metadata: dict[str, str] | None = None
+    #: The trace this job continues (a webhook delivery continues its job's); None: the current span's.
+    trace: TraceCarrier | None = None
 
 
 def new_job_id() -> str:

@@ -41,14 +41,25 @@ def encode_message(
     tenant: str,
     broker_priority: int,
     timestamp_ms: int,
+    traceparent: str = "",
+    tracestate: str = "",
 ) -> bytes:
-    """The message body, byte-compatible with ``dramatiq.Message.encode()`` under the JSON encoder."""
+    """The message body, byte-compatible with ``dramatiq.Message.encode()`` under the JSON encoder.
+
+    ``traceparent``/``tracestate`` (W3C trace context, docs/tracing.md) go into ``options.offload``
+    when given: the worker continues the job's trace from them.
+    """
+    block: dict[str, Any] = {"v": WIRE_VERSION, "tenant": tenant}
+    if traceparent:
+        block["traceparent"] = traceparent
+        if tracestate:
+            block["tracestate"] = tracestate
     message = {
         "queue_name": queue,
         "actor_name": job_type,
         "args": [],
         "kwargs": {"job_id": job_id, "payload": payload},
-        "options": {"broker_priority": broker_priority, "offload": {"v": WIRE_VERSION, "tenant": tenant}},
+        "options": {"broker_priority": broker_priority, "offload": block},
         "message_id": job_id,
         "message_timestamp": timestamp_ms,
     }
@@ -85,8 +96,11 @@ def offload_options(options: dict[str, Any]) -> dict[str, Any]:
 
 #: What a recorded job's message is rebuilt from, in this order (the status store's scripts return
 #: them so): the record keeps these fields, not the message, which is most of a short job's size.
-#: ``message`` is the message itself, kept by records written before (layout 1).
-MESSAGE_FIELDS = ("id", "type", "queue", "tenant", "priority", "payload", "created_at", "message")
+#: ``message`` is the message itself, kept by records written before (layout 1); ``traceparent`` and
+#: ``tracestate`` the job's trace context (docs/tracing.md), so that a retry stays in its trace.
+MESSAGE_FIELDS = (
+    "id", "type", "queue", "tenant", "priority", "payload", "created_at", "message", "traceparent", "tracestate"
+)  # fmt: skip
 
 
 def stored_message(values: Sequence[str | None]) -> bytes:
@@ -98,7 +112,7 @@ def stored_message(values: Sequence[str | None]) -> bytes:
     Raises:
         ValueError: the values cannot make a message (a record without its type or payload).
     """
-    job_id, job_type, queue, tenant, priority, payload, created_at, legacy = (v or "" for v in values)
+    job_id, job_type, queue, tenant, priority, payload, created_at, legacy, *trace = (v or "" for v in values)
     if legacy:
         return legacy.encode()
     if not (job_id and job_type and queue and payload and created_at):
@@ -111,4 +125,6 @@ def stored_message(values: Sequence[str | None]) -> bytes:
         tenant=tenant or "default",
         broker_priority=Priority(priority or "normal").broker_priority,
         timestamp_ms=int(created_at),
+        traceparent=trace[0] if trace else "",
+        tracestate=trace[1] if len(trace) > 1 else "",
     )

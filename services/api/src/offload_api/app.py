@@ -14,6 +14,7 @@ from offload.status.api_keys import ApiKeyStore
 from offload.status.audit import AuditLog
 from offload.status.pauses import Pauses
 from offload.storage import build_storage
+from offload.tracing import configure_tracing
 from offload_api import admin, browser, errors
 from offload_api import metrics as api_metrics
 from offload_api.admission import Admission
@@ -56,6 +57,7 @@ def create_app(
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("offload-api")
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

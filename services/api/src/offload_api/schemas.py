@@ -138,6 +138,11 @@ class Job(_Closed):
     webhook_id: str | None = Field(description="The delivery job calling callback_url back, once the job ended.")
     tags: list[str] = Field(description="The tags it was submitted with (options.tags).")
     metadata: dict[str, str] = Field(description="The metadata it was submitted with (options.metadata).")
+    trace_id: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{32}$",
+        description="The OpenTelemetry trace the job's spans are in (docs/tracing.md); null while tracing is off.",
+    )
     seq: int
     history: list[HistoryEntry] | None = None
 

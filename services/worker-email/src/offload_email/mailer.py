@@ -16,8 +16,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from offload import tracing
 from offload.errors import PermanentJobError, TransientJobError
 from offload.status.rates import SendRate
+from offload.tracing import SpanKind
 from offload_email.compose import OutgoingMessage
 from offload_email.settings import EmailSettings
 
@@ -125,6 +127,12 @@ class SmtpSession:
             PermanentJobError: the message itself refused with a 5xx (``smtp_rejected``).
             TransientJobError: a 4xx (``smtp_deferred``), or the connection failed (``smtp_unavailable``).
         """
+        attributes = {"offload.email.recipients": len(message.recipients)}
+        with tracing.span("offload.email.send", kind=SpanKind.CLIENT, attributes=attributes):
+            return self._send(message, before_data)
+
+    def _send(self, message: OutgoingMessage, before_data: Callable[[], None] | None) -> Delivery:
+        """:meth:`send` inside its span (tracing, when on: ``offload.tracing``)."""
         recipients = list(message.recipients)
         if self.rate is not None:
             self.rate.wait()

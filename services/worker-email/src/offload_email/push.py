@@ -33,19 +33,16 @@ from pywebpush import WebPusher
 from offload.contracts.push import SEND, PushOutcome, SendPushPayload, SendPushResult, subscription_info
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
 from offload.jobs import served_by
-from offload.outbound import pinned_request
 from offload.status import StatusStore
 from offload.status.effects import Effects
 from offload.status.push import PushSubscriptions, Subscription
 from offload.status.rates import SendRate
 from offload.urls import UrlPolicy
 from offload.worker import JobContext
-from offload_email.webhooks import retry_after_seconds
+from offload_email.webhooks import post_streamed, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
-#: Seconds to connect to a push service.
-CONNECT_TIMEOUT = 3.0
 #: Lifetime of a VAPID token (RFC 8292 §2: at most 24 hours); one is reused per push service for
 #: :data:`TOKEN_REUSE` seconds, so a burst to one service signs once.
 TOKEN_LIFETIME = 12 * 3600
@@ -227,16 +224,9 @@ class PushHandlers:
         # Written before the request: if the worker dies now, a redelivery will not send it twice.
         effects.write(JOURNAL, job_id, {sub.id: unconfirmed.model_dump_json()}, ttl_s=self.retention_s)
         try:
-            response = pinned_request(
-                "POST",
-                sub.endpoint,
-                policy=self.url_policy,
-                session=self.session,
-                field_name="endpoint",
-                data=body,
-                headers=headers,
-                timeout=(CONNECT_TIMEOUT, self.read_timeout),
-                stream=True,  # the answer's body is never read: a push service cannot make us hold one
+            # the answer's body is never read: a push service cannot make us hold one
+            response = post_streamed(
+                self.session, self.url_policy, sub.endpoint, "endpoint", body, headers, self.read_timeout
             )
         except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since
             return failed.model_copy(update={"detail": exc.message})

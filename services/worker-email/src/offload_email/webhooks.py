@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from offload import tracing
 from offload.contracts.webhook import DELIVER, DeliverWebhookPayload, DeliverWebhookResult
 from offload.errors import PermanentJobError, TransientJobError, ValidationFailed
 from offload.jobs import served_by
@@ -34,6 +35,7 @@ from offload.status import StatusStore, iso, now_ms
 from offload.status.breaker import CircuitBreaker
 from offload.status.effects import Effects
 from offload.status.secrets import SecretStore
+from offload.tracing import SpanKind
 from offload.urls import UrlPolicy
 from offload.webhooks import sign
 from offload.worker import JobContext
@@ -64,6 +66,37 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def post_streamed(
+    session: requests.Session,
+    policy: UrlPolicy,
+    url: str,
+    field_name: str,
+    body: bytes,
+    headers: dict[str, str],
+    read_timeout: float,
+) -> requests.Response:
+    """POST ``body`` to ``url`` on the SSRF guard's pinned connection, the answer streamed, not read.
+
+    The one way this worker calls a receiver (webhooks, push services): the URL is vetted again as
+    it connects (``offload.outbound``), and a receiver answering gigabytes costs no memory.
+
+    Raises:
+        ValidationFailed: the URL is not allowed (any more), naming ``field_name``.
+        requests.RequestException: the request failed or timed out.
+    """
+    return pinned_request(
+        "POST",
+        url,
+        policy=policy,
+        session=session,
+        field_name=field_name,
+        data=body,
+        headers=headers,
+        timeout=(CONNECT_TIMEOUT, read_timeout),
+        stream=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,27 +133,23 @@ class WebhookHandlers:
             )
         host = urlsplit(payload.url).netloc.rpartition("@")[2]
         troubled = self.breaker.check(host) if self.breaker is not None else False
-        try:
-            response = pinned_request(
-                "POST",
-                payload.url,
-                policy=self.url_policy,
-                session=self.session,
-                field_name="callback_url",
-                data=body,
-                headers=headers,
-                timeout=(CONNECT_TIMEOUT, self.read_timeout),
-                stream=True,
-            )
-        except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
-            raise PermanentJobError(exc.message, code=exc.code) from None
-        except requests.Timeout:
-            self._failed(host)
-            raise TransientJobError("The receiver did not answer in time.", code="webhook_timeout") from None
-        except requests.RequestException as exc:
-            self._failed(host)
-            reason = f"Could not reach the receiver: {type(exc).__name__}."
-            raise TransientJobError(reason, code="webhook_unreachable") from None
+        with tracing.span("offload.webhook.send", kind=SpanKind.CLIENT, attributes=_send_attributes(host)) as sent:
+            tracing.inject_headers(headers)  # the receiver may continue the job's trace
+            try:
+                response = post_streamed(
+                    self.session, self.url_policy, payload.url, "callback_url", body, headers, self.read_timeout
+                )
+            except ValidationFailed as exc:  # vetted again at connect time: DNS may have changed since submission
+                raise PermanentJobError(exc.message, code=exc.code) from None
+            except requests.Timeout:
+                self._failed(host)
+                raise TransientJobError("The receiver did not answer in time.", code="webhook_timeout") from None
+            except requests.RequestException as exc:
+                self._failed(host)
+                reason = f"Could not reach the receiver: {type(exc).__name__}."
+                raise TransientJobError(reason, code="webhook_unreachable") from None
+            if sent is not None:
+                sent.set_attribute("http.response.status_code", response.status_code)
         if response.status_code >= 500 or response.status_code in (408, 429):
             self._failed(host)
         elif troubled and self.breaker is not None:
@@ -161,6 +190,11 @@ class WebhookHandlers:
             reason = f"The receiver answered {status}; redirects are not followed."
             raise PermanentJobError(reason, code="webhook_redirect")
         raise PermanentJobError(f"The receiver refused the webhook with {status}.", code="webhook_rejected")
+
+
+def _send_attributes(host: str) -> dict[str, str | int | float | bool]:
+    """What the webhook send span says about its request (the URL's host only, never its path or query)."""
+    return {"http.request.method": "POST", "server.address": host}
 
 
 #: The job types these handlers serve, each bound to its contract.

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pika
@@ -53,12 +53,15 @@ def _queue_full() -> BrokerUnavailable:
 class _Delivery:
     """One message waiting to be published and confirmed."""
 
-    __slots__ = ("body", "done", "error", "priority", "queue", "since")
+    __slots__ = ("body", "done", "error", "headers", "priority", "queue", "since")
 
-    def __init__(self, queue: str, body: bytes, priority: int | None, since: float) -> None:
+    def __init__(
+        self, queue: str, body: bytes, priority: int | None, since: float, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.queue = queue
         self.body = body
         self.priority = priority
+        self.headers = headers
         #: When (monotonic) it was handed to the link: how long the link has owed its confirm.
         self.since = since
         self.done = threading.Event()
@@ -249,6 +252,7 @@ class _Link:
                 priority=delivery.priority,
                 correlation_id=str(tag),
                 user_id=self.parameters.credentials.username,  # who publishes: Offload itself (wire-format.md)
+                headers=dict(delivery.headers) if delivery.headers else None,
             ),
             mandatory=True,
         )
@@ -392,8 +396,9 @@ class ConfirmingPublisher:
         priority: int | None = None,
         timeout: float | None = None,
         wait: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Publish one persistent message and return once RabbitMQ confirmed it.
+        """Publish one persistent message (with AMQP ``headers``, if any) and return once RabbitMQ confirmed it.
 
         ``timeout`` is how long the connection may owe a confirm before it counts as hung and is
         replaced; ``wait`` (at most ``timeout``) is how long this caller waits for its own. A
@@ -404,7 +409,7 @@ class ConfirmingPublisher:
         Raises:
             BrokerUnavailable: refused, not confirmed within ``wait``, rejected, or blocked.
         """
-        errors = self.publish_many([(queue, body, priority)], timeout=timeout, wait=wait)
+        errors = self.publish_many([(queue, body, priority)], timeout=timeout, wait=wait, headers=[headers])
         if errors[0] is not None:
             raise errors[0]
 
@@ -414,15 +419,19 @@ class ConfirmingPublisher:
         *,
         timeout: float | None = None,
         wait: float | None = None,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
     ) -> list[BrokerUnavailable | None]:
         """Publish several messages in one go; returns one error (or None) per message, in order.
 
-        ``timeout`` and ``wait`` as in :meth:`publish`.
+        ``timeout`` and ``wait`` as in :meth:`publish`; ``headers``, each message's AMQP headers.
         """
         started = time.monotonic()
         timeout = timeout if timeout is not None else self.timeout
         deadline = started + (min(wait, timeout) if wait is not None else timeout)
-        deliveries = [_Delivery(queue, body, priority, started) for queue, body, priority in messages]
+        deliveries = [
+            _Delivery(queue, body, priority, started, headers[index] if headers is not None else None)
+            for index, (queue, body, priority) in enumerate(messages)
+        ]
         link = self._live_link()
         for delivery in deliveries:
             if link is None:

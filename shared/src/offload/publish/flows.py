@@ -12,11 +12,12 @@ from typing import Any
 from offload.errors import Conflict
 from offload.flows import FlowPlan, new_flow_id, plan
 from offload.publish.results import FlowSubmitted, SubmittedNode
-from offload.publish.sequence import SubmitSequence, message_body, record_fields
+from offload.publish.sequence import SubmitSequence, message_body, publish_traced, record_fields
 from offload.publish.waiting import wait_until_ended
 from offload.status import StatusStore, now_ms
 from offload.status.flows import WAITING, NodeRecord
 from offload.submission import Preparer
+from offload.tracing import SpanKind, TraceCarrier, carrier, span
 
 
 class Flows:
@@ -103,11 +104,17 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow")
         BrokerUnavailable: a message was not confirmed (the flow is withdrawn).
         StatusStoreUnavailable: Redis is unavailable.
     """
+    with span("offload.publish", kind=SpanKind.PRODUCER, attributes={"offload.flow_id": flow.flow_id}):
+        return _submit_flow(sequence, flow, kind, carrier())
+
+
+def _submit_flow(sequence: SubmitSequence, flow: FlowPlan, kind: str, trace: TraceCarrier | None) -> FlowSubmitted:
+    """:func:`submit_flow` inside its publish span; every node's record and message carry ``trace``."""
     jobs = [node.job for node in flow.nodes]
     store = sequence.store
     with sequence.held(jobs) as hold:
         created_at = now_ms()
-        records = _records(flow, created_at)
+        records = _records(flow, created_at, trace)
         outcome = store.flows.create(
             flow.flow_id, tenant=flow.tenant, nodes=records, fingerprint=flow.fingerprint, kind=kind
         )
@@ -125,13 +132,12 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow")
             replayed = [SubmittedNode(node.name, node.job_id, now.get(node.name, node.state)) for node in submitted]
             return FlowSubmitted(flow.flow_id, replayed, replayed=True)
         immediate = [node.job for node in flow.nodes if not node.needs and node.job.delay is None]
-        sent = sequence.transport.publish_many(
-            [
-                (job.contract.queue, message_body(job, created_at=created_at), job.priority.broker_priority)
-                for job in immediate
-            ],
-            timeout=sequence.publish_timeout,
-        )
+        messages: list[tuple[str, bytes, int | None]] = [
+            (job.contract.queue, message_body(job, created_at=created_at, trace=trace), job.priority.broker_priority)
+            for job in immediate
+        ]
+        traces = [trace] * len(immediate) if trace is not None else None
+        sent = publish_traced(sequence.transport, messages, traces, timeout=sequence.publish_timeout)
         failed = [(job, error) for job, error in zip(immediate, sent, strict=True) if error is not None]
         if failed and store.flows.withdraw(flow.flow_id):
             raise failed[0][1]  # nothing is left behind, the quota is given back
@@ -141,7 +147,7 @@ def submit_flow(sequence: SubmitSequence, flow: FlowPlan, *, kind: str = "flow")
         return FlowSubmitted(flow.flow_id, submitted)
 
 
-def _records(flow: FlowPlan, created_at: int) -> list[NodeRecord]:
+def _records(flow: FlowPlan, created_at: int, trace: TraceCarrier | None) -> list[NodeRecord]:
     """Each node's record: its job's fields, the children it waits for and the nodes waiting for it."""
     job_ids = {node.name: node.job.job_id for node in flow.nodes}
     parents: dict[str, list[tuple[str, str]]] = {node.name: [] for node in flow.nodes}
@@ -152,7 +158,7 @@ def _records(flow: FlowPlan, created_at: int) -> list[NodeRecord]:
         NodeRecord(
             job_id=node.job.job_id,
             name=node.name,
-            fields={**record_fields(node.job, created_at=created_at), "flow_id": flow.flow_id},
+            fields={**record_fields(node.job, created_at=created_at, trace=trace), "flow_id": flow.flow_id},
             children=tuple((name, job_ids[name], policy) for name, policy in node.needs),
             parents=tuple(parents[node.name]),
             run_at=created_at + int(node.job.delay * 1000) if node.job.delay is not None else None,

@@ -22,6 +22,7 @@ from offload.publish.transport import Transport
 from offload.status import StatusStore, now_ms, redis_errors
 from offload.status.quotas import Quotas
 from offload.submission import PreparedJob
+from offload.tracing import SpanKind, TraceCarrier, carrier, enabled, span
 from offload.wire import encode_message
 
 logger = logging.getLogger(__name__)
@@ -84,13 +85,15 @@ def quota_held(quotas: Quotas, jobs: Sequence[PreparedJob]) -> Iterator[QuotaHol
 
 
 def record_fields(
-    prepared: PreparedJob, *, created_at: int, idempotency_key: str | None = None
+    prepared: PreparedJob, *, created_at: int, idempotency_key: str | None = None, trace: TraceCarrier | None = None
 ) -> dict[str, str | int]:
     """The fields of a new job record: the one builder for every entrance (HTTP, the SDK, the wire).
 
     The record keeps what the job's message is made of, not the message itself
-    (:func:`offload.wire.stored_message` rebuilds it).
+    (:func:`offload.wire.stored_message` rebuilds it), and its trace context (``trace``, else the
+    job's own ``trace``; none while tracing is off), which ``JobRecord.trace_id`` reads.
     """
+    trace = trace or prepared.trace
     payload = prepared.payload.model_dump(mode="json")
     fields: dict[str, str | int] = {
         "tenant": prepared.tenant,
@@ -109,6 +112,8 @@ def record_fields(
     ):
         if value:
             fields[name] = value
+    if trace is not None:
+        fields.update(trace.fields())
     if prepared.tags:
         fields["tags"] = json.dumps(prepared.tags, separators=(",", ":"))
     if prepared.metadata:
@@ -118,8 +123,12 @@ def record_fields(
     return fields
 
 
-def message_body(prepared: PreparedJob, *, created_at: int) -> bytes:
-    """The job's Dramatiq message, stamped with its record's ``created_at`` (what ``stored_message`` rebuilds)."""
+def message_body(prepared: PreparedJob, *, created_at: int, trace: TraceCarrier | None = None) -> bytes:
+    """The job's Dramatiq message, stamped with its record's ``created_at`` (what ``stored_message`` rebuilds).
+
+    ``trace`` (else the job's own) goes into ``options.offload.traceparent``/``tracestate``.
+    """
+    trace = trace or prepared.trace
     return encode_message(
         job_id=prepared.job_id,
         job_type=prepared.contract.name,
@@ -128,6 +137,7 @@ def message_body(prepared: PreparedJob, *, created_at: int) -> bytes:
         tenant=prepared.tenant,
         broker_priority=prepared.priority.broker_priority,
         timestamp_ms=created_at,
+        **(trace.fields() if trace is not None else {}),
     )
 
 
@@ -181,8 +191,10 @@ class SubmitSequence:
         """
         if prepared.delay is None and idempotency_key is None:
             self.transport.refuse_if_full(prepared.contract.queue)  # before any Redis work for a sure refusal
-        with self.held([prepared]) as hold:
-            body = self._record(prepared, idempotency_key)
+        attributes = _span_attributes(prepared) if enabled() else None
+        with span("offload.publish", kind=SpanKind.PRODUCER, attributes=attributes), self.held([prepared]) as hold:
+            trace = prepared.trace or carrier()  # the publish span's (none while tracing is off)
+            body = self._record(prepared, idempotency_key, trace)
             if isinstance(body, Submitted):
                 return body  # an idempotent replay costs nothing
             if prepared.delay is not None:
@@ -196,6 +208,7 @@ class SubmitSequence:
                     priority=prepared.priority.broker_priority,
                     timeout=self.publish_timeout,
                     wait=wait,
+                    **_headers(trace),
                 )
             except BrokerUnavailable:
                 if not self._withdraw(prepared, idempotency_key):
@@ -229,25 +242,35 @@ class SubmitSequence:
 
     def _record_and_publish(self, prepared: Sequence[PreparedJob]) -> list[BrokerUnavailable | None]:
         """Write each record, publish the immediate ones together, withdraw the records RabbitMQ refused."""
+        with span("offload.publish", kind=SpanKind.PRODUCER, attributes={"offload.jobs": len(prepared)}):
+            return self._record_and_publish_traced(prepared)
+
+    def _record_and_publish_traced(self, prepared: Sequence[PreparedJob]) -> list[BrokerUnavailable | None]:
         immediate = []
+        current = carrier()  # the publish span's (none while tracing is off)
         for index, job in enumerate(prepared):
-            body = self._record(job, None)
+            trace = job.trace or current
+            body = self._record(job, None, trace)
             if isinstance(body, bytes) and job.delay is None:  # an existing job (a replayed id) is not sent again
-                immediate.append((index, job, body))
-        sent = self.transport.publish_many(
-            [(p.contract.queue, body, p.priority.broker_priority) for _, p, body in immediate],
+                immediate.append((index, job, body, trace))
+        sent = publish_traced(
+            self.transport,
+            [(p.contract.queue, body, p.priority.broker_priority) for _, p, body, _ in immediate],
+            [trace for *_, trace in immediate] if current is not None else None,
             timeout=self.publish_timeout,
         )
         errors: list[BrokerUnavailable | None] = [None] * len(prepared)
-        for (index, job, _), error in zip(immediate, sent, strict=True):
+        for (index, job, _, _), error in zip(immediate, sent, strict=True):
             if error is not None and not self._withdraw(job, None):
                 errors[index] = error
         return errors
 
-    def _record(self, prepared: PreparedJob, idempotency_key: str | None) -> bytes | Submitted:
+    def _record(
+        self, prepared: PreparedJob, idempotency_key: str | None, trace: TraceCarrier | None = None
+    ) -> bytes | Submitted:
         created_at = now_ms()
-        body = message_body(prepared, created_at=created_at)
-        fields = record_fields(prepared, created_at=created_at, idempotency_key=idempotency_key)
+        body = message_body(prepared, created_at=created_at, trace=trace)
+        fields = record_fields(prepared, created_at=created_at, idempotency_key=idempotency_key, trace=trace)
         scheduled_for = created_at + int(prepared.delay * 1000) if prepared.delay is not None else None
         created = self.store.lifecycle.create(
             prepared.job_id,
@@ -285,3 +308,36 @@ class SubmitSequence:
         if outcome == "taken":
             logger.warning("Job %s was not confirmed by the broker, but a worker has it: accepted.", prepared.job_id)
         return outcome == "taken"
+
+
+def _headers(trace: TraceCarrier | None) -> dict[str, dict[str, str]]:
+    """The ``headers`` argument of a publish carrying ``trace`` as AMQP headers; none without one.
+
+    Left out rather than None while tracing is off, so that a :class:`Transport` written before
+    headers existed keeps working.
+    """
+    return {"headers": trace.fields()} if trace is not None else {}
+
+
+def publish_traced(
+    transport: Transport,
+    messages: list[tuple[str, bytes, int | None]],
+    traces: Sequence[TraceCarrier | None] | None,
+    *,
+    timeout: float,
+) -> list[BrokerUnavailable | None]:
+    """``transport.publish_many``, each message with its trace as AMQP headers (``traces``: None while off)."""
+    if traces is None:
+        return transport.publish_many(messages, timeout=timeout)
+    headers = [trace.fields() if trace is not None else None for trace in traces]
+    return transport.publish_many(messages, timeout=timeout, headers=headers)
+
+
+def _span_attributes(prepared: PreparedJob) -> dict[str, str | int | float | bool]:
+    """What a publish span says about its job (read only while tracing is on)."""
+    return {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": prepared.contract.queue,
+        "offload.job_id": prepared.job_id,
+        "offload.job_type": prepared.contract.name,
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from offload.errors import BrokerUnavailable
@@ -34,8 +34,9 @@ class Transport(Protocol):
         priority: int | None = None,
         timeout: float | None = None,
         wait: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Publish one persistent message; return once the broker confirmed it.
+        """Publish one persistent message (with AMQP ``headers``, if any); return once the broker confirmed it.
 
         Raises:
             BrokerUnavailable: refused, not confirmed in time, or the broker is unreachable.
@@ -47,8 +48,12 @@ class Transport(Protocol):
         *,
         timeout: float | None = None,
         wait: float | None = None,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
     ) -> list[BrokerUnavailable | None]:
-        """Publish several messages with one round of confirms; per message, None or its error."""
+        """Publish several messages with one round of confirms; per message, None or its error.
+
+        ``headers``: each message's AMQP headers (None: none), in the same order.
+        """
 
     def refuse_if_full(self, queue: str) -> None:
         """Raise at once if the broker is known to refuse ``queue`` now (its length limit).
@@ -73,6 +78,8 @@ class MemoryTransport:
         self.refusing: set[str] = set()
         self.down = False
         self.declared: set[str] = set()
+        #: The AMQP headers each message was published with, by body (what a test reads back).
+        self.headers: dict[bytes, Mapping[str, str]] = {}
         self._lock = threading.Lock()
 
     def connect(self, queues: Iterable[str] = ()) -> None:
@@ -87,13 +94,14 @@ class MemoryTransport:
         priority: int | None = None,
         timeout: float | None = None,
         wait: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Append the message to its queue.
 
         Raises:
             BrokerUnavailable: the queue is refusing, or the transport is down.
         """
-        error = self.publish_many([(queue, body, priority)], timeout=timeout, wait=wait)[0]
+        error = self.publish_many([(queue, body, priority)], timeout=timeout, wait=wait, headers=[headers])[0]
         if error is not None:
             raise error
 
@@ -103,12 +111,15 @@ class MemoryTransport:
         *,
         timeout: float | None = None,
         wait: float | None = None,
+        headers: Sequence[Mapping[str, str] | None] | None = None,
     ) -> list[BrokerUnavailable | None]:
         """Append each message to its queue, or give the error a broker would (at once: nothing waits)."""
         del timeout, wait
         errors: list[BrokerUnavailable | None] = []
         with self._lock:
-            for queue, body, priority in messages:
+            for index, (queue, body, priority) in enumerate(messages):
+                if headers is not None and headers[index]:
+                    self.headers[body] = dict(headers[index] or {})
                 if self.down:
                     errors.append(BrokerUnavailable("The message broker is unavailable."))
                 elif queue in self.refusing:

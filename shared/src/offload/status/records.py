@@ -62,6 +62,8 @@ class JobRecord:
     follow_ups: list[dict[str, Any]]
     tags: list[str]
     metadata: dict[str, str]
+    #: The W3C ``traceparent`` the job was published with (docs/tracing.md); None while tracing was off.
+    traceparent: str | None = None
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> JobRecord:
@@ -98,6 +100,7 @@ class JobRecord:
             follow_ups=_json(raw.get("then")) or [],
             tags=_json(raw.get("tags")) or [],
             metadata=_json(raw.get("metadata")) or {},
+            traceparent=raw.get("traceparent") or None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -129,6 +132,7 @@ class JobRecord:
             "webhook_id": self.webhook_id,
             "tags": self.tags,
             "metadata": self.metadata,
+            "trace_id": self.trace_id,
             "seq": self.seq,
         }
 
@@ -139,6 +143,12 @@ class JobRecord:
         if self.error_fields:
             error["errors"] = self.error_fields
         return error
+
+    @property
+    def trace_id(self) -> str | None:
+        """The id of the job's trace (32 hex digits), read from its ``traceparent``; None without one."""
+        parts = self.traceparent.split("-") if self.traceparent else []
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
     @property
     def webhook_id(self) -> str | None:

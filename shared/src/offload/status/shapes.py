@@ -86,12 +86,17 @@ class Claim:
 
 @dataclass(frozen=True)
 class Ending:
-    """A finished job whose callback URL is to be called: its id, tenant, URL and terminal ``seq``."""
+    """A finished job whose callback URL is to be called: its id, tenant, URL and terminal ``seq``.
+
+    ``traceparent``/``tracestate``: the job's trace context ("" without one), which its delivery continues.
+    """
 
     job_id: str
     tenant: str
     url: str
     seq: int
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ class Timers(Facet):
         """
         reply = named(self._run("claim_outbox", "", limit, lease_ms))
         endings = [named(ending) for ending in reply["endings"]]
-        return int(reply["lease"]), [Ending(e["job_id"], e["tenant"], e["url"], int(e["seq"])) for e in endings]
+        return int(reply["lease"]), [
+            Ending(e["job_id"], e["tenant"], e["url"], int(e["seq"]), e.get("traceparent", ""), e.get("tracestate", ""))
+            for e in endings
+        ]
 
     def outbox_done(self, job_id: str, lease: int) -> bool:
         """Release the outbox claim of a job whose webhook job was queued.

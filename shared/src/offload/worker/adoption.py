@@ -38,6 +38,7 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.middleware import Middleware
 
+from offload import tracing
 from offload.contracts import JobContract, Registry
 from offload.delivery import RESERVED, delivery_of
 from offload.errors import QuotaExceeded, Refused
@@ -47,6 +48,7 @@ from offload.status import JobState, now_ms
 from offload.submission import PreparedJob, is_job_id
 from offload.wire_checks import WireChecks, WireJob, unserved
 from offload.worker.metrics import JobMetrics
+from offload.worker.traced import message_trace
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +111,9 @@ class Adopter:
     def _record(self, wire: WireJob, message: Message[Any]) -> Adoption:
         prepared, key = wire.prepared, wire.idempotency_key
         sequence = self.publisher.sequence
-        fields = record_fields(prepared, created_at=message.message_timestamp, idempotency_key=key)
+        # the publisher's trace, kept so that retries and the webhook stay in it (none while tracing is off)
+        trace = message_trace(message) if tracing.enabled() else None
+        fields = record_fields(prepared, created_at=message.message_timestamp, idempotency_key=key, trace=trace)
         try:
             with sequence.held([prepared]) as hold:  # as HTTP's submissions hold theirs
                 created = self.publisher.store.lifecycle.create(

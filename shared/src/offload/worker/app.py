@@ -27,6 +27,7 @@ from offload.settings import Settings
 from offload.status.catalogue import ContractStore
 from offload.status.pauses import Pauses
 from offload.status.slots import Slots
+from offload.tracing import configure_tracing
 from offload.wire_checks import WireChecks
 from offload.worker.adoption import Adopter, UnservedMessages
 from offload.worker.context import Resources
@@ -123,6 +124,7 @@ def build_worker(
     for contract in registry:
         check_contract(contract, settings)
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(f"offload-worker-{spec.name}")
     publisher = publisher or Publisher.from_settings(settings, local=[*BUILT_IN, *registry], pin_connections=True)
     given = Resources(resources)
     shared = given + spec.resources(settings, publisher, given)

@@ -8,8 +8,10 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
+from offload import tracing
 from offload.logs import job_context
 from offload.wire import offload_options
+from offload.worker.traced import message_trace
 
 
 class JobLogContext(Middleware):
@@ -28,6 +30,10 @@ class JobLogContext(Middleware):
         fields = {"job_id": message.message_id, "job_type": message.actor_name}
         if isinstance(tenant, str):
             fields["tenant"] = tenant
+        if tracing.enabled():  # Dramatiq's own lines about the job carry its trace too
+            trace = message_trace(message)
+            if trace is not None:
+                fields["trace_id"] = trace.trace_id
         self._tokens.token = job_context.set(fields)
 
     def after_process_message(

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from dramatiq.middleware import Middleware
@@ -25,6 +26,7 @@ from offload.publish import Publisher
 from offload.status import Ending, StatusStore, now_ms
 from offload.status.pauses import Pauses
 from offload.submission import PreparedJob
+from offload.tracing import TraceCarrier
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
 
@@ -98,7 +100,8 @@ class DuePromoter:
                 logger.error("Cannot queue the webhook of job %s: %s", ending.job_id, exc)
                 self.store.timers.outbox_done(ending.job_id, lease)
                 continue
-            ready.append((ending, prepared))
+            trace = TraceCarrier.parse(ending.traceparent, ending.tracestate)
+            ready.append((ending, replace(prepared, trace=trace) if trace is not None else prepared))
         # One round of confirms for the whole claim; an unconfirmed one keeps its claim (retaken later).
         errors = self.publisher.enqueue_many([prepared for _, prepared in ready])
         for (ending, _), error in zip(ready, errors, strict=True):

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 from pydantic import BaseModel
 
+from offload import tracing
 from offload.contracts import JobContract
 from offload.errors import (
     DependencyError,
@@ -47,6 +48,7 @@ from offload.worker.end_writer import EndWriter
 from offload.worker.metrics import JobMetrics
 from offload.worker.slots import SlotKeeper
 from offload.worker.start_combiner import StartCombiner
+from offload.worker.traced import delivery_span
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +175,18 @@ class Runtime:
     def _run(
         self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any], *, batched_end: bool = True
     ) -> None:
-        started = self._open(contract, job_id, payload)
+        if tracing.enabled():  # the job's spans continue its message's trace (offload.worker.traced)
+            message = CurrentMessage.get_current_message()
+            with delivery_span(contract.name, contract.queue, job_id, message):
+                self._run_job(contract, handler, job_id, payload, batched_end=False)  # the finish write in its span
+            return
+        self._run_job(contract, handler, job_id, payload, batched_end=batched_end)
+
+    def _run_job(
+        self, contract: JobContract, handler: Handler, job_id: str, payload: dict[str, Any], *, batched_end: bool
+    ) -> None:
+        with tracing.span("offload.state.start"):
+            started = self._open(contract, job_id, payload)
         if started is None:
             return
         message = CurrentMessage.get_current_message()
@@ -269,7 +282,8 @@ class Runtime:
             return
         try:
             ctx.raise_if_cancelled()
-            result = _jsonable(handler(ctx, parsed))
+            with tracing.span("offload.run"):
+                result = _jsonable(handler(ctx, parsed))
             if started.has_follow_ups:
                 self._publish_follow_ups(ctx)
         except JobCancelled:
@@ -343,7 +357,8 @@ class Runtime:
 
     def _end(self, ctx: JobContext, state: JobState, **outcome: Any) -> None:
         """End the attempt in ``state`` (``outcome``: result, error, retry_at) and count it."""
-        self.store.lifecycle.finish(ctx.job_id, ctx.attempt, state, **outcome)
+        with tracing.span("offload.state.finish"):
+            self.store.lifecycle.finish(ctx.job_id, ctx.attempt, state, **outcome)
         if self.metrics is not None:
             self.metrics.ended(ctx.queue, ctx.job_type, state.value)
 

@@ -10,6 +10,7 @@ from offload_api.auth import caller, check_scope, requires
 from offload_api.bodies import json_body
 from offload_api.extension import services
 from offload_api.openapi_meta import Operation, documented
+from offload_api.traced import submit_span
 from offload_api.views.flows import flow_links
 from offload_api.views.jobs import job_links, public_base
 
@@ -43,6 +44,7 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
         },
     )
 )
+@submit_span
 def submit_batch() -> tuple[Response, int, dict[str, str]]:
     """Validate every job first (all or none), then record and publish them together."""
     body = json_body()

@@ -23,6 +23,7 @@ from offload_api.browser import TOKEN_PARAMETER, readable_with_token
 from offload_api.extension import Services, services
 from offload_api.openapi_meta import Event, EventStream, Link, Operation, documented
 from offload_api.sse import END, MAX_STREAM_SECONDS, event_stream
+from offload_api.traced import submit_span
 from offload_api.views.jobs import IDEMPOTENCY_KEY, idempotency_key, job_links, public_base
 
 bp = Blueprint("flows", __name__, url_prefix="/v1/flows")
@@ -101,6 +102,7 @@ def find_flow(flow_id: str) -> dict[str, Any]:
         links={200: _ACCEPTED_LINKS, 202: _ACCEPTED_LINKS},
     )
 )
+@submit_span
 def submit_flow() -> tuple[Response, int, dict[str, str]]:
     """Validate every node first (all or none), then record the flow and publish the nodes that need nothing."""
     body = json_body()

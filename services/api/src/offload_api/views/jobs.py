@@ -25,6 +25,7 @@ from offload_api.bodies import json_body
 from offload_api.browser import TOKEN_PARAMETER, issue_token, readable_with_token
 from offload_api.extension import services
 from offload_api.openapi_meta import Link, Operation, documented
+from offload_api.traced import submit_span
 from offload_api.views.queues import paused_target
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -121,6 +122,7 @@ def find_job(job_id: str) -> JobRecord:
         links={200: _ACCEPTED_LINKS, 202: _ACCEPTED_LINKS},
     )
 )
+@submit_span
 def submit_job() -> tuple[Response, int, dict[str, str]]:
     """Validate, record and publish a job; 202 once the broker confirmed it."""
     body = json_body()

@@ -149,10 +149,11 @@ local function transition(job, new, fields, extra)
 end
 
 -- What a job's message is rebuilt from (offload.wire.MESSAGE_FIELDS, in that order), for a job
--- loaded with 'queue', 'priority', 'payload' and 'message' (a record of layout 1 kept the message).
+-- loaded with MESSAGE_LOAD (a record of layout 1 kept the message; the trace context is optional).
+local MESSAGE_LOAD = {'queue', 'priority', 'payload', 'message', 'traceparent', 'tracestate'}
 local function message_fields(job)
   return {id, job.type or '', job.queue or '', job.tenant or '', job.priority or '', job.payload or '',
-          job.created_at or '', job.message or ''}
+          job.created_at or '', job.message or '', job.traceparent or '', job.tracestate or ''}
 end
 
 -- Write a new record from `fields` (a flat list of field/value pairs; tenant, type and created_at

@@ -12,7 +12,7 @@ local lost = {}
 local claimed = {}
 for _, jid in ipairs(due) do
   id, rec = jid, P .. ':job:' .. jid
-  local job = load('queue', 'priority', 'payload', 'message')
+  local job = load(unpack(MESSAGE_LOAD))
   if job and (job.payload or job.message) then
     redis.call('ZADD', key, lease, jid)
     if job.state == 'scheduled' then transition(job, 'queued', {}, nil) end

@@ -1,6 +1,6 @@
 -- Manually retry a failed, dead or cancelled job: back to queued, kept until it ends again.
 -- ARGV: 4 tenant ('*' for admins). Returns {'queued', {what its message is made of}} | {'state', state} | {'missing'}.
-local job = load('queue', 'priority', 'payload', 'message')
+local job = load(unpack(MESSAGE_LOAD))
 if not job or (ARGV[4] ~= '*' and job.tenant ~= ARGV[4]) then return {'outcome', 'missing'} end
 local state = job.state
 if state ~= 'failed' and state ~= 'dead' and state ~= 'cancelled' then return {'outcome', 'state', 'state', state} end
