@@ -357,6 +357,7 @@ class Target:
             "flow_id": "none",
             "schedule_id": "none",
             "operation_id": "none",
+            "key_id": "none",
             "queue": "system",
             "name": "system",
             "key": "acme/x/source",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from offload.testing import wait_for
+from offload_email.worker import SPEC as EMAIL_SPEC
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.webhooks import Receiver
 from tests.system.stack import Api, Worker
@@ -23,7 +24,7 @@ def _one(spans: list[ReceivedSpan], name: str, **where: str) -> ReceivedSpan:
 def _stack(env: dict[str, str], logs: Path) -> tuple[Api, Worker]:
     api = Api(env, logs)
     try:
-        return api, Worker(env, logs, domain="email", threads=2, queues=("email", "system", "webhooks"))
+        return api, Worker(env, logs, domain="email", threads=2, queues=(*EMAIL_SPEC.queues, "system"))
     except BaseException:
         api.stop()
         raise
