@@ -62,7 +62,7 @@ def live_api(fuzz_stack: tuple[dict[str, str], Path]) -> Iterator[Api]:
     try:
         yield api
     finally:
-        api.stop()
+        api.stop(graceful=False)  # the fuzzers may leave live streams open: no 20 s graceful wait
         delete_queues()
         _empty_redis()
 

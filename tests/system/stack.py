@@ -102,8 +102,11 @@ class Api:
         finally:
             connection.close()
 
-    def stop(self) -> None:
-        stop(self.process)
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop the API: gracefully (SIGTERM: open requests finish, up to gunicorn's 20 s), or at once
+        (SIGINT: gunicorn's quick shutdown, for a test done with it whose clients may have left
+        streams open)."""
+        stop(self.process, sig=signal.SIGTERM if graceful else signal.SIGINT)
 
 
 class Worker:
