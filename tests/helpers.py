@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from offload.testing import wait_for as wait_for  # the one poller, shared with the plugin
 
@@ -89,3 +92,11 @@ def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def missing(what: str, *, under_ci: str, locally: str) -> NoReturn:
+    """A tool a test needs is not installed: skip the test, or fail it under ``CI``, where ``make test``
+    must have installed it (``under_ci`` says what installs it, ``locally`` how to get it)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing; {under_ci}")
+    pytest.skip(f"{what} is missing ({locally})")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, missing
 from tests.support import Api
 
 TOOLS = ROOT / "tools" / "openapi-lint"
@@ -27,9 +27,11 @@ QUIET = {"REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true", "
 
 
 def _missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing; the machine's Node.js 20 and npm run the OpenAPI linters")
-    pytest.skip(f"{what} is missing (Node.js 20 and npm run the OpenAPI linters)")
+    missing(
+        what,
+        under_ci="the machine's Node.js 20 and npm run the OpenAPI linters",
+        locally="Node.js 20 and npm run the OpenAPI linters",
+    )
 
 
 def _installed() -> Path:

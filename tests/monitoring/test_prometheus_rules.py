@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.helpers import missing
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
@@ -15,9 +14,11 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 def _promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing; `make test` installs Debian's prometheus package")
-        pytest.skip("promtool is missing (apt-get install prometheus)")
+        missing(
+            "promtool",
+            under_ci="`make test` installs Debian's prometheus package",
+            locally="apt-get install prometheus",
+        )
     return found
 
 

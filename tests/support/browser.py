@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
+
+from tests.helpers import missing
 
 #: What Chromium runs with here: no sandbox (containers), and nothing reaching out to the network.
 CHROMIUM_FLAGS = [
@@ -25,9 +26,11 @@ def browser() -> Iterator[Browser]:
     """Headless Chromium for the module's tests; skipped without it (failed under CI)."""
     executable = shutil.which("chromium")
     if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing; `make test` installs Debian's chromium package")
-        pytest.skip("chromium is missing (apt-get install chromium)")
+        missing(
+            "chromium",
+            under_ci="`make test` installs Debian's chromium package",
+            locally="apt-get install chromium",
+        )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
         yield launched

@@ -19,10 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bench import node
-from tests.helpers import ROOT
+from tests.helpers import ROOT, missing
 
 WIRE = ROOT / "tests" / "wire"
 NODE_PUBLISHER = WIRE / "node"
@@ -33,9 +31,7 @@ LANGUAGES = ("node", "go")
 
 
 def _missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing; `make test` installs it (scripts/ensure-services.sh)")
-    pytest.skip(f"{what} is missing (make test installs it)")
+    missing(what, under_ci="`make test` installs it (scripts/ensure-services.sh)", locally="make test installs it")
 
 
 def publisher_command(language: str, build_dir: Path) -> list[str]:

@@ -8,17 +8,14 @@ traffic, each panel's PromQL goes through Prometheus' HTTP API and must return s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import urllib.parse
 import urllib.request
 from functools import partial
 from pathlib import Path
 
-import pytest
-
 from offload.publish import Publisher
-from tests.helpers import free_port, spawn, stop, wait_for
+from tests.helpers import free_port, missing, spawn, stop, wait_for
 from tests.support import KEYS
 from tests.system.stack import Api, Worker
 
@@ -58,9 +55,11 @@ def test_every_dashboard_panel_query_returns_series_from_a_live_prometheus(
 ) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing; `make test` installs Debian's prometheus package")
-        pytest.skip("prometheus is missing (apt-get install prometheus)")
+        missing(
+            "prometheus",
+            under_ci="`make test` installs Debian's prometheus package",
+            locally="apt-get install prometheus",
+        )
     worker_port = free_port()
     env = {**env, "OFFLOAD_METRICS": "true", "dramatiq_prom_host": "127.0.0.1", "dramatiq_prom_port": str(worker_port)}
     env["dramatiq_prom_db"] = str(tmp_path / "worker-metrics")
